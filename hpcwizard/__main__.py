@@ -1,0 +1,3 @@
+from hpcwizard.cli import main
+
+raise SystemExit(main())

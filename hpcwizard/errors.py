@@ -1,0 +1,37 @@
+"""Errors users are expected to hit.
+
+Every expected failure is a :class:`UserError`: the CLI prints its one-line
+message (what is wrong, then how to fix it) on stderr and exits non-zero,
+never with a traceback. Anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+
+class UserError(Exception):
+    """An expected failure with a message fit for the person at the terminal."""
+
+    exit_code = 2
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def one_line(self) -> str:
+        """``what is wrong. what to do`` on one line."""
+        text = self.message.rstrip(". ")
+        if self.hint:
+            text = f"{text}. {self.hint}"
+        return " ".join(text.split())
+
+    def __str__(self) -> str:
+        return self.one_line()
+
+
+class CommandFailed(UserError):
+    """An external command (sbatch, squeue, tar...) could not run or failed."""
+
+
+class CommandTimeout(CommandFailed):
+    """An external command did not finish within its timeout."""

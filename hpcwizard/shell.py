@@ -1,0 +1,117 @@
+"""One way to run commands and touch files: locally now, over SSH later.
+
+Everything in hpcwizard that runs sbatch, squeue, tar, quota... goes through a
+:class:`Runner`. Commands are argv lists, never shell strings, so a user's
+value can never be parsed by a shell on the way. Every call has a timeout:
+a hung ``sinfo`` on a sick controller must not hang the program.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from hpcwizard.errors import CommandFailed, CommandTimeout
+
+DEFAULT_TIMEOUT = 30.0
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    """What a finished command returned."""
+
+    argv: tuple[str, ...]
+    returncode: int
+    stdout: str
+    stderr: str
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0
+
+    def check(self) -> "CommandResult":
+        """Raise :class:`CommandFailed` unless the command exited 0."""
+        if not self.ok:
+            detail = (self.stderr.strip() or self.stdout.strip()).splitlines()
+            last = detail[-1] if detail else f"exit status {self.returncode}"
+            raise CommandFailed(f"{self.argv[0]} failed: {last}")
+        return self
+
+
+class Runner(Protocol):
+    """Runs commands somewhere (this machine, or a login node over SSH)."""
+
+    def run(
+        self,
+        argv: Sequence[str],
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+        env: Mapping[str, str] | None = None,
+        stdin: str | None = None,
+    ) -> CommandResult:
+        """Run ``argv``; return its result whatever the exit status.
+
+        Raises :class:`CommandFailed` when the program cannot be started and
+        :class:`CommandTimeout` when it outlives ``timeout`` seconds.
+        """
+        ...
+
+    def which(self, program: str) -> str | None:
+        """The full path of ``program`` on the runner's PATH, or None."""
+        ...
+
+
+class LocalRunner:
+    """Runs commands on this machine with :mod:`subprocess` (no shell)."""
+
+    def __init__(self, extra_env: Mapping[str, str] | None = None) -> None:
+        self.extra_env = dict(extra_env or {})
+
+    def _environment(self, env: Mapping[str, str] | None) -> dict[str, str]:
+        merged = dict(os.environ)
+        merged.update(self.extra_env)
+        if env:
+            merged.update(env)
+        return merged
+
+    def run(
+        self,
+        argv: Sequence[str],
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+        env: Mapping[str, str] | None = None,
+        stdin: str | None = None,
+    ) -> CommandResult:
+        argv = tuple(str(a) for a in argv)
+        try:
+            completed = subprocess.run(
+                argv,
+                input=stdin,
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                env=self._environment(env),
+                check=False,
+            )
+        except FileNotFoundError as exc:
+            raise CommandFailed(
+                f"{argv[0]} not found",
+                "install it or put it on PATH (is this a Slurm login node?)",
+            ) from exc
+        except PermissionError as exc:
+            raise CommandFailed(f"{argv[0]} cannot be executed: {exc.strerror}") from exc
+        except subprocess.TimeoutExpired as exc:
+            raise CommandTimeout(
+                f"{argv[0]} did not answer within {timeout:g} s",
+                "the service it talks to may be slow or down; try again later",
+            ) from exc
+        return CommandResult(argv, completed.returncode, completed.stdout, completed.stderr)
+
+    def which(self, program: str) -> str | None:
+        import shutil
+
+        path = self._environment(None).get("PATH")
+        return shutil.which(program, path=path)
