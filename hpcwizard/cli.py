@@ -8,11 +8,111 @@ non-zero exit, no traceback.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
 from hpcwizard import __version__
 from hpcwizard.errors import UserError
+from hpcwizard.shell import LocalRunner, Runner
+
+
+def make_runner(args: argparse.Namespace) -> Runner:
+    """The runner every command uses: this machine (SSH comes with --host)."""
+    return LocalRunner()
+
+
+def print_json(data: Any) -> None:
+    json.dump(data, sys.stdout, indent=2, default=str)
+    sys.stdout.write("\n")
+
+
+def cmd_recipes(args: argparse.Namespace) -> int:
+    from hpcwizard.recipe import all_recipes
+    from hpcwizard.sizes import human_bytes
+
+    recipes = all_recipes()
+    if args.json:
+        print_json({"recipes": [recipe_summary(r) for r in recipes.values()]})
+        return 0
+    for recipe in recipes.values():
+        print(f"{recipe.name}: {recipe.title}")
+        print(f"  {recipe.description}")
+        if recipe.variants:
+            print("  variants: " + ", ".join(v.name for v in recipe.variants))
+        for repo in recipe.repos:
+            flags = [f for f, on in (("gated", repo.gated), ("optional, not fetched by default", repo.optional)) if on]
+            only = f" [{', '.join(repo.variants)} only]" if repo.variants else ""
+            extra = f" ({', '.join(flags)})" if flags else ""
+            print(f"  repo {repo.repo_type} {repo.repo_id}: ~{human_bytes(repo.size_bytes)}{extra}{only}")
+        for job in recipe.jobs:
+            res = recipe.defaults[job.resources]
+            gpus = f", {res.gpus} GPUs" if res.gpus else ""
+            print(f"  job {job.name}: {job.description} "
+                  f"(default {res.partition}, {res.cpus} CPUs{gpus}, {res.mem}, {res.time})")
+        print()
+    return 0
+
+
+def recipe_summary(recipe: Any) -> dict[str, Any]:
+    return {
+        "name": recipe.name,
+        "title": recipe.title,
+        "description": recipe.description,
+        "variants": [{"name": v.name, "description": v.description} for v in recipe.variants],
+        "repos": [
+            {"id": r.repo_id, "type": r.repo_type, "purpose": r.purpose, "size_bytes": r.size_bytes,
+             "gated": r.gated, "optional": r.optional, "variants": list(r.variants)}
+            for r in recipe.repos
+        ],
+        "jobs": [
+            {"name": j.name, "description": j.description, "resources": j.resources,
+             "defaults": vars(recipe.defaults[j.resources])}
+            for j in recipe.jobs
+        ],
+    }
+
+
+def cmd_render(args: argparse.Namespace) -> int:
+    from hpcwizard.recipe import load_plan_for_recipe
+    from hpcwizard.render import render
+
+    plan, recipe = load_plan_for_recipe(args.plan)
+    out = Path(args.out).absolute()
+    rendering = render(plan, recipe, out)
+    try:
+        written = rendering.write(out)
+    except OSError as exc:
+        raise UserError(f"cannot write to {out}: {exc.strerror}", "choose a writable --out folder") from None
+    for path in written:
+        print(path)
+    return 0
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    from hpcwizard.recipe import load_plan_for_recipe
+    from hpcwizard.submit import submit_chain
+
+    plan, recipe = load_plan_for_recipe(args.plan)
+    submission = submit_chain(plan, recipe, make_runner(args), force=args.force)
+    if args.json:
+        print_json({
+            "submitted_at": submission.submitted_at,
+            "scripts_dir": submission.scripts_dir,
+            "jobs": [
+                {"name": j.name, "id": j.job_id, "slurm_name": j.slurm_name, "partition": j.partition,
+                 "dependency": j.dependency[0] if j.dependency else None, "script": j.script}
+                for j in submission.jobs
+            ],
+        })
+    else:
+        for job in submission.jobs:
+            after = f" after {job.dependency[0]}" if job.dependency else ""
+            print(f"submitted {job.name}: job {job.job_id} on {job.partition}{after}")
+        print(f"scripts in {submission.scripts_dir}; logs in {plan.logs_dir}")
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -27,7 +127,22 @@ def build_parser() -> argparse.ArgumentParser:
         help="project home of the wizard session to open or resume",
     )
     parser.set_defaults(handler=None)
-    parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    recipes = commands.add_parser("recipes", help="list recipes, their variants and what each needs")
+    recipes.add_argument("--json", action="store_true", help="machine-readable output")
+    recipes.set_defaults(handler=cmd_recipes)
+
+    render = commands.add_parser("render", help="write the sbatch files of a plan; submit nothing")
+    render.add_argument("plan", metavar="PLAN.yaml")
+    render.add_argument("--out", required=True, metavar="DIR", help="folder to write the scripts into")
+    render.set_defaults(handler=cmd_render)
+
+    submit = commands.add_parser("submit", help="render a plan and submit its chain of jobs")
+    submit.add_argument("plan", metavar="PLAN.yaml")
+    submit.add_argument("--json", action="store_true", help="print the submitted jobs as JSON")
+    submit.add_argument("--force", action="store_true", help="submit even if this plan was submitted before")
+    submit.set_defaults(handler=cmd_submit)
     return parser
 
 
@@ -45,3 +160,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("hpcwizard: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader (head, less) went away: not an error worth a traceback.
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141

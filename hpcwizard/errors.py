@@ -19,10 +19,10 @@ class UserError(Exception):
         self.hint = hint
 
     def one_line(self) -> str:
-        """``what is wrong. what to do`` on one line."""
+        """``what is wrong; what to do`` on one line."""
         text = self.message.rstrip(". ")
         if self.hint:
-            text = f"{text}. {self.hint}"
+            text = f"{text}; {self.hint}"
         return " ".join(text.split())
 
     def __str__(self) -> str:

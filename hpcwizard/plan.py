@@ -1,0 +1,270 @@
+"""The plan: the user's answers, one YAML file.
+
+The wizard writes exactly this file; ``check``, ``render``, ``submit`` and
+``download`` read it. Loading validates every key: an unknown key or a bad
+value is refused with the key's name and what is allowed, because a typo in
+a plan must never silently become a default on a cluster.
+
+Values that end up in ``#SBATCH`` lines (partition, account, QoS, memory,
+time) are validated against strict patterns, since sbatch directives are not
+shell and cannot be quoted; paths and free-form values are quoted by the
+renderer instead.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from hpcwizard.errors import UserError
+
+DOWNLOAD_MODES = ("job", "login")
+PLAN_KEYS = (
+    "recipe", "variant", "project_home", "data_root", "hf_namespace",
+    "download", "setup", "train", "account", "qos", "params",
+)
+RESOURCE_KEYS = ("partition", "gpus", "cpus", "mem", "time")
+
+# Slurm names: partitions, accounts, QoS. Letters, digits, _ . - only.
+_SLURM_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
+# Memory as sbatch takes it: a number with an optional K/M/G/T suffix.
+_MEMORY = re.compile(r"^[1-9][0-9]*[KMGT]?$")
+# Hugging Face user or organisation names.
+_HF_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
+# Time limits as sbatch accepts them: M, M:S, H:M:S, D-H, D-H:M, D-H:M:S.
+_TIME = re.compile(r"^(?:\d+-\d{1,2}(?::\d{1,2}){0,2}|\d+(?::\d{1,2}){0,2})$")
+
+
+class PlanError(UserError):
+    """The plan file is missing, unreadable or has a bad value."""
+
+
+@dataclass(frozen=True)
+class JobResources:
+    """What one kind of job asks Slurm for."""
+
+    partition: str
+    cpus: int = 1
+    mem: str = "4G"
+    time: str = "01:00:00"
+    gpus: int = 0
+
+    def time_seconds(self) -> int:
+        return parse_time_limit(self.time)
+
+    def mem_megabytes(self) -> int:
+        return parse_memory_mb(self.mem)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The user's answers, as in DESIGN.md's plan file."""
+
+    recipe: str
+    project_home: Path
+    data_root: Path
+    setup: JobResources
+    train: JobResources
+    variant: str | None = None
+    hf_namespace: str | None = None
+    download: str = "job"
+    account: str | None = None
+    qos: str | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def state_dir(self) -> Path:
+        """Where hpcwizard keeps this project's plan, state and scripts."""
+        return self.project_home / "hpcwizard"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.project_home / "logs"
+
+    @property
+    def job_prefix(self) -> str:
+        """Prefix of this project's Slurm job names, for finding them in squeue."""
+        slug = re.sub(r"[^a-z0-9]+", "-", self.project_home.name.lower()).strip("-")[:24]
+        return f"hw-{slug or 'project'}-"
+
+    def to_dict(self) -> dict[str, Any]:
+        """The plan as plain YAML-able data, in the documented key order."""
+        data: dict[str, Any] = {"recipe": self.recipe}
+        if self.variant is not None:
+            data["variant"] = self.variant
+        data["project_home"] = str(self.project_home)
+        data["data_root"] = str(self.data_root)
+        data["hf_namespace"] = self.hf_namespace
+        data["download"] = self.download
+        for kind in ("setup", "train"):
+            res = asdict(getattr(self, kind))
+            if not res["gpus"]:
+                del res["gpus"]
+            data[kind] = res
+        data["account"] = self.account
+        data["qos"] = self.qos
+        if self.params:
+            data["params"] = dict(self.params)
+        return data
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False, default_flow_style=None)
+
+    def fingerprint(self) -> str:
+        """A stable hash of the plan, to recognise a plan already submitted."""
+        canonical = yaml.safe_dump(self.to_dict(), sort_keys=True)
+        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+    def with_changes(self, **changes: Any) -> "Plan":
+        return replace(self, **changes)
+
+
+def parse_time_limit(text: str) -> int:
+    """Seconds in a Slurm time limit (``M``, ``H:M:S``, ``D-H:M:S``...)."""
+    text = str(text).strip()
+    if not _TIME.match(text):
+        raise ValueError(f"not a Slurm time limit: {text!r}")
+    days = 0
+    if "-" in text:
+        day_part, text = text.split("-", 1)
+        days = int(day_part)
+        parts = [int(p) for p in text.split(":")]
+        parts += [0] * (3 - len(parts))  # D-H, D-H:M, D-H:M:S
+        hours, minutes, seconds = parts
+    else:
+        parts = [int(p) for p in text.split(":")]
+        if len(parts) == 1:  # minutes
+            hours, minutes, seconds = 0, parts[0], 0
+        elif len(parts) == 2:  # minutes:seconds
+            hours, minutes, seconds = 0, parts[0], parts[1]
+        else:
+            hours, minutes, seconds = parts
+    return ((days * 24 + hours) * 60 + minutes) * 60 + seconds
+
+
+def parse_memory_mb(text: str) -> int:
+    """Megabytes in an sbatch ``--mem`` value (no suffix means MB)."""
+    text = str(text).strip().upper()
+    if not _MEMORY.match(text):
+        raise ValueError(f"not a memory size: {text!r}")
+    factor = {"K": 1 / 1024, "M": 1, "G": 1024, "T": 1024 * 1024}
+    if text[-1] in factor:
+        return int(int(text[:-1]) * factor[text[-1]])
+    return int(text)
+
+
+def _type_name(value: Any) -> str:
+    return type(value).__name__ if value is not None else "nothing"
+
+
+def _check_path(key: str, value: Any) -> Path:
+    if not isinstance(value, str) or not value:
+        raise PlanError(f"{key} must be an absolute path, got {_type_name(value)}",
+                        f"set {key}: /abs/path in the plan")
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
+        raise PlanError(f"{key} contains a control character", "choose a path without newlines or tabs")
+    path = Path(value).expanduser()
+    if not path.is_absolute():
+        raise PlanError(f"{key} must be an absolute path, got {value!r}", f"write it as /abs/{value}")
+    return path
+
+
+def _check_name(key: str, value: Any, pattern: re.Pattern[str], what: str, optional: bool) -> str | None:
+    if value is None and optional:
+        return None
+    if not isinstance(value, str) or not pattern.match(value):
+        raise PlanError(f"{key} has a bad value {value!r}", f"allowed: {what}")
+    return value
+
+
+def _check_resources(kind: str, value: Any, defaults: JobResources | None) -> JobResources:
+    if value is None and defaults is not None:
+        return defaults
+    if not isinstance(value, dict):
+        raise PlanError(f"{kind} must be a mapping", f"e.g. {kind}: {{partition: cpu, cpus: 4, mem: 16G, time: \"12:00:00\"}}")
+    unknown = sorted(set(value) - set(RESOURCE_KEYS))
+    if unknown:
+        raise PlanError(f"unknown key {kind}.{unknown[0]}", f"allowed keys: {', '.join(RESOURCE_KEYS)}")
+    merged = asdict(defaults) if defaults else {}
+    merged.update(value)
+    if "partition" not in merged:
+        raise PlanError(f"{kind}.partition is missing", "name the Slurm partition (see `sinfo`)")
+    _check_name(f"{kind}.partition", merged["partition"], _SLURM_NAME, "a Slurm partition name (letters, digits, _ . -)", False)
+    for number in ("cpus", "gpus"):
+        n = merged.get(number, 0 if number == "gpus" else 1)
+        if isinstance(n, bool) or not isinstance(n, int) or n < (0 if number == "gpus" else 1) or n > 4096:
+            low = 0 if number == "gpus" else 1
+            raise PlanError(f"{kind}.{number} has a bad value {n!r}", f"allowed: a whole number from {low} to 4096")
+        merged[number] = n
+    mem = str(merged.get("mem", "4G")).upper()
+    if not _MEMORY.match(mem):
+        raise PlanError(f"{kind}.mem has a bad value {merged.get('mem')!r}", "allowed: a size like 16G, 500M or 1T")
+    merged["mem"] = mem
+    time = str(merged.get("time", "01:00:00"))
+    if not _TIME.match(time):
+        raise PlanError(f"{kind}.time has a bad value {merged.get('time')!r}",
+                        "allowed: a Slurm time like 12:00:00, 2-00:00:00 or 90 (minutes); quote it in YAML")
+    merged["time"] = time
+    return JobResources(**merged)
+
+
+def plan_from_dict(data: Any, *, recipe_names: tuple[str, ...] | None = None) -> Plan:
+    """Validate plan data; raise :class:`PlanError` naming the first bad key."""
+    if not isinstance(data, dict):
+        raise PlanError("the plan must be a YAML mapping of keys to values", "see `hpcwizard --help` or DESIGN.md for the format")
+    unknown = sorted(str(k) for k in set(data) - set(PLAN_KEYS))
+    if unknown:
+        raise PlanError(f"unknown key {unknown[0]!r} in the plan", f"allowed keys: {', '.join(PLAN_KEYS)}")
+    for required in ("recipe", "project_home", "data_root", "setup", "train"):
+        if data.get(required) is None:
+            raise PlanError(f"the plan has no {required}", f"add `{required}:` to the plan")
+    recipe = data["recipe"]
+    if not isinstance(recipe, str) or (recipe_names is not None and recipe not in recipe_names):
+        allowed = ", ".join(recipe_names) if recipe_names else "a recipe name"
+        raise PlanError(f"recipe has a bad value {recipe!r}", f"allowed: {allowed}")
+    variant = data.get("variant")
+    if variant is not None and not isinstance(variant, str):
+        raise PlanError(f"variant has a bad value {variant!r}", "write the variant's name as text")
+    download = data.get("download", "job")
+    if download not in DOWNLOAD_MODES:
+        raise PlanError(f"download has a bad value {download!r}", f"allowed: {', '.join(DOWNLOAD_MODES)}")
+    params = data.get("params") or {}
+    if not isinstance(params, dict):
+        raise PlanError("params must be a mapping of parameter names to values", "e.g. params: {learning_rate: 1e-5}")
+    return Plan(
+        recipe=recipe,
+        variant=variant,
+        project_home=_check_path("project_home", data["project_home"]),
+        data_root=_check_path("data_root", data["data_root"]),
+        hf_namespace=_check_name("hf_namespace", data.get("hf_namespace"), _HF_NAME,
+                                 "a Hugging Face user or organisation name", True),
+        download=download,
+        setup=_check_resources("setup", data["setup"], None),
+        train=_check_resources("train", data["train"], None),
+        account=_check_name("account", data.get("account"), _SLURM_NAME, "a Slurm account name or null", True),
+        qos=_check_name("qos", data.get("qos"), _SLURM_NAME, "a Slurm QoS name or null", True),
+        params=dict(params),
+    )
+
+
+def load_plan(path: Path | str, *, recipe_names: tuple[str, ...] | None = None) -> Plan:
+    """Read and validate a plan file."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise PlanError(f"no plan file at {path}", "check the path, or run `hpcwizard` to create one") from None
+    except OSError as exc:
+        raise PlanError(f"cannot read the plan {path}: {exc.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise PlanError(f"the plan {path} is not valid YAML{where}", "fix the syntax (indentation, quotes)") from None
+    return plan_from_dict(data, recipe_names=recipe_names)

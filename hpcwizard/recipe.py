@@ -1,0 +1,351 @@
+"""Recipes: a training pipeline described as data.
+
+A recipe is a folder under ``sbatch_templates/``: ``recipe.yaml`` says what
+the pipeline fetches from Hugging Face, the jobs it submits in chain order
+with their default resources, and the paths it creates; Jinja2 templates
+beside it become the sbatch scripts. Adding a training project is adding a
+folder, not Python.
+
+Strings in ``recipe.yaml`` may use placeholders that the plan fills in:
+``{namespace}`` (plan.hf_namespace), ``{project_home}``, ``{data_root}`` and
+``{variant}``.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from hpcwizard.errors import UserError
+from hpcwizard.plan import JobResources, Plan, PlanError, plan_from_dict
+
+SHARED_FOLDER = "_shared"
+_SIZE = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*([KMGT]?)i?B?\s*$", re.IGNORECASE)
+_PLACEHOLDER = re.compile(r"\{(\w+)\}")
+
+
+class RecipeError(UserError):
+    """A recipe folder is missing or its recipe.yaml is malformed."""
+
+
+def templates_root() -> Path:
+    """The folder holding the recipes.
+
+    Installed from a wheel, the recipes ship inside the package; in a source
+    checkout (editable install) they sit at the top of the repository.
+    """
+    package = Path(__file__).resolve().parent
+    for candidate in (package / "sbatch_templates", package.parent / "sbatch_templates"):
+        if candidate.is_dir():
+            return candidate
+    raise RecipeError("the recipe folder sbatch_templates is missing from this installation",
+                      "reinstall hpcwizard (pip install --force-reinstall hpcwizard)")
+
+
+def parse_size(value: Any) -> int:
+    """Bytes in ``12345``, ``13.1 GB`` or ``800K`` (binary multiples)."""
+    if isinstance(value, bool):
+        raise ValueError(f"not a size: {value!r}")
+    if isinstance(value, (int, float)):
+        return int(value)
+    match = _SIZE.match(str(value))
+    if not match:
+        raise ValueError(f"not a size: {value!r}")
+    number, unit = match.groups()
+    return int(float(number) * 1024 ** " KMGT".index(unit.upper() or " "))
+
+
+@dataclass(frozen=True)
+class Archive:
+    """An archive a repo delivers, unpacked by the setup step."""
+
+    archive: str
+    into: str
+    unpacked_bytes: int = 0
+
+
+@dataclass(frozen=True)
+class RecipeRepo:
+    """A Hugging Face repo the recipe fetches, as declared (placeholders unfilled)."""
+
+    repo_id: str
+    repo_type: str
+    purpose: str
+    dest: str
+    include: tuple[str, ...] = ("*",)
+    variants: tuple[str, ...] = ()
+    size_bytes: int = 0
+    gated: bool = False
+    optional: bool = False
+    archives: tuple[Archive, ...] = ()
+
+    def wanted(self, path: str) -> bool:
+        """Whether a file of the repo is one the recipe fetches."""
+        return any(fnmatch.fnmatch(path, pattern) for pattern in self.include)
+
+
+@dataclass(frozen=True)
+class RecipeJob:
+    """One job of the chain; ``resources`` names the plan section it takes."""
+
+    name: str
+    template: str
+    resources: str
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class GeneratedFile:
+    """A config file rendered next to the sbatch scripts (config.yaml...)."""
+
+    template: str
+    name: str
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class ResolvedArchive:
+    archive: Path
+    into: Path
+    unpacked_bytes: int
+
+
+@dataclass(frozen=True)
+class ResolvedRepo:
+    """A repo with the plan's values filled in: what to fetch, and where to."""
+
+    repo_id: str
+    repo_type: str
+    purpose: str
+    dest: Path
+    include: tuple[str, ...]
+    size_bytes: int
+    gated: bool
+    archives: tuple[ResolvedArchive, ...]
+
+    def wanted(self, path: str) -> bool:
+        return any(fnmatch.fnmatch(path, pattern) for pattern in self.include)
+
+    @property
+    def page(self) -> str:
+        prefix = "datasets/" if self.repo_type == "dataset" else ""
+        return f"{prefix}{self.repo_id}"
+
+
+@dataclass(frozen=True)
+class Recipe:
+    name: str
+    title: str
+    description: str
+    folder: Path
+    repos: tuple[RecipeRepo, ...]
+    jobs: tuple[RecipeJob, ...]
+    defaults: dict[str, JobResources]
+    variants: tuple[Variant, ...] = ()
+    files: tuple[GeneratedFile, ...] = ()
+    creates: tuple[str, ...] = ()
+    output_bytes: int = 0
+    needs_namespace: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def variant_names(self) -> tuple[str, ...]:
+        return tuple(v.name for v in self.variants)
+
+    def check_variant(self, variant: str | None) -> str | None:
+        """The plan's variant, validated; the first variant when omitted."""
+        if not self.variants:
+            if variant is not None:
+                raise PlanError(f"variant {variant!r} given but recipe {self.name} has no variants",
+                                "remove the variant key from the plan")
+            return None
+        if variant is None:
+            return self.variants[0].name
+        if variant not in self.variant_names:
+            raise PlanError(f"variant has a bad value {variant!r} for recipe {self.name}",
+                            f"allowed: {', '.join(self.variant_names)}")
+        return variant
+
+    def placeholders(self, plan: Plan) -> dict[str, str]:
+        if self.needs_namespace and not plan.hf_namespace:
+            raise PlanError(f"recipe {self.name} needs hf_namespace (the owner of your Hugging Face repos)",
+                            "set hf_namespace: <your HF user or org> in the plan")
+        return {
+            "namespace": plan.hf_namespace or "",
+            "project_home": str(plan.project_home),
+            "data_root": str(plan.data_root),
+            "variant": plan.variant or "",
+        }
+
+    def repos_for(self, plan: Plan, *, include_optional: bool = False) -> list[ResolvedRepo]:
+        """The repos this plan's variant needs, with paths filled in."""
+        values = self.placeholders(plan)
+        resolved = []
+        for repo in self.repos:
+            if repo.variants and plan.variant not in repo.variants:
+                continue
+            if repo.optional and not include_optional:
+                continue
+            dest = Path(_fill(repo.dest, values))
+            resolved.append(ResolvedRepo(
+                repo_id=_fill(repo.repo_id, values),
+                repo_type=repo.repo_type,
+                purpose=repo.purpose,
+                dest=dest,
+                include=repo.include,
+                size_bytes=repo.size_bytes,
+                gated=repo.gated,
+                archives=tuple(
+                    ResolvedArchive(dest / a.archive, Path(_fill(a.into, values)), a.unpacked_bytes)
+                    for a in repo.archives
+                ),
+            ))
+        return resolved
+
+    def created_paths(self, plan: Plan) -> list[Path]:
+        values = self.placeholders(plan)
+        return [Path(_fill(p, values)) for p in self.creates]
+
+    def default_plan(self, project_home: Path, data_root: Path | None = None, **overrides: Any) -> Plan:
+        """A plan with this recipe's defaults, for the wizard and tests."""
+        data: dict[str, Any] = {
+            "recipe": self.name,
+            "project_home": str(project_home),
+            "data_root": str(data_root or project_home / "data"),
+            "setup": dict(vars(self.defaults["setup"])),
+            "train": dict(vars(self.defaults["train"])),
+        }
+        if self.variants:
+            data["variant"] = self.variants[0].name
+        data.update(overrides)
+        return plan_from_dict(data)
+
+
+def _fill(template: str, values: dict[str, str]) -> str:
+    def sub(match: re.Match[str]) -> str:
+        key = match.group(1)
+        if key not in values:
+            raise RecipeError(f"unknown placeholder {{{key}}} in a recipe",
+                              f"use one of {', '.join('{' + k + '}' for k in values)}")
+        return values[key]
+
+    return _PLACEHOLDER.sub(sub, template)
+
+
+def _require(data: dict[str, Any], key: str, where: str) -> Any:
+    if key not in data:
+        raise RecipeError(f"{where} has no {key!r}", "see sbatch_templates/README.md for the recipe format")
+    return data[key]
+
+
+def _load_recipe(folder: Path) -> Recipe:
+    where = f"{folder.name}/recipe.yaml"
+    try:
+        data = yaml.safe_load((folder / "recipe.yaml").read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise RecipeError(f"cannot read {where}: {exc}") from None
+    if not isinstance(data, dict):
+        raise RecipeError(f"{where} must be a mapping")
+    repos = []
+    for i, repo in enumerate(data.get("repos") or []):
+        rwhere = f"{where} repos[{i}]"
+        repo_type = repo.get("type", "model")
+        if repo_type not in ("model", "dataset"):
+            raise RecipeError(f"{rwhere} has type {repo_type!r}", "allowed: model, dataset")
+        repos.append(RecipeRepo(
+            repo_id=_require(repo, "id", rwhere),
+            repo_type=repo_type,
+            purpose=repo.get("purpose", ""),
+            dest=_require(repo, "dest", rwhere),
+            include=tuple(repo.get("include") or ("*",)),
+            variants=tuple(repo.get("variants") or ()),
+            size_bytes=parse_size(repo.get("size", 0)),
+            gated=bool(repo.get("gated", False)),
+            optional=bool(repo.get("optional", False)),
+            archives=tuple(
+                Archive(_require(a, "archive", rwhere), _require(a, "into", rwhere),
+                        parse_size(a.get("unpacked_size", 0)))
+                for a in repo.get("unpack") or ()
+            ),
+        ))
+    jobs = tuple(
+        RecipeJob(_require(j, "name", where), _require(j, "template", where),
+                  j.get("resources", "train"), j.get("description", ""))
+        for j in _require(data, "jobs", where)
+    )
+    for job in jobs:
+        if job.resources not in ("setup", "train"):
+            raise RecipeError(f"{where} job {job.name} has resources {job.resources!r}", "allowed: setup, train")
+        if not (folder / job.template).is_file():
+            raise RecipeError(f"{where} job {job.name} names a missing template {job.template}")
+    defaults_data = _require(data, "defaults", where)
+    defaults = {}
+    for kind in ("setup", "train"):
+        try:
+            defaults[kind] = JobResources(**_require(defaults_data, kind, f"{where} defaults"))
+        except TypeError as exc:
+            raise RecipeError(f"{where} defaults.{kind}: {exc}") from None
+    text = yaml.safe_dump(data)
+    return Recipe(
+        name=_require(data, "name", where),
+        title=data.get("title", data["name"]),
+        description=" ".join(str(data.get("description", "")).split()),
+        folder=folder,
+        repos=tuple(repos),
+        jobs=jobs,
+        defaults=defaults,
+        variants=tuple(Variant(v["name"], v.get("description", "")) for v in data.get("variants") or ()),
+        files=tuple(GeneratedFile(f["template"], f["name"]) for f in data.get("files") or ()),
+        creates=tuple(data.get("creates") or ()),
+        output_bytes=parse_size(data.get("output_size", 0)),
+        needs_namespace="{namespace}" in text,
+        extra={k: v for k, v in data.items() if k not in {
+            "name", "title", "description", "repos", "jobs", "defaults", "variants",
+            "files", "creates", "output_size"}},
+    )
+
+
+@lru_cache(maxsize=4)
+def _catalog(root: Path) -> dict[str, Recipe]:
+    recipes = {}
+    for folder in sorted(root.iterdir()):
+        if folder.is_dir() and (folder / "recipe.yaml").is_file() and folder.name != SHARED_FOLDER:
+            recipe = _load_recipe(folder)
+            recipes[recipe.name] = recipe
+    return recipes
+
+
+def all_recipes() -> dict[str, Recipe]:
+    """Every recipe shipped with hpcwizard, by name."""
+    return dict(_catalog(templates_root()))
+
+
+def get_recipe(name: str) -> Recipe:
+    recipes = all_recipes()
+    if name not in recipes:
+        raise PlanError(f"recipe has a bad value {name!r}", f"allowed: {', '.join(recipes)}")
+    return recipes[name]
+
+
+def load_plan_for_recipe(path: Path | str) -> tuple[Plan, Recipe]:
+    """Load a plan and its recipe, validating the variant against the recipe."""
+    from hpcwizard.plan import load_plan
+
+    recipes = all_recipes()
+    plan = load_plan(path, recipe_names=tuple(recipes))
+    recipe = recipes[plan.recipe]
+    variant = recipe.check_variant(plan.variant)
+    if variant != plan.variant:
+        plan = plan.with_changes(variant=variant)
+    return plan, recipe

@@ -1,0 +1,151 @@
+"""Render a plan and its recipe into sbatch scripts and config files.
+
+Every value that reaches a shell goes through the ``sh`` filter
+(:func:`shlex.quote`); values that go into ``#SBATCH`` directives, which are
+not shell and cannot be quoted, were validated by :mod:`hpcwizard.plan`.
+Templates use ``StrictUndefined`` so a typo in a template is an error at
+render time, not an empty string in a job script.
+
+The token is not a template variable at all: jobs read it from the standard
+token file at run time, so no rendering mistake can leak it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from hpcwizard.errors import UserError
+from hpcwizard.plan import JobResources, Plan
+from hpcwizard.recipe import SHARED_FOLDER, Recipe, templates_root
+
+# A path that can stand unquoted in an #SBATCH directive.
+_DIRECTIVE_SAFE = re.compile(r"^[A-Za-z0-9_./+-]+$")
+
+
+@dataclass(frozen=True)
+class RenderedJob:
+    """One job of the chain as rendered: its script name and Slurm settings."""
+
+    index: int
+    name: str
+    slurm_name: str
+    script: str
+    resources: JobResources
+    description: str
+
+
+@dataclass(frozen=True)
+class RenderedFile:
+    name: str
+    text: str
+    executable: bool = False
+
+
+@dataclass(frozen=True)
+class Rendering:
+    """Everything ``render`` produces for one plan."""
+
+    jobs: tuple[RenderedJob, ...]
+    files: tuple[RenderedFile, ...]
+
+    def write(self, out_dir: Path) -> list[Path]:
+        """Write every file atomically into ``out_dir``; return the paths."""
+        out_dir.mkdir(parents=True, exist_ok=True)
+        written = []
+        for file in self.files:
+            target = out_dir / file.name
+            tmp = target.with_name(f".{target.name}.tmp")
+            tmp.write_text(file.text, encoding="utf-8")
+            tmp.chmod(0o755 if file.executable else 0o644)
+            os.replace(tmp, target)
+            written.append(target)
+        return written
+
+
+def hpcwizard_command() -> list[str]:
+    """How a job calls this same hpcwizard installation, by absolute path."""
+    return [str(Path(sys.executable).absolute()), "-m", "hpcwizard"]
+
+
+def _sh(value: Any) -> str:
+    return shlex.quote(str(value))
+
+
+def _environment(recipe: Recipe) -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader([str(recipe.folder), str(templates_root() / SHARED_FOLDER)]),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        autoescape=False,
+    )
+    env.filters["sh"] = _sh
+    return env
+
+
+def render(plan: Plan, recipe: Recipe, out_dir: Path, *, hf_endpoint: str | None = None) -> Rendering:
+    """Render the plan's chain; ``out_dir`` is where the files will live.
+
+    ``out_dir`` must be known here because the scripts refer to the plan copy
+    written beside them by absolute path (Slurm runs a copy of the script from
+    its spool directory, so a script cannot find its own folder).
+    """
+    out_dir = out_dir.absolute()
+    env = _environment(recipe)
+    jobs = tuple(
+        RenderedJob(
+            index=i,
+            name=job.name,
+            slurm_name=f"{plan.job_prefix}{job.name}",
+            script=f"{i:02d}_{job.name}.sbatch",
+            resources=getattr(plan, job.resources),
+            description=job.description,
+        )
+        for i, job in enumerate(recipe.jobs, start=1)
+    )
+    endpoint = hf_endpoint if hf_endpoint is not None else os.environ.get("HF_ENDPOINT")
+    context: dict[str, Any] = {
+        "plan": plan,
+        "recipe": recipe,
+        "variant": plan.variant,
+        "params": dict(plan.params),
+        "repos": recipe.repos_for(plan),
+        "paths": {
+            "project_home": plan.project_home,
+            "data_root": plan.data_root,
+            "state_dir": plan.state_dir,
+            "logs_dir": plan.logs_dir,
+            "out_dir": out_dir,
+            "plan_file": out_dir / "plan.yaml",
+        },
+        "chdir_directive": str(plan.project_home) if _DIRECTIVE_SAFE.match(str(plan.project_home)) else None,
+        "hpcwizard_cmd": hpcwizard_command(),
+        "hf_endpoint": endpoint,
+        "jobs": jobs,
+    }
+    files = [RenderedFile("plan.yaml", plan.to_yaml())]
+    for generated in recipe.files:
+        files.append(RenderedFile(generated.name, _render_one(env, generated.template, context)))
+    for job, recipe_job in zip(jobs, recipe.jobs):
+        text = _render_one(env, recipe_job.template, {**context, "job": job})
+        files.append(RenderedFile(job.script, text, executable=True))
+    return Rendering(jobs, tuple(files))
+
+
+def _render_one(env: jinja2.Environment, template: str, context: dict[str, Any]) -> str:
+    try:
+        return env.get_template(template).render(context)
+    except jinja2.UndefinedError as exc:
+        raise UserError(f"template {template} uses an undefined value: {exc.message}",
+                        "this is a bug in the recipe; report it") from None
+    except jinja2.TemplateError as exc:
+        raise UserError(f"template {template} is broken: {exc}", "this is a bug in the recipe; report it") from None

@@ -1,0 +1,198 @@
+"""What is done in a project: wizard step, submissions, downloads.
+
+One JSON file, ``<project_home>/hpcwizard/state.json``, written atomically
+(temp file, fsync, rename) so a crash or a full disk never leaves half a file.
+Read-modify-write goes through :func:`update_state`, which holds a short
+``flock`` so the login-node wizard and a setup job recording download progress
+never lose each other's updates. A separate long-lived lock
+(:class:`ProjectLock`) keeps a second wizard off the same project home.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import json
+import os
+import socket
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from hpcwizard.errors import UserError
+
+STATE_FILE = "state.json"
+STATE_VERSION = 1
+
+
+class StateError(UserError):
+    """The project state cannot be read, written or locked."""
+
+
+@dataclass(frozen=True)
+class SubmittedJob:
+    name: str
+    slurm_name: str
+    job_id: str
+    partition: str
+    script: str
+    dependency: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Submission:
+    """One chain as submitted: which plan, when, and the job ids Slurm gave."""
+
+    plan_fingerprint: str
+    submitted_at: str
+    scripts_dir: str
+    jobs: tuple[SubmittedJob, ...]
+
+    @property
+    def job_ids(self) -> list[str]:
+        return [job.job_id for job in self.jobs]
+
+
+@dataclass(frozen=True)
+class FileProgress:
+    """A downloaded file's progress, as the downloader last recorded it."""
+
+    repo: str
+    path: str
+    size: int
+    done: int
+    complete: bool
+    updated_at: str = ""
+
+
+@dataclass
+class ProjectState:
+    wizard_step: str | None = None
+    submissions: list[Submission] = field(default_factory=list)
+    downloads: dict[str, FileProgress] = field(default_factory=dict)
+    version: int = STATE_VERSION
+
+    def submissions_of(self, fingerprint: str) -> list[Submission]:
+        return [s for s in self.submissions if s.plan_fingerprint == fingerprint]
+
+    @property
+    def latest_submission(self) -> Submission | None:
+        return self.submissions[-1] if self.submissions else None
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, sort_keys=True) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str) -> "ProjectState":
+        data = json.loads(text)
+        return cls(
+            wizard_step=data.get("wizard_step"),
+            submissions=[
+                Submission(
+                    plan_fingerprint=s["plan_fingerprint"],
+                    submitted_at=s["submitted_at"],
+                    scripts_dir=s["scripts_dir"],
+                    jobs=tuple(SubmittedJob(**{**j, "dependency": tuple(j.get("dependency", ()))}) for j in s["jobs"]),
+                )
+                for s in data.get("submissions", [])
+            ],
+            downloads={k: FileProgress(**v) for k, v in data.get("downloads", {}).items()},
+            version=data.get("version", STATE_VERSION),
+        )
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).astimezone().isoformat(timespec="seconds")
+
+
+def atomic_write(path: Path, text: str, mode: int = 0o644) -> None:
+    """Write ``text`` to ``path`` so readers see the old or the new file, never half."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise StateError(f"cannot save {path}: the disk or your quota is full",
+                             "free some space; nothing was lost, the previous file is intact") from None
+        raise StateError(f"cannot save {path}: {exc.strerror}") from None
+
+
+def load_state(state_dir: Path) -> ProjectState:
+    path = state_dir / STATE_FILE
+    try:
+        return ProjectState.from_json(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return ProjectState()
+    except (ValueError, KeyError, TypeError) as exc:
+        raise StateError(f"the project state {path} is damaged ({exc})",
+                         "move it aside to start over; Slurm jobs are not affected") from None
+
+
+@contextlib.contextmanager
+def _flock(path: Path, *, blocking: bool) -> Iterator[int]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+        yield fd
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
+def update_state(state_dir: Path, change: Callable[[ProjectState], Any]) -> ProjectState:
+    """Apply ``change`` to the saved state under a lock; save and return it."""
+    with _flock(state_dir / ".state.lock", blocking=True):
+        state = load_state(state_dir)
+        change(state)
+        atomic_write(state_dir / STATE_FILE, state.to_json())
+        return state
+
+
+class ProjectLock:
+    """Keeps one interactive hpcwizard per project home.
+
+    An ``flock`` dies with its process, so a crashed wizard never leaves a
+    stale lock behind; the pid and host written inside only serve the message.
+    """
+
+    def __init__(self, state_dir: Path) -> None:
+        self.path = state_dir / "wizard.lock"
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
+            os.close(fd)
+            raise StateError(f"this project home is already open in hpcwizard ({holder})",
+                             "close the other hpcwizard first, or use another --project-home") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}\n".encode(), 0)
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self) -> "ProjectLock":
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
