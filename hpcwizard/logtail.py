@@ -1,0 +1,751 @@
+"""Follow Slurm log files cheaply, however big they grow.
+
+Training jobs write ``logs/%x-%j.out`` / ``.err`` that reach several GB. The
+dashboard must open one in milliseconds and follow it for days, so nothing
+here ever reads a whole file: we keep byte offsets, read the end backwards in
+small chunks to open, then read only what was appended (``os.pread``, the
+toolong approach). Each call is synchronous and meant to run in a worker
+thread; nothing here imports Textual.
+
+Files are reached through a :class:`FileSource` (``stat`` + ``read_at``) so the
+same follower works over SFTP later: a paramiko version is ``sftp.stat`` and
+``file.seek`` + ``file.read`` in twenty lines.
+
+Text rules, applied per complete line only (so a multibyte UTF-8 character or
+an ANSI colour sequence split across two reads is never cut in half):
+
+* bytes are decoded as UTF-8 with ``errors="replace"``;
+* a line holding carriage returns (a tqdm bar redrawn in place) keeps only its
+  final state, the last non-empty ``\\r`` segment;
+* ANSI SGR colour sequences stay as they are (the TUI feeds lines to
+  ``rich.text.Text.from_ansi``); :func:`strip_ansi` removes them.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+# Opening reads backwards in small chunks: 200 lines of a training log are
+# ~20-40 KB, so one or two reads usually suffice.
+BACKWARD_CHUNK = 64 * 1024
+# Following and searching read forwards in bigger chunks: fewer syscalls (and
+# SFTP round trips) per megabyte.
+FORWARD_CHUNK = 1024 * 1024
+# One poll never returns more than this; beyond it we jump to the tail and say
+# how much was skipped (a runaway job can append 500 MB between two polls).
+DEFAULT_MAX_TAIL_BYTES = 4 * 1024 * 1024
+# A "line" longer than this (binary junk, a giant JSON dump) is cut so the
+# held partial line cannot grow without bound.
+DEFAULT_MAX_LINE_BYTES = 1024 * 1024
+
+
+# --------------------------------------------------------------------------
+# File sources
+
+
+@dataclass(frozen=True)
+class FileStat:
+    """What the follower needs to know about a file, without reading it.
+
+    ``identity`` tells "same file" from "a new file at the same path"
+    (``(st_dev, st_ino)`` locally). A source that cannot tell (some SFTP
+    servers) returns ``None`` and rotation is then simply not detected.
+    """
+
+    size: int
+    identity: object | None
+    mtime: float
+
+
+class FileSource(Protocol):
+    """A readable file somewhere (local disk now, an SFTP server later)."""
+
+    def stat(self) -> FileStat:
+        """Current size and identity; raises FileNotFoundError if absent."""
+        ...
+
+    def read_at(self, offset: int, length: int) -> bytes:
+        """Up to ``length`` bytes at ``offset`` (fewer at end of file)."""
+        ...
+
+
+class LocalFileSource:
+    """A local file read with ``os.pread``: no shared file position, so a
+    search in one thread and a poll in another cannot disturb each other.
+
+    The descriptor stays open between reads (cheap polls) and is reopened
+    when :meth:`stat` sees a different file at the path (rotation, or a
+    requeued job recreating its log).
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = os.fspath(path)
+        self._fd: int | None = None
+        self._fd_identity: tuple[int, int] | None = None
+
+    def stat(self) -> FileStat:
+        st = os.stat(self.path)
+        identity = (st.st_dev, st.st_ino)
+        if self._fd is not None and identity != self._fd_identity:
+            self.close()
+        return FileStat(size=st.st_size, identity=identity, mtime=st.st_mtime)
+
+    def read_at(self, offset: int, length: int) -> bytes:
+        if self._fd is None:
+            fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+            st = os.fstat(fd)
+            self._fd, self._fd_identity = fd, (st.st_dev, st.st_ino)
+        return os.pread(self._fd, length, offset)
+
+    def close(self) -> None:
+        if self._fd is not None:
+            fd, self._fd = self._fd, None
+            os.close(fd)
+
+    def __enter__(self) -> LocalFileSource:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:  # a forgotten follower must not leak descriptors
+        try:
+            self.close()
+        except Exception:
+            pass
+
+
+# --------------------------------------------------------------------------
+# Text helpers
+
+# CSI sequences (colours, cursor moves), OSC sequences (titles, hyperlinks)
+# and the two-byte escapes; what a terminal would swallow.
+_ANSI_RE = re.compile(
+    r"\x1b\[[0-?]*[ -/]*[@-~]"
+    r"|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)"
+    r"|\x1b[@-Z\\-_]"
+)
+_SGR_RE = re.compile(r"\x1b\[([0-9;:]*)m")
+# An escape sequence that has started but not finished at the end of a text.
+_INCOMPLETE_ANSI_TAIL = re.compile(r"\x1b(?:\[[0-?]*[ -/]*|\][^\x07\x1b]*)?\Z")
+
+
+def strip_ansi(text: str) -> str:
+    """``text`` without ANSI escape sequences (for search and triage)."""
+    if "\x1b" not in text:
+        return text
+    return _ANSI_RE.sub("", text)
+
+
+def collapse_cr(text: str) -> str:
+    """The final state of a line redrawn with carriage returns.
+
+    tqdm writes ``\\r`` + bar on every update; a terminal shows only the last
+    one. We keep the last non-empty segment (so ``"done\\r"`` and Windows
+    ``"\\r\\n"`` endings keep their text).
+    """
+    if "\r" not in text:
+        return text
+    for segment in reversed(text.split("\r")):
+        if segment:
+            return segment
+    return ""
+
+
+@dataclass(frozen=True)
+class AnsiSpan:
+    """A run of text and the SGR parameters in force for it (``"1;31"``)."""
+
+    text: str
+    sgr: str
+
+
+def ansi_spans(text: str) -> list[AnsiSpan]:
+    """Split ``text`` into runs of equal SGR state, other escapes dropped.
+
+    Deliberately uninterpreted (the TUI uses Rich's own ANSI decoder); this is
+    for plain consumers such as an HTML export or tests. A reset (``0`` or an
+    empty parameter list) clears the state; other codes accumulate.
+    """
+    spans: list[AnsiSpan] = []
+    active: list[str] = []
+    pos = 0
+    for match in _SGR_RE.finditer(text):
+        chunk = strip_ansi(text[pos : match.start()])
+        if chunk:
+            spans.append(AnsiSpan(chunk, ";".join(active)))
+        for param in re.split(r"[;:]", match.group(1)):
+            if param in ("", "0"):  # ESC[m and ESC[0m both reset
+                active = []
+            else:
+                active.append(param)
+        pos = match.end()
+    rest = strip_ansi(text[pos:])
+    if rest:
+        spans.append(AnsiSpan(rest, ";".join(active)))
+    return spans
+
+
+def _utf8_complete_prefix(data: bytes) -> int:
+    """Length of ``data`` without a trailing, still incomplete UTF-8 char."""
+    # Look at most 3 bytes back for the lead byte of the last character.
+    for back in range(1, min(4, len(data)) + 1):
+        byte = data[-back]
+        if byte & 0xC0 == 0x80:  # continuation byte: keep looking
+            continue
+        if byte < 0x80:
+            return len(data)
+        needed = 2 if byte >> 5 == 0b110 else 3 if byte >> 4 == 0b1110 else 4 if byte >> 3 == 0b11110 else 1
+        return len(data) if back >= needed else len(data) - back
+    return len(data)
+
+
+def decode_line(raw: bytes) -> str:
+    """One complete line (without its ``\\n``) as display text."""
+    return collapse_cr(raw.decode("utf-8", errors="replace"))
+
+
+def _keep_last_cr_state(buf: bytes | bytearray) -> bytes | bytearray:
+    """Drop the part of an unfinished line that carriage returns overwrote.
+
+    A tqdm bar in a ``.err`` file is one "line" that may grow for days
+    without a newline; holding only its last state keeps memory flat.
+    """
+    end = len(buf)
+    while end and buf[end - 1] == 0x0D:  # trailing \r: keep the segment before
+        end -= 1
+    cut = buf.rfind(b"\r", 0, end)
+    return buf[cut + 1 :] if cut >= 0 else buf
+
+
+# --------------------------------------------------------------------------
+# Results
+
+
+@dataclass(frozen=True)
+class LogLine:
+    """One complete line and the byte offset where it starts."""
+
+    offset: int
+    text: str
+
+
+@dataclass(frozen=True)
+class LogUpdate:
+    """What changed since the previous poll.
+
+    ``lines`` and ``line_offsets`` are parallel lists (the offsets let the
+    panel jump back to a line later). ``partial`` is the unfinished last line
+    (a live progress bar) or None; it is repeated on every poll until its
+    newline arrives, then shows up in ``lines``.
+    """
+
+    lines: list[str] = field(default_factory=list)
+    line_offsets: list[int] = field(default_factory=list)
+    partial: str | None = None
+    missing: bool = False  # no file yet: a pending job, not an error
+    truncated: bool = False  # the file shrank; we restarted from byte 0
+    rotated: bool = False  # another file now lives at the path; reopened
+    skipped_bytes: int = 0  # bytes jumped over because too much arrived at once
+    size: int = 0  # file size seen by this poll
+    offset: int = 0  # bytes consumed (== size unless the file grew meanwhile)
+    first_line_no: int | None = None  # 1-based number of lines[0], if known
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.lines or self.truncated or self.rotated or self.skipped_bytes)
+
+
+@dataclass(frozen=True)
+class SearchMatch:
+    """A search hit: the matching line, where it starts, and the match span
+    within the displayed text (ANSI stripped, ``\\r`` collapsed)."""
+
+    offset: int
+    end_offset: int  # offset just after the line's newline: resume from here
+    text: str
+    span: tuple[int, int]
+
+
+# --------------------------------------------------------------------------
+# The follower
+
+
+class LogFollower:
+    """Open the tail of a log, then return what gets appended, poll by poll.
+
+    Not thread-safe: one worker owns a follower. :meth:`search` and the
+    ``read_*`` methods do not touch the follow state, so they may run on a
+    second follower over the same path.
+    """
+
+    def __init__(
+        self,
+        source: FileSource,
+        *,
+        max_tail_bytes: int = DEFAULT_MAX_TAIL_BYTES,
+        max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
+        chunk_size: int = FORWARD_CHUNK,
+    ) -> None:
+        if max_tail_bytes <= 0 or max_line_bytes <= 0 or chunk_size <= 0:
+            raise ValueError("byte limits must be positive")
+        self.source = source
+        self.max_tail_bytes = max_tail_bytes
+        self.max_line_bytes = max_line_bytes
+        self.chunk_size = chunk_size
+        self._identity: object | None = None
+        self._offset = 0  # next byte to read
+        self._line_start = 0  # where the held partial line starts
+        self._partial = bytearray()  # unfinished last line (\r-compacted)
+        self._line_no: int | None = 0  # complete lines before _line_start, if known
+        self._missing = False
+
+    # -- state ---------------------------------------------------------------
+
+    @property
+    def offset(self) -> int:
+        """Bytes of the file consumed so far."""
+        return self._offset
+
+    @property
+    def partial(self) -> str | None:
+        """The unfinished last line as display text, or None."""
+        if not self._partial:
+            return None
+        raw = bytes(self._partial)
+        raw = raw[: _utf8_complete_prefix(raw)]
+        text = collapse_cr(raw.decode("utf-8", errors="replace"))
+        # A colour sequence cut by the end of the data would print as junk.
+        return _INCOMPLETE_ANSI_TAIL.sub("", text) or None
+
+    def _restart(self, offset: int, line_no: int | None) -> None:
+        self._offset = self._line_start = offset
+        self._partial = bytearray()
+        self._line_no = line_no
+
+    def close(self) -> None:
+        close = getattr(self.source, "close", None)
+        if close is not None:
+            close()
+
+    # -- opening -------------------------------------------------------------
+
+    def open_tail(self, lines: int = 200) -> list[str]:
+        """The last ``lines`` complete lines; following continues after them."""
+        return self.open_tail_update(lines).lines
+
+    def open_tail_update(self, lines: int = 200) -> LogUpdate:
+        """:meth:`open_tail` with offsets, the partial line and the flags."""
+        try:
+            st = self.source.stat()
+        except FileNotFoundError:
+            self._identity, self._missing = None, True
+            self._restart(0, 0)
+            return LogUpdate(missing=True)
+        self._identity, self._missing = st.identity, False
+        found, start, tail, complete = _read_lines_backward(
+            self.source, st.size, lines, budget=self.max_tail_bytes, chunk=BACKWARD_CHUNK
+        )
+        # Lines are numbered only when the read reached the first byte (a
+        # short file); counting the newlines of a big one would mean reading it.
+        line_no: int | None = None
+        first_no: int | None = None
+        if start == 0:
+            line_no = complete
+            first_no = complete - len(found) + 1 if found else None
+        self._offset = st.size
+        self._line_start = st.size - len(tail)
+        self._partial = bytearray(_keep_last_cr_state(tail))
+        self._line_no = line_no
+        self._cap_partial([], [])  # a giant unterminated tail is cut like any line
+        return LogUpdate(
+            lines=[line.text for line in found],
+            line_offsets=[line.offset for line in found],
+            partial=self.partial,
+            size=st.size,
+            offset=st.size,
+            first_line_no=first_no,
+        )
+
+    # -- following -----------------------------------------------------------
+
+    def poll(self) -> LogUpdate:
+        """Complete lines appended since the last call, plus what happened."""
+        try:
+            st = self.source.stat()
+        except FileNotFoundError:
+            # Pending job (or log deleted): keep quiet and wait for it.
+            self._missing = True
+            return LogUpdate(missing=True, offset=self._offset)
+        rotated = truncated = False
+        if self._identity is not None and st.identity is not None and st.identity != self._identity:
+            rotated = True  # a new file: read it from its start
+            self._restart(0, 0)
+        elif st.size < self._offset:
+            truncated = True  # e.g. a requeued job reopening its log with O_TRUNC
+            self._restart(0, 0)
+        self._identity, self._missing = st.identity, False
+
+        lines: list[str] = []
+        offsets: list[int] = []
+        first_line_no = None if self._line_no is None else self._line_no + 1
+        skipped = 0
+        end = st.size
+        pos = self._offset
+        if end - pos > self.max_tail_bytes:
+            # Too much at once: show the newest max_tail_bytes, starting at a
+            # line boundary, and report the jump.
+            jump_to = end - self.max_tail_bytes
+            skipped = jump_to - pos
+            self._restart(jump_to, None)
+            first_line_no = None
+            pos, skipped = self._skip_to_line_start(jump_to, end, skipped)
+        while pos < end:
+            chunk = self.source.read_at(pos, min(self.chunk_size, end - pos))
+            if not chunk:  # shrank under our feet; the next poll will see it
+                break
+            self._take(chunk, pos, lines, offsets)
+            pos += len(chunk)
+            self._offset = pos
+        if not lines:
+            first_line_no = None
+        return LogUpdate(
+            lines=lines,
+            line_offsets=offsets,
+            partial=self.partial,
+            truncated=truncated,
+            rotated=rotated,
+            skipped_bytes=skipped,
+            size=st.size,
+            offset=self._offset,
+            first_line_no=first_line_no,
+        )
+
+    def _skip_to_line_start(self, pos: int, end: int, skipped: int) -> tuple[int, int]:
+        """Move past the line fragment at ``pos`` after a jump.
+
+        If the whole window holds no newline (a tqdm bar redrawn for hours
+        with ``\\r`` only), nothing is skipped: its last state still shows.
+        """
+        probe = pos
+        while probe < end:
+            chunk = self.source.read_at(probe, min(self.chunk_size, end - probe))
+            if not chunk:
+                break
+            newline = chunk.find(b"\n")
+            if newline >= 0:
+                resume = probe + newline + 1
+                self._restart(resume, None)
+                return resume, skipped + (resume - pos)
+            probe += len(chunk)
+        return pos, skipped
+
+    def _take(self, data: bytes, data_offset: int, lines: list[str], offsets: list[int]) -> None:
+        """Split freshly read bytes into complete lines; hold the remainder."""
+        parts = data.split(b"\n")
+        if len(parts) > 1:
+            first = bytes(self._partial) + parts[0] if self._partial else parts[0]
+            self._emit(first, self._line_start, lines, offsets)
+            pos = data_offset + len(parts[0]) + 1
+            for raw in parts[1:-1]:
+                self._emit(raw, pos, lines, offsets)
+                pos += len(raw) + 1
+            self._partial = bytearray(parts[-1])
+            self._line_start = pos
+        else:
+            self._partial += data
+        if b"\r" in self._partial:
+            self._partial = bytearray(_keep_last_cr_state(self._partial))
+        self._cap_partial(lines, offsets)
+
+    def _cap_partial(self, lines: list[str], offsets: list[int]) -> None:
+        """Cut an unterminated line that outgrew ``max_line_bytes``."""
+        while len(self._partial) > self.max_line_bytes:
+            head = bytes(self._partial[: self.max_line_bytes])
+            head = head[: _utf8_complete_prefix(head)] or head
+            self._emit(head, self._line_start, lines, offsets)
+            del self._partial[: len(head)]
+            self._line_start += len(head)
+
+    def _emit(self, raw: bytes, offset: int, lines: list[str], offsets: list[int]) -> None:
+        lines.append(decode_line(raw))
+        offsets.append(offset)
+        if self._line_no is not None:
+            self._line_no += 1
+
+    # -- random access (the panel's scrollback and "jump to") ----------------
+
+    def read_lines(self, offset: int, count: int) -> list[LogLine]:
+        """Up to ``count`` complete lines starting at the line containing
+        ``offset``... precisely: at the first line starting at or after it."""
+        size = self.source.stat().size
+        start = _next_line_start(self.source, offset, size, self.chunk_size)
+        found: list[LogLine] = []
+        for line_offset, raw in _iter_lines_forward(
+            self.source, start, size, self.chunk_size, self.max_line_bytes
+        ):
+            found.append(LogLine(line_offset, decode_line(raw)))
+            if len(found) >= count:
+                break
+        return found
+
+    def read_lines_before(self, offset: int, count: int) -> list[LogLine]:
+        """Up to ``count`` complete lines ending at or before ``offset``
+        (scrolling up through the file without reading it whole)."""
+        size = self.source.stat().size
+        found, _, _, _ = _read_lines_backward(
+            self.source, min(offset, size), count, budget=self.max_tail_bytes, chunk=BACKWARD_CHUNK
+        )
+        return found
+
+    # -- search --------------------------------------------------------------
+
+    def search(
+        self,
+        pattern: str | re.Pattern[str],
+        direction: Literal["forward", "backward"] = "forward",
+        from_offset: int | None = None,
+        *,
+        ignore_case: bool = False,
+        regex: bool = False,
+        should_stop: Callable[[], bool] | None = None,
+    ) -> SearchMatch | None:
+        """The next line matching ``pattern``, in bounded memory.
+
+        Forward: the first match among lines starting at or after
+        ``from_offset`` (default: the start). Backward: the last match among
+        lines starting before ``from_offset`` (default: the end). For "next"
+        pass ``match.offset + 1``; for "previous" pass ``match.offset``.
+        Lines are matched as displayed (ANSI stripped, ``\\r`` collapsed).
+        ``should_stop`` lets a cancelled worker abandon a long scan.
+        """
+        compiled = _compile(pattern, ignore_case=ignore_case, regex=regex)
+        prefilter = _bytes_prefilter(pattern, ignore_case=ignore_case, regex=regex)
+        size = self.source.stat().size
+        if direction == "forward":
+            start = 0 if from_offset is None else max(0, min(from_offset, size))
+            blocks = _line_blocks_forward(self.source, start, size, self.chunk_size, self.max_line_bytes)
+            for block_offset, block in blocks:
+                if should_stop is not None and should_stop():
+                    return None
+                hits = _match_block(block, block_offset, compiled, prefilter)
+                if hits:
+                    return hits[0]
+            return None
+        if direction != "backward":
+            raise ValueError(f"direction must be 'forward' or 'backward', not {direction!r}")
+        before = size if from_offset is None else max(0, min(from_offset, size))
+        if before == 0:
+            return None
+        # Include the whole line that starts just before `before`.
+        end = _line_end(self.source, before - 1, size, self.chunk_size, self.max_line_bytes)
+        for block_offset, block in _line_blocks_backward(self.source, end, self.chunk_size):
+            if should_stop is not None and should_stop():
+                return None
+            hits = [m for m in _match_block(block, block_offset, compiled, prefilter) if m.offset < before]
+            if hits:
+                return hits[-1]
+        return None
+
+
+# --------------------------------------------------------------------------
+# Chunked readers shared by opening, scrollback and search
+
+
+def _read_lines_backward(
+    source: FileSource, end: int, count: int, *, budget: int, chunk: int
+) -> tuple[list[LogLine], int, bytes, int]:
+    """The last ``count`` complete lines of ``source[:end]``.
+
+    Returns the lines, the offset of the first byte read, the unterminated
+    tail after the last newline (the partial line) and the number of newlines
+    read (all the file's complete lines when the offset is 0). Reads
+    backwards until ``count + 1`` newlines were seen (the extra one proves the
+    first line is whole), the file start, or ``budget`` bytes.
+    """
+    pieces: list[bytes] = []
+    pos = end
+    newlines = 0
+    while pos > 0 and end - pos < budget:
+        length = min(chunk, pos, budget - (end - pos))
+        data = source.read_at(pos - length, length)
+        if len(data) != length:  # truncated meanwhile: give what is whole
+            break
+        pos -= length
+        pieces.append(data)
+        newlines += data.count(b"\n")
+        if newlines > count:
+            break
+    blob = b"".join(reversed(pieces))
+    last_newline = blob.rfind(b"\n")
+    if last_newline < 0:
+        return [], pos, blob, 0
+    parts = blob[:last_newline].split(b"\n")
+    offsets = []
+    at = pos
+    for raw in parts:
+        offsets.append(at)
+        at += len(raw) + 1
+    if pos > 0:  # the first part may be the end of a longer line
+        parts, offsets = parts[1:], offsets[1:]
+    if count <= 0:
+        parts, offsets = [], []
+    else:
+        parts, offsets = parts[-count:], offsets[-count:]
+    found = [LogLine(o, decode_line(raw)) for o, raw in zip(offsets, parts)]
+    return found, pos, blob[last_newline + 1 :], newlines
+
+
+def _next_line_start(source: FileSource, offset: int, size: int, chunk: int) -> int:
+    """``offset`` if a line starts there, else the start of the next line."""
+    if offset <= 0:
+        return 0
+    if offset >= size:
+        return size
+    if source.read_at(offset - 1, 1) == b"\n":
+        return offset
+    pos = offset
+    while pos < size:
+        data = source.read_at(pos, min(chunk, size - pos))
+        if not data:
+            break
+        newline = data.find(b"\n")
+        if newline >= 0:
+            return pos + newline + 1
+        pos += len(data)
+    return size
+
+
+def _line_end(source: FileSource, offset: int, size: int, chunk: int, max_line: int) -> int:
+    """Offset just after the newline ending the line that holds ``offset``
+    (or the file size for the last, unterminated line)."""
+    pos = offset
+    while pos < size and pos - offset <= max_line:
+        data = source.read_at(pos, min(chunk, size - pos))
+        if not data:
+            break
+        newline = data.find(b"\n")
+        if newline >= 0:
+            return pos + newline + 1
+        pos += len(data)
+    return min(pos, size)
+
+
+def _line_blocks_forward(
+    source: FileSource, start: int, size: int, chunk: int, max_line: int
+):
+    """Yield ``(offset, bytes)`` blocks of whole lines from the first line
+    starting at or after ``start`` up to ``size``; the last block may end
+    with an unterminated line. Memory: one chunk plus one line."""
+    pos = _next_line_start(source, start, size, chunk)
+    carry = b""
+    carry_offset = pos
+    while pos < size:
+        data = source.read_at(pos, min(chunk, size - pos))
+        if not data:
+            break
+        pos += len(data)
+        buf = carry + data if carry else data
+        cut = buf.rfind(b"\n") + 1
+        if cut == 0 and len(buf) > max_line:
+            cut = len(buf)  # a monster line: search it in pieces
+        if cut:
+            yield carry_offset, buf[:cut]
+            carry, carry_offset = buf[cut:], carry_offset + cut
+        else:
+            carry = buf
+    if carry:
+        yield carry_offset, carry
+
+
+def _line_blocks_backward(source: FileSource, end: int, chunk: int):
+    """Yield ``(offset, bytes)`` blocks of whole lines going backwards from
+    ``end`` (which must be a line boundary) to the start of the file."""
+    pos = end
+    carry = b""  # start of a line whose beginning lies in an earlier chunk
+    while pos > 0:
+        length = min(chunk, pos)
+        pos -= length
+        data = source.read_at(pos, length)
+        buf = data + carry if carry else data
+        if pos == 0:
+            yield 0, buf
+            return
+        first_newline = buf.find(b"\n")
+        if first_newline < 0 and len(buf) <= 4 * chunk:
+            carry = buf
+            continue
+        cut = first_newline + 1 if first_newline >= 0 else len(buf) // 2
+        yield pos + cut, buf[cut:]
+        carry = buf[:cut]
+
+
+def _iter_lines_forward(source: FileSource, start: int, size: int, chunk: int, max_line: int):
+    """Yield ``(offset, raw line)`` for complete lines from ``start``."""
+    for block_offset, block in _line_blocks_forward(source, start, size, chunk, max_line):
+        at = block_offset
+        parts = block.split(b"\n")
+        for raw in parts[:-1]:
+            yield at, raw
+            at += len(raw) + 1
+
+
+def _compile(pattern: str | re.Pattern[str], *, ignore_case: bool, regex: bool) -> re.Pattern[str]:
+    if isinstance(pattern, re.Pattern):
+        return pattern
+    flags = re.IGNORECASE if ignore_case else 0
+    return re.compile(pattern if regex else re.escape(pattern), flags)
+
+
+@dataclass(frozen=True)
+class _Prefilter:
+    """A bytes pattern that rejects whole chunks at C speed.
+
+    Built only for literal searches of ASCII text, where the bytes pattern
+    finds exactly what the text pattern finds on UTF-8. With ``ignore_case``
+    it is trusted on ASCII blocks only (Unicode case folding maps a few
+    non-ASCII letters, e.g. the Kelvin sign, onto ASCII ones).
+    """
+
+    pattern: re.Pattern[bytes]
+    ascii_only: bool
+
+    def rules_out(self, block: bytes) -> bool:
+        # The displayed text of a line is its raw bytes minus escape
+        # sequences and overwritten \r segments; removing an escape can glue
+        # a match together, so such blocks are always searched line by line.
+        if b"\x1b" in block:
+            return False
+        if self.ascii_only and not block.isascii():
+            return False
+        return self.pattern.search(block) is None
+
+
+def _bytes_prefilter(pattern: str | re.Pattern[str], *, ignore_case: bool, regex: bool) -> _Prefilter | None:
+    if regex or not isinstance(pattern, str) or not pattern.isascii():
+        return None  # \w, '.' and friends differ between bytes and text
+    flags = re.IGNORECASE if ignore_case else 0
+    return _Prefilter(re.compile(re.escape(pattern.encode("ascii")), flags), ascii_only=ignore_case)
+
+
+def _match_block(
+    block: bytes, block_offset: int, compiled: re.Pattern[str], prefilter: _Prefilter | None
+) -> list[SearchMatch]:
+    """All matching lines in a block of whole lines."""
+    if prefilter is not None and prefilter.rules_out(block):
+        return []
+    hits: list[SearchMatch] = []
+    at = block_offset
+    for raw in block.split(b"\n"):
+        line_end = at + len(raw) + 1
+        if raw:
+            text = strip_ansi(decode_line(raw))
+            found = compiled.search(text)
+            if found is not None:
+                hits.append(SearchMatch(at, line_end, text, found.span()))
+        at = line_end
+    return hits
