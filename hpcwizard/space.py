@@ -1,0 +1,403 @@
+"""Free space, inodes and the verdict of the disk part of the preflight.
+
+:func:`free_space` measures the filesystem holding a path (the nearest
+existing parent when the path is not created yet). On this machine it asks
+the kernel directly (``os.statvfs``); through any other runner (SSH to a login
+node) it runs ``df`` there, since the filesystem that matters is the remote one.
+
+:func:`assess` turns "this plan needs N bytes and M files" plus the free space
+and the quota report into findings with a level (ok / warn / block), a
+message in human units and a concrete fix.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+from dataclasses import dataclass
+from enum import Enum
+
+import psutil
+
+from hpcwizard.errors import CommandFailed
+from hpcwizard.quota import QuotaEntry, QuotaReport
+from hpcwizard.shell import LocalRunner, Runner
+
+__all__ = [
+    "FreeSpace",
+    "Level",
+    "SpaceFinding",
+    "assess",
+    "free_space",
+    "free_space_local",
+    "free_space_via_commands",
+    "human_bytes",
+    "human_count",
+    "FULL_FRACTION",
+    "worst",
+]
+
+# Above this fraction of a filesystem or quota in use, jobs start failing in
+# odd ways (checkpoints half-written, pip caches refused): warn before it.
+FULL_FRACTION = 0.90
+DF_TIMEOUT = 20.0
+
+
+@dataclass(frozen=True)
+class FreeSpace:
+    """Space on the filesystem holding ``path``.
+
+    ``existing`` is the path that was measured: ``path`` itself or its nearest
+    existing parent. ``files_*`` are None where the filesystem has no fixed
+    inode count (btrfs, some NFS servers report 0).
+    """
+
+    path: str
+    mount: str
+    fstype: str
+    bytes_free: int
+    bytes_total: int
+    files_free: int | None
+    files_total: int | None
+    existing: str = ""
+    device: str = ""
+
+    @property
+    def filesystem(self) -> str:
+        """The mount point, under the name the rest of the preflight uses."""
+        return self.mount
+
+    @property
+    def bytes_used(self) -> int:
+        return max(0, self.bytes_total - self.bytes_free)
+
+
+# --------------------------------------------------------------------------
+# measuring
+
+
+def _nearest_existing_local(path: str) -> str:
+    current = os.path.abspath(os.path.expanduser(path))
+    while not os.path.exists(current):
+        parent = os.path.dirname(current)
+        if parent == current:
+            break
+        current = parent
+    return current
+
+
+def _mount_point_local(path: str) -> str:
+    current = os.path.realpath(path)
+    while not os.path.ismount(current):
+        parent = os.path.dirname(current)
+        if parent == current:
+            break
+        current = parent
+    return current
+
+
+def free_space_local(path: str) -> FreeSpace:
+    """Measure with ``os.statvfs`` on this machine (no subprocess)."""
+    existing = _nearest_existing_local(path)
+    st = os.statvfs(existing)
+    mount = _mount_point_local(existing)
+    fstype, device = "", ""
+    # /proc/mounts order: the last entry for a mount point is the visible one.
+    for part in psutil.disk_partitions(all=True):
+        if part.mountpoint == mount:
+            fstype, device = part.fstype, part.device
+    files_total = st.f_files or None
+    return FreeSpace(
+        path=path,
+        mount=mount,
+        fstype=fstype,
+        # f_bavail, not f_bfree: the blocks reserved for root are not ours.
+        bytes_free=st.f_bavail * st.f_frsize,
+        bytes_total=st.f_blocks * st.f_frsize,
+        files_free=st.f_favail if files_total else None,
+        files_total=files_total,
+        existing=existing,
+        device=device,
+    )
+
+
+def _df_number(token: str) -> int | None:
+    return int(token) if token.isdigit() else None
+
+
+def _run_df(runner: Runner, path: str) -> tuple[list[str], str] | None:
+    """``df`` one path: (fstype size avail itotal iavail, mount) or None if missing.
+
+    ``df -P`` and ``--output`` cannot be combined (GNU df), so the columns are
+    named; the mount point goes last so a space in it survives the split.
+    """
+    result = runner.run(
+        ["df", "-B1", "--output=fstype,size,avail,itotal,iavail,target", "--", path],
+        timeout=DF_TIMEOUT,
+        env={"LC_ALL": "C"},
+    )
+    if not result.ok:
+        if "No such file" in result.stderr:
+            return None
+        detail = (result.stderr.strip() or f"exit status {result.returncode}").splitlines()[-1]
+        raise CommandFailed(f"df failed on {path}: {detail}")
+    lines = [line for line in result.stdout.splitlines() if line.strip()]
+    if len(lines) < 2:
+        raise ValueError(f"df printed no row for {path}")
+    parts = lines[-1].split(None, 5)
+    if len(parts) != 6 or _df_number(parts[1]) is None or _df_number(parts[2]) is None:
+        raise ValueError(f"df row not understood: {lines[-1]!r}")
+    return parts[:5], parts[5].strip()
+
+
+def free_space_via_commands(runner: Runner, path: str) -> FreeSpace:
+    """Measure through the runner with ``df`` (for a login node over SSH).
+
+    Walks up from ``path`` until ``df`` finds something; the device comes from
+    a second ``df --output=source`` call (both columns may hold spaces).
+    """
+    current = posixpath.normpath(path)
+    while True:
+        measured = _run_df(runner, current)
+        if measured is not None:
+            break
+        parent = posixpath.dirname(current)
+        if parent in ("", current):
+            raise ValueError(f"no existing parent of {path} to measure")
+        current = parent
+    (fstype, size, avail, itotal, iavail), mount = measured
+    device = ""
+    source = runner.run(["df", "--output=source", "--", current], timeout=DF_TIMEOUT, env={"LC_ALL": "C"})
+    if source.ok:
+        rows = [line.strip() for line in source.stdout.splitlines() if line.strip()]
+        device = rows[-1] if len(rows) >= 2 else ""
+    files_total = _df_number(itotal) or None
+    return FreeSpace(
+        path=path,
+        mount=mount,
+        fstype=fstype,
+        bytes_free=int(avail),
+        bytes_total=int(size),
+        files_free=_df_number(iavail) if files_total else None,
+        files_total=files_total,
+        existing=current,
+        device=device,
+    )
+
+
+def free_space(runner: Runner, path: str) -> FreeSpace:
+    """Free bytes and inodes where ``path`` lives (or will live) on the runner's host."""
+    if isinstance(runner, LocalRunner):
+        return free_space_local(path)
+    return free_space_via_commands(runner, path)
+
+
+# --------------------------------------------------------------------------
+# the verdict
+
+
+class Level(str, Enum):
+    OK = "ok"
+    WARN = "warn"
+    BLOCK = "block"
+
+
+@dataclass(frozen=True)
+class SpaceFinding:
+    """One line of the disk verdict: what was checked, how it went, how to fix it."""
+
+    level: Level
+    check: str  # "space", "inodes", "quota-bytes", "quota-files", "quota"
+    message: str
+    fix: str | None = None
+
+
+_UNITS = ("B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB")
+
+
+def human_bytes(n: int | float) -> str:
+    """``123456789`` → ``117.7 MiB`` (binary units, one decimal when it helps)."""
+    if n < 0:
+        return "-" + human_bytes(-n)
+    value = float(n)
+    for unit in _UNITS:
+        if value < 1024 or unit == _UNITS[-1]:
+            break
+        value /= 1024
+    if unit == "B":
+        return f"{int(n)} B"
+    text = f"{value:.1f}"
+    if text.endswith(".0"):
+        text = text[:-2]
+    return f"{text} {unit}"
+
+
+def human_count(n: int) -> str:
+    """File counts read better with separators: ``1,234,567 files``."""
+    return f"{n:,} file" + ("" if n == 1 else "s")
+
+
+def _where(free: FreeSpace) -> str:
+    return f"{free.mount} ({free.fstype})" if free.fstype else free.mount
+
+
+def _check_filesystem(need_bytes: int, need_files: int, free: FreeSpace) -> list[SpaceFinding]:
+    found = []
+    if need_bytes > free.bytes_free:
+        short = need_bytes - free.bytes_free
+        found.append(
+            SpaceFinding(
+                Level.BLOCK,
+                "space",
+                f"needs {human_bytes(need_bytes)} but only {human_bytes(free.bytes_free)} "
+                f"is free on {_where(free)}",
+                f"free {human_bytes(short)} under {free.mount} or choose a data root on a "
+                "filesystem with more space",
+            )
+        )
+    elif free.bytes_total and (free.bytes_used + need_bytes) > FULL_FRACTION * free.bytes_total:
+        after = (free.bytes_used + need_bytes) / free.bytes_total
+        found.append(
+            SpaceFinding(
+                Level.WARN,
+                "space",
+                f"{_where(free)} will be {after:.0%} full after {human_bytes(need_bytes)} "
+                f"({human_bytes(free.bytes_free)} free)",
+                f"free space under {free.mount} or choose a data root on an emptier filesystem",
+            )
+        )
+    else:
+        found.append(
+            SpaceFinding(
+                Level.OK,
+                "space",
+                f"{human_bytes(need_bytes)} needed, {human_bytes(free.bytes_free)} free on {_where(free)}",
+            )
+        )
+    if need_files and free.files_free is not None and free.files_total:
+        if need_files > free.files_free:
+            found.append(
+                SpaceFinding(
+                    Level.BLOCK,
+                    "inodes",
+                    f"needs {human_count(need_files)} but only {human_count(free.files_free)} "
+                    f"can still be created on {_where(free)}",
+                    f"delete at least {human_count(need_files - free.files_free)} under {free.mount} "
+                    "or choose a data root on another filesystem",
+                )
+            )
+        elif (free.files_total - free.files_free + need_files) > FULL_FRACTION * free.files_total:
+            found.append(
+                SpaceFinding(
+                    Level.WARN,
+                    "inodes",
+                    f"{_where(free)} will have over {FULL_FRACTION:.0%} of its inodes in use "
+                    f"after {human_count(need_files)}",
+                    f"remove small files under {free.mount} (old caches, unpacked archives)",
+                )
+            )
+    return found
+
+
+def _check_entry_bytes(need: int, entry: QuotaEntry, mount: str) -> SpaceFinding:
+    fs = entry.filesystem
+    if entry.bytes_hard is not None and need > entry.bytes_hard - entry.bytes_used:
+        room = max(0, entry.bytes_hard - entry.bytes_used)
+        return SpaceFinding(
+            Level.BLOCK,
+            "quota-bytes",
+            f"needs {human_bytes(need)} but your quota on {fs} leaves {human_bytes(room)} "
+            f"({human_bytes(entry.bytes_used)} used of {human_bytes(entry.bytes_hard)} hard limit)",
+            f"free {human_bytes(need - room)} under {mount} or choose a data root on a "
+            "filesystem with more quota",
+        )
+    if entry.bytes_soft is not None and need > entry.bytes_soft - entry.bytes_used:
+        room = max(0, entry.bytes_soft - entry.bytes_used)
+        return SpaceFinding(
+            Level.WARN,
+            "quota-bytes",
+            f"{human_bytes(need)} goes over your soft quota on {fs} "
+            f"({human_bytes(room)} left of {human_bytes(entry.bytes_soft)}); "
+            "writes stop when the grace period ends",
+            f"free {human_bytes(need - room)} under {mount} or ask for a larger quota",
+        )
+    limit = entry.bytes_limit
+    if limit is not None and entry.bytes_used + need > FULL_FRACTION * limit:
+        share = (entry.bytes_used + need) / limit
+        return SpaceFinding(
+            Level.WARN,
+            "quota-bytes",
+            f"your quota on {fs} will be {share:.0%} used after {human_bytes(need)}",
+            f"free space under {mount} to keep room for checkpoints and logs",
+        )
+    room_text = "no byte limit" if limit is None else f"{human_bytes(limit - entry.bytes_used)} of quota left"
+    return SpaceFinding(Level.OK, "quota-bytes", f"{human_bytes(need)} needed, {room_text} on {fs}")
+
+
+def _check_entry_files(need: int, entry: QuotaEntry, mount: str) -> SpaceFinding | None:
+    fs = entry.filesystem
+    if entry.files_hard is not None and need > entry.files_hard - entry.files_used:
+        room = max(0, entry.files_hard - entry.files_used)
+        return SpaceFinding(
+            Level.BLOCK,
+            "quota-files",
+            f"needs {human_count(need)} but your file quota on {fs} leaves {human_count(room)} "
+            f"({entry.files_used:,} used of {entry.files_hard:,})",
+            f"delete at least {human_count(need - room)} under {mount} (or pack small files "
+            "into archives), or choose a data root on a filesystem with more quota",
+        )
+    if entry.files_soft is not None and need > entry.files_soft - entry.files_used:
+        room = max(0, entry.files_soft - entry.files_used)
+        return SpaceFinding(
+            Level.WARN,
+            "quota-files",
+            f"{human_count(need)} goes over your soft file quota on {fs} ({room:,} left); "
+            "file creation stops when the grace period ends",
+            f"delete at least {human_count(need - room)} under {mount} or ask for a larger quota",
+        )
+    limit = entry.files_limit
+    if limit is not None and entry.files_used + need > FULL_FRACTION * limit:
+        share = (entry.files_used + need) / limit
+        return SpaceFinding(
+            Level.WARN,
+            "quota-files",
+            f"your file quota on {fs} will be {share:.0%} used after {human_count(need)}",
+            f"remove small files under {mount} (old caches, unpacked archives)",
+        )
+    if limit is None:
+        return None
+    return SpaceFinding(
+        Level.OK, "quota-files", f"{human_count(need)} needed, {limit - entry.files_used:,} files of quota left on {fs}"
+    )
+
+
+def assess(need_bytes: int, need_files: int, free: FreeSpace, quota: QuotaReport) -> list[SpaceFinding]:
+    """Findings for writing ``need_bytes`` in ``need_files`` files below ``free.path``.
+
+    Block when the need exceeds the free space or the hard-quota headroom
+    (hard - used); warn when it exceeds the soft-quota headroom or leaves the
+    filesystem or the quota above 90 % used, or when the quota could not be
+    read at all (the tool's raw text is in ``quota.raw`` for display).
+    """
+    findings = _check_filesystem(need_bytes, need_files, free)
+    for entry in quota.entries:
+        findings.append(_check_entry_bytes(need_bytes, entry, free.mount))
+        file_finding = _check_entry_files(need_files, entry, free.mount)
+        if file_finding is not None:
+            findings.append(file_finding)
+    if not quota.checked:
+        reason = "; ".join(quota.warnings) or "no quota tool answered"
+        wrappers = ", ".join(s.program for s in quota.site_outputs)
+        fix = (
+            f"check the output of {wrappers} below" if wrappers else "check your quota with your site's quota command"
+        )
+        findings.append(
+            SpaceFinding(Level.WARN, "quota", f"quota not checked: {reason}", fix + " before a long download")
+        )
+    return findings
+
+
+def worst(findings: list[SpaceFinding]) -> Level:
+    """The level of the whole verdict: block beats warn beats ok."""
+    order = [Level.OK, Level.WARN, Level.BLOCK]
+    return max((f.level for f in findings), key=order.index, default=Level.OK)
