@@ -1,0 +1,500 @@
+"""Read a training log the way a person skims it: what went wrong, how far along.
+
+:func:`classify_line` spots the lines that explain a dead job (a Python
+traceback and its final exception, CUDA out of memory, NCCL failures, the
+kernel's oom-killer, Slurm's time limit or cancellation, plain ``ERROR``
+lines). :func:`parse_progress` reads training progress from the formats the
+recipes' training loops print (tqdm bars, Hugging Face Trainer dict lines,
+``Step N/M loss x`` lines). A :class:`Triage` accumulates both over a followed
+log so the dashboard can show counts, "jump to first error", step N of M with
+an ETA, and a loss sparkline in constant memory.
+
+Pure functions and small classes; no Textual, no I/O.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+from enum import Enum, IntEnum
+from typing import TYPE_CHECKING
+
+from hpcwizard.logtail import strip_ansi
+
+if TYPE_CHECKING:
+    from hpcwizard.logtail import LogUpdate
+
+
+class Severity(IntEnum):
+    LOW = 1  # worth a look (an ERROR line a run may survive)
+    MEDIUM = 2  # the run stopped or may stall, not necessarily a bug
+    HIGH = 3  # the run is dead or dying
+
+
+class Kind(str, Enum):
+    TRACEBACK = "traceback"  # "Traceback (most recent call last):"
+    EXCEPTION = "exception"  # the final "SomeError: message" line of a traceback
+    CUDA_OOM = "cuda_oom"
+    NCCL = "nccl"
+    OOM_KILL = "oom_kill"  # host memory: the kernel or Slurm's cgroup killed us
+    TIME_LIMIT = "time_limit"
+    CANCELLED = "cancelled"
+    ERROR = "error"
+
+
+DEFAULT_SEVERITY = {
+    Kind.TRACEBACK: Severity.HIGH,
+    Kind.EXCEPTION: Severity.HIGH,
+    Kind.CUDA_OOM: Severity.HIGH,
+    Kind.NCCL: Severity.HIGH,
+    Kind.OOM_KILL: Severity.HIGH,
+    Kind.TIME_LIMIT: Severity.HIGH,
+    Kind.CANCELLED: Severity.MEDIUM,
+    Kind.ERROR: Severity.LOW,
+}
+
+# Launchers prefix each line with where it came from: torchrun's "[rank3]: "
+# and srun --label's "3: ". Strip them so a traceback from rank 3 reads like
+# any other (its indentation matters below).
+_ORIGIN_PREFIX = re.compile(r"^(?:\[(?:rank|default)\d+\]:[ ]?|\d+: )")
+
+# Most lines are none of these: one search rejects them before the ordered
+# checks run.
+_ANY_SIGNAL = re.compile(
+    r"Traceback|out of memory|OutOfMemory|NCCL|nccl|Watchdog|Killed|oom[-_]kill|Out Of Memory"
+    r"|OUT_OF_MEMORY|TIME LIMIT|CANCELLED|Error|ERROR"
+)
+# Ordered: the first rule that matches names the line (a Slurm time-limit
+# line also says CANCELLED; a CUDA OOM line is also an exception line).
+_RULES: tuple[tuple[Kind, re.Pattern[str]], ...] = (
+    (Kind.CUDA_OOM, re.compile(r"CUDA out of memory|torch\.cuda\.OutOfMemoryError|OutOfMemoryError: CUDA")),
+    (
+        Kind.NCCL,
+        re.compile(r"NCCL error|nccl\w*Error|NCCL WARN|Watchdog caught collective operation timeout"),
+    ),
+    (Kind.TIME_LIMIT, re.compile(r"DUE TO TIME LIMIT")),
+    (
+        Kind.OOM_KILL,
+        re.compile(r"oom[-_]kill|Out Of Memory|OUT_OF_MEMORY|(?:^|\s)Killed(?:\s|$)"),
+    ),
+    (Kind.CANCELLED, re.compile(r"CANCELLED AT")),
+    (Kind.TRACEBACK, re.compile(r"^\s*Traceback \(most recent call last\):")),
+    (Kind.ERROR, re.compile(r"\b(?:Error|ERROR)\b")),
+)
+# A warning from NCCL is worth seeing but healthy runs print some too.
+_NCCL_WARN = re.compile(r"NCCL WARN")
+# The line that ends a traceback: "pkg.mod.SomeError: message" or a bare name.
+_EXCEPTION_LINE = re.compile(r"^(?P<name>[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*)(?::(?P<message>.*))?$")
+_CHAINED = re.compile(r"^(?:During handling of the above exception|The above exception was the direct cause)")
+
+
+def _clean(line: str) -> str:
+    return _ORIGIN_PREFIX.sub("", strip_ansi(line).rstrip("\n"))
+
+
+def classify_line(line: str) -> Kind | None:
+    """The kind of trouble one line reports, or None (stateless: the final
+    exception line of a traceback needs :class:`Triage`'s context)."""
+    return _classify_clean(_clean(line))
+
+
+def _classify_clean(text: str) -> Kind | None:
+    if not _ANY_SIGNAL.search(text):
+        return None
+    for kind, pattern in _RULES:
+        if pattern.search(text):
+            return kind
+    return None
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One notable line. ``seq`` orders findings of one :class:`Triage`
+    even when offsets and line numbers are unknown."""
+
+    kind: Kind
+    severity: Severity
+    text: str
+    seq: int
+    offset: int | None = None
+    line_no: int | None = None
+
+
+# --------------------------------------------------------------------------
+# Training progress
+
+_NUMBER = r"[-+]?(?:\d+\.?\d*(?:[eE][-+]?\d+)?|\.\d+(?:[eE][-+]?\d+)?|nan|inf)"
+# "Steps:  12%|█▏  | 1200/10000 [10:00<1:13:20,  2.00it/s, loss=0.123, lr=1e-05]"
+_TQDM = re.compile(
+    r"^(?P<desc>.*?):?\s*(?P<pct>\d{1,3})%\|[^|]*\|\s*"
+    r"(?P<n>\d+(?:\.\d+)?[kMGT]?)/(?P<total>\d+(?:\.\d+)?[kMGT]?)\s*"
+    r"\[(?P<elapsed>[\d:]+)(?:<(?P<remaining>[\d:]+|\?))?"
+    r"(?:,\s*(?P<rate>[\d.]+|\?)\s*(?P<unit>[A-Za-z]*/s|s/[A-Za-z]+))?"
+    r"(?:,\s*(?P<postfix>[^\]]*))?\]"
+)
+# tqdm without a known total: "Steps: 1200it [10:00,  2.00it/s, loss=0.1]"
+_TQDM_OPEN = re.compile(
+    r"^(?P<desc>.*?):?\s*(?P<n>\d+)(?:it|[A-Za-z]+) \[(?P<elapsed>[\d:]+)"
+    r"(?:,\s*(?P<rate>[\d.]+|\?)\s*(?P<unit>[A-Za-z]*/s|s/[A-Za-z]+))?"
+    r"(?:,\s*(?P<postfix>[^\]]*))?\]"
+)
+_POSTFIX_ITEM = re.compile(r"(?P<key>[A-Za-z_][\w.]*)=(?P<value>[^,\s]+)")
+# Hugging Face Trainer: "{'loss': 0.1234, 'grad_norm': 1.2, 'learning_rate': 1e-05, 'epoch': 0.5}"
+_HF_DICT = re.compile(r"\{'loss': [^{}]*\}")
+_HF_ITEM = re.compile(r"'(?P<key>\w+)':\s*'?(?P<value>[^,'}]+)'?")
+# Free-form loops: "Step 1200/10000 loss 0.123", "step: 1200, step_loss=0.1"
+_STEP = re.compile(r"(?<![\w.])(?:global_)?[Ss]teps?\b[\s:=\[#]*(?P<step>\d+)(?:\s*/\s*(?P<total>\d+))?")
+_EPOCH = re.compile(r"\b[Ee]poch\b[\s:=\[#]*(?P<epoch>\d+(?:\.\d+)?)(?:\s*/\s*(?P<total>\d+))?")
+_LOSS = re.compile(r"\b(?:step_|train_)?loss\b\s*[:=]?\s*(?P<loss>" + _NUMBER + r")(?![\w.])")
+_RATE = re.compile(r"(?P<rate>\d+(?:\.\d+)?)\s*(?P<unit>it/s|s/it|steps?/s|s/steps?)\b")
+_LOSS_KEYS = ("loss", "step_loss", "train_loss")
+
+
+@dataclass(frozen=True)
+class ProgressSample:
+    """What one line says about progress; None where it says nothing."""
+
+    step: int | None = None
+    max_steps: int | None = None
+    loss: float | None = None
+    rate_its: float | None = None  # iterations per second (s/it inverted)
+    eta_seconds: float | None = None
+    epoch: float | None = None
+    bar: str | None = None  # tqdm description, to tell bars apart
+
+
+@dataclass(frozen=True)
+class TrainingProgress:
+    """Where training stands, merged from the latest samples."""
+
+    step: int | None = None
+    max_steps: int | None = None
+    loss: float | None = None
+    rate_its: float | None = None
+    eta_seconds: float | None = None
+    epoch: float | None = None
+
+    @property
+    def fraction(self) -> float | None:
+        if self.step is None or not self.max_steps:
+            return None
+        return min(1.0, self.step / self.max_steps)
+
+
+def _scaled_int(text: str) -> int:
+    """tqdm's unit_scale numbers: "1.2k" -> 1200."""
+    factor = {"k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12}.get(text[-1:], 1)
+    return int(round(float(text.rstrip("kMGT")) * factor))
+
+
+def _seconds(clock: str | None) -> float | None:
+    """tqdm's "1:13:20" / "10:00" (hours may exceed 24) as seconds."""
+    if not clock or clock == "?":
+        return None
+    total = 0
+    for part in clock.split(":"):
+        total = total * 60 + int(part)
+    return float(total)
+
+
+def _rate_its(value: str | None, unit: str | None) -> float | None:
+    if not value or value == "?" or not unit:
+        return None
+    rate = float(value)
+    if unit.startswith("s/"):
+        return 1.0 / rate if rate > 0 else None
+    return rate
+
+
+def _float(text: str) -> float | None:
+    try:
+        return float(text)
+    except ValueError:
+        return None
+
+
+def _loss_from(items: Iterable[tuple[str, str]]) -> float | None:
+    found = dict(items)
+    for key in _LOSS_KEYS:
+        if key in found:
+            return _float(found[key])
+    return None
+
+
+def parse_progress(line: str) -> ProgressSample | None:
+    """Training progress reported by one (display) line, if any."""
+    text = _clean(line)
+    if "%|" in text:
+        bar = _TQDM.search(text)
+        if bar is not None:
+            return _from_tqdm(bar, total=_scaled_int(bar["total"]))
+    if "it [" in text or "s [" in text:
+        bar = _TQDM_OPEN.search(text)
+        if bar is not None and bar["rate"]:
+            return _from_tqdm(bar, total=None)
+    if "'loss'" in text:
+        record = _HF_DICT.search(text)
+        if record is not None:
+            items = [(m["key"], m["value"].strip()) for m in _HF_ITEM.finditer(record.group(0))]
+            loss = _loss_from(items)
+            epoch = dict(items).get("epoch")
+            return ProgressSample(loss=loss, epoch=_float(epoch) if epoch else None)
+    if "tep" not in text and "poch" not in text:
+        return None
+    step = _STEP.search(text)
+    epoch = _EPOCH.search(text)
+    if step is None and epoch is None:
+        return None
+    loss = _LOSS.search(text)
+    rate = _RATE.search(text)
+    if step is not None and loss is None and rate is None and step["total"] is None:
+        return None  # "saving step 5 checkpoint": a step number alone proves nothing
+    return ProgressSample(
+        step=int(step["step"]) if step else None,
+        max_steps=int(step["total"]) if step and step["total"] else None,
+        loss=_float(loss["loss"]) if loss else None,
+        rate_its=_rate_its(rate["rate"], rate["unit"]) if rate else None,
+        epoch=float(epoch["epoch"]) if epoch else None,
+    )
+
+
+def _from_tqdm(bar: re.Match[str], total: int | None) -> ProgressSample:
+    postfix = bar["postfix"] or ""
+    items = [(m["key"], m["value"]) for m in _POSTFIX_ITEM.finditer(postfix)]
+    remaining = _seconds(bar.groupdict().get("remaining"))
+    return ProgressSample(
+        step=_scaled_int(bar["n"]),
+        max_steps=total,
+        loss=_loss_from(items),
+        rate_its=_rate_its(bar["rate"], bar["unit"]),
+        eta_seconds=remaining,
+        bar=bar["desc"].strip(),
+    )
+
+
+class LossHistory:
+    """Losses for a sparkline, in constant memory however long the run.
+
+    Two views: ``recent()`` keeps the last ``capacity`` values as logged;
+    ``overview()`` covers the whole run, each point the mean of ``stride``
+    consecutive values, halving its resolution (pairs merged) whenever it
+    would outgrow ``capacity``.
+    """
+
+    def __init__(self, capacity: int = 256) -> None:
+        if capacity < 2:
+            raise ValueError("capacity must be at least 2")
+        self.capacity = capacity
+        self.count = 0  # finite values seen
+        self.non_finite = 0  # NaN/inf losses: a diverged run, shown apart
+        self._recent: deque[float] = deque(maxlen=capacity)
+        self._points: list[float] = []
+        self._stride = 1
+        self._bucket_sum = 0.0
+        self._bucket_n = 0
+        self._last_step: int | None = None
+
+    def add(self, loss: float, step: int | None = None) -> bool:
+        """Record one loss; a repeat of the last step (a progress bar seen
+        again on the next poll) is ignored. Returns whether it was kept."""
+        if step is not None and step == self._last_step:
+            return False
+        self._last_step = step
+        if not math.isfinite(loss):
+            self.non_finite += 1
+            return True
+        self.count += 1
+        self._recent.append(loss)
+        self._bucket_sum += loss
+        self._bucket_n += 1
+        if self._bucket_n == self._stride:
+            self._points.append(self._bucket_sum / self._bucket_n)
+            self._bucket_sum, self._bucket_n = 0.0, 0
+            if len(self._points) > self.capacity:
+                pairs = zip(self._points[0::2], self._points[1::2])
+                merged = [(a + b) / 2 for a, b in pairs]
+                if len(self._points) % 2:  # an odd one out becomes the open bucket
+                    self._bucket_sum, self._bucket_n = self._points[-1] * self._stride, self._stride
+                self._points = merged
+                self._stride *= 2
+        return True
+
+    def recent(self, n: int | None = None) -> list[float]:
+        values = list(self._recent)
+        return values if n is None else values[-n:]
+
+    def overview(self) -> list[float]:
+        points = list(self._points)
+        if self._bucket_n:
+            points.append(self._bucket_sum / self._bucket_n)
+        return points
+
+    def sparkline_values(self, width: int, *, whole_run: bool = False) -> list[float]:
+        """At most ``width`` values, recent (default) or over the whole run."""
+        return downsample(self.overview() if whole_run else self.recent(), width)
+
+    def clear(self) -> None:
+        self.__init__(self.capacity)  # type: ignore[misc]
+
+
+def downsample(values: list[float], width: int) -> list[float]:
+    """``values`` averaged into at most ``width`` buckets of near-equal size."""
+    if width <= 0:
+        return []
+    if len(values) <= width:
+        return list(values)
+    out = []
+    for i in range(width):
+        lo = i * len(values) // width
+        hi = (i + 1) * len(values) // width
+        bucket = values[lo:hi]
+        out.append(sum(bucket) / len(bucket))
+    return out
+
+
+# --------------------------------------------------------------------------
+# The accumulator
+
+
+class Triage:
+    """Findings and progress accumulated over one followed log file.
+
+    Feed it every complete line once (``feed`` takes a LogUpdate) and the
+    live partial line on every poll (progress only: a partial line is not a
+    finding until its newline arrives, or the same bar would count twice).
+    """
+
+    def __init__(self, *, recent_findings: int = 200, history_capacity: int = 256) -> None:
+        self.counts: dict[Kind, int] = {}
+        self.first: dict[Kind, Finding] = {}
+        self.last: dict[Kind, Finding] = {}
+        self.recent: deque[Finding] = deque(maxlen=recent_findings)
+        self.losses = LossHistory(history_capacity)
+        self.progress: TrainingProgress | None = None
+        self._first_by_severity: dict[Severity, Finding] = {}
+        self._seq = 0
+        self._in_traceback = False
+        self._bar: str | None = None  # the tqdm bar we take for "the training bar"
+
+    def reset(self) -> None:
+        """Forget everything (the log was truncated or replaced)."""
+        self.__init__(  # type: ignore[misc]
+            recent_findings=self.recent.maxlen or 200, history_capacity=self.losses.capacity
+        )
+
+    # -- feeding ---------------------------------------------------------------
+
+    def feed(self, update: LogUpdate) -> list[Finding]:
+        """Everything new in one poll's result; returns the new findings."""
+        if update.truncated or update.rotated:
+            self.reset()
+        found: list[Finding] = []
+        line_no = update.first_line_no
+        for text, offset in zip(update.lines, update.line_offsets):
+            found.extend(self.feed_line(text, offset=offset, line_no=line_no))
+            if line_no is not None:
+                line_no += 1
+        if update.partial:
+            self.feed_partial(update.partial)
+        return found
+
+    def feed_lines(self, lines: Iterable[str]) -> list[Finding]:
+        found: list[Finding] = []
+        for text in lines:
+            found.extend(self.feed_line(text))
+        return found
+
+    def feed_line(self, line: str, *, offset: int | None = None, line_no: int | None = None) -> list[Finding]:
+        """One complete line: findings (usually none) and progress."""
+        text = _clean(line)
+        kinds: list[tuple[Kind, Severity]] = []
+        if self._in_traceback and text and not text[0].isspace():
+            exception = _EXCEPTION_LINE.match(text)
+            if exception is not None and exception["name"] != "Traceback":
+                kinds.append((Kind.EXCEPTION, DEFAULT_SEVERITY[Kind.EXCEPTION]))
+                self._in_traceback = False
+            elif not _CHAINED.match(text):
+                self._in_traceback = False  # something else interrupted it
+        kind = _classify_clean(text)
+        if kind is Kind.TRACEBACK:
+            self._in_traceback = True
+        if kind is not None and not (kind is Kind.ERROR and kinds):
+            severity = Severity.MEDIUM if kind is Kind.NCCL and _NCCL_WARN.search(text) else DEFAULT_SEVERITY[kind]
+            kinds.append((kind, severity))
+        found = [self._record(k, s, text, offset, line_no) for k, s in kinds]
+        self._take_progress(text, final=True)
+        return found
+
+    def feed_partial(self, partial: str) -> None:
+        """The live unfinished line (a tqdm bar): progress only."""
+        self._take_progress(_clean(partial), final=False)
+
+    def _record(self, kind: Kind, severity: Severity, text: str, offset: int | None, line_no: int | None) -> Finding:
+        self._seq += 1
+        finding = Finding(kind, severity, text, self._seq, offset, line_no)
+        self.counts[kind] = self.counts.get(kind, 0) + 1
+        self.first.setdefault(kind, finding)
+        self.last[kind] = finding
+        self._first_by_severity.setdefault(severity, finding)
+        self.recent.append(finding)
+        return finding
+
+    def _take_progress(self, text: str, *, final: bool) -> None:
+        sample = parse_progress(text)
+        if sample is None:
+            return
+        if sample.bar is not None and not self._is_training_bar(sample):
+            return
+        current = self.progress or TrainingProgress()
+        updates = {
+            name: value
+            for name in ("step", "max_steps", "loss", "rate_its", "epoch")
+            if (value := getattr(sample, name)) is not None
+        }
+        merged = replace(current, **updates)
+        eta = sample.eta_seconds
+        if eta is None and merged.rate_its and merged.max_steps and merged.step is not None:
+            eta = max(0, merged.max_steps - merged.step) / merged.rate_its
+        if sample.step is not None or sample.eta_seconds is not None:
+            merged = replace(merged, eta_seconds=eta)
+        self.progress = merged
+        if sample.loss is not None:
+            self.losses.add(sample.loss, step=sample.step)
+
+    def _is_training_bar(self, sample: ProgressSample) -> bool:
+        """Keep following one tqdm bar: "Loading checkpoint shards 3/3" or a
+        validation bar must not pass for the training loop.
+
+        A different bar takes over when it is longer than the current one, or
+        when the current one has finished.
+        """
+        current = self.progress
+        if self._bar is None or sample.bar == self._bar or current is None:
+            self._bar = sample.bar
+            return True
+        finished = current.max_steps is not None and current.step is not None and current.step >= current.max_steps
+        longer = sample.max_steps is not None and (current.max_steps is None or sample.max_steps > current.max_steps)
+        if finished or longer:
+            self._bar = sample.bar
+            self.progress = TrainingProgress(loss=current.loss, epoch=current.epoch)
+            return True
+        return False
+
+    # -- reading ---------------------------------------------------------------
+
+    def first_error(self, min_severity: Severity = Severity.HIGH) -> Finding | None:
+        """The earliest finding at least this severe ("jump to first error")."""
+        candidates = [f for s, f in self._first_by_severity.items() if s >= min_severity]
+        return min(candidates, key=lambda f: f.seq) if candidates else None
+
+    @property
+    def worst(self) -> Severity | None:
+        return max(self._first_by_severity, default=None)
+
+    @property
+    def last_exception(self) -> Finding | None:
+        """The final line of the latest traceback: usually why the job died."""
+        return self.last.get(Kind.EXCEPTION)
