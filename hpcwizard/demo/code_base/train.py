@@ -1,0 +1,83 @@
+"""A stand-in training loop for the demo recipe: same shape, seconds on CPU.
+
+It reads the frames and the base model fetched by the setup job, "trains" for
+--max-steps steps, writes checkpoint-N folders every --checkpointing-steps
+(keeping --checkpoints-total-limit of them) and resumes from the latest one,
+printing a tqdm-style progress line per step like real training scripts do.
+"""
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+
+def latest_checkpoint(output_dir: Path):
+    steps = []
+    for child in output_dir.glob("checkpoint-*"):
+        suffix = child.name.split("-", 1)[1]
+        if child.is_dir() and suffix.isdigit():
+            steps.append((int(suffix), child))
+    return max(steps)[1] if steps else None
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--stage", type=int, required=True)
+    parser.add_argument("--frames", type=Path, required=True)
+    parser.add_argument("--base-model", type=Path, required=True)
+    parser.add_argument("--output-dir", type=Path, required=True)
+    parser.add_argument("--pretrained-stage1", type=Path)
+    parser.add_argument("--max-steps", type=int, default=6)
+    parser.add_argument("--checkpointing-steps", type=int, default=2)
+    parser.add_argument("--checkpoints-total-limit", type=int, default=2)
+    parser.add_argument("--resume-from-checkpoint", default=None)
+    parser.add_argument("--seconds-per-step", type=float, default=0.2)
+    args = parser.parse_args()
+
+    if os.environ.get("HF_HUB_OFFLINE") != "1":
+        print("warning: HF_HUB_OFFLINE is not set; training should not need the network", file=sys.stderr)
+    frames = sorted(p for p in args.frames.rglob("*") if p.is_file())
+    if not frames:
+        print(f"error: no frames under {args.frames}", file=sys.stderr)
+        return 1
+    config = json.loads((args.base_model / "config.json").read_text())
+    weight = (args.base_model / "pytorch_model.bin").stat().st_size
+    if args.stage == 2:
+        if args.pretrained_stage1 is None:
+            print("error: stage 2 needs --pretrained-stage1", file=sys.stderr)
+            return 1
+        weight += json.loads((args.pretrained_stage1 / "weights.json").read_text())["value"]
+
+    args.output_dir.mkdir(parents=True, exist_ok=True)
+    start, value = 0, float(weight % 997)
+    if args.resume_from_checkpoint == "latest":
+        found = latest_checkpoint(args.output_dir)
+        if found is not None:
+            state = json.loads((found / "state.json").read_text())
+            start, value = state["step"], state["value"]
+            print(f"Resuming from checkpoint {found}")
+    print(f"stage {args.stage}: {len(frames)} frames, base model {config.get('model_type')}, steps {start}->{args.max_steps}")
+    for step in range(start + 1, args.max_steps + 1):
+        time.sleep(args.seconds_per_step)
+        loss = 1.0 / (step + args.stage)
+        value += loss
+        done = int(20 * step / args.max_steps)
+        print(f"Steps: {100 * step // args.max_steps:3d}%|{'#' * done}{' ' * (20 - done)}| {step}/{args.max_steps} "
+              f"[00:0{step}<00:00, {1 / args.seconds_per_step:.2f}it/s, loss={loss:.4f}]", flush=True)
+        if step % args.checkpointing_steps == 0 or step == args.max_steps:
+            ckpt = args.output_dir / f"checkpoint-{step}"
+            ckpt.mkdir(exist_ok=True)
+            (ckpt / "state.json").write_text(json.dumps({"step": step, "value": value, "stage": args.stage}))
+            kept = sorted(args.output_dir.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
+            for old in kept[: -args.checkpoints_total_limit]:
+                shutil.rmtree(old)
+    print(f"stage {args.stage} finished")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,127 @@
+"""Plan files: loading, validation messages, round trip."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from hpcwizard.cli import main
+from hpcwizard.plan import PlanError, load_plan, parse_memory_mb, parse_time_limit, plan_from_dict
+from hpcwizard.recipe import all_recipes, get_recipe, load_plan_for_recipe
+
+GOOD = {
+    "recipe": "demo",
+    "project_home": "/tmp/proj",
+    "data_root": "/tmp/proj/data",
+    "hf_namespace": "alice",
+    "download": "job",
+    "setup": {"partition": "cpu", "cpus": 2, "mem": "4G", "time": "01:00:00"},
+    "train": {"partition": "gpu", "gpus": 2, "cpus": 2, "mem": "8G", "time": "04:00:00"},
+    "account": None,
+}
+
+
+def write(tmp_path: Path, data: dict) -> Path:
+    path = tmp_path / "plan.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_design_example_loads_and_round_trips(tmp_path):
+    plan = load_plan(write(tmp_path, GOOD))
+    assert plan.train.gpus == 2 and plan.setup.gpus == 0
+    assert plan.project_home == Path("/tmp/proj")
+    again = plan_from_dict(yaml.safe_load(plan.to_yaml()))
+    assert again == plan
+    assert again.fingerprint() == plan.fingerprint()
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        ({"colour": "red"}, "unknown key 'colour' in the plan; allowed keys: recipe,"),
+        ({"download": "sometimes"}, "download has a bad value 'sometimes'; allowed: job, login"),
+        ({"project_home": "relative/dir"}, "project_home must be an absolute path"),
+        ({"data_root": "/ok\nnewline"}, "data_root contains a control character"),
+        ({"train": {**GOOD["train"], "gpu": 2}}, "unknown key train.gpu; allowed keys: partition, gpus, cpus, mem, time"),
+        ({"train": {**GOOD["train"], "time": "3 days"}}, "train.time has a bad value '3 days'"),
+        ({"train": {**GOOD["train"], "mem": "lots"}}, "train.mem has a bad value 'lots'; allowed: a size like 16G"),
+        ({"train": {**GOOD["train"], "gpus": -1}}, "train.gpus has a bad value -1; allowed: a whole number from 0"),
+        ({"setup": {**GOOD["setup"], "partition": "cpu; rm -rf /"}}, "setup.partition has a bad value"),
+        ({"account": "$(whoami)"}, "account has a bad value '$(whoami)'"),
+        ({"hf_namespace": "bad name"}, "hf_namespace has a bad value 'bad name'"),
+    ],
+)
+def test_bad_values_name_the_key_and_what_is_allowed(tmp_path, change, expected):
+    with pytest.raises(PlanError) as caught:
+        load_plan(write(tmp_path, {**GOOD, **change}))
+    assert expected in caught.value.one_line()
+
+
+def test_unknown_recipe_and_variant_are_refused_with_the_choices(tmp_path):
+    with pytest.raises(PlanError, match="recipe has a bad value 'nope'; allowed: .*demo"):
+        load_plan_for_recipe(write(tmp_path, {**GOOD, "recipe": "nope"}))
+    with pytest.raises(PlanError, match="recipe demo has no variants"):
+        load_plan_for_recipe(write(tmp_path, {**GOOD, "variant": "prompt"}))
+
+
+def test_cli_reports_a_bad_plan_in_one_line_without_traceback(tmp_path, capsys):
+    code = main(["render", str(write(tmp_path, {**GOOD, "download": "maybe"})), "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert err.startswith("hpcwizard: download has a bad value 'maybe'")
+    assert not (tmp_path / "out").exists()
+
+
+def test_missing_and_broken_plan_files(tmp_path):
+    with pytest.raises(PlanError, match="no plan file at"):
+        load_plan(tmp_path / "absent.yaml")
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("recipe: demo\n  bad: [indent\n")
+    with pytest.raises(PlanError, match="not valid YAML at line"):
+        load_plan(broken)
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("90", 5400), ("30:00", 1800), ("04:00:00", 14400), ("1-00:00:00", 86400), ("2-12", 216000), ("1-2:30", 95400)],
+)
+def test_time_limits(text, seconds):
+    assert parse_time_limit(text) == seconds
+
+
+def test_memory_sizes():
+    assert parse_memory_mb("16G") == 16384
+    assert parse_memory_mb("500M") == 500
+    assert parse_memory_mb("1T") == 1048576
+    assert parse_memory_mb("2048") == 2048
+
+
+def test_every_recipe_default_plan_is_valid(tmp_path):
+    for name, recipe in all_recipes().items():
+        plan = recipe.default_plan(tmp_path / name, hf_namespace="alice")
+        assert plan.recipe == name
+        assert recipe.check_variant(plan.variant) == plan.variant
+        assert recipe.repos_for(plan), f"{name} fetches nothing"
+
+
+def test_recipe_needing_a_namespace_says_so(tmp_path):
+    recipe = get_recipe("demo")
+    plan = recipe.default_plan(tmp_path)
+    with pytest.raises(PlanError, match="needs hf_namespace"):
+        recipe.repos_for(plan)
+
+
+def test_recipes_command_lists_what_each_needs(capsys):
+    assert main(["recipes", "--json"]) == 0
+    import json
+
+    listed = {r["name"]: r for r in json.loads(capsys.readouterr().out)["recipes"]}
+    assert "demo" in listed
+    demo = listed["demo"]
+    assert [j["name"] for j in demo["jobs"]] == ["setup", "train"]
+    assert any(r["gated"] for r in demo["repos"])
+    assert all(r["size_bytes"] > 0 for r in demo["repos"])
