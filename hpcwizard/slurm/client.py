@@ -280,7 +280,11 @@ class SlurmClient:
             self._finished_source = FinishedSource.SCONTROL
         results = []
         for job_id in ids:
-            job = found.get(job_id) or self._scontrol_job(job_id)
+            job = found.get(job_id)
+            if job is None or job.state is JobState.UNKNOWN:
+                # jobcomp/filetxt mangles job names with spaces (its lines are
+                # space-separated key=value), leaving no state; ask scontrol.
+                job = self._scontrol_job(job_id) or job
             if job is None:
                 job = FinishedJob(job_id, JobState.FINISHED_UNKNOWN, None, None, None, None,
                                   FinishedSource.NONE)

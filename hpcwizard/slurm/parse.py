@@ -170,7 +170,8 @@ def parse_gres(text: str) -> tuple[GresEntry, ...]:
         return ()
     entries = []
     for item in _split_top_level(value):
-        bare = item.split("(", 1)[0]  # drop socket/index annotations
+        # Drop the trailing socket/index annotation, keep a "(null)" type.
+        bare = re.sub(r"\((?!null\))[^()]*\)$", "", item)
         parts = bare.split(":")
         name = parts[0]
         count = 1
