@@ -91,6 +91,15 @@ _EXCEPTION_LINE = re.compile(r"^(?P<name>[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*)(?::(?P
 _CHAINED = re.compile(r"^(?:During handling of the above exception|The above exception was the direct cause)")
 
 
+def _looks_like_exception(match: re.Match[str]) -> bool:
+    """"KeyError: 'x'" or a bare "KeyboardInterrupt"; not "main()" or "frame"."""
+    name = match["name"]
+    if name == "Traceback":
+        return False
+    # A bare word must at least look like a class name.
+    return match["message"] is not None or name.rsplit(".", 1)[-1][:1].isupper()
+
+
 def _clean(line: str) -> str:
     return _ORIGIN_PREFIX.sub("", strip_ansi(line).rstrip("\n"))
 
@@ -413,7 +422,7 @@ class Triage:
         kinds: list[tuple[Kind, Severity]] = []
         if self._in_traceback and text and not text[0].isspace():
             exception = _EXCEPTION_LINE.match(text)
-            if exception is not None and exception["name"] != "Traceback":
+            if exception is not None and _looks_like_exception(exception):
                 kinds.append((Kind.EXCEPTION, DEFAULT_SEVERITY[Kind.EXCEPTION]))
                 self._in_traceback = False
             elif not _CHAINED.match(text):

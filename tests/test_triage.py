@@ -1,0 +1,255 @@
+"""Triage: failure kinds, first occurrences, training progress and loss history."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from hpcwizard.logtail import LocalFileSource, LogFollower
+from hpcwizard.triage import (
+    Kind,
+    LossHistory,
+    Severity,
+    Triage,
+    classify_line,
+    downsample,
+    parse_progress,
+)
+
+
+@pytest.mark.parametrize(
+    ("line", "kind"),
+    [
+        ("Traceback (most recent call last):", Kind.TRACEBACK),
+        ("[rank3]: Traceback (most recent call last):", Kind.TRACEBACK),
+        ("torch.cuda.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB", Kind.CUDA_OOM),
+        ("RuntimeError: CUDA out of memory. Tried to allocate 20.00 MiB", Kind.CUDA_OOM),
+        ("torch.distributed.DistBackendError: NCCL error in: ProcessGroupNCCL.cpp:1275", Kind.NCCL),
+        ("RuntimeError: ncclInternalError: Internal check failed.", Kind.NCCL),
+        ("node1:1234:1290 [0] NCCL WARN Call to connect returned Connection refused", Kind.NCCL),
+        (
+            "[Rank 0] Watchdog caught collective operation timeout: WorkNCCL(SeqNum=1, OpType=ALLREDUCE)",
+            Kind.NCCL,
+        ),
+        ("/var/spool/slurmd/job42/slurm_script: line 12:  4242 Killed    python train.py", Kind.OOM_KILL),
+        ("Killed", Kind.OOM_KILL),
+        ("slurmstepd: error: Detected 1 oom_kill event in StepId=42.batch.", Kind.OOM_KILL),
+        ("[12345.6] Out Of Memory: Killed process 4242 (python)", Kind.OOM_KILL),
+        ("kernel: python invoked oom-killer", Kind.OOM_KILL),
+        (
+            "slurmstepd: error: *** JOB 42 ON node1 CANCELLED AT 2024-05-01T10:00:00 DUE TO TIME LIMIT ***",
+            Kind.TIME_LIMIT,
+        ),
+        ("slurmstepd: error: *** JOB 42 ON node1 CANCELLED AT 2024-05-01T10:00:00 ***", Kind.CANCELLED),
+        ("2024-05-01 10:00:00 ERROR could not save checkpoint", Kind.ERROR),
+        ("\x1b[31mError\x1b[0m: bad config value", Kind.ERROR),
+        ("Steps:  12%|█▏  | 1200/10000 [10:00<1:13:20,  2.00it/s, loss=0.123]", None),
+        ("no errors found, 0 killed processes", None),
+        ("ValueError is raised when...", None),
+    ],
+)
+def test_classify_line(line: str, kind: Kind | None) -> None:
+    assert classify_line(line) is kind
+
+
+TRACEBACK_LOG = """\
+epoch 1
+Traceback (most recent call last):
+  File "train.py", line 10, in <module>
+    main()
+  File "train.py", line 5, in main
+    loss.backward()
+
+ValueError: bad shape (3, 4)
+after
+Traceback (most recent call last):
+  File "train.py", line 12, in <module>
+    step()
+KeyError: 'x'
+
+During handling of the above exception, another exception occurred:
+
+Traceback (most recent call last):
+  File "train.py", line 14, in <module>
+    raise RuntimeError("boom")
+torch.cuda.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB
+"""
+
+
+def test_traceback_and_final_exception_line() -> None:
+    t = Triage()
+    t.feed_lines(TRACEBACK_LOG.splitlines())
+    assert t.counts[Kind.TRACEBACK] == 3
+    assert t.counts[Kind.EXCEPTION] == 3
+    assert t.first[Kind.EXCEPTION].text == "ValueError: bad shape (3, 4)"
+    assert t.last_exception is not None
+    assert t.last_exception.text.startswith("torch.cuda.OutOfMemoryError")
+    assert t.counts[Kind.CUDA_OOM] == 1
+    assert Kind.ERROR not in t.counts  # "main()" and "after" are not exception lines
+
+
+def test_indented_or_unrelated_lines_are_not_exceptions() -> None:
+    t = Triage()
+    t.feed_lines(["Traceback (most recent call last):", "  File 'x', line 1", "    ok = 1", "[rank1]: frame"])
+    assert Kind.EXCEPTION not in t.counts
+    t.feed_lines(["Exception: later"])  # the traceback ended with the previous line
+    assert Kind.EXCEPTION not in t.counts
+    t.feed_lines(["Traceback (most recent call last):", '  File "x", line 1', "KeyboardInterrupt"])
+    assert t.counts[Kind.EXCEPTION] == 1
+
+
+def test_rank_prefixed_traceback() -> None:
+    t = Triage()
+    t.feed_lines(
+        [
+            "[rank0]: Traceback (most recent call last):",
+            '[rank0]:   File "train.py", line 3, in <module>',
+            "[rank0]: RuntimeError: NCCL error in: ProcessGroupNCCL.cpp",
+        ]
+    )
+    assert t.counts == {Kind.TRACEBACK: 1, Kind.EXCEPTION: 1, Kind.NCCL: 1}
+
+
+def test_first_occurrence_with_offsets_from_a_followed_file(tmp_path: Path) -> None:
+    log = tmp_path / "job.err"
+    lines = [
+        "starting",
+        "WARNING: Error rate high",  # low severity first
+        "node1 NCCL WARN retrying",  # medium
+        "ok",
+        "Traceback (most recent call last):",
+        '  File "a.py", line 1',
+        "RuntimeError: boom",
+        "Traceback (most recent call last):",
+        "KeyError: 1",
+    ]
+    log.write_text("\n".join(lines) + "\n")
+    follower = LogFollower(LocalFileSource(log))
+    t = Triage()
+    t.feed(follower.poll())
+    first = t.first_error()
+    assert first is not None and first.kind is Kind.TRACEBACK
+    assert first.line_no == 5
+    assert follower.read_lines(first.offset, 1)[0].text == "Traceback (most recent call last):"
+    assert t.first_error(Severity.LOW).text == "WARNING: Error rate high"
+    assert t.first_error(Severity.MEDIUM).kind is Kind.NCCL
+    assert t.first[Kind.TRACEBACK].line_no == 5
+    assert t.last[Kind.TRACEBACK].line_no == 8
+    assert t.counts[Kind.TRACEBACK] == 2
+    assert t.worst is Severity.HIGH
+    # the log is replaced (requeue): triage starts over
+    log.write_text("fresh\n")
+    t.feed(follower.poll())
+    assert t.counts == {} and t.first_error() is None
+
+
+def test_tqdm_progress() -> None:
+    sample = parse_progress("Steps:  12%|█▏  | 1200/10000 [10:00<1:13:20,  2.00it/s, loss=0.123, lr=1e-05]")
+    assert sample is not None
+    assert (sample.step, sample.max_steps, sample.loss, sample.rate_its) == (1200, 10000, 0.123, 2.0)
+    assert sample.eta_seconds == 1 * 3600 + 13 * 60 + 20
+    assert sample.bar == "Steps"
+
+
+def test_tqdm_seconds_per_iteration_and_step_loss() -> None:
+    sample = parse_progress("Steps:   1%|          | 12/1000 [01:00<1:22:20,  4.00s/it, step_loss=0.5, lr=1e-4]")
+    assert sample is not None
+    assert sample.rate_its == pytest.approx(0.25)
+    assert sample.loss == 0.5
+    assert sample.step == 12 and sample.max_steps == 1000
+
+
+def test_tqdm_without_total_and_unit_scale() -> None:
+    sample = parse_progress("Steps: 1200it [10:00,  2.00it/s, loss=0.1]")
+    assert sample is not None and (sample.step, sample.max_steps, sample.loss) == (1200, None, 0.1)
+    scaled = parse_progress("train: 50%|#####     | 1.2k/2.4k [00:10<00:10, 120.00it/s]")
+    assert scaled is not None and (scaled.step, scaled.max_steps) == (1200, 2400)
+
+
+def test_hf_trainer_dict_line() -> None:
+    sample = parse_progress("{'loss': 0.1234, 'grad_norm': 1.5, 'learning_rate': 1e-05, 'epoch': 0.5}")
+    assert sample is not None and sample.loss == 0.1234 and sample.epoch == 0.5
+    quoted = parse_progress("{'loss': '0.4321', 'learning_rate': '1e-05', 'epoch': '1.0'}")
+    assert quoted is not None and quoted.loss == 0.4321
+    assert parse_progress("{'train_runtime': 100.0, 'train_loss': 0.2, 'epoch': 3.0}") is None
+
+
+@pytest.mark.parametrize(
+    ("line", "step", "max_steps", "loss"),
+    [
+        ("Step 1200/10000 loss 0.123", 1200, 10000, 0.123),
+        ("step: 50/100, step_loss=0.25", 50, 100, 0.25),
+        ("[rank0]: Step 7/70 | loss: 1.5e-02 | 3.00 it/s", 7, 70, 0.015),
+        ("global_step=300 loss=nan", 300, None, float("nan")),
+    ],
+)
+def test_free_form_progress(line: str, step: int, max_steps: int | None, loss: float) -> None:
+    sample = parse_progress(line)
+    assert sample is not None
+    assert (sample.step, sample.max_steps) == (step, max_steps)
+    assert sample.loss == pytest.approx(loss, nan_ok=True)
+
+
+def test_lines_that_are_not_progress() -> None:
+    for line in ["saving checkpoint at step 500", "loss_weight: 1.0", "Loading model", "eval_loss 0.3"]:
+        assert parse_progress(line) is None, line
+
+
+def test_eta_from_rate_when_not_printed() -> None:
+    t = Triage()
+    t.feed_line("Step 100/1000 loss 0.5 2.0 it/s")
+    assert t.progress is not None
+    assert t.progress.eta_seconds == pytest.approx(450.0)
+    assert t.progress.fraction == pytest.approx(0.1)
+
+
+def test_progress_merges_hf_bar_and_dict_lines() -> None:
+    t = Triage()
+    t.feed_partial(" 10%|█         | 100/1000 [00:50<07:30,  2.00it/s]")
+    t.feed_line("{'loss': 0.9, 'learning_rate': 1e-05, 'epoch': 0.1}")
+    t.feed_partial(" 20%|██        | 200/1000 [01:40<06:40,  2.00it/s]")
+    assert t.progress is not None
+    assert (t.progress.step, t.progress.max_steps, t.progress.loss, t.progress.epoch) == (200, 1000, 0.9, 0.1)
+    assert t.progress.eta_seconds == 400
+    assert t.counts == {}  # partial lines are never findings
+
+
+def test_other_bars_do_not_hijack_training_progress() -> None:
+    t = Triage()
+    t.feed_line("Loading checkpoint shards: 100%|██████████| 3/3 [00:02<00:00,  1.20it/s]")
+    t.feed_partial("Steps:   0%|          | 10/10000 [00:05<1:23:00,  2.00it/s, loss=1.0]")
+    t.feed_line("Validation:  50%|█████     | 5/10 [00:01<00:01,  5.00it/s]")
+    assert t.progress is not None and (t.progress.step, t.progress.max_steps) == (10, 10000)
+    t.feed_partial("Steps:   0%|          | 20/10000 [00:10<1:23:00,  2.00it/s, loss=0.9]")
+    assert t.progress.step == 20 and t.progress.loss == 0.9
+
+
+def test_repeated_partial_does_not_repeat_history() -> None:
+    t = Triage()
+    bar = "Steps:   1%|          | 100/10000 [00:50<1:22:30,  2.00it/s, loss=0.5]"
+    for _ in range(5):
+        t.feed_partial(bar)
+    t.feed_line(bar)
+    assert t.losses.recent() == [0.5]
+
+
+def test_loss_history_is_bounded_and_downsampled() -> None:
+    history = LossHistory(capacity=16)
+    for step in range(1000):
+        history.add(float(step), step=step)
+    history.add(float("nan"), step=1000)
+    assert history.count == 1000 and history.non_finite == 1
+    assert history.recent() == [float(v) for v in range(984, 1000)]
+    overview = history.overview()
+    assert len(overview) <= 17
+    assert overview == sorted(overview)  # a rising series stays rising
+    assert overview[0] < 100 and overview[-1] > 900  # covers the whole run
+    assert len(history.sparkline_values(8)) == 8
+    assert len(history.sparkline_values(8, whole_run=True)) == 8
+
+
+def test_downsample() -> None:
+    assert downsample([1.0, 2.0, 3.0], 5) == [1.0, 2.0, 3.0]
+    assert downsample([1.0, 3.0, 5.0, 7.0], 2) == [2.0, 6.0]
+    assert downsample([1.0], 0) == []
