@@ -24,10 +24,14 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 from urllib.parse import unquote
 
 from hpcwizard.errors import CommandFailed
 from hpcwizard.shell import Runner
+
+if TYPE_CHECKING:  # space imports this module; only the type is needed here
+    from hpcwizard.space import FreeSpace
 
 __all__ = [
     "QuotaEntry",
@@ -644,7 +648,9 @@ def quota_command(fstype: str | None, user: str, path: str, mount: str | None = 
     ``mmlsquota -u USER -Y`` is the machine-readable form; ``beegfs-ctl
     --getquota --uid USER --csv`` prints bytes, ``--mount`` picks the BeeGFS
     instance holding the path; ``quota -w -p -u USER`` never wraps a row and
-    always fills both grace columns, so rows have a fixed shape.
+    always fills both grace columns, so rows have a fixed shape, and ``-v``
+    lists filesystems where the user stores nothing yet (the data root is
+    often such a place), so the path's own row is there to be found.
     """
     kind = _normal_fstype(fstype)
     if kind == "lustre":
@@ -656,13 +662,13 @@ def quota_command(fstype: str | None, user: str, path: str, mount: str | None = 
         if mount:
             argv.append(f"--mount={mount}")
         return "beegfs", tuple(argv)
-    return "quota", ("quota", "-w", "-p", "-u", user)
+    return "quota", ("quota", "-v", "-w", "-p", "-u", user)
 
 
 def _current_user(runner: Runner) -> str | None:
     try:
         result = runner.run(["id", "-un"], timeout=10, env={"LC_ALL": "C"})
-    except CommandFailed:
+    except (CommandFailed, OSError):
         return None
     name = result.stdout.strip()
     return name if result.ok and name else None
@@ -672,22 +678,30 @@ def _show(result_text: str, limit: int = 4000) -> str:
     return result_text if len(result_text) <= limit else result_text[:limit] + "\n[...]"
 
 
-def _applicable(entries: list[QuotaEntry], parser: str, mount: str | None, device: str | None) -> list[QuotaEntry]:
-    """Rows that concern the path's filesystem.
+def _applicable(
+    entries: list[QuotaEntry], parser: str, mount: str | None, device: str | None
+) -> tuple[list[QuotaEntry], str | None]:
+    """Rows that concern the path's filesystem, and a warning when none does.
 
     lfs and beegfs-ctl were asked about the path itself. quota and mmlsquota
-    list every filesystem: keep the rows named after the path's device or
-    mount point, and all rows when none matches (conservative: a limit we
-    cannot place is still shown and checked).
+    list every filesystem with a quota: keep the rows named after the path's
+    device or mount point. When none matches, the path's filesystem has no
+    quota for this user (or names differ, e.g. NFSv4 paths): applying another
+    filesystem's limit would block for nothing, so none is applied and the
+    report says so; the raw text stays available for display.
     """
-    if parser in ("lfs", "beegfs"):
-        return entries
+    if parser in ("lfs", "beegfs") or not entries or not (mount or device):
+        return entries, None
     names = {n for n in (mount, device) if n}
-    if device and parser == "mmlsquota":
+    if device:
         # df shows a GPFS device as "gpfs1" or "/dev/gpfs1".
         names.add(device.rsplit("/", 1)[-1])
     matching = [e for e in entries if e.filesystem in names]
-    return matching if matching else entries
+    if matching:
+        return matching, None
+    listed = ", ".join(sorted({e.filesystem for e in entries}))
+    where = device or mount
+    return [], f"{parser} lists no quota for {where} (only for {listed}); assuming none applies there"
 
 
 def _run_site_wrappers(runner: Runner, timeout: float) -> tuple[SiteOutput, ...]:
@@ -697,8 +711,8 @@ def _run_site_wrappers(runner: Runner, timeout: float) -> tuple[SiteOutput, ...]
             continue
         try:
             result = runner.run([program], timeout=timeout, env={"LC_ALL": "C"})
-        except CommandFailed as exc:
-            outputs.append(SiteOutput(program, None, exc.one_line()))
+        except (CommandFailed, OSError) as exc:
+            outputs.append(SiteOutput(program, None, str(exc)))
             continue
         text = (result.stdout + ("\n" + result.stderr if result.stderr.strip() else "")).strip()
         outputs.append(SiteOutput(program, result.returncode, _show(text)))
@@ -710,7 +724,7 @@ def probe_quota(
     path: str,
     user: str | None = None,
     *,
-    free: object | None = None,
+    free: FreeSpace | None = None,
     timeout: float = QUOTA_TIMEOUT,
     site_wrappers: bool = True,
 ) -> QuotaReport:
@@ -757,15 +771,20 @@ def probe_quota(
     except CommandFailed as exc:  # includes CommandTimeout
         warnings.append(f"{program} did not answer: {exc.one_line()}")
         return QuotaReport(**base, tool=parser, command=argv, warnings=tuple(warnings))
+    except OSError as exc:  # a transport (SSH) failure must not end the preflight
+        warnings.append(f"{program} could not be run: {exc}")
+        return QuotaReport(**base, tool=parser, command=argv, warnings=tuple(warnings))
 
     raw = result.stdout + (("\n" + result.stderr) if result.stderr.strip() else "")
     try:
         entries = parse(parser, result.stdout)
     except ValueError as exc:
         detail = result.stderr.strip().splitlines()
-        why = detail[-1] if (detail and not result.ok) else str(exc)
-        status = "" if result.ok else f" (exit status {result.returncode})"
-        warnings.append(f"{program} output not understood{status}: {why}")
+        if result.ok:
+            warnings.append(f"{program} output not understood: {exc}")
+        else:
+            why = detail[-1] if detail else str(exc)
+            warnings.append(f"{program} failed (exit status {result.returncode}): {why}")
         return QuotaReport(**base, tool=parser, command=argv, warnings=tuple(warnings), raw=_show(raw))
     if not result.ok and not entries:
         # quota exits 1 when over quota, with a table; an error without one
@@ -775,11 +794,14 @@ def probe_quota(
         warnings.append(f"{program} failed: {why}")
         return QuotaReport(**base, tool=parser, command=argv, warnings=tuple(warnings), raw=_show(raw))
 
+    applicable, unmatched = _applicable(entries, parser, mount, device)
+    if unmatched:
+        warnings.append(unmatched)
     return QuotaReport(
         **base,
         tool=parser,
         command=argv,
-        entries=tuple(_applicable(entries, parser, mount, device)),
+        entries=tuple(applicable),
         checked=True,
         warnings=tuple(warnings),
         raw=_show(raw),

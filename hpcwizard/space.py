@@ -377,7 +377,8 @@ def assess(need_bytes: int, need_files: int, free: FreeSpace, quota: QuotaReport
     Block when the need exceeds the free space or the hard-quota headroom
     (hard - used); warn when it exceeds the soft-quota headroom or leaves the
     filesystem or the quota above 90 % used, or when the quota could not be
-    read at all (the tool's raw text is in ``quota.raw`` for display).
+    read at all or said something doubtful (the tool's raw text is in
+    ``quota.raw`` for display).
     """
     findings = _check_filesystem(need_bytes, need_files, free)
     for entry in quota.entries:
@@ -385,7 +386,12 @@ def assess(need_bytes: int, need_files: int, free: FreeSpace, quota: QuotaReport
         file_finding = _check_entry_files(need_files, entry, free.mount)
         if file_finding is not None:
             findings.append(file_finding)
-    if not quota.checked:
+    if quota.checked:
+        for warning in quota.warnings:
+            findings.append(
+                SpaceFinding(Level.WARN, "quota", warning, "compare with your site's quota command if unsure")
+            )
+    else:
         reason = "; ".join(quota.warnings) or "no quota tool answered"
         wrappers = ", ".join(s.program for s in quota.site_outputs)
         fix = (

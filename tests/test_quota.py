@@ -347,9 +347,9 @@ def test_entry_is_frozen() -> None:
         ("gpfs", "mmlsquota", ("mmlsquota", "-u", "bob", "-Y")),
         ("beegfs", "beegfs", ("beegfs-ctl", "--getquota", "--uid", "bob", "--csv", "--mount=/mnt/beegfs")),
         ("fhgfs", "beegfs", ("beegfs-ctl", "--getquota", "--uid", "bob", "--csv", "--mount=/mnt/beegfs")),
-        ("nfs4", "quota", ("quota", "-w", "-p", "-u", "bob")),
-        ("ext4", "quota", ("quota", "-w", "-p", "-u", "bob")),
-        (None, "quota", ("quota", "-w", "-p", "-u", "bob")),
+        ("nfs4", "quota", ("quota", "-v", "-w", "-p", "-u", "bob")),
+        ("ext4", "quota", ("quota", "-v", "-w", "-p", "-u", "bob")),
+        (None, "quota", ("quota", "-v", "-w", "-p", "-u", "bob")),
     ],
 )
 def test_quota_command_by_fstype(fstype, tool, argv) -> None:
@@ -424,10 +424,11 @@ def test_probe_on_this_machine_without_quota_tool_warns(tmp_path: Path) -> None:
 
 def test_probe_runs_fake_quota_that_exits_1_over_quota(bindir: Path, runner: LocalRunner, tmp_path: Path) -> None:
     fake_tool(bindir, "quota", recorded("quota_w_p_over.txt"), code=1)
-    report = probe_quota(runner, str(tmp_path / "data"), user="abc123")
+    home = on("nfs4", tmp_path, "/home", "10.10.0.15:/export/users")
+    report = probe_quota(runner, str(tmp_path / "data"), user="abc123", free=home)
     assert report.checked, report.warnings
     assert report.tool == "quota"
-    assert argv_of(bindir, "quota") == ["-w", "-p", "-u", "abc123"]
+    assert argv_of(bindir, "quota") == ["-v", "-w", "-p", "-u", "abc123"]
     assert report.entries == tuple(RECORDED[("quota", "quota_w_p_over.txt")])
     assert report.over_quota and report.warnings == ()
     assert "110100480*" in report.raw
@@ -452,7 +453,7 @@ def test_probe_unparsable_output_is_a_warning(bindir: Path, runner: LocalRunner,
     fake_tool(bindir, "quota", recorded("garbage.txt"))
     report = probe_quota(runner, str(tmp_path), user="abc123")
     assert not report.checked
-    assert "not understood" in report.warnings[0]
+    assert "output not understood" in report.warnings[0]
     assert "502 Bad Gateway" in report.raw
 
 
@@ -515,4 +516,25 @@ def test_probe_through_a_remote_style_runner_uses_df(bindir: Path, runner: Local
     fake_tool(bindir, "quota", recorded("quota_s_wrapped.txt"))
     report = probe_quota(CommandsOnly(runner), str(tmp_path / "a" / "b"), user="abc123")
     assert report.checked and report.fstype and report.mount
-    assert report.entries[0].files_hard == 500_000
+    # The NFS row is not this machine's disk: listed, not applied.
+    assert report.entries == ()
+    assert "lists no quota for" in report.warnings[0] and "10.10.0.15:/export/users" in report.warnings[0]
+    assert "10.10.0.15:/export/users" in report.raw
+
+
+def test_probe_applies_no_other_filesystems_limit(bindir: Path, runner: LocalRunner, tmp_path: Path) -> None:
+    fake_tool(bindir, "quota", recorded("quota_s_over.txt"), code=1)
+    free = on("ext4", tmp_path, "/scratch", "/dev/nvme0n1")
+    report = probe_quota(runner, str(tmp_path), user="abc123", free=free)
+    assert report.checked and report.entries == () and not report.over_quota
+    assert report.warnings == (
+        "quota lists no quota for /dev/nvme0n1 (only for /workspace, 10.10.0.15:/export/users); "
+        "assuming none applies there",
+    )
+
+
+def test_probe_matches_rows_by_mount_point_too(bindir: Path, runner: LocalRunner, tmp_path: Path) -> None:
+    fake_tool(bindir, "quota", recorded("quota_s_over.txt"), code=1)
+    report = probe_quota(runner, str(tmp_path), user="abc123", free=on("xfs", tmp_path, "/workspace", "/dev/md0"))
+    assert [e.filesystem for e in report.entries] == ["/workspace"]
+    assert report.warnings == ()

@@ -273,6 +273,13 @@ def test_unchecked_quota_is_a_warning_pointing_at_site_wrapper() -> None:
     assert worst(found) == Level.WARN
 
 
+def test_doubtful_checked_quota_is_a_warning() -> None:
+    doubtful = report(warnings=("quota lists no quota for /dev/sdz (only for /home); assuming none applies there",))
+    found = assess(1 * G, 10, disk(), doubtful)
+    assert levels(found, "quota") == [Level.WARN]
+    assert "/dev/sdz" in [f for f in found if f.check == "quota"][0].message
+
+
 def test_level_compares_as_text() -> None:
     assert Level.BLOCK == "block" and Level.WARN.value == "warn"
     assert worst([]) == Level.OK
