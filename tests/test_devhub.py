@@ -30,7 +30,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from devhub_fixtures import TOKENS, devhub, devhub_root, hf_home  # noqa: F401
+from devhub_fixtures import TOKENS, devhub, devhub_root  # noqa: F401
 from huggingface_hub import HfApi, get_hf_file_metadata, hf_hub_download, hf_hub_url, snapshot_download
 from huggingface_hub.errors import (
     EntryNotFoundError,
@@ -359,3 +359,24 @@ def test_make_tar_is_deterministic() -> None:
     with tarfile.open(fileobj=io.BytesIO(gz), mode="r:gz") as tar:
         assert tar.getnames() == ["a/b.txt", "c.bin"]
         assert tar.extractfile("a/b.txt").read() == b"hello"
+
+
+def test_lfs_redirect_to_cdn_like_the_real_hub(devhub: DevHub, repos: Path, tmp_path: Path) -> None:
+    devhub.configure(lfs_redirect=True)
+    url = hf_hub_url("acme/tiny", "big/blob.dat", endpoint=devhub.url)
+    status, headers, _ = _get(url, {"Authorization": f"Bearer {ALICE}"}, method="HEAD")
+    sha = hashlib.sha256(BIG).hexdigest()
+    assert status == 302 and headers["Location"].startswith(f"http://localhost:{devhub.port}/_devhub/cdn/")
+    assert headers["X-Linked-Etag"] == f'"{sha}"' and headers["X-Linked-Size"] == str(len(BIG))
+    path = hf_hub_download("acme/tiny", "big/blob.dat", endpoint=devhub.url, token=ALICE, cache_dir=tmp_path)
+    assert hashlib.sha256(Path(path).read_bytes()).hexdigest() == sha
+    key = "models/acme/tiny/big/blob.dat"
+    requests = devhub.stats()["requests"]
+    assert requests[f"CDN GET {key}"] == 1 and f"CDN AUTH {key}" not in requests  # the token stayed home
+    assert devhub.bytes_sent(key) == len(BIG)
+    # Small files are still served directly; Range works on the CDN; a stale CDN URL expires.
+    assert hf_hub_download("acme/tiny", "config.json", endpoint=devhub.url, token=False, cache_dir=tmp_path)
+    status, _, body = _get(headers["Location"], {"Range": "bytes=5-9"})
+    assert (status, body) == (206, BIG[5:10])
+    write_file(repos / "models" / "acme" / "tiny", "big/blob.dat", b"new" * 10)
+    assert _get(headers["Location"])[0] == 403

@@ -27,6 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port-file", type=Path, help="write the port here once listening")
     parser.add_argument("--no-range", action="store_true", help="ignore Range headers (always 200)")
     parser.add_argument("--throttle", type=int, help="bytes per second for file bodies")
+    parser.add_argument("--lfs-redirect", action="store_true", help="302 LFS files to a CDN-like URL (real Hub)")
     parser.add_argument("--lfs-threshold", type=int, default=LFS_THRESHOLD, help="bytes above which a file is LFS")
     parser.add_argument("--quiet", action="store_true", help="do not log requests")
     args = parser.parse_args(argv)
@@ -41,6 +42,7 @@ def main(argv: list[str] | None = None) -> int:
         port=args.port,
         range_support=not args.no_range,
         throttle=args.throttle,
+        lfs_redirect=args.lfs_redirect,
         lfs_threshold=args.lfs_threshold,
         log_requests=not args.quiet,
     )

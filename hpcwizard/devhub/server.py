@@ -12,7 +12,13 @@ Test knobs, settable at construction and at runtime (attributes of DevHub, or
 - ``range_support`` (bool): when False, ``Range`` is ignored (always 200 + full body);
 - ``throttle`` (bytes/second or None): slows every file body;
 - ``drop_after`` (bytes or None): closes the connection after that many body bytes
-  of each GET (a network cut mid-download).
+  of each GET (a network cut mid-download);
+- ``lfs_redirect`` (bool): like the real Hub, answer ``/resolve`` of an LFS file
+  with a 302 to a "CDN" URL on another host name (``cdn_host``, default
+  ``localhost``: same server, different host, so clients drop the
+  Authorization header as they do for the real CDN). The CDN URL embeds the
+  sha256 and stops working (403) once the file changes, like an expired
+  signed URL. The 302 carries ``X-Linked-Etag``/``X-Linked-Size``/``X-Repo-Commit``.
 
 Byte counters: :meth:`DevHub.stats` / ``GET /_devhub/stats`` and
 :meth:`DevHub.reset_stats` / ``POST /_devhub/reset``. Files are keyed
@@ -35,7 +41,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 from hpcwizard.devhub.store import (
     LFS_THRESHOLD,
@@ -65,6 +71,10 @@ class Knobs:
     range_support: bool = True
     throttle: int | None = None
     drop_after: int | None = None
+    lfs_redirect: bool = False
+
+
+KNOB_NAMES = ("range_support", "throttle", "drop_after", "lfs_redirect")
 
 
 class Stats:
@@ -127,6 +137,8 @@ class DevHub:
         range_support: bool = True,
         throttle: int | None = None,
         drop_after: int | None = None,
+        lfs_redirect: bool = False,
+        cdn_host: str = "localhost",
         lfs_threshold: int = LFS_THRESHOLD,
         log_requests: bool = False,
     ) -> None:
@@ -134,7 +146,8 @@ class DevHub:
         self.host = host
         self.requested_port = port
         self.store = RepoStore(self.root, lfs_threshold=lfs_threshold)
-        self.knobs = Knobs(range_support=range_support, throttle=throttle, drop_after=drop_after)
+        self.knobs = Knobs(range_support, throttle, drop_after, lfs_redirect)
+        self.cdn_host = cdn_host
         self.stats_counter = Stats()
         self.log_requests = log_requests
         self.stopping = threading.Event()
@@ -166,12 +179,22 @@ class DevHub:
     def drop_after(self, value: int | None) -> None:
         self.knobs.drop_after = int(value) if value is not None else None
 
-    def configure(self, **settings: Any) -> None:
-        """Set knobs by name (range_support, throttle, drop_after); unknown names are refused."""
+    @property
+    def lfs_redirect(self) -> bool:
+        return self.knobs.lfs_redirect
+
+    @lfs_redirect.setter
+    def lfs_redirect(self, value: bool) -> None:
+        self.knobs.lfs_redirect = bool(value)
+
+    def configure(self, **settings: Any) -> dict[str, Any]:
+        """Set knobs by name (see KNOB_NAMES); unknown names are refused. Returns all knobs."""
+        for name in settings:
+            if name not in KNOB_NAMES:
+                raise ValueError(f"unknown DevHub knob {name!r}; known: {', '.join(KNOB_NAMES)}")
         for name, value in settings.items():
-            if name not in ("range_support", "throttle", "drop_after"):
-                raise ValueError(f"unknown DevHub knob {name!r}; known: range_support, throttle, drop_after")
             setattr(self, name, value)
+        return {name: getattr(self, name) for name in KNOB_NAMES}
 
     # -- counters --------------------------------------------------------------
     def stats(self) -> dict[str, Any]:
@@ -403,13 +426,11 @@ class _Handler(BaseHTTPRequestHandler):
             return self._json({"ok": True})
         if seg == ["config"] and self.command == "POST":
             try:
-                self.hub.configure(**json.loads(self._body or b"{}"))
+                return self._json(self.hub.configure(**json.loads(self._body or b"{}")))
             except (ValueError, TypeError) as exc:
                 return self._error(400, str(exc))
-            knobs = self.hub.knobs
-            return self._json(
-                {"range_support": knobs.range_support, "throttle": knobs.throttle, "drop_after": knobs.drop_after}
-            )
+        if len(seg) >= 5 and seg[0] == "cdn" and seg[1] in ("models", "datasets") and self.command in ("GET", "HEAD"):
+            return self._cdn(seg[1][:-1], f"{seg[2]}/{seg[3]}", "/".join(seg[4:]))
         return self._error(404, "Not Found")
 
     # -- API -------------------------------------------------------------------
@@ -562,6 +583,26 @@ class _Handler(BaseHTTPRequestHandler):
         if entry.lfs:
             headers["X-Linked-Etag"] = f'"{entry.sha256}"'
             headers["X-Linked-Size"] = str(entry.size)
+        if entry.lfs and self.hub.knobs.lfs_redirect:
+            cdn = f"http://{self.hub.cdn_host}:{self.hub.port}/_devhub/cdn/{quote(key)}?sha256={entry.sha256}"
+            return self._send(302, {**headers, "Location": cdn})
+        self._send_content(entry, key, headers)
+
+    def _cdn(self, repo_type: str, repo_id: str, path: str) -> None:
+        """The "CDN" behind lfs_redirect: no auth (the URL is the credential), bound to one sha256."""
+        key = f"{repo_key(repo_type, repo_id)}/{path}"
+        self.hub.stats_counter.add_request(f"CDN {self.command} {key}")
+        if self.headers.get("Authorization"):
+            # The real CDN must never see the Hub token; count it so tests can assert it did not come.
+            self.hub.stats_counter.add_request(f"CDN AUTH {key}")
+        entry = self.hub.store.file(repo_type, repo_id, path)
+        wanted = (self._query.get("sha256") or [""])[-1]
+        if entry is None or entry.sha256 != wanted:
+            return self._error(403, "Request has expired")
+        self._send_content(entry, key, {"ETag": f'"{entry.sha256}"', "Content-Type": "application/octet-stream"})
+
+    def _send_content(self, entry: FileEntry, key: str, headers: dict[str, str]) -> None:
+        """Headers and (for GET) the body of ``entry``, honouring Range when enabled."""
         if self.hub.knobs.range_support:
             headers["Accept-Ranges"] = "bytes"
         start, end, status = 0, entry.size, 200
