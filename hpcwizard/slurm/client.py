@@ -228,15 +228,18 @@ class SlurmClient:
         *,
         me: bool = False,
         name_prefix: str | None = None,
+        all_states: bool = False,
     ) -> list[QueueEntry]:
-        """One squeue call. With ``job_ids``, recently finished jobs are included
-        (``-t all``) and ids Slurm has forgotten are simply absent."""
+        """One squeue call. With ``job_ids`` or ``all_states``, recently finished
+        jobs are included (``-t all``); ids Slurm has forgotten are simply absent."""
         argv = ["squeue", "--noheader", "-o", parse.SQUEUE_FORMAT]
         ids = _job_list(job_ids) if job_ids is not None else None
         if ids is not None:
             if not ids:
                 return []
             argv += ["-t", "all", "-j", ",".join(ids)]
+        elif all_states:
+            argv += ["-t", "all"]
         if me:
             argv.append("--me")
         result = self._run(argv)
