@@ -91,6 +91,83 @@ def cmd_render(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_check(args: argparse.Namespace) -> int:
+    from hpcwizard.preflight import CheckResult, run_preflight
+    from hpcwizard.recipe import load_plan_for_recipe
+
+    plan, recipe = load_plan_for_recipe(args.plan)
+    marks = {"ok": "ok   ", "warn": "WARN ", "block": "BLOCK"}
+
+    def show(row: CheckResult) -> None:
+        if args.json:
+            return
+        print(f"{marks[row.level.value]} {row.group:<11} {row.name}: {row.message}")
+        if row.fix and row.level.value != "ok":
+            print(f"{'':17} fix: {row.fix}")
+        sys.stdout.flush()
+
+    preflight = run_preflight(plan, recipe, make_runner(args), on_result=show)
+    if args.json:
+        print_json({"ok": not preflight.blocked, "counts": preflight.counts(),
+                    "checks": [r.to_dict() for r in preflight.results]})
+    else:
+        counts = preflight.counts()
+        verdict = "blocked: fix the BLOCK rows, then check again" if preflight.blocked else "ready to submit"
+        print(f"\n{counts['ok']} ok, {counts['warn']} warnings, {counts['block']} blocking; {verdict}")
+    return 1 if preflight.blocked else 0
+
+
+def cmd_download(args: argparse.Namespace) -> int:
+    from hpcwizard.download import run_download_command
+
+    return run_download_command(args.plan, in_job=args.in_job)
+
+
+def _project_home(args: argparse.Namespace) -> Path:
+    home = Path(args.project_home or ".").expanduser().absolute()
+    if not (home / "hpcwizard" / "state.json").is_file():
+        raise UserError(f"{home} is not an hpcwizard project home (no hpcwizard/state.json)",
+                        "pass --project-home DIR: the project_home of your plan")
+    return home
+
+
+def print_status_table(snapshot: Any) -> None:
+    from hpcwizard.sizes import human_duration
+
+    if snapshot.error:
+        print(f"controller unreachable: {snapshot.error}")
+    if not snapshot.jobs:
+        print("no jobs submitted from this project yet")
+        return
+    print(f"{'JOBID':<9} {'NAME':<10} {'STATE':<17} {'PARTITION':<10} {'ELAPSED/LIMIT':<17} DETAIL")
+    for job in snapshot.jobs:
+        elapsed = human_duration(job.elapsed) if job.elapsed is not None else "-"
+        limit = human_duration(job.time_limit) if job.time_limit is not None else "-"
+        if job.state == "PENDING":
+            detail = job.reason or ""
+            if job.dependency:
+                detail += f" ({job.dependency})"
+            if job.start and job.reason not in ("Dependency", "DependencyNeverSatisfied"):
+                detail += f" start ~{job.start}"
+        else:
+            detail = f"exit {job.exit_code}" if job.exit_code else (job.reason or "")
+        print(f"{job.job_id:<9} {job.name:<10} {job.state:<17} {job.partition:<10} {elapsed + '/' + limit:<17} {detail}".rstrip())
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from hpcwizard.status import take_snapshot
+
+    home = _project_home(args)
+    if args.json and not args.once:
+        raise UserError("--json needs --once", "run `hpcwizard status --once --json`")
+    snapshot = take_snapshot(home, make_runner(args))
+    if args.json:
+        print_json(snapshot.to_dict())
+    else:
+        print_status_table(snapshot)
+    return 0
+
+
 def cmd_submit(args: argparse.Namespace) -> int:
     from hpcwizard.recipe import load_plan_for_recipe
     from hpcwizard.submit import submit_chain
@@ -137,6 +214,22 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("plan", metavar="PLAN.yaml")
     render.add_argument("--out", required=True, metavar="DIR", help="folder to write the scripts into")
     render.set_defaults(handler=cmd_render)
+
+    check = commands.add_parser("check", help="preflight: token, gated access, space and quota, Slurm limits")
+    check.add_argument("plan", metavar="PLAN.yaml")
+    check.add_argument("--json", action="store_true", help="machine-readable output")
+    check.set_defaults(handler=cmd_check)
+
+    download = commands.add_parser("download", help="download the plan's repos now, resumable, with progress")
+    download.add_argument("plan", metavar="PLAN.yaml")
+    download.add_argument("--in-job", action="store_true", help=argparse.SUPPRESS)
+    download.set_defaults(handler=cmd_download)
+
+    status = commands.add_parser("status", help="the project's jobs: the dashboard, or one snapshot")
+    status.add_argument("--project-home", metavar="DIR", help="the plan's project_home (default: this folder)")
+    status.add_argument("--once", action="store_true", help="print one snapshot and exit")
+    status.add_argument("--json", action="store_true", help="with --once: the snapshot as JSON")
+    status.set_defaults(handler=cmd_status)
 
     submit = commands.add_parser("submit", help="render a plan and submit its chain of jobs")
     submit.add_argument("plan", metavar="PLAN.yaml")

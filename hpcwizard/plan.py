@@ -88,9 +88,7 @@ class Plan:
 
     @property
     def job_prefix(self) -> str:
-        """Prefix of this project's Slurm job names, for finding them in squeue."""
-        slug = re.sub(r"[^a-z0-9]+", "-", self.project_home.name.lower()).strip("-")[:24]
-        return f"hw-{slug or 'project'}-"
+        return job_prefix_for(self.project_home)
 
     def to_dict(self) -> dict[str, Any]:
         """The plan as plain YAML-able data, in the documented key order."""
@@ -122,6 +120,17 @@ class Plan:
 
     def with_changes(self, **changes: Any) -> "Plan":
         return replace(self, **changes)
+
+
+def job_prefix_for(project_home: Path) -> str:
+    """Prefix of a project's Slurm job names, for finding them in squeue.
+
+    The folder name keeps it readable; a short hash of the whole path keeps
+    two projects both called ``run1`` apart.
+    """
+    slug = re.sub(r"[^a-z0-9]+", "-", Path(project_home).name.lower()).strip("-")[:20]
+    digest = hashlib.sha1(str(project_home).encode()).hexdigest()[:6]
+    return f"hw-{slug or 'project'}-{digest}-"
 
 
 def parse_time_limit(text: str) -> int:

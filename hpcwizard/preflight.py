@@ -1,0 +1,330 @@
+"""Preflight: everything that would fail hours into a job, checked before submit.
+
+Each check returns :class:`CheckResult` rows (ok / warn / block, each with a
+fix). The groups are separate functions so the TUI can run each in its own
+worker and fill the table as answers arrive; :func:`run_preflight` runs them
+all for ``hpcwizard check``.
+
+- token: found where, valid for whom (never printed);
+- access: every repo of the recipe and variant: ok / gated / awaiting / missing;
+- space: bytes and files still to download plus unpacked archives plus
+  expected outputs, per filesystem, against free space AND quota;
+- slurm: partitions exist and are up, time/GPUs/CPUs/memory fit, account and
+  QoS allowed, then ``sbatch --test-only`` with the estimated start;
+- environment: conda-like tool or venv, Lmod, whether the hub is reachable.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import tarfile
+import tempfile
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from hpcwizard import hub
+from hpcwizard.errors import UserError
+from hpcwizard.plan import JobResources, Plan
+from hpcwizard.quota import probe_quota
+from hpcwizard.recipe import Recipe, ResolvedRepo
+from hpcwizard.render import render
+from hpcwizard.shell import Runner
+from hpcwizard.sizes import human_bytes
+from hpcwizard.slurm import PartitionInfo, PartitionState, SlurmClient, format_slurm_duration
+from hpcwizard.space import Level, assess, free_space
+
+__all__ = ["CheckResult", "Level", "Preflight", "run_preflight"]
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    group: str  # token | access | space | slurm | environment
+    name: str
+    level: Level
+    message: str
+    fix: str = ""
+
+    def to_dict(self) -> dict[str, str]:
+        data = asdict(self)
+        data["level"] = self.level.value
+        return data
+
+
+@dataclass
+class Preflight:
+    results: list[CheckResult] = field(default_factory=list)
+
+    @property
+    def blocked(self) -> bool:
+        return any(r.level == Level.BLOCK for r in self.results)
+
+    def counts(self) -> dict[str, int]:
+        counts = {level.value: 0 for level in Level}
+        for result in self.results:
+            counts[result.level.value] += 1
+        return counts
+
+
+def _ok(group: str, name: str, message: str) -> CheckResult:
+    return CheckResult(group, name, Level.OK, message)
+
+
+def _warn(group: str, name: str, message: str, fix: str) -> CheckResult:
+    return CheckResult(group, name, Level.WARN, message, fix)
+
+
+def _block(group: str, name: str, message: str, fix: str) -> CheckResult:
+    return CheckResult(group, name, Level.BLOCK, message, fix)
+
+
+# --- token and access --------------------------------------------------------
+
+@dataclass(frozen=True)
+class TokenCheck:
+    results: list[CheckResult]
+    token: str | None = field(default=None, repr=False)
+    user: str | None = None
+
+
+def check_token(endpoint: str | None = None) -> TokenCheck:
+    source = hub.find_token()
+    if source is None:
+        return TokenCheck([_block(
+            "token", "Hugging Face token", "no token found (HF_TOKEN is unset and there is no token file)",
+            "run `hpcwizard` and enter a token, or `hf auth login`; make one at https://huggingface.co/settings/tokens")])
+    try:
+        user = hub.validate_token(source.token, endpoint)
+    except UserError as exc:
+        return TokenCheck([_block("token", "Hugging Face token", f"token from {source.source}: {exc.message}",
+                                  exc.hint or "make a new token at https://huggingface.co/settings/tokens")])
+    return TokenCheck([_ok("token", "Hugging Face token", f"valid for {user.name} (from {source.source})")],
+                      source.token, user.name)
+
+
+def repo_refs(repos: Iterable[ResolvedRepo]) -> list[hub.RepoRef]:
+    return [hub.RepoRef(r.repo_id, r.repo_type) for r in repos]
+
+
+def check_repo_access(repos: list[ResolvedRepo], token: str | None, endpoint: str | None = None) -> list[CheckResult]:
+    results = []
+    for access in hub.check_access(repo_refs(repos), token, endpoint):
+        name = f"{access.repo.repo_type} {access.repo.repo_id}"
+        if access.ok:
+            results.append(_ok("access", name, access.detail or "access granted"))
+        else:
+            results.append(_block("access", name, f"{access.status.value}: {access.detail}".rstrip(": "),
+                                  access.fix or "check the repo id and your token's permissions"))
+    return results
+
+
+# --- space ---------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class SpaceNeed:
+    """Bytes and files the plan will still write under one destination path."""
+
+    path: Path
+    bytes: int
+    files: int
+    what: str
+
+
+def _already_on_disk(dest: Path, remote: hub.RemoteFile) -> int:
+    """Bytes of ``remote`` already present: whole when complete, else a partial's size."""
+    final = dest / remote.path
+    with contextlib.suppress(OSError):
+        if final.stat().st_size == remote.size:
+            return remote.size
+    with contextlib.suppress(OSError):
+        return min(remote.size, (dest / f"{remote.path}.part").stat().st_size)
+    return 0
+
+
+def _tar_contents(archive: Path) -> tuple[int, int] | None:
+    """Unpacked bytes and members of a local plain tar, read from its headers."""
+    if not archive.name.endswith(".tar") or not archive.is_file():
+        return None
+    try:
+        with tarfile.open(archive, "r:") as tar:  # headers only: tarfile seeks past data
+            members = tar.getmembers()
+    except (OSError, tarfile.TarError):
+        return None
+    return sum(m.size for m in members), len(members)
+
+
+def space_needs(plan: Plan, recipe: Recipe, token: str | None, endpoint: str | None = None) -> list[SpaceNeed]:
+    """What still has to be written, by destination, from hub metadata and the disk."""
+    from hpcwizard.unpack import is_unpacked
+
+    needs = []
+    for repo in recipe.repos_for(plan):
+        files = [f for f in hub.repo_files(hub.RepoRef(repo.repo_id, repo.repo_type), token, endpoint)
+                 if repo.wanted(f.path)]
+        missing = [(f, f.size - _already_on_disk(repo.dest, f)) for f in files]
+        todo = [(f, left) for f, left in missing if left > 0]
+        needs.append(SpaceNeed(repo.dest, sum(left for _, left in todo), len(todo),
+                               f"download of {repo.repo_id}"))
+        for archive in repo.archives:
+            if is_unpacked(archive.archive, archive.into) if archive.archive.exists() else False:
+                continue
+            measured = _tar_contents(archive.archive)
+            size, count = measured if measured else (archive.unpacked_bytes, 0)
+            needs.append(SpaceNeed(archive.into, size, count, f"unpacking {archive.archive.name}"))
+    if recipe.output_bytes:
+        needs.append(SpaceNeed(plan.project_home, recipe.output_bytes, 0, "checkpoints and outputs"))
+    return needs
+
+
+def check_space(plan: Plan, recipe: Recipe, runner: Runner, token: str | None,
+                endpoint: str | None = None) -> list[CheckResult]:
+    try:
+        needs = space_needs(plan, recipe, token, endpoint)
+    except UserError as exc:
+        return [_warn("space", "download size", f"could not list the repos' files: {exc.message}",
+                      "fix the access rows above; the size check reruns then")]
+    by_mount: dict[str, list[SpaceNeed]] = defaultdict(list)
+    free_by_mount = {}
+    for need in needs:
+        free = free_space(runner, str(need.path))
+        by_mount[free.mount].append(need)
+        free_by_mount[free.mount] = (free, need.path)
+    results = []
+    total = sum(n.bytes for n in needs)
+    results.append(_ok("space", "still to write",
+                       f"{human_bytes(total)} in {sum(n.files for n in needs)} files "
+                       f"({'; '.join(f'{n.what}: {human_bytes(n.bytes)}' for n in needs if n.bytes)})"
+                       if total else "nothing left to download or unpack"))
+    for mount, group in by_mount.items():
+        free, path = free_by_mount[mount]
+        quota = probe_quota(runner, str(path), free=free)
+        for finding in assess(sum(n.bytes for n in group), sum(n.files for n in group), free, quota):
+            results.append(CheckResult("space", f"{finding.check} on {mount}", finding.level,
+                                       finding.message, finding.fix or ""))
+    return results
+
+
+# --- slurm -----------------------------------------------------------------------
+
+def _job_limits(kind: str, res: JobResources, part: PartitionInfo, plan: Plan) -> list[CheckResult]:
+    name = f"{kind} on {part.name}"
+    results = []
+    if part.state != PartitionState.UP:
+        results.append(_block("slurm", name, f"partition {part.name} is {part.state.value}",
+                              "choose a partition that is up (see `sinfo`)"))
+    limit = part.max_time
+    if limit is not None and res.time_seconds() > limit:
+        results.append(_block("slurm", name, f"time {res.time} exceeds the partition's MaxTime {format_slurm_duration(limit)}",
+                              f"set {kind}.time to at most {format_slurm_duration(limit)}"))
+    if res.gpus > part.gpus_per_node:
+        results.append(_block("slurm", name, f"{res.gpus} GPUs asked, a node of {part.name} has {part.gpus_per_node}",
+                              f"set {kind}.gpus to at most {part.gpus_per_node}, or choose a partition with bigger GPU nodes"
+                              if part.gpus_per_node else "choose a partition with GPUs"))
+    if res.cpus > part.cpus_per_node:
+        results.append(_block("slurm", name, f"{res.cpus} CPUs asked, a node of {part.name} has {part.cpus_per_node}",
+                              f"set {kind}.cpus to at most {part.cpus_per_node}"))
+    if part.memory_mb_per_node and res.mem_megabytes() > part.memory_mb_per_node:
+        results.append(_block("slurm", name, f"memory {res.mem} exceeds a node's {part.memory_mb_per_node} MB",
+                              f"set {kind}.mem to at most {part.memory_mb_per_node // 1024}G"))
+    if plan.account and part.allow_accounts is not None and plan.account not in part.allow_accounts:
+        results.append(_block("slurm", name, f"account {plan.account} may not use {part.name}",
+                              f"allowed accounts: {', '.join(part.allow_accounts)}"))
+    if plan.qos and part.allow_qos is not None and plan.qos not in part.allow_qos:
+        results.append(_block("slurm", name, f"QoS {plan.qos} is not allowed on {part.name}",
+                              f"allowed QoS: {', '.join(part.allow_qos)}"))
+    if not results:
+        free = f", {part.gpus_free} GPUs free now" if part.gpus_free is not None and res.gpus else ""
+        results.append(_ok("slurm", name, f"fits: {res.cpus} CPUs, {res.gpus} GPUs, {res.mem}, {res.time}{free}"))
+    return results
+
+
+def check_slurm(plan: Plan, recipe: Recipe, runner: Runner) -> list[CheckResult]:
+    slurm = SlurmClient(runner)
+    try:
+        partitions = {p.name: p for p in slurm.partitions()}
+    except UserError as exc:
+        return [_block("slurm", "controller", exc.message, exc.hint or "check `sinfo` works on this node")]
+    results = []
+    for kind in sorted({job.resources for job in recipe.jobs}, key=["setup", "train"].index):
+        res: JobResources = getattr(plan, kind)
+        part = partitions.get(res.partition)
+        if part is None:
+            results.append(_block("slurm", f"{kind} partition", f"partition {res.partition} does not exist",
+                                  f"choose one of: {', '.join(partitions)}"))
+            continue
+        results.extend(_job_limits(kind, res, part, plan))
+    associations = slurm.associations()
+    if associations is not None and plan.account:
+        if plan.account not in {a.account for a in associations}:
+            results.append(_block("slurm", "account", f"you have no association with account {plan.account}",
+                                  f"your accounts: {', '.join(sorted({a.account for a in associations}))}"))
+    if plan.qos and associations:
+        allowed = {q for a in associations for q in a.qos}
+        if allowed and plan.qos not in allowed:
+            results.append(_block("slurm", "qos", f"QoS {plan.qos} is not in your associations",
+                                  f"your QoS: {', '.join(sorted(allowed))}"))
+    if any(r.level == Level.BLOCK for r in results):
+        return results
+    # Render into a scratch folder: --test-only reads the script and submits nothing.
+    with tempfile.TemporaryDirectory(prefix="hpcwizard-check-") as scratch:
+        rendering = render(plan, recipe, Path(scratch))
+        rendering.write(Path(scratch))
+        for job in rendering.jobs:
+            try:
+                predicted = slurm.test_only(str(Path(scratch) / job.script))
+            except UserError as exc:
+                results.append(_block("slurm", f"sbatch --test-only {job.name}", exc.message,
+                                      exc.hint or "adjust the job's resources in the plan"))
+                continue
+            when = predicted.start_time.strftime("%Y-%m-%d %H:%M") if predicted.start_time else "unknown"
+            results.append(_ok("slurm", f"sbatch --test-only {job.name}",
+                               f"would start at {when} on {predicted.nodes or '?'} in {predicted.partition or job.resources.partition}"))
+    return results
+
+
+# --- environment -------------------------------------------------------------------
+
+def check_environment(runner: Runner, endpoint: str | None, hub_answered: bool) -> list[CheckResult]:
+    results = []
+    conda = next((tool for tool in ("micromamba", "mamba", "conda") if runner.which(tool)), None)
+    if conda:
+        results.append(_ok("environment", "conda", f"{conda} found: training environments use it"))
+    else:
+        venv = runner.run(["python3", "-c", "import venv, ensurepip"], timeout=20)
+        if venv.ok:
+            results.append(_warn("environment", "conda", "no conda, mamba or micromamba; environments will be Python venvs",
+                                 "fine for most recipes; load a conda module (`module load miniforge`) to use conda"))
+        else:
+            results.append(_block("environment", "python venv", "neither conda nor a working python3 -m venv",
+                                  "install python3-venv, or load a Python/conda module before running hpcwizard"))
+    lmod = runner.run(["bash", "-lc", "type -t module"], timeout=20)
+    if lmod.ok and lmod.stdout.strip():
+        results.append(_ok("environment", "modules", "environment modules (`module`) available"))
+    results.append(_ok("environment", "hub", f"{hub.default_endpoint() if endpoint is None else endpoint} answers")
+                   if hub_answered else
+                   _warn("environment", "hub", f"{endpoint or hub.default_endpoint()} did not answer from this node",
+                         "check the proxy settings (HTTPS_PROXY) or use `download: job` on a node with internet"))
+    return results
+
+
+def run_preflight(plan: Plan, recipe: Recipe, runner: Runner, *, endpoint: str | None = None,
+                  on_result: Callable[[CheckResult], None] | None = None) -> Preflight:
+    """Every check of the plan; ``on_result`` sees each row as it is known."""
+    preflight = Preflight()
+
+    def add(rows: Iterable[CheckResult]) -> None:
+        for row in rows:
+            preflight.results.append(row)
+            if on_result:
+                on_result(row)
+
+    token = check_token(endpoint)
+    add(token.results)
+    unreachable = any("did not answer" in r.message or "cannot reach" in r.message for r in token.results)
+    repos = recipe.repos_for(plan)
+    add(check_repo_access(repos, token.token, endpoint))
+    add(check_space(plan, recipe, runner, token.token, endpoint))
+    add(check_slurm(plan, recipe, runner))
+    add(check_environment(runner, endpoint, hub_answered=not unreachable))
+    return preflight

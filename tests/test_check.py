@@ -1,0 +1,135 @@
+"""`hpcwizard check` on the real local cluster against a local Hub-protocol server."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from hpcwizard.demo import build_demo_hub, write_token_file
+from hpcwizard.devhub import DevHub, add_token, configure_repo
+
+CANARY = "hf_check_canary_0123456789"
+
+
+@pytest.fixture
+def demo_hub(tmp_path):
+    root = tmp_path / "hub"
+    built = build_demo_hub(root, user="alice", token=CANARY)
+    with DevHub(root) as hub:
+        yield hub, built
+
+
+def write_plan(tmp_path: Path, **train) -> Path:
+    resources = {"partition": "cpu", "cpus": 1, "mem": "1G", "time": "00:10:00", **train}
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(
+        "recipe: demo\n"
+        f"project_home: {tmp_path / 'proj'}\n"
+        f"data_root: {tmp_path / 'data'}\n"
+        "hf_namespace: alice\n"
+        "setup: {partition: cpu, cpus: 1, mem: 1G, time: '00:10:00'}\n"
+        f"train: {json.dumps(resources)}\n"
+    )
+    return plan
+
+
+def run_check(tmp_path: Path, hub: DevHub, plan: Path, token: str | None, slurm_conf: str) -> tuple[int, dict, str]:
+    env = {k: v for k, v in os.environ.items() if k != "HF_TOKEN"}
+    env.update(HF_ENDPOINT=hub.url, HF_HOME=str(tmp_path / "hf-home"), SLURM_CONF=slurm_conf)
+    if token is not None:
+        write_token_file(tmp_path / "hf-home", token)
+    done = subprocess.run([sys.executable, "-m", "hpcwizard", "check", str(plan), "--json"],
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert "Traceback" not in done.stderr
+    report = json.loads(done.stdout) if done.stdout.strip() else {}
+    # The token never reaches the output, whatever happened.
+    assert CANARY not in done.stdout + done.stderr
+    return done.returncode, report, done.stderr
+
+
+def rows(report: dict, group: str, level: str | None = None) -> list[dict]:
+    return [r for r in report["checks"] if r["group"] == group and (level is None or r["level"] == level)]
+
+
+def test_good_plan_passes(tmp_path, demo_hub, slurm_conf):
+    hub, built = demo_hub
+    code, report, _err = run_check(tmp_path, hub, write_plan(tmp_path), built.token, slurm_conf)
+    assert code == 0, (report, _err)
+    assert report["ok"] is True and report["counts"]["block"] == 0
+    assert "valid for alice" in rows(report, "token")[0]["message"]
+    assert len(rows(report, "access", "ok")) == 3
+    assert any("would start at" in r["message"] for r in rows(report, "slurm", "ok"))
+    assert any(r["name"] == "still to write" and "MiB" in r["message"] for r in rows(report, "space"))
+
+
+def test_over_max_time_and_over_gpus_are_blocked_with_the_limit(tmp_path, demo_hub, slurm_conf):
+    hub, built = demo_hub
+    plan = write_plan(tmp_path, partition="gpu", gpus=3, time="05:00:00")
+    code, report, _ = run_check(tmp_path, hub, plan, built.token, slurm_conf)
+    assert code == 1 and report["ok"] is False
+    blocked = {r["message"]: r["fix"] for r in rows(report, "slurm", "block")}
+    assert blocked["time 05:00:00 exceeds the partition's MaxTime 04:00:00"] == "set train.time to at most 04:00:00"
+    assert any("3 GPUs asked, a node of gpu has 2" in m for m in blocked)
+
+
+def test_unknown_partition_is_blocked_with_the_choices(tmp_path, demo_hub, slurm_conf):
+    hub, built = demo_hub
+    code, report, _ = run_check(tmp_path, hub, write_plan(tmp_path, partition="nope"), built.token, slurm_conf)
+    assert code == 1
+    [row] = rows(report, "slurm", "block")
+    assert row["message"] == "partition nope does not exist" and "cpu" in row["fix"] and "gpu" in row["fix"]
+
+
+def test_gated_awaiting_and_missing_repos(tmp_path, demo_hub, slurm_conf):
+    hub, built = demo_hub
+    root = Path(hub.root)
+    # The gated base model: alice's request is awaiting review (manual gate).
+    configure_repo(root, "models", "hpcwizard-demo/tiny-base-model", gated="manual", accepted=[], pending=["alice"])
+    # The data repo is gone.
+    import shutil
+
+    shutil.rmtree(root / "datasets" / "alice" / "hpcwizard-demo-frames")
+    code, report, _err = run_check(tmp_path, hub, write_plan(tmp_path), built.token, slurm_conf)
+    assert code == 1
+    blocked = {r["name"]: r for r in rows(report, "access", "block")}
+    assert "awaiting" in blocked["model hpcwizard-demo/tiny-base-model"]["message"].lower()
+    missing = blocked["dataset alice/hpcwizard-demo-frames"]
+    assert "missing" in missing["message"].lower() or "not found" in missing["message"].lower()
+
+
+def test_valid_token_that_accepted_no_gate(tmp_path, demo_hub, slurm_conf):
+    hub, _ = demo_hub
+    add_token(Path(hub.root), "hf_bob_token_000000000000", "bob")
+    code, report, _ = run_check(tmp_path, hub, write_plan(tmp_path), "hf_bob_token_000000000000", slurm_conf)
+    assert code == 1
+    gated = {r["name"]: r for r in rows(report, "access", "block")}["model hpcwizard-demo/tiny-base-model"]
+    assert "gated" in gated["message"].lower()
+    assert "hpcwizard-demo/tiny-base-model" in gated["fix"]
+
+
+def test_invalid_token_blocks(tmp_path, demo_hub, slurm_conf):
+    hub, _ = demo_hub
+    code, report, _ = run_check(tmp_path, hub, write_plan(tmp_path), "hf_not_a_real_token_00000", slurm_conf)
+    assert code == 1
+    [token_row] = rows(report, "token")
+    assert token_row["level"] == "block" and "invalid" in token_row["message"].lower()
+    assert "huggingface.co/settings/tokens" in token_row["fix"]
+
+
+def test_text_output_has_fixes_and_a_verdict(tmp_path, demo_hub, slurm_conf):
+    hub, built = demo_hub
+    env = {k: v for k, v in os.environ.items() if k != "HF_TOKEN"}
+    write_token_file(tmp_path / "hf-home", built.token)
+    env.update(HF_ENDPOINT=hub.url, HF_HOME=str(tmp_path / "hf-home"), SLURM_CONF=slurm_conf)
+    plan = write_plan(tmp_path, partition="gpu", time="05:00:00")
+    done = subprocess.run([sys.executable, "-m", "hpcwizard", "check", str(plan)], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1
+    assert "BLOCK slurm       train on gpu: time 05:00:00 exceeds" in done.stdout
+    assert "fix: set train.time to at most 04:00:00" in done.stdout
+    assert done.stdout.rstrip().endswith("blocked: fix the BLOCK rows, then check again")
