@@ -21,6 +21,10 @@ class PartitionState(str, enum.Enum):
     INACTIVE = "inactive"
     UNKNOWN = "unknown"
 
+    def __str__(self) -> str:
+        # Slurm's own word, not "JobState.PENDING", in messages and tables.
+        return self.value
+
     @classmethod
     def from_slurm(cls, text: str) -> PartitionState:
         word = text.strip().lower()
@@ -63,6 +67,10 @@ class JobState(str, enum.Enum):
     UNKNOWN = "UNKNOWN"
     # The job is gone from squeue and no accounting source remembers it.
     FINISHED_UNKNOWN = "FINISHED_UNKNOWN"
+
+    def __str__(self) -> str:
+        # Slurm's own word, not "JobState.PENDING", in messages and tables.
+        return self.value
 
     @classmethod
     def from_slurm(cls, text: str) -> JobState:
