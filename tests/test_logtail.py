@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import time
 from pathlib import Path
@@ -372,3 +373,25 @@ def test_local_source_reports_missing_and_identity(tmp_path: Path) -> None:
     assert source.read_at(1, 3) == b"ell"
     assert source.read_at(10, 3) == b""
     source.close()
+
+
+def test_search_sees_displayed_text(tmp_path: Path) -> None:
+    """Matches across a colour reset, in a \\r-collapsed bar, and Unicode case
+    folding all behave as on the displayed line (the fast byte prefilter must
+    never hide them)."""
+    log = tmp_path / "a.out"
+    lines = ["filler"] * 50 + [
+        "\x1b[32m10:00:00\x1b[0m | INFO | started",
+        "old state\rnew state",
+        "\u212aelvin temperature",
+        "plain line",
+    ]
+    log.write_text("\n".join(lines) + "\n")
+    f = follower(log, chunk_size=64)
+    assert f.search("10:00:00 | INFO").text == "10:00:00 | INFO | started"
+    assert f.search("INFO | STARTED", ignore_case=True) is not None
+    assert f.search("new state").text == "new state"
+    assert f.search("old state") is None  # overwritten by \r: not displayed
+    assert f.search("kelvin", ignore_case=True).text == "\u212aelvin temperature"
+    assert f.search("kelvin") is None
+    assert f.search(re.compile("PLAIN", re.IGNORECASE)).text == "plain line"
