@@ -134,26 +134,14 @@ def job_prefix_for(project_home: Path) -> str:
 
 
 def parse_time_limit(text: str) -> int:
-    """Seconds in a Slurm time limit (``M``, ``H:M:S``, ``D-H:M:S``...)."""
+    """Seconds in a plan's time limit (``M``, ``H:M:S``, ``D-H:M:S``...)."""
+    from hpcwizard.slurm.parse import parse_slurm_duration
+
     text = str(text).strip()
-    if not _TIME.match(text):
+    seconds = parse_slurm_duration(text) if _TIME.match(text) else None
+    if seconds is None:
         raise ValueError(f"not a Slurm time limit: {text!r}")
-    days = 0
-    if "-" in text:
-        day_part, text = text.split("-", 1)
-        days = int(day_part)
-        parts = [int(p) for p in text.split(":")]
-        parts += [0] * (3 - len(parts))  # D-H, D-H:M, D-H:M:S
-        hours, minutes, seconds = parts
-    else:
-        parts = [int(p) for p in text.split(":")]
-        if len(parts) == 1:  # minutes
-            hours, minutes, seconds = 0, parts[0], 0
-        elif len(parts) == 2:  # minutes:seconds
-            hours, minutes, seconds = 0, parts[0], parts[1]
-        else:
-            hours, minutes, seconds = parts
-    return ((days * 24 + hours) * 60 + minutes) * 60 + seconds
+    return seconds
 
 
 def parse_memory_mb(text: str) -> int:

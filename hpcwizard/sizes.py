@@ -3,14 +3,24 @@
 from __future__ import annotations
 
 
-def human_bytes(count: float) -> str:
-    """``1536`` → ``1.5 KiB``; binary units, as ``du -h`` and quota tools use."""
-    value = float(count)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(value) < 1024 or unit == "TiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+_UNITS = ("B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB")
+
+
+def human_bytes(n: int | float) -> str:
+    """``123456789`` → ``117.7 MiB`` (binary units, as ``du -h`` and quota tools use)."""
+    if n < 0:
+        return "-" + human_bytes(-n)
+    value = float(n)
+    for unit in _UNITS:
+        if value < 1024 or unit == _UNITS[-1]:
+            break
         value /= 1024
-    raise AssertionError("unreachable")
+    if unit == "B":
+        return f"{int(n)} B"
+    text = f"{value:.1f}"
+    if text.endswith(".0"):
+        text = text[:-2]
+    return f"{text} {unit}"
 
 
 def human_duration(seconds: float) -> str:

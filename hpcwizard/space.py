@@ -21,6 +21,7 @@ import psutil
 
 from hpcwizard.errors import CommandFailed
 from hpcwizard.quota import QuotaEntry, QuotaReport
+from hpcwizard.sizes import human_bytes
 from hpcwizard.shell import LocalRunner, Runner
 
 __all__ = [
@@ -210,26 +211,6 @@ class SpaceFinding:
     check: str  # "space", "inodes", "quota-bytes", "quota-files", "quota"
     message: str
     fix: str | None = None
-
-
-_UNITS = ("B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB")
-
-
-def human_bytes(n: int | float) -> str:
-    """``123456789`` → ``117.7 MiB`` (binary units, one decimal when it helps)."""
-    if n < 0:
-        return "-" + human_bytes(-n)
-    value = float(n)
-    for unit in _UNITS:
-        if value < 1024 or unit == _UNITS[-1]:
-            break
-        value /= 1024
-    if unit == "B":
-        return f"{int(n)} B"
-    text = f"{value:.1f}"
-    if text.endswith(".0"):
-        text = text[:-2]
-    return f"{text} {unit}"
 
 
 def human_count(n: int) -> str:

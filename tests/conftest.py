@@ -35,3 +35,7 @@ def slurm_conf() -> str:
 def slurm_runner(slurm_conf: str) -> LocalRunner:
     """A runner whose commands talk to the local cluster."""
     return LocalRunner(extra_env={"SLURM_CONF": slurm_conf})
+
+
+# The local Hub-protocol server and an isolated HF_HOME, for every test module.
+from devhub_fixtures import devhub, devhub_root, hf_home  # noqa: E402,F401
