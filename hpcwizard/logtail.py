@@ -382,8 +382,11 @@ class LogFollower:
             self._missing = True
             return LogUpdate(missing=True, offset=self._offset)
         rotated = truncated = False
-        if self._identity is not None and st.identity is not None and st.identity != self._identity:
-            rotated = True  # a new file: read it from its start
+        came_back = self._missing and self._identity is not None
+        if came_back or (self._identity is not None and st.identity is not None and st.identity != self._identity):
+            # A new file: read it from its start. One that reappears after
+            # vanishing is new even if the filesystem reused the inode.
+            rotated = True
             self._restart(0, 0)
         elif st.size < self._offset:
             truncated = True  # e.g. a requeued job reopening its log with O_TRUNC

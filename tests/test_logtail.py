@@ -395,3 +395,15 @@ def test_search_sees_displayed_text(tmp_path: Path) -> None:
     assert f.search("kelvin", ignore_case=True).text == "\u212aelvin temperature"
     assert f.search("kelvin") is None
     assert f.search(re.compile("PLAIN", re.IGNORECASE)).text == "plain line"
+
+
+def test_file_deleted_and_recreated_is_read_from_start(tmp_path: Path) -> None:
+    log = tmp_path / "a.out"
+    log.write_text("one\ntwo\n")
+    f = follower(log)
+    f.open_tail()
+    log.unlink()
+    assert f.poll().missing
+    log.write_text("first\nsecond\nthird\n")  # the inode may well be reused
+    update = f.poll()
+    assert update.rotated and update.lines == ["first", "second", "third"]
