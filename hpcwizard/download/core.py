@@ -466,7 +466,7 @@ def download_plan(
             shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
             raise UserError(
                 f"{len(missing)} file(s) are not downloaded or incomplete: {shown}",
-                "this plan downloads on the login node: run `hpcwizard download PLAN` there, then submit again",
+                "the plan says download: login, so run `hpcwizard download PLAN` on the login node, then submit again",
             )
         files = sum(len(read_manifest(r.dest).expected) for r in repos)  # type: ignore[union-attr]
         total = sum(sum(e.size for e in read_manifest(r.dest).expected.values()) for r in repos)  # type: ignore[union-attr]

@@ -385,7 +385,7 @@ class FileFetcher:
         raise _Retry(f"unexpected HTTP {status}")
 
     def _stream(self, response: Any) -> None:
-        task, chunk_size, key = self.task, self.settings.chunk_size, self.task.key
+        task, chunk_size = self.task, self.settings.chunk_size
         interval = self.settings.sidecar_interval
         while self.done < task.size:
             if self.cancel.is_set():
@@ -401,8 +401,6 @@ class FileFetcher:
             if len(chunk) > task.size - self.done:
                 chunk = chunk[: task.size - self.done]  # longer than announced: sha256/size checks decide
             self._write(chunk)
-            self.transferred += len(chunk)
-            self.tracker.received(key, len(chunk))
             if time.monotonic() - self._sidecar_at >= interval:
                 self._save_sidecar()
 
@@ -418,6 +416,8 @@ class FileFetcher:
             if self.hasher is not None:
                 self.hasher.update(view[:written])
             self.done += written
+            self.transferred += written
+            self.tracker.received(self.task.key, written)
             view = view[written:]
 
     def _disk_full(self, exc: OSError) -> None:
