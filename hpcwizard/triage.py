@@ -18,9 +18,9 @@ import math
 import re
 from collections import deque
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from enum import Enum, IntEnum
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from hpcwizard.logtail import strip_ansi
 
@@ -162,9 +162,12 @@ _RATE = re.compile(r"(?P<rate>\d+(?:\.\d+)?)\s*(?P<unit>it/s|s/it|steps?/s|s/ste
 _LOSS_KEYS = ("loss", "step_loss", "train_loss")
 
 
-@dataclass(frozen=True)
-class ProgressSample:
-    """What one line says about progress; None where it says nothing."""
+class ProgressSample(NamedTuple):
+    """What one line says about progress; None where it says nothing.
+
+    A NamedTuple rather than a frozen dataclass: one is built per progress
+    line and a frozen dataclass costs several times more to construct.
+    """
 
     step: int | None = None
     max_steps: int | None = None
@@ -193,8 +196,24 @@ class TrainingProgress:
         return min(1.0, self.step / self.max_steps)
 
 
+class _Fields(NamedTuple):
+    """TrainingProgress's fields while accumulating (cheap to rebuild)."""
+
+    step: int | None
+    max_steps: int | None
+    loss: float | None
+    rate_its: float | None
+    eta_seconds: float | None
+    epoch: float | None
+
+
+_NO_PROGRESS = _Fields(None, None, None, None, None, None)
+
+
 def _scaled_int(text: str) -> int:
     """tqdm's unit_scale numbers: "1.2k" -> 1200."""
+    if text.isdigit():
+        return int(text)
     factor = {"k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12}.get(text[-1:], 1)
     return int(round(float(text.rstrip("kMGT")) * factor))
 
@@ -235,7 +254,10 @@ def _loss_from(items: Iterable[tuple[str, str]]) -> float | None:
 
 def parse_progress(line: str) -> ProgressSample | None:
     """Training progress reported by one (display) line, if any."""
-    text = _clean(line)
+    return _parse_clean(_clean(line))
+
+
+def _parse_clean(text: str) -> ProgressSample | None:
     if "%|" in text:
         bar = _TQDM.search(text)
         if bar is not None:
@@ -253,12 +275,14 @@ def parse_progress(line: str) -> ProgressSample | None:
             return ProgressSample(loss=loss, epoch=_float(epoch) if epoch else None)
     if "tep" not in text and "poch" not in text:
         return None
-    step = _STEP.search(text)
-    epoch = _EPOCH.search(text)
+    # Substring guards first: a regex without a literal prefix is tried at
+    # every position, and most lines mention none of these words.
+    step = _STEP.search(text) if "tep" in text else None
+    epoch = _EPOCH.search(text) if "poch" in text else None
     if step is None and epoch is None:
         return None
-    loss = _LOSS.search(text)
-    rate = _RATE.search(text)
+    loss = _LOSS.search(text) if "loss" in text else None
+    rate = _RATE.search(text) if "/s" in text or "s/" in text else None
     if step is not None and loss is None and rate is None and step["total"] is None:
         return None  # "saving step 5 checkpoint": a step number alone proves nothing
     return ProgressSample(
@@ -273,7 +297,7 @@ def parse_progress(line: str) -> ProgressSample | None:
 def _from_tqdm(bar: re.Match[str], total: int | None) -> ProgressSample:
     postfix = bar["postfix"] or ""
     items = [(m["key"], m["value"]) for m in _POSTFIX_ITEM.finditer(postfix)]
-    remaining = _seconds(bar.groupdict().get("remaining"))
+    remaining = _seconds(bar["remaining"]) if "remaining" in bar.re.groupindex else None
     return ProgressSample(
         step=_scaled_int(bar["n"]),
         max_steps=total,
@@ -382,7 +406,8 @@ class Triage:
         self.last: dict[Kind, Finding] = {}
         self.recent: deque[Finding] = deque(maxlen=recent_findings)
         self.losses = LossHistory(history_capacity)
-        self.progress: TrainingProgress | None = None
+        self._progress: TrainingProgress | None = None
+        self._fields: _Fields | None = None
         self._first_by_severity: dict[Severity, Finding] = {}
         self._seq = 0
         self._in_traceback = False
@@ -452,24 +477,31 @@ class Triage:
         return finding
 
     def _take_progress(self, text: str, *, final: bool) -> None:
-        sample = parse_progress(text)
+        sample = _parse_clean(text)
         if sample is None:
             return
         if sample.bar is not None and not self._is_training_bar(sample):
             return
-        current = self.progress or TrainingProgress()
-        updates = {
-            name: value
-            for name in ("step", "max_steps", "loss", "rate_its", "epoch")
-            if (value := getattr(sample, name)) is not None
-        }
-        merged = replace(current, **updates)
-        eta = sample.eta_seconds
-        if eta is None and merged.rate_its and merged.max_steps and merged.step is not None:
-            eta = max(0, merged.max_steps - merged.step) / merged.rate_its
-        if sample.step is not None or sample.eta_seconds is not None:
-            merged = replace(merged, eta_seconds=eta)
-        self.progress = merged
+        current = self._fields or _NO_PROGRESS
+        # Each sample fills in only what it knows (a Trainer dict line has the
+        # loss, its tqdm bar the step); the rest carries over.
+        step = current.step if sample.step is None else sample.step
+        max_steps = current.max_steps if sample.max_steps is None else sample.max_steps
+        rate = current.rate_its if sample.rate_its is None else sample.rate_its
+        eta = current.eta_seconds
+        if sample.eta_seconds is not None:
+            eta = sample.eta_seconds
+        elif sample.step is not None:
+            eta = max(0, max_steps - step) / rate if rate and max_steps else None
+        self._fields = _Fields(
+            step,
+            max_steps,
+            current.loss if sample.loss is None else sample.loss,
+            rate,
+            eta,
+            current.epoch if sample.epoch is None else sample.epoch,
+        )
+        self._progress = None  # built when asked for: most lines are never looked at
         if sample.loss is not None:
             self.losses.add(sample.loss, step=sample.step)
 
@@ -480,7 +512,7 @@ class Triage:
         A different bar takes over when it is longer than the current one, or
         when the current one has finished.
         """
-        current = self.progress
+        current = self._fields
         if self._bar is None or sample.bar == self._bar or current is None:
             self._bar = sample.bar
             return True
@@ -488,11 +520,19 @@ class Triage:
         longer = sample.max_steps is not None and (current.max_steps is None or sample.max_steps > current.max_steps)
         if finished or longer:
             self._bar = sample.bar
-            self.progress = TrainingProgress(loss=current.loss, epoch=current.epoch)
+            self._fields = _NO_PROGRESS._replace(loss=current.loss, epoch=current.epoch)
+            self._progress = None
             return True
         return False
 
     # -- reading ---------------------------------------------------------------
+
+    @property
+    def progress(self) -> TrainingProgress | None:
+        """Where training stands, or None before any progress line."""
+        if self._progress is None and self._fields is not None:
+            self._progress = TrainingProgress(*self._fields)
+        return self._progress
 
     def first_error(self, min_severity: Severity = Severity.HIGH) -> Finding | None:
         """The earliest finding at least this severe ("jump to first error")."""
