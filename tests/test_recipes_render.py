@@ -184,7 +184,8 @@ def test_fff_vdi_train_is_offline_with_plan_gpus(tmp_path, gpus):
     _, _, files = render_to(tmp_path / "out", "fff-vdi", None, tmp_path / "p", train=train)
     script = files["02_train.sbatch"]
     assert "export HF_HUB_OFFLINE=1" in script
-    launch = next(line for line in script.splitlines() if line.startswith("accelerate launch"))
+    # The module, not the console script: its shebang would not survive a hostile env path.
+    launch = next(line for line in script.splitlines() if line.startswith("python -m accelerate.commands.launch"))
     assert f"--num_processes {gpus} " in launch
     assert ("--multi_gpu" in launch) == (gpus > 1)
     assert "--mixed_precision fp16" in launch and launch.endswith("train.py")
