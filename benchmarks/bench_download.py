@@ -42,7 +42,8 @@ import sys
 from pathlib import Path
 from hpcwizard.download import download_repos
 from hpcwizard.recipe import ResolvedRepo
-repo = ResolvedRepo(sys.argv[2], "model", "", Path(sys.argv[3]), ("*",), 0, False, ())
+repo = ResolvedRepo(repo_id=sys.argv[2], repo_type="model", purpose="", dest=Path(sys.argv[3]), include=("*",),
+                    size_bytes=0, gated=False, archives=())
 download_repos([repo], endpoint=sys.argv[1])
 """
 
@@ -72,7 +73,8 @@ def run_hw(url: str, dest: Path) -> float:
     from hpcwizard.download import download_repos
     from hpcwizard.recipe import ResolvedRepo
 
-    repo = ResolvedRepo(REPO, "model", "", dest, ("*",), 0, False, ())
+    repo = ResolvedRepo(repo_id=REPO, repo_type="model", purpose="", dest=dest, include=("*",), size_bytes=0,
+                        gated=False, archives=())
     began = time.perf_counter()
     download_repos([repo], endpoint=url)
     return time.perf_counter() - began

@@ -152,7 +152,8 @@ import sys
 from pathlib import Path
 from hpcwizard.download import download_repos
 from hpcwizard.recipe import ResolvedRepo
-repo = ResolvedRepo("alice/m", "model", "", Path(sys.argv[2]), ("*",), 0, False, ())
+repo = ResolvedRepo(repo_id="alice/m", repo_type="model", purpose="", dest=Path(sys.argv[2]), include=("*",),
+                    size_bytes=0, gated=False, archives=())
 print(download_repos([repo], endpoint=sys.argv[1]).bytes_transferred)
 """
 
@@ -597,3 +598,79 @@ def test_plain_log_prints_every_interval() -> None:
     lines = out.getvalue().splitlines()
     assert len(lines) == 4 and all(line.startswith("download: ") for line in lines)
     assert "big.tar" in lines[0] and "ETA" in lines[0]
+
+
+def test_unwritable_destination_is_a_user_error(hub: DevHub, tmp_path: Path) -> None:
+    write_repo(hub.root, "models", "alice/m", {"a.txt": "a"})
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("x")
+    with pytest.raises(UserError, match="cannot write .*not-a-folder"):
+        download_repos([repo_of("alice/m", blocker / "dest")], endpoint=hub.url, settings=FAST)
+
+
+def test_files_download_in_parallel_with_a_bounded_pool(hub: DevHub, tmp_path: Path) -> None:
+    files = {f"f{i}.bin": blob(600_000, seed=20 + i) for i in range(4)}
+    write_repo(hub.root, "models", "alice/m", files)
+    hub.throttle = 2_000_000
+    most = 0
+
+    def watch(progress: DownloadProgress) -> None:
+        nonlocal most
+        most = max(most, sum(1 for f in progress.files if f.state is FileState.DOWNLOADING))
+
+    download_repos([repo_of("alice/m", tmp_path / "d")], endpoint=hub.url, settings=FAST, workers=2,
+                   on_progress=watch)
+    assert most == 2
+    assert all((tmp_path / "d" / name).read_bytes() == data for name, data in files.items())
+
+
+class _FlakyHandler(http.server.BaseHTTPRequestHandler):
+    """Answers 503 to the first two requests, then the file (honouring Range)."""
+
+    data = b""
+    calls = 0
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        cls = type(self)
+        cls.calls += 1
+        if cls.calls <= 2:
+            self.send_response(503)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(self.data)))
+        self.end_headers()
+        self.wfile.write(self.data)
+
+
+def test_server_errors_are_retried_with_backoff(tmp_path: Path) -> None:
+    data = blob(50_000, seed=30)
+    _FlakyHandler.data, _FlakyHandler.calls = data, 0
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _FlakyHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        task = FileTask("alice/m", "model", "f.bin", f"http://127.0.0.1:{server.server_address[1]}/f", len(data),
+                        etag="e", sha256=sha(data), dest=tmp_path)
+        tracker = ProgressTracker(None)
+        tracker.add(task.key, task.repo_id, task.path, task.size)
+        FileFetcher(task, token=None, settings=FAST, tracker=tracker, cancel=threading.Event()).run()
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert (tmp_path / "f.bin").read_bytes() == data and _FlakyHandler.calls == 3
+
+
+def test_backoff_grows_exponentially_with_jitter() -> None:
+    import random
+
+    from hpcwizard.download.transfer import backoff_delay
+
+    settings = TransferSettings(backoff_base=1.0, backoff_cap=30.0)
+    rng = random.Random(1)
+    for failures, ceiling in ((1, 1), (2, 2), (3, 4), (5, 16), (9, 30)):
+        delays = {backoff_delay(failures, settings, rng) for _ in range(20)}
+        assert all(ceiling / 2 <= d <= ceiling for d in delays) and len(delays) > 1

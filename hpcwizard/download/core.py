@@ -36,6 +36,7 @@ from hpcwizard.download.records import (
     dest_lock,
     part_path,
     read_manifest,
+    raise_write_error,
     read_sidecar,
     record_complete,
     update_manifest,
@@ -358,6 +359,9 @@ def _fetch_one(task: FileTask, *, token: str | None, settings: TransferSettings,
         record_complete(task.dest, task.repo_id, task.repo_type, task.path, task.etag, task.sha256)
         tracker.set(key, done=task.size, state=FileState.DONE)
         return key, fetched.transferred, fetched.restarted
+    except OSError as exc:  # creating folders, opening the part, renaming: not the data writes
+        tracker.set(key, state=FileState.FAILED)
+        raise_write_error(exc, part_path(task.final))
     except BaseException:
         tracker.set(key, state=FileState.FAILED)
         raise

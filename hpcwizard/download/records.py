@@ -30,6 +30,7 @@ of a Slurm job) knows exactly where it stands without asking the network:
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import json
 import os
@@ -38,7 +39,7 @@ import threading
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from hpcwizard.errors import UserError
 from hpcwizard.state import now_iso
@@ -62,16 +63,30 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
     """Replace ``path`` atomically. No fsync: these files only have to survive a
     killed process (the page cache does), and the data file is checked by size
     and sha256 anyway; fsync on every update would stall a busy shared filesystem."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise_write_error(exc, path)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             json.dump(data, handle, indent=1, sort_keys=True)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
+        if isinstance(exc, OSError):
+            raise_write_error(exc, path)
         raise
+
+
+def raise_write_error(exc: OSError, path: Path) -> NoReturn:
+    """An OSError while writing below a destination, as a message for the user (no traceback)."""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        raise UserError(f"cannot write {path}: the disk or your quota is full",
+                        "free space or ask for more quota on that filesystem, then run the download again") from None
+    raise UserError(f"cannot write {path}: {exc.strerror or exc}",
+                    "check that the folder exists and is writable by you (the paths come from the plan)") from None
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:
@@ -233,8 +248,11 @@ def dest_lock(dest: Path) -> Iterator[None]:
 
     An ``flock`` dies with its process, so ``kill -9`` never leaves it stale.
     """
-    dest.mkdir(parents=True, exist_ok=True)
-    fd = os.open(dest / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        dest.mkdir(parents=True, exist_ok=True)
+        fd = os.open(dest / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise_write_error(exc, dest / LOCK_NAME)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

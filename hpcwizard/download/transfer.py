@@ -187,7 +187,7 @@ class FileFetcher:
         try:
             write_sidecar(self.final, PartInfo(url=t.url, etag=t.etag, size=t.size, sha256=t.sha256,
                                                done=self.done, updated_at=now_iso()))
-        except OSError:
+        except (OSError, UserError):
             pass  # advisory only: the part's size is the truth, and a full disk is reported by the data write
         self._sidecar_at = time.monotonic()
 
