@@ -5,3 +5,162 @@ updates the UI.
 """
 
 from __future__ import annotations
+
+
+# --------------------------------------------------------------------------
+# Dashboard (job table, log panel, actions)
+
+from dataclasses import dataclass as _dataclass  # noqa: E402
+from typing import Any as _Any  # noqa: E402
+
+from textual.message import Message as _Message  # noqa: E402
+
+
+@_dataclass
+class SnapshotTaken(_Message):
+    """One poll of the job table finished: the snapshot and how long it took."""
+
+    snapshot: _Any  # hpcwizard.status.StatusSnapshot
+    duration: float  # seconds the squeue (+ sacct) took
+    diagnoses: list | None = None  # hpcwizard.resubmit.Diagnosis: chains stuck on a failed parent
+
+
+@_dataclass
+class LogChunk(_Message):
+    """What a log poll found for the followed file (lines already triaged).
+
+    ``generation`` tells results of the current file from late results of a
+    file the user has since switched away from.
+    """
+
+    generation: int
+    lines: list  # list[tuple[int, str, str | None]]: offset, text, finding kind
+    partial: str | None
+    missing: bool
+    truncated: bool
+    rotated: bool
+    skipped_bytes: int
+    size: int
+    reset: bool  # the view must be cleared first (open, or context jump)
+    counts: dict  # finding kind -> count, for the whole followed file
+    first_error_offset: int | None
+    progress: _Any  # hpcwizard.triage.TrainingProgress | None
+    losses: list  # recent loss values for the sparkline
+    note: str | None = None  # e.g. "showing the context of offset 123 (paused)"
+
+
+@_dataclass
+class SearchResult(_Message):
+    """A log search finished: the match (or None) for the query."""
+
+    generation: int
+    query: str
+    match: _Any  # hpcwizard.logtail.SearchMatch | None
+    context: list | None  # lines to show when the match is outside the view
+
+
+@_dataclass
+class ActionFinished(_Message):
+    """A Slurm action (cancel, hold, release, resubmit) finished."""
+
+    action: str
+    ok: bool
+    text: str
+
+
+# --------------------------------------------------------------------------
+# Wizard (token, folders, partitions, preflight, preview, download, submit)
+
+from dataclasses import dataclass as _dataclass  # noqa: E402
+from typing import Any as _Any  # noqa: E402
+
+from textual.message import Message as _Message  # noqa: E402
+
+
+@_dataclass
+class SessionRead(_Message):
+    """The saved wizard session of a project home (a ``SavedSession``)."""
+
+    session: _Any
+
+
+@_dataclass
+class TokenChecked(_Message):
+    """A token was validated (and stored): who it belongs to, or why not. Never the token."""
+
+    user: str | None
+    saved_to: str | None = None
+    error: str | None = None
+
+
+@_dataclass
+class FolderMeasured(_Message):
+    """Free space and quota where a folder lives, or why the folder will not do."""
+
+    field: str  # which input asked
+    path: str
+    summary: str | None = None
+    error: str | None = None
+    warn: bool = False
+
+
+@_dataclass
+class PartitionsLoaded(_Message):
+    """The cluster's partitions (``PartitionInfo`` list), or why sinfo failed."""
+
+    partitions: list[_Any] | None
+    error: str | None = None
+
+
+@_dataclass
+class CheckArrived(_Message):
+    """One preflight row (``CheckResult``), as soon as it is known."""
+
+    row: _Any
+
+
+@_dataclass
+class PreflightDone(_Message):
+    """The preflight finished; ``error`` when it could not run."""
+
+    blocked: bool
+    error: str | None = None
+
+
+@_dataclass
+class PreviewRendered(_Message):
+    """Rendered files ``(name, text)`` and the diff against the previous run ('' when none)."""
+
+    files: list[tuple[str, str]]
+    diff: str
+    previous: str | None = None
+    error: str | None = None
+
+
+class DownloadProgressed(_Message):
+    """A ``DownloadProgress`` snapshot; bursts coalesce, only the newest matters."""
+
+    def __init__(self, progress: _Any) -> None:
+        super().__init__()
+        self.progress = progress
+
+    def can_replace(self, message: _Message) -> bool:
+        return isinstance(message, DownloadProgressed) and not message.progress.notes
+
+
+@_dataclass
+class DownloadEnded(_Message):
+    """The download finished (``summary``), was stopped, or failed (``error``)."""
+
+    summary: str | None = None
+    error: str | None = None
+    cancelled: bool = False
+
+
+@_dataclass
+class ChainSubmitted(_Message):
+    """``submit_chain`` answered: the ``Submission``, or the refusal."""
+
+    submission: _Any | None
+    error: str | None = None
+    already: bool = False

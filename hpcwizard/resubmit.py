@@ -1,0 +1,297 @@
+"""The DependencyNeverSatisfied doctor: explain a stuck chain and repair it.
+
+When a parent job fails, Slurm leaves its ``afterok`` dependents pending
+forever with the reason ``DependencyNeverSatisfied``. :func:`diagnose` finds
+them in a :class:`~hpcwizard.status.StatusSnapshot` and names the parent that
+failed (state, exit code, log). :func:`resubmit_failed` submits the failed
+parent's recorded script again (same working directory: the project home),
+cancels the stuck dependents and submits them again with
+``--dependency=afterok:<new id>`` in chain order, then records the new jobs
+in the project state as a new :class:`~hpcwizard.state.Submission`.
+
+Like the first submission it is all or nothing: every new job is submitted
+held; if Slurm refuses one, the new ones are cancelled and the old chain is
+left exactly as it was. Only once all are accepted are the old dependents
+cancelled and the new chain released.
+
+No Textual here: the dashboard, the CLI and the tests all call this module.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from hpcwizard.errors import UserError
+from hpcwizard.shell import Runner
+from hpcwizard.slurm import SlurmClient
+from hpcwizard.slurm.models import JobState
+from hpcwizard.slurm.parse import parse_dependency
+from hpcwizard.state import ProjectState, Submission, SubmittedJob, load_state, now_iso, update_state
+from hpcwizard.status import JobRow, StatusSnapshot
+
+NEVER_SATISFIED = "DependencyNeverSatisfied"
+
+
+class ResubmitError(UserError):
+    """The chain could not be repaired; nothing new stays queued."""
+
+
+@dataclass(frozen=True)
+class Diagnosis:
+    """A failed parent and the jobs that can never start because of it.
+
+    ``stuck`` holds every job downstream of the parent (in chain order), not
+    only the direct child: a grandchild waits on the child, which will never
+    run either.
+    """
+
+    parent: JobRow
+    stuck: tuple[JobRow, ...]
+
+    @property
+    def parent_log(self) -> str:
+        return self.parent.log_err if self.parent.log_err else self.parent.log_out
+
+    def explain(self) -> str:
+        """One paragraph a person can act on."""
+        parent = self.parent
+        exit_code = f", exit code {parent.exit_code}" if parent.exit_code else ""
+        names = ", ".join(f"{job.name} ({job.job_id})" for job in self.stuck)
+        return (
+            f"{names} can never start: {'it waits' if len(self.stuck) == 1 else 'they wait'} for "
+            f"{parent.name} ({parent.job_id}) to succeed, but it ended {parent.state}{exit_code}. "
+            f"Its log: {parent.log_out} (stderr: {parent.log_err}). Fix the cause, then resubmit "
+            f"{parent.name} and its dependents, or cancel them."
+        )
+
+
+@dataclass(frozen=True)
+class Resubmission:
+    """What a repair did: old id → new id, and the old jobs it cancelled."""
+
+    new_ids: dict[str, str]
+    cancelled: tuple[str, ...]
+    submission: Submission
+
+
+# --------------------------------------------------------------------------
+# Chains as recorded in the project state
+
+
+def recorded_jobs(state: ProjectState) -> dict[str, SubmittedJob]:
+    """Every job hpcwizard ever submitted in this project, by id."""
+    return {job.job_id: job for submission in state.submissions for job in submission.jobs}
+
+
+def _parent_ids(job: SubmittedJob) -> list[str]:
+    ids = []
+    for term in job.dependency:
+        ids += [dep.job_id for dep in parse_dependency(term) if dep.job_id]
+    return ids
+
+
+def dependents_of(state: ProjectState, job_id: str) -> list[SubmittedJob]:
+    """Jobs that (transitively) wait on ``job_id``, parents before children."""
+    jobs = recorded_jobs(state)
+    children: dict[str, list[str]] = {}
+    for job in jobs.values():
+        for parent in _parent_ids(job):
+            children.setdefault(parent, []).append(job.job_id)
+    order: list[str] = []
+    queue = [job_id]
+    while queue:
+        current = queue.pop(0)
+        for child in sorted(children.get(current, []), key=_id_key):
+            if child not in order and child != job_id:
+                order.append(child)
+                queue.append(child)
+    return [jobs[j] for j in order]
+
+
+def chain_of(state: ProjectState, job_id: str) -> list[SubmittedJob]:
+    """The whole submission (chain) that holds ``job_id``, plus anything
+    resubmitted downstream of it; [] for a job hpcwizard did not submit."""
+    for submission in state.submissions:
+        if job_id in submission.job_ids:
+            chain = list(submission.jobs)
+            seen = {job.job_id for job in chain}
+            for job in list(chain):
+                for later in dependents_of(state, job.job_id):
+                    if later.job_id not in seen:
+                        chain.append(later)
+                        seen.add(later.job_id)
+            return chain
+    return []
+
+
+def _id_key(job_id: str) -> tuple[int, str]:
+    head = job_id.split("_")[0].split("+")[0]
+    return (int(head) if head.isdigit() else 0, job_id)
+
+
+# --------------------------------------------------------------------------
+# Diagnosis
+
+
+def diagnose(snapshot: StatusSnapshot, state: ProjectState | None = None) -> list[Diagnosis]:
+    """One :class:`Diagnosis` per failed parent with never-satisfiable dependents."""
+    rows = {row.job_id: row for row in snapshot.jobs}
+    if state is None:
+        state = load_state(Path(snapshot.project_home) / "hpcwizard")
+    recorded = recorded_jobs(state)
+
+    def parents(row: JobRow) -> list[str]:
+        found = [d.job_id for d in parse_dependency(row.dependency or "") if d.job_id]
+        if not found and row.job_id in recorded:
+            found = _parent_ids(recorded[row.job_id])
+        return found
+
+    def failed(job_id: str) -> bool:
+        row = rows.get(job_id)
+        if row is None:
+            return False
+        return not row.active and row.state != JobState.COMPLETED.value
+
+    roots: dict[str, list[JobRow]] = {}
+    for row in snapshot.jobs:
+        if not (row.state == JobState.PENDING.value and row.reason == NEVER_SATISFIED):
+            continue
+        # Walk up through stuck ancestors to the job that actually failed.
+        current, seen = row, set()
+        root: str | None = None
+        while current is not None and current.job_id not in seen:
+            seen.add(current.job_id)
+            ups = parents(current)
+            bad = next((p for p in ups if failed(p)), None)
+            if bad is not None:
+                root = bad
+                break
+            stuck_parent = next((rows[p] for p in ups if p in rows and rows[p].reason == NEVER_SATISFIED), None)
+            current = stuck_parent
+        if root is not None:
+            roots.setdefault(root, []).append(row)
+    diagnoses = []
+    for root, stuck in roots.items():
+        # Grandchildren pend with reason "Dependency" (their parent is merely
+        # pending), but they are just as stuck: include every active job
+        # downstream of the failed one.
+        found = {r.job_id: r for r in stuck}
+        for job in dependents_of(state, root):
+            row = rows.get(job.job_id)
+            if row is not None and row.active:
+                found.setdefault(row.job_id, row)
+        ordered = sorted(found.values(), key=lambda r: _id_key(r.job_id))
+        diagnoses.append(Diagnosis(parent=rows[root], stuck=tuple(ordered)))
+    return sorted(diagnoses, key=lambda d: _id_key(d.parent.job_id))
+
+
+def with_exit_code(diagnosis: Diagnosis, slurm: SlurmClient) -> Diagnosis:
+    """Fill in the parent's exit code when squeue could not say (one query)."""
+    from dataclasses import replace
+
+    if diagnosis.parent.exit_code:
+        return diagnosis
+    with contextlib.suppress(UserError):
+        found = slurm.finished([diagnosis.parent.job_id])
+        if found and found[0].exit_status is not None:
+            status = found[0].exit_status
+            return replace(diagnosis, parent=replace(diagnosis.parent, exit_code=f"{status.code}:{status.signal}"))
+    return diagnosis
+
+
+# --------------------------------------------------------------------------
+# Repair and cancel
+
+
+def resubmit_failed(
+    project_home: Path,
+    runner: Runner,
+    parent_id: str,
+    *,
+    slurm: SlurmClient | None = None,
+) -> Resubmission:
+    """Submit the failed job ``parent_id`` again and re-link its dependents.
+
+    The parent's script is the one recorded in the project state (edit it to
+    fix the cause first). Dependents that are still queued are cancelled;
+    every dependent is submitted again after its (new) parent, in order.
+    """
+    project_home = Path(project_home)
+    state_dir = project_home / "hpcwizard"
+    state = load_state(state_dir)
+    recorded = recorded_jobs(state)
+    parent = recorded.get(parent_id)
+    if parent is None:
+        raise ResubmitError(f"job {parent_id} was not submitted by hpcwizard in {project_home}",
+                            "resubmit it by hand with sbatch")
+    if not Path(parent.script).is_file():
+        raise ResubmitError(f"the script of job {parent_id} is gone: {parent.script}",
+                            "render the plan again (`hpcwizard render`) and submit it")
+    dependents = dependents_of(state, parent_id)
+    slurm = slurm or SlurmClient(runner)
+    (project_home / "logs").mkdir(parents=True, exist_ok=True)
+
+    new_ids: dict[str, str] = {}
+    accepted: list[SubmittedJob] = []
+    for job in [parent, *dependents]:
+        old_parents = _parent_ids(job) if job is not parent else []
+        new_parents = [new_ids.get(p, p) for p in old_parents]
+        try:
+            job_id = slurm.submit(job.script, dependency=new_parents or None, hold=True,
+                                  workdir=str(project_home))
+        except UserError as exc:
+            _cancel_quietly(slurm, [j.job_id for j in accepted])
+            raise ResubmitError(
+                f"Slurm refused {job.name} ({job.script}): {exc.message}; the old chain is unchanged",
+                exc.hint or "fix the script and try again") from None
+        new_ids[job.job_id] = job_id
+        accepted.append(SubmittedJob(
+            name=job.name, slurm_name=job.slurm_name, job_id=job_id, partition=job.partition,
+            script=job.script, dependency=tuple(f"afterok:{p}" for p in new_parents),
+        ))
+
+    # All accepted: the old dependents can go, then the new chain may run.
+    old = [job.job_id for job in dependents]
+    try:
+        slurm.cancel(old)
+        slurm.release([job.job_id for job in accepted])
+    except UserError as exc:
+        _cancel_quietly(slurm, [j.job_id for j in accepted])
+        raise ResubmitError(f"could not re-link the chain ({exc.message}); cancelled the new jobs",
+                            "check the controller with `sinfo` and try again") from None
+
+    original = next(s for s in state.submissions if parent_id in s.job_ids)
+    submission = Submission(
+        plan_fingerprint=original.plan_fingerprint,
+        submitted_at=now_iso(),
+        scripts_dir=original.scripts_dir,
+        jobs=tuple(accepted),
+    )
+    update_state(state_dir, lambda s: s.submissions.append(submission))
+    return Resubmission(new_ids=new_ids, cancelled=tuple(old), submission=submission)
+
+
+def cancel_chain(project_home: Path, runner: Runner, job_id: str, *, include_finished: bool = False,
+                 active_ids: Iterable[str] | None = None, slurm: SlurmClient | None = None) -> list[str]:
+    """Cancel ``job_id`` and every job of its chain; returns the ids asked.
+
+    ``active_ids`` (from the latest snapshot) limits the scancel to jobs that
+    are still queued or running; without it every recorded job is named
+    (scancel ignores finished ones).
+    """
+    state = load_state(Path(project_home) / "hpcwizard")
+    ids = [job.job_id for job in chain_of(state, job_id)] or [job_id]
+    if active_ids is not None and not include_finished:
+        active = set(active_ids)
+        ids = [j for j in ids if j in active]
+    (slurm or SlurmClient(runner)).cancel(ids)
+    return ids
+
+
+def _cancel_quietly(slurm: SlurmClient, job_ids: list[str]) -> None:
+    if job_ids:
+        with contextlib.suppress(UserError):
+            slurm.cancel(job_ids)

@@ -1,0 +1,534 @@
+"""The live dashboard: job table, followed log, training progress, actions.
+
+Users leave it open for days, so it must cost the cluster almost nothing:
+
+* one :func:`~hpcwizard.status.take_snapshot` per refresh (one squeue for all
+  jobs, at most one sacct), in a thread worker; the next refresh is armed
+  with ``set_timer`` only when the previous one finished, so a slow
+  controller never gets overlapping requests;
+* the interval adapts (:class:`PollPolicy`): fast right after a change,
+  doubling while nothing changes, longer still when every job has finished,
+  and backing off when the controller is slow or down.
+
+Every Slurm action runs in a worker after a confirmation modal; its result
+comes back as a message and triggers a fast refresh.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.command import DiscoveryHit, Hit, Hits, Provider
+from textual.screen import Screen
+from textual.timer import Timer
+from textual.widgets import DataTable, Footer, Static
+from textual.worker import Worker, WorkerState
+
+from hpcwizard.errors import UserError
+from hpcwizard.slurm import SlurmClient
+from hpcwizard.status import JobRow, StatusSnapshot, take_snapshot
+from hpcwizard.tui.messages import ActionFinished, LogChunk, SnapshotTaken
+from hpcwizard.tui.widgets.confirm import ChoiceScreen, ConfirmScreen
+from hpcwizard.tui.widgets.job_table import JobTable
+from hpcwizard.tui.widgets.log_panel import LogPanel
+from hpcwizard.tui.widgets.progress_panel import ProgressPanel
+
+
+@dataclass
+class PollPolicy:
+    """How long to wait before the next refresh (seconds). No Textual here.
+
+    * ``fast`` after any change (a job appeared, vanished, changed state or
+      reason) or a user action, and on recovery from an outage;
+    * doubled after each refresh that changed nothing, up to ``idle_max``
+      while jobs are active and ``finished_max`` once all are finished;
+    * when the controller does not answer: ``down_start``, doubling up to
+      ``down_max``;
+    * never less than ``slow_factor`` × the time the last refresh took, so a
+      struggling controller spends at most ~1/slow_factor of its time on us.
+    """
+
+    fast: float = 2.0
+    idle_max: float = 32.0
+    finished_max: float = 120.0
+    down_start: float = 5.0
+    down_max: float = 120.0
+    slow_factor: float = 10.0
+    interval: float = 2.0
+    down: bool = False
+
+    def next(self, *, changed: bool, error: bool, duration: float = 0.0, all_finished: bool = False) -> float:
+        if error:
+            self.interval = min(self.interval * 2, self.down_max) if self.down else self.down_start
+            self.down = True
+        elif self.down or changed:
+            self.down = False
+            self.interval = self.fast
+        else:
+            cap = self.finished_max if all_finished else self.idle_max
+            self.interval = min(self.interval * 2, cap)
+        slow_floor = min(duration * self.slow_factor, self.down_max)
+        self.interval = max(self.interval, slow_floor, self.fast)
+        return self.interval
+
+    def poke(self) -> float:
+        """A user action: things are about to change, look again soon."""
+        self.interval = self.fast
+        return self.interval
+
+
+def _hhmmss(moment) -> str:
+    return moment.strftime("%H:%M:%S")
+
+
+class DashboardCommands(Provider):
+    """Dashboard entries of the command palette (ctrl+p)."""
+
+    def _commands(self):
+        screen = self.screen
+        if not isinstance(screen, DashboardScreen):
+            return []
+        commands = [
+            ("Refresh now", "Ask Slurm for the job states now", screen.action_refresh),
+            ("Cancel job", "Cancel the selected job (asks first)", screen.action_cancel_job),
+            ("Cancel chain", "Cancel the selected job's whole chain (asks first)", screen.action_cancel_chain),
+            ("Hold job", "Keep the selected pending job from starting", screen.action_hold),
+            ("Release job", "Let a held job start", screen.action_release),
+            ("Doctor: resubmit failed job", "Explain a stuck chain; resubmit or cancel it", screen.action_doctor),
+            ("View sbatch file", "Show the selected job's batch script", screen.action_view_sbatch),
+            ("Toggle stdout/stderr", "Follow the other log of the selected job", screen.action_toggle_stream),
+            ("Jump to first error", "Scroll the log to its first error line", screen.action_first_error),
+        ]
+        if "wizard" in getattr(screen.app, "MODES", {}):
+            commands.append(("Open wizard", "Switch to the setup wizard", screen.action_open_wizard))
+        return commands
+
+    async def discover(self) -> Hits:
+        for title, help_text, callback in self._commands():
+            yield DiscoveryHit(title, callback, help=help_text)
+
+    async def search(self, query: str) -> Hits:
+        matcher = self.matcher(query)
+        for title, help_text, callback in self._commands():
+            score = matcher.match(title)
+            if score > 0:
+                yield Hit(score, matcher.highlight(title), callback, help=help_text)
+
+
+class DashboardScreen(Screen):
+    """The ``dashboard`` mode's screen (and the wizard's last one)."""
+
+    CSS_PATH = "dashboard.tcss"
+    COMMANDS = {DashboardCommands}
+
+    BINDINGS = [
+        Binding("r", "refresh", "Refresh"),
+        Binding("c", "cancel_job", "Cancel"),
+        Binding("C", "cancel_chain", "Cancel chain", show=False),
+        Binding("h", "hold", "Hold", show=False),
+        Binding("u", "release", "Release", show=False),
+        Binding("d", "doctor", "Doctor"),
+        Binding("v", "view_sbatch", "Sbatch"),
+        Binding("o", "toggle_stream", "out/err"),
+        Binding("f", "toggle_follow", "Follow"),
+        Binding("slash", "search", "Search"),
+        Binding("n", "search_next", "Older match", show=False),
+        Binding("N", "search_previous", "Newer match", show=False),
+        Binding("e", "first_error", "1st error"),
+        Binding("escape", "close_search", "Close search", show=False),
+        Binding("w", "open_wizard", "Wizard", show=False),
+    ]
+
+    def __init__(self, *, policy: PollPolicy | None = None, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.policy = policy or PollPolicy()
+        self.snapshot: StatusSnapshot | None = None
+        self.diagnoses: list = []
+        self.last_refresh = None  # datetime from the app's clock
+        self.last_duration = 0.0
+        self.down_since = None
+        self.polls = 0  # refreshes completed (tests and the benchmark read it)
+        self._timer: Timer | None = None
+        self._poll_active: Worker | None = None
+        self._refresh_again = False
+        self._slurm: SlurmClient | None = None
+
+    # -- layout --------------------------------------------------------------
+
+    def compose(self) -> ComposeResult:
+        yield Static("", id="dash-status")
+        yield Static("", id="dash-banner")
+        yield Static("", id="dash-doctor")
+        yield JobTable(id="jobs")
+        yield Static("", id="dash-empty")
+        yield ProgressPanel(id="progress")
+        yield LogPanel(id="log")
+        yield Footer()
+
+    @property
+    def context(self):
+        return self.app.context  # type: ignore[attr-defined]
+
+    @property
+    def table(self) -> JobTable:
+        return self.query_one(JobTable)
+
+    @property
+    def log_panel(self) -> LogPanel:
+        return self.query_one(LogPanel)
+
+    def on_mount(self) -> None:
+        self._slurm = SlurmClient(self.context.runner)
+        self.table.focus()
+        if self.context.project_home is None:
+            self._set_empty("No project home: start with `hpcwizard status --project-home DIR`.")
+            self._show_status()
+            return
+        self._set_empty("Asking Slurm for this project's jobs…")
+        self._start_poll()
+
+    def on_unmount(self) -> None:
+        if self._timer is not None:
+            self._timer.stop()
+
+    # -- polling -------------------------------------------------------------
+
+    @property
+    def polling(self) -> bool:
+        return self._poll_active is not None
+
+    def _start_poll(self) -> None:
+        if self._timer is not None:
+            self._timer.stop()
+            self._timer = None
+        self._poll_active = self._poll_worker(Path(self.context.project_home))
+        self._show_status()
+
+    @work(thread=True, exclusive=True, group="poll", exit_on_error=False)
+    def _poll_worker(self, project_home: Path) -> None:
+        from hpcwizard.resubmit import diagnose
+        from hpcwizard.state import load_state
+
+        started = time.monotonic()
+        snapshot = take_snapshot(project_home, self.context.runner, slurm=self._slurm)
+        duration = time.monotonic() - started
+        diagnoses = []
+        try:
+            if any(job.never_runs for job in snapshot.jobs):
+                diagnoses = diagnose(snapshot, load_state(project_home / "hpcwizard"))
+        except UserError:
+            diagnoses = []
+        self.post_message(SnapshotTaken(snapshot, duration, diagnoses))
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        worker = event.worker
+        if worker.group == "poll" and worker is self._poll_active:
+            if event.state is WorkerState.ERROR:
+                # take_snapshot raised (a damaged state file...): show it, back off.
+                self.policy.next(changed=False, error=True)
+                self._set_banner(f"refresh failed: {worker.error}")
+            if event.state in (WorkerState.SUCCESS, WorkerState.ERROR, WorkerState.CANCELLED):
+                self._poll_active = None
+                delay = 0.0 if self._refresh_again else self.policy.interval
+                self._refresh_again = False
+                self._timer = self.set_timer(delay, self._start_poll)
+                self._show_status()
+        elif worker.group == "action" and event.state is WorkerState.ERROR:
+            error = worker.error
+            text = error.one_line() if isinstance(error, UserError) else str(error)
+            self.notify(text, title="Action failed", severity="error", timeout=10)
+            self.refresh_soon()
+
+    def on_snapshot_taken(self, message: SnapshotTaken) -> None:
+        snapshot = message.snapshot
+        self.snapshot = snapshot
+        self.polls += 1
+        self.last_duration = message.duration
+        self.last_refresh = self.context.clock()
+        changed = self.table.apply(snapshot.jobs)
+        all_finished = bool(snapshot.jobs) and not any(job.active for job in snapshot.jobs)
+        self.policy.next(changed=changed, error=snapshot.error is not None, duration=message.duration,
+                         all_finished=all_finished)
+        if snapshot.error is not None:
+            if self.down_since is None:
+                self.down_since = self.last_refresh
+            self._set_banner(f"controller unreachable since {_hhmmss(self.down_since)} — {snapshot.error} — "
+                             f"showing the last known states; retrying in {self.policy.interval:g} s")
+        else:
+            self.down_since = None
+            self._set_banner(None)
+        self.diagnoses = list(message.diagnoses or [])
+        self._show_doctor_hint()
+        if snapshot.jobs:
+            self._set_empty(None)
+        else:
+            self._set_empty("No jobs in this project yet: submit a plan (`hpcwizard submit PLAN.yaml` or the wizard).")
+        self._follow_selected()
+        self._show_status()
+
+    def refresh_soon(self) -> None:
+        """Poll now (or right after the poll under way): a user acted."""
+        self.policy.poke()
+        if self.context.project_home is None:
+            return
+        if self.polling:
+            self._refresh_again = True
+        else:
+            self._start_poll()
+
+    # -- status lines ----------------------------------------------------------
+
+    def _show_status(self) -> None:
+        home = self.context.project_home
+        parts = []
+        if self.last_refresh is not None:
+            parts.append(f"refreshed {_hhmmss(self.last_refresh)} ({self.last_duration:.1f} s)")
+        parts.append("refreshing…" if self.polling else f"every {self.policy.interval:g} s")
+        if self.snapshot is not None:
+            active = sum(1 for job in self.snapshot.jobs if job.active)
+            parts.append(f"{len(self.snapshot.jobs)} jobs, {active} active")
+        parts.append(str(home) if home else "no project home")
+        self.query_one("#dash-status", Static).update(Text(" · ".join(parts), no_wrap=True, overflow="ellipsis"))
+
+    @property
+    def status_text(self) -> str:
+        return str(self.query_one("#dash-status", Static).render())
+
+    @property
+    def banner_text(self) -> str | None:
+        banner = self.query_one("#dash-banner", Static)
+        return str(banner.render()) if banner.has_class("shown") else None
+
+    def _set_banner(self, text: str | None) -> None:
+        banner = self.query_one("#dash-banner", Static)
+        banner.set_class(bool(text), "shown")
+        banner.update(Text(text or "", overflow="ellipsis"))
+
+    def _set_empty(self, text: str | None) -> None:
+        empty = self.query_one("#dash-empty", Static)
+        empty.set_class(bool(text), "shown")
+        empty.update(text or "")
+
+    def _show_doctor_hint(self) -> None:
+        hint = self.query_one("#dash-doctor", Static)
+        if not self.diagnoses:
+            hint.set_class(False, "shown")
+            return
+        first = self.diagnoses[0]
+        stuck = ", ".join(f"{job.name} ({job.job_id})" for job in first.stuck)
+        more = f" (+{len(self.diagnoses) - 1} more)" if len(self.diagnoses) > 1 else ""
+        hint.update(Text(f"⚠ {stuck} can never start: {first.parent.name} ({first.parent.job_id}) "
+                         f"ended {first.parent.state}{more} — press d for the doctor", overflow="ellipsis"))
+        hint.set_class(True, "shown")
+
+    # -- selection and log -------------------------------------------------------
+
+    @property
+    def selected_job(self) -> JobRow | None:
+        job_id = self.table.selected_job_id
+        return self.table.rows_by_id.get(job_id) if job_id else None
+
+    def _follow_selected(self) -> None:
+        self.log_panel.follow(self.selected_job)
+
+    @on(DataTable.RowHighlighted, "#jobs")
+    def _row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        self._follow_selected()
+
+    def on_log_chunk(self, event: LogChunk) -> None:
+        if event.generation == self.log_panel.generation:
+            self.query_one(ProgressPanel).show(event.progress, event.losses)
+
+    # -- actions: view ------------------------------------------------------------
+
+    def action_refresh(self) -> None:
+        self.refresh_soon()
+        self.notify("refreshing", timeout=2)
+
+    def action_toggle_stream(self) -> None:
+        self.log_panel.toggle_stream()
+
+    def action_toggle_follow(self) -> None:
+        self.log_panel.toggle_follow()
+
+    def action_search(self) -> None:
+        if self.log_panel.path is None:
+            self.notify("select a job first", severity="warning")
+            return
+        self.log_panel.open_search()
+
+    def action_close_search(self) -> None:
+        self.log_panel.close_search()
+        self.table.focus()
+
+    def action_search_next(self) -> None:
+        self.notify(self.log_panel.search_again(older=True), timeout=2)
+
+    def action_search_previous(self) -> None:
+        self.notify(self.log_panel.search_again(older=False), timeout=2)
+
+    def action_first_error(self) -> None:
+        self.notify(self.log_panel.jump_to_first_error(), timeout=3)
+
+    def action_open_wizard(self) -> None:
+        if "wizard" in getattr(self.app, "MODES", {}):
+            self.app.switch_mode("wizard")
+
+    def action_view_sbatch(self) -> None:
+        from hpcwizard.tui.screens.sbatch_viewer import SbatchViewer
+
+        job = self.selected_job
+        if job is None:
+            self.notify("select a job first", severity="warning")
+            return
+        if not job.script:
+            self.notify(f"job {job.job_id} was not submitted by hpcwizard: no sbatch file recorded",
+                        severity="warning")
+            return
+        self.app.push_screen(SbatchViewer(job.script))
+
+    # -- actions: Slurm (confirmed, in workers) -----------------------------------
+
+    def _require_job(self) -> JobRow | None:
+        job = self.selected_job
+        if job is None:
+            self.notify("select a job first", severity="warning")
+        return job
+
+    def _confirm(self, title: str, body: str, on_yes, *, yes: str = "Yes") -> None:
+        def answered(answer: bool | None) -> None:
+            if answer:
+                on_yes()
+
+        self.app.push_screen(ConfirmScreen(title, body, yes=yes), answered)
+
+    def action_cancel_job(self) -> None:
+        job = self._require_job()
+        if job is None:
+            return
+        if not job.active:
+            self.notify(f"job {job.job_id} already ended ({job.state})", severity="warning")
+            return
+        self._confirm(f"Cancel job {job.job_id} ({job.name})?",
+                      f"It is {job.state}. Jobs that depend on it will never start.",
+                      partial(self._slurm_action, "cancel", [job.job_id]), yes="Cancel job")
+
+    def action_cancel_chain(self) -> None:
+        from hpcwizard.resubmit import chain_of
+        from hpcwizard.state import load_state
+
+        job = self._require_job()
+        if job is None:
+            return
+        # A small JSON file; reading it here keeps the question synchronous.
+        chain = chain_of(load_state(Path(self.context.project_home) / "hpcwizard"), job.job_id)
+        rows = self.table.rows_by_id
+        ids = [j.job_id for j in chain if j.job_id in rows and rows[j.job_id].active] or (
+            [job.job_id] if job.active else [])
+        if not ids:
+            self.notify("nothing left to cancel in this chain", severity="warning")
+            return
+        listing = "\n".join(f"  {i} {rows[i].name} ({rows[i].state})" for i in ids if i in rows)
+        self._confirm(f"Cancel the whole chain ({len(ids)} jobs)?", listing,
+                      partial(self._slurm_action, "cancel", ids), yes="Cancel chain")
+
+    def action_hold(self) -> None:
+        job = self._require_job()
+        if job is None:
+            return
+        if job.state != "PENDING":
+            self.notify("only a pending job can be held", severity="warning")
+            return
+        self._confirm(f"Hold job {job.job_id} ({job.name})?", "It will not start until released (u).",
+                      partial(self._slurm_action, "hold", [job.job_id]), yes="Hold")
+
+    def action_release(self) -> None:
+        job = self._require_job()
+        if job is None:
+            return
+        if job.state != "PENDING":
+            self.notify("only a held (pending) job can be released", severity="warning")
+            return
+        self._confirm(f"Release job {job.job_id} ({job.name})?", "It may start as soon as Slurm allows.",
+                      partial(self._slurm_action, "release", [job.job_id]), yes="Release")
+
+    @work(thread=True, group="action", exit_on_error=False)
+    def _slurm_action(self, action: str, job_ids: list[str]) -> None:
+        slurm = SlurmClient(self.context.runner)
+        getattr(slurm, action)(job_ids)
+        verb = {"cancel": "cancelled", "hold": "held", "release": "released"}[action]
+        self.post_message(ActionFinished(action, True, f"{verb} {', '.join(job_ids)}"))
+
+    def on_action_finished(self, message: ActionFinished) -> None:
+        self.notify(message.text, title=message.action, severity="information" if message.ok else "error",
+                    timeout=6)
+        self.refresh_soon()
+
+    # -- the DependencyNeverSatisfied doctor ---------------------------------------
+
+    def _diagnosis_for(self, job: JobRow):
+        from hpcwizard.resubmit import Diagnosis
+
+        for diagnosis in self.diagnoses:
+            if job.job_id == diagnosis.parent.job_id or job.job_id in {s.job_id for s in diagnosis.stuck}:
+                return diagnosis
+        if not job.active and job.state != "COMPLETED" and job.script:
+            return Diagnosis(parent=job, stuck=())  # a failed job with nothing waiting on it
+        return None
+
+    def action_doctor(self) -> None:
+        job = self.selected_job
+        diagnosis = self._diagnosis_for(job) if job is not None else None
+        if diagnosis is None and self.diagnoses:
+            diagnosis = self.diagnoses[0]
+        if diagnosis is None:
+            self.notify("nothing to repair: no job waits on a failed parent (select a failed job to resubmit it)",
+                        timeout=5)
+            return
+        self._doctor_worker(diagnosis)
+
+    @work(thread=True, exclusive=True, group="doctor", exit_on_error=False)
+    def _doctor_worker(self, diagnosis) -> None:
+        from hpcwizard.resubmit import with_exit_code
+
+        # squeue has no exit codes: one sacct/scontrol for the failed parent.
+        self.app.call_from_thread(self._show_doctor, with_exit_code(diagnosis, SlurmClient(self.context.runner)))
+
+    def _show_doctor(self, diagnosis) -> None:
+        parent = diagnosis.parent
+        if diagnosis.stuck:
+            body = diagnosis.explain()
+        else:
+            exit_code = f", exit code {parent.exit_code}" if parent.exit_code else ""
+            body = (f"{parent.name} ({parent.job_id}) ended {parent.state}{exit_code}.\n"
+                    f"Its log: {parent.log_out} (stderr: {parent.log_err}).")
+        body += (f"\n\nResubmit runs {parent.script} again in {self.context.project_home}"
+                 + (", cancels the stuck jobs and submits them again after it (afterok)." if diagnosis.stuck else ".")
+                 + " Fix the cause first (edit the script or the data).")
+        choices = [("resubmit", "Resubmit", "r")]
+        if diagnosis.stuck:
+            choices.append(("cancel", "Cancel stuck jobs", "c"))
+
+        def chosen(choice: str | None) -> None:
+            if choice == "resubmit":
+                self._resubmit_worker(parent.job_id)
+            elif choice == "cancel":
+                self._slurm_action("cancel", [job.job_id for job in diagnosis.stuck])
+
+        self.app.push_screen(ChoiceScreen(f"Doctor: {parent.name} ({parent.job_id}) {parent.state}", body, choices),
+                             chosen)
+
+    @work(thread=True, exclusive=True, group="action", exit_on_error=False)
+    def _resubmit_worker(self, parent_id: str) -> None:
+        from hpcwizard.resubmit import resubmit_failed
+
+        result = resubmit_failed(Path(self.context.project_home), self.context.runner, parent_id)
+        pairs = ", ".join(f"{old}→{new}" for old, new in result.new_ids.items())
+        self.post_message(ActionFinished("resubmit", True, f"resubmitted {pairs}"))

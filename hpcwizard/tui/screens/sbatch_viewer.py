@@ -1,0 +1,78 @@
+"""Read-only view of a job's sbatch file, with bash highlighting.
+
+Rich's Syntax (Pygments) rather than ``TextArea.code_editor``: TextArea
+highlights only with the optional tree-sitter packages, Pygments ships with
+Rich.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from rich.syntax import Syntax
+from textual.containers import Vertical, VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Footer, Static
+
+
+class SbatchViewer(ModalScreen[None]):
+    DEFAULT_CSS = """
+    SbatchViewer {
+        align: center middle;
+    }
+    SbatchViewer > Vertical {
+        width: 95%;
+        height: 90%;
+        border: thick $primary;
+        background: $panel;
+    }
+    SbatchViewer #sbatch-title {
+        height: 1;
+        background: $boost;
+        text-style: bold;
+    }
+    SbatchViewer VerticalScroll {
+        height: 1fr;
+    }
+    SbatchViewer #sbatch-text {
+        width: auto;
+    }
+    """
+
+    BINDINGS = [Binding("escape,q,v", "dismiss_viewer", "Close")]
+
+    def __init__(self, path: str) -> None:
+        super().__init__()
+        self.path = path
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Static(f"{self.path} (read-only)", id="sbatch-title", markup=False)
+            with VerticalScroll(id="sbatch-scroll", can_focus=True):
+                yield Static("loading…", id="sbatch-text")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self._load()
+
+    @work(thread=True, exit_on_error=False)
+    def _load(self) -> None:
+        try:
+            text = Path(self.path).read_text(encoding="utf-8", errors="replace")
+        except OSError as exc:
+            text = f"# cannot read {self.path}: {exc.strerror}\n"
+        self.app.call_from_thread(self._show, text)
+
+    def _show(self, text: str) -> None:
+        self.text = text
+        self.query_one("#sbatch-text", Static).update(
+            Syntax(text, "bash", line_numbers=True, word_wrap=False, theme="monokai"))
+        self.query_one("#sbatch-scroll").focus()
+
+    text: str | None = None  # the file as loaded (tests read it)
+
+    def action_dismiss_viewer(self) -> None:
+        self.dismiss(None)

@@ -1,0 +1,534 @@
+"""Follow one job's log: tail, live updates, search, triage highlights.
+
+The toolong approach: a :class:`~hpcwizard.logtail.LogFollower` keeps byte
+offsets and reads only what was appended, in a thread worker, once a second
+(the next poll is armed when the previous one finished, so a slow disk never
+stacks reads). Opening a multi-GB log reads its last lines backwards, never
+the whole file. The view is a RichLog with a bounded number of lines; each
+shown line's byte offset is remembered, so search and "first error" can
+scroll to a line in view or load the context around one that is not.
+
+Worker results come back as :class:`~hpcwizard.tui.messages.LogChunk` and
+:class:`~hpcwizard.tui.messages.SearchResult`; they bubble on to the screen
+(which feeds the progress panel).
+"""
+
+from __future__ import annotations
+
+import bisect
+import os
+from collections import deque
+from collections.abc import Callable
+
+from rich.text import Text
+from textual import on, work
+from textual.containers import Vertical
+from textual.reactive import reactive
+from textual.timer import Timer
+from textual.widgets import Input, RichLog, Static
+from textual.worker import Worker, WorkerState, get_current_worker
+
+from hpcwizard.logtail import FileSource, LocalFileSource, LogFollower, LogUpdate
+from hpcwizard.triage import DEFAULT_SEVERITY, Kind, Severity, Triage
+from hpcwizard.tui.messages import LogChunk, SearchResult
+
+#: Lines kept in the view; older ones scroll out (search still finds them).
+MAX_VIEW_LINES = 2000
+#: Lines read when a log is opened (from its end).
+OPEN_TAIL_LINES = 200
+#: A displayed line is cut here: a 1 MB line of JSON must not become a 1 MB strip.
+MAX_DISPLAY_CHARS = 4000
+#: Seconds between two polls of the followed file.
+LOG_POLL_SECONDS = 1.0
+
+SEVERITY_STYLES = {
+    Severity.HIGH: "bold white on dark_red",
+    Severity.MEDIUM: "black on dark_orange",
+    Severity.LOW: "red",
+}
+
+
+def _human_bytes(count: int) -> str:
+    value = float(count)
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if value < 1024 or unit == "TB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{count} B"
+
+
+def render_lines(lines: list[tuple[int, str, str | None]]) -> Text:
+    """One Text for a batch of log lines (one display line each), ANSI
+    colours decoded and triage findings highlighted."""
+    out = Text(no_wrap=True, overflow="ignore", end="")
+    for index, (_, text, kind) in enumerate(lines):
+        if index:
+            out.append("\n")
+        shown = text[:MAX_DISPLAY_CHARS] if len(text) > MAX_DISPLAY_CHARS else text
+        line = Text.from_ansi(shown, no_wrap=True, end="") if "\x1b" in shown else Text(shown, end="")
+        if not line.plain:
+            line = Text(" ")  # an empty line must still take one row
+        if kind is not None:
+            severity = DEFAULT_SEVERITY.get(Kind(kind), Severity.LOW)
+            line.stylize(SEVERITY_STYLES[severity])
+        out.append_text(line)
+    return out
+
+
+def notice(text: str) -> tuple[int, str, str | None]:
+    """A line the panel adds itself (truncation, rotation, skipped bytes)."""
+    return (-1, f"── {text} ──", None)
+
+
+class _Session:
+    """What one followed file needs across polls; owned by the poll worker."""
+
+    def __init__(self, path: str, source_factory: Callable[[str], FileSource]) -> None:
+        self.path = path
+        self.follower = LogFollower(source_factory(path))
+        self.triage = Triage()
+        self.opened = False
+        self.triaged_upto = 0  # byte offset: lines before it were fed to triage
+
+    def close(self) -> None:
+        self.follower.close()
+
+
+class LogPanel(Vertical):
+    """The followed log of the selected job (stdout or stderr)."""
+
+    DEFAULT_CSS = """
+    LogPanel {
+        height: 1fr;
+        border-top: solid $primary-darken-2;
+    }
+    LogPanel #log-header {
+        height: 1;
+        background: $boost;
+        color: $text;
+    }
+    LogPanel #log-triage {
+        height: auto;
+        max-height: 1;
+        color: $warning;
+    }
+    LogPanel #log-view {
+        height: 1fr;
+        background: $surface;
+    }
+    LogPanel #log-partial {
+        height: 1;
+        color: $text-muted;
+    }
+    LogPanel #log-search {
+        display: none;
+        height: 3;
+    }
+    LogPanel.searching #log-search {
+        display: block;
+    }
+    """
+
+    stream: reactive[str] = reactive("out")  # "out" or "err"
+    following: reactive[bool] = reactive(True)
+
+    def __init__(self, *, source_factory: Callable[[str], FileSource] = LocalFileSource, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.source_factory = source_factory
+        self.generation = 0
+        self.job = None  # hpcwizard.status.JobRow | None
+        self.path: str | None = None
+        self._session: _Session | None = None
+        self._timer: Timer | None = None
+        self._active_poll: Worker | None = None
+        self._offsets: deque[int] = deque(maxlen=MAX_VIEW_LINES)
+        self._plain: deque[str] = deque(maxlen=MAX_VIEW_LINES)
+        self._context_mode = False  # the view shows a jump target, not the tail
+        self._resume_tail = False  # next poll reopens the tail (after a context view)
+        self.missing = False
+        self.file_size = 0
+        self.counts: dict[str, int] = {}
+        self.first_error_offset: int | None = None
+        self.last_match = None  # SearchMatch of the last search
+        self.last_query: str | None = None
+        self.status_note: str | None = None
+
+    def compose(self):
+        yield Static("no job selected", id="log-header")
+        yield Static("", id="log-triage")
+        yield RichLog(id="log-view", max_lines=MAX_VIEW_LINES, wrap=False, auto_scroll=True)
+        yield Static("", id="log-partial")
+        yield Input(placeholder="search the log (Enter: newest match; n older, N newer; Esc closes)",
+                    id="log-search")
+
+    @property
+    def view(self) -> RichLog:
+        return self.query_one("#log-view", RichLog)
+
+    @property
+    def shown_lines(self) -> list[str]:
+        """Plain text of the lines in the view (tests and search highlighting)."""
+        return list(self._plain)
+
+    # -- what to follow ------------------------------------------------------
+
+    def follow(self, job, *, force: bool = False) -> None:
+        """Follow ``job``'s log (a JobRow; None shows nothing)."""
+        path = None
+        if job is not None:
+            path = job.log_out if self.stream == "out" else job.log_err
+        same = path == self.path
+        self.job = job
+        if same and not force:
+            return
+        self._restart(path)
+
+    def _restart(self, path: str | None) -> None:
+        self.generation += 1
+        if self._timer is not None:
+            self._timer.stop()
+            self._timer = None
+        self.workers.cancel_group(self, "log-poll")
+        self._active_poll = None
+        self.path = path
+        self._session = None  # the old worker keeps its own reference until it ends
+        self._offsets.clear()
+        self._plain.clear()
+        self.view.clear()
+        self._context_mode = False
+        self._resume_tail = False
+        self.missing = False
+        self.counts = {}
+        self.first_error_offset = None
+        self.last_match = None
+        self.status_note = None
+        self.query_one("#log-partial", Static).update("")
+        self.query_one("#log-triage", Static).update("")
+        if path is not None:
+            self._session = _Session(path, self.source_factory)
+            self._poll()
+        self._refresh_header()
+
+    def on_resize(self) -> None:
+        # Banners and the progress bar come and go above us: a followed log
+        # must stay pinned to its last line when the view gets shorter.
+        if self.following and not self._context_mode:
+            self.call_after_refresh(self.view.scroll_end, animate=False, immediate=True)
+
+    def watch_stream(self, stream: str) -> None:
+        if self.is_mounted and self.job is not None:
+            self.follow(self.job, force=True)
+
+    def watch_following(self, following: bool) -> None:
+        if not self.is_mounted:
+            return
+        self.view.auto_scroll = following
+        if following:
+            if self._context_mode:
+                self._resume_tail = True
+            else:
+                self.view.scroll_end(animate=False)
+        self._refresh_header()
+
+    def toggle_stream(self) -> None:
+        self.stream = "err" if self.stream == "out" else "out"
+
+    def toggle_follow(self) -> None:
+        self.following = not self.following
+
+    # -- polling -------------------------------------------------------------
+
+    def _tick(self) -> None:
+        self._timer = None
+        if self._session is not None:
+            self._poll()
+
+    def _poll(self) -> None:
+        session = self._session
+        if session is None:
+            return
+        self._active_poll = self._poll_worker(self.generation, session, self._resume_tail)
+        self._resume_tail = False
+
+    @work(thread=True, exclusive=True, group="log-poll", exit_on_error=False)
+    def _poll_worker(self, generation: int, session: _Session, reopen: bool) -> None:
+        worker = get_current_worker()
+        follower, triage = session.follower, session.triage
+        reset = False
+        if not session.opened or reopen:
+            update = follower.open_tail_update(OPEN_TAIL_LINES)
+            session.opened = not update.missing
+            reset = True
+        else:
+            update = follower.poll()
+        if worker.is_cancelled:
+            return
+        lines = self._triaged(session, update)
+        if update.truncated:
+            lines.insert(0, notice("the file was truncated; reading it again from the start"))
+        if update.rotated:
+            lines.insert(0, notice("a new file replaced the log; reading it from the start"))
+        if update.skipped_bytes:
+            lines.insert(0, notice(f"skipped {_human_bytes(update.skipped_bytes)} written at once"))
+        progress = triage.progress
+        first = triage.first_error(Severity.LOW)
+        self.post_message(LogChunk(
+            generation=generation,
+            lines=lines,
+            partial=update.partial,
+            missing=update.missing,
+            truncated=update.truncated,
+            rotated=update.rotated,
+            skipped_bytes=update.skipped_bytes,
+            size=update.size,
+            reset=reset,
+            counts={kind.value: n for kind, n in triage.counts.items()},
+            first_error_offset=first.offset if first is not None else None,
+            progress=progress,
+            losses=triage.losses.recent(120),
+        ))
+
+    @staticmethod
+    def _triaged(session: _Session, update: LogUpdate) -> list[tuple[int, str, str | None]]:
+        """Feed new lines to triage (each line once) and tag the findings."""
+        triage = session.triage
+        if update.truncated or update.rotated:
+            triage.reset()
+            session.triaged_upto = 0
+        out: list[tuple[int, str, str | None]] = []
+        for text, offset in zip(update.lines, update.line_offsets):
+            kind = None
+            if offset >= session.triaged_upto:
+                found = triage.feed_line(text, offset=offset)
+                if found:
+                    kind = max(found, key=lambda f: f.severity).kind.value
+                session.triaged_upto = offset + 1
+            else:
+                from hpcwizard.triage import classify_line
+
+                classified = classify_line(text)
+                kind = classified.value if classified is not None else None
+            out.append((offset, text, kind))
+        if update.partial:
+            triage.feed_partial(update.partial)
+        return out
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        if event.worker.group != "log-poll" or event.worker is not self._active_poll:
+            return
+        if event.state not in (WorkerState.SUCCESS, WorkerState.ERROR, WorkerState.CANCELLED):
+            return
+        if event.state is WorkerState.ERROR:
+            self.status_note = f"cannot read the log: {event.worker.error}"
+            self._refresh_header()
+        # Re-arm only for the current file, and never twice.
+        self._active_poll = None
+        if self._session is not None and self._timer is None:
+            delay = LOG_POLL_SECONDS * (5 if event.state is WorkerState.ERROR else 1)
+            self._timer = self.set_timer(delay, self._tick)
+
+    # -- results -------------------------------------------------------------
+
+    def on_log_chunk(self, event: LogChunk) -> None:
+        if event.generation != self.generation:
+            event.stop()  # a file we no longer follow
+            return
+        self.missing = event.missing
+        self.file_size = event.size
+        self.counts = event.counts
+        self.first_error_offset = event.first_error_offset
+        if event.reset:
+            if self._context_mode:
+                self._context_mode = False
+                self.status_note = None
+            self._offsets.clear()
+            self._plain.clear()
+            self.view.clear()
+        if event.lines and not self._context_mode:
+            self._write(event.lines)
+        partial = event.partial or ""
+        self.query_one("#log-partial", Static).update(
+            Text.from_ansi(partial[:MAX_DISPLAY_CHARS], no_wrap=True) if partial else "")
+        self._refresh_triage()
+        self._refresh_header()
+
+    def _write(self, lines: list[tuple[int, str, str | None]], *, scroll_end: bool | None = None) -> None:
+        self.view.write(render_lines(lines), shrink=False, scroll_end=scroll_end)
+        for offset, text, _ in lines:
+            self._offsets.append(offset)
+            self._plain.append(text)
+
+    def _refresh_triage(self) -> None:
+        if not self.counts:
+            self.query_one("#log-triage", Static).update("")
+            return
+        parts = [f"{kind} {count}" for kind, count in sorted(self.counts.items(), key=lambda kv: -kv[1])]
+        total = sum(self.counts.values())
+        self.query_one("#log-triage", Static).update(
+            Text(f"⚠ {total} finding{'s' if total != 1 else ''}: " + ", ".join(parts) + "  (e: first error)"))
+
+    def _refresh_header(self) -> None:
+        header = self.query_one("#log-header", Static)
+        if self.path is None:
+            header.update("no job selected")
+            return
+        label = "stdout" if self.stream == "out" else "stderr"
+        name = os.path.relpath(self.path) if not os.path.isabs(self.path) else self.path
+        if self.job is not None:
+            home = os.path.dirname(os.path.dirname(self.path))
+            name = os.path.relpath(self.path, home)
+        if self.missing:
+            state = getattr(self.job, "state", "")
+            why = "the job has not started yet" if state == "PENDING" else "no such file"
+            mode = f"no log yet ({why}); it appears when the job starts"
+        elif self._context_mode:
+            mode = "paused on a jump target · f follows the tail again"
+        else:
+            mode = "following" if self.following else "paused · f follows"
+        size = f" · {_human_bytes(self.file_size)}" if not self.missing else ""
+        note = f" · {self.status_note}" if self.status_note else ""
+        header.update(Text(f"{label} {name}{size} · {mode}{note}", no_wrap=True, overflow="ellipsis"))
+
+    # -- jumping -------------------------------------------------------------
+
+    def _view_index(self, offset: int) -> int | None:
+        offsets = list(self._offsets)
+        real = [o for o in offsets if o >= 0]
+        if not real or offset < real[0]:
+            return None
+        index = bisect.bisect_left(offsets, offset) if offsets == sorted(offsets) else None
+        if index is None:
+            try:
+                return offsets.index(offset)
+            except ValueError:
+                return None
+        if index < len(offsets) and offsets[index] == offset:
+            return index
+        return None
+
+    def jump_to_offset(self, offset: int) -> bool:
+        """Scroll to the line starting at ``offset`` if it is in view."""
+        index = self._view_index(offset)
+        if index is None:
+            return False
+        self.following = False
+        self.view.scroll_to(y=max(0, index - 2), animate=False, immediate=True)
+        self.highlighted_index = index
+        return True
+
+    highlighted_index: int | None = None
+
+    def jump_to_first_error(self) -> str:
+        if self.first_error_offset is None:
+            return "no error found in this log"
+        if self.jump_to_offset(self.first_error_offset):
+            return "first error"
+        self._context_worker(self.generation, self.path, self.first_error_offset)
+        return "loading the first error…"
+
+    @work(thread=True, exclusive=True, group="log-context", exit_on_error=False)
+    def _context_worker(self, generation: int, path: str, offset: int) -> None:
+        follower = LogFollower(self.source_factory(path))
+        try:
+            before = follower.read_lines_before(offset, 10)
+            after = follower.read_lines(offset, 100)
+        finally:
+            follower.close()
+        from hpcwizard.logtail import SearchMatch
+
+        line = after[0] if after else None
+        match = SearchMatch(offset, offset, line.text, (0, 0)) if line else None
+        self.post_message(SearchResult(generation, "", match, [*before, *after]))
+
+    # -- search --------------------------------------------------------------
+
+    def open_search(self) -> None:
+        self.add_class("searching")
+        self.query_one("#log-search", Input).focus()
+
+    def close_search(self) -> None:
+        self.remove_class("searching")
+
+    @on(Input.Submitted, "#log-search")
+    def _search_submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        query = event.value.strip()
+        if not query:
+            return
+        self.last_query = query
+        self.last_match = None
+        self.search(query, "backward", None)
+        self.view.focus()
+        self.close_search()
+
+    def search_again(self, older: bool = True) -> str:
+        if not self.last_query or self.path is None:
+            return "no search yet: press / first"
+        match = self.last_match
+        if older:
+            self.search(self.last_query, "backward", match.offset if match else None)
+        else:
+            self.search(self.last_query, "forward", match.end_offset if match else None)
+        return f"searching {self.last_query!r}…"
+
+    def search(self, query: str, direction: str, from_offset: int | None) -> None:
+        if self.path is None:
+            return
+        self.status_note = f"searching {query!r}…"
+        self._refresh_header()
+        self._search_worker(self.generation, self.path, query, direction, from_offset)
+
+    @work(thread=True, exclusive=True, group="log-search", exit_on_error=False)
+    def _search_worker(self, generation: int, path: str, query: str, direction: str,
+                       from_offset: int | None) -> None:
+        worker = get_current_worker()
+        follower = LogFollower(self.source_factory(path))
+        try:
+            match = follower.search(query, direction, from_offset, ignore_case=True,
+                                    should_stop=lambda: worker.is_cancelled)
+            context = None
+            if match is not None and not self._in_view(match.offset):
+                context = [*follower.read_lines_before(match.offset, 10), *follower.read_lines(match.offset, 100)]
+        except FileNotFoundError:
+            match, context = None, None
+        finally:
+            follower.close()
+        self.post_message(SearchResult(generation, query, match, context))
+
+    def _in_view(self, offset: int) -> bool:
+        # Read from a worker thread: a snapshot of the deque is good enough
+        # (a line scrolled out meanwhile just means we load its context).
+        offsets = list(self._offsets)
+        return bool(offsets) and offset in set(offsets)
+
+    def on_search_result(self, event: SearchResult) -> None:
+        event.stop()
+        if event.generation != self.generation:
+            return
+        if event.match is None:
+            self.status_note = f"no {'more ' if self.last_match else ''}match for {event.query!r}" if event.query else None
+            self._refresh_header()
+            return
+        if event.query:
+            self.last_match = event.match
+        if not self.jump_to_offset(event.match.offset) and event.context is not None:
+            self._show_context(event.context, event.match.offset)
+        where = f"offset {event.match.offset}"
+        self.status_note = (f"match for {event.query!r} at {where}" if event.query else f"first error at {where}")
+        self._refresh_header()
+
+    def _show_context(self, context, offset: int) -> None:
+        self.following = False
+        self._context_mode = True
+        self.view.clear()
+        self._offsets.clear()
+        self._plain.clear()
+        from hpcwizard.triage import classify_line
+
+        lines = []
+        for line in context:
+            kind = classify_line(line.text)
+            lines.append((line.offset, line.text, kind.value if kind else None))
+        if lines:
+            self._write(lines, scroll_end=False)
+        self.jump_to_offset(offset)

@@ -1,0 +1,228 @@
+"""The DependencyNeverSatisfied doctor without the TUI, on the real local cluster.
+
+Chains are tiny sbatch scripts written here and recorded in the project state
+exactly as :func:`hpcwizard.submit.submit_chain` records them. The cluster is
+shared with other modules: every test cancels what it submitted.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+import pytest
+
+from hpcwizard.plan import job_prefix_for
+from hpcwizard.resubmit import (
+    ResubmitError,
+    cancel_chain,
+    chain_of,
+    dependents_of,
+    diagnose,
+    resubmit_failed,
+    with_exit_code,
+)
+from hpcwizard.slurm import SlurmClient
+from hpcwizard.state import ProjectState, Submission, SubmittedJob, load_state, now_iso, update_state
+from hpcwizard.status import take_snapshot
+
+pytestmark = pytest.mark.timeout(180)
+
+T = TypeVar("T")
+WAIT = 60.0
+
+
+def wait_for(what: str, probe: Callable[[], T | None], timeout: float = WAIT) -> T:
+    deadline = time.monotonic() + timeout
+    value = None
+    while time.monotonic() < deadline:
+        value = probe()
+        if value:
+            return value
+        time.sleep(0.3)
+    pytest.fail(f"timed out after {timeout:g} s waiting for {what} (last: {value!r})")
+
+
+def write_script(project_home: Path, name: str, body: str) -> Path:
+    """A tiny job script like the rendered ones: logs/%x-%j.out/.err, 1 CPU."""
+    scripts = project_home / "hpcwizard" / "runs" / "test"
+    scripts.mkdir(parents=True, exist_ok=True)
+    path = scripts / f"{name}.sbatch"
+    path.write_text(
+        "#!/bin/bash\n"
+        f"#SBATCH --job-name={job_prefix_for(project_home)}{name}\n"
+        "#SBATCH --output=logs/%x-%j.out\n"
+        "#SBATCH --error=logs/%x-%j.err\n"
+        "#SBATCH --cpus-per-task=1\n"
+        "#SBATCH --mem=64M\n"
+        "#SBATCH --time=2\n"
+        f"{body}\n"
+    )
+    return path
+
+
+def rewrite_body(script: Path | str, body: str) -> None:
+    """Keep the #! and #SBATCH header, replace the commands (the user's fix)."""
+    script = Path(script)
+    header = [line for line in script.read_text().splitlines() if line.startswith("#")]
+    script.write_text("\n".join(header) + f"\n{body}\n")
+
+
+def submit_test_chain(project_home: Path, runner, jobs: list[tuple[str, str]]) -> Submission:
+    """Submit ``jobs`` (name, body) as an afterok chain and record it."""
+    project_home.mkdir(parents=True, exist_ok=True)
+    (project_home / "logs").mkdir(exist_ok=True)
+    slurm = SlurmClient(runner)
+    accepted: list[SubmittedJob] = []
+    previous = None
+    for name, body in jobs:
+        script = write_script(project_home, name, body)
+        job_id = slurm.submit(str(script), dependency=[previous] if previous else None, workdir=str(project_home))
+        accepted.append(SubmittedJob(
+            name=name, slurm_name=f"{job_prefix_for(project_home)}{name}", job_id=job_id, partition="cpu",
+            script=str(script), dependency=(f"afterok:{previous}",) if previous else (),
+        ))
+        previous = job_id
+    submission = Submission("test-fingerprint", now_iso(), str(script.parent), tuple(accepted))
+    update_state(project_home / "hpcwizard", lambda state: state.submissions.append(submission))
+    return submission
+
+
+def all_ids(project_home: Path) -> list[str]:
+    return [j for s in load_state(project_home / "hpcwizard").submissions for j in s.job_ids]
+
+
+def row(project_home: Path, runner, job_id: str):
+    snapshot = take_snapshot(project_home, runner)
+    return next((r for r in snapshot.jobs if r.job_id == job_id), None)
+
+
+# --------------------------------------------------------------------------
+# Pure chain logic (no cluster)
+
+
+def _state() -> ProjectState:
+    a = SubmittedJob("setup", "p-setup", "10", "cpu", "/s/setup.sbatch")
+    b = SubmittedJob("train", "p-train", "11", "cpu", "/s/train.sbatch", ("afterok:10",))
+    c = SubmittedJob("eval", "p-eval", "12", "cpu", "/s/eval.sbatch", ("afterok:11",))
+    other = SubmittedJob("setup", "p-setup", "20", "cpu", "/s/setup.sbatch")
+    again = SubmittedJob("train", "p-train", "31", "cpu", "/s/train.sbatch", ("afterok:10",))
+    return ProjectState(submissions=[
+        Submission("f", "t1", "/s", (a, b, c)),
+        Submission("f", "t2", "/s", (other,)),
+        Submission("f", "t3", "/s", (again,)),
+    ])
+
+
+def test_dependents_follow_the_recorded_chain_transitively():
+    state = _state()
+    assert [j.job_id for j in dependents_of(state, "10")] == ["11", "31", "12"]
+    assert [j.job_id for j in dependents_of(state, "11")] == ["12"]
+    assert dependents_of(state, "12") == []
+    assert [j.job_id for j in chain_of(state, "12")] == ["10", "11", "12", "31"]
+    assert [j.job_id for j in chain_of(state, "20")] == ["20"]
+    assert chain_of(state, "999") == []
+
+
+# --------------------------------------------------------------------------
+# On the real cluster
+
+
+def test_doctor_explains_and_resubmit_completes_the_chain(tmp_path, slurm_runner):
+    home = tmp_path / "proj"
+    submission = submit_test_chain(home, slurm_runner, [
+        ("prep", "echo preparing; echo 'RuntimeError: no data' >&2; exit 3"),
+        ("train", "echo training; sleep 1"),
+        ("eval", "echo evaluating"),
+    ])
+    prep, train, evaluate = submission.job_ids
+    slurm = SlurmClient(slurm_runner)
+    try:
+        def stuck():
+            snapshot = take_snapshot(home, slurm_runner)
+            return snapshot if any(r.job_id == train and r.never_runs for r in snapshot.jobs) else None
+
+        snapshot = wait_for("train to be DependencyNeverSatisfied", stuck)
+        diagnoses = diagnose(snapshot)
+        assert len(diagnoses) == 1
+        diagnosis = with_exit_code(diagnoses[0], slurm)
+        assert diagnosis.parent.job_id == prep
+        assert diagnosis.parent.state == "FAILED"
+        assert diagnosis.parent.exit_code == "3:0"
+        # The grandchild pends on "Dependency" only, but it is just as stuck.
+        assert [r.job_id for r in diagnosis.stuck] == [train, evaluate]
+        text = diagnosis.explain()
+        assert f"prep ({prep})" in text and "FAILED" in text and "3:0" in text
+        assert f"logs/{diagnosis.parent.slurm_name}-{prep}.err" in text
+
+        rewrite_body(submission.jobs[0].script, "echo fixed; exit 0")
+        result = resubmit_failed(home, slurm_runner, prep)
+        assert set(result.new_ids) == {prep, train, evaluate}
+        assert set(result.cancelled) == {train, evaluate}
+        new_prep, new_train, new_eval = (result.new_ids[j] for j in (prep, train, evaluate))
+
+        state = load_state(home / "hpcwizard")
+        assert len(state.submissions) == 2
+        recorded = state.submissions[-1]
+        assert recorded.job_ids == [new_prep, new_train, new_eval]
+        assert recorded.jobs[1].dependency == (f"afterok:{new_prep}",)
+        assert recorded.jobs[2].dependency == (f"afterok:{new_train}",)
+        assert recorded.jobs[0].script == submission.jobs[0].script
+
+        def states():
+            rows = {r.job_id: r.state for r in take_snapshot(home, slurm_runner).jobs}
+            return rows if all(rows.get(j) == "COMPLETED" for j in (new_prep, new_train, new_eval)) else None
+
+        rows = wait_for("the new chain to complete", states, timeout=90)
+        assert rows[train] == "CANCELLED" and rows[evaluate] == "CANCELLED"
+        assert rows[prep] == "FAILED"
+        out = home / "logs" / f"{recorded.jobs[0].slurm_name}-{new_prep}.out"
+        assert out.read_text().strip() == "fixed"
+        # Nothing is stuck any more.
+        assert diagnose(take_snapshot(home, slurm_runner)) == []
+    finally:
+        slurm.cancel(all_ids(home))
+
+
+def test_refused_resubmit_leaves_the_old_chain_alone(tmp_path, slurm_runner):
+    home = tmp_path / "proj"
+    submission = submit_test_chain(home, slurm_runner, [("prep", "exit 1"), ("train", "echo never")])
+    prep, train = submission.job_ids
+    slurm = SlurmClient(slurm_runner)
+    try:
+        wait_for("train to be stuck", lambda: (r := row(home, slurm_runner, train)) and r.never_runs)
+        # The "fix" breaks the script: Slurm refuses it; nothing changes.
+        script = Path(submission.jobs[0].script)
+        script.write_text(script.read_text().replace("#SBATCH --mem=64M", "#SBATCH --partition=does-not-exist"))
+        with pytest.raises(ResubmitError) as caught:
+            resubmit_failed(home, slurm_runner, prep)
+        assert "the old chain is unchanged" in caught.value.one_line()
+        assert len(load_state(home / "hpcwizard").submissions) == 1
+        still = row(home, slurm_runner, train)
+        assert still.state == "PENDING" and still.never_runs
+
+        with pytest.raises(ResubmitError):
+            resubmit_failed(home, slurm_runner, "424242")  # not ours
+    finally:
+        slurm.cancel(all_ids(home))
+
+
+def test_cancel_chain_cancels_every_active_job_of_the_chain(tmp_path, slurm_runner):
+    home = tmp_path / "proj"
+    submission = submit_test_chain(home, slurm_runner, [("a", "sleep 60"), ("b", "sleep 1"), ("c", "sleep 1")])
+    slurm = SlurmClient(slurm_runner)
+    try:
+        active = [r.job_id for r in take_snapshot(home, slurm_runner).jobs if r.active]
+        assert set(active) == set(submission.job_ids)
+        asked = cancel_chain(home, slurm_runner, submission.job_ids[1], active_ids=active)
+        assert asked == submission.job_ids
+
+        def all_cancelled():
+            rows = {r.job_id: r.state for r in take_snapshot(home, slurm_runner).jobs}
+            return all(rows.get(j) == "CANCELLED" for j in submission.job_ids)
+
+        wait_for("the chain to be cancelled", all_cancelled)
+    finally:
+        slurm.cancel(submission.job_ids)
