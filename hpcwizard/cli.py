@@ -47,6 +47,8 @@ def cmd_recipes(args: argparse.Namespace) -> int:
             only = f" [{', '.join(repo.variants)} only]" if repo.variants else ""
             extra = f" ({', '.join(flags)})" if flags else ""
             print(f"  repo {repo.repo_type} {repo.repo_id}: ~{human_bytes(repo.size_bytes)}{extra}{only}")
+        for param in recipe.parameters:
+            print(f"  param {param.name} = {param.default!r}: {param.help} ({param.allowed()}; {param.target})")
         for job in recipe.jobs:
             res = recipe.defaults[job.resources]
             gpus = f", {res.gpus} GPUs" if res.gpus else ""
@@ -71,6 +73,12 @@ def recipe_summary(recipe: Any) -> dict[str, Any]:
             {"name": j.name, "description": j.description, "resources": j.resources,
              "defaults": vars(recipe.defaults[j.resources])}
             for j in recipe.jobs
+        ],
+        "parameters": [
+            {"name": p.name, "type": p.type, "default": p.default, "help": p.help, "target": p.target,
+             "min": p.minimum, "max": p.maximum, "choices": list(p.choices) or None, "pattern": p.pattern,
+             "allowed": p.allowed()}
+            for p in recipe.parameters
         ],
     }
 
@@ -244,7 +252,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.handler is None:
-            parser.print_help()
+            # No command: the interactive wizard. A second wizard on the same
+            # project home is refused here, before the TUI takes the terminal.
+            from hpcwizard.tui.app import make_app
+            from hpcwizard.tui.screens.session import acquire_project_lock
+
+            home = Path(args.project_home).expanduser().absolute() if args.project_home else None
+            if home is not None:
+                acquire_project_lock(home)
+            make_app(project_home=home, runner=make_runner(args), start_mode="wizard").run()
             return 0
         return int(args.handler(args) or 0)
     except UserError as exc:

@@ -7,8 +7,14 @@ beside it become the sbatch scripts. Adding a training project is adding a
 folder, not Python.
 
 Strings in ``recipe.yaml`` may use placeholders that the plan fills in:
-``{namespace}`` (plan.hf_namespace), ``{project_home}``, ``{data_root}`` and
-``{variant}``.
+``{namespace}`` (plan.hf_namespace), ``{project_home}``, ``{data_root}``,
+``{variant}``, and any of the recipe's parameters by name.
+
+``parameters:`` declares every tunable value: its type (int, float, bool,
+choice, str), default, allowed range or choices, a one-line help text and
+where it goes (a config key, a training flag...). A plan's ``params:`` are
+validated against it; templates see the resolved values (defaults filled in)
+as ``params``.
 """
 
 from __future__ import annotations
@@ -108,6 +114,75 @@ class GeneratedFile:
     name: str
 
 
+PARAMETER_TYPES = ("int", "float", "bool", "choice", "str")
+
+
+@dataclass(frozen=True)
+class Parameter:
+    """A tunable value of a recipe."""
+
+    name: str
+    type: str
+    default: Any
+    help: str
+    target: str = ""
+    minimum: float | None = None
+    maximum: float | None = None
+    choices: tuple[Any, ...] = ()
+    pattern: str | None = None
+
+    def allowed(self) -> str:
+        """What a valid value looks like, for error messages and help."""
+        if self.type == "choice":
+            return "one of " + ", ".join(str(c) for c in self.choices)
+        if self.type == "bool":
+            return "true or false"
+        if self.type == "str":
+            return f"text matching {self.pattern}" if self.pattern else "text"
+        kind = "a whole number" if self.type == "int" else "a number"
+        if self.minimum is not None and self.maximum is not None:
+            return f"{kind} from {self.minimum:g} to {self.maximum:g}"
+        if self.minimum is not None:
+            return f"{kind} of at least {self.minimum:g}"
+        if self.maximum is not None:
+            return f"{kind} of at most {self.maximum:g}"
+        return kind
+
+    def convert(self, value: Any) -> Any:
+        """``value`` as this parameter's type; ValueError when it is not allowed."""
+        if self.type == "bool":
+            if isinstance(value, bool):
+                return value
+            if isinstance(value, str) and value.strip().lower() in ("true", "yes", "on", "1", "false", "no", "off", "0"):
+                return value.strip().lower() in ("true", "yes", "on", "1")
+            raise ValueError
+        if self.type == "choice":
+            for choice in self.choices:
+                if value == choice or str(value) == str(choice):
+                    return choice
+            raise ValueError
+        if self.type == "str":
+            if not isinstance(value, (str, int)) or isinstance(value, bool):
+                raise ValueError
+            text = str(value)
+            if self.pattern and not re.fullmatch(self.pattern, text):
+                raise ValueError
+            return text
+        if isinstance(value, bool):
+            raise ValueError
+        if self.type == "int":
+            if isinstance(value, float) and value.is_integer():
+                value = int(value)
+            number: int | float = value if isinstance(value, int) else int(str(value).strip())
+        else:
+            number = float(value) if isinstance(value, (int, float)) else float(str(value).strip())
+            if number != number or number in (float("inf"), float("-inf")):
+                raise ValueError
+        if (self.minimum is not None and number < self.minimum) or (self.maximum is not None and number > self.maximum):
+            raise ValueError
+        return number
+
+
 @dataclass(frozen=True)
 class Variant:
     name: str
@@ -157,7 +232,29 @@ class Recipe:
     creates: tuple[str, ...] = ()
     output_bytes: int = 0
     needs_namespace: bool = False
+    parameters: tuple[Parameter, ...] = ()
     extra: dict[str, Any] = field(default_factory=dict)
+
+    def parameter(self, name: str) -> Parameter | None:
+        return next((p for p in self.parameters if p.name == name), None)
+
+    def resolve_params(self, given: dict[str, Any]) -> dict[str, Any]:
+        """Every parameter's value: the plan's, validated, else the default."""
+        unknown = sorted(set(given) - {p.name for p in self.parameters})
+        if unknown:
+            names = ", ".join(p.name for p in self.parameters) or "none"
+            raise PlanError(f"unknown parameter params.{unknown[0]} for recipe {self.name}", f"allowed: {names}")
+        resolved = {}
+        for param in self.parameters:
+            if param.name not in given or given[param.name] is None:
+                resolved[param.name] = param.default
+                continue
+            try:
+                resolved[param.name] = param.convert(given[param.name])
+            except (ValueError, TypeError):
+                raise PlanError(f"params.{param.name} has a bad value {given[param.name]!r}",
+                                f"allowed: {param.allowed()} ({param.help})") from None
+        return resolved
 
     @property
     def variant_names(self) -> tuple[str, ...]:
@@ -181,12 +278,14 @@ class Recipe:
         if self.needs_namespace and not plan.hf_namespace:
             raise PlanError(f"recipe {self.name} needs hf_namespace (the owner of your Hugging Face repos)",
                             "set hf_namespace: <your HF user or org> in the plan")
-        return {
+        values = {name: str(value) for name, value in self.resolve_params(plan.params).items()}
+        values.update({
             "namespace": plan.hf_namespace or "",
             "project_home": str(plan.project_home),
             "data_root": str(plan.data_root),
             "variant": plan.variant or "",
-        }
+        })
+        return values
 
     def repos_for(self, plan: Plan, *, include_optional: bool = False) -> list[ResolvedRepo]:
         """The repos this plan's variant needs, with paths filled in."""
@@ -297,6 +396,10 @@ def _load_recipe(folder: Path) -> Recipe:
         except TypeError as exc:
             raise RecipeError(f"{where} defaults.{kind}: {exc}") from None
     text = yaml.safe_dump(data)
+    parameters = tuple(_load_parameter(p, f"{where} parameters[{i}]") for i, p in enumerate(data.get("parameters") or ()))
+    reserved = {"namespace", "project_home", "data_root", "variant"} & {p.name for p in parameters}
+    if reserved:
+        raise RecipeError(f"{where} declares a parameter named {sorted(reserved)[0]}", "that name is a placeholder; rename it")
     return Recipe(
         name=_require(data, "name", where),
         title=data.get("title", data["name"]),
@@ -310,10 +413,36 @@ def _load_recipe(folder: Path) -> Recipe:
         creates=tuple(data.get("creates") or ()),
         output_bytes=parse_size(data.get("output_size", 0)),
         needs_namespace="{namespace}" in text,
+        parameters=parameters,
         extra={k: v for k, v in data.items() if k not in {
             "name", "title", "description", "repos", "jobs", "defaults", "variants",
-            "files", "creates", "output_size"}},
+            "files", "creates", "output_size", "parameters"}},
     )
+
+
+def _load_parameter(data: dict[str, Any], where: str) -> Parameter:
+    name = _require(data, "name", where)
+    kind = data.get("type", "str")
+    if kind not in PARAMETER_TYPES:
+        raise RecipeError(f"{where} ({name}) has type {kind!r}", f"allowed: {', '.join(PARAMETER_TYPES)}")
+    param = Parameter(
+        name=name,
+        type=kind,
+        default=_require(data, "default", where),
+        help=" ".join(str(_require(data, "help", where)).split()),
+        target=str(data.get("target", "")),
+        minimum=data.get("min"),
+        maximum=data.get("max"),
+        choices=tuple(data.get("choices") or ()),
+        pattern=data.get("pattern"),
+    )
+    if kind == "choice" and not param.choices:
+        raise RecipeError(f"{where} ({name}) is a choice without choices")
+    try:
+        param.convert(param.default)
+    except (ValueError, TypeError):
+        raise RecipeError(f"{where} ({name}) has a default {param.default!r} outside what it allows") from None
+    return param
 
 
 @lru_cache(maxsize=4)
@@ -348,4 +477,5 @@ def load_plan_for_recipe(path: Path | str) -> tuple[Plan, Recipe]:
     variant = recipe.check_variant(plan.variant)
     if variant != plan.variant:
         plan = plan.with_changes(variant=variant)
+    recipe.resolve_params(plan.params)  # refuse a bad parameter at load time, naming it
     return plan, recipe

@@ -117,7 +117,7 @@ def render(plan: Plan, recipe: Recipe, out_dir: Path, *, hf_endpoint: str | None
         "plan": plan,
         "recipe": recipe,
         "variant": plan.variant,
-        "params": dict(plan.params),
+        "params": recipe.resolve_params(plan.params),
         "repos": recipe.repos_for(plan),
         "paths": {
             "project_home": plan.project_home,

@@ -171,11 +171,18 @@ def test_fff_vdi_config_is_local_and_absolute(tmp_path):
 
 def test_fff_vdi_params_override_and_stay_numbers(tmp_path):
     _, _, files = render_to(tmp_path / "out", "fff-vdi", None, tmp_path / "p",
-                            params={"learning_rate": "3e-6", "max_train_steps": 10, "checkpoints_total_limit": 0})
+                            params={"learning_rate": "3e-6", "max_train_steps": 10, "checkpoints_total_limit": 1})
     config = yaml.safe_load(files["config.yaml"])
     assert config["learning_rate"] == pytest.approx(3e-6)
     assert config["max_train_steps"] == 10
     assert config["checkpoints_total_limit"] == 1
+
+
+def test_fff_vdi_unbounded_checkpoints_are_refused(tmp_path):
+    from hpcwizard.plan import PlanError
+
+    with pytest.raises(PlanError, match=r"params.checkpoints_total_limit has a bad value 0; allowed: a whole number from 1 to 100"):
+        render_to(tmp_path / "out", "fff-vdi", None, tmp_path / "p", params={"checkpoints_total_limit": 0})
 
 
 @pytest.mark.parametrize("gpus", [8, 2, 1])
@@ -199,7 +206,7 @@ def test_fff_vdi_setup_fetches_and_checks_layout(tmp_path):
     assert '"${HPCWIZARD[@]}" download "$PLAN_FILE" --in-job' in setup
     assert "HF_HUB_OFFLINE" not in setup
     assert "youtube-vos/JPEGImages" in setup and "train/JPEGImages" in setup
-    assert "git clone" in setup and recipe.extra["settings"]["code_commit"] in setup
+    assert "git clone" in setup and recipe.parameter("fff_vdi_commit").default in setup
     ids = {r.repo_id for r in recipe.repos}
     assert "stabilityai/stable-video-diffusion-img2vid-xt-1-1" in ids
     svd = next(r for r in recipe.repos if r.repo_id.startswith("stabilityai/"))
@@ -207,7 +214,12 @@ def test_fff_vdi_setup_fetches_and_checks_layout(tmp_path):
     assert svd.wanted("model_index.json") and not svd.wanted("svd_xt_1_1.safetensors")
     ytvos = recipe.repos[0]
     assert ytvos.repo_type == "dataset" and ytvos.gated
-    assert ytvos.repo_id == recipe.extra["settings"]["youtube_vos_repo"]
+    assert ytvos.repo_id == "{youtube_vos_repo}"
+    plan = recipe.default_plan(tmp_path / "p")
+    assert recipe.repos_for(plan)[0].repo_id == "ecoz/YouTube-VOS-2019"
+    # A plan can point the dataset at another mirror.
+    mirror = recipe.repos_for(plan.with_changes(params={"youtube_vos_repo": "lab/ytvos-2019"}))[0]
+    assert mirror.repo_id == "lab/ytvos-2019"
 
 
 # ---------------------------------------------------------------- diffueraser
@@ -271,7 +283,8 @@ def test_diffueraser_train_flags(tmp_path, variant, gpus):
 
 
 def test_diffueraser_params_are_per_stage(tmp_path):
-    params = {"learning_rate": 5e-6, "stage2_nframes": 16, "max_train_steps": 100, "stage1_checkpoints_total_limit": 2}
+    params = {"stage1_learning_rate": 5e-6, "stage2_learning_rate": 5e-6, "stage2_nframes": 16,
+              "stage1_max_train_steps": 100, "stage2_max_train_steps": 100, "stage1_checkpoints_total_limit": 2}
     _, _, files = render_to(tmp_path / "out", "diffueraser", "prompt", tmp_path / "p", params=params)
     script = files["02_train.sbatch"]
     assert script.count("--learning_rate=5e-06") == 2
