@@ -35,7 +35,7 @@ from hpcwizard.sizes import human_bytes
 from hpcwizard.slurm import PartitionInfo, PartitionState, SlurmClient, format_slurm_duration
 from hpcwizard.space import Level, assess, free_space
 
-__all__ = ["CheckResult", "Level", "Preflight", "run_preflight"]
+__all__ = ["CheckResult", "Level", "Preflight", "job_limits", "run_preflight"]
 
 
 @dataclass(frozen=True)
@@ -172,8 +172,9 @@ def space_needs(plan: Plan, recipe: Recipe, token: str | None, endpoint: str | N
             measured = _tar_contents(archive.archive)
             size, count = measured if measured else (archive.unpacked_bytes, 0)
             needs.append(SpaceNeed(archive.into, size, count, f"unpacking {archive.archive.name}"))
-    if recipe.output_bytes:
-        needs.append(SpaceNeed(plan.project_home, recipe.output_bytes, 0, "checkpoints and outputs"))
+    outputs = recipe.output_bytes_for(plan)
+    if outputs:
+        needs.append(SpaceNeed(plan.project_home, outputs, 0, "checkpoints and final weights"))
     return needs
 
 
@@ -207,7 +208,8 @@ def check_space(plan: Plan, recipe: Recipe, runner: Runner, token: str | None,
 
 # --- slurm -----------------------------------------------------------------------
 
-def _job_limits(kind: str, res: JobResources, part: PartitionInfo, plan: Plan) -> list[CheckResult]:
+def job_limits(kind: str, res: JobResources, part: PartitionInfo, plan: Plan) -> list[CheckResult]:
+    """Does ``res`` (the plan's ``kind`` section) fit partition ``part``? The wizard checks as you type."""
     name = f"{kind} on {part.name}"
     results = []
     if part.state != PartitionState.UP:
@@ -253,7 +255,7 @@ def check_slurm(plan: Plan, recipe: Recipe, runner: Runner) -> list[CheckResult]
             results.append(_block("slurm", f"{kind} partition", f"partition {res.partition} does not exist",
                                   f"choose one of: {', '.join(partitions)}"))
             continue
-        results.extend(_job_limits(kind, res, part, plan))
+        results.extend(job_limits(kind, res, part, plan))
     associations = slurm.associations()
     if associations is not None and plan.account:
         if plan.account not in {a.account for a in associations}:
@@ -281,6 +283,9 @@ def check_slurm(plan: Plan, recipe: Recipe, runner: Runner) -> list[CheckResult]
             results.append(_ok("slurm", f"sbatch --test-only {job.name}",
                                f"would start at {when} on {predicted.nodes or '?'} in {predicted.partition or job.resources.partition}"))
     return results
+
+
+_job_limits = job_limits  # the earlier private name
 
 
 # --- environment -------------------------------------------------------------------

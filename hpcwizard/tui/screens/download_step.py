@@ -1,0 +1,103 @@
+"""Step 8 (``download: login`` only): fetch the repos now, live bars, stop with c, resume with r.
+
+Stopping keeps the ``.part`` files; the next start (or the next hpcwizard)
+continues at the byte it reached.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable
+
+from textual import work
+from textual.binding import Binding
+from textual.widget import Widget
+from textual.widgets import Button, Label
+
+from hpcwizard import hub
+from hpcwizard.errors import UserError
+from hpcwizard.plan import Plan
+from hpcwizard.tui.messages import DownloadEnded, DownloadProgressed
+from hpcwizard.tui.screens import session
+from hpcwizard.tui.screens.step import StepScreen
+from hpcwizard.tui.widgets.download_bars import DownloadBars
+
+
+class DownloadStep(StepScreen):
+    STEP = "download"
+    CSS_PATH = "download_step.tcss"
+    BINDINGS = [Binding("c", "stop", "Stop"), Binding("r", "start", "Resume")]
+
+    def __init__(self, plan: Plan, *, reached: int | None = None) -> None:
+        super().__init__(reached=reached)
+        self.plan = plan
+        self.cancel = threading.Event()
+        self.running = False
+        self.finished = False
+
+    def compose_body(self) -> Iterable[Widget]:
+        yield Label("Downloading on this login node; the setup job will only verify the files. "
+                    "c stops (partial files are kept), r resumes.", classes="hint")
+        yield DownloadBars(id="download-bars")
+        yield Label("", id="download-notes")
+
+    def on_mount(self) -> None:
+        self.allow_next(False)
+        self.action_start()
+
+    def action_start(self) -> None:
+        if self.running or self.finished:
+            return
+        self.running = True
+        self.cancel = threading.Event()
+        self.set_status("downloading… (c to stop)")
+        self.fetch(self.cancel)
+
+    def action_stop(self) -> None:
+        if self.running:
+            self.cancel.set()
+            self.set_status("stopping at the next chunk…")
+
+    def action_back(self) -> None:
+        self.cancel.set()
+        super().action_back()
+
+    @work(thread=True, exclusive=True, group="download", exit_on_error=False)
+    def fetch(self, cancel: threading.Event) -> None:
+        from hpcwizard.download import download_plan
+
+        source = hub.find_token()
+        try:
+            summary = download_plan(self.plan, session.recipe_of(self.plan), token=source.token if source else None,
+                                    endpoint=self.context.hf_endpoint,
+                                    on_progress=lambda p: self.post_message(DownloadProgressed(p)),
+                                    cancel=cancel)
+        except UserError as exc:
+            self.post_message(DownloadEnded(error=exc.one_line(), cancelled=cancel.is_set()))
+            return
+        except Exception as exc:
+            self.post_message(DownloadEnded(error=f"the download failed: {type(exc).__name__}: {exc}"))
+            return
+        self.post_message(DownloadEnded(summary=summary.one_line()))
+
+    def on_download_progressed(self, message: DownloadProgressed) -> None:
+        self.query_one(DownloadBars).show(message.progress)
+        if message.progress.notes:
+            self.query_one("#download-notes", Label).update("\n".join(message.progress.notes[-3:]))
+
+    def on_download_ended(self, message: DownloadEnded) -> None:
+        self.running = False
+        if message.cancelled:
+            self.set_status("stopped; partial files kept. r resumes where it stopped", error=True)
+            return
+        if message.error:
+            self.set_status(message.error, error=True)
+            return
+        self.finished = True
+        self.set_status(message.summary or "done")
+        self.allow_next(True)
+        self.query_one("#step-next", Button).focus()
+
+    def submit(self) -> None:
+        if self.finished:
+            self.dismiss(True)

@@ -1,0 +1,146 @@
+"""Step 4: where the data goes, where downloads happen; free space and quota shown as you type."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+from textual import on, work
+from textual.timer import Timer
+from textual.widget import Widget
+from textual.widgets import Input, Label, RadioButton, RadioSet, Static
+
+from hpcwizard.plan import Plan
+from hpcwizard.quota import probe_quota
+from hpcwizard.sizes import human_bytes
+from hpcwizard.space import free_space
+from hpcwizard.tui.messages import FolderMeasured
+from hpcwizard.tui.screens import session
+from hpcwizard.tui.screens.step import StepScreen
+from hpcwizard.tui.widgets.dir_picker import DirPicker
+
+DEBOUNCE = 0.4  # seconds of quiet typing before measuring
+
+
+def measure(runner: object, path: Path, need: int) -> tuple[str, bool]:
+    """``(summary, warn)``: free space and quota where ``path`` lives (disk and commands: a worker's job)."""
+    free = free_space(runner, str(path))  # type: ignore[arg-type]
+    fs = f"{free.mount} ({free.fstype})" if free.fstype else free.mount
+    parts = [f"{human_bytes(free.bytes_free)} free of {human_bytes(free.bytes_total)} on {fs}"]
+    warn = free.bytes_free < need
+    quota = probe_quota(runner, str(path), free=free, site_wrappers=False)  # type: ignore[arg-type]
+    if quota.entries and quota.bytes_free is not None:
+        parts.append(f"quota: {human_bytes(quota.bytes_free)} left")
+        warn = warn or quota.bytes_free < need or quota.over_quota
+    elif quota.checked:
+        parts.append("quota: no limit")
+    else:
+        parts.append("quota: not known" + (f" ({quota.warnings[0]})" if quota.warnings else ""))
+    if need:
+        parts.append(f"the recipe needs about {human_bytes(need)}")
+    return "; ".join(parts), warn
+
+
+class PathsStep(StepScreen):
+    STEP = "paths"
+    CSS_PATH = "paths.tcss"
+
+    def __init__(self, plan: Plan, *, reached: int | None = None) -> None:
+        super().__init__(reached=reached)
+        self.plan = plan
+        recipe = session.recipe_of(plan)
+        self.need_data = sum(r.size_bytes for r in recipe.repos_for(plan)) + sum(
+            a.unpacked_bytes for r in recipe.repos_for(plan) for a in r.archives)
+        self.need_home = recipe.output_bytes
+        self._debounce: dict[str, Timer] = {}
+
+    def compose_body(self) -> Iterable[Widget]:
+        yield Label("Project home", classes="section-title")
+        yield Static(f"{self.plan.project_home}\n[dim]scripts, logs, state, environments and checkpoints; "
+                     "chosen when the wizard started (run `hpcwizard --project-home DIR` for another)[/]",
+                     id="paths-home")
+        yield Label("…", id="paths-home-info", classes="hint")
+        yield Label("Data root", classes="section-title")
+        yield Label("Datasets are unpacked here; it may be a larger scratch filesystem.", classes="hint")
+        yield DirPicker("Data root", str(self.plan.data_root), id="paths-data")
+        yield Label("Download the models and data", classes="section-title")
+        with RadioSet(id="paths-download"):
+            yield RadioButton("in the setup job (compute nodes reach the internet)", name="job",
+                              value=self.plan.download == "job")
+            yield RadioButton("now, on this login node, with progress here (jobs only verify)", name="login",
+                              value=self.plan.download == "login")
+
+    def on_mount(self) -> None:
+        self.query_one("#paths-data-input", Input).focus()
+        self.measure_folder("home", str(self.plan.project_home), self.need_home)
+        self.measure_folder("data", str(self.plan.data_root), self.need_data)
+
+    @on(Input.Changed, "#paths-data-input")
+    def _typed(self, event: Input.Changed) -> None:
+        # Debounce: measure once typing pauses, never per keystroke.
+        if "data" in self._debounce:
+            self._debounce["data"].stop()
+        self.query_one("#paths-data", DirPicker).show_info("…")
+        self._debounce["data"] = self.set_timer(
+            DEBOUNCE, lambda: self.measure_folder("data", event.value, self.need_data))
+
+    @on(Input.Submitted, "#paths-data-input")
+    def _enter(self, event: Input.Submitted) -> None:
+        event.stop()
+        self.action_next()
+
+    def measure_folder(self, field: str, text: str, need: int) -> None:
+        if field == "home":
+            self.measure_home(text, need)
+        else:
+            self.measure_data(text, need)
+
+    # One group per field: a new measure of the data root replaces the last
+    # one, never the project home's.
+    @work(thread=True, exclusive=True, group="paths-home", exit_on_error=False)
+    def measure_home(self, text: str, need: int) -> None:
+        self._measure("home", text, need)
+
+    @work(thread=True, exclusive=True, group="paths-data", exit_on_error=False)
+    def measure_data(self, text: str, need: int) -> None:
+        self._measure("data", text, need)
+
+    def _measure(self, field: str, text: str, need: int) -> None:
+        path, why = session.check_folder(text)
+        if path is None:
+            self.post_message(FolderMeasured(field, text, error=why))
+            return
+        try:
+            summary, warn = measure(self.context.runner, path, need)
+        except Exception as exc:  # a measure that fails is information, not a crash
+            self.post_message(FolderMeasured(field, text, error=f"could not measure: {exc}", warn=True))
+            return
+        self.post_message(FolderMeasured(field, text, summary=summary, warn=warn))
+
+    def on_folder_measured(self, message: FolderMeasured) -> None:
+        if message.field == "home":
+            label = self.query_one("#paths-home-info", Label)
+            label.update(message.summary or message.error or "")
+            label.set_class(message.warn, "warning")
+            return
+        picker = self.query_one("#paths-data", DirPicker)
+        if message.path != picker.value:
+            return  # a late answer for text since changed
+        if message.error:
+            picker.show_info(message.error, error=not message.warn, warn=message.warn)
+        else:
+            picker.show_info(message.summary or "", warn=message.warn)
+
+    def submit(self) -> None:
+        from hpcwizard.tui.screens.wizard import PathsChoice
+
+        picker = self.query_one("#paths-data", DirPicker)
+        path, why = session.check_folder(picker.value)
+        if path is None:
+            picker.show_info(why or "", error=True)
+            self.set_status("the data root will not do", error=True)
+            picker.input.focus()
+            return
+        pressed = self.query_one("#paths-download", RadioSet).pressed_button
+        download = pressed.name if pressed is not None and pressed.name else "job"
+        self.dismiss(PathsChoice(path, download))

@@ -1,0 +1,136 @@
+"""Step 3: which training recipe and variant, and what each needs (repos, sizes, GPUs, time)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from rich.text import Text
+from textual import on
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.widget import Widget
+from textual.widgets import Input, Label, OptionList, RadioButton, RadioSet, Static
+from textual.widgets.option_list import Option
+
+from hpcwizard.plan import _HF_NAME, Plan
+from hpcwizard.recipe import Recipe, all_recipes
+from hpcwizard.sizes import human_bytes
+from hpcwizard.tui.screens.step import StepScreen
+
+
+def describe(recipe: Recipe, variant: str | None) -> Text:
+    """What a recipe (and variant) needs, from its recipe.yaml."""
+    text = Text()
+    text.append(f"{recipe.title}\n", style="bold")
+    text.append(f"{recipe.description}\n\n")
+    repos = [r for r in recipe.repos if not r.optional and (not r.variants or variant in r.variants)]
+    total = sum(r.size_bytes for r in repos)
+    text.append(f"Downloads ({human_bytes(total)}):\n", style="bold")
+    for repo in repos:
+        gated = " gated" if repo.gated else ""
+        text.append(f"  {repo.repo_type} {repo.repo_id}", style="cyan")
+        text.append(f"  ~{human_bytes(repo.size_bytes)}{gated}\n")
+        text.append(f"    {repo.purpose}\n", style="dim")
+    text.append("Jobs (defaults, change them at the Slurm step):\n", style="bold")
+    for job in recipe.jobs:
+        res = recipe.defaults[job.resources]
+        gpus = f"{res.gpus} GPUs, " if res.gpus else "no GPU, "
+        text.append(f"  {job.name}: ", style="bold")
+        text.append(f"{gpus}{res.cpus} CPUs, {res.mem}, up to {res.time} on {res.partition}\n")
+        if job.description:
+            text.append(f"    {job.description}\n", style="dim")
+    if recipe.output_bytes:
+        text.append(f"Outputs: about {human_bytes(recipe.output_bytes)} of checkpoints.\n")
+    return text
+
+
+class RecipeStep(StepScreen):
+    STEP = "recipe"
+    CSS_PATH = "recipe_step.tcss"
+
+    def __init__(self, plan: Plan | None, *, default_namespace: str | None = None,
+                 reached: int | None = None) -> None:
+        super().__init__(reached=reached)
+        self.recipes = all_recipes()
+        self.plan = plan
+        self.chosen = plan.recipe if plan else next(iter(self.recipes))
+        self.variant = plan.variant if plan else None
+        self.namespace = (plan.hf_namespace if plan else None) or default_namespace or ""
+
+    def compose_body(self) -> Iterable[Widget]:
+        with Horizontal(id="recipe-columns"):
+            yield OptionList(*[Option(f"{r.name}\n[dim]{r.title}[/]", id=r.name) for r in self.recipes.values()],
+                             id="recipe-list")
+            with Vertical(id="recipe-side"):
+                yield RadioSet(id="recipe-variants")
+                with Horizontal(id="recipe-namespace-row"):
+                    yield Label("HF namespace", id="recipe-namespace-label")
+                    yield Input(self.namespace, placeholder="your HF user or org", id="recipe-namespace")
+                with VerticalScroll(id="recipe-details-scroll"):
+                    yield Static("", id="recipe-details")
+
+    def on_mount(self) -> None:
+        options = self.query_one("#recipe-list", OptionList)
+        options.highlighted = list(self.recipes).index(self.chosen)
+        options.focus()
+        self.show_recipe(self.chosen)
+
+    @property
+    def recipe(self) -> Recipe:
+        return self.recipes[self.chosen]
+
+    def show_recipe(self, name: str) -> None:
+        recipe = self.recipes[name]
+        if name != self.chosen or self.variant not in recipe.variant_names:
+            self.variant = recipe.variants[0].name if recipe.variants else None
+        self.chosen = name
+        variants = self.query_one("#recipe-variants", RadioSet)
+        variants.remove_children()
+        variants.display = bool(recipe.variants)
+        if recipe.variants:
+            variants.mount_all([RadioButton(f"{v.name}: {v.description}" if v.description else v.name,
+                                            value=v.name == self.variant, name=v.name)
+                                for v in recipe.variants])
+        self.query_one("#recipe-namespace-row").display = recipe.needs_namespace
+        self.refresh_details()
+
+    def refresh_details(self) -> None:
+        self.query_one("#recipe-details", Static).update(describe(self.recipe, self.variant))
+        variant = f", variant {self.variant}" if self.variant else ""
+        self.set_status(f"{self.chosen}{variant}")
+
+    @on(OptionList.OptionHighlighted, "#recipe-list")
+    def _highlighted(self, event: OptionList.OptionHighlighted) -> None:
+        if event.option.id and event.option.id != self.chosen:
+            self.show_recipe(event.option.id)
+
+    @on(OptionList.OptionSelected, "#recipe-list")
+    def _selected(self, event: OptionList.OptionSelected) -> None:
+        if event.option.id:
+            self.show_recipe(event.option.id)
+        target = self.query_one("#recipe-variants") if self.recipe.variants else self.query_one("#step-next")
+        target.focus()
+
+    @on(RadioSet.Changed, "#recipe-variants")
+    def _variant(self, event: RadioSet.Changed) -> None:
+        self.variant = event.pressed.name
+        self.refresh_details()
+
+    @on(Input.Submitted, "#recipe-namespace")
+    def _enter(self, event: Input.Submitted) -> None:
+        event.stop()
+        self.action_next()
+
+    def submit(self) -> None:
+        from hpcwizard.tui.screens.wizard import RecipeChoice
+
+        namespace: str | None = self.query_one("#recipe-namespace", Input).value.strip() or None
+        if not self.recipe.needs_namespace:
+            namespace = namespace or None
+        elif namespace is None:
+            self.set_status(f"{self.chosen} fetches your own repos: enter your HF user or org", error=True)
+            self.query_one("#recipe-namespace", Input).focus()
+            return
+        if namespace is not None and not _HF_NAME.match(namespace):
+            self.set_status(f"{namespace!r} is not a Hugging Face user or organisation name", error=True)
+            return
+        self.dismiss(RecipeChoice(self.chosen, self.variant, namespace))

@@ -1,0 +1,112 @@
+"""Step 7: the generated sbatch files, read-only and highlighted, and what changed since the last run."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+from pathlib import Path
+
+from textual import work
+from textual.widget import Widget
+from textual.widgets import Label, LoadingIndicator, TabbedContent, TabPane
+
+from hpcwizard.errors import UserError
+from hpcwizard.plan import Plan
+from hpcwizard.render import render
+from hpcwizard.state import load_state
+from hpcwizard.tui.messages import PreviewRendered
+from hpcwizard.tui.screens import session
+from hpcwizard.tui.screens.step import StepScreen
+from hpcwizard.tui.widgets.code_view import code_view
+
+PREVIEW_FOLDER = "preview"
+
+
+def language_for(name: str) -> str | None:
+    if name.endswith((".sbatch", ".sh")):
+        return "bash"
+    if name.endswith((".yaml", ".yml")):
+        return "yaml"
+    if name.endswith(".json"):
+        return "json"
+    return None
+
+
+def diff_against(previous: Path, files: list[tuple[str, str]]) -> str:
+    """A unified diff of every file against the same name in ``previous`` (a run folder)."""
+    chunks = []
+    for name, text in files:
+        try:
+            before = (previous / name).read_text(encoding="utf-8")
+        except OSError:
+            before = ""
+        chunks.extend(difflib.unified_diff(before.splitlines(keepends=True), text.splitlines(keepends=True),
+                                           fromfile=f"previous/{name}", tofile=f"now/{name}"))
+    return "".join(chunks)
+
+
+class ReviewStep(StepScreen):
+    STEP = "review"
+    CSS_PATH = "review.tcss"
+
+    def __init__(self, plan: Plan, *, reached: int | None = None) -> None:
+        super().__init__(reached=reached)
+        self.plan = plan
+        self.ready = False
+
+    def compose_body(self) -> Iterable[Widget]:
+        yield Label(f"Rendered into {self.plan.state_dir / PREVIEW_FOLDER} (nothing is submitted yet). "
+                    "Tab to the files, arrows to scroll.", classes="hint", id="review-where")
+        yield LoadingIndicator(id="review-busy")
+        yield TabbedContent(id="review-tabs")
+
+    def on_mount(self) -> None:
+        self.allow_next(False)
+        self.set_status("rendering…")
+        self.build()
+
+    @work(thread=True, exclusive=True, group="review-render", exit_on_error=False)
+    def build(self) -> None:
+        out = self.plan.state_dir / PREVIEW_FOLDER
+        try:
+            rendering = render(self.plan, session.recipe_of(self.plan), out, hf_endpoint=self.context.hf_endpoint)
+            rendering.write(out)
+        except (UserError, OSError) as exc:
+            text = exc.one_line() if isinstance(exc, UserError) else str(exc)
+            self.post_message(PreviewRendered([], "", error=text))
+            return
+        files = [(f.name, f.text) for f in rendering.files]
+        # Scripts first: they are what runs.
+        files.sort(key=lambda item: (not item[0].endswith(".sbatch"), item[0]))
+        previous = None
+        try:
+            latest = load_state(self.plan.state_dir).latest_submission
+        except UserError:
+            latest = None
+        diff = ""
+        if latest is not None and Path(latest.scripts_dir).is_dir():
+            previous = latest.scripts_dir
+            diff = diff_against(Path(previous), files)
+        self.post_message(PreviewRendered(files, diff, previous))
+
+    async def on_preview_rendered(self, message: PreviewRendered) -> None:
+        self.query_one("#review-busy").display = False
+        if message.error:
+            self.set_status(message.error, error=True)
+            return
+        tabs = self.query_one("#review-tabs", TabbedContent)
+        for i, (name, text) in enumerate(message.files):
+            editor = code_view(text, language_for(name), id=f"review-file-{i}")
+            await tabs.add_pane(TabPane(name, editor, id=f"review-tab-{i}"))
+        if message.previous is not None:
+            body = message.diff or "no change since the previous run\n"
+            changes = code_view(body, "diff", id="review-diff")
+            await tabs.add_pane(TabPane("changes", changes, id="review-tab-diff"))
+        self.ready = True
+        self.allow_next(True)
+        against = f"; compared with {message.previous}" if message.previous else ""
+        self.set_status(f"{len(message.files)} files{against}")
+
+    def submit(self) -> None:
+        if self.ready:
+            self.dismiss(True)

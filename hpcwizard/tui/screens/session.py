@@ -1,0 +1,170 @@
+"""The wizard's session on disk: which step, which answers, and who holds the project.
+
+No Textual here: the CLI takes the project lock through :func:`acquire_project_lock`
+before starting the TUI, and tests read and write sessions directly.
+
+- The answers are the plan, ``<project_home>/hpcwizard/plan.yaml``, written with
+  :meth:`Plan.to_yaml` (exactly the documented format) by ``atomic_write``.
+- The step to resume at is ``state.wizard_step`` (``update_state``).
+- Before the recipe is chosen there is no plan yet (a plan needs a recipe):
+  only the step is saved.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from hpcwizard.errors import UserError
+from hpcwizard.plan import Plan, PlanError, plan_from_dict
+from hpcwizard.recipe import Recipe, all_recipes
+from hpcwizard.state import ProjectLock, atomic_write, load_state, update_state
+
+PLAN_FILE = "plan.yaml"
+
+
+@dataclass(frozen=True)
+class Step:
+    key: str  # the value saved in state.wizard_step
+    title: str
+
+
+STEPS: tuple[Step, ...] = (
+    Step("welcome", "Welcome"),
+    Step("token", "Hugging Face token"),
+    Step("recipe", "Recipe and variant"),
+    Step("paths", "Folders and download"),
+    Step("slurm", "Slurm resources"),
+    Step("preflight", "Preflight checks"),
+    Step("review", "Review the scripts"),
+    Step("download", "Download"),
+    Step("submit", "Submit"),
+)
+STEP_KEYS = tuple(step.key for step in STEPS)
+DONE = "done"  # wizard_step once the chain is submitted
+TITLES = {step.key: step.title for step in STEPS}
+
+
+def step_index(key: str | None) -> int:
+    if key == DONE:
+        return len(STEPS)
+    return STEP_KEYS.index(key) if key in STEP_KEYS else 0
+
+
+def state_dir(project_home: Path) -> Path:
+    return project_home / "hpcwizard"
+
+
+def plan_path(project_home: Path) -> Path:
+    return state_dir(project_home) / PLAN_FILE
+
+
+@dataclass(frozen=True)
+class SavedSession:
+    """What an earlier wizard left in a project home."""
+
+    project_home: Path
+    step: str | None  # None: nothing saved
+    plan: Plan | None
+    problem: str | None = None  # the saved plan could not be read: why
+    submitted: int = 0  # chains submitted from this project
+
+    @property
+    def resumable(self) -> bool:
+        return self.step is not None and self.step not in ("welcome",)
+
+
+def read_session(project_home: Path) -> SavedSession:
+    """The saved step and plan of a project home (disk work: call it from a worker)."""
+    problem = None
+    try:
+        state = load_state(state_dir(project_home))
+    except UserError as exc:
+        return SavedSession(project_home, None, None, exc.one_line())
+    plan = None
+    path = plan_path(project_home)
+    if path.is_file():
+        try:
+            plan = plan_from_dict(yaml.safe_load(path.read_text(encoding="utf-8")),
+                                  recipe_names=tuple(all_recipes()))
+        except (PlanError, yaml.YAMLError, OSError) as exc:
+            problem = f"the saved plan {path} cannot be used: {exc}"
+    step = state.wizard_step
+    if step is not None and step != DONE and step_index(step) > step_index("recipe") and plan is None:
+        step = "recipe"  # answers after the recipe need a plan to stand on
+    return SavedSession(project_home, step, plan, problem, len(state.submissions))
+
+
+def save_step(project_home: Path, step: str) -> None:
+    update_state(state_dir(project_home), lambda state: setattr(state, "wizard_step", step))
+
+
+def save_plan(plan: Plan) -> Path:
+    path = plan_path(plan.project_home)
+    atomic_write(path, plan.to_yaml())
+    return path
+
+
+def forget_plan(project_home: Path) -> None:
+    """Start over: the saved answers go, the submissions stay in the state."""
+    with contextlib.suppress(FileNotFoundError):
+        plan_path(project_home).unlink()
+    save_step(project_home, "token")
+
+
+def recipe_of(plan: Plan) -> Recipe:
+    return all_recipes()[plan.recipe]
+
+
+def check_folder(text: str) -> tuple[Path | None, str | None]:
+    """A folder the user typed: absolute, and writable or creatable. ``(path, None)`` or ``(None, why)``."""
+    text = text.strip()
+    if not text:
+        return None, "enter a folder"
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in text):
+        return None, "the path contains a control character"
+    path = Path(os.path.expanduser(text))
+    if not path.is_absolute():
+        return None, f"use an absolute path, e.g. {Path.cwd() / text}"
+    existing = path
+    while not existing.exists():
+        if existing.parent == existing:
+            break
+        existing = existing.parent
+    if not existing.is_dir():
+        return None, f"{existing} is a file, not a folder"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        where = "it" if existing == path else f"{existing}"
+        return None, f"{where} is not writable by you"
+    return Path(os.path.normpath(path)), None
+
+
+# -- the project lock ------------------------------------------------------------
+
+_HELD: dict[Path, ProjectLock] = {}
+
+
+def acquire_project_lock(project_home: Path) -> bool:
+    """Hold the wizard lock of ``project_home`` for this process.
+
+    Returns True when this call took it, False when this process held it
+    already (the CLI takes it before the TUI starts; the wizard asks again).
+    Raises :class:`hpcwizard.state.StateError` when another process holds it.
+    """
+    home = Path(project_home).absolute()
+    if home in _HELD:
+        return False
+    lock = ProjectLock(state_dir(home))
+    lock.acquire()
+    _HELD[home] = lock
+    return True
+
+
+def release_project_lock(project_home: Path) -> None:
+    lock = _HELD.pop(Path(project_home).absolute(), None)
+    if lock is not None:
+        lock.release()

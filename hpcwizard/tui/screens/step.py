@@ -1,0 +1,115 @@
+"""The frame every wizard step shares: header, body, Back/Next, footer.
+
+A step is a ``Screen`` that ``dismiss()``es its answer; :data:`BACK` when the
+user steps back, :class:`Jump` when the command palette asks for another step.
+The :class:`~hpcwizard.tui.screens.wizard.WizardScreen` applies the answer to
+the plan, saves it, and shows the next step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import Screen
+from textual.widget import Widget
+from textual.widgets import Button, Footer, Label
+
+from hpcwizard.tui.widgets.step_header import StepHeader
+
+if TYPE_CHECKING:
+    from hpcwizard.tui.app import AppContext
+
+
+class _Back:
+    def __repr__(self) -> str:
+        return "BACK"
+
+
+BACK = _Back()
+
+
+@dataclass(frozen=True)
+class Jump:
+    """Leave this step for ``step`` (a step already reached)."""
+
+    step: str
+
+
+def _wizard_commands() -> type:
+    from hpcwizard.tui.screens.wizard import WizardCommands
+
+    return WizardCommands
+
+
+class StepScreen(Screen[Any]):
+    """Base of the step screens. Subclasses set ``STEP`` and write ``compose_body``."""
+
+    STEP: ClassVar[str] = ""
+    NEXT_LABEL: ClassVar[str] = "Next"
+    COMMANDS = {_wizard_commands}
+    BINDINGS = [
+        Binding("escape", "back", "Back"),
+        Binding("ctrl+n", "next", "Next"),
+    ]
+
+    def __init__(self, *, reached: int | None = None) -> None:
+        super().__init__()
+        self.reached = reached
+
+    @property
+    def context(self) -> AppContext:
+        return self.app.context  # type: ignore[attr-defined,no-any-return]
+
+    def compose(self) -> ComposeResult:
+        yield StepHeader(self.STEP, reached=self.reached)
+        with Vertical(id="step-body"):
+            yield from self.compose_body()
+        with Horizontal(id="step-nav"):
+            yield Button("← Back", id="step-back", compact=True, disabled=self.STEP == "welcome")
+            yield Label("", id="step-status")
+            yield Button(f"{self.NEXT_LABEL} →", id="step-next", variant="primary", compact=True)
+        yield Footer()
+
+    def compose_body(self) -> Iterable[Widget]:
+        return ()
+
+    # -- navigation -------------------------------------------------------------
+
+    def set_status(self, text: str, *, error: bool = False) -> None:
+        label = self.query_one("#step-status", Label)
+        label.update(text)
+        label.set_class(error, "error")
+
+    def allow_next(self, allowed: bool) -> None:
+        self.query_one("#step-next", Button).disabled = not allowed
+
+    def action_back(self) -> None:
+        if self.STEP != "welcome":
+            self.dismiss(BACK)
+
+    def action_next(self) -> None:
+        if not self.query_one("#step-next", Button).disabled:
+            self.submit()
+
+    def submit(self) -> None:
+        """Validate the step and ``dismiss`` its answer (or say what is wrong)."""
+        self.dismiss(None)
+
+    def jump(self, step: str) -> None:
+        self.dismiss(Jump(step))
+
+    @on(Button.Pressed, "#step-back")
+    def _back_pressed(self, event: Button.Pressed) -> None:
+        event.stop()
+        self.action_back()
+
+    @on(Button.Pressed, "#step-next")
+    def _next_pressed(self, event: Button.Pressed) -> None:
+        event.stop()
+        self.action_next()

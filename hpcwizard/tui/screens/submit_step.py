@@ -1,0 +1,113 @@
+"""Step 9: submit the chain, all or nothing, then open the dashboard."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from rich.text import Text
+from textual import on, work
+from textual.widget import Widget
+from textual.widgets import Button, Label, LoadingIndicator, Static
+
+from hpcwizard.errors import UserError
+from hpcwizard.plan import Plan
+from hpcwizard.submit import AlreadySubmitted, submit_chain
+from hpcwizard.tui.messages import ChainSubmitted
+from hpcwizard.tui.screens import session
+from hpcwizard.tui.screens.step import StepScreen
+
+
+class SubmitStep(StepScreen):
+    STEP = "submit"
+    CSS_PATH = "submit_step.tcss"
+    NEXT_LABEL = "Submit"
+    AUTO_DASHBOARD = 3.0  # seconds showing the job ids before the dashboard opens
+
+    def __init__(self, plan: Plan, *, reached: int | None = None) -> None:
+        super().__init__(reached=reached)
+        self.plan = plan
+        self.submission: object | None = None
+        self.running = False
+
+    def compose_body(self) -> Iterable[Widget]:
+        recipe = session.recipe_of(self.plan)
+        text = Text()
+        text.append("The chain, each job after the previous one succeeded:\n", style="bold")
+        for i, job in enumerate(recipe.jobs, start=1):
+            res = getattr(self.plan, job.resources)
+            gpus = f"{res.gpus} GPUs, " if res.gpus else ""
+            text.append(f"  {i}. {job.name}", style="bold")
+            text.append(f" on {res.partition}: {gpus}{res.cpus} CPUs, {res.mem}, {res.time}\n")
+        text.append(f"\nLogs go to {self.plan.logs_dir}. All or nothing: if Slurm refuses one job, "
+                    "none stays queued.")
+        yield Static(text, id="submit-chain")
+        yield LoadingIndicator(id="submit-busy")
+        yield Static("", id="submit-result")
+
+    def on_mount(self) -> None:
+        self.query_one("#submit-busy").display = False
+        self.query_one("#step-next", Button).focus()
+
+    def submit(self) -> None:
+        if self.submission is not None:
+            self.dismiss(self.submission)
+            return
+        if self.running:
+            return
+        self.running = True
+        self.allow_next(False)
+        self.query_one("#submit-busy").display = True
+        self.set_status("submitting…")
+        self.send()
+
+    @work(thread=True, exclusive=True, group="submit", exit_on_error=False)
+    def send(self) -> None:
+        try:
+            submission = submit_chain(self.plan, session.recipe_of(self.plan), self.context.runner,
+                                      hf_endpoint=self.context.hf_endpoint)
+        except AlreadySubmitted as exc:
+            self.post_message(ChainSubmitted(None, error=exc.one_line(), already=True))
+            return
+        except UserError as exc:
+            self.post_message(ChainSubmitted(None, error=exc.one_line()))
+            return
+        self.post_message(ChainSubmitted(submission))
+
+    def on_chain_submitted(self, message: ChainSubmitted) -> None:
+        self.running = False
+        self.query_one("#submit-busy").display = False
+        result = self.query_one("#submit-result", Static)
+        next_button = self.query_one("#step-next", Button)
+        if message.submission is None:
+            result.update(Text(f"✘ {message.error}", style="red"))
+            if message.already:
+                # Nothing to submit again from the wizard: the dashboard shows those jobs.
+                self.submission = "already"
+                next_button.label = "Dashboard →"
+                self.set_status("already submitted")
+            else:
+                next_button.label = "Submit again →"
+                self.set_status("nothing was submitted", error=True)
+            self.allow_next(True)
+            next_button.focus()
+            return
+        self.submission = message.submission
+        text = Text("✔ Submitted:\n", style="green bold")
+        for job in message.submission.jobs:
+            after = f" (after {job.dependency[0].split(':', 1)[1]})" if job.dependency else ""
+            text.append(f"  {job.name}: job {job.job_id} on {job.partition}{after}\n")
+        text.append(f"Scripts in {message.submission.scripts_dir}")
+        result.update(text)
+        next_button.label = "Dashboard →"
+        self.allow_next(True)
+        next_button.focus()
+        self.set_status(f"submitted; the dashboard opens in {self.AUTO_DASHBOARD:g} s (Enter: now)")
+        self.set_timer(self.AUTO_DASHBOARD, self._auto_dashboard)
+
+    def _auto_dashboard(self) -> None:
+        if self.is_current and self.submission is not None:
+            self.dismiss(self.submission)
+
+    @on(Button.Pressed, "#submit-dashboard")
+    def _dashboard(self) -> None:
+        self.action_next()

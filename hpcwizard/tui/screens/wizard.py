@@ -1,0 +1,320 @@
+"""The wizard mode's base screen: runs the steps, applies their answers, saves after each.
+
+Each step is a :class:`~hpcwizard.tui.screens.step.StepScreen` pushed on top of
+this one; when it dismisses, :meth:`WizardScreen.step_done` applies the answer
+to the plan, saves the plan (``plan.yaml``) and ``state.wizard_step``, and
+pushes the next step. Quitting anywhere loses nothing: the next
+``hpcwizard --project-home X`` offers to resume at the saved step.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.command import DiscoveryHit, Hit, Hits, Provider
+from textual.containers import Center, Middle
+from textual.screen import Screen
+from textual.widgets import Footer, Label
+
+from hpcwizard.errors import UserError
+from hpcwizard.plan import Plan
+from hpcwizard.state import StateError
+from hpcwizard.tui.screens import session
+from hpcwizard.tui.screens.session import STEP_KEYS, STEPS, TITLES, step_index
+from hpcwizard.tui.screens.step import BACK, Jump, StepScreen
+
+
+@dataclass(frozen=True)
+class WelcomeChoice:
+    """What the welcome step decided: which project home, and resume or start over."""
+
+    project_home: Path
+    resume: bool
+    session: session.SavedSession
+    open_dashboard: bool = False
+
+
+@dataclass(frozen=True)
+class RecipeChoice:
+    recipe: str
+    variant: str | None
+    hf_namespace: str | None
+
+
+@dataclass(frozen=True)
+class PathsChoice:
+    data_root: Path
+    download: str
+
+
+@dataclass(frozen=True)
+class SlurmChoice:
+    setup: Any  # JobResources
+    train: Any
+    account: str | None
+    qos: str | None
+
+
+DASHBOARD_MODULE = "hpcwizard.tui.screens.dashboard"
+
+
+def dashboard_available() -> str | None:
+    """None when the dashboard can open; else why not."""
+    try:
+        importlib.import_module(DASHBOARD_MODULE)
+    except ImportError as exc:
+        return f"the dashboard is not available in this build ({exc})"
+    return None
+
+
+class WizardScreen(Screen[None]):
+    """Holds the plan and the flow; the steps are screens pushed on top."""
+
+    BINDINGS = [Binding("q", "app.quit", "Quit")]
+    DEFAULT_CSS = """
+    WizardScreen #wizard-message { width: auto; max-width: 76; padding: 1 2; border: round $primary; }
+    WizardScreen #wizard-message.error { border: round $error; }
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.project_home: Path | None = None
+        self.plan: Plan | None = None
+        self.step: str = "welcome"
+        self.reached = 0
+        self.token_user: str | None = None
+        self.current: StepScreen | None = None
+        self._took_lock: Path | None = None
+
+    def compose(self) -> ComposeResult:
+        with Middle(), Center():
+            yield Label("Starting the wizard…", id="wizard-message")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        home = self.app.context.project_home  # type: ignore[attr-defined]
+        if home is not None:
+            try:
+                self._lock(home)
+            except UserError as exc:
+                self.show_message(f"{exc.one_line()}\n\nPress q to quit.", error=True)
+                return
+            self.project_home = home
+        self.show("welcome")
+
+    def on_unmount(self) -> None:
+        if self._took_lock is not None:
+            session.release_project_lock(self._took_lock)
+            self._took_lock = None
+
+    def _lock(self, home: Path) -> None:
+        if session.acquire_project_lock(home):
+            self._took_lock = home
+
+    def show_message(self, text: str, *, error: bool = False) -> None:
+        label = self.query_one("#wizard-message", Label)
+        label.update(text)
+        label.set_class(error, "error")
+
+    # -- the flow ---------------------------------------------------------------
+
+    def make_step(self, step: str, error: str | None = None) -> StepScreen:
+        from hpcwizard.tui.screens.download_step import DownloadStep
+        from hpcwizard.tui.screens.paths import PathsStep
+        from hpcwizard.tui.screens.preflight_step import PreflightStep
+        from hpcwizard.tui.screens.recipe_step import RecipeStep
+        from hpcwizard.tui.screens.review import ReviewStep
+        from hpcwizard.tui.screens.slurm_step import SlurmStep
+        from hpcwizard.tui.screens.submit_step import SubmitStep
+        from hpcwizard.tui.screens.token import TokenStep
+        from hpcwizard.tui.screens.welcome import WelcomeStep
+
+        reached = self.reached
+        if step == "welcome":
+            return WelcomeStep(self.project_home, error=error, reached=reached)
+        if step == "token":
+            return TokenStep(reached=reached)
+        if step == "recipe":
+            return RecipeStep(self.plan, default_namespace=self.token_user, reached=reached)
+        assert self.plan is not None, f"step {step} needs a plan"
+        screens: dict[str, Callable[..., StepScreen]] = {
+            "paths": PathsStep, "slurm": SlurmStep, "preflight": PreflightStep,
+            "review": ReviewStep, "download": DownloadStep, "submit": SubmitStep,
+        }
+        return screens[step](self.plan, reached=reached)
+
+    def show(self, step: str, error: str | None = None) -> None:
+        if step_index(step) > step_index("recipe") and self.plan is None:
+            step = "recipe"
+        self.step = step
+        self.reached = max(self.reached, step_index(step))
+        if step != "welcome" and self.project_home is not None:
+            try:
+                session.save_step(self.project_home, step)
+            except UserError as exc:
+                self.notify(exc.one_line(), title="Not saved", severity="error", timeout=10)
+        self.current = self.make_step(step, error)
+        self.app.push_screen(self.current, self.step_done)
+
+    def next_after(self, step: str) -> str:
+        following = STEP_KEYS[step_index(step) + 1]
+        if following == "download" and (self.plan is None or self.plan.download != "login"):
+            return "submit"
+        return following
+
+    def previous_before(self, step: str) -> str:
+        before = STEP_KEYS[max(step_index(step) - 1, 0)]
+        if before == "download" and (self.plan is None or self.plan.download != "login"):
+            return "review"
+        return before
+
+    def step_done(self, result: Any) -> None:
+        step = self.step
+        self.current = None
+        if result is BACK:
+            self.show(self.previous_before(step))
+            return
+        if isinstance(result, Jump):
+            self.show(result.step)
+            return
+        try:
+            follow = self.apply(step, result)
+        except UserError as exc:
+            self.notify(exc.one_line(), title="Not saved", severity="error", timeout=10)
+            self.show(step)
+            return
+        if follow is not None:
+            self.show(follow)
+
+    def apply(self, step: str, result: Any) -> str | None:
+        """Apply a step's answer, save, and say which step comes next (None: none)."""
+        if step == "welcome":
+            return self._apply_welcome(result)
+        if step == "token":
+            self.token_user = result
+        elif step == "recipe":
+            self._apply_recipe(result)
+        elif step == "paths":
+            self.plan = self._plan().with_changes(data_root=result.data_root, download=result.download)
+        elif step == "slurm":
+            self.plan = self._plan().with_changes(setup=result.setup, train=result.train,
+                                                  account=result.account, qos=result.qos)
+        elif step == "submit":
+            assert self.project_home is not None
+            session.save_step(self.project_home, session.DONE)
+            self.step = session.DONE
+            self.open_dashboard()
+            return None
+        if self.plan is not None:
+            session.save_plan(self.plan)
+        return self.next_after(step)
+
+    def _plan(self) -> Plan:
+        assert self.plan is not None
+        return self.plan
+
+    def _apply_welcome(self, choice: WelcomeChoice) -> str | None:
+        if choice.project_home != self.project_home:
+            try:
+                self._lock(choice.project_home)
+            except StateError as exc:
+                self.show("welcome", error=exc.one_line())
+                return None
+            self.project_home = choice.project_home
+        saved = choice.session
+        if choice.open_dashboard:
+            self.step = session.DONE
+            self.open_dashboard()
+            return None
+        if choice.resume and saved.resumable:
+            self.plan = saved.plan
+            self.reached = max(self.reached, step_index(saved.step))
+            if saved.step == session.DONE:
+                return "submit"
+            return saved.step
+        session.forget_plan(choice.project_home)
+        self.plan = None
+        self.reached = 1
+        return "token"
+
+    def _apply_recipe(self, choice: RecipeChoice) -> None:
+        from hpcwizard.recipe import get_recipe
+
+        assert self.project_home is not None
+        recipe = get_recipe(choice.recipe)
+        if self.plan is None or self.plan.recipe != choice.recipe:
+            kept: dict[str, Any] = {}
+            if self.plan is not None:
+                kept = {"data_root": str(self.plan.data_root), "download": self.plan.download,
+                        "account": self.plan.account, "qos": self.plan.qos}
+            self.plan = recipe.default_plan(self.project_home, **{
+                **kept, "variant": choice.variant, "hf_namespace": choice.hf_namespace})
+        else:
+            self.plan = self.plan.with_changes(variant=choice.variant, hf_namespace=choice.hf_namespace)
+
+    # -- palette and dashboard ----------------------------------------------------
+
+    def reachable_steps(self) -> list[str]:
+        steps = [s.key for s in STEPS[1:] if step_index(s.key) <= self.reached]
+        if self.plan is None:
+            steps = [s for s in steps if step_index(s) <= step_index("recipe")]
+        if self.plan is not None and self.plan.download != "login":
+            steps = [s for s in steps if s != "download"]
+        return steps
+
+    def jump(self, step: str) -> None:
+        if self.current is not None and self.current.is_current:
+            self.current.jump(step)
+
+    def open_dashboard(self) -> None:
+        why = dashboard_available()
+        if why is not None:
+            self.show_message(f"The chain is submitted.\n\n{why}.\nWatch it with `hpcwizard status`."
+                              "\n\nPress q to quit.")
+            self.notify(why, title="Dashboard", severity="warning", timeout=10)
+            return
+        self.app.switch_mode("dashboard")
+
+
+def find_wizard(app: Any) -> WizardScreen | None:
+    for screen in app.screen_stack:
+        if isinstance(screen, WizardScreen):
+            return screen
+    return None
+
+
+class WizardCommands(Provider):
+    """Palette entries: go back to a step already reached, open the dashboard, quit."""
+
+    def _commands(self) -> list[tuple[str, str, Callable[[], Any]]]:
+        wizard = find_wizard(self.app)
+        commands: list[tuple[str, str, Callable[[], Any]]] = []
+        if wizard is not None:
+            for key in wizard.reachable_steps():
+                if key == wizard.step:
+                    continue
+                number = step_index(key) + 1
+                commands.append((f"Go to step {number}: {TITLES[key]}", "return to this step; answers are kept",
+                                 partial(wizard.jump, key)))
+            commands.append(("Open the dashboard", "watch the submitted jobs of this project",
+                             wizard.open_dashboard))
+        commands.append(("Quit hpcwizard", "every answer is saved; run hpcwizard again to resume", self.app.exit))
+        return commands
+
+    async def discover(self) -> Hits:
+        for name, help_text, callback in self._commands():
+            yield DiscoveryHit(name, callback, help=help_text)
+
+    async def search(self, query: str) -> Hits:
+        matcher = self.matcher(query)
+        for name, help_text, callback in self._commands():
+            score = matcher.match(name)
+            if score > 0:
+                yield Hit(score, matcher.highlight(name), callback, help=help_text)

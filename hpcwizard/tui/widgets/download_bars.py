@@ -1,0 +1,89 @@
+"""Live download bars: the total, then one bar per file still moving."""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.widgets import Label, ProgressBar
+
+from hpcwizard.download import DownloadProgress, FileState, FileStatus
+from hpcwizard.sizes import human_bytes, human_duration
+
+_STATE_WORDS = {
+    FileState.QUEUED: "queued", FileState.CHECKING: "checking", FileState.DOWNLOADING: "",
+    FileState.RETRYING: "retrying", FileState.VERIFYING: "verifying", FileState.DONE: "done",
+    FileState.SKIPPED: "already here", FileState.FAILED: "FAILED",
+}
+
+
+def _file_id(index: int) -> str:
+    return f"file-{index}"
+
+
+class FileBar(Horizontal):
+    DEFAULT_CSS = """
+    FileBar { height: 1; }
+    FileBar .file-name { width: 1fr; min-width: 20; }
+    FileBar ProgressBar { width: 34; }
+    FileBar .file-state { width: 14; padding-left: 1; }
+    """
+
+    def __init__(self, status: FileStatus, *, id: str) -> None:
+        super().__init__(id=id)
+        self.status = status
+
+    def compose(self) -> ComposeResult:
+        yield Label(f"{self.status.repo.split('/')[-1]}/{self.status.path}", classes="file-name", markup=False)
+        yield ProgressBar(total=max(self.status.size, 1), show_eta=False)
+        yield Label("", classes="file-state")
+
+    def show(self, status: FileStatus) -> None:
+        self.status = status
+        self.query_one(ProgressBar).update(total=max(status.size, 1), progress=status.done)
+        word = _STATE_WORDS.get(status.state, status.state.value)
+        if status.state is FileState.DOWNLOADING and status.rate:
+            word = f"{human_bytes(status.rate)}/s"
+        self.query_one(".file-state", Label).update(word)
+
+
+class DownloadBars(Vertical):
+    """The total bar with sizes, rate and ETA, and a bar per file."""
+
+    DEFAULT_CSS = """
+    DownloadBars { height: 1fr; }
+    DownloadBars #download-total-line { height: 1; }
+    DownloadBars #download-total { width: 1fr; }
+    DownloadBars #download-files { height: 1fr; }
+    """
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self._keys: dict[tuple[str, str], int] = {}
+
+    def compose(self) -> ComposeResult:
+        with Horizontal(id="download-total-line"):
+            yield ProgressBar(total=None, show_eta=False, id="download-total")
+        yield Label("waiting for the file list…", id="download-summary")
+        yield VerticalScroll(id="download-files")
+
+    def show(self, progress: DownloadProgress) -> None:
+        total = self.query_one("#download-total", ProgressBar)
+        total.update(total=max(progress.bytes_total, 1), progress=progress.bytes_done)
+        eta = f", {human_duration(progress.eta)} left" if progress.eta is not None and not progress.finished else ""
+        rate = f" at {human_bytes(progress.rate)}/s" if progress.rate else ""
+        self.query_one("#download-summary", Label).update(
+            f"{human_bytes(progress.bytes_done)} of {human_bytes(progress.bytes_total)}, "
+            f"{progress.files_done}/{progress.files_total} files{rate}{eta}")
+        files = self.query_one("#download-files", VerticalScroll)
+        with self.app.batch_update():
+            for status in progress.files:
+                key = (status.repo, status.path)
+                if key not in self._keys:
+                    self._keys[key] = len(self._keys)
+                    bar = FileBar(status, id=_file_id(self._keys[key]))
+                    files.mount(bar)
+                    bar.call_after_refresh(bar.show, status)
+                else:
+                    bars = files.query(f"#{_file_id(self._keys[key])}")
+                    if bars:
+                        bars.first(FileBar).show(status)
