@@ -8,7 +8,6 @@ without Range support, a full tmpfs. Waits loop on a condition with a timeout.
 from __future__ import annotations
 
 import contextlib
-import errno
 import hashlib
 import http.server
 import io
@@ -24,9 +23,8 @@ from pathlib import Path
 
 import pytest
 
-from hpcwizard.devhub import DevHub, add_token, configure_repo, make_tar, write_file, write_repo
+from hpcwizard.devhub import DevHub, add_token, make_tar, write_file, write_repo
 from hpcwizard.download import (
-    MANIFEST_NAME,
     DiskFullError,
     DownloadError,
     DownloadProgress,
@@ -534,8 +532,9 @@ def test_existing_file_without_record_is_adopted_by_hash(hub: DevHub, tmp_path: 
     dest.mkdir()
     (dest / "big.bin").write_bytes(data)
     (dest / "small.txt").write_text("small")
-    download_repos([repo_of("alice/m", dest)], endpoint=hub.url, settings=FAST)
+    summary = download_repos([repo_of("alice/m", dest)], endpoint=hub.url, settings=FAST)
     assert hub.bytes_sent() == 0
+    assert summary.files_skipped == 2 and summary.files_downloaded == 0
     assert set(read_manifest(dest).complete) == {"big.bin", "small.txt"}  # type: ignore[union-attr]
 
 

@@ -275,23 +275,19 @@ def download_repos(
     cancel = cancel or threading.Event()
     tracker = ProgressTracker(on_progress, max_rate=progress_rate)
     started = time.monotonic()
-    notes: list[str] = []
 
     def note(text: str) -> None:
-        notes.append(text)
         log.info("%s", text)
         tracker.note(text)
 
     listings = [list_repo(repo, token, endpoint) for repo in repos]
     todo: list[FileTask] = []
-    skipped = 0
     for listing in listings:
         repo = listing.repo
         manifest = read_manifest(repo.dest)
         for task in listing.files:
             if _is_complete(manifest, task):
                 tracker.add(task.key, task.repo_id, task.path, task.size, task.size, FileState.SKIPPED)
-                skipped += 1
             else:
                 tracker.add(task.key, task.repo_id, task.path, task.size, _part_done(task))
                 todo.append(task)
@@ -309,13 +305,13 @@ def download_repos(
     tracker.tick(finished=True)
     return DownloadSummary(
         files_total=final.files_total,
-        files_downloaded=len(todo),
-        files_skipped=skipped,
+        files_downloaded=sum(1 for f in final.files if f.state is FileState.DONE),
+        files_skipped=sum(1 for f in final.files if f.state is FileState.SKIPPED),
         bytes_total=final.bytes_total,
         bytes_transferred=sum(r[1] for r in results),
         seconds=time.monotonic() - started,
         restarted=tuple(key for key, _, restarted in results if restarted),
-        notes=tuple(notes),
+        notes=tuple(tracker.history),
     )
 
 

@@ -131,6 +131,7 @@ class ProgressTracker:
         self.started = clock()
         self._entries: dict[str, _Entry] = {}
         self._notes: list[str] = []
+        self.history: list[str] = []  # every note of the run, for the summary
         self._lock = threading.Lock()
         self._rate = _Rate()
         self._last_call = -math.inf
@@ -157,6 +158,7 @@ class ProgressTracker:
     def note(self, text: str) -> None:
         with self._lock:
             self._notes.append(text)
+            self.history.append(text)
 
     def state_of(self, key: str) -> FileState:
         return self._entries[key].state
