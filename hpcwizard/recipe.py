@@ -230,10 +230,19 @@ class Recipe:
     variants: tuple[Variant, ...] = ()
     files: tuple[GeneratedFile, ...] = ()
     creates: tuple[str, ...] = ()
-    output_bytes: int = 0
+    checkpoint_bytes: int = 0
+    checkpoint_limit_params: tuple[str, ...] = ()
+    final_bytes: int = 0
     needs_namespace: bool = False
     parameters: tuple[Parameter, ...] = ()
     extra: dict[str, Any] = field(default_factory=dict)
+
+    def output_bytes_for(self, plan: Plan) -> int:
+        """What training will write: checkpoints kept (bounded by the plan's
+        limits) times their size, plus the final weights."""
+        params = self.resolve_params(plan.params)
+        kept = sum(int(params[name]) for name in self.checkpoint_limit_params)
+        return self.checkpoint_bytes * kept + self.final_bytes
 
     def parameter(self, name: str) -> Parameter | None:
         return next((p for p in self.parameters if p.name == name), None)
@@ -397,6 +406,10 @@ def _load_recipe(folder: Path) -> Recipe:
             raise RecipeError(f"{where} defaults.{kind}: {exc}") from None
     text = yaml.safe_dump(data)
     parameters = tuple(_load_parameter(p, f"{where} parameters[{i}]") for i, p in enumerate(data.get("parameters") or ()))
+    outputs = data.get("outputs") or {}
+    unknown_limits = set(outputs.get("checkpoint_limits") or ()) - {p.name for p in parameters}
+    if unknown_limits:
+        raise RecipeError(f"{where} outputs.checkpoint_limits names an undeclared parameter {sorted(unknown_limits)[0]}")
     reserved = {"namespace", "project_home", "data_root", "variant"} & {p.name for p in parameters}
     if reserved:
         raise RecipeError(f"{where} declares a parameter named {sorted(reserved)[0]}", "that name is a placeholder; rename it")
@@ -411,12 +424,14 @@ def _load_recipe(folder: Path) -> Recipe:
         variants=tuple(Variant(v["name"], v.get("description", "")) for v in data.get("variants") or ()),
         files=tuple(GeneratedFile(f["template"], f["name"]) for f in data.get("files") or ()),
         creates=tuple(data.get("creates") or ()),
-        output_bytes=parse_size(data.get("output_size", 0)),
+        checkpoint_bytes=parse_size(outputs.get("checkpoint_size", 0)),
+        checkpoint_limit_params=tuple(outputs.get("checkpoint_limits") or ()),
+        final_bytes=parse_size(outputs.get("final_size", 0)),
         needs_namespace="{namespace}" in text,
         parameters=parameters,
         extra={k: v for k, v in data.items() if k not in {
             "name", "title", "description", "repos", "jobs", "defaults", "variants",
-            "files", "creates", "output_size", "parameters"}},
+            "files", "creates", "outputs", "parameters"}},
     )
 
 

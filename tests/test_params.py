@@ -164,3 +164,13 @@ def test_recipes_json_lists_parameters(capsys):
     assert fff["mixed_precision"]["choices"] == ["fp16", "bf16", "no"]
     assert fff["checkpoints_total_limit"]["min"] == 1
     assert "stage2_nframes" in {p["name"] for p in recipes["diffueraser"]["parameters"]}
+
+
+def test_expected_outputs_follow_the_checkpoint_limit(tmp_path):
+    recipe = get_recipe("fff-vdi")
+    two = recipe.output_bytes_for(recipe.default_plan(tmp_path))
+    five = recipe.output_bytes_for(recipe.default_plan(tmp_path, params={"checkpoints_total_limit": 5}))
+    assert five - two == 3 * recipe.checkpoint_bytes > 0
+    diffueraser = get_recipe("diffueraser")
+    plan = diffueraser.default_plan(tmp_path, params={"stage1_checkpoints_total_limit": 1, "stage2_checkpoints_total_limit": 1})
+    assert diffueraser.output_bytes_for(plan) == 2 * diffueraser.checkpoint_bytes + diffueraser.final_bytes
