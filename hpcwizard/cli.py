@@ -34,6 +34,11 @@ def cmd_recipes(args: argparse.Namespace) -> int:
     from hpcwizard.sizes import human_bytes
 
     recipes = all_recipes()
+    if args.markdown:
+        from hpcwizard.recipe_docs import recipes_markdown
+
+        sys.stdout.write(recipes_markdown(list(recipes.values())))
+        return 0
     if args.json:
         print_json({"recipes": [recipe_summary(r) for r in recipes.values()]})
         return 0
@@ -168,6 +173,11 @@ def cmd_status(args: argparse.Namespace) -> int:
     home = _project_home(args)
     if args.json and not args.once:
         raise UserError("--json needs --once", "run `hpcwizard status --once --json`")
+    if not args.once:
+        from hpcwizard.tui.app import make_app
+
+        make_app(project_home=home, runner=make_runner(args), start_mode="dashboard").run()
+        return 0
     snapshot = take_snapshot(home, make_runner(args))
     if args.json:
         print_json(snapshot.to_dict())
@@ -216,6 +226,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     recipes = commands.add_parser("recipes", help="list recipes, their variants and what each needs")
     recipes.add_argument("--json", action="store_true", help="machine-readable output")
+    recipes.add_argument("--markdown", action="store_true", help="the README's recipe sections")
     recipes.set_defaults(handler=cmd_recipes)
 
     render = commands.add_parser("render", help="write the sbatch files of a plan; submit nothing")

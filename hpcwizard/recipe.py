@@ -187,6 +187,7 @@ class Parameter:
 class Variant:
     name: str
     description: str = ""
+    values: dict[str, str] = field(default_factory=dict)  # placeholders this variant fills in
 
 
 @dataclass(frozen=True)
@@ -230,6 +231,7 @@ class Recipe:
     variants: tuple[Variant, ...] = ()
     files: tuple[GeneratedFile, ...] = ()
     creates: tuple[str, ...] = ()
+    results: str = ""
     checkpoint_bytes: int = 0
     checkpoint_limit_params: tuple[str, ...] = ()
     final_bytes: int = 0
@@ -288,6 +290,9 @@ class Recipe:
             raise PlanError(f"recipe {self.name} needs hf_namespace (the owner of your Hugging Face repos)",
                             "set hf_namespace: <your HF user or org> in the plan")
         values = {name: str(value) for name, value in self.resolve_params(plan.params).items()}
+        variant = next((v for v in self.variants if v.name == plan.variant), None)
+        if variant is not None:
+            values.update(variant.values)
         values.update({
             "namespace": plan.hf_namespace or "",
             "project_home": str(plan.project_home),
@@ -421,9 +426,11 @@ def _load_recipe(folder: Path) -> Recipe:
         repos=tuple(repos),
         jobs=jobs,
         defaults=defaults,
-        variants=tuple(Variant(v["name"], v.get("description", "")) for v in data.get("variants") or ()),
+        variants=tuple(Variant(v["name"], v.get("description", ""), {str(k): str(x) for k, x in (v.get("values") or {}).items()})
+                       for v in data.get("variants") or ()),
         files=tuple(GeneratedFile(f["template"], f["name"]) for f in data.get("files") or ()),
         creates=tuple(data.get("creates") or ()),
+        results=str(data.get("results", "")),
         checkpoint_bytes=parse_size(outputs.get("checkpoint_size", 0)),
         checkpoint_limit_params=tuple(outputs.get("checkpoint_limits") or ()),
         final_bytes=parse_size(outputs.get("final_size", 0)),
@@ -431,7 +438,7 @@ def _load_recipe(folder: Path) -> Recipe:
         parameters=parameters,
         extra={k: v for k, v in data.items() if k not in {
             "name", "title", "description", "repos", "jobs", "defaults", "variants",
-            "files", "creates", "outputs", "parameters"}},
+            "files", "creates", "outputs", "parameters", "results"}},
     )
 
 

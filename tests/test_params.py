@@ -174,3 +174,12 @@ def test_expected_outputs_follow_the_checkpoint_limit(tmp_path):
     diffueraser = get_recipe("diffueraser")
     plan = diffueraser.default_plan(tmp_path, params={"stage1_checkpoints_total_limit": 1, "stage2_checkpoints_total_limit": 1})
     assert diffueraser.output_bytes_for(plan) == 2 * diffueraser.checkpoint_bytes + diffueraser.final_bytes
+
+
+def test_readme_recipe_sections_match_the_recipes():
+    from hpcwizard.recipe_docs import BEGIN, END, recipes_markdown
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    start, end = readme.index(BEGIN), readme.index(END) + len(END) + 1
+    assert readme[start:end] == recipes_markdown(list(all_recipes().values())), (
+        "README's recipe sections are stale: regenerate them with `hpcwizard recipes --markdown`")
