@@ -16,7 +16,6 @@ all for ``hpcwizard check``.
 
 from __future__ import annotations
 
-import contextlib
 import tarfile
 import tempfile
 from collections import defaultdict
@@ -131,17 +130,6 @@ class SpaceNeed:
     what: str
 
 
-def _already_on_disk(dest: Path, remote: hub.RemoteFile) -> int:
-    """Bytes of ``remote`` already present: whole when complete, else a partial's size."""
-    final = dest / remote.path
-    with contextlib.suppress(OSError):
-        if final.stat().st_size == remote.size:
-            return remote.size
-    with contextlib.suppress(OSError):
-        return min(remote.size, (dest / f"{remote.path}.part").stat().st_size)
-    return 0
-
-
 def _tar_contents(archive: Path) -> tuple[int, int] | None:
     """Unpacked bytes and members of a local plain tar, read from its headers."""
     if not archive.name.endswith(".tar") or not archive.is_file():
@@ -156,16 +144,14 @@ def _tar_contents(archive: Path) -> tuple[int, int] | None:
 
 def space_needs(plan: Plan, recipe: Recipe, token: str | None, endpoint: str | None = None) -> list[SpaceNeed]:
     """What still has to be written, by destination, from hub metadata and the disk."""
+    from hpcwizard.download import repo_download_size
     from hpcwizard.unpack import is_unpacked
 
     needs = []
     for repo in recipe.repos_for(plan):
-        files = [f for f in hub.repo_files(hub.RepoRef(repo.repo_id, repo.repo_type), token, endpoint)
-                 if repo.wanted(f.path)]
-        missing = [(f, f.size - _already_on_disk(repo.dest, f)) for f in files]
-        todo = [(f, left) for f, left in missing if left > 0]
-        needs.append(SpaceNeed(repo.dest, sum(left for _, left in todo), len(todo),
-                               f"download of {repo.repo_id}"))
+        # The downloader's own accounting: complete files and usable .part bytes count as done.
+        to_fetch, files, _ = repo_download_size(repo, token, endpoint)
+        needs.append(SpaceNeed(repo.dest, to_fetch, files, f"download of {repo.repo_id}"))
         for archive in repo.archives:
             if is_unpacked(archive.archive, archive.into) if archive.archive.exists() else False:
                 continue

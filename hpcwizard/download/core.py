@@ -479,34 +479,33 @@ def download_plan(
     return dataclasses.replace(summary, unpacked=tuple(unpacked), seconds=time.monotonic() - started)
 
 
-def plan_download_size(plan: Plan, recipe: Recipe, token: str | None = None,
+def repo_download_size(repo: ResolvedRepo, token: str | None = None,
                        endpoint: str | None = None) -> tuple[int, int, int]:
-    """``(bytes_to_download, files_to_download, bytes_total)``; complete files and usable parts count as done."""
-    endpoint = resolve_endpoint(endpoint)
+    """``(bytes_to_download, files_to_download, bytes_total)`` of one repo."""
+    listing = list_repo(repo, token, resolve_endpoint(endpoint))
+    manifest = read_manifest(repo.dest)
     to_fetch = files = total = 0
-    for repo in recipe.repos_for(plan):
-        listing = list_repo(repo, token, endpoint)
-        manifest = read_manifest(repo.dest)
-        for task in listing.files:
-            total += task.size
-            if _is_complete(manifest, task):
-                continue
-            files += 1
-            to_fetch += task.size - _part_done(task)
+    for task in listing.files:
+        total += task.size
+        if _is_complete(manifest, task):
+            continue
+        files += 1
+        to_fetch += task.size - _part_done(task)
     return to_fetch, files, total
 
 
-def _find_token() -> str | None:
-    try:
-        from hpcwizard.hub import find_token
-    except ImportError:  # pragma: no cover - hub module missing
-        find_token = None
-    if find_token is not None:
-        found = find_token()
-        return found.token if found else None
-    from huggingface_hub import get_token
+def plan_download_size(plan: Plan, recipe: Recipe, token: str | None = None,
+                       endpoint: str | None = None) -> tuple[int, int, int]:
+    """``(bytes_to_download, files_to_download, bytes_total)``; complete files and usable parts count as done."""
+    sizes = [repo_download_size(repo, token, endpoint) for repo in recipe.repos_for(plan)]
+    return sum(s[0] for s in sizes), sum(s[1] for s in sizes), sum(s[2] for s in sizes)
 
-    return os.environ.get("HF_TOKEN") or get_token()
+
+def _find_token() -> str | None:
+    from hpcwizard.hub import find_token
+
+    found = find_token()
+    return found.token if found else None
 
 
 def run_download_command(plan_path: str, *, in_job: bool) -> int:
