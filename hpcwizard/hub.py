@@ -47,6 +47,22 @@ def default_endpoint() -> str:
     return (os.environ.get("HF_ENDPOINT") or DEFAULT_ENDPOINT).rstrip("/")
 
 
+def endpoint_reachable(endpoint: str | None = None, timeout: float = 10.0) -> tuple[bool, str]:
+    """Whether the hub answers HTTP at all from here (any status counts), and a short detail."""
+    import urllib.error
+    import urllib.request
+
+    url = _endpoint(endpoint) + "/api/whoami-v2"
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, method="GET"), timeout=timeout) as reply:
+            return True, f"HTTP {reply.status}"
+    except urllib.error.HTTPError as exc:  # 401 without a token: the hub is there
+        return True, f"HTTP {exc.code}"
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        return False, str(reason)
+
+
 def _endpoint(endpoint: str | None) -> str:
     return (endpoint or default_endpoint()).rstrip("/")
 

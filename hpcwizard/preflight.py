@@ -276,7 +276,7 @@ _job_limits = job_limits  # the earlier private name
 
 # --- environment -------------------------------------------------------------------
 
-def check_environment(runner: Runner, endpoint: str | None, hub_answered: bool) -> list[CheckResult]:
+def check_environment(runner: Runner, endpoint: str | None) -> list[CheckResult]:
     results = []
     conda = next((tool for tool in ("micromamba", "mamba", "conda") if runner.which(tool)), None)
     if conda:
@@ -292,10 +292,11 @@ def check_environment(runner: Runner, endpoint: str | None, hub_answered: bool) 
     lmod = runner.run(["bash", "-lc", "type -t module"], timeout=20)
     if lmod.ok and lmod.stdout.strip():
         results.append(_ok("environment", "modules", "environment modules (`module`) available"))
-    results.append(_ok("environment", "hub", f"{hub.default_endpoint() if endpoint is None else endpoint} answers")
-                   if hub_answered else
-                   _warn("environment", "hub", f"{endpoint or hub.default_endpoint()} did not answer from this node",
-                         "check the proxy settings (HTTPS_PROXY) or use `download: job` on a node with internet"))
+    where = endpoint or hub.default_endpoint()
+    answered, detail = hub.endpoint_reachable(endpoint)
+    results.append(_ok("environment", "hub", f"{where} answers ({detail})") if answered else
+                   _warn("environment", "hub", f"{where} did not answer from this node: {detail}",
+                         "check the proxy settings (HTTPS_PROXY), or use `download: job` if compute nodes have internet"))
     return results
 
 
@@ -312,10 +313,9 @@ def run_preflight(plan: Plan, recipe: Recipe, runner: Runner, *, endpoint: str |
 
     token = check_token(endpoint)
     add(token.results)
-    unreachable = any("did not answer" in r.message or "cannot reach" in r.message for r in token.results)
     repos = recipe.repos_for(plan)
     add(check_repo_access(repos, token.token, endpoint))
     add(check_space(plan, recipe, runner, token.token, endpoint))
     add(check_slurm(plan, recipe, runner))
-    add(check_environment(runner, endpoint, hub_answered=not unreachable))
+    add(check_environment(runner, endpoint))
     return preflight

@@ -133,3 +133,24 @@ def test_text_output_has_fixes_and_a_verdict(tmp_path, demo_hub, slurm_conf):
     assert "BLOCK slurm       train on gpu: time 05:00:00 exceeds" in done.stdout
     assert "fix: set train.time to at most 04:00:00" in done.stdout
     assert done.stdout.rstrip().endswith("blocked: fix the BLOCK rows, then check again")
+
+
+def test_no_token_and_an_unreachable_hub_are_both_reported(tmp_path, slurm_conf):
+    import socket
+
+    with socket.socket() as probe:  # a loopback port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    env = {k: v for k, v in os.environ.items() if k != "HF_TOKEN"}
+    env.update(HF_ENDPOINT=dead, HF_HOME=str(tmp_path / "empty-hf-home"), SLURM_CONF=slurm_conf)
+    done = subprocess.run([sys.executable, "-m", "hpcwizard", "check", str(write_plan(tmp_path)), "--json"],
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    report = json.loads(done.stdout)
+    [token_row] = rows(report, "token")
+    assert token_row["level"] == "block" and "no token found" in token_row["message"]
+    [hub_row] = [r for r in rows(report, "environment") if r["name"] == "hub"]
+    assert hub_row["level"] == "warn" and "did not answer" in hub_row["message"]
+    assert "HTTPS_PROXY" in hub_row["fix"]
+    # The Slurm side is still checked and fine.
+    assert rows(report, "slurm", "ok")
