@@ -89,10 +89,11 @@ def recipe_summary(recipe: Any) -> dict[str, Any]:
 
 
 def cmd_render(args: argparse.Namespace) -> int:
-    from hpcwizard.recipe import load_plan_for_recipe
+    from hpcwizard.recipe import fill_namespace, load_plan_for_recipe
     from hpcwizard.render import render
 
     plan, recipe = load_plan_for_recipe(args.plan)
+    plan = fill_namespace(plan, recipe)
     out = Path(args.out).absolute()
     rendering = render(plan, recipe, out)
     try:
@@ -106,9 +107,10 @@ def cmd_render(args: argparse.Namespace) -> int:
 
 def cmd_check(args: argparse.Namespace) -> int:
     from hpcwizard.preflight import CheckResult, run_preflight
-    from hpcwizard.recipe import load_plan_for_recipe
+    from hpcwizard.recipe import fill_namespace, load_plan_for_recipe
 
     plan, recipe = load_plan_for_recipe(args.plan)
+    plan = fill_namespace(plan, recipe)
     marks = {"ok": "ok   ", "warn": "WARN ", "block": "BLOCK"}
 
     def show(row: CheckResult) -> None:
@@ -187,10 +189,11 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
-    from hpcwizard.recipe import load_plan_for_recipe
+    from hpcwizard.recipe import fill_namespace, load_plan_for_recipe
     from hpcwizard.submit import submit_chain
 
     plan, recipe = load_plan_for_recipe(args.plan)
+    plan = fill_namespace(plan, recipe)
     submission = submit_chain(plan, recipe, make_runner(args), force=args.force)
     if args.json:
         print_json({

@@ -489,6 +489,22 @@ def get_recipe(name: str) -> Recipe:
     return recipes[name]
 
 
+def fill_namespace(plan: Plan, recipe: Recipe) -> Plan:
+    """The plan with ``hf_namespace`` defaulted to the token's user, as DESIGN promises.
+
+    Only asks the hub when the recipe needs a namespace and the plan has none.
+    """
+    if plan.hf_namespace or not recipe.needs_namespace:
+        return plan
+    from hpcwizard import hub
+
+    source = hub.find_token()
+    if source is None:
+        raise PlanError(f"recipe {recipe.name} needs hf_namespace and no Hugging Face token was found to default it",
+                        "set hf_namespace: <your HF user or org> in the plan, or log in (`hpcwizard` token step)")
+    return plan.with_changes(hf_namespace=hub.validate_token(source.token).name)
+
+
 def load_plan_for_recipe(path: Path | str) -> tuple[Plan, Recipe]:
     """Load a plan and its recipe, validating the variant against the recipe."""
     from hpcwizard.plan import load_plan

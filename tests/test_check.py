@@ -154,3 +154,20 @@ def test_no_token_and_an_unreachable_hub_are_both_reported(tmp_path, slurm_conf)
     assert "HTTPS_PROXY" in hub_row["fix"]
     # The Slurm side is still checked and fine.
     assert rows(report, "slurm", "ok")
+
+
+def test_namespace_defaults_to_the_tokens_user(tmp_path, demo_hub, slurm_conf):
+    hub, built = demo_hub
+    plan = write_plan(tmp_path)
+    plan.write_text(plan.read_text().replace("hf_namespace: alice\n", "hf_namespace: null\n"))
+    env = {k: v for k, v in os.environ.items() if k != "HF_TOKEN"}
+    env.update(HF_ENDPOINT=hub.url, HF_HOME=str(tmp_path / "hf-home"), SLURM_CONF=slurm_conf)
+    # Without a token there is nobody to default to: a clear error.
+    done = subprocess.run([sys.executable, "-m", "hpcwizard", "render", str(plan), "--out", str(tmp_path / "a")],
+                          env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and "needs hf_namespace and no Hugging Face token was found" in done.stderr
+    write_token_file(tmp_path / "hf-home", built.token)
+    done = subprocess.run([sys.executable, "-m", "hpcwizard", "render", str(plan), "--out", str(tmp_path / "b")],
+                          env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "hf_namespace: alice" in (tmp_path / "b" / "plan.yaml").read_text()

@@ -510,9 +510,10 @@ def _find_token() -> str | None:
 
 def run_download_command(plan_path: str, *, in_job: bool) -> int:
     """``hpcwizard download PLAN [--in-job]``: download with a progress display, print one summary line."""
-    from hpcwizard.recipe import load_plan_for_recipe
+    from hpcwizard.recipe import fill_namespace, load_plan_for_recipe
 
     plan, recipe = load_plan_for_recipe(plan_path)
+    plan = fill_namespace(plan, recipe)  # a no-op for the filled copy a job reads
     token = None if (plan.download == "login" and in_job) else _find_token()
     reporter: ProgressCallback = TerminalProgressBar() if sys.stdout.isatty() else PlainProgressLog()
     try:
