@@ -141,7 +141,8 @@ def load_state(state_dir: Path) -> ProjectState:
 
 
 @contextlib.contextmanager
-def _flock(path: Path, *, blocking: bool) -> Iterator[int]:
+def file_lock(path: Path, *, blocking: bool) -> Iterator[int]:
+    """An exclusive ``flock`` on ``path`` (created if needed) for the ``with`` block."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
@@ -153,7 +154,7 @@ def _flock(path: Path, *, blocking: bool) -> Iterator[int]:
 
 def update_state(state_dir: Path, change: Callable[[ProjectState], Any]) -> ProjectState:
     """Apply ``change`` to the saved state under a lock; save and return it."""
-    with _flock(state_dir / ".state.lock", blocking=True):
+    with file_lock(state_dir / ".state.lock", blocking=True):
         state = load_state(state_dir)
         change(state)
         atomic_write(state_dir / STATE_FILE, state.to_json())

@@ -20,7 +20,7 @@ from hpcwizard.recipe import Recipe
 from hpcwizard.render import render
 from hpcwizard.shell import Runner
 from hpcwizard.slurm import SlurmClient
-from hpcwizard.state import Submission, SubmittedJob, _flock, load_state, now_iso, update_state
+from hpcwizard.state import Submission, SubmittedJob, file_lock, load_state, now_iso, update_state
 
 
 class AlreadySubmitted(UserError):
@@ -41,7 +41,7 @@ def submit_chain(plan: Plan, recipe: Recipe, runner: Runner, *, force: bool = Fa
     fingerprint = plan.fingerprint()
     # One submit at a time per project: two racing submits would both pass
     # the "already submitted" check below.
-    with _flock(plan.state_dir / ".submit.lock", blocking=True):
+    with file_lock(plan.state_dir / ".submit.lock", blocking=True):
         earlier = load_state(plan.state_dir).submissions_of(fingerprint)
         if earlier and not force:
             ids = ", ".join(earlier[-1].job_ids)
