@@ -1,0 +1,33 @@
+"""Expected SSH failures, each a one-line :class:`UserError` with what to do."""
+
+from __future__ import annotations
+
+from hpcwizard.errors import CommandFailed, UserError
+
+
+class SshError(UserError):
+    """Connecting to or talking with the login node failed."""
+
+
+class HostKeyUnknown(SshError):
+    """The server's host key is not in known_hosts and nobody accepted it."""
+
+
+class HostKeyChanged(SshError):
+    """The server's host key differs from the one in known_hosts: refused, always."""
+
+
+class AuthenticationFailed(SshError):
+    """No key (agent or file) was accepted by the server."""
+
+
+class ConnectFailed(SshError):
+    """The server could not be reached (DNS, refused, timeout, jump host...)."""
+
+
+class ConnectionLost(SshError, CommandFailed):
+    """The connection dropped while a command ran; it may or may not have run.
+
+    A :class:`CommandFailed` too, so code that handles a failed command (the
+    Slurm client, preflight) handles this one the same way.
+    """

@@ -1,0 +1,596 @@
+"""Remote mode over a real sshd on loopback (scripts/local-sshd) and the real
+local Slurm cluster. Never skipped: an sshd that cannot start is a failure.
+
+The sshd runs on this machine, so a test can create or append a file locally
+and read it over SFTP, and can find (and kill) the sshd process serving one
+connection.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import TypeVar
+
+import paramiko
+import pytest
+
+from hpcwizard.errors import CommandTimeout, UserError
+from hpcwizard.logtail import FileStat, LogFollower
+from hpcwizard.remote import (
+    AuthenticationFailed,
+    ConnectionEvent,
+    ConnectionLost,
+    HostKeyChanged,
+    HostKeyUnknown,
+    RemoteFiles,
+    SftpFileSource,
+    SshConnection,
+    SshRunner,
+    parse_host,
+    remote_command,
+    resolve,
+    terminal_prompts,
+)
+from hpcwizard.remote.prompts import ask_host_key_on_terminal
+from hpcwizard.remote.target import HostSpecError
+from hpcwizard.slurm import SlurmClient
+
+pytestmark = pytest.mark.timeout(120)
+
+REPO = Path(__file__).resolve().parent.parent
+LOCAL_SSHD = REPO / "scripts" / "local-sshd"
+HOST = "127.0.0.1"
+T = TypeVar("T")
+
+
+def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 10.0) -> T:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout:g} s waiting for {what} (last: {value!r})")
+        time.sleep(0.05)
+
+
+# --------------------------------------------------------------------------
+# Fixtures
+
+
+class Sshd:
+    """The running local sshd: where its keys and pid file are."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.dir = Path(env["HPCWIZARD_SSHD_DIR"])
+        self.port = int(env["HPCWIZARD_SSHD_PORT"])
+        self.pidfile = Path(env["HPCWIZARD_SSHD_PIDFILE"])
+        self.key = env["HPCWIZARD_SSHD_KEY"]
+        self.known_hosts_line = Path(env["HPCWIZARD_SSHD_KNOWN_HOSTS"]).read_text()
+        self.host_pub = self.dir / "etc" / "ssh_host_ed25519_key.pub"
+        self.authorized = self.dir / "authorized" / "root"
+
+    @property
+    def master_pid(self) -> int:
+        return int(self.pidfile.read_text().strip())
+
+    def fingerprint(self) -> str:
+        out = subprocess.run(["ssh-keygen", "-lf", str(self.host_pub)], capture_output=True, text=True, check=True)
+        return out.stdout.split()[1]
+
+
+@pytest.fixture(scope="module")
+def sshd(slurm_conf: str) -> Iterator[Sshd]:
+    started = subprocess.run([str(LOCAL_SSHD), "start"], capture_output=True, text=True)
+    if started.returncode != 0:
+        pytest.fail(f"local sshd did not start: {started.stderr or started.stdout}")
+    env_out = subprocess.run([str(LOCAL_SSHD), "env"], capture_output=True, text=True, check=True).stdout
+    env = {}
+    for line in env_out.splitlines():
+        name, _, value = line.removeprefix("export ").partition("=")
+        env[name] = value.strip("'\"")
+    try:
+        yield Sshd(env)
+    finally:
+        subprocess.run([str(LOCAL_SSHD), "stop"], capture_output=True, text=True)
+
+
+@pytest.fixture
+def known_hosts(tmp_path: Path, sshd: Sshd) -> Path:
+    """A known_hosts that pins the local sshd's host key."""
+    path = tmp_path / "known_hosts"
+    path.write_text(sshd.known_hosts_line)
+    return path
+
+
+def make_connection(sshd: Sshd, known_hosts: Path, **options) -> SshConnection:
+    host = resolve(f"root@{HOST}:{sshd.port}", config_path=os.devnull)
+    host = replace(host, identity_files=(sshd.key,))
+    options.setdefault("use_agent", False)
+    options.setdefault("system_known_hosts", ())
+    options.setdefault("identity_dir", "/nonexistent")
+    return SshConnection(host, known_hosts=known_hosts, **options)
+
+
+@pytest.fixture
+def conn(sshd: Sshd, known_hosts: Path) -> Iterator[SshConnection]:
+    connection = make_connection(sshd, known_hosts)
+    try:
+        yield connection
+    finally:
+        connection.close()
+
+
+def session_process(sshd: Sshd, runner: SshRunner) -> int:
+    """Pid of the sshd child (below the master) serving ``runner``'s connection."""
+    pid = int(runner.run(["sh", "-c", "echo $PPID"]).check().stdout)
+    master = sshd.master_pid
+    while True:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        if ppid == master:
+            return pid
+        assert ppid > 1, "walked past the sshd master"
+        pid = ppid
+
+
+def kill_and_wait(pid: int) -> None:
+    os.kill(pid, signal.SIGKILL)
+
+    def gone() -> bool:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except FileNotFoundError:
+            return True
+        return state == "Z"
+
+    wait_for(f"sshd session {pid} to die", gone)
+
+
+# --------------------------------------------------------------------------
+# Slurm through the "login node"
+
+
+def test_slurm_client_over_ssh(conn: SshConnection, sshd: Sshd, tmp_path: Path) -> None:
+    runner = SshRunner(conn)
+    client = SlurmClient(runner)
+    names = {p.name for p in client.partitions()}
+    assert {"cpu", "gpu"} <= names
+
+    # The script is written over SFTP, then submitted (held, so it stays
+    # queued whatever the shared node is doing) and cancelled, all over SSH.
+    script = f"{tmp_path}/remote job.sbatch"
+    RemoteFiles(conn).write_text_atomic(
+        script,
+        "#!/bin/bash\n#SBATCH --job-name=hpcw-remote\n"
+        f"#SBATCH --output={tmp_path}/%j.out\n#SBATCH --cpus-per-task=1\n#SBATCH --mem=64M\n#SBATCH --time=2\n"
+        "echo hello\n",
+    )
+    job_id = client.submit(script, hold=True)
+    try:
+        entries = client.queue([job_id])
+        assert [e.job_id for e in entries] == [job_id]
+        assert entries[0].name == "hpcw-remote"
+        assert client.user() == "root"
+    finally:
+        client.cancel([job_id])
+
+    def cancelled() -> str | None:
+        entries = client.queue([job_id])
+        if not entries:
+            return "forgotten"
+        return entries[0].state.value if entries[0].state.value == "CANCELLED" else None
+
+    wait_for("the job to be cancelled", cancelled)
+    assert conn.reconnects == 0  # everything went over one connection
+
+
+def test_hostile_argv_and_env_arrive_verbatim(conn: SshConnection, tmp_path: Path) -> None:
+    runner = SshRunner(conn)
+    pwned = tmp_path / "PWNED"
+    values = [
+        f"$(touch {pwned})",
+        f"`touch {pwned}`",
+        f"; touch {pwned}",
+        "it's \"quoted\"",
+        "two  spaces ",
+        "line1\nline2\n",
+        "*",
+        "~",
+        "-n",
+        "",
+        "back\\slash $HOME",
+        "ünïcode ✓",
+    ]
+    result = runner.run(["printf", "%s\\0", *values]).check()
+    assert result.stdout.split("\0")[:-1] == values
+    hostile_env = {"HPCW_VALUE": f"a b $(touch {pwned}) 'q'\nnext"}
+    result = runner.run(["sh", "-c", 'printf %s "$HPCW_VALUE"'], env=hostile_env).check()
+    assert result.stdout == hostile_env["HPCW_VALUE"]
+    # stdin arrives verbatim too, and the command sees EOF after it.
+    assert runner.run(["cat"], stdin="x $(y)\n'z'").check().stdout == "x $(y)\n'z'"
+    assert not pwned.exists()
+    with pytest.raises(ValueError):
+        remote_command(["true"], {"BAD NAME": "x"})
+
+
+def test_runner_errors_like_local_runner(conn: SshConnection) -> None:
+    runner = SshRunner(conn)
+    result = runner.run(["sh", "-c", "echo out; echo err >&2; exit 3"])
+    assert (result.returncode, result.stdout, result.stderr) == (3, "out\n", "err\n")
+    with pytest.raises(UserError, match="no-such-program-hpcw not found on root@127.0.0.1:2222"):
+        runner.run(["no-such-program-hpcw", "--version"])
+    assert runner.which("sinfo") == shutil.which("sinfo")
+    assert runner.which("no-such-program-hpcw") is None
+    assert runner.which("$(touch /tmp/hpcw-which-pwned)") is None
+    assert not Path("/tmp/hpcw-which-pwned").exists()
+
+
+def test_hanging_command_times_out(conn: SshConnection) -> None:
+    runner = SshRunner(conn)
+    runner.run(["true"]).check()  # connected before the clock starts
+    started = time.monotonic()
+    with pytest.raises(CommandTimeout, match="sleep did not answer within 1 s"):
+        runner.run(["sleep", "30"], timeout=1)
+    assert time.monotonic() - started < 3
+    # The connection is still fine afterwards.
+    assert runner.run(["echo", "ok"]).check().stdout == "ok\n"
+    assert conn.reconnects == 0
+
+
+# --------------------------------------------------------------------------
+# Host keys
+
+
+def test_unknown_host_key_refused_without_consent(sshd: Sshd, tmp_path: Path) -> None:
+    empty = tmp_path / "known_hosts"
+    asked: list[tuple[str, str, str]] = []
+
+    def say_no(name: str, key_type: str, fingerprint: str) -> bool:
+        asked.append((name, key_type, fingerprint))
+        return False
+
+    with pytest.raises(HostKeyUnknown, match="was not accepted") as refused:
+        make_connection(sshd, empty, ask_host_key=say_no).connect()
+    assert asked == [(f"[{HOST}]:{sshd.port}", "ssh-ed25519", sshd.fingerprint())]
+    assert "\n" not in str(refused.value)
+
+    # No callback at all: refused, with the way to add the key.
+    with pytest.raises(HostKeyUnknown) as refused:
+        make_connection(sshd, empty).connect()
+    message = str(refused.value)
+    assert f"ssh-keyscan -p {sshd.port} {HOST} >> {empty}" in message
+    assert sshd.fingerprint() in message and "\n" not in message
+
+    # The CLI without a terminal (stdin is not a TTY): same refusal.
+    ask, passphrase = terminal_prompts(io.StringIO("yes\n"))
+    assert ask is None and passphrase is None
+    with pytest.raises(HostKeyUnknown, match="ssh-keyscan"):
+        make_connection(sshd, empty, ask_host_key=ask).connect()
+    assert not empty.exists()  # nothing was saved
+
+
+def test_unknown_host_key_accepted_with_consent_and_saved(sshd: Sshd, tmp_path: Path) -> None:
+    path = tmp_path / "ssh" / "known_hosts"
+    with make_connection(sshd, path, ask_host_key=lambda *a: True) as accepted:
+        assert SshRunner(accepted).run(["true"]).ok
+    line = path.read_text()
+    assert line.startswith(f"[{HOST}]:{sshd.port} ssh-ed25519 ")
+    assert line.split()[2] == sshd.host_pub.read_text().split()[1]
+    assert oct(path.stat().st_mode & 0o777) == "0o600"
+
+    def must_not_ask(*args: object) -> bool:
+        raise AssertionError("asked again for a saved key")
+
+    with make_connection(sshd, path, ask_host_key=must_not_ask) as again:
+        assert SshRunner(again).run(["true"]).ok
+
+
+def test_terminal_prompt_defaults_to_no() -> None:
+    for answer, expected in [("yes\n", True), ("YES\n", True), ("\n", False), ("y\n", False), ("no\n", False), ("", False),
+                             ("SHA256:abc\n", True)]:
+        err = io.StringIO()
+        assert ask_host_key_on_terminal("[h]:22", "ssh-ed25519", "SHA256:abc", stdin=io.StringIO(answer), stderr=err) is expected
+        assert "ED25519 key fingerprint is SHA256:abc." in err.getvalue()
+
+
+def test_changed_host_key_is_always_refused(sshd: Sshd, tmp_path: Path) -> None:
+    keygen = tmp_path / "other"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(keygen)], check=True)
+    fake_pub = (tmp_path / "other.pub").read_text().split()
+    path = tmp_path / "known_hosts"
+    path.write_text(f"# keep me\n[{HOST}]:{sshd.port} {fake_pub[0]} {fake_pub[1]}\n")
+    before = path.read_text()
+
+    def must_not_ask(*args: object) -> bool:
+        raise AssertionError("a changed key must never be offered for acceptance")
+
+    with pytest.raises(HostKeyChanged) as refused:
+        make_connection(sshd, path, ask_host_key=must_not_ask).connect()
+    message = str(refused.value)
+    assert "HAS CHANGED" in message and sshd.fingerprint() in message
+    assert f"ssh-keygen -f {path} -R '[{HOST}]:{sshd.port}'" in message
+    assert "\n" not in message
+    assert path.read_text() == before
+
+
+# --------------------------------------------------------------------------
+# Authentication
+
+
+def test_wrong_key_gives_one_clear_line(sshd: Sshd, known_hosts: Path, tmp_path: Path) -> None:
+    wrong = tmp_path / "id_wrong"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(wrong)], check=True)
+    host = replace(resolve(f"root@{HOST}:{sshd.port}", config_path=os.devnull), identity_files=(str(wrong),))
+    connection = SshConnection(host, known_hosts=known_hosts, use_agent=False, system_known_hosts=())
+    with pytest.raises(AuthenticationFailed) as refused:
+        connection.connect()
+    message = str(refused.value)
+    assert "\n" not in message
+    assert f"root@{HOST}:{sshd.port}" in message and str(wrong) in message
+    assert "authorized_keys" in message and f"ssh -p {sshd.port} root@{HOST}" in message
+
+    # No key at all is a different, equally clear line.
+    bare = replace(host, identity_files=())
+    with pytest.raises(AuthenticationFailed, match="no SSH key"):
+        SshConnection(bare, known_hosts=known_hosts, use_agent=False, system_known_hosts=(),
+                      identity_dir=tmp_path / "empty").connect()
+
+
+def test_encrypted_key_asks_for_its_passphrase(sshd: Sshd, known_hosts: Path, tmp_path: Path) -> None:
+    key = tmp_path / "id_locked"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "s3cret", "-f", str(key)], check=True)
+    original = sshd.authorized.read_text()
+    sshd.authorized.write_text(original + (tmp_path / "id_locked.pub").read_text())
+    try:
+        host = replace(resolve(f"root@{HOST}:{sshd.port}", config_path=os.devnull), identity_files=(str(key),))
+        asked: list[str] = []
+
+        def passphrase(path: str) -> str:
+            asked.append(path)
+            return "s3cret"
+
+        with SshConnection(host, known_hosts=known_hosts, use_agent=False, system_known_hosts=(),
+                           passphrase=passphrase) as unlocked:
+            assert SshRunner(unlocked).run(["true"]).ok
+        assert asked == [str(key)]
+
+        # No way to ask (no terminal): a clear error pointing at ssh-add.
+        with pytest.raises(AuthenticationFailed, match="ssh-add"):
+            SshConnection(host, known_hosts=known_hosts, use_agent=False, system_known_hosts=()).connect()
+    finally:
+        sshd.authorized.write_text(original)
+
+
+# --------------------------------------------------------------------------
+# Reconnection
+
+
+def test_killed_connection_reconnects_by_itself(sshd: Sshd, known_hosts: Path) -> None:
+    events: list[ConnectionEvent] = []
+    connection = make_connection(sshd, known_hosts, on_event=events.append, backoff_initial=0.1)
+    runner = SshRunner(connection)
+    try:
+        first = session_process(sshd, runner)
+        kill_and_wait(first)
+        # The next command just works, on a new connection.
+        assert runner.run(["echo", "back"]).check().stdout == "back\n"
+        assert connection.reconnects == 1
+        assert connection.status().last_reconnect_at is not None
+        assert [e.kind for e in events] == ["connected", "lost", "reconnected"]
+        assert session_process(sshd, runner) != first
+
+        # The client side dropping the transport is handled the same way.
+        connection.transport().close()
+        assert runner.run(["echo", "again"]).check().stdout == "again\n"
+        assert connection.reconnects == 2
+    finally:
+        connection.close()
+
+
+def test_command_in_flight_when_connection_dies_is_not_rerun(sshd: Sshd, known_hosts: Path, tmp_path: Path) -> None:
+    marker = tmp_path / "ran"
+    connection = make_connection(sshd, known_hosts)
+    runner = SshRunner(connection)
+    try:
+        session = session_process(sshd, runner)
+        outcome: list[BaseException | object] = []
+
+        def run() -> None:
+            try:
+                outcome.append(runner.run(["sh", "-c", f'echo ran >> "$1"; sleep 20', "sh", str(marker)], timeout=30))
+            except BaseException as exc:  # noqa: BLE001 - recorded for the assert
+                outcome.append(exc)
+
+        worker = threading.Thread(target=run)
+        worker.start()
+        wait_for("the command to start", marker.exists)
+        kill_and_wait(session)
+        worker.join(10)
+        assert not worker.is_alive()
+        assert isinstance(outcome[0], ConnectionLost), outcome
+        assert "may or may not have run" in str(outcome[0])
+        assert marker.read_text() == "ran\n"  # run once, never re-run
+        assert runner.run(["true"]).ok  # and the connection comes back
+    finally:
+        connection.close()
+
+
+# --------------------------------------------------------------------------
+# Files over SFTP
+
+
+class CountingSource:
+    """Wraps a FileSource and counts the bytes it returned."""
+
+    def __init__(self, inner: SftpFileSource) -> None:
+        self.inner = inner
+        self.bytes_read = 0
+        self.reads: list[tuple[int, int]] = []
+
+    def stat(self) -> FileStat:
+        return self.inner.stat()
+
+    def read_at(self, offset: int, length: int) -> bytes:
+        data = self.inner.read_at(offset, length)
+        self.reads.append((offset, len(data)))
+        self.bytes_read += len(data)
+        return data
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def test_sftp_source_reads_only_appended_bytes(conn: SshConnection, tmp_path: Path) -> None:
+    log = tmp_path / "train-42.out"
+    log.write_text("".join(f"step {i} loss 0.{i:04d}\n" for i in range(50000)))
+    size = log.stat().st_size
+    source = CountingSource(SftpFileSource(conn, str(log)))
+    follower = LogFollower(source)
+    tail = follower.open_tail(20)
+    assert tail[-1] == "step 49999 loss 0.49999"
+    assert source.bytes_read <= 64 * 1024 < size / 10  # the tail only, not the file
+
+    source.bytes_read = 0
+    source.reads.clear()
+    appended = "step 50000 loss 0.50000\nstep 50001 loss 0.50001\npartial"
+    with log.open("a") as out:
+        out.write(appended)
+    update = follower.poll()
+    assert update.lines == ["step 50000 loss 0.50000", "step 50001 loss 0.50001"]
+    assert update.partial == "partial"
+    assert source.bytes_read == len(appended.encode())
+    assert source.reads == [(size, len(appended))]
+
+    # Nothing appended: a poll reads nothing.
+    source.bytes_read = 0
+    assert not follower.poll().changed
+    assert source.bytes_read == 0
+    assert source.stat().identity is None  # SFTP v3 has no inode (see files.py)
+
+    # The handle is reopened after the connection drops.
+    conn.transport().close()
+    with log.open("a") as out:
+        out.write(" done\n")
+    assert follower.poll().lines == ["partial done"]
+    assert conn.reconnects == 1
+
+    # Truncation (a requeued job reopening its log) is seen.
+    log.write_text("restarted\n")
+    update = follower.poll()
+    assert update.truncated and update.lines == ["restarted"]
+    follower.close()
+
+    missing = SftpFileSource(conn, str(tmp_path / "not-yet.out"))
+    with pytest.raises(FileNotFoundError):
+        missing.stat()
+    assert LogFollower(missing).poll().missing
+
+
+def test_remote_files(conn: SshConnection, tmp_path: Path) -> None:
+    files = RemoteFiles(conn)
+    target = tmp_path / "a b" / "$(x)" / "c"
+    files.mkdir_p(str(target))
+    files.mkdir_p(str(target))  # idempotent
+    assert target.is_dir() and files.is_dir(str(target))
+    path = f"{target}/state.yaml"
+    assert not files.exists(path)
+    files.write_text_atomic(path, "first: 1\n", mode=0o600)
+    files.write_text_atomic(path, "second: ✓\n", mode=0o600)
+    assert files.read_text(path) == "second: ✓\n"
+    assert Path(path).read_text() == "second: ✓\n"
+    assert Path(path).stat().st_mode & 0o777 == 0o600
+    assert files.listdir(str(target)) == ["state.yaml"]  # no temp file left behind
+    assert files.exists(path)
+    big = os.urandom(300_000)
+    files.write_bytes_atomic(f"{target}/blob", big)
+    assert files.read_bytes(f"{target}/blob") == big
+    assert files.home() == "/root"
+    with pytest.raises(FileNotFoundError):
+        files.read_text(f"{target}/missing")
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(NotADirectoryError):
+        files.mkdir_p(str(tmp_path / "file" / "sub"))
+
+
+# --------------------------------------------------------------------------
+# Targets and ~/.ssh/config
+
+
+def test_parse_host() -> None:
+    assert parse_host("login.example.org") == parse_host("login.example.org")
+    t = parse_host("alice@login.example.org:2200")
+    assert (t.user, t.host, t.port) == ("alice", "login.example.org", 2200)
+    t = parse_host("[::1]:22")
+    assert (t.user, t.host, t.port) == (None, "::1", 22)
+    for bad in ["", "-oProxyCommand=x", "host:0", "host:99999", "host:x", "a b", "bad user@host", "[::1", "h;rm"]:
+        with pytest.raises(HostSpecError):
+            parse_host(bad)
+
+
+def test_ssh_config_resolution(sshd: Sshd, known_hosts: Path, tmp_path: Path) -> None:
+    config = tmp_path / "config"
+    config.write_text(
+        f"""
+Host hpc-login
+    HostName {HOST}
+    User root
+    Port {sshd.port}
+    IdentityFile {sshd.key}
+    ServerAliveInterval 7
+    ConnectTimeout 9
+
+Host hpc-jumped
+    HostName {HOST}
+    Port {sshd.port}
+    User root
+    IdentityFile {sshd.key}
+    ProxyJump hpc-login
+
+Host hop-a
+    ProxyJump hop-b
+Host hop-b
+    HostName b.example.org
+Host hop-c
+    ProxyJump hop-a,alice@hop-b:2201
+Host loop
+    ProxyJump loop
+"""
+    )
+    host = resolve("hpc-login", config_path=config)
+    assert (host.hostname, host.user, host.port, host.identity_files) == (HOST, "root", sshd.port, (sshd.key,))
+    assert (host.server_alive_interval, host.connect_timeout, host.jumps) == (7.0, 9.0, ())
+    # The command line wins over the config, as with ssh.
+    override = resolve("alice@hpc-login:2200", config_path=config)
+    assert (override.user, override.port, override.hostname) == ("alice", 2200, HOST)
+    chain = resolve("hop-c", config_path=config)
+    assert [(j.hostname, j.user, j.port) for j in chain.jumps] == [
+        ("b.example.org", chain.user, 22), ("hop-a", chain.user, 22), ("b.example.org", "alice", 2201)]
+    with pytest.raises(UserError, match="loops"):
+        resolve("loop", config_path=config)
+
+    with SshConnection(host, known_hosts=known_hosts, use_agent=False, system_known_hosts=()) as direct:
+        assert direct.keepalive == 7.0 and direct.connect_timeout == 9.0
+        assert SshRunner(direct).run(["id", "-un"]).check().stdout == "root\n"
+
+    # ProxyJump through the same sshd to itself: a direct-tcpip channel.
+    jumped = resolve("hpc-jumped", config_path=config)
+    assert [(j.hostname, j.port) for j in jumped.jumps] == [(HOST, sshd.port)]
+    with SshConnection(jumped, known_hosts=known_hosts, use_agent=False, system_known_hosts=()) as through:
+        runner = SshRunner(through)
+        assert runner.run(["id", "-un"]).check().stdout == "root\n"
+        assert isinstance(through.transport().sock, paramiko.Channel)  # tunnelled, not a TCP socket
+        assert RemoteFiles(through).exists(str(config))
+        # Losing the tunnel reconnects the whole chain.
+        through.transport().close()
+        assert runner.run(["echo", "ok"]).check().stdout == "ok\n"
+        assert through.reconnects == 1
