@@ -17,7 +17,7 @@ comes back as a message and triggers a fast refresh.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 
@@ -247,7 +247,7 @@ class DashboardScreen(Screen):
             self.refresh_soon()
 
     def on_snapshot_taken(self, message: SnapshotTaken) -> None:
-        snapshot = message.snapshot
+        snapshot = self._keep_last_known(message.snapshot)
         self.snapshot = snapshot
         self.polls += 1
         self.last_duration = message.duration
@@ -272,6 +272,15 @@ class DashboardScreen(Screen):
             self._set_empty("No jobs in this project yet: submit a plan (`hpcwizard submit PLAN.yaml` or the wizard).")
         self._follow_selected()
         self._show_status()
+
+    def _keep_last_known(self, snapshot: StatusSnapshot) -> StatusSnapshot:
+        """During an outage the state file only says "UNKNOWN": show what
+        Slurm last told us instead (the banner says it is not live)."""
+        if snapshot.error is None or self.snapshot is None:
+            return snapshot
+        known = {job.job_id: job for job in self.snapshot.jobs}
+        jobs = tuple(known.get(job.job_id, job) if job.source == "state" else job for job in snapshot.jobs)
+        return replace(snapshot, jobs=jobs)
 
     def refresh_soon(self) -> None:
         """Poll now (or right after the poll under way): a user acted."""

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import bisect
 import os
+import re
 from collections import deque
 from collections.abc import Callable
 
@@ -40,6 +41,12 @@ OPEN_TAIL_LINES = 200
 MAX_DISPLAY_CHARS = 4000
 #: Seconds between two polls of the followed file.
 LOG_POLL_SECONDS = 1.0
+
+# Lines worth asking triage about (the words its rules look for).
+ERROR_CANDIDATE = re.compile(
+    r"Traceback|out of memory|OutOfMemory|NCCL|nccl|Watchdog|Killed|oom[-_]kill|Out Of Memory"
+    r"|OUT_OF_MEMORY|TIME LIMIT|CANCELLED|Error|ERROR"
+)
 
 SEVERITY_STYLES = {
     Severity.HIGH: "bold white on dark_red",
@@ -419,26 +426,43 @@ class LogPanel(Vertical):
     highlighted_index: int | None = None
 
     def jump_to_first_error(self) -> str:
-        if self.first_error_offset is None:
-            return "no error found in this log"
-        if self.jump_to_offset(self.first_error_offset):
+        """Scroll to the file's first error line (the tail's triage may not
+        have seen it: the file is scanned from its start, in a worker)."""
+        if self.path is None:
+            return "select a job first"
+        if self.first_error_offset is not None and self._whole_file_in_view():
+            self.jump_to_offset(self.first_error_offset)
             return "first error"
-        self._context_worker(self.generation, self.path, self.first_error_offset)
-        return "loading the first error…"
+        self.status_note = "looking for the first error…"
+        self._refresh_header()
+        self._first_error_worker(self.generation, self.path)
+        return "looking for the first error…"
+
+    def _whole_file_in_view(self) -> bool:
+        return bool(self._offsets) and self._offsets[0] == 0 and not self._context_mode
 
     @work(thread=True, exclusive=True, group="log-context", exit_on_error=False)
-    def _context_worker(self, generation: int, path: str, offset: int) -> None:
+    def _first_error_worker(self, generation: int, path: str) -> None:
+        from hpcwizard.triage import classify_line
+
+        worker = get_current_worker()
         follower = LogFollower(self.source_factory(path))
         try:
-            before = follower.read_lines_before(offset, 10)
-            after = follower.read_lines(offset, 100)
+            match, start = None, 0
+            while not worker.is_cancelled:
+                # A cheap regex finds candidates; triage's rules decide.
+                match = follower.search(ERROR_CANDIDATE, "forward", start, should_stop=lambda: worker.is_cancelled)
+                if match is None or classify_line(match.text) is not None:
+                    break
+                start = match.end_offset
+            context = None
+            if match is not None and not self._in_view(match.offset):
+                context = [*follower.read_lines_before(match.offset, 10), *follower.read_lines(match.offset, 100)]
+        except FileNotFoundError:
+            match, context = None, None
         finally:
             follower.close()
-        from hpcwizard.logtail import SearchMatch
-
-        line = after[0] if after else None
-        match = SearchMatch(offset, offset, line.text, (0, 0)) if line else None
-        self.post_message(SearchResult(generation, "", match, [*before, *after]))
+        self.post_message(SearchResult(generation, "", match, context))
 
     # -- search --------------------------------------------------------------
 
@@ -506,7 +530,8 @@ class LogPanel(Vertical):
         if event.generation != self.generation:
             return
         if event.match is None:
-            self.status_note = f"no {'more ' if self.last_match else ''}match for {event.query!r}" if event.query else None
+            self.status_note = (f"no {'more ' if self.last_match else ''}match for {event.query!r}" if event.query
+                                else "no error found in this log")
             self._refresh_header()
             return
         if event.query:

@@ -1,0 +1,397 @@
+"""The live dashboard, headless, against the real local Slurm cluster.
+
+Each test submits its own tiny chain (see tests/test_resubmit.py), drives the
+app with Textual's pilot and waits on conditions (never on fixed sleeps);
+jobs are cancelled at the end. The log panel tests need no cluster.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import time
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+from textual.app import App
+
+from hpcwizard.logtail import LocalFileSource
+from hpcwizard.slurm import SlurmClient
+from hpcwizard.state import load_state
+from hpcwizard.status import JobRow
+from hpcwizard.tui.app import make_app
+from hpcwizard.tui.screens.dashboard import DashboardCommands, DashboardScreen, PollPolicy
+from hpcwizard.tui.screens.sbatch_viewer import SbatchViewer
+from hpcwizard.tui.widgets.confirm import ChoiceScreen, ConfirmScreen
+from hpcwizard.tui.widgets.log_panel import LogPanel
+from hpcwizard.tui.widgets.progress_panel import ProgressPanel
+
+from test_resubmit import all_ids, rewrite_body, submit_test_chain  # noqa: E402 - shared helpers
+
+pytestmark = [pytest.mark.timeout(150), pytest.mark.anyio]
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"  # Textual runs on asyncio
+
+os.environ["TEXTUAL_ANIMATIONS"] = "none"
+FIXED = datetime(2026, 1, 2, 3, 4, 5)
+LOCAL_SLURM = Path(__file__).resolve().parent.parent / "scripts" / "local-slurm"
+
+
+async def until(pilot, what: str, predicate, timeout: float = 45.0):
+    """Let the app run until ``predicate()`` is truthy; fail after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout:g} s waiting for {what}")
+        await pilot.pause(0.1)
+
+
+def dashboard_app(home: Path, runner):
+    app = make_app(project_home=home, runner=runner, clock=lambda: FIXED, start_mode="dashboard")
+    return app
+
+
+def state_of(screen: DashboardScreen, job_id: str) -> str | None:
+    row = screen.table.rows_by_id.get(job_id)
+    return row.state if row else None
+
+
+def select(screen: DashboardScreen, job_id: str) -> None:
+    screen.table.move_cursor(row=screen.table.get_row_index(job_id))
+
+
+# --------------------------------------------------------------------------
+# Polling policy (pure)
+
+
+def test_poll_policy_speeds_up_on_change_backs_off_when_idle_or_down():
+    policy = PollPolicy()
+    assert policy.next(changed=True, error=False) == 2
+    idle = [policy.next(changed=False, error=False) for _ in range(6)]
+    assert idle == [4, 8, 16, 32, 32, 32]  # >= 30 s while nothing changes
+    assert policy.next(changed=False, error=False, all_finished=True) == 64
+    assert policy.next(changed=False, error=False, all_finished=True) == 120
+    assert policy.next(changed=True, error=False) == 2
+    # A slow controller (3 s per squeue) is asked at most every 30 s.
+    assert policy.next(changed=True, error=False, duration=3.0) == 30
+    # Down: 5 s, then doubling to 120 s; recovery goes back to fast.
+    down = [policy.next(changed=False, error=True) for _ in range(7)]
+    assert down == [5, 10, 20, 40, 80, 120, 120]
+    assert policy.next(changed=False, error=False) == 2
+    assert policy.poke() == 2
+
+
+# --------------------------------------------------------------------------
+# On the cluster
+
+
+async def test_running_chain_appears_and_its_log_is_followed_live(tmp_path, slurm_runner):
+    home = tmp_path / "proj"
+    submission = submit_test_chain(home, slurm_runner, [
+        ("writer", "for i in $(seq 1 30); do echo line $i; sleep 0.2; done"),
+        ("after", "echo done"),
+    ])
+    writer, after = submission.job_ids
+    app = dashboard_app(home, slurm_runner)
+    try:
+        async with app.run_test(size=(120, 36)) as pilot:
+            screen = app.screen
+            assert isinstance(screen, DashboardScreen)
+            await until(pilot, "both jobs in the table", lambda: {writer, after} <= set(screen.table.rows_by_id))
+            assert screen.table.rows_by_id[after].dependency.startswith(f"afterok:{writer}")
+            select(screen, writer)
+            panel = screen.log_panel
+
+            def numbered():
+                return [line for line in panel.shown_lines if line.startswith("line ")]
+
+            # Live: some lines are shown before the job wrote them all.
+            await until(pilot, "the first lines", lambda: 0 < len(numbered()) < 30)
+            assert state_of(screen, writer) in ("RUNNING", "COMPLETING", "PENDING")
+            await until(pilot, "line 30", lambda: "line 30" in numbered())
+            assert numbered() == [f"line {i}" for i in range(1, 31)]  # each once, in order
+            await until(pilot, "the chain to complete",
+                        lambda: state_of(screen, after) == "COMPLETED" and state_of(screen, writer) == "COMPLETED")
+            status = screen.status_text
+            assert "refreshed 03:04:05" in status and "every " in status
+            # Finished jobs stay in the table.
+            assert {writer, after} <= set(screen.table.rows_by_id)
+            assert screen.banner_text is None
+    finally:
+        SlurmClient(slurm_runner).cancel(all_ids(home))
+
+
+async def test_doctor_resubmits_a_failed_parent_and_the_new_chain_completes(tmp_path, slurm_runner):
+    home = tmp_path / "proj"
+    submission = submit_test_chain(home, slurm_runner, [
+        ("prep", "echo 'RuntimeError: no data' >&2; exit 3"),
+        ("train", "echo trained"),
+    ])
+    prep, train = submission.job_ids
+    app = dashboard_app(home, slurm_runner)
+    try:
+        async with app.run_test(size=(120, 36)) as pilot:
+            screen = app.screen
+            await until(pilot, "train stuck on DependencyNeverSatisfied",
+                        lambda: (r := screen.table.rows_by_id.get(train)) is not None
+                        and r.reason == "DependencyNeverSatisfied" and screen.diagnoses)
+            hint = str(screen.query_one("#dash-doctor").render())
+            assert f"train ({train}) can never start" in hint and f"prep ({prep})" in hint
+
+            rewrite_body(submission.jobs[0].script, "echo fixed")  # the user's fix
+            select(screen, train)
+            await pilot.press("d")
+            modal = await until(pilot, "the doctor", lambda: isinstance(app.screen, ChoiceScreen) and app.screen)
+            body = modal.body_text
+            assert f"prep ({prep})" in body and "FAILED" in body and "exit code 3:0" in body
+            assert f"prep-{prep}.err" in body
+            await pilot.press("r")
+
+            state_dir = home / "hpcwizard"
+            await until(pilot, "the resubmission in the state", lambda: len(load_state(state_dir).submissions) == 2)
+            new_prep, new_train = load_state(state_dir).submissions[-1].job_ids
+            await until(pilot, "the new chain to complete",
+                        lambda: state_of(screen, new_prep) == "COMPLETED" and state_of(screen, new_train) == "COMPLETED",
+                        timeout=60)
+            assert state_of(screen, train) == "CANCELLED"
+            assert state_of(screen, prep) == "FAILED"
+            await until(pilot, "the doctor hint to go", lambda: not screen.query_one("#dash-doctor").has_class("shown"))
+    finally:
+        SlurmClient(slurm_runner).cancel(all_ids(home))
+
+
+async def test_cancel_asks_first_and_leaves_the_job_cancelled_at_80x24(tmp_path, slurm_runner):
+    home = tmp_path / "proj"
+    submission = submit_test_chain(home, slurm_runner, [("long", "sleep 60")])
+    (job,) = submission.job_ids
+    app = dashboard_app(home, slurm_runner)
+    try:
+        async with app.run_test(size=(80, 24)) as pilot:
+            screen = app.screen
+            await until(pilot, "the job", lambda: job in screen.table.rows_by_id)
+            # Usable at 80x24: the table, the log and the footer all show.
+            assert screen.table.region.height >= 2 and screen.log_panel.region.height >= 5
+            await pilot.click(screen.table, offset=(2, 1))  # the mouse selects the first row
+            assert screen.table.selected_job_id == job
+
+            # The sbatch file, read-only and highlighted.
+            await pilot.press("v")
+            viewer = await until(pilot, "the sbatch viewer",
+                                 lambda: isinstance(app.screen, SbatchViewer) and app.screen.text and app.screen)
+            assert "#SBATCH --job-name=" in viewer.text and "sleep 60" in viewer.text
+            await pilot.press("escape")
+            await until(pilot, "the dashboard again", lambda: app.screen is screen)
+
+            # Saying no changes nothing.
+            await pilot.press("c")
+            await until(pilot, "the question", lambda: isinstance(app.screen, ConfirmScreen))
+            await pilot.press("n")
+            await until(pilot, "the dashboard again", lambda: app.screen is screen)
+            assert SlurmClient(slurm_runner).queue([job])[0].state.is_active
+
+            await pilot.press("c")
+            await until(pilot, "the question", lambda: isinstance(app.screen, ConfirmScreen))
+            await pilot.press("y")
+            await until(pilot, "CANCELLED in the table", lambda: state_of(screen, job) == "CANCELLED")
+            assert SlurmClient(slurm_runner).queue([job])[0].state.value == "CANCELLED"
+
+            # The command palette offers the dashboard's actions.
+            titles = [hit.text async for hit in DashboardCommands(screen).discover()]
+            assert {"Refresh now", "Cancel chain", "Doctor: resubmit failed job"} <= {str(t) for t in titles}
+    finally:
+        SlurmClient(slurm_runner).cancel(all_ids(home))
+
+
+def _controller_answers() -> bool:
+    env = subprocess.run([str(LOCAL_SLURM), "env"], capture_output=True, text=True).stdout
+    conf = env.strip().split("=", 1)[1].strip("'\"")
+    ping = subprocess.run(["scontrol", "ping"], capture_output=True, text=True, env={**os.environ, "SLURM_CONF": conf})
+    return ping.returncode == 0 and "UP" in ping.stdout
+
+
+async def test_controller_down_shows_a_banner_and_the_dashboard_recovers(tmp_path, slurm_runner):
+    """The ONLY test that stops the shared cluster; it restarts it in finally."""
+    home = tmp_path / "proj"
+    submission = submit_test_chain(home, slurm_runner, [("idle", "sleep 20")])
+    (job,) = submission.job_ids
+    app = dashboard_app(home, slurm_runner)
+    try:
+        async with app.run_test(size=(120, 36)) as pilot:
+            screen = app.screen
+            screen.policy = PollPolicy(fast=0.5, idle_max=1, down_start=0.5, down_max=1, slow_factor=0)
+            await until(pilot, "the job", lambda: job in screen.table.rows_by_id)
+            known = state_of(screen, job)
+            try:
+                # Another session's fixture may restart the shared cluster
+                # under us (its `start` racing our `stop`): insist a little.
+                for _ in range(3):
+                    stopped = await asyncio.to_thread(subprocess.run, [str(LOCAL_SLURM), "stop"],
+                                                      capture_output=True, text=True)
+                    assert stopped.returncode == 0, stopped.stderr
+                    if not await asyncio.to_thread(_controller_answers):
+                        break
+                else:
+                    pytest.fail(f"the controller still answers after `local-slurm stop`: {stopped.stdout}")
+                banner = await until(pilot, "the banner", lambda: screen.banner_text, timeout=60)
+                assert "controller unreachable since 03:04:05" in banner
+                # The last known state stays on screen, not "UNKNOWN".
+                assert state_of(screen, job) == known
+            finally:
+                started = await asyncio.to_thread(subprocess.run, [str(LOCAL_SLURM), "start"],
+                                                  capture_output=True, text=True)
+                deadline = time.monotonic() + 60
+                while not await asyncio.to_thread(_controller_answers):
+                    assert time.monotonic() < deadline, f"controller did not come back: {started.stderr}"
+                    await asyncio.sleep(0.5)
+            polls = screen.polls
+            await until(pilot, "the banner to clear by itself", lambda: screen.banner_text is None, timeout=60)
+            assert screen.polls > polls
+            assert job in screen.table.rows_by_id
+    finally:
+        SlurmClient(slurm_runner).cancel(all_ids(home))
+
+
+# --------------------------------------------------------------------------
+# The log panel alone (no cluster)
+
+
+class CountingSource:
+    """A FileSource that counts the bytes actually read."""
+
+    def __init__(self, path: str) -> None:
+        self.inner = LocalFileSource(path)
+        self.bytes_read = 0
+
+    def stat(self):
+        return self.inner.stat()
+
+    def read_at(self, offset: int, length: int) -> bytes:
+        data = self.inner.read_at(offset, length)
+        self.bytes_read += len(data)
+        return data
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+class PanelApp(App):
+    def __init__(self, source_factory) -> None:
+        super().__init__()
+        self.source_factory = source_factory
+
+    def compose(self):
+        yield ProgressPanel()
+        yield LogPanel(source_factory=self.source_factory)
+
+    def on_log_chunk(self, event) -> None:
+        self.query_one(ProgressPanel).show(event.progress, event.losses)
+
+
+def job_row(home: Path, state: str = "RUNNING") -> JobRow:
+    stem = home / "logs" / "hw-proj-train-7"
+    return JobRow(job_id="7", name="train", slurm_name="hw-proj-train", state=state, reason=None, dependency=None,
+                  partition="gpu", elapsed=10, time_limit=60, start=None, exit_code=None, source="squeue",
+                  log_out=f"{stem}.out", log_err=f"{stem}.err")
+
+
+async def test_a_2gb_log_opens_without_being_read_whole(tmp_path):
+    row = job_row(tmp_path)
+    log = Path(row.log_out)
+    log.parent.mkdir(parents=True)
+    with open(log, "wb") as handle:
+        handle.truncate(2 * 1024**3)  # sparse: 2 GB of nothing...
+    with open(log, "ab") as handle:  # ...then real lines at the end
+        for i in range(1, 51):
+            handle.write(f"tail line {i}\n".encode())
+        handle.write(b"Traceback (most recent call last):\n")
+        handle.write(b"torch.cuda.OutOfMemoryError: CUDA out of memory. Tried to allocate 2 GiB\n")
+        handle.write("Steps:  12%|█▏  | 1200/10000 [10:00<1:13:20,  2.00it/s, loss=0.123]\n".encode())
+    sources: list[CountingSource] = []
+
+    def factory(path: str) -> CountingSource:
+        sources.append(CountingSource(path))
+        return sources[-1]
+
+    app = PanelApp(factory)
+    async with app.run_test(size=(120, 36)) as pilot:
+        panel = app.query_one(LogPanel)
+        panel.follow(row)
+        await until(pilot, "the tail", lambda: "tail line 50" in panel.shown_lines)
+        assert log.stat().st_size > 2 * 1024**3
+        read = sum(s.bytes_read for s in sources)
+        assert read < 16 * 1024**2, f"read {read} bytes of a 2 GB file to open it"
+        # Triage and progress from the tail.
+        await until(pilot, "the findings", lambda: panel.counts.get("cuda_oom") == 1)
+        assert panel.counts.get("traceback") == 1
+        progress = app.query_one(ProgressPanel)
+        assert progress.has_class("has-progress") and "step 1200/10000" in progress.text
+        assert "ETA 1:13:20" in progress.text and "loss 0.123" in progress.text
+        # A few more polls read nothing new.
+        before = sum(s.bytes_read for s in sources)
+        await until(pilot, "two more polls", lambda: panel.generation and panel._active_poll is None, timeout=5)
+        await pilot.pause(2.5)
+        assert sum(s.bytes_read for s in sources) - before < 64 * 1024
+
+
+async def test_log_panel_search_follow_truncation_and_streams(tmp_path):
+    row = job_row(tmp_path)
+    log = Path(row.log_out)
+    log.parent.mkdir(parents=True)
+    lines = [f"row {i}" for i in range(1, 3001)]
+    lines[4] = "ERROR: the first error, far above the view"
+    lines[9] = "a needle in the haystack"
+    lines[2990] = "\x1b[31mcoloured\x1b[0m text"
+    lines[2995] = "epoch 1\r50%\rdone"  # a bar redrawn with \r: only its final state shows
+    log.write_text("\n".join(lines) + "\n")
+
+    app = PanelApp(LocalFileSource)
+    async with app.run_test(size=(120, 36)) as pilot:
+        panel = app.query_one(LogPanel)
+        panel.follow(row)
+        await until(pilot, "the tail", lambda: "row 3000" in panel.shown_lines)
+        assert len(panel.shown_lines) == 200  # only the tail was read
+        assert "done" in panel.shown_lines and not any("\r" in line for line in panel.shown_lines)
+
+        # Live: appended lines show up.
+        with open(log, "a") as handle:
+            handle.write("row 3001\n")
+        await until(pilot, "the appended line", lambda: panel.shown_lines[-1] == "row 3001")
+
+        # Search: the match lies far above the view, so its context is loaded.
+        panel.open_search()
+        await pilot.press(*"needle", "enter")
+        await until(pilot, "the match", lambda: "a needle in the haystack" in panel.shown_lines)
+        assert not panel.following and "needle" in (panel.status_note or "")
+        index = panel.shown_lines.index("a needle in the haystack")
+        assert panel.highlighted_index == index
+
+        # Follow again: back to the tail.
+        panel.toggle_follow()
+        await until(pilot, "the tail again", lambda: panel.shown_lines and panel.shown_lines[-1] == "row 3001")
+
+        # Jump to the first error (also far above).
+        assert panel.jump_to_first_error() == "looking for the first error…"
+        await until(pilot, "the first error",
+                    lambda: any(line.startswith("ERROR: the first error") for line in panel.shown_lines))
+        panel.toggle_follow()
+        await until(pilot, "the tail again", lambda: panel.shown_lines and panel.shown_lines[-1] == "row 3001")
+
+        # Truncation (a requeued job reopening its log) is said, then followed.
+        log.write_text("fresh start\n")
+        await until(pilot, "the truncation notice",
+                    lambda: any("truncated" in line for line in panel.shown_lines) and "fresh start" in panel.shown_lines)
+
+        # stderr does not exist yet: a pending job says so.
+        panel.follow(job_row(tmp_path, state="PENDING"))
+        panel.toggle_stream()
+        await until(pilot, "the missing-file note", lambda: panel.missing)
+        header = str(panel.query_one("#log-header").render())
+        assert "stderr" in header and "has not started yet" in header
