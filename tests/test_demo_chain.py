@@ -12,7 +12,6 @@ import os
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 from hpcwizard.demo import build_demo_hub, write_token_file
 from hpcwizard.devhub import DevHub

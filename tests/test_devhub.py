@@ -30,7 +30,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from devhub_fixtures import TOKENS, devhub, devhub_root  # noqa: F401
+from devhub_fixtures import TOKENS
 from huggingface_hub import HfApi, get_hf_file_metadata, hf_hub_download, hf_hub_url, snapshot_download
 from huggingface_hub.errors import (
     EntryNotFoundError,

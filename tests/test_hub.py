@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from devhub_fixtures import TOKENS, devhub, devhub_root, hf_home  # noqa: F401
+from devhub_fixtures import TOKENS
 from huggingface_hub import get_hf_file_metadata
 
 from hpcwizard.devhub import DevHub, write_repo

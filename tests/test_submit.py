@@ -11,7 +11,7 @@ from hpcwizard.cli import main
 from hpcwizard.recipe import get_recipe
 from hpcwizard.slurm import JobState, SlurmClient
 from hpcwizard.state import load_state
-from hpcwizard.submit import AlreadySubmitted, ChainRefused, submit_chain
+from hpcwizard.submit import ChainRefused, submit_chain
 
 
 def wait_until(predicate, timeout=60.0, interval=0.3):
