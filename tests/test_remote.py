@@ -75,6 +75,7 @@ class Sshd:
         self.port = int(env["HPCWIZARD_SSHD_PORT"])
         self.pidfile = Path(env["HPCWIZARD_SSHD_PIDFILE"])
         self.key = env["HPCWIZARD_SSHD_KEY"]
+        self.test_user = env["HPCWIZARD_SSHD_TEST_USER"]
         self.known_hosts_line = Path(env["HPCWIZARD_SSHD_KNOWN_HOSTS"]).read_text()
         self.host_pub = self.dir / "etc" / "ssh_host_ed25519_key.pub"
         self.authorized = self.dir / "authorized" / "root"
@@ -90,7 +91,7 @@ class Sshd:
 
 @pytest.fixture(scope="module")
 def sshd(slurm_conf: str) -> Iterator[Sshd]:
-    started = subprocess.run([str(LOCAL_SSHD), "start"], capture_output=True, text=True)
+    started = subprocess.run([str(LOCAL_SSHD), "start"], capture_output=True, text=True, check=False)
     if started.returncode != 0:
         pytest.fail(f"local sshd did not start: {started.stderr or started.stdout}")
     env_out = subprocess.run([str(LOCAL_SSHD), "env"], capture_output=True, text=True, check=True).stdout
@@ -101,7 +102,7 @@ def sshd(slurm_conf: str) -> Iterator[Sshd]:
     try:
         yield Sshd(env)
     finally:
-        subprocess.run([str(LOCAL_SSHD), "stop"], capture_output=True, text=True)
+        subprocess.run([str(LOCAL_SSHD), "stop"], capture_output=True, text=True, check=False)
 
 
 @pytest.fixture
@@ -112,8 +113,8 @@ def known_hosts(tmp_path: Path, sshd: Sshd) -> Path:
     return path
 
 
-def make_connection(sshd: Sshd, known_hosts: Path, **options) -> SshConnection:
-    host = resolve(f"root@{HOST}:{sshd.port}", config_path=os.devnull)
+def make_connection(sshd: Sshd, known_hosts: Path, *, user: str = "root", **options) -> SshConnection:
+    host = resolve(f"{user}@{HOST}:{sshd.port}", config_path=os.devnull)
     host = replace(host, identity_files=(sshd.key,))
     options.setdefault("use_agent", False)
     options.setdefault("system_known_hosts", ())
@@ -245,6 +246,23 @@ def test_hanging_command_times_out(conn: SshConnection) -> None:
     # The connection is still fine afterwards.
     assert runner.run(["echo", "ok"]).check().stdout == "ok\n"
     assert conn.reconnects == 0
+
+
+def test_timed_out_command_is_terminated_on_the_server(sshd: Sshd, known_hosts: Path) -> None:
+    # OpenSSH signals a session's processes on request for ordinary users
+    # (not for root sessions, which run without privilege separation).
+    marker = f"{27 + (os.getpid() % 1000) / 1000:.3f}"  # a sleep argument only this test uses
+
+    def still_sleeping() -> bool:
+        ps = subprocess.run(["ps", "-eo", "args="], capture_output=True, text=True, check=True).stdout
+        return f"sleep {marker}" in ps.splitlines()
+
+    with make_connection(sshd, known_hosts, user=sshd.test_user) as connection:
+        runner = SshRunner(connection)
+        assert runner.run(["id", "-un"]).check().stdout.strip() == sshd.test_user
+        with pytest.raises(CommandTimeout):
+            runner.run(["sleep", marker], timeout=1)
+        wait_for("the remote sleep to be terminated", lambda: not still_sleeping(), timeout=5)
 
 
 # --------------------------------------------------------------------------
@@ -397,6 +415,24 @@ def test_killed_connection_reconnects_by_itself(sshd: Sshd, known_hosts: Path) -
         connection.close()
 
 
+def test_silent_server_is_replaced(sshd: Sshd, known_hosts: Path) -> None:
+    # A peer that vanished without a word (suspended laptop, dead VPN) sends
+    # no RST: the transport still looks alive. The command's deadline notices.
+    with make_connection(sshd, known_hosts, backoff_initial=0.1) as connection:
+        runner = SshRunner(connection)
+        # Freeze the sshd process serving this connection (for root, without
+        # privilege separation, the master's child handles the channels).
+        frozen = session_process(sshd, runner)
+        os.kill(frozen, signal.SIGSTOP)
+        try:
+            started = time.monotonic()
+            assert runner.run(["echo", "ok"], timeout=2).check().stdout == "ok\n"
+            assert time.monotonic() - started < 6
+            assert connection.reconnects == 1
+        finally:
+            os.kill(frozen, signal.SIGCONT)
+
+
 def test_command_in_flight_when_connection_dies_is_not_rerun(sshd: Sshd, known_hosts: Path, tmp_path: Path) -> None:
     marker = tmp_path / "ran"
     connection = make_connection(sshd, known_hosts)
@@ -407,7 +443,7 @@ def test_command_in_flight_when_connection_dies_is_not_rerun(sshd: Sshd, known_h
 
         def run() -> None:
             try:
-                outcome.append(runner.run(["sh", "-c", f'echo ran >> "$1"; sleep 20', "sh", str(marker)], timeout=30))
+                outcome.append(runner.run(["sh", "-c", 'echo ran >> "$1"; sleep 20', "sh", str(marker)], timeout=30))
             except BaseException as exc:  # noqa: BLE001 - recorded for the assert
                 outcome.append(exc)
 

@@ -37,10 +37,15 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import Literal, Self, TypeVar
 
 import paramiko
-from paramiko.auth_strategy import AuthFailure, AuthStrategy, InMemoryPrivateKey, PrivateKey
+from paramiko.auth_strategy import (
+    AuthFailure,
+    AuthStrategy,
+    InMemoryPrivateKey,
+    PrivateKey,
+)
 from paramiko.ssh_exception import (
     AuthenticationException,
     BadHostKeyException,
@@ -326,8 +331,8 @@ class SshConnection:
         if self.on_event is not None:
             try:
                 self.on_event(ConnectionEvent(kind, time.time(), detail, attempt))  # type: ignore[arg-type]
-            except Exception:
-                pass  # a broken listener must not break the connection
+            except Exception:  # noqa: BLE001, S110 - a broken listener must not break the connection
+                pass
 
     # -- connecting -----------------------------------------------------------
 
@@ -430,7 +435,7 @@ class SshConnection:
                     client.load_system_host_keys(str(path))
                 except (OSError, UnicodeDecodeError) as exc:
                     raise SshError(f"cannot read {path}: {exc}", "fix or move that file") from exc
-        for name in self._accepted.keys():
+        for name in self._accepted:
             for key_type, key in self._accepted[name].items():
                 client.get_host_keys().add(name, key_type, key)
 
@@ -539,15 +544,17 @@ class SshConnection:
             self.last_error = reason
             self._drop()
 
-    def open_session(self) -> paramiko.Channel:
-        """A new session channel; reconnects (once) if the transport is gone.
+    def open_session(self, timeout: float | None = None) -> paramiko.Channel:
+        """A new session channel; reconnects (once) if the transport is gone
+        or the server does not answer within ``timeout`` (default: the connect
+        timeout).
 
         Safe to retry: nothing has run on the server before the channel opens.
         """
         for attempt in (1, 2):
             transport = self.transport()
             try:
-                return transport.open_session(timeout=self.connect_timeout)
+                return transport.open_session(timeout=min(timeout or self.connect_timeout, self.connect_timeout))
             except ChannelException as exc:
                 raise SshError(f"{self.host.display} refused a new SSH channel: {exc}", "the server may limit sessions (MaxSessions); try again") from exc
             except (SSHException, EOFError, OSError) as exc:
@@ -580,7 +587,7 @@ class SshConnection:
             try:
                 sftp = self.sftp()
                 return operation(sftp)
-            except (socket.timeout, TimeoutError) as exc:
+            except TimeoutError as exc:
                 with self._lock:
                     self._close_sftp()  # the SFTP stream is out of step now
                 raise SshError(
@@ -605,8 +612,8 @@ class SshConnection:
         if self._sftp is not None:
             try:
                 self._sftp.close()
-            except Exception:
-                pass
+            except (OSError, EOFError, SSHException):
+                pass  # its channel may be gone with the connection
             self._sftp = None
 
     def _drop(self) -> None:
@@ -615,8 +622,8 @@ class SshConnection:
             if client is not None:
                 try:
                     client.close()
-                except Exception:
-                    pass
+                except (OSError, EOFError, SSHException):
+                    pass  # already dead: nothing left to close
         self._client = None
         self._jump_clients = []
 
@@ -627,7 +634,7 @@ class SshConnection:
                 self._closed = True
                 self._emit("closed", self.host.display)
 
-    def __enter__(self) -> SshConnection:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -24,6 +24,7 @@ import posixpath
 import secrets
 import stat as stat_mode
 import threading
+from typing import Self
 
 import paramiko
 
@@ -79,14 +80,14 @@ class SftpFileSource:
         if file is not None:
             try:
                 file.close()
-            except Exception:
+            except (OSError, EOFError, paramiko.SSHException):
                 pass  # the connection under it may be gone already
 
     def close(self) -> None:
         with self._lock:
             self._close()
 
-    def __enter__(self) -> SftpFileSource:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -160,8 +161,8 @@ class RemoteFiles:
             except BaseException:
                 try:
                     sftp.remove(temp)
-                except Exception:
-                    pass
+                except (OSError, EOFError, paramiko.SSHException):
+                    pass  # best effort; the original error matters more
                 raise
 
         self.connection.with_sftp(op)

@@ -11,9 +11,13 @@ as every Slurm site provides; csh/tcsh users are not supported yet.
 Mind that ``ps`` on the login node shows such values: never pass secrets in
 ``env`` or argv (the HF token travels in files only).
 
-Every call has a deadline covering the whole exchange (channel open, exec
-request, stdin, output). On timeout the remote process group is sent SIGTERM
-(the SSH ``signal`` request, OpenSSH >= 7.9) and the channel is closed.
+Every call is bounded: opening the channel by ``min(timeout, ConnectTimeout)``
+(retried once on a fresh connection, since nothing ran yet), then the exec
+request, stdin and output by ``timeout``. A server that does not even answer
+the exec request is taken for dead and the next call reconnects. On timeout the remote process group is sent SIGTERM
+(the SSH ``signal`` request: OpenSSH >= 7.9 honours it for ordinary users, not
+for root sessions) and the channel is closed; a process that ignores it ends
+on its own (closing the channel alone does not stop it).
 """
 
 from __future__ import annotations
@@ -74,8 +78,8 @@ def _send_signal(channel: paramiko.Channel, name: str) -> None:
         m.add_boolean(False)
         m.add_string(name)
         channel.transport._send_user_message(m)
-    except Exception:
-        pass
+    except (OSError, EOFError, paramiko.SSHException):
+        pass  # the connection is going away anyway
 
 
 class SshRunner:
@@ -98,8 +102,10 @@ class SshRunner:
     ) -> CommandResult:
         argv = tuple(str(a) for a in argv)
         command = remote_command(argv, env)
+        # Opening the channel is bounded on its own (and retried once on a
+        # fresh connection: nothing ran yet); the command's time starts after.
+        channel = self.connection.open_session(timeout)
         deadline = time.monotonic() + timeout
-        channel = self.connection.open_session()  # reconnects if needed
         timed_out = threading.Event()
 
         def expire() -> None:
@@ -112,14 +118,20 @@ class SshRunner:
         watchdog.daemon = True
         watchdog.start()
         try:
+            exec_answered = False
             try:
                 channel.exec_command(command)
+                exec_answered = True
                 if stdin:
                     channel.sendall(stdin.encode("utf-8"))
                 channel.shutdown_write()  # the command sees EOF on stdin
                 stdout, stderr = self._collect(channel, timed_out)
             except (EOFError, OSError, paramiko.SSHException) as exc:
                 if timed_out.is_set():
+                    if not exec_answered:
+                        # sshd did not even answer the exec request: the peer
+                        # is probably gone silently (no RST); start afresh.
+                        self.connection.mark_broken("the server stopped answering")
                     raise self._timeout(argv, timeout) from exc
                 raise self._lost(argv, exc) from exc
             if timed_out.is_set():
