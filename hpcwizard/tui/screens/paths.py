@@ -51,7 +51,7 @@ class PathsStep(StepScreen):
         recipe = session.recipe_of(plan)
         self.need_data = sum(r.size_bytes for r in recipe.repos_for(plan)) + sum(
             a.unpacked_bytes for r in recipe.repos_for(plan) for a in r.archives)
-        self.need_home = recipe.output_bytes
+        self.need_home = recipe.output_bytes_for(plan)
         self._debounce: dict[str, Timer] = {}
 
     def compose_body(self) -> Iterable[Widget]:

@@ -5,15 +5,18 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from rich.text import Text
-from textual import on
+from textual import on, work
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widget import Widget
 from textual.widgets import Input, Label, OptionList, RadioButton, RadioSet, Static
 from textual.widgets.option_list import Option
 
+from hpcwizard import hub
+from hpcwizard.errors import UserError
 from hpcwizard.plan import _HF_NAME, Plan
 from hpcwizard.recipe import Recipe, all_recipes
 from hpcwizard.sizes import human_bytes
+from hpcwizard.tui.messages import TokenChecked
 from hpcwizard.tui.screens.step import StepScreen
 
 
@@ -38,8 +41,9 @@ def describe(recipe: Recipe, variant: str | None) -> Text:
         text.append(f"{gpus}{res.cpus} CPUs, {res.mem}, up to {res.time} on {res.partition}\n")
         if job.description:
             text.append(f"    {job.description}\n", style="dim")
-    if recipe.output_bytes:
-        text.append(f"Outputs: about {human_bytes(recipe.output_bytes)} of checkpoints.\n")
+    if recipe.checkpoint_bytes or recipe.final_bytes:
+        text.append(f"Outputs: checkpoints of about {human_bytes(recipe.checkpoint_bytes)} each, "
+                    f"final weights about {human_bytes(recipe.final_bytes)}.\n")
     return text
 
 
@@ -73,6 +77,24 @@ class RecipeStep(StepScreen):
         options.highlighted = list(self.recipes).index(self.chosen)
         options.focus()
         self.show_recipe(self.chosen)
+        if not self.namespace:
+            self.whoami()  # resumed here: the token step did not run in this session
+
+    @work(thread=True, exclusive=True, group="hub-whoami", exit_on_error=False)
+    def whoami(self) -> None:
+        source = hub.find_token()
+        if source is None:
+            return
+        try:
+            user = hub.validate_token(source.token, self.context.hf_endpoint)
+        except UserError:
+            return  # the preflight explains a bad token; here it only fills a default
+        self.post_message(TokenChecked(user.name))
+
+    def on_token_checked(self, message: TokenChecked) -> None:
+        field = self.query_one("#recipe-namespace", Input)
+        if message.user and not field.value:
+            field.value = message.user
 
     @property
     def recipe(self) -> Recipe:

@@ -43,8 +43,8 @@ class SlurmStep(StepScreen):
         yield Label("Partitions", classes="section-title")
         yield LoadingIndicator(id="slurm-busy")
         with Horizontal(id="slurm-error-row"):
-            yield Label("", id="slurm-error")
             yield Button("Retry", id="slurm-retry", compact=True)
+            yield Label("", id="slurm-error")
         yield DataTable(id="slurm-partitions", cursor_type="row", zebra_stripes=True)
         with Vertical(id="slurm-form"):
             for kind, fields in FIELDS.items():
@@ -99,7 +99,7 @@ class SlurmStep(StepScreen):
         self.query_one("#slurm-busy").display = False
         if message.partitions is None:
             self.query_one("#slurm-error-row").display = True
-            self.query_one("#slurm-error", Label).update(f"{message.error}  ")
+            self.query_one("#slurm-error", Label).update(f"  {message.error}")
             self.set_status("no partition list: press Retry (r), or go on and let preflight check", error=True)
             self.validate()
             return
