@@ -35,3 +35,8 @@ class CommandFailed(UserError):
 
 class CommandTimeout(CommandFailed):
     """An external command did not finish within its timeout."""
+
+
+class TransportUnavailable(CommandFailed):
+    """The machine commands run on cannot be reached right now (a dropped SSH
+    connection, an unreachable login node): transient, worth retrying later."""

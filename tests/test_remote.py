@@ -630,3 +630,24 @@ Host loop
         through.transport().close()
         assert runner.run(["echo", "ok"]).check().stdout == "ok\n"
         assert through.reconnects == 1
+
+
+def test_unreachable_login_node_is_a_slurm_outage_not_a_crash(sshd: Sshd, known_hosts: Path) -> None:
+    """The dashboard backs off on SlurmUnavailable: a login node that cannot be
+    reached must surface as that, while host-key problems stay loud."""
+    import socket
+
+    from hpcwizard.slurm import SlurmUnavailable
+
+    with socket.socket() as probe:  # a loopback port nobody listens on
+        probe.bind((HOST, 0))
+        dead_port = probe.getsockname()[1]
+    host = replace(resolve(f"root@{HOST}:{dead_port}", config_path=os.devnull), identity_files=(sshd.key,))
+    connection = SshConnection(host, known_hosts=known_hosts, use_agent=False, system_known_hosts=(),
+                               identity_dir="/nonexistent", reconnect_attempts=1, backoff_initial=0.05)
+    try:
+        with pytest.raises(SlurmUnavailable) as caught:
+            SlurmClient(SshRunner(connection)).queue(me=True)
+        assert "squeue" in caught.value.one_line()
+    finally:
+        connection.close()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hpcwizard.errors import CommandFailed, UserError
+from hpcwizard.errors import TransportUnavailable, UserError
 
 
 class SshError(UserError):
@@ -21,13 +21,14 @@ class AuthenticationFailed(SshError):
     """No key (agent or file) was accepted by the server."""
 
 
-class ConnectFailed(SshError):
+class ConnectFailed(SshError, TransportUnavailable):
     """The server could not be reached (DNS, refused, timeout, jump host...)."""
 
 
-class ConnectionLost(SshError, CommandFailed):
+class ConnectionLost(SshError, TransportUnavailable):
     """The connection dropped while a command ran; it may or may not have run.
 
-    A :class:`CommandFailed` too, so code that handles a failed command (the
-    Slurm client, preflight) handles this one the same way.
+    A :class:`TransportUnavailable` (so a :class:`CommandFailed`) too, so code
+    that handles a failed command or a controller that is away (the Slurm
+    client, the dashboard's back-off) handles this one the same way.
     """

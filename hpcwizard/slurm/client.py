@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from datetime import date, timedelta
 
-from hpcwizard.errors import CommandTimeout
+from hpcwizard.errors import CommandTimeout, TransportUnavailable
 from hpcwizard.shell import CommandResult, Runner
 from hpcwizard.slurm import parse
 from hpcwizard.slurm.errors import (
@@ -78,6 +78,11 @@ class SlurmClient:
             result = self.runner.run(list(argv), timeout=timeout or self.timeout)
         except CommandTimeout as exc:
             raise unavailable(command, f"no answer within {timeout or self.timeout:g} s") from exc
+        except TransportUnavailable as exc:
+            # A dropped SSH connection looks like a controller that is away:
+            # the dashboard backs off and retries. Host-key and authentication
+            # errors are not TransportUnavailable and stay loud.
+            raise unavailable(command, exc.one_line()) from exc
         if not result.ok and is_controller_unreachable(result.stderr):
             raise unavailable(command, slurm_error_line(result.stderr))
         return result
