@@ -58,6 +58,9 @@ class DownloadStep(StepScreen):
             self.cancel.set()
             self.set_status("stopping at the next chunk…")
 
+    def on_unmount(self) -> None:
+        self.cancel.set()  # quitting mid-download: stop at the next chunk, keep the parts
+
     def action_back(self) -> None:
         self.cancel.set()
         super().action_back()

@@ -72,13 +72,17 @@ class PreflightStep(StepScreen):
             self.set_status(message.error, error=True)
         elif self.blocked:
             self.set_status(f"{counts['block']} blocking: fix them, then press r to check again", error=True)
-            first = table.query("CheckRow.-block")
-            if first:
-                first.first().query_one("CollapsibleTitle").focus()
+            # The rows may not have composed yet: focus once they have.
+            self.call_after_refresh(self._focus_first_block)
         else:
             self.set_status(f"{counts['ok']} ok, {counts['warn']} warnings: ready")
             self.query_one("#step-next", Button).focus()
         self.allow_next(not self.blocked)
+
+    def _focus_first_block(self) -> None:
+        for title in self.query("CheckRow.-block CollapsibleTitle"):
+            title.focus()
+            return
 
     @on(Button.Pressed, "#preflight-rerun")
     def _rerun(self) -> None:
