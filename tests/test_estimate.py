@@ -1,0 +1,150 @@
+"""The cost of a plan's parameters: disk from the recipe, time from a real run's log."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from hpcwizard.estimate import (
+    estimate,
+    format_duration,
+    measured_rate,
+    stage_steps,
+    training_rate_from_log,
+)
+from hpcwizard.plan import PlanError
+from hpcwizard.recipe import get_recipe
+from hpcwizard.state import Submission, SubmittedJob, now_iso, update_state
+
+GiB = 1024 ** 3
+
+
+def demo_trainer_lines(steps: int, seconds_per_step: float, stage: int = 1) -> list[str]:
+    """What hpcwizard/demo/code_base/train.py prints, line by line."""
+    lines = [f"stage {stage}: 5 frames, base model tiny, steps 0->{steps}"]
+    for step in range(1, steps + 1):
+        done = 20 * step // steps
+        lines.append(f"Steps: {100 * step // steps:3d}%|{'#' * done}{' ' * (20 - done)}| {step}/{steps} "
+                     f"[00:0{step}<00:00, {1 / seconds_per_step:.2f}it/s, loss={1 / step:.4f}]")
+    lines.append(f"stage {stage} finished")
+    return lines
+
+
+def write_log(path: Path, lines: list[str]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def record_submission(home: Path, *jobs: tuple[str, str, str]) -> None:
+    """A chain in the project state: ``(name, slurm_name, job_id)`` per job."""
+    submitted = tuple(SubmittedJob(name, slurm_name, job_id, "cpu", f"/x/{name}.sbatch")
+                      for name, slurm_name, job_id in jobs)
+    update_state(home / "hpcwizard", lambda s: s.submissions.append(
+        Submission("fp", now_iso(), str(home / "hpcwizard" / "runs" / "x"), submitted)))
+
+
+# -- the rate from a log ----------------------------------------------------------------
+
+def test_rate_from_the_demo_trainer_log(tmp_path):
+    log = write_log(tmp_path / "train.out", demo_trainer_lines(6, 0.25))
+    assert training_rate_from_log(log) == pytest.approx(4.0)
+
+
+def test_rate_from_seconds_per_iteration_and_the_median_of_the_tail(tmp_path):
+    lines = ["Steps:   0%|          | 1/50000 [01:00<999:00:00, 60.00s/it, lr=1e-05, step_loss=0.3]"]  # warm-up
+    lines += [f"Steps:   1%|          | {n}/50000 [20:00<33:00:00,  2.00s/it, lr=1e-05, step_loss=0.1]"
+              for n in range(2, 40)]
+    lines += ["Steps:   1%|          | 40/50000 [20:05<33:00:00,  9.00s/it, lr=1e-05, step_loss=0.1]"]  # a validation pause
+    log = write_log(tmp_path / "train.out", lines)
+    assert training_rate_from_log(log) == pytest.approx(0.5)
+
+
+def test_rate_reads_only_the_tail(tmp_path):
+    old = [f"Steps:   1%|  | {n}/100 [00:01<00:10,  1.00it/s]" for n in range(1, 50)]
+    new = ["some other output"] * 30 + [f"Steps:  60%|  | {n}/100 [00:10<00:05,  8.00it/s]" for n in range(50, 60)]
+    log = write_log(tmp_path / "train.out", old + new)
+    assert training_rate_from_log(log, lines=40) == pytest.approx(8.0)
+
+
+def test_no_rate_in_a_log_without_progress_or_no_log(tmp_path):
+    log = write_log(tmp_path / "setup.out", ["cloning", "Traceback (most recent call last):", "ValueError: x"])
+    assert training_rate_from_log(log) is None
+    assert training_rate_from_log(tmp_path / "missing.out") is None
+
+
+# -- the newest train run of the project --------------------------------------------------
+
+def test_measured_rate_takes_the_newest_train_job_with_a_rate(tmp_path):
+    home = tmp_path / "proj"
+    demo = get_recipe("demo")
+    assert measured_rate(home, demo) is None  # no state, no run
+    record_submission(home, ("setup", "hw-p-setup", "11"), ("train", "hw-p-train", "12"))
+    write_log(home / "logs" / "hw-p-setup-11.out", ["Steps:  50%|  | 1/2 [00:01<00:01, 99.00it/s]"])  # not a train job
+    assert measured_rate(home, demo) is None  # the train log is missing
+    write_log(home / "logs" / "hw-p-train-12.out", demo_trainer_lines(6, 0.5))
+    found = measured_rate(home, demo)
+    assert found is not None and found.rate_its == pytest.approx(2.0) and found.job_id == "12"
+    # A newer run whose log has no rate yet (cancelled before training) does not hide the older one.
+    record_submission(home, ("setup", "hw-p-setup", "21"), ("train", "hw-p-train", "22"))
+    write_log(home / "logs" / "hw-p-train-22.out", ["loading"])
+    assert measured_rate(home, demo).job_id == "12"
+    write_log(home / "logs" / "hw-p-train-22.out", demo_trainer_lines(6, 0.1))
+    assert measured_rate(home, demo).rate_its == pytest.approx(10.0)
+
+
+def test_a_damaged_state_means_no_measured_rate(tmp_path):
+    home = tmp_path / "proj"
+    (home / "hpcwizard").mkdir(parents=True)
+    (home / "hpcwizard" / "state.json").write_text("{not json")
+    assert measured_rate(home, get_recipe("demo")) is None
+
+
+# -- steps, disk and time -------------------------------------------------------------------
+
+def test_stage_steps_follow_the_stage_keys_and_the_stages_choice():
+    diffueraser = get_recipe("diffueraser")
+    params = diffueraser.resolve_params({"stage1_max_train_steps": 100, "stage2_max_train_steps": 300})
+    assert stage_steps(diffueraser, params) == [("stage 1", 100), ("stage 2", 300)]
+    only2 = diffueraser.resolve_params({"stages": "stage2", "stage2_max_train_steps": 300})
+    assert stage_steps(diffueraser, only2) == [("stage 2", 300)]
+    demo = get_recipe("demo")
+    assert stage_steps(demo, demo.resolve_params({"max_train_steps": 9})) == [("training", 9)]
+
+
+def test_disk_follows_the_checkpoint_limits():
+    diffueraser = get_recipe("diffueraser")
+    plan = diffueraser.default_plan(Path("/p"), hf_namespace="alice")
+    assert estimate(plan, diffueraser, None).disk_bytes == (3 + 3) * 8 * GiB + 8 * GiB
+    fewer = plan.with_changes(params={"stage1_checkpoints_total_limit": 1, "stage2_checkpoints_total_limit": 1})
+    assert estimate(fewer, diffueraser, None).disk_bytes == (1 + 1) * 8 * GiB + 8 * GiB
+
+
+def test_time_per_stage_against_the_train_time_limit():
+    diffueraser = get_recipe("diffueraser")
+    plan = diffueraser.default_plan(Path("/p"), hf_namespace="alice",
+                                    params={"stage1_max_train_steps": 3600, "stage2_max_train_steps": 7200})
+    plan = plan.with_changes(train=plan.train.__class__(**{**vars(plan.train), "time": "2:00:00"}))
+    at_two = estimate(plan, diffueraser, 2.0)  # 1800 s + 3600 s
+    assert [(s.name, s.seconds) for s in at_two.stages] == [("stage 1", 1800.0), ("stage 2", 3600.0)]
+    assert at_two.seconds == 5400.0 and at_two.time_limit_seconds == 7200 and at_two.fits_time_limit is True
+    at_one = estimate(plan, diffueraser, 1.0)  # 10800 s > 2 h
+    assert at_one.fits_time_limit is False
+    unknown = estimate(plan, diffueraser, None)
+    assert unknown.seconds is None and unknown.fits_time_limit is None
+    assert [s.steps for s in unknown.stages] == [3600, 7200]
+
+
+def test_a_bad_parameter_is_refused_by_name():
+    demo = get_recipe("demo")
+    plan = demo.default_plan(Path("/p"), params={"checkpoints_total_limit": 0})
+    with pytest.raises(PlanError, match="checkpoints_total_limit"):
+        estimate(plan, demo, 1.0)
+
+
+@pytest.mark.parametrize(("seconds", "text"), [
+    (0, "0s"), (2.4, "3s"), (95, "1m 35s"), (3725, "1h 02m"), (25 * 3600, "25h 00m"), (3 * 86400 + 7200, "3d 02h"),
+])
+def test_format_duration(seconds, text):
+    assert format_duration(seconds) == text
