@@ -89,6 +89,26 @@ def test_poll_policy_speeds_up_on_change_backs_off_when_idle_or_down():
     assert policy.poke() == 2
 
 
+def test_finished_jobs_are_asked_about_once(monkeypatch):
+    from hpcwizard.slurm import JobState, SlurmClient as Client
+    from hpcwizard.slurm.models import FinishedJob, FinishedSource
+    from hpcwizard.tui.screens.dashboard import FinishedJobsCache
+
+    asked: list[list[str]] = []
+    states = {"1": JobState.COMPLETED, "2": JobState.FAILED, "3": JobState.FINISHED_UNKNOWN}
+
+    def fake_finished(self, job_ids):
+        asked.append(list(job_ids))
+        return [FinishedJob(j, states[j], None, None, None, None, FinishedSource.SACCT) for j in job_ids]
+
+    monkeypatch.setattr(Client, "finished", fake_finished)
+    cache = FinishedJobsCache(runner=None)
+    assert [j.state for j in cache.finished(["1", "2", "3"])] == [states["1"], states["2"], states["3"]]
+    assert [j.job_id for j in cache.finished(["1", "2", "3"])] == ["1", "2", "3"]
+    # Known final states come from memory; only the unknown one is asked again.
+    assert asked == [["1", "2", "3"], ["3"]]
+
+
 # --------------------------------------------------------------------------
 # On the cluster
 

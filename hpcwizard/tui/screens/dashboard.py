@@ -32,7 +32,7 @@ from textual.widgets import DataTable, Footer, Static
 from textual.worker import Worker, WorkerState
 
 from hpcwizard.errors import UserError
-from hpcwizard.slurm import SlurmClient
+from hpcwizard.slurm import JobState, SlurmClient
 from hpcwizard.status import JobRow, StatusSnapshot, take_snapshot
 from hpcwizard.tui.messages import ActionFinished, LogChunk, SnapshotTaken
 from hpcwizard.tui.widgets.confirm import ChoiceScreen, ConfirmScreen
@@ -82,6 +82,31 @@ class PollPolicy:
         """A user action: things are about to change, look again soon."""
         self.interval = self.fast
         return self.interval
+
+
+class FinishedJobsCache(SlurmClient):
+    """A SlurmClient that asks accounting about each finished job once.
+
+    A finished job never changes, yet :func:`take_snapshot` asks sacct about
+    every job squeue has forgotten on every refresh; over a days-long run
+    that is one sacct per refresh for nothing. Jobs whose final state is
+    known are answered from memory; only the others reach Slurm.
+    """
+
+    def __init__(self, runner) -> None:
+        super().__init__(runner)
+        self._final: dict = {}
+
+    def finished(self, job_ids):
+        ids = [str(job_id) for job_id in job_ids]
+        missing = [job_id for job_id in ids if job_id not in self._final]
+        fresh = {}
+        if missing:
+            for job in super().finished(missing):
+                fresh[job.job_id] = job
+                if job.state.is_finished and job.state is not JobState.FINISHED_UNKNOWN:
+                    self._final[job.job_id] = job
+        return [self._final.get(job_id) or fresh[job_id] for job_id in ids if job_id in self._final or job_id in fresh]
 
 
 def _hhmmss(moment) -> str:
@@ -185,7 +210,7 @@ class DashboardScreen(Screen):
         return self.query_one(LogPanel)
 
     def on_mount(self) -> None:
-        self._slurm = SlurmClient(self.context.runner)
+        self._slurm = FinishedJobsCache(self.context.runner)
         self.table.focus()
         if self.context.project_home is None:
             self._set_empty("No project home: start with `hpcwizard status --project-home DIR`.")

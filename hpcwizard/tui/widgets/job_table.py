@@ -11,8 +11,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
+from rich.cells import cell_len
 from rich.text import Text
 from textual.widgets import DataTable
+from textual.widgets.data_table import ColumnKey
 
 from hpcwizard.status import JobRow
 
@@ -146,7 +148,11 @@ class JobTable(DataTable):
                         changed = True
                     for (key, _), cell, before, after in zip(COLUMNS, cells, old, plain):
                         if before != after:
-                            self.update_cell(job_id, key, cell, update_width=True)
+                            # Ask for a width update only when the column must
+                            # grow: a narrower value makes DataTable re-measure
+                            # the whole column (10,000 cells) for each cell.
+                            grow = cell_len(after) > self.columns[ColumnKey(key)].content_width
+                            self.update_cell(job_id, key, cell, update_width=grow)
                             self.cell_updates += 1
                 self._shown[job_id] = plain
                 self.rows_by_id[job_id] = row

@@ -187,6 +187,7 @@ class LogPanel(Vertical):
         same = path == self.path
         self.job = job
         if same and not force:
+            self._refresh_header()  # the job's state may have changed (pending → running)
             return
         self._restart(path)
 
