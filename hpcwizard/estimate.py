@@ -66,6 +66,7 @@ class Estimate:
     time_limit_seconds: int  # the plan's train time limit
     stages: tuple[StageTime, ...] = ()
     rate_its: float | None = None
+    checkpoints_kept: int = 0  # the sum of the plan's checkpoint limits
 
 
 def training_rate_from_log(path: Path | str, lines: int = TAIL_LINES) -> float | None:
@@ -148,13 +149,14 @@ def estimate(plan: Plan, recipe: Recipe, rate: float | None) -> Estimate:
     params = recipe.resolve_params(plan.params)
     disk = recipe.output_bytes_for(plan)
     limit = plan.train.time_seconds()
+    kept = sum(int(params[name]) for name in recipe.checkpoint_limit_params)
     usable = rate if rate is not None and rate > 0 else None
     stages = tuple(StageTime(name, steps, steps / usable if usable else None)
                    for name, steps in stage_steps(recipe, params))
     if usable is None or not stages:
-        return Estimate(disk, None, None, limit, stages, usable)
+        return Estimate(disk, None, None, limit, stages, usable, kept)
     seconds = sum(s.seconds or 0.0 for s in stages)
-    return Estimate(disk, seconds, seconds <= limit, limit, stages, usable)
+    return Estimate(disk, seconds, seconds <= limit, limit, stages, usable, kept)
 
 
 def format_duration(seconds: float) -> str:

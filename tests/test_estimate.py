@@ -133,7 +133,7 @@ def test_time_per_stage_against_the_train_time_limit():
     assert at_one.fits_time_limit is False
     unknown = estimate(plan, diffueraser, None)
     assert unknown.seconds is None and unknown.fits_time_limit is None
-    assert [s.steps for s in unknown.stages] == [3600, 7200]
+    assert [s.steps for s in unknown.stages] == [3600, 7200] and unknown.checkpoints_kept == 6
 
 
 def test_a_bad_parameter_is_refused_by_name():

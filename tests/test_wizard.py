@@ -129,6 +129,19 @@ async def do_recipe(pilot):
     await wait_for(pilot, lambda: app.screen.query_one("#recipe-namespace").value == "alice", 20, "namespace")
     assert app.screen.chosen == "demo"
     await pilot.press("ctrl+n")
+    await at_step(pilot, "params")
+
+
+async def do_params(pilot, **values):
+    """Type ``values`` into the parameters form, then Next."""
+    app = pilot.app
+    for name, text in values.items():
+        field = app.screen.query_one(f"#param-{name}")
+        field.focus()
+        field.value = ""
+        await pilot.press(*text)
+    await wait_for(pilot, lambda: not app.screen.query_one("#step-next").disabled, 10, "parameters allowed")
+    await pilot.press("ctrl+n")
     await at_step(pilot, "paths")
 
 
@@ -174,6 +187,7 @@ async def test_whole_flow_submits_the_demo_chain_and_it_completes(tmp_path, make
             await do_token(pilot)
             assert (Path(os.environ["HF_HOME"]) / "token").stat().st_mode & 0o777 == 0o600
             await do_recipe(pilot)
+            await do_params(pilot, seconds_per_step="0.1")
             await do_paths(pilot, tmp_path / "data root")
             await do_slurm(pilot)
             await do_preflight(pilot)
@@ -192,12 +206,14 @@ async def test_whole_flow_submits_the_demo_chain_and_it_completes(tmp_path, make
         # The plan is exactly the documented format.
         data = yaml.safe_load(session.plan_path(home).read_text())
         assert list(data) == ["recipe", "project_home", "data_root", "hf_namespace", "download",
-                              "setup", "train", "account", "qos"]
+                              "setup", "train", "account", "qos", "params"]
         assert data["recipe"] == "demo" and data["download"] == "login"
+        assert data["params"] == {"seconds_per_step": 0.1}  # only what differs from the defaults
         assert data["data_root"] == str(tmp_path / "data root")
         state = load_state(home / "hpcwizard")
         assert state.wizard_step == session.DONE
         assert [s.job_ids for s in state.submissions] == [ids]
+        assert "--seconds-per-step 0.1 " in (Path(state.submissions[0].scripts_dir) / "02_train.sbatch").read_text()
         # The chain runs to the end on the local cluster.
         slurm = SlurmClient(slurm_runner)
         deadline = time.monotonic() + 120
@@ -239,6 +255,12 @@ async def test_quitting_at_each_step_resumes_there_with_every_answer(tmp_path, m
     await session_from("token", do_token)
     await session_from("recipe", do_recipe)
 
+    async def params_kept(pilot):
+        await do_params(pilot, max_train_steps="9")
+
+    await session_from("params", params_kept)
+    assert yaml.safe_load(session.plan_path(home).read_text())["params"] == {"max_train_steps": 9}
+
     async def paths_kept(pilot):
         await do_paths(pilot, data_root, download="job")
 
@@ -251,6 +273,11 @@ async def test_quitting_at_each_step_resumes_there_with_every_answer(tmp_path, m
         await pilot.press("escape")
         await at_step(pilot, "paths")
         assert pilot.app.screen.query_one("#paths-data-input").value == str(data_root)
+        await pilot.press("escape")
+        await at_step(pilot, "params")
+        assert pilot.app.screen.query_one("#param-max_train_steps").value == "9"
+        await pilot.press("ctrl+n")
+        await at_step(pilot, "paths")
         await pilot.press("ctrl+n")
         await at_step(pilot, "slurm")
         field = pilot.app.screen.query_one("#setup-time")
@@ -496,10 +523,16 @@ async def test_palette_jumps_to_a_step_already_reached_and_escape_goes_back(make
         await pilot.press("escape")
         await at_step(pilot, "paths")
         await pilot.press("escape")
+        await at_step(pilot, "params")
+        await pilot.press("escape")
         await at_step(pilot, "recipe")
         await pilot.press("ctrl+p")
         await wait_for(pilot, lambda: type(app.screen).__name__ == "CommandPalette")
-        await pilot.press(*"go to step 5", "enter")
+        await pilot.press(*"go to step 4", "enter")
+        await at_step(pilot, "params")
+        await pilot.press("ctrl+p")
+        await wait_for(pilot, lambda: type(app.screen).__name__ == "CommandPalette")
+        await pilot.press(*"go to step 6", "enter")
         await at_step(pilot, "slurm")
         await pilot.press("ctrl+p")
         await wait_for(pilot, lambda: type(app.screen).__name__ == "CommandPalette")
@@ -558,6 +591,10 @@ def test_the_terminal_program_under_tmux(tmp_path, hub, home, slurm_conf):
         _wait_pane(name, "Logged in as alice")
         _tmux("send-keys", "-t", name, "Enter")
         _wait_pane(name, "Demo chain (CPU, seconds)")
+        _tmux("send-keys", "-t", name, "C-n")
+        _wait_pane(name, "step 4 of 10")
+        _wait_pane(name, "checkpoints_total_limit")
+        assert load_state(home / "hpcwizard").wizard_step == "params"
         _tmux("send-keys", "-t", name, "C-n")
         _wait_pane(name, "Data root")
         assert load_state(home / "hpcwizard").wizard_step == "paths"

@@ -19,6 +19,7 @@ from hpcwizard.preflight import CheckResult, Level, Preflight
 from hpcwizard.recipe import get_recipe
 from hpcwizard.shell import LocalRunner
 from hpcwizard.slurm import PartitionInfo, PartitionState
+from hpcwizard.state import Submission, SubmittedJob, update_state
 from hpcwizard.tui.app import make_app
 from hpcwizard.tui.screens import session
 
@@ -140,6 +141,29 @@ def test_token_snapshot(snap_compare):
 
 def test_recipe_snapshot(snap_compare):
     assert snap_compare(app_at("recipe"), terminal_size=SIZE, run_before=arrive("recipe"))
+
+
+def test_params_snapshot(snap_compare):
+    """The demo's form with one value changed, and the time estimate from an earlier run's log."""
+    app = app_at("params", params={"max_train_steps": 60})
+    plan = get_recipe("demo").default_plan(HOME)
+    job = SubmittedJob("train", f"{plan.job_prefix}train", "4242", "cpu", str(HOME / "x.sbatch"))
+    update_state(HOME / "hpcwizard", lambda s: s.submissions.append(
+        Submission("fp", "2026-01-01T00:00:00+00:00", str(HOME / "hpcwizard" / "runs" / "1"), (job,))))
+    (HOME / "logs").mkdir(parents=True)
+    (HOME / "logs" / f"{job.slurm_name}-4242.out").write_text("".join(
+        f"Steps: {100 * n // 6:3d}%|{'#' * (20 * n // 6):20}| {n}/6 [00:0{n}<00:00, 4.00it/s, loss=0.{n}]\n"
+        for n in range(1, 7)))
+    assert snap_compare(app, terminal_size=SIZE, run_before=arrive("params", lambda s: s.rate is not None))
+
+
+def test_params_snapshot_diffueraser_at_80x24(snap_compare):
+    """The longest form (21 parameters in groups) at the smallest supported size."""
+    app = app_at(None)
+    plan = get_recipe("diffueraser").default_plan(HOME, hf_namespace="alice")
+    session.save_plan(plan)
+    session.save_step(HOME, "params")
+    assert snap_compare(app, terminal_size=(80, 24), run_before=arrive("params", lambda s: s.rate_read))
 
 
 def test_paths_snapshot(snap_compare):

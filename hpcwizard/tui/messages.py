@@ -164,3 +164,14 @@ class ChainSubmitted(_Message):
     submission: _Any | None
     error: str | None = None
     already: bool = False
+
+
+# --------------------------------------------------------------------------
+# Wizard: the parameters step
+
+@_dataclass
+class TrainingRateRead(_Message):
+    """The training rate of this project's newest train run with one in its log
+    (a ``hpcwizard.estimate.MeasuredRate``), or None when there is no such run."""
+
+    rate: _Any | None

@@ -1,4 +1,4 @@
-"""Step 8 (``download: login`` only): fetch the repos now, live bars, stop with c, resume with r.
+"""Step 9 (``download: login`` only): fetch the repos now, live bars, stop with c, resume with r.
 
 Stopping keeps the ``.part`` files; the next start (or the next hpcwizard)
 continues at the byte it reached.

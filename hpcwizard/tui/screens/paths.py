@@ -1,4 +1,4 @@
-"""Step 4: where the data goes, where downloads happen; free space and quota shown as you type."""
+"""Step 5: where the data goes, where downloads happen; free space and quota shown as you type."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Step 6: the preflight table, filled row by row; a blocking row keeps Next disabled."""
+"""Step 7: the preflight table, filled row by row; a blocking row keeps Next disabled."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Step 7: the generated sbatch files, read-only and highlighted, and what changed since the last run."""
+"""Step 8: the generated sbatch files, read-only and highlighted, and what changed since the last run."""
 
 from __future__ import annotations
 

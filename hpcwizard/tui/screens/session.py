@@ -37,6 +37,7 @@ STEPS: tuple[Step, ...] = (
     Step("welcome", "Welcome"),
     Step("token", "Hugging Face token"),
     Step("recipe", "Recipe and variant"),
+    Step("params", "Training parameters"),
     Step("paths", "Folders and download"),
     Step("slurm", "Slurm resources"),
     Step("preflight", "Preflight checks"),

@@ -1,4 +1,4 @@
-"""Step 5: partitions from sinfo, and the jobs' resources checked against their limits as you type."""
+"""Step 6: partitions from sinfo, and the jobs' resources checked against their limits as you type."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Step 9: submit the chain, all or nothing, then open the dashboard."""
+"""Step 10: submit the chain, all or nothing, then open the dashboard."""
 
 from __future__ import annotations
 

@@ -49,6 +49,11 @@ class RecipeChoice:
 
 
 @dataclass(frozen=True)
+class ParamsChoice:
+    params: dict[str, Any]  # only the values that differ from the recipe's defaults
+
+
+@dataclass(frozen=True)
 class PathsChoice:
     data_root: Path
     download: str
@@ -127,6 +132,7 @@ class WizardScreen(Screen[None]):
 
     def make_step(self, step: str, error: str | None = None) -> StepScreen:
         from hpcwizard.tui.screens.download_step import DownloadStep
+        from hpcwizard.tui.screens.params_step import ParamsStep
         from hpcwizard.tui.screens.paths import PathsStep
         from hpcwizard.tui.screens.preflight_step import PreflightStep
         from hpcwizard.tui.screens.recipe_step import RecipeStep
@@ -145,7 +151,7 @@ class WizardScreen(Screen[None]):
             return RecipeStep(self.plan, default_namespace=self.token_user, reached=reached)
         assert self.plan is not None, f"step {step} needs a plan"
         screens: dict[str, Callable[..., StepScreen]] = {
-            "paths": PathsStep, "slurm": SlurmStep, "preflight": PreflightStep,
+            "params": ParamsStep, "paths": PathsStep, "slurm": SlurmStep, "preflight": PreflightStep,
             "review": ReviewStep, "download": DownloadStep, "submit": SubmitStep,
         }
         return screens[step](self.plan, reached=reached)
@@ -201,6 +207,8 @@ class WizardScreen(Screen[None]):
             self.token_user = result
         elif step == "recipe":
             self._apply_recipe(result)
+        elif step == "params":
+            self._apply_params(result)
         elif step == "paths":
             self.plan = self._plan().with_changes(data_root=result.data_root, download=result.download)
         elif step == "slurm":
@@ -258,6 +266,13 @@ class WizardScreen(Screen[None]):
                 **kept, "variant": choice.variant, "hf_namespace": choice.hf_namespace})
         else:
             self.plan = self.plan.with_changes(variant=choice.variant, hf_namespace=choice.hf_namespace)
+
+    def _apply_params(self, choice: ParamsChoice) -> None:
+        from hpcwizard.recipe import get_recipe
+
+        plan = self._plan()
+        get_recipe(plan.recipe).resolve_params(choice.params)  # PlanError names a bad one: not saved
+        self.plan = plan.with_changes(params=dict(choice.params))
 
     # -- palette and dashboard ----------------------------------------------------
 

@@ -9,7 +9,7 @@ from hpcwizard.tui.screens.session import STEPS, step_index
 
 
 class StepHeader(Static):
-    """``Step 3 of 9 · Recipe and variant`` above a row of step marks."""
+    """``Step 3 of 10 · Recipe and variant`` above a row of step marks."""
 
     DEFAULT_CSS = """
     StepHeader {

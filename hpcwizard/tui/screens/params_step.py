@@ -1,0 +1,180 @@
+"""Step 4: the recipe's training parameters, validated as you type, and what the choices cost.
+
+One row per parameter of the chosen recipe (grouped by ``stageN_`` prefix),
+an editor suited to its type, the default and a reset, the help and where the
+value goes. Below the form, the estimate: disk for checkpoints and final
+weights from the recipe, and training time from the rate a train job of this
+project printed in its log (read in a worker), against the plan's train time
+limit. Only values that differ from the defaults go into ``plan.params``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from rich.text import Text
+from textual import on, work
+from textual.binding import Binding
+from textual.containers import Vertical, VerticalScroll
+from textual.widget import Widget
+from textual.widgets import Input, Static
+
+from hpcwizard.errors import UserError
+from hpcwizard.estimate import (
+    Estimate,
+    MeasuredRate,
+    estimate,
+    format_duration,
+    measured_rate,
+)
+from hpcwizard.plan import Plan
+from hpcwizard.sizes import human_bytes
+from hpcwizard.slurm import format_slurm_duration
+from hpcwizard.tui.messages import TrainingRateRead
+from hpcwizard.tui.screens import session
+from hpcwizard.tui.screens.step import StepScreen
+from hpcwizard.tui.widgets.param_form import GENERAL, ParamRow, grouped
+
+
+class ParamsStep(StepScreen):
+    STEP = "params"
+    CSS_PATH = "params_step.tcss"
+    BINDINGS = [Binding("ctrl+r", "reset", "Reset to default")]
+
+    def __init__(self, plan: Plan, *, reached: int | None = None) -> None:
+        super().__init__(reached=reached)
+        self.plan = plan
+        self.recipe = session.recipe_of(plan)
+        self.rate: MeasuredRate | None = None
+        self.rate_read = False
+        known = {p.name for p in self.recipe.parameters}
+        self.dropped = sorted(set(plan.params) - known)  # hand-edited keys this recipe does not have
+
+    def compose_body(self) -> Iterable[Widget]:
+        groups = grouped(self.recipe.parameters)
+        with VerticalScroll(id="params-form"):
+            if not groups:
+                yield Static(f"{self.recipe.name} has no tunable parameters.", classes="hint")
+            for name, params in groups:
+                with Vertical(classes="param-group") as group:
+                    group.border_title = "Parameters" if len(groups) == 1 and name == GENERAL else name
+                    for param in params:
+                        yield ParamRow(param, self.plan.params.get(param.name, param.default))
+        yield Static("", id="params-estimate")
+
+    def on_mount(self) -> None:
+        rows = list(self.query(ParamRow))
+        if rows:
+            self.query_one(f"#{rows[0].editor_id}").focus()
+        self.update_estimate()
+        self.read_rate()
+
+    # -- the values ----------------------------------------------------------------
+
+    @property
+    def rows(self) -> list[ParamRow]:
+        return list(self.query(ParamRow))
+
+    def changed_params(self) -> dict[str, Any] | None:
+        """The values that differ from the defaults (None while one is not allowed)."""
+        rows = self.rows
+        if not all(row.ok for row in rows):
+            return None
+        return {row.param.name: row.value for row in rows if not row.is_default}
+
+    def on_param_row_edited(self, event: ParamRow.Edited) -> None:
+        self.update_estimate()
+
+    @on(Input.Submitted)
+    def _enter(self, event: Input.Submitted) -> None:
+        event.stop()
+        self.action_next()
+
+    def action_reset(self) -> None:
+        """Reset the parameter whose editor has the focus."""
+        node = self.focused
+        while node is not None and not isinstance(node, ParamRow):
+            node = node.parent  # type: ignore[assignment]
+        if isinstance(node, ParamRow):
+            node.reset()
+
+    # -- the estimate --------------------------------------------------------------
+
+    @work(thread=True, exclusive=True, group="params-rate", exit_on_error=False)
+    def read_rate(self) -> None:
+        self.post_message(TrainingRateRead(measured_rate(self.plan.project_home, self.recipe)))
+
+    def on_training_rate_read(self, message: TrainingRateRead) -> None:
+        self.rate = message.rate
+        self.rate_read = True
+        self.update_estimate()
+
+    def update_estimate(self) -> None:
+        """Next, the status line and the estimate, from the form as it is now."""
+        panel = self.query_one("#params-estimate", Static)
+        params = self.changed_params()
+        self.allow_next(params is not None)
+        if params is None:
+            bad = [row.param.name for row in self.rows if not row.ok]
+            self.set_status(f"not allowed: {', '.join(bad)}", error=True)
+            panel.update(Text("Estimate: fix the values marked ✘ first.", style="dim"))
+            return
+        changed = f"{len(params)} changed from the defaults" if params else "all defaults"
+        dropped = f"; params.{', params.'.join(self.dropped)} unknown to {self.recipe.name}: dropped" \
+            if self.dropped else ""
+        self.set_status(f"{self.recipe.name}: {changed}{dropped}")
+        try:
+            cost = estimate(self.plan.with_changes(params=params), self.recipe,
+                            self.rate.rate_its if self.rate else None)
+        except (UserError, ValueError) as exc:  # a bad train time limit in a hand-edited plan
+            panel.update(Text(f"Estimate unavailable: {exc}", style="dim"))
+            return
+        panel.update(self.describe(cost))
+
+    def describe(self, cost: Estimate) -> Text:
+        text = Text()
+        text.append("Disk  ", style="bold")
+        kept = cost.checkpoints_kept
+        text.append(f"{human_bytes(cost.disk_bytes)}", style="bold")
+        parts = []
+        if self.recipe.checkpoint_bytes:
+            parts.append(f"{kept} checkpoint{'s' if kept != 1 else ''} × {human_bytes(self.recipe.checkpoint_bytes)}")
+        if self.recipe.final_bytes:
+            parts.append(f"final weights {human_bytes(self.recipe.final_bytes)}")
+        if parts:
+            text.append(f" in the project home: {' + '.join(parts)}")
+        text.append("\nTime  ", style="bold")
+        limit = format_slurm_duration(cost.time_limit_seconds)
+        if not cost.stages:
+            text.append("not estimated: this recipe declares no step count", style="dim")
+            return text
+        if cost.seconds is None:
+            steps = " + ".join(f"{s.steps:,}" for s in cost.stages)
+            if not self.rate_read:
+                text.append("reading the last training run's log…", style="dim")
+            else:
+                text.append(f"{steps} steps; the time appears after a first training run "
+                            "of this project (read from its log)", style="dim")
+            return text
+        per_stage = " + ".join(f"{s.name} {s.steps:,} steps {format_duration(s.seconds or 0)}"
+                               for s in cost.stages) if len(cost.stages) > 1 else f"{cost.stages[0].steps:,} steps"
+        text.append(f"≈ {format_duration(cost.seconds)}", style="bold")
+        text.append(f" ({per_stage}) at {cost.rate_its:.3g} it/s from job {self.rate.job_id if self.rate else '?'}'s log\n")
+        if cost.fits_time_limit:
+            text.append(f"      ✔ fits the train time limit {limit}", style="green")
+        else:
+            text.append(f"      ✘ longer than the train time limit {limit}: raise it at the Slurm step "
+                        "or train fewer steps", style="yellow")
+        return text
+
+    # -- answer --------------------------------------------------------------------
+
+    def submit(self) -> None:
+        from hpcwizard.tui.screens.wizard import ParamsChoice
+
+        params = self.changed_params()
+        if params is None:
+            self.set_status("fix the values marked ✘ first", error=True)
+            return
+        self.dismiss(ParamsChoice(params))

@@ -1,0 +1,260 @@
+"""The wizard's parameters step, driven like a user: the form and the plan file, validation as you
+type, reset, and the estimate (disk from the recipe, time from a real run's log)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from hpcwizard.recipe import get_recipe, load_plan_for_recipe
+from hpcwizard.shell import LocalRunner
+from hpcwizard.sizes import human_bytes
+from hpcwizard.state import Submission, SubmittedJob, now_iso, update_state
+from hpcwizard.tui.app import make_app
+from hpcwizard.tui.screens import session
+from hpcwizard.tui.widgets.param_form import ParamRow
+
+SIZE = (100, 30)
+
+pytestmark = [pytest.mark.anyio, pytest.mark.timeout(120)]
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture(autouse=True)
+def _quiet(monkeypatch, tmp_path):
+    monkeypatch.setenv("TEXTUAL_ANIMATIONS", "none")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))  # no token: nothing asks a hub
+    for name in ("HF_TOKEN", "HF_TOKEN_PATH"):
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture
+def home(tmp_path) -> Path:
+    return tmp_path / "proj"
+
+
+def at_params(home: Path, recipe: str = "demo", **changes):
+    """An app that resumes a session saved at the parameters step."""
+    plan = get_recipe(recipe).default_plan(home, hf_namespace="alice", **changes)
+    session.save_plan(plan)
+    session.save_step(home, "params")
+    return make_app(project_home=home, runner=LocalRunner(), hf_endpoint="http://hub.invalid")
+
+
+def step_of(app) -> str:
+    return getattr(app.screen, "STEP", type(app.screen).__name__)
+
+
+async def wait_for(pilot, condition, timeout=20.0, what="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        await pilot.pause(0.05)
+        if condition():
+            return
+    raise AssertionError(f"{what} not met within {timeout} s; on {step_of(pilot.app)}")
+
+
+async def resume_params(pilot):
+    app = pilot.app
+    await wait_for(pilot, lambda: step_of(app) == "welcome" and app.screen.saved is not None)
+    assert app.screen.saved.step == "params"
+    await pilot.press("enter")
+    await wait_for(pilot, lambda: step_of(app) == "params" and app.screen.rate_read, what="params step")
+
+
+def row(app, name: str) -> ParamRow:
+    return app.screen.query_one(f"#row-{name}", ParamRow)
+
+
+def text_of(widget) -> str:
+    return str(widget.render())
+
+
+async def type_into(pilot, name: str, text: str):
+    """Clear a parameter's field and type ``text`` into it, key by key."""
+    field = pilot.app.screen.query_one(f"#param-{name}")
+    field.focus()
+    field.value = ""
+    await pilot.press(*text)
+
+
+def demo_trainer_lines(steps: int, seconds_per_step: float, stage: int) -> list[str]:
+    """What hpcwizard/demo/code_base/train.py prints."""
+    lines = [f"stage {stage}: 5 frames, base model tiny, steps 0->{steps}"]
+    for step in range(1, steps + 1):
+        done = 20 * step // steps
+        lines.append(f"Steps: {100 * step // steps:3d}%|{'#' * done}{' ' * (20 - done)}| {step}/{steps} "
+                     f"[00:0{step}<00:00, {1 / seconds_per_step:.2f}it/s, loss={1 / step:.4f}]")
+    lines.append(f"stage {stage} finished")
+    return lines
+
+
+# -- the form and the plan file -----------------------------------------------------------
+
+async def test_values_round_trip_through_the_plan_file_and_only_changes_are_saved(home):
+    app = at_params(home)
+    async with app.run_test(size=SIZE) as pilot:
+        await resume_params(pilot)
+        await type_into(pilot, "max_train_steps", "40")
+        await type_into(pilot, "seconds_per_step", "0.05")
+        await type_into(pilot, "checkpointing_steps", "2")  # typed, but the default: not saved
+        await wait_for(pilot, lambda: not row(app, "seconds_per_step").is_default)
+        assert text_of(app.screen.query_one("#step-status")) == "demo: 2 changed from the defaults"
+        await pilot.press("ctrl+n")
+        await wait_for(pilot, lambda: step_of(app) == "paths", what="paths step")
+        app.exit()
+    data = yaml.safe_load(session.plan_path(home).read_text())
+    assert data["params"] == {"max_train_steps": 40, "seconds_per_step": 0.05}
+    plan, recipe = load_plan_for_recipe(session.plan_path(home))
+    assert recipe.resolve_params(plan.params)["checkpoints_total_limit"] == 2
+    assert session.read_session(home).step == "paths"
+    # Reopen: back to the parameters, the values are there.
+    app = make_app(project_home=home, runner=LocalRunner(), hf_endpoint="http://hub.invalid")
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: step_of(app) == "welcome" and app.screen.saved is not None)
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: step_of(app) == "paths")
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: step_of(app) == "params")
+        assert app.screen.query_one("#param-max_train_steps").value == "40"
+        assert app.screen.query_one("#param-seconds_per_step").value == "0.05"
+        assert app.screen.query_one("#param-checkpointing_steps").value == "2"
+        assert row(app, "max_train_steps").has_class("-changed")
+        assert not row(app, "checkpointing_steps").has_class("-changed")
+        # The step header counts the new step.
+        assert "step 4 of 10" in text_of(app.screen.query_one("StepHeader"))
+
+
+async def test_bad_values_are_refused_inline_and_keep_next_shut(home):
+    app = at_params(home)
+    async with app.run_test(size=SIZE) as pilot:
+        await resume_params(pilot)
+        limit = row(app, "checkpoints_total_limit")
+        await type_into(pilot, "checkpoints_total_limit", "500")  # out of range
+        await wait_for(pilot, lambda: not limit.ok)
+        error = text_of(limit.query_one(".param-error"))
+        assert "500 is not allowed: a whole number from 1 to 100" in error
+        assert limit.query_one(".param-error").display
+        assert app.screen.query_one("#step-next").disabled
+        assert "checkpoints_total_limit" in text_of(app.screen.query_one("#step-status"))
+        await pilot.press("ctrl+n")
+        assert step_of(app) == "params"
+        # The integer field does not take letters or a decimal point at all...
+        await type_into(pilot, "checkpoints_total_limit", "3.5x")
+        assert app.screen.query_one("#param-checkpoints_total_limit").value == "35"
+        await type_into(pilot, "checkpoints_total_limit", "3")
+        await wait_for(pilot, lambda: limit.ok)
+        assert not app.screen.query_one("#step-next").disabled
+        # ...and a number field refuses what is not a number yet.
+        rate = row(app, "seconds_per_step")
+        await type_into(pilot, "seconds_per_step", "1e")
+        await wait_for(pilot, lambda: not rate.ok)
+        assert "1e is not allowed: a number from 0 to 60" in text_of(rate.query_one(".param-error"))
+        assert app.screen.query_one("#step-next").disabled
+        await pilot.press("-", "3")  # 1e-3
+        await wait_for(pilot, lambda: rate.ok)
+        assert not rate.query_one(".param-error").display
+        assert not app.screen.query_one("#step-next").disabled
+        app.exit()
+    assert "params" not in yaml.safe_load(session.plan_path(home).read_text())
+
+
+async def test_reset_to_default(home):
+    app = at_params(home, "diffueraser", params={"stage1_nframes": 16, "stages": "stage1",
+                                                 "stage2_gradient_checkpointing": True})
+    async with app.run_test(size=SIZE) as pilot:
+        await resume_params(pilot)
+        nframes = row(app, "stage1_nframes")
+        assert app.screen.query_one("#param-stage1_nframes").value == "16"
+        assert app.screen.query_one("#param-stages").value == "stage1"
+        assert app.screen.query_one("#param-stage2_gradient_checkpointing").value is True
+        assert [g.border_title for g in app.screen.query(".param-group")] == ["General", "Stage 1", "Stage 2"]
+        # The reset button of a row...
+        button = nframes.query_one(".param-reset")
+        assert not button.disabled
+        button.scroll_visible(animate=False)
+        await pilot.pause()
+        await pilot.click(button)
+        await wait_for(pilot, lambda: app.screen.query_one("#param-stage1_nframes").value == "10")
+        assert nframes.is_default and button.disabled
+        # ...or ctrl+r where the focus is.
+        app.screen.query_one("#param-stage2_gradient_checkpointing").focus()
+        await pilot.press("ctrl+r")
+        await wait_for(pilot, lambda: app.screen.query_one("#param-stage2_gradient_checkpointing").value is False)
+        await type_into(pilot, "stage2_resolution", "99")  # an invalid value resets too
+        await wait_for(pilot, lambda: not row(app, "stage2_resolution").ok)
+        await pilot.press("ctrl+r")
+        await wait_for(pilot, lambda: row(app, "stage2_resolution").ok)
+        assert app.screen.changed_params() == {"stages": "stage1"}
+        await pilot.press("ctrl+n")
+        await wait_for(pilot, lambda: step_of(app) == "paths")
+        app.exit()
+    assert yaml.safe_load(session.plan_path(home).read_text())["params"] == {"stages": "stage1"}
+
+
+# -- the estimate ---------------------------------------------------------------------------
+
+async def test_disk_estimate_follows_the_checkpoint_limit(home):
+    app = at_params(home)
+    async with app.run_test(size=SIZE) as pilot:
+        await resume_params(pilot)
+        panel = app.screen.query_one("#params-estimate")
+        two = human_bytes(2 * 4096 + 1024 ** 2)
+        assert f"Disk  {two} in the project home: 2 checkpoints × 4 KiB + final weights 1 MiB" in text_of(panel)
+        before = text_of(panel)
+        await type_into(pilot, "checkpoints_total_limit", "100")
+        await wait_for(pilot, lambda: text_of(panel) != before)
+        assert "100 checkpoints × 4 KiB" in text_of(panel)
+        assert f"Disk  {human_bytes(100 * 4096 + 1024 ** 2)} in" in text_of(panel)
+        assert "time appears after a first training run" in text_of(panel)
+
+
+async def test_time_estimate_from_the_log_of_an_earlier_run(home):
+    plan = get_recipe("demo").default_plan(home, hf_namespace="alice")
+    logs = home / "logs"
+    logs.mkdir(parents=True)
+    job = SubmittedJob("train", f"{plan.job_prefix}train", "4242", "cpu", str(home / "x.sbatch"))
+    setup = SubmittedJob("setup", f"{plan.job_prefix}setup", "4241", "cpu", str(home / "y.sbatch"))
+    update_state(home / "hpcwizard", lambda s: s.submissions.append(
+        Submission(plan.fingerprint(), now_iso(), str(home / "hpcwizard" / "runs" / "1"), (setup, job))))
+    (logs / f"{job.slurm_name}-4242.out").write_text(
+        "\n".join(demo_trainer_lines(6, 0.5, 1) + demo_trainer_lines(6, 0.5, 2)) + "\n")  # 2.00 it/s
+    app = at_params(home, train={**vars(plan.train), "time": "00:01:00"})
+    async with app.run_test(size=SIZE) as pilot:
+        await resume_params(pilot)
+        panel = app.screen.query_one("#params-estimate")
+        assert app.screen.rate is not None and app.screen.rate.job_id == "4242"
+        text = text_of(panel)
+        assert "≈ 3s (6 steps) at 2 it/s from job 4242's log" in text
+        assert "fits the train time limit 00:01:00" in text
+        await type_into(pilot, "max_train_steps", "600")  # 300 s > 1 min
+        await wait_for(pilot, lambda: "≈ 5m 00s" in text_of(panel))
+        assert "longer than the train time limit 00:01:00" in text_of(panel)
+        assert not app.screen.query_one("#step-next").disabled  # a warning, not a block
+
+
+async def test_usable_at_80x24_with_the_longest_form(home):
+    app = at_params(home, "diffueraser")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await resume_params(pilot)
+        assert len(app.screen.query(ParamRow)) == len(get_recipe("diffueraser").parameters)
+        nav = app.screen.query_one("#step-next").region
+        assert nav.bottom <= 23 and nav.right <= 80
+        assert app.screen.query_one("#params-estimate").region.height >= 2
+        last = app.screen.query_one("#param-stage2_gradient_checkpointing")
+        last.focus()  # focus scrolls the form to the last row
+        await pilot.pause(0.2)
+        form = app.screen.query_one("#params-form").region
+        assert form.contains_region(last.region) and last.region.right <= 80
+        for name in ("stage1_dataloader_num_workers", "stage2_checkpoints_total_limit"):
+            field = app.screen.query_one(f"#param-{name}")
+            field.focus()
+            await pilot.pause(0.1)
+            assert field.region.right <= 78 and field.region.width >= 10
