@@ -35,16 +35,16 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 os.environ.setdefault("TEXTUAL_ANIMATIONS", "none")
 
-from textual.app import App  # noqa: E402
+from textual.app import App
 
-from hpcwizard.plan import job_prefix_for  # noqa: E402
-from hpcwizard.shell import LocalRunner  # noqa: E402
-from hpcwizard.slurm import SlurmClient  # noqa: E402
-from hpcwizard.slurm.parse import FIELD_SEPARATOR, parse_squeue  # noqa: E402
-from hpcwizard.state import Submission, SubmittedJob, now_iso, update_state  # noqa: E402
-from hpcwizard.status import JobRow  # noqa: E402
-from hpcwizard.tui.app import make_app  # noqa: E402
-from hpcwizard.tui.widgets.job_table import JobTable  # noqa: E402
+from hpcwizard.plan import job_prefix_for
+from hpcwizard.shell import LocalRunner
+from hpcwizard.slurm import SlurmClient
+from hpcwizard.slurm.parse import FIELD_SEPARATOR, parse_squeue
+from hpcwizard.state import Submission, SubmittedJob, now_iso, update_state
+from hpcwizard.status import JobRow
+from hpcwizard.tui.app import make_app
+from hpcwizard.tui.widgets.job_table import JobTable
 
 
 class CountingRunner:

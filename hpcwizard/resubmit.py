@@ -29,7 +29,14 @@ from hpcwizard.shell import Runner
 from hpcwizard.slurm import SlurmClient
 from hpcwizard.slurm.models import JobState
 from hpcwizard.slurm.parse import parse_dependency
-from hpcwizard.state import ProjectState, Submission, SubmittedJob, load_state, now_iso, update_state
+from hpcwizard.state import (
+    ProjectState,
+    Submission,
+    SubmittedJob,
+    load_state,
+    now_iso,
+    update_state,
+)
 from hpcwizard.status import JobRow, StatusSnapshot
 
 NEVER_SATISFIED = "DependencyNeverSatisfied"

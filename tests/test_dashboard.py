@@ -15,20 +15,23 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
+from test_resubmit import all_ids, rewrite_body, submit_test_chain
 from textual.app import App
 
 from hpcwizard.logtail import LocalFileSource
 from hpcwizard.slurm import SlurmClient
-from hpcwizard.state import load_state
+from hpcwizard.state import load_state, update_state
 from hpcwizard.status import JobRow
 from hpcwizard.tui.app import make_app
-from hpcwizard.tui.screens.dashboard import DashboardCommands, DashboardScreen, PollPolicy
+from hpcwizard.tui.screens.dashboard import (
+    DashboardCommands,
+    DashboardScreen,
+    PollPolicy,
+)
 from hpcwizard.tui.screens.sbatch_viewer import SbatchViewer
 from hpcwizard.tui.widgets.confirm import ChoiceScreen, ConfirmScreen
 from hpcwizard.tui.widgets.log_panel import LogPanel
 from hpcwizard.tui.widgets.progress_panel import ProgressPanel
-
-from test_resubmit import all_ids, rewrite_body, submit_test_chain  # noqa: E402 - shared helpers
 
 pytestmark = [pytest.mark.timeout(150), pytest.mark.anyio]
 
@@ -90,7 +93,8 @@ def test_poll_policy_speeds_up_on_change_backs_off_when_idle_or_down():
 
 
 def test_finished_jobs_are_asked_about_once(monkeypatch):
-    from hpcwizard.slurm import JobState, SlurmClient as Client
+    from hpcwizard.slurm import JobState
+    from hpcwizard.slurm import SlurmClient as Client
     from hpcwizard.slurm.models import FinishedJob, FinishedSource
     from hpcwizard.tui.screens.dashboard import FinishedJobsCache
 
@@ -190,8 +194,8 @@ async def test_doctor_resubmits_a_failed_parent_and_the_new_chain_completes(tmp_
 
 async def test_cancel_asks_first_and_leaves_the_job_cancelled_at_80x24(tmp_path, slurm_runner):
     home = tmp_path / "proj"
-    submission = submit_test_chain(home, slurm_runner, [("long", "sleep 60")])
-    (job,) = submission.job_ids
+    submission = submit_test_chain(home, slurm_runner, [("long", "sleep 60"), ("next", "echo next")])
+    job, waiting = submission.job_ids
     app = dashboard_app(home, slurm_runner)
     try:
         async with app.run_test(size=(80, 24)) as pilot:
@@ -209,6 +213,21 @@ async def test_cancel_asks_first_and_leaves_the_job_cancelled_at_80x24(tmp_path,
             assert "#SBATCH --job-name=" in viewer.text and "sleep 60" in viewer.text
             await pilot.press("escape")
             await until(pilot, "the dashboard again", lambda: app.screen is screen)
+
+            # Hold and release the job waiting on it (each confirmed).
+            await until(pilot, "the waiting job", lambda: state_of(screen, waiting) == "PENDING")
+            select(screen, waiting)
+            await pilot.press("h")
+            await until(pilot, "the question", lambda: isinstance(app.screen, ConfirmScreen))
+            await pilot.press("y")
+            # JobHeldUser, or JobHeldAdmin when the tests run as root.
+            await until(pilot, "the hold", lambda: (screen.table.rows_by_id[waiting].reason or "").startswith("JobHeld"))
+            await pilot.press("u")
+            await until(pilot, "the question", lambda: isinstance(app.screen, ConfirmScreen))
+            await pilot.press("y")
+            await until(pilot, "the release",
+                        lambda: not (screen.table.rows_by_id[waiting].reason or "").startswith("JobHeld"))
+            select(screen, job)
 
             # Saying no changes nothing.
             await pilot.press("c")
@@ -231,9 +250,9 @@ async def test_cancel_asks_first_and_leaves_the_job_cancelled_at_80x24(tmp_path,
 
 
 def _controller_answers() -> bool:
-    env = subprocess.run([str(LOCAL_SLURM), "env"], capture_output=True, text=True).stdout
+    env = subprocess.run([str(LOCAL_SLURM), "env"], capture_output=True, text=True, check=True).stdout
     conf = env.strip().split("=", 1)[1].strip("'\"")
-    ping = subprocess.run(["scontrol", "ping"], capture_output=True, text=True, env={**os.environ, "SLURM_CONF": conf})
+    ping = subprocess.run(["scontrol", "ping"], capture_output=True, text=True, check=False, env={**os.environ, "SLURM_CONF": conf})
     return ping.returncode == 0 and "UP" in ping.stdout
 
 
@@ -326,11 +345,10 @@ async def test_a_2gb_log_opens_without_being_read_whole(tmp_path):
     row = job_row(tmp_path)
     log = Path(row.log_out)
     log.parent.mkdir(parents=True)
-    with open(log, "wb") as handle:
+    with open(log, "wb") as handle:  # noqa: ASYNC230 - a local test file
         handle.truncate(2 * 1024**3)  # sparse: 2 GB of nothing...
-    with open(log, "ab") as handle:  # ...then real lines at the end
-        for i in range(1, 51):
-            handle.write(f"tail line {i}\n".encode())
+    with open(log, "ab") as handle:  # noqa: ASYNC230 - ...then real lines at the end
+        handle.writelines(f"tail line {i}\n".encode() for i in range(1, 51))
         handle.write(b"Traceback (most recent call last):\n")
         handle.write(b"torch.cuda.OutOfMemoryError: CUDA out of memory. Tried to allocate 2 GiB\n")
         handle.write("Steps:  12%|█▏  | 1200/10000 [10:00<1:13:20,  2.00it/s, loss=0.123]\n".encode())
@@ -381,7 +399,7 @@ async def test_log_panel_search_follow_truncation_and_streams(tmp_path):
         assert "done" in panel.shown_lines and not any("\r" in line for line in panel.shown_lines)
 
         # Live: appended lines show up.
-        with open(log, "a") as handle:
+        with open(log, "a") as handle:  # noqa: ASYNC230 - a local test file
             handle.write("row 3001\n")
         await until(pilot, "the appended line", lambda: panel.shown_lines[-1] == "row 3001")
 
@@ -415,3 +433,19 @@ async def test_log_panel_search_follow_truncation_and_streams(tmp_path):
         await until(pilot, "the missing-file note", lambda: panel.missing)
         header = str(panel.query_one("#log-header").render())
         assert "stderr" in header and "has not started yet" in header
+
+
+def test_status_without_once_opens_the_dashboard(tmp_path, monkeypatch):
+    from hpcwizard.cli import main
+    from hpcwizard.tui import app as app_module
+
+    opened = {}
+
+    def fake_run(self, *args, **kwargs):
+        opened.update(mode=self.start_mode, home=self.context.project_home)
+        return 0
+
+    monkeypatch.setattr(app_module.HpcWizardApp, "run", fake_run)
+    update_state(tmp_path / "hpcwizard", lambda state: None)  # an (empty) project home
+    assert main(["status", "--project-home", str(tmp_path)]) == 0
+    assert opened == {"mode": "dashboard", "home": tmp_path}

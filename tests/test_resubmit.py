@@ -25,7 +25,14 @@ from hpcwizard.resubmit import (
     with_exit_code,
 )
 from hpcwizard.slurm import SlurmClient
-from hpcwizard.state import ProjectState, Submission, SubmittedJob, load_state, now_iso, update_state
+from hpcwizard.state import (
+    ProjectState,
+    Submission,
+    SubmittedJob,
+    load_state,
+    now_iso,
+    update_state,
+)
 from hpcwizard.status import take_snapshot
 
 pytestmark = pytest.mark.timeout(180)

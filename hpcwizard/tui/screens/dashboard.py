@@ -20,11 +20,12 @@ import time
 from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
+from typing import ClassVar
 
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 from textual.screen import Screen
 from textual.timer import Timer
@@ -151,9 +152,9 @@ class DashboardScreen(Screen):
     """The ``dashboard`` mode's screen (and the wizard's last one)."""
 
     CSS_PATH = "dashboard.tcss"
-    COMMANDS = {DashboardCommands}
+    COMMANDS: ClassVar[set] = {DashboardCommands}
 
-    BINDINGS = [
+    BINDINGS: ClassVar[list[BindingType]] = [
         Binding("r", "refresh", "Refresh"),
         Binding("c", "cancel_job", "Cancel"),
         Binding("C", "cancel_chain", "Cancel chain", show=False),
@@ -324,7 +325,7 @@ class DashboardScreen(Screen):
         parts = []
         if self.last_refresh is not None:
             parts.append(f"refreshed {_hhmmss(self.last_refresh)} ({self.last_duration:.1f} s)")
-        parts.append("refreshing…" if self.polling else f"every {self.policy.interval:g} s")
+        parts.append(f"every {self.policy.interval:g} s" + (" (refreshing…)" if self.polling else ""))
         if self.snapshot is not None:
             active = sum(1 for job in self.snapshot.jobs if job.active)
             parts.append(f"{len(self.snapshot.jobs)} jobs, {active} active")

@@ -8,11 +8,12 @@ Rich.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import ClassVar
 
+from rich.syntax import Syntax
 from textual import work
 from textual.app import ComposeResult
-from textual.binding import Binding
-from rich.syntax import Syntax
+from textual.binding import Binding, BindingType
 from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Footer, Static
@@ -42,7 +43,7 @@ class SbatchViewer(ModalScreen[None]):
     }
     """
 
-    BINDINGS = [Binding("escape,q,v", "dismiss_viewer", "Close")]
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape,q,v", "dismiss_viewer", "Close")]
 
     def __init__(self, path: str) -> None:
         super().__init__()

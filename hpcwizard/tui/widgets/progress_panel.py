@@ -25,17 +25,19 @@ def format_eta(seconds: float | None) -> str:
 
 
 def describe(progress: TrainingProgress) -> str:
+    """``step 1200/10000 · ETA 1:13:20 · loss 0.123 · 2 it/s · epoch 3``
+    (most important first: the line is cut at the panel's width)."""
     parts = []
     if progress.step is not None:
         parts.append(f"step {progress.step}" + (f"/{progress.max_steps}" if progress.max_steps else ""))
-    if progress.epoch is not None:
-        parts.append(f"epoch {progress.epoch:g}")
+    if progress.eta_seconds is not None:
+        parts.append(f"ETA {format_eta(progress.eta_seconds)}")
     if progress.loss is not None:
         parts.append(f"loss {progress.loss:.4g}")
     if progress.rate_its:
         parts.append(f"{progress.rate_its:.3g} it/s" if progress.rate_its >= 1 else f"{1 / progress.rate_its:.3g} s/it")
-    if progress.eta_seconds is not None:
-        parts.append(f"ETA {format_eta(progress.eta_seconds)}")
+    if progress.epoch is not None:
+        parts.append(f"epoch {progress.epoch:g}")
     return " · ".join(parts)
 
 
