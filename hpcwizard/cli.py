@@ -81,7 +81,8 @@ def recipe_summary(recipe: Any) -> dict[str, Any]:
         ],
         "parameters": [
             {"name": p.name, "type": p.type, "default": p.default, "help": p.help, "target": p.target,
-             "min": p.minimum, "max": p.maximum, "choices": list(p.choices) or None, "pattern": p.pattern,
+             "min": p.minimum, "max": p.maximum, "multiple_of": p.multiple_of,
+             "choices": list(p.choices) or None, "pattern": p.pattern,
              "allowed": p.allowed()}
             for p in recipe.parameters
         ],

@@ -130,6 +130,7 @@ class Parameter:
     maximum: float | None = None
     choices: tuple[Any, ...] = ()
     pattern: str | None = None
+    multiple_of: int | None = None
 
     def allowed(self) -> str:
         """What a valid value looks like, for error messages and help."""
@@ -140,6 +141,8 @@ class Parameter:
         if self.type == "str":
             return f"text matching {self.pattern}" if self.pattern else "text"
         kind = "a whole number" if self.type == "int" else "a number"
+        if self.multiple_of:
+            kind = f"a multiple of {self.multiple_of}"
         if self.minimum is not None and self.maximum is not None:
             return f"{kind} from {self.minimum:g} to {self.maximum:g}"
         if self.minimum is not None:
@@ -179,6 +182,8 @@ class Parameter:
             if number != number or number in (float("inf"), float("-inf")):
                 raise ValueError
         if (self.minimum is not None and number < self.minimum) or (self.maximum is not None and number > self.maximum):
+            raise ValueError
+        if self.multiple_of and number % self.multiple_of:
             raise ValueError
         return number
 
@@ -442,8 +447,17 @@ def _load_recipe(folder: Path) -> Recipe:
     )
 
 
+PARAMETER_KEYS = ("name", "type", "default", "help", "target", "min", "max", "choices", "pattern", "multiple_of")
+
+
 def _load_parameter(data: dict[str, Any], where: str) -> Parameter:
     name = _require(data, "name", where)
+    unknown = sorted(str(k) for k in set(data) - set(PARAMETER_KEYS))
+    if unknown:
+        # A comma inside an unquoted flow-mapping value ({help: a, b}) makes
+        # a stray key: refuse it rather than silently cut the text.
+        raise RecipeError(f"{where} ({name}) has an unknown key {unknown[0]!r}",
+                          f"allowed keys: {', '.join(PARAMETER_KEYS)}; quote values that contain commas")
     kind = data.get("type", "str")
     if kind not in PARAMETER_TYPES:
         raise RecipeError(f"{where} ({name}) has type {kind!r}", f"allowed: {', '.join(PARAMETER_TYPES)}")
@@ -457,6 +471,7 @@ def _load_parameter(data: dict[str, Any], where: str) -> Parameter:
         maximum=data.get("max"),
         choices=tuple(data.get("choices") or ()),
         pattern=data.get("pattern"),
+        multiple_of=data.get("multiple_of"),
     )
     if kind == "choice" and not param.choices:
         raise RecipeError(f"{where} ({name}) is a choice without choices")

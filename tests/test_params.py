@@ -114,8 +114,10 @@ def test_demo_parameters_reach_the_trainer(tmp_path):
 @pytest.mark.parametrize(
     ("recipe", "params", "message"),
     [
-        ("fff-vdi", {"width": 10}, "params.width has a bad value 10; allowed: a whole number from 64 to 2048"),
-        ("fff-vdi", {"width": "wide"}, "params.width has a bad value 'wide'; allowed: a whole number"),
+        ("fff-vdi", {"width": 10}, "params.width has a bad value 10; allowed: a multiple of 64 from 64 to 2048"),
+        ("fff-vdi", {"width": 500}, "params.width has a bad value 500; allowed: a multiple of 64 from 64 to 2048"),
+        ("diffueraser", {"stage1_resolution": 500}, "params.stage1_resolution has a bad value 500; allowed: a multiple of 8"),
+        ("fff-vdi", {"num_frames": "many"}, "params.num_frames has a bad value 'many'; allowed: a whole number"),
         ("fff-vdi", {"learning_rate": "fast"}, "params.learning_rate has a bad value 'fast'; allowed: a number from"),
         ("fff-vdi", {"learning_rate": 1.0}, "params.learning_rate has a bad value 1.0"),
         ("fff-vdi", {"mixed_precision": "fp8"}, "params.mixed_precision has a bad value 'fp8'; allowed: one of fp16, bf16, no"),
