@@ -30,7 +30,11 @@ def slurm_conf() -> str:
 
 def to_png(svg: Path) -> Path:
     fixed = svg.with_suffix(".mono.svg")
-    fixed.write_text(svg.read_text().replace("Fira Code", "DejaVu Sans Mono"))
+    text = svg.read_text().replace("Fira Code", "DejaVu Sans Mono")
+    # librsvg drops the no-break spaces that start a styled run ("1 MiBin");
+    # plain spaces kept by xml:space="preserve" render as the terminal shows.
+    text = text.replace("&#160;", " ").replace("<svg ", '<svg xml:space="preserve" ', 1)
+    fixed.write_text(text)
     png = svg.with_suffix(".png")
     subprocess.run(["rsvg-convert", str(fixed), "-o", str(png)], check=True)
     fixed.unlink()
