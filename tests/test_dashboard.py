@@ -398,6 +398,12 @@ async def test_log_panel_search_follow_truncation_and_streams(tmp_path):
         assert len(panel.shown_lines) == 200  # only the tail was read
         assert "done" in panel.shown_lines and not any("\r" in line for line in panel.shown_lines)
 
+        # Scrolling up to read pauses following; f resumes it.
+        panel.view.scroll_to(y=0, animate=False, immediate=True)
+        await until(pilot, "following to pause", lambda: not panel.following)
+        panel.toggle_follow()
+        assert panel.following
+
         # Live: appended lines show up.
         with open(log, "a") as handle:  # noqa: ASYNC230 - a local test file
             handle.write("row 3001\n")

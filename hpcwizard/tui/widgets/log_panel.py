@@ -217,6 +217,15 @@ class LogPanel(Vertical):
             self._poll()
         self._refresh_header()
 
+    def on_mount(self) -> None:
+        self.watch(self.view, "scroll_y", self._view_scrolled, init=False)
+
+    def _view_scrolled(self, old: float, new: float) -> None:
+        # The user scrolled up to read: stop dragging the view to the end
+        # (toolong does the same); f follows again.
+        if self.following and new < old and new < self.view.max_scroll_y - 1:
+            self.following = False
+
     def on_resize(self) -> None:
         # Banners and the progress bar come and go above us: a followed log
         # must stay pinned to its last line when the view gets shorter.
