@@ -93,8 +93,8 @@ def fixed_world(monkeypatch):
     monkeypatch.setattr("hpcwizard.tui.screens.preflight_step.run_preflight", fake_preflight)
     monkeypatch.setattr("hpcwizard.download.download_plan", fake_download)
     monkeypatch.setattr("hpcwizard.tui.screens.paths.measure",
-                        lambda runner, path, need: (f"120 GiB free of 500 GiB on /scratch (lustre); quota: "
-                                                    f"80 GiB left; the recipe needs about 2.1 MiB", False))
+                        lambda runner, path, need: ("120 GiB free of 500 GiB on /scratch (lustre); quota: "
+                                                    "80 GiB left; the recipe needs about 2.1 MiB", False))
     monkeypatch.setattr("hpcwizard.render.hpcwizard_command", lambda: ["/opt/hpcwizard/bin/python", "-m", "hpcwizard"])
     _deadline[0] = time.monotonic() + 20
     yield

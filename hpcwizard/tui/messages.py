@@ -72,7 +72,6 @@ class ActionFinished(_Message):
 # Wizard (token, folders, partitions, preflight, preview, download, submit)
 
 from dataclasses import dataclass as _dataclass  # noqa: E402
-from typing import Any as _Any  # noqa: E402
 
 from textual.message import Message as _Message  # noqa: E402
 

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from rich.text import Text
 from textual import on, work
 from textual.widget import Widget
-from textual.widgets import Button, Label, LoadingIndicator, Static
+from textual.widgets import Button, LoadingIndicator, Static
 
 from hpcwizard.errors import UserError
 from hpcwizard.plan import Plan

@@ -1,0 +1,28 @@
+"""The tree stays clean: no unused imports or undefined names, no shell warnings."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def test_python_has_no_undefined_names_or_unused_imports():
+    ruff = Path(sys.executable).with_name("ruff")
+    assert ruff.exists(), "ruff is a test dependency: pip install -e '.[test]'"
+    done = subprocess.run([str(ruff), "check", "--select", "F,E9", "--output-format", "concise",
+                           "hpcwizard", "tests", "benchmarks", "screenshots"],
+                          cwd=REPO, capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_project_shell_scripts_pass_shellcheck():
+    assert shutil.which("shellcheck"), "shellcheck is installed by scripts/bootstrap"
+    scripts = [p for p in (REPO / "scripts").iterdir() if p.is_file() and p.read_text().startswith("#!/usr/bin/env bash")]
+    scripts.append(REPO / ".ci" / "run")
+    assert len(scripts) >= 5
+    done = subprocess.run(["shellcheck", "-S", "warning", *map(str, scripts)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
