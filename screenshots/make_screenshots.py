@@ -107,6 +107,15 @@ async def walk(out: Path, world: Path, hub_url: str, token: str) -> list[Path]:
         await until(lambda: app.screen.submission is not None)
         await shot("10-submit")
         ids = [job.job_id for job in app.screen.submission.jobs]
+        # The dashboard, once the demo chain has finished, following the train job's log.
+        await pilot.press("enter")
+        await until(lambda: app.current_mode == "dashboard" and len(app.screen.table.rows) == len(ids))
+        await until(lambda: app.screen.snapshot is not None
+                    and [j.state for j in app.screen.snapshot.jobs] == ["COMPLETED"] * len(ids), 120)
+        await pilot.press("down")
+        await until(lambda: app.screen.selected_job is not None and app.screen.selected_job.job_id == ids[-1])
+        await until(lambda: any("final weights" in line for line in app.screen.log_panel.shown_lines), 30)
+        await shot("11-dashboard")
         app.exit()
     subprocess.run(["scancel", *ids], capture_output=True)
     return saved
