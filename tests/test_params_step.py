@@ -3,7 +3,6 @@ type, reset, and the estimate (disk from the recipe, time from a real run's log)
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
@@ -14,6 +13,7 @@ from hpcwizard.shell import LocalRunner
 from hpcwizard.sizes import human_bytes
 from hpcwizard.state import Submission, SubmittedJob, now_iso, update_state
 from hpcwizard.tui.app import make_app
+from helpers import pilot_wait_for, step_of
 from hpcwizard.tui.screens import session
 from hpcwizard.tui.widgets.param_form import ParamRow
 
@@ -48,17 +48,8 @@ def at_params(home: Path, recipe: str = "demo", **changes):
     return make_app(project_home=home, runner=LocalRunner(), hf_endpoint="http://hub.invalid")
 
 
-def step_of(app) -> str:
-    return getattr(app.screen, "STEP", type(app.screen).__name__)
-
-
 async def wait_for(pilot, condition, timeout=20.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        await pilot.pause(0.05)
-        if condition():
-            return
-    raise AssertionError(f"{what} not met within {timeout} s; on {step_of(pilot.app)}")
+    await pilot_wait_for(pilot, condition, timeout, what)
 
 
 async def resume_params(pilot):
@@ -250,9 +241,9 @@ async def test_usable_at_80x24_with_the_longest_form(home):
         assert app.screen.query_one("#params-estimate").region.height >= 2
         last = app.screen.query_one("#param-stage2_gradient_checkpointing")
         last.focus()  # focus scrolls the form to the last row
-        await pilot.pause(0.2)
-        form = app.screen.query_one("#params-form").region
-        assert form.contains_region(last.region) and last.region.right <= 80
+        form = app.screen.query_one("#params-form")
+        await wait_for(pilot, lambda: form.region.contains_region(last.region), what="the last row scrolled into view")
+        assert last.region.right <= 80
         for name in ("stage1_dataloader_num_workers", "stage2_checkpoints_total_limit"):
             field = app.screen.query_one(f"#param-{name}")
             field.focus()

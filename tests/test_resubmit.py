@@ -7,10 +7,7 @@ shared with other modules: every test cancels what it submitted.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
 
 import pytest
 
@@ -24,6 +21,7 @@ from hpcwizard.resubmit import (
     resubmit_failed,
     with_exit_code,
 )
+from helpers import wait_for
 from hpcwizard.slurm import SlurmClient
 from hpcwizard.state import (
     ProjectState,
@@ -37,19 +35,9 @@ from hpcwizard.status import take_snapshot
 
 pytestmark = pytest.mark.timeout(180)
 
-T = TypeVar("T")
 WAIT = 60.0
 
 
-def wait_for(what: str, probe: Callable[[], T | None], timeout: float = WAIT) -> T:
-    deadline = time.monotonic() + timeout
-    value = None
-    while time.monotonic() < deadline:
-        value = probe()
-        if value:
-            return value
-        time.sleep(0.3)
-    pytest.fail(f"timed out after {timeout:g} s waiting for {what} (last: {value!r})")
 
 
 def write_script(project_home: Path, name: str, body: str) -> Path:
@@ -151,7 +139,7 @@ def test_doctor_explains_and_resubmit_completes_the_chain(tmp_path, slurm_runner
             snapshot = take_snapshot(home, slurm_runner)
             return snapshot if any(r.job_id == train and r.never_runs for r in snapshot.jobs) else None
 
-        snapshot = wait_for("train to be DependencyNeverSatisfied", stuck)
+        snapshot = wait_for("train to be DependencyNeverSatisfied", stuck, WAIT)
         diagnoses = diagnose(snapshot)
         assert len(diagnoses) == 1
         diagnosis = with_exit_code(diagnoses[0], slurm)
@@ -199,7 +187,7 @@ def test_refused_resubmit_leaves_the_old_chain_alone(tmp_path, slurm_runner):
     prep, train = submission.job_ids
     slurm = SlurmClient(slurm_runner)
     try:
-        wait_for("train to be stuck", lambda: (r := row(home, slurm_runner, train)) and r.never_runs)
+        wait_for("train to be stuck", lambda: (r := row(home, slurm_runner, train)) and r.never_runs, WAIT)
         # The "fix" breaks the script: Slurm refuses it; nothing changes.
         script = Path(submission.jobs[0].script)
         script.write_text(script.read_text().replace("#SBATCH --mem=64M", "#SBATCH --partition=does-not-exist"))
@@ -230,6 +218,6 @@ def test_cancel_chain_cancels_every_active_job_of_the_chain(tmp_path, slurm_runn
             rows = {r.job_id: r.state for r in take_snapshot(home, slurm_runner).jobs}
             return all(rows.get(j) == "CANCELLED" for j in submission.job_ids)
 
-        wait_for("the chain to be cancelled", all_cancelled)
+        wait_for("the chain to be cancelled", all_cancelled, WAIT)
     finally:
         slurm.cancel(submission.job_ids)

@@ -8,14 +8,13 @@ with a deadline, and every job left pending is cancelled at the end.
 from __future__ import annotations
 
 import re
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import TypeVar
 
 import pytest
 
 from hpcwizard.shell import LocalRunner
+from helpers import wait_for
 from hpcwizard.slurm import (
     FinishedSource,
     JobState,
@@ -30,20 +29,8 @@ from hpcwizard.slurm.models import Dependency
 
 pytestmark = pytest.mark.timeout(180)
 
-T = TypeVar("T")
-WAIT = 45.0  # seconds; a shared 2-CPU node may be busy with other modules' jobs
 
 
-def wait_for(what: str, probe: Callable[[], T | None], timeout: float = WAIT) -> T:
-    """Poll ``probe`` until it returns something truthy; fail after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:g} s waiting for {what} (last: {value!r})")
-        time.sleep(0.25)
 
 
 class Jobs:

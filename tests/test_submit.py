@@ -3,25 +3,15 @@
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
 
+from helpers import wait_for
 from hpcwizard.cli import main
 from hpcwizard.recipe import get_recipe
 from hpcwizard.slurm import JobState, SlurmClient
 from hpcwizard.state import load_state
 from hpcwizard.submit import ChainRefused, submit_chain
-
-
-def wait_until(predicate, timeout=60.0, interval=0.3):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"condition not met within {timeout} s")
 
 
 def test_refused_chain_leaves_no_job_queued(tmp_path, slurm_runner):
@@ -90,7 +80,7 @@ def test_logs_folder_exists_before_jobs_start(tmp_path, slurm_runner):
         assert (home / "logs").is_dir()
         setup_id = submission.jobs[0].job_id
         # The setup job runs (and fails: no hub here) and writes its log in the hostile home.
-        wait_until(lambda: list((home / "logs").glob(f"*-{setup_id}.out")), timeout=60)
+        wait_for("the setup log", lambda: list((home / "logs").glob(f"*-{setup_id}.out")), timeout=60)
         assert not list(tmp_path.rglob("PWNED"))
     finally:
         slurm.cancel(submission.job_ids)
@@ -126,6 +116,6 @@ def test_refusal_after_acceptance_cancels_the_accepted_jobs(tmp_path, slurm_runn
     message = caught.value.one_line()
     assert "Slurm refused job train" in message and "cancelled the accepted jobs" in message
     setup_id = message.split("cancelled the accepted jobs ")[1].split(";")[0].strip()
-    entry = wait_until(lambda: next(iter(slurm.queue([setup_id])), None) or "gone", timeout=10)
+    entry = wait_for("the setup job", lambda: next(iter(slurm.queue([setup_id])), None) or "gone", timeout=10)
     assert entry == "gone" or entry.state == JobState.CANCELLED
     assert load_state(plan.state_dir).submissions == []

@@ -23,6 +23,7 @@ from hpcwizard.shell import LocalRunner
 from hpcwizard.slurm import JobState, SlurmClient
 from hpcwizard.state import ProjectLock, Submission, SubmittedJob, load_state, now_iso, update_state
 from hpcwizard.tui.app import make_app
+from helpers import pilot_wait_for, step_of
 from hpcwizard.tui.screens import session
 from hpcwizard.tui.screens.slurm_step import SlurmStep
 from hpcwizard.tui.screens.wizard import WizardScreen
@@ -66,17 +67,8 @@ def make(hub, slurm_runner):
     return build
 
 
-def step_of(app) -> str:
-    return getattr(app.screen, "STEP", type(app.screen).__name__)
-
-
 async def wait_for(pilot, condition, timeout=30.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        await pilot.pause(0.05)
-        if condition():
-            return
-    raise AssertionError(f"{what} not met within {timeout} s; on {step_of(pilot.app)}")
+    await pilot_wait_for(pilot, condition, timeout, what)
 
 
 async def at_step(pilot, step, timeout=30.0):

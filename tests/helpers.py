@@ -1,0 +1,39 @@
+"""Polling helpers shared by the test modules: wait for a condition, never sleep blindly."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+import pytest
+
+T = TypeVar("T")
+
+
+def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 45.0, interval: float = 0.25) -> T:
+    """Poll ``probe`` until it returns something truthy; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    value = None
+    while True:
+        value = probe()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout:g} s waiting for {what} (last: {value!r})")
+        time.sleep(interval)
+
+
+def step_of(app) -> str:
+    """The wizard step an app shows (its screen's STEP), or the screen's class name."""
+    return getattr(app.screen, "STEP", type(app.screen).__name__)
+
+
+async def pilot_wait_for(pilot, condition: Callable[[], object], timeout: float = 30.0, what: str = "condition") -> None:
+    """Let a Textual pilot run until ``condition()`` holds; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        await pilot.pause(0.05)
+        if condition():
+            return
+    raise AssertionError(f"{what} not met within {timeout} s; on {step_of(pilot.app)}")
