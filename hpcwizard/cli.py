@@ -16,12 +16,98 @@ from typing import Any
 
 from hpcwizard import __version__
 from hpcwizard.errors import UserError
+from hpcwizard.files import LOCAL_FILES, ProjectFiles
 from hpcwizard.shell import LocalRunner, Runner
+
+INSTALL_HINT = ("install it there (`python3 -m pip install --user hpcwizard`, or pipx) "
+                "or pass --remote-hpcwizard /abs/path/to/hpcwizard")
+
+
+def _connection(args: argparse.Namespace) -> Any:
+    """The ONE SSH connection of this command (``--host``), made on first use
+    and closed by :func:`main` at exit; None without ``--host``."""
+    if not getattr(args, "host", None):
+        return None
+    conn = getattr(args, "_ssh_connection", None)
+    if conn is None:
+        from hpcwizard.remote import SshConnection, terminal_prompts
+
+        ask_host_key, passphrase = terminal_prompts()
+        conn = SshConnection.from_spec(args.host, config_path=args.ssh_config,
+                                       ask_host_key=ask_host_key, passphrase=passphrase)
+        args._ssh_connection = conn
+        conn.connect()  # host key and login problems surface here, as one line
+    return conn
 
 
 def make_runner(args: argparse.Namespace) -> Runner:
-    """The runner every command uses: this machine (SSH comes with --host)."""
-    return LocalRunner()
+    """The runner every command uses: this machine, or the login node of --host."""
+    conn = _connection(args)
+    if conn is None:
+        return LocalRunner()
+    from hpcwizard.remote import SshRunner
+
+    return SshRunner(conn)
+
+
+def make_files(args: argparse.Namespace) -> ProjectFiles:
+    """Where project files live: this machine, or the login node of --host."""
+    conn = _connection(args)
+    if conn is None:
+        return LOCAL_FILES
+    from hpcwizard.files import SshFiles
+
+    files = getattr(args, "_ssh_files", None)
+    if files is None:
+        files = args._ssh_files = SshFiles(conn)
+    return files
+
+
+def remote_hpcwizard(args: argparse.Namespace, runner: Runner) -> str:
+    """Absolute path of hpcwizard on the login node (``--remote-hpcwizard`` or
+    ``command -v hpcwizard`` there), checked to run."""
+    path = getattr(args, "remote_hpcwizard", None) or runner.which("hpcwizard")
+    where = args.host
+    if not path:
+        raise UserError(f"hpcwizard is not installed on {where} (jobs and downloads run it there)", INSTALL_HINT)
+    if not path.startswith("/"):
+        raise UserError(f"--remote-hpcwizard must be an absolute path on {where}, got {path!r}")
+    try:
+        probe = runner.run([path, "--version"], timeout=60)
+    except UserError as exc:
+        raise UserError(f"{path} does not run on {where}: {exc.message}", INSTALL_HINT) from None
+    if not probe.ok:
+        raise UserError(f"{path} does not run on {where}: {(probe.stderr or probe.stdout).strip()[:200]}", INSTALL_HINT)
+    return path
+
+
+def _remote_plan(args: argparse.Namespace, files: ProjectFiles) -> tuple[Any, Any]:
+    """Load the LOCAL plan file; in remote mode ``~`` in its paths means the
+    login node's home (the plan describes folders there)."""
+    from hpcwizard.recipe import fill_namespace, load_plan_for_recipe
+
+    if files.remote:
+        import tempfile
+
+        import yaml
+
+        from hpcwizard.files import expand_home
+
+        try:
+            data = yaml.safe_load(Path(args.plan).read_text(encoding="utf-8"))
+        except (OSError, yaml.YAMLError):
+            data = None  # load_plan_for_recipe says what is wrong
+        if isinstance(data, dict) and any(str(data.get(k, "")).startswith("~") for k in ("project_home", "data_root")):
+            for key in ("project_home", "data_root"):
+                if isinstance(data.get(key), str):
+                    data[key] = expand_home(files, data[key])
+            with tempfile.NamedTemporaryFile("w", suffix=".yaml", encoding="utf-8") as tmp:
+                yaml.safe_dump(data, tmp, sort_keys=False)
+                tmp.flush()
+                plan, recipe = load_plan_for_recipe(tmp.name)
+            return fill_namespace(plan, recipe), recipe
+    plan, recipe = load_plan_for_recipe(args.plan)
+    return fill_namespace(plan, recipe), recipe
 
 
 def print_json(data: Any) -> None:
@@ -90,42 +176,65 @@ def recipe_summary(recipe: Any) -> dict[str, Any]:
 
 
 def cmd_render(args: argparse.Namespace) -> int:
-    from hpcwizard.recipe import fill_namespace, load_plan_for_recipe
     from hpcwizard.render import render
 
-    plan, recipe = load_plan_for_recipe(args.plan)
-    plan = fill_namespace(plan, recipe)
-    out = Path(args.out).absolute()
-    rendering = render(plan, recipe, out)
+    files = make_files(args)
+    plan, recipe = _remote_plan(args, files)
+    command = None
+    if files.remote:
+        from hpcwizard.files import expand_home
+
+        out = Path(expand_home(files, args.out))
+        if not out.is_absolute():  # relative to the remote home, as with scp
+            out = Path(files.home()) / out
+        command = [remote_hpcwizard(args, make_runner(args))]
+    else:
+        out = Path(args.out).absolute()
+    rendering = render(plan, recipe, out, hpcwizard_cmd=command)
     try:
-        written = rendering.write(out)
+        written = rendering.write(out, files)
     except OSError as exc:
-        raise UserError(f"cannot write to {out}: {exc.strerror}", "choose a writable --out folder") from None
+        raise UserError(f"cannot write to {out}: {exc.strerror or exc}", "choose a writable --out folder") from None
     for path in written:
         print(path)
     return 0
 
 
+# Where each preflight group runs in remote mode (the token stays on the laptop).
+REMOTE_GROUP_PLACES = {"token": "laptop", "access": "laptop", "space": "login node",
+                       "slurm": "login node", "environment": "login node; hub reachability from the laptop"}
+
+
 def cmd_check(args: argparse.Namespace) -> int:
     from hpcwizard.preflight import CheckResult, run_preflight
-    from hpcwizard.recipe import fill_namespace, load_plan_for_recipe
 
-    plan, recipe = load_plan_for_recipe(args.plan)
-    plan = fill_namespace(plan, recipe)
+    files = make_files(args)
+    plan, recipe = _remote_plan(args, files)
     marks = {"ok": "ok   ", "warn": "WARN ", "block": "BLOCK"}
+    runner = make_runner(args)
+    command = [remote_hpcwizard(args, runner)] if files.remote else None
+    shown: set[str] = set()
 
     def show(row: CheckResult) -> None:
         if args.json:
             return
+        if files.remote and row.group not in shown:
+            shown.add(row.group)
+            place = REMOTE_GROUP_PLACES.get(row.group, "login node")
+            print(f"-- {row.group}: ran on the {place}")
         print(f"{marks[row.level.value]} {row.group:<11} {row.name}: {row.message}")
         if row.fix and row.level.value != "ok":
             print(f"{'':17} fix: {row.fix}")
         sys.stdout.flush()
 
-    preflight = run_preflight(plan, recipe, make_runner(args), on_result=show)
+    preflight = run_preflight(plan, recipe, runner, on_result=show, files=files, hpcwizard_cmd=command)
     if args.json:
-        print_json({"ok": not preflight.blocked, "counts": preflight.counts(),
-                    "checks": [r.to_dict() for r in preflight.results]})
+        data: dict[str, Any] = {"ok": not preflight.blocked, "counts": preflight.counts(),
+                                "checks": [r.to_dict() for r in preflight.results]}
+        if files.remote:
+            data["host"] = files.where
+            data["ran_on"] = REMOTE_GROUP_PLACES
+        print_json(data)
     else:
         counts = preflight.counts()
         verdict = "blocked: fix the BLOCK rows, then check again" if preflight.blocked else "ready to submit"
@@ -134,12 +243,55 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_download(args: argparse.Namespace) -> int:
+    files = make_files(args)
+    if files.remote:
+        return remote_download(args, files)
     from hpcwizard.download import run_download_command
 
     return run_download_command(args.plan, in_job=args.in_job)
 
 
-def _project_home(args: argparse.Namespace) -> Path:
+def remote_download(args: argparse.Namespace, files: Any) -> int:
+    """``download --host``: copy the plan to the login node and run
+    ``hpcwizard download`` THERE (its network, its disk, its token file),
+    streaming its output here."""
+    import os
+
+    from hpcwizard.preflight import remote_token_path
+
+    plan, _ = _remote_plan(args, files)
+    runner = make_runner(args)
+    command = remote_hpcwizard(args, runner)
+    if remote_token_path(runner) is None:
+        raise UserError(f"no Hugging Face token file on {files.where} ($HF_HOME/token or ~/.cache/huggingface/token); "
+                        "the download there reads it",
+                        "store it with the wizard's token step (`hpcwizard --host ...`) or `huggingface-cli login` there")
+    remote_plan = plan.state_dir / "download" / "plan.yaml"
+    files.write_text_atomic(remote_plan, plan.to_yaml())
+    env = {"HF_ENDPOINT": os.environ["HF_ENDPOINT"]} if os.environ.get("HF_ENDPOINT") else None
+    print(f"running `hpcwizard download {remote_plan}` on {files.where}", flush=True)
+    try:
+        status = files.run_streaming([command, "download", str(remote_plan)], sys.stdout, env=env)
+    except KeyboardInterrupt:
+        print(f"\nhpcwizard: interrupted; the download on {files.where} resumes where it stopped "
+              "when you run the same command again", file=sys.stderr)
+        return 130
+    return status if 0 <= status < 256 else 1
+
+
+def _project_home(args: argparse.Namespace, files: ProjectFiles = LOCAL_FILES) -> Path:
+    if files.remote:
+        from hpcwizard.files import expand_home
+
+        if not args.project_home:
+            raise UserError("--project-home is required with --host", "pass the plan's project_home on the login node")
+        home = Path(expand_home(files, args.project_home))
+        if not home.is_absolute():
+            home = Path(files.home()) / home
+        if not files.exists(home / "hpcwizard" / "state.json"):
+            raise UserError(f"{home} on {files.where} is not an hpcwizard project home (no hpcwizard/state.json)",
+                            "pass --project-home DIR: the project_home of your plan")
+        return home
     home = Path(args.project_home or ".").expanduser().absolute()
     if not (home / "hpcwizard" / "state.json").is_file():
         raise UserError(f"{home} is not an hpcwizard project home (no hpcwizard/state.json)",
@@ -173,15 +325,17 @@ def print_status_table(snapshot: Any) -> None:
 def cmd_status(args: argparse.Namespace) -> int:
     from hpcwizard.status import take_snapshot
 
-    home = _project_home(args)
     if args.json and not args.once:
         raise UserError("--json needs --once", "run `hpcwizard status --once --json`")
+    files = make_files(args)
+    home = _project_home(args, files)
     if not args.once:
         from hpcwizard.tui.app import make_app
 
-        make_app(project_home=home, runner=make_runner(args), start_mode="dashboard").run()
+        make_app(project_home=home, runner=make_runner(args), files=files, start_mode="dashboard",
+                 connection=getattr(args, "_ssh_connection", None)).run()
         return 0
-    snapshot = take_snapshot(home, make_runner(args))
+    snapshot = take_snapshot(home, make_runner(args), files=files)
     if args.json:
         print_json(snapshot.to_dict())
     else:
@@ -190,12 +344,22 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
-    from hpcwizard.recipe import fill_namespace, load_plan_for_recipe
     from hpcwizard.submit import submit_chain
 
-    plan, recipe = load_plan_for_recipe(args.plan)
-    plan = fill_namespace(plan, recipe)
-    submission = submit_chain(plan, recipe, make_runner(args), force=args.force)
+    files = make_files(args)
+    plan, recipe = _remote_plan(args, files)
+    runner = make_runner(args)
+    command = None
+    if files.remote:
+        from hpcwizard.preflight import remote_token_path
+
+        command = [remote_hpcwizard(args, runner)]
+        if remote_token_path(runner) is None:
+            raise UserError(
+                f"no Hugging Face token file on {files.where} ($HF_HOME/token or ~/.cache/huggingface/token): "
+                "the setup job reads it there; nothing was submitted",
+                "store it with the wizard's token step (`hpcwizard --host ...`) or `huggingface-cli login` there")
+    submission = submit_chain(plan, recipe, runner, force=args.force, files=files, hpcwizard_cmd=command)
     if args.json:
         print_json({
             "submitted_at": submission.submitted_at,
@@ -210,8 +374,23 @@ def cmd_submit(args: argparse.Namespace) -> int:
         for job in submission.jobs:
             after = f" after {job.dependency[0]}" if job.dependency else ""
             print(f"submitted {job.name}: job {job.job_id} on {job.partition}{after}")
-        print(f"scripts in {submission.scripts_dir}; logs in {plan.logs_dir}")
+        where = f" on {files.where}" if files.remote else ""
+        print(f"scripts in {submission.scripts_dir}; logs in {plan.logs_dir}{where}")
     return 0
+
+
+def add_remote_options(parser: argparse.ArgumentParser, *, top: bool = False) -> None:
+    """``--host`` & co., accepted before the command and after it (users type
+    ``hpcwizard status --host x``). After the command they default to
+    SUPPRESS, so they never overwrite a value given before it."""
+    default: Any = None if top else argparse.SUPPRESS
+    group = parser.add_argument_group("remote mode (from a laptop)")
+    group.add_argument("--host", metavar="[USER@]HOST[:PORT]", default=default,
+                       help="run the Slurm and file side on this login node over SSH (~/.ssh/config applies)")
+    group.add_argument("--ssh-config", metavar="PATH", default=default,
+                       help="OpenSSH client config to read instead of ~/.ssh/config")
+    group.add_argument("--remote-hpcwizard", metavar="PATH", default=default,
+                       help="hpcwizard on the login node (default: `command -v hpcwizard` there)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -225,39 +404,46 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="project home of the wizard session to open or resume",
     )
+    add_remote_options(parser, top=True)
     parser.set_defaults(handler=None)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     recipes = commands.add_parser("recipes", help="list recipes, their variants and what each needs")
     recipes.add_argument("--json", action="store_true", help="machine-readable output")
     recipes.add_argument("--markdown", action="store_true", help="the README's recipe sections")
+    add_remote_options(recipes)
     recipes.set_defaults(handler=cmd_recipes)
 
     render = commands.add_parser("render", help="write the sbatch files of a plan; submit nothing")
     render.add_argument("plan", metavar="PLAN.yaml")
     render.add_argument("--out", required=True, metavar="DIR", help="folder to write the scripts into")
+    add_remote_options(render)
     render.set_defaults(handler=cmd_render)
 
     check = commands.add_parser("check", help="preflight: token, gated access, space and quota, Slurm limits")
     check.add_argument("plan", metavar="PLAN.yaml")
     check.add_argument("--json", action="store_true", help="machine-readable output")
+    add_remote_options(check)
     check.set_defaults(handler=cmd_check)
 
     download = commands.add_parser("download", help="download the plan's repos now, resumable, with progress")
     download.add_argument("plan", metavar="PLAN.yaml")
     download.add_argument("--in-job", action="store_true", help=argparse.SUPPRESS)
+    add_remote_options(download)
     download.set_defaults(handler=cmd_download)
 
     status = commands.add_parser("status", help="the project's jobs: the dashboard, or one snapshot")
     status.add_argument("--project-home", metavar="DIR", help="the plan's project_home (default: this folder)")
     status.add_argument("--once", action="store_true", help="print one snapshot and exit")
     status.add_argument("--json", action="store_true", help="with --once: the snapshot as JSON")
+    add_remote_options(status)
     status.set_defaults(handler=cmd_status)
 
     submit = commands.add_parser("submit", help="render a plan and submit its chain of jobs")
     submit.add_argument("plan", metavar="PLAN.yaml")
     submit.add_argument("--json", action="store_true", help="print the submitted jobs as JSON")
     submit.add_argument("--force", action="store_true", help="submit even if this plan was submitted before")
+    add_remote_options(submit)
     submit.set_defaults(handler=cmd_submit)
     return parser
 
@@ -272,10 +458,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             from hpcwizard.tui.app import make_app
             from hpcwizard.tui.screens.session import acquire_project_lock
 
-            home = Path(args.project_home).expanduser().absolute() if args.project_home else None
+            files = make_files(args)
+            if files.remote:
+                if not args.project_home:
+                    raise UserError("--project-home is required with --host",
+                                    "pass the project home on the login node, e.g. --project-home ~/runs/demo")
+                home = _remote_home(args.project_home, files)
+            else:
+                home = Path(args.project_home).expanduser().absolute() if args.project_home else None
+            command = [remote_hpcwizard(args, make_runner(args))] if files.remote else None
             if home is not None:
-                acquire_project_lock(home)
-            make_app(project_home=home, runner=make_runner(args), start_mode="wizard").run()
+                acquire_project_lock(home, files)
+            make_app(project_home=home, runner=make_runner(args), files=files, start_mode="wizard",
+                     connection=getattr(args, "_ssh_connection", None), hpcwizard_cmd=command).run()
             return 0
         return int(args.handler(args) or 0)
     except UserError as exc:
@@ -290,3 +485,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
+    finally:
+        conn = getattr(args, "_ssh_connection", None)
+        if conn is not None:
+            conn.close()
+
+
+def _remote_home(text: str, files: ProjectFiles) -> Path:
+    from hpcwizard.files import expand_home
+
+    home = Path(expand_home(files, text))
+    return home if home.is_absolute() else Path(files.home()) / home

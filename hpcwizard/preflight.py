@@ -16,15 +16,17 @@ all for ``hpcwizard check``.
 
 from __future__ import annotations
 
+import contextlib
 import tarfile
 import tempfile
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from hpcwizard import hub
 from hpcwizard.errors import UserError
+from hpcwizard.files import ProjectFiles
 from hpcwizard.plan import JobResources, Plan
 from hpcwizard.quota import probe_quota
 from hpcwizard.recipe import Recipe, ResolvedRepo
@@ -227,7 +229,8 @@ def job_limits(kind: str, res: JobResources, part: PartitionInfo, plan: Plan) ->
     return results
 
 
-def check_slurm(plan: Plan, recipe: Recipe, runner: Runner) -> list[CheckResult]:
+def check_slurm(plan: Plan, recipe: Recipe, runner: Runner, files: ProjectFiles | None = None,
+                hpcwizard_cmd: list[str] | None = None) -> list[CheckResult]:
     slurm = SlurmClient(runner)
     try:
         partitions = {p.name: p for p in slurm.partitions()}
@@ -255,9 +258,9 @@ def check_slurm(plan: Plan, recipe: Recipe, runner: Runner) -> list[CheckResult]
     if any(r.level == Level.BLOCK for r in results):
         return results
     # Render into a scratch folder: --test-only reads the script and submits nothing.
-    with tempfile.TemporaryDirectory(prefix="hpcwizard-check-") as scratch:
-        rendering = render(plan, recipe, Path(scratch))
-        rendering.write(Path(scratch))
+    with _scratch_dir(runner, files) as scratch:
+        rendering = render(plan, recipe, Path(scratch), hpcwizard_cmd=hpcwizard_cmd)
+        rendering.write(Path(scratch), files)
         for job in rendering.jobs:
             try:
                 predicted = slurm.test_only(str(Path(scratch) / job.script))
@@ -272,6 +275,61 @@ def check_slurm(plan: Plan, recipe: Recipe, runner: Runner) -> list[CheckResult]
 
 
 _job_limits = job_limits  # the earlier private name
+
+
+@contextlib.contextmanager
+def _scratch_dir(runner: Runner, files: ProjectFiles | None) -> Iterator[str]:
+    """A temporary folder where sbatch will read the scripts: here, or on the
+    login node in remote mode (made and removed there through the runner)."""
+    if files is None or not files.remote:
+        with tempfile.TemporaryDirectory(prefix="hpcwizard-check-") as scratch:
+            yield scratch
+        return
+    made = runner.run(["mktemp", "-d", "-t", "hpcwizard-check-XXXXXX"], timeout=30)
+    scratch = made.stdout.strip()
+    if not made.ok or not scratch.startswith("/"):
+        raise UserError(f"cannot make a temporary folder on {files.where}: {made.stderr.strip()}",
+                        "check that /tmp (or $TMPDIR) is writable there")
+    try:
+        yield scratch
+    finally:
+        with contextlib.suppress(UserError):
+            runner.run(["rm", "-rf", "--", scratch], timeout=30)
+
+
+def check_remote_token(runner: Runner, where: str) -> CheckResult:
+    """Jobs read ``$HF_HOME/token`` on the cluster: is there one on the login node?
+
+    Only ``test -s`` runs there: the token itself never travels."""
+    found = remote_token_path(runner)
+    if found:
+        return _ok("token", "token on the cluster", f"jobs will read {found} on {where}")
+    return _block("token", "token on the cluster",
+                  f"no Hugging Face token file on {where} ($HF_HOME/token or ~/.cache/huggingface/token); "
+                  "the setup job reads it there",
+                  "store it there with the wizard's token step (`hpcwizard --host ...`), or run "
+                  "`huggingface-cli login` on the login node")
+
+
+# A fixed snippet: where the jobs' token file is, if it exists and is not empty.
+_TOKEN_PROBE = ('f="${HF_HOME:-$HOME/.cache/huggingface}/token"; '
+                'if [ -s "$f" ]; then printf "%s\n" "$f"; fi')
+
+
+def remote_token_path(runner: Runner) -> str | None:
+    """The non-empty token file the jobs will read on the runner's machine, or None."""
+    result = runner.run(["sh", "-c", _TOKEN_PROBE], timeout=30)
+    path = result.stdout.strip()
+    return path if result.ok and path else None
+
+
+def remote_token_file(runner: Runner) -> str:
+    """Where the jobs look for the token on the runner's machine (it may not exist)."""
+    result = runner.run(["sh", "-c", 'printf "%s\n" "${HF_HOME:-$HOME/.cache/huggingface}/token"'], timeout=30)
+    path = result.stdout.strip()
+    if not result.ok or not path.startswith("/"):
+        raise UserError("cannot tell where the token file belongs on the login node", result.stderr.strip())
+    return path
 
 
 # --- environment -------------------------------------------------------------------
@@ -301,8 +359,14 @@ def check_environment(runner: Runner, endpoint: str | None) -> list[CheckResult]
 
 
 def run_preflight(plan: Plan, recipe: Recipe, runner: Runner, *, endpoint: str | None = None,
-                  on_result: Callable[[CheckResult], None] | None = None) -> Preflight:
-    """Every check of the plan; ``on_result`` sees each row as it is known."""
+                  on_result: Callable[[CheckResult], None] | None = None,
+                  files: ProjectFiles | None = None, hpcwizard_cmd: list[str] | None = None) -> Preflight:
+    """Every check of the plan; ``on_result`` sees each row as it is known.
+
+    Remote mode (``files`` remote): token, access and the hub checks run HERE
+    (the laptop's token and network), space, Slurm and environment checks on
+    the login node through ``runner``, plus whether the login node has the
+    token file the jobs read."""
     preflight = Preflight()
 
     def add(rows: Iterable[CheckResult]) -> None:
@@ -313,9 +377,11 @@ def run_preflight(plan: Plan, recipe: Recipe, runner: Runner, *, endpoint: str |
 
     token = check_token(endpoint)
     add(token.results)
+    if files is not None and files.remote:
+        add([check_remote_token(runner, files.where)])
     repos = recipe.repos_for(plan)
     add(check_repo_access(repos, token.token, endpoint))
     add(check_space(plan, recipe, runner, token.token, endpoint))
-    add(check_slurm(plan, recipe, runner))
+    add(check_slurm(plan, recipe, runner, files, hpcwizard_cmd))
     add(check_environment(runner, endpoint))
     return preflight

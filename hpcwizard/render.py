@@ -23,6 +23,7 @@ from typing import Any
 import jinja2
 
 from hpcwizard.errors import UserError
+from hpcwizard.files import ProjectFiles
 from hpcwizard.plan import JobResources, Plan
 from hpcwizard.recipe import SHARED_FOLDER, Recipe, templates_root
 
@@ -56,8 +57,16 @@ class Rendering:
     jobs: tuple[RenderedJob, ...]
     files: tuple[RenderedFile, ...]
 
-    def write(self, out_dir: Path) -> list[Path]:
-        """Write every file atomically into ``out_dir``; return the paths."""
+    def write(self, out_dir: Path, files: ProjectFiles | None = None) -> list[Path]:
+        """Write every file atomically into ``out_dir``; return the paths.
+
+        ``files``: where (default this machine; the login node in remote mode,
+        where ``out_dir`` is a path of the login node)."""
+        if files is not None and files.remote:
+            files.mkdir_p(out_dir)
+            for file in self.files:
+                files.write_text_atomic(out_dir / file.name, file.text, mode=0o755 if file.executable else 0o644)
+            return [out_dir / file.name for file in self.files]
         out_dir.mkdir(parents=True, exist_ok=True)
         written = []
         for file in self.files:
@@ -71,7 +80,10 @@ class Rendering:
 
 
 def hpcwizard_command() -> list[str]:
-    """How a job calls this same hpcwizard installation, by absolute path."""
+    """How a job calls this same hpcwizard installation, by absolute path.
+
+    In remote mode the jobs must call the LOGIN NODE's installation instead:
+    callers pass ``render(..., hpcwizard_cmd=[remote path])``."""
     return [str(Path(sys.executable).absolute()), "-m", "hpcwizard"]
 
 
@@ -92,14 +104,17 @@ def _environment(recipe: Recipe) -> jinja2.Environment:
     return env
 
 
-def render(plan: Plan, recipe: Recipe, out_dir: Path, *, hf_endpoint: str | None = None) -> Rendering:
+def render(plan: Plan, recipe: Recipe, out_dir: Path, *, hf_endpoint: str | None = None,
+           hpcwizard_cmd: list[str] | None = None) -> Rendering:
     """Render the plan's chain; ``out_dir`` is where the files will live.
 
     ``out_dir`` must be known here because the scripts refer to the plan copy
     written beside them by absolute path (Slurm runs a copy of the script from
     its spool directory, so a script cannot find its own folder).
     """
-    out_dir = out_dir.absolute()
+    out_dir = Path(out_dir)
+    if not out_dir.is_absolute():  # a local relative --out; remote ones arrive absolute
+        out_dir = out_dir.absolute()
     env = _environment(recipe)
     jobs = tuple(
         RenderedJob(
@@ -128,7 +143,7 @@ def render(plan: Plan, recipe: Recipe, out_dir: Path, *, hf_endpoint: str | None
             "plan_file": out_dir / "plan.yaml",
         },
         "chdir_directive": str(plan.project_home) if _DIRECTIVE_SAFE.match(str(plan.project_home)) else None,
-        "hpcwizard_cmd": hpcwizard_command(),
+        "hpcwizard_cmd": list(hpcwizard_cmd) if hpcwizard_cmd else hpcwizard_command(),
         "hf_endpoint": endpoint,
         "jobs": jobs,
     }

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hpcwizard.errors import UserError
+from hpcwizard.files import ProjectFiles, local_or
 from hpcwizard.shell import Runner
 from hpcwizard.slurm import SlurmClient
 from hpcwizard.slurm.models import JobState
@@ -143,11 +144,12 @@ def _id_key(job_id: str) -> tuple[int, str]:
 # Diagnosis
 
 
-def diagnose(snapshot: StatusSnapshot, state: ProjectState | None = None) -> list[Diagnosis]:
+def diagnose(snapshot: StatusSnapshot, state: ProjectState | None = None,
+             files: ProjectFiles | None = None) -> list[Diagnosis]:
     """One :class:`Diagnosis` per failed parent with never-satisfiable dependents."""
     rows = {row.job_id: row for row in snapshot.jobs}
     if state is None:
-        state = load_state(Path(snapshot.project_home) / "hpcwizard")
+        state = load_state(Path(snapshot.project_home) / "hpcwizard", files)
     recorded = recorded_jobs(state)
 
     def parents(row: JobRow) -> list[str]:
@@ -219,6 +221,7 @@ def resubmit_failed(
     parent_id: str,
     *,
     slurm: SlurmClient | None = None,
+    files: ProjectFiles | None = None,
 ) -> Resubmission:
     """Submit the failed job ``parent_id`` again and re-link its dependents.
 
@@ -228,18 +231,19 @@ def resubmit_failed(
     """
     project_home = Path(project_home)
     state_dir = project_home / "hpcwizard"
-    state = load_state(state_dir)
+    files = local_or(files)
+    state = load_state(state_dir, files)
     recorded = recorded_jobs(state)
     parent = recorded.get(parent_id)
     if parent is None:
         raise ResubmitError(f"job {parent_id} was not submitted by hpcwizard in {project_home}",
                             "resubmit it by hand with sbatch")
-    if not Path(parent.script).is_file():
+    if not files.exists(parent.script):
         raise ResubmitError(f"the script of job {parent_id} is gone: {parent.script}",
                             "render the plan again (`hpcwizard render`) and submit it")
     dependents = dependents_of(state, parent_id)
     slurm = slurm or SlurmClient(runner)
-    (project_home / "logs").mkdir(parents=True, exist_ok=True)
+    files.mkdir_p(project_home / "logs")
 
     new_ids: dict[str, str] = {}
     accepted: list[SubmittedJob] = []
@@ -277,19 +281,20 @@ def resubmit_failed(
         scripts_dir=original.scripts_dir,
         jobs=tuple(accepted),
     )
-    update_state(state_dir, lambda s: s.submissions.append(submission))
+    update_state(state_dir, lambda s: s.submissions.append(submission), files)
     return Resubmission(new_ids=new_ids, cancelled=tuple(old), submission=submission)
 
 
 def cancel_chain(project_home: Path, runner: Runner, job_id: str, *, include_finished: bool = False,
-                 active_ids: Iterable[str] | None = None, slurm: SlurmClient | None = None) -> list[str]:
+                 active_ids: Iterable[str] | None = None, slurm: SlurmClient | None = None,
+                 files: ProjectFiles | None = None) -> list[str]:
     """Cancel ``job_id`` and every job of its chain; returns the ids asked.
 
     ``active_ids`` (from the latest snapshot) limits the scancel to jobs that
     are still queued or running; without it every recorded job is named
     (scancel ignores finished ones).
     """
-    state = load_state(Path(project_home) / "hpcwizard")
+    state = load_state(Path(project_home) / "hpcwizard", files)
     ids = [job.job_id for job in chain_of(state, job_id)] or [job_id]
     if active_ids is not None and not include_finished:
         active = set(active_ids)

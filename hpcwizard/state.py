@@ -6,6 +6,10 @@ Read-modify-write goes through :func:`update_state`, which holds a short
 ``flock`` so the login-node wizard and a setup job recording download progress
 never lose each other's updates. A separate long-lived lock
 (:class:`ProjectLock`) keeps a second wizard off the same project home.
+
+Every function takes an optional ``files`` (:mod:`hpcwizard.files`): this
+machine by default, the login node over SSH in remote mode (where the locks
+are ``flock``s held on the login node itself, so both sides exclude each other).
 """
 
 from __future__ import annotations
@@ -15,7 +19,6 @@ import errno
 import fcntl
 import json
 import os
-import socket
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -24,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from hpcwizard.errors import UserError
+from hpcwizard.files import LockBusy, ProjectFiles, holder_note, local_or
 
 STATE_FILE = "state.json"
 STATE_VERSION = 1
@@ -129,10 +133,10 @@ def atomic_write(path: Path, text: str, mode: int = 0o644) -> None:
         raise StateError(f"cannot save {path}: {exc.strerror}") from None
 
 
-def load_state(state_dir: Path) -> ProjectState:
-    path = state_dir / STATE_FILE
+def load_state(state_dir: Path, files: ProjectFiles | None = None) -> ProjectState:
+    path = Path(state_dir) / STATE_FILE
     try:
-        return ProjectState.from_json(path.read_text(encoding="utf-8"))
+        return ProjectState.from_json(local_or(files).read_text(path))
     except FileNotFoundError:
         return ProjectState()
     except (ValueError, KeyError, TypeError) as exc:
@@ -152,12 +156,20 @@ def file_lock(path: Path, *, blocking: bool) -> Iterator[int]:
         os.close(fd)  # closing releases the lock
 
 
-def update_state(state_dir: Path, change: Callable[[ProjectState], Any]) -> ProjectState:
+def update_state(state_dir: Path, change: Callable[[ProjectState], Any],
+                 files: ProjectFiles | None = None) -> ProjectState:
     """Apply ``change`` to the saved state under a lock; save and return it."""
-    with file_lock(state_dir / ".state.lock", blocking=True):
-        state = load_state(state_dir)
+    state_dir = Path(state_dir)
+    if files is None or not files.remote:
+        with file_lock(state_dir / ".state.lock", blocking=True):
+            state = load_state(state_dir)
+            change(state)
+            atomic_write(state_dir / STATE_FILE, state.to_json())
+            return state
+    with files.lock(state_dir / ".state.lock"):
+        state = load_state(state_dir, files)
         change(state)
-        atomic_write(state_dir / STATE_FILE, state.to_json())
+        files.write_text_atomic(state_dir / STATE_FILE, state.to_json())
         return state
 
 
@@ -166,30 +178,29 @@ class ProjectLock:
 
     An ``flock`` dies with its process, so a crashed wizard never leaves a
     stale lock behind; the pid and host written inside only serve the message.
+    In remote mode the ``flock`` is held on the login node for as long as the
+    SSH connection lives (see :mod:`hpcwizard.files`).
     """
 
-    def __init__(self, state_dir: Path) -> None:
-        self.path = state_dir / "wizard.lock"
-        self._fd: int | None = None
+    def __init__(self, state_dir: Path, files: ProjectFiles | None = None) -> None:
+        self.path = Path(state_dir) / "wizard.lock"
+        self.files = local_or(files)
+        self._held: contextlib.ExitStack | None = None
 
     def acquire(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        stack = contextlib.ExitStack()
+        note = holder_note() + (" (over ssh)" if self.files.remote else "")
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
-            os.close(fd)
-            raise StateError(f"this project home is already open in hpcwizard ({holder})",
+            stack.enter_context(self.files.lock(self.path, blocking=False, note=note))
+        except LockBusy as exc:
+            raise StateError(f"this project home is already open in hpcwizard ({exc.holder or 'another process'})",
                              "close the other hpcwizard first, or use another --project-home") from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}\n".encode(), 0)
-        self._fd = fd
+        self._held = stack
 
     def release(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
+        if self._held is not None:
+            self._held.close()
+            self._held = None
 
     def __enter__(self) -> "ProjectLock":
         self.acquire()

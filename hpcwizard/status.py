@@ -16,6 +16,7 @@ from datetime import datetime
 from pathlib import Path
 
 from hpcwizard.errors import UserError
+from hpcwizard.files import ProjectFiles
 from hpcwizard.plan import job_prefix_for
 from hpcwizard.shell import Runner
 from hpcwizard.slurm import JobState, SlurmClient
@@ -81,10 +82,13 @@ def _exit(status: object | None) -> str | None:
     return f"{status.code}:{status.signal}" if status is not None else None  # type: ignore[attr-defined]
 
 
-def take_snapshot(project_home: Path, runner: Runner, *, slurm: SlurmClient | None = None) -> StatusSnapshot:
-    """The project's jobs as Slurm (or, failing that, the state) knows them now."""
+def take_snapshot(project_home: Path, runner: Runner, *, slurm: SlurmClient | None = None,
+                  files: ProjectFiles | None = None) -> StatusSnapshot:
+    """The project's jobs as Slurm (or, failing that, the state) knows them now.
+
+    ``files``: where the project state lives (the login node in remote mode)."""
     project_home = Path(project_home)
-    state = load_state(project_home / "hpcwizard")
+    state = load_state(project_home / "hpcwizard", files)
     logs = project_home / "logs"
     known = {}  # job id -> (chain name, slurm name, partition, script, dependency)
     for submission in state.submissions:

@@ -15,6 +15,7 @@ from datetime import datetime
 from pathlib import Path
 
 from hpcwizard.errors import UserError
+from hpcwizard.files import ProjectFiles, local_or
 from hpcwizard.plan import Plan
 from hpcwizard.recipe import Recipe
 from hpcwizard.render import render
@@ -36,13 +37,21 @@ def runs_dir(plan: Plan) -> Path:
 
 
 def submit_chain(plan: Plan, recipe: Recipe, runner: Runner, *, force: bool = False,
-                 hf_endpoint: str | None = None) -> Submission:
-    """Render the plan into a new run folder and submit its chain."""
+                 hf_endpoint: str | None = None, files: ProjectFiles | None = None,
+                 hpcwizard_cmd: list[str] | None = None) -> Submission:
+    """Render the plan into a new run folder and submit its chain.
+
+    ``files``/``runner``: this machine by default; in remote mode the login
+    node's (the run folder, logs and state are written there, and
+    ``hpcwizard_cmd`` is the login node's hpcwizard for the jobs to call)."""
     fingerprint = plan.fingerprint()
+    files = local_or(files)
     # One submit at a time per project: two racing submits would both pass
     # the "already submitted" check below.
-    with file_lock(plan.state_dir / ".submit.lock", blocking=True):
-        earlier = load_state(plan.state_dir).submissions_of(fingerprint)
+    lock = (file_lock(plan.state_dir / ".submit.lock", blocking=True) if not files.remote
+            else files.lock(plan.state_dir / ".submit.lock"))
+    with lock:
+        earlier = load_state(plan.state_dir, files).submissions_of(fingerprint)
         if earlier and not force:
             ids = ", ".join(earlier[-1].job_ids)
             raise AlreadySubmitted(
@@ -52,14 +61,14 @@ def submit_chain(plan: Plan, recipe: Recipe, runner: Runner, *, force: bool = Fa
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
         scripts_dir = runs_dir(plan) / stamp
         suffix = 1
-        while scripts_dir.exists():
+        while files.exists(scripts_dir):
             suffix += 1
             scripts_dir = runs_dir(plan) / f"{stamp}-{suffix}"
-        rendering = render(plan, recipe, scripts_dir, hf_endpoint=hf_endpoint)
-        rendering.write(scripts_dir)
+        rendering = render(plan, recipe, scripts_dir, hf_endpoint=hf_endpoint, hpcwizard_cmd=hpcwizard_cmd)
+        rendering.write(scripts_dir, files)
         # Slurm opens logs/%x-%j.out relative to the job's working directory
         # before the script runs: the folder must exist at submission.
-        plan.logs_dir.mkdir(parents=True, exist_ok=True)
+        files.mkdir_p(plan.logs_dir)
 
         slurm = SlurmClient(runner)
         # A held job skips Slurm's node-feasibility check (a held job asking
@@ -115,7 +124,7 @@ def submit_chain(plan: Plan, recipe: Recipe, runner: Runner, *, force: bool = Fa
             scripts_dir=str(scripts_dir),
             jobs=tuple(accepted),
         )
-        update_state(plan.state_dir, lambda state: state.submissions.append(submission))
+        update_state(plan.state_dir, lambda state: state.submissions.append(submission), files)
         return submission
 
 

@@ -274,6 +274,8 @@ class SshConnection:
         self.host = host
         self.ask_host_key = ask_host_key
         self.passphrase = passphrase
+        # An explicit argument wins, then the config's UserKnownHostsFile.
+        known_hosts = known_hosts or host.known_hosts_file
         self.known_hosts = Path(os.path.expanduser(os.fspath(known_hosts or DEFAULT_KNOWN_HOSTS)))
         self.known_hosts_display = os.fspath(known_hosts) if known_hosts else DEFAULT_KNOWN_HOSTS
         self.system_known_hosts = [Path(os.fspath(p)) for p in system_known_hosts]

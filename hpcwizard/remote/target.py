@@ -2,7 +2,8 @@
 
 ``--host [user@]host[:port]`` names the cluster the way ``ssh`` does, and the
 user's OpenSSH client config fills in the rest (HostName, User, Port,
-IdentityFile, ProxyJump, ServerAliveInterval, ConnectTimeout), so a host that
+IdentityFile, IdentitiesOnly, ProxyJump, ServerAliveInterval, ConnectTimeout,
+UserKnownHostsFile — its first file), so a host that
 works with ``ssh alias`` works with ``hpcwizard --host alias``. Values typed
 on the command line win over the config file, as with ``ssh``.
 
@@ -70,6 +71,8 @@ class ResolvedHost:
     jumps: tuple[ResolvedHost, ...] = ()
     server_alive_interval: float | None = None
     connect_timeout: float | None = None
+    #: UserKnownHostsFile (its first file), when the config sets one.
+    known_hosts_file: str | None = None
     # Where the config came from, for error messages only.
     config_path: str | None = field(default=None, compare=False)
 
@@ -195,6 +198,8 @@ def resolve(
     port = target.port or _port(str(options.get("port", DEFAULT_PORT)), f"the SSH config for {target.host}")
     user = target.user or options.get("user") or local_user or getpass.getuser()
     identity_files = tuple(os.path.expanduser(p) for p in options.get("identityfile", ()))
+    known_hosts_files = str(options.get("userknownhostsfile", "")).split()
+    known_hosts_file = os.path.expanduser(known_hosts_files[0]) if known_hosts_files else None
 
     jumps: list[ResolvedHost] = []
     proxy_jump = str(options.get("proxyjump", "")).strip()
@@ -220,6 +225,7 @@ def resolve(
         jumps=tuple(jumps),
         server_alive_interval=_float_option(options, "serveraliveinterval", source),
         connect_timeout=_float_option(options, "connecttimeout", source),
+        known_hosts_file=known_hosts_file,
         config_path=source,
     )
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 from datetime import datetime
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from textual.app import App
 from textual.screen import Screen
 
 from hpcwizard import __version__
+from hpcwizard.files import LOCAL_FILES, ProjectFiles
 from hpcwizard.shell import LocalRunner, Runner
 
 
@@ -27,6 +29,12 @@ class AppContext:
     runner: Runner
     clock: Callable[[], datetime] = field(default=lambda: datetime.now().astimezone())
     hf_endpoint: str | None = None
+    #: Project files: this machine, or the login node in remote mode (``--host``).
+    files: ProjectFiles = field(default=LOCAL_FILES)
+    #: The SSH connection in remote mode (the dashboard shows its reconnects).
+    connection: Any = None
+    #: How jobs call hpcwizard (remote mode: the login node's installation).
+    hpcwizard_cmd: list[str] | None = None
 
 
 def _wizard() -> Screen:
@@ -63,11 +71,23 @@ def make_app(
     clock: Callable[[], datetime] | None = None,
     hf_endpoint: str | None = None,
     start_mode: str = "wizard",
+    files: ProjectFiles | None = None,
+    connection: Any = None,
+    hpcwizard_cmd: list[str] | None = None,
 ) -> HpcWizardApp:
+    """``files``/``connection``/``hpcwizard_cmd``: remote mode (``--host``);
+    the project home is then a path of the login node, taken as given."""
+    files = files or LOCAL_FILES
+    home: Path | None = None
+    if project_home:
+        home = Path(project_home) if files.remote else Path(project_home).absolute()
     context = AppContext(
-        project_home=Path(project_home).absolute() if project_home else None,
+        project_home=home,
         runner=runner or LocalRunner(),
         hf_endpoint=hf_endpoint,
+        files=files,
+        connection=connection,
+        hpcwizard_cmd=hpcwizard_cmd,
     )
     if clock is not None:
         context.clock = clock

@@ -174,3 +174,11 @@ class TrainingRateRead(_Message):
     (a ``hpcwizard.estimate.MeasuredRate``), or None when there is no such run."""
 
     rate: _Any | None
+
+
+@_dataclass
+class ConnectionChanged(_Message):
+    """Remote mode: the SSH connection was lost, is retrying, or came back
+    (a :class:`hpcwizard.remote.ConnectionEvent`)."""
+
+    event: _Any

@@ -35,7 +35,7 @@ from textual.worker import Worker, WorkerState
 from hpcwizard.errors import UserError
 from hpcwizard.slurm import JobState, SlurmClient
 from hpcwizard.status import JobRow, StatusSnapshot, take_snapshot
-from hpcwizard.tui.messages import ActionFinished, LogChunk, SnapshotTaken
+from hpcwizard.tui.messages import ActionFinished, ConnectionChanged, LogChunk, SnapshotTaken
 from hpcwizard.tui.widgets.confirm import ChoiceScreen, ConfirmScreen
 from hpcwizard.tui.widgets.job_table import JobTable
 from hpcwizard.tui.widgets.log_panel import LogPanel
@@ -185,6 +185,7 @@ class DashboardScreen(Screen):
         self._poll_active: Worker | None = None
         self._refresh_again = False
         self._slurm: SlurmClient | None = None
+        self.connection_note: str | None = None  # remote mode: the last reconnect or loss
 
     # -- layout --------------------------------------------------------------
 
@@ -195,7 +196,7 @@ class DashboardScreen(Screen):
         yield JobTable(id="jobs")
         yield Static("", id="dash-empty")
         yield ProgressPanel(id="progress")
-        yield LogPanel(id="log")
+        yield LogPanel(id="log", source_factory=self.app.context.files.open_source)  # type: ignore[attr-defined]
         yield Footer()
 
     @property
@@ -211,6 +212,10 @@ class DashboardScreen(Screen):
         return self.query_one(LogPanel)
 
     def on_mount(self) -> None:
+        connection = getattr(self.context, "connection", None)
+        if connection is not None:
+            # Called from whichever worker thread (re)connects: hop to the UI.
+            connection.on_event = lambda event: self.post_message(ConnectionChanged(event))
         self._slurm = FinishedJobsCache(self.context.runner)
         self.table.focus()
         if self.context.project_home is None:
@@ -223,6 +228,23 @@ class DashboardScreen(Screen):
     def on_unmount(self) -> None:
         if self._timer is not None:
             self._timer.stop()
+        connection = getattr(self.context, "connection", None)
+        if connection is not None:
+            connection.on_event = None
+
+    def on_connection_changed(self, message: ConnectionChanged) -> None:
+        event = message.event
+        at = time.strftime("%H:%M:%S", time.localtime(event.at))
+        if event.kind == "reconnected":
+            self.connection_note = f"reconnected to {event.detail} at {at}"
+            self.refresh_soon()
+        elif event.kind in ("lost", "retrying"):
+            self.connection_note = f"connection lost at {at}, reconnecting…"
+        elif event.kind == "failed":
+            self.connection_note = f"connection lost at {at}: {event.detail}; retrying at the next refresh"
+        else:
+            return
+        self._show_status()
 
     # -- polling -------------------------------------------------------------
 
@@ -243,12 +265,12 @@ class DashboardScreen(Screen):
         from hpcwizard.state import load_state
 
         started = time.monotonic()
-        snapshot = take_snapshot(project_home, self.context.runner, slurm=self._slurm)
+        snapshot = take_snapshot(project_home, self.context.runner, slurm=self._slurm, files=self.context.files)
         duration = time.monotonic() - started
         diagnoses = []
         try:
             if any(job.never_runs for job in snapshot.jobs):
-                diagnoses = diagnose(snapshot, load_state(project_home / "hpcwizard"))
+                diagnoses = diagnose(snapshot, load_state(project_home / "hpcwizard", self.context.files))
         except UserError:
             diagnoses = []
         self.post_message(SnapshotTaken(snapshot, duration, diagnoses))
@@ -262,7 +284,9 @@ class DashboardScreen(Screen):
                 self._set_banner(f"refresh failed: {worker.error}")
             if event.state in (WorkerState.SUCCESS, WorkerState.ERROR, WorkerState.CANCELLED):
                 self._poll_active = None
-                delay = 0.0 if self._refresh_again else self.policy.interval
+                # Not 0.0: Textual 0.x divides by a zero-interval timer that
+                # is still pending when the screen closes (ZeroDivisionError).
+                delay = 0.01 if self._refresh_again else self.policy.interval
                 self._refresh_again = False
                 self._timer = self.set_timer(delay, self._start_poll)
                 self._show_status()
@@ -329,7 +353,11 @@ class DashboardScreen(Screen):
         if self.snapshot is not None:
             active = sum(1 for job in self.snapshot.jobs if job.active)
             parts.append(f"{len(self.snapshot.jobs)} jobs, {active} active")
-        parts.append(str(home) if home else "no project home")
+        if self.connection_note:
+            parts.append(self.connection_note)
+        files = self.context.files
+        where = f"{files.where}:" if files.remote else ""
+        parts.append(f"{where}{home}" if home else "no project home")
         self.query_one("#dash-status", Static).update(Text(" · ".join(parts), no_wrap=True, overflow="ellipsis"))
 
     @property
@@ -427,7 +455,7 @@ class DashboardScreen(Screen):
             self.notify(f"job {job.job_id} was not submitted by hpcwizard: no sbatch file recorded",
                         severity="warning")
             return
-        self.app.push_screen(SbatchViewer(job.script))
+        self.app.push_screen(SbatchViewer(job.script, files=self.context.files))
 
     # -- actions: Slurm (confirmed, in workers) -----------------------------------
 
@@ -463,7 +491,7 @@ class DashboardScreen(Screen):
         if job is None:
             return
         # A small JSON file; reading it here keeps the question synchronous.
-        chain = chain_of(load_state(Path(self.context.project_home) / "hpcwizard"), job.job_id)
+        chain = chain_of(load_state(Path(self.context.project_home) / "hpcwizard", self.context.files), job.job_id)
         rows = self.table.rows_by_id
         ids = [j.job_id for j in chain if j.job_id in rows and rows[j.job_id].active] or (
             [job.job_id] if job.active else [])
@@ -564,6 +592,7 @@ class DashboardScreen(Screen):
     def _resubmit_worker(self, parent_id: str) -> None:
         from hpcwizard.resubmit import resubmit_failed
 
-        result = resubmit_failed(Path(self.context.project_home), self.context.runner, parent_id)
+        result = resubmit_failed(Path(self.context.project_home), self.context.runner, parent_id,
+                                 files=self.context.files)
         pairs = ", ".join(f"{old}→{new}" for old, new in result.new_ids.items())
         self.post_message(ActionFinished("resubmit", True, f"resubmitted {pairs}"))

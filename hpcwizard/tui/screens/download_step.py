@@ -69,6 +69,10 @@ class DownloadStep(StepScreen):
     def fetch(self, cancel: threading.Event) -> None:
         from hpcwizard.download import download_plan
 
+        if self.context.files.remote:
+            self._fetch_on_login_node(cancel)
+            return
+
         source = hub.find_token()
         try:
             summary = download_plan(self.plan, session.recipe_of(self.plan), token=source.token if source else None,
@@ -82,6 +86,50 @@ class DownloadStep(StepScreen):
             self.post_message(DownloadEnded(error=f"the download failed: {type(exc).__name__}: {exc}"))
             return
         self.post_message(DownloadEnded(summary=summary.one_line()))
+
+    def _fetch_on_login_node(self, cancel: threading.Event) -> None:
+        """Remote mode: run ``hpcwizard download`` ON the login node (its disk,
+        network and token file), showing its last output lines here."""
+        import os
+
+        files, context = self.context.files, self.context
+        screen = self
+
+        class Lines:
+            def __init__(self) -> None:
+                self.text = ""
+
+            def write(self, chunk: str) -> None:
+                self.text = (self.text + chunk.replace("\r", "\n"))[-4000:]
+                last = [line for line in self.text.splitlines() if line.strip()][-3:]
+                screen.app.call_from_thread(screen.query_one("#download-notes", Label).update, "\n".join(last))
+
+            def flush(self) -> None:
+                pass
+
+        lines = Lines()
+        try:
+            if not context.hpcwizard_cmd:
+                raise UserError(f"hpcwizard was not found on {files.where}", "install it there, then reopen the wizard")
+            remote_plan = self.plan.state_dir / "download" / "plan.yaml"
+            files.write_text_atomic(remote_plan, self.plan.to_yaml())
+            endpoint = context.hf_endpoint or os.environ.get("HF_ENDPOINT")
+            status = files.run_streaming([*context.hpcwizard_cmd, "download", str(remote_plan)], lines,
+                                         env={"HF_ENDPOINT": endpoint} if endpoint else None, cancel=cancel)
+        except UserError as exc:
+            self.post_message(DownloadEnded(error=exc.one_line(), cancelled=cancel.is_set()))
+            return
+        except Exception as exc:
+            self.post_message(DownloadEnded(error=f"the download on {files.where} failed: {type(exc).__name__}: {exc}"))
+            return
+        if cancel.is_set():
+            self.post_message(DownloadEnded(cancelled=True))
+        elif status != 0:
+            last = lines.text.strip().splitlines()[-1:] or [f"exit {status}"]
+            self.post_message(DownloadEnded(error=f"the download on {files.where} failed: {last[0]}"))
+        else:
+            last = lines.text.strip().splitlines()[-1:] or ["done"]
+            self.post_message(DownloadEnded(summary=f"on {files.where}: {last[0]}"))
 
     def on_download_progressed(self, message: DownloadProgressed) -> None:
         self.query_one(DownloadBars).show(message.progress)

@@ -106,7 +106,7 @@ class PathsStep(StepScreen):
         self._measure("data", text, need)
 
     def _measure(self, field: str, text: str, need: int) -> None:
-        path, why = session.check_folder(text)
+        path, why = session.check_folder(text, self.context.files)
         if path is None:
             self.post_message(FolderMeasured(field, text, error=why))
             return
@@ -135,7 +135,7 @@ class PathsStep(StepScreen):
         from hpcwizard.tui.screens.wizard import PathsChoice
 
         picker = self.query_one("#paths-data", DirPicker)
-        path, why = session.check_folder(picker.value)
+        path, why = session.check_folder(picker.value, self.context.files)
         if path is None:
             picker.show_info(why or "", error=True)
             self.set_status("the data root will not do", error=True)

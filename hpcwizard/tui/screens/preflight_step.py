@@ -51,9 +51,13 @@ class PreflightStep(StepScreen):
     @work(thread=True, exclusive=True, group="preflight", exit_on_error=False)
     def check(self) -> None:
         try:
+            # Only remote mode passes the remote extras (keeps run_preflight's
+            # local call exactly as it was).
+            remote = ({"files": self.context.files, "hpcwizard_cmd": self.context.hpcwizard_cmd}
+                      if self.context.files.remote else {})
             result = run_preflight(self.plan, session.recipe_of(self.plan), self.context.runner,
                                    endpoint=self.context.hf_endpoint,
-                                   on_result=lambda row: self.post_message(CheckArrived(row)))
+                                   on_result=lambda row: self.post_message(CheckArrived(row)), **remote)
         except Exception as exc:  # the preflight itself failed: say so, keep Next closed
             self.post_message(PreflightDone(True, error=f"the checks could not run: {exc}"))
             return

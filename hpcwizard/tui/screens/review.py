@@ -13,6 +13,7 @@ from textual.widgets import Label, LoadingIndicator, TabbedContent, TabPane
 from hpcwizard.errors import UserError
 from hpcwizard.plan import Plan
 from hpcwizard.render import render
+from hpcwizard.files import ProjectFiles, local_or
 from hpcwizard.state import load_state
 from hpcwizard.tui.messages import PreviewRendered
 from hpcwizard.tui.screens import session
@@ -32,12 +33,13 @@ def language_for(name: str) -> str | None:
     return None
 
 
-def diff_against(previous: Path, files: list[tuple[str, str]]) -> str:
+def diff_against(previous: Path, files: list[tuple[str, str]], where: ProjectFiles | None = None) -> str:
     """A unified diff of every file against the same name in ``previous`` (a run folder)."""
     chunks = []
+    where = local_or(where)
     for name, text in files:
         try:
-            before = (previous / name).read_text(encoding="utf-8")
+            before = where.read_text(previous / name)
         except OSError:
             before = ""
         chunks.extend(difflib.unified_diff(before.splitlines(keepends=True), text.splitlines(keepends=True),
@@ -69,8 +71,9 @@ class ReviewStep(StepScreen):
     def build(self) -> None:
         out = self.plan.state_dir / PREVIEW_FOLDER
         try:
-            rendering = render(self.plan, session.recipe_of(self.plan), out, hf_endpoint=self.context.hf_endpoint)
-            rendering.write(out)
+            rendering = render(self.plan, session.recipe_of(self.plan), out, hf_endpoint=self.context.hf_endpoint,
+                               hpcwizard_cmd=self.context.hpcwizard_cmd)
+            rendering.write(out, self.context.files)
         except (UserError, OSError) as exc:
             text = exc.one_line() if isinstance(exc, UserError) else str(exc)
             self.post_message(PreviewRendered([], "", error=text))
@@ -80,13 +83,13 @@ class ReviewStep(StepScreen):
         files.sort(key=lambda item: (not item[0].endswith(".sbatch"), item[0]))
         previous = None
         try:
-            latest = load_state(self.plan.state_dir).latest_submission
+            latest = load_state(self.plan.state_dir, self.context.files).latest_submission
         except UserError:
             latest = None
         diff = ""
-        if latest is not None and Path(latest.scripts_dir).is_dir():
+        if latest is not None and self.context.files.is_dir(latest.scripts_dir):
             previous = latest.scripts_dir
-            diff = diff_against(Path(previous), files)
+            diff = diff_against(Path(previous), files, self.context.files)
         self.post_message(PreviewRendered(files, diff, previous))
 
     async def on_preview_rendered(self, message: PreviewRendered) -> None:

@@ -7,7 +7,6 @@ Rich.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import ClassVar
 
 from rich.syntax import Syntax
@@ -17,6 +16,9 @@ from textual.binding import Binding, BindingType
 from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Footer, Static
+
+from hpcwizard.errors import UserError
+from hpcwizard.files import ProjectFiles, local_or
 
 
 class SbatchViewer(ModalScreen[None]):
@@ -45,9 +47,10 @@ class SbatchViewer(ModalScreen[None]):
 
     BINDINGS: ClassVar[list[BindingType]] = [Binding("escape,q,v", "dismiss_viewer", "Close")]
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, files: ProjectFiles | None = None) -> None:
         super().__init__()
         self.path = path
+        self.files = local_or(files)  # the login node's in remote mode
 
     def compose(self) -> ComposeResult:
         with Vertical():
@@ -62,9 +65,10 @@ class SbatchViewer(ModalScreen[None]):
     @work(thread=True, exit_on_error=False)
     def _load(self) -> None:
         try:
-            text = Path(self.path).read_text(encoding="utf-8", errors="replace")
-        except OSError as exc:
-            text = f"# cannot read {self.path}: {exc.strerror}\n"
+            text = self.files.read_text(self.path)
+        except (OSError, UnicodeDecodeError, UserError) as exc:
+            why = exc.one_line() if isinstance(exc, UserError) else getattr(exc, "strerror", None) or str(exc)
+            text = f"# cannot read {self.path}: {why}\n"
         self.app.call_from_thread(self._show, text)
 
     def _show(self, text: str) -> None:

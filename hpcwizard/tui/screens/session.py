@@ -22,6 +22,7 @@ import yaml
 from hpcwizard.errors import UserError
 from hpcwizard.plan import Plan, PlanError, plan_from_dict
 from hpcwizard.recipe import Recipe, all_recipes
+from hpcwizard.files import ProjectFiles, expand_home, local_or
 from hpcwizard.state import ProjectLock, atomic_write, load_state, update_state
 
 PLAN_FILE = "plan.yaml"
@@ -79,18 +80,19 @@ class SavedSession:
         return self.step is not None and self.step not in ("welcome",)
 
 
-def read_session(project_home: Path) -> SavedSession:
+def read_session(project_home: Path, files: ProjectFiles | None = None) -> SavedSession:
     """The saved step and plan of a project home (disk work: call it from a worker)."""
     problem = None
+    files = local_or(files)
     try:
-        state = load_state(state_dir(project_home))
+        state = load_state(state_dir(project_home), files)
     except UserError as exc:
         return SavedSession(project_home, None, None, exc.one_line())
     plan = None
     path = plan_path(project_home)
-    if path.is_file():
+    if files.exists(path):
         try:
-            plan = plan_from_dict(yaml.safe_load(path.read_text(encoding="utf-8")),
+            plan = plan_from_dict(yaml.safe_load(files.read_text(path)),
                                   recipe_names=tuple(all_recipes()))
         except (PlanError, yaml.YAMLError, OSError) as exc:
             problem = f"the saved plan {path} cannot be used: {exc}"
@@ -100,34 +102,50 @@ def read_session(project_home: Path) -> SavedSession:
     return SavedSession(project_home, step, plan, problem, len(state.submissions))
 
 
-def save_step(project_home: Path, step: str) -> None:
-    update_state(state_dir(project_home), lambda state: setattr(state, "wizard_step", step))
+def save_step(project_home: Path, step: str, files: ProjectFiles | None = None) -> None:
+    update_state(state_dir(project_home), lambda state: setattr(state, "wizard_step", step), files)
 
 
-def save_plan(plan: Plan) -> Path:
+def save_plan(plan: Plan, files: ProjectFiles | None = None) -> Path:
     path = plan_path(plan.project_home)
-    atomic_write(path, plan.to_yaml())
+    if files is not None and files.remote:
+        files.write_text_atomic(path, plan.to_yaml())
+    else:
+        atomic_write(path, plan.to_yaml())
     return path
 
 
-def forget_plan(project_home: Path) -> None:
+def forget_plan(project_home: Path, files: ProjectFiles | None = None) -> None:
     """Start over: the saved answers go, the submissions stay in the state."""
     with contextlib.suppress(FileNotFoundError):
-        plan_path(project_home).unlink()
-    save_step(project_home, "token")
+        local_or(files).remove(plan_path(project_home))
+    save_step(project_home, "token", files)
 
 
 def recipe_of(plan: Plan) -> Recipe:
     return all_recipes()[plan.recipe]
 
 
-def check_folder(text: str) -> tuple[Path | None, str | None]:
-    """A folder the user typed: absolute, and writable or creatable. ``(path, None)`` or ``(None, why)``."""
+def check_folder(text: str, files: ProjectFiles | None = None) -> tuple[Path | None, str | None]:
+    """A folder the user typed: absolute, and writable or creatable. ``(path, None)`` or ``(None, why)``.
+
+    Remote mode: a folder of the login node (``~`` is its home); writability
+    shows at the first write there."""
     text = text.strip()
     if not text:
         return None, "enter a folder"
     if any(ord(ch) < 32 or ord(ch) == 127 for ch in text):
         return None, "the path contains a control character"
+    if files is not None and files.remote:
+        path = Path(expand_home(files, text))
+        if not path.is_absolute():
+            return None, f"use an absolute path, e.g. {files.home()}/{text}"
+        existing = path
+        while not files.exists(existing) and existing.parent != existing:
+            existing = existing.parent
+        if not files.is_dir(existing):
+            return None, f"{existing} is a file, not a folder"
+        return Path(os.path.normpath(path)), None
     path = Path(os.path.expanduser(text))
     if not path.is_absolute():
         return None, f"use an absolute path, e.g. {Path.cwd() / text}"
@@ -149,23 +167,23 @@ def check_folder(text: str) -> tuple[Path | None, str | None]:
 _HELD: dict[Path, ProjectLock] = {}
 
 
-def acquire_project_lock(project_home: Path) -> bool:
+def acquire_project_lock(project_home: Path, files: ProjectFiles | None = None) -> bool:
     """Hold the wizard lock of ``project_home`` for this process.
 
     Returns True when this call took it, False when this process held it
     already (the CLI takes it before the TUI starts; the wizard asks again).
     Raises :class:`hpcwizard.state.StateError` when another process holds it.
     """
-    home = Path(project_home).absolute()
+    home = Path(project_home) if files is not None and files.remote else Path(project_home).absolute()
     if home in _HELD:
         return False
-    lock = ProjectLock(state_dir(home))
+    lock = ProjectLock(state_dir(home), files)
     lock.acquire()
     _HELD[home] = lock
     return True
 
 
 def release_project_lock(project_home: Path) -> None:
-    lock = _HELD.pop(Path(project_home).absolute(), None)
+    lock = _HELD.pop(Path(project_home), None) or _HELD.pop(Path(project_home).absolute(), None)
     if lock is not None:
         lock.release()

@@ -64,7 +64,8 @@ class SubmitStep(StepScreen):
     def send(self) -> None:
         try:
             submission = submit_chain(self.plan, session.recipe_of(self.plan), self.context.runner,
-                                      hf_endpoint=self.context.hf_endpoint)
+                                      hf_endpoint=self.context.hf_endpoint, files=self.context.files,
+                                      hpcwizard_cmd=self.context.hpcwizard_cmd)
         except AlreadySubmitted as exc:
             self.post_message(ChainSubmitted(None, error=exc.one_line(), already=True))
             return

@@ -101,6 +101,11 @@ class TokenStep(StepScreen):
             else:
                 user = hub.validate_token(typed, endpoint)
                 saved = str(hub.store_token(typed, endpoint))
+            if self.context.files.remote:
+                token = typed if typed is not None else source.token
+                remote = self._store_on_login_node(token)
+                if remote:
+                    saved = f"{saved} and {remote}"
         except UserError as exc:
             self.post_message(TokenChecked(None, error=exc.one_line()))
             return
@@ -108,6 +113,20 @@ class TokenStep(StepScreen):
             self.post_message(TokenChecked(None, error=f"the token could not be checked ({type(exc).__name__})"))
             return
         self.post_message(TokenChecked(user.name, saved_to=saved))
+
+    def _store_on_login_node(self, token: str) -> str | None:
+        """Remote mode: the jobs read ``$HF_HOME/token`` ON THE CLUSTER. When
+        the login node has none, store this (validated) token there: over
+        SFTP, mode 0600 from the first byte; never in argv or env."""
+        from hpcwizard.preflight import remote_token_file, remote_token_path
+
+        files, runner = self.context.files, self.context.runner
+        existing = remote_token_path(runner)
+        if existing:
+            return f"{files.where}:{existing} (already there, kept)"
+        path = remote_token_file(runner)
+        files.write_text_atomic(path, token.strip(), mode=0o600)
+        return f"{files.where}:{path}"
 
     def on_token_checked(self, message: TokenChecked) -> None:
         self._busy(False)

@@ -55,11 +55,11 @@ class WelcomeStep(StepScreen):
 
     @work(thread=True, exclusive=True, group="welcome-session", exit_on_error=False)
     def read(self, text: str) -> None:
-        home, why = session.check_folder(text)
+        home, why = session.check_folder(text, self.context.files)
         if home is None:
             self.post_message(SessionRead(why))
             return
-        self.post_message(SessionRead(session.read_session(home)))
+        self.post_message(SessionRead(session.read_session(home, self.context.files)))
 
     def on_session_read(self, message: SessionRead) -> None:
         if isinstance(message.session, str) or message.session is None:
@@ -119,7 +119,7 @@ class WelcomeStep(StepScreen):
     def submit(self) -> None:
         if self.asking:
             typed = self.query_one(DirPicker).value
-            home, why = session.check_folder(typed)
+            home, why = session.check_folder(typed, self.context.files)
             if home is None:
                 self.query_one(DirPicker).show_info(why or "", error=True)
                 return

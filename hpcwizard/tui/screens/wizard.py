@@ -120,7 +120,7 @@ class WizardScreen(Screen[None]):
             self._took_lock = None
 
     def _lock(self, home: Path) -> None:
-        if session.acquire_project_lock(home):
+        if session.acquire_project_lock(home, self.app.context.files):
             self._took_lock = home
 
     def show_message(self, text: str, *, error: bool = False) -> None:
@@ -163,7 +163,7 @@ class WizardScreen(Screen[None]):
         self.reached = max(self.reached, step_index(step))
         if step != "welcome" and self.project_home is not None:
             try:
-                session.save_step(self.project_home, step)
+                session.save_step(self.project_home, step, self.app.context.files)
             except UserError as exc:
                 self.notify(exc.one_line(), title="Not saved", severity="error", timeout=10)
         self.current = self.make_step(step, error)
@@ -216,12 +216,12 @@ class WizardScreen(Screen[None]):
                                                   account=result.account, qos=result.qos)
         elif step == "submit":
             assert self.project_home is not None
-            session.save_step(self.project_home, session.DONE)
+            session.save_step(self.project_home, session.DONE, self.app.context.files)
             self.step = session.DONE
             self.open_dashboard()
             return None
         if self.plan is not None:
-            session.save_plan(self.plan)
+            session.save_plan(self.plan, self.app.context.files)
         return self.next_after(step)
 
     def _plan(self) -> Plan:
@@ -247,7 +247,7 @@ class WizardScreen(Screen[None]):
             if saved.step == session.DONE:
                 return "submit"
             return saved.step
-        session.forget_plan(choice.project_home)
+        session.forget_plan(choice.project_home, self.app.context.files)
         self.plan = None
         self.reached = 1
         return "token"

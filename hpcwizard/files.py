@@ -1,0 +1,343 @@
+"""Project files, here or on the login node: one small interface beside the runner.
+
+Everything hpcwizard keeps in a project home (plan, state, rendered scripts,
+logs, locks) goes through a :class:`ProjectFiles`:
+
+- :class:`LocalFiles`: this machine (hpcwizard runs on the login node):
+  atomic temp file + fsync + rename, and ``flock`` locks.
+- :class:`SshFiles`: the login node over the SSH connection of ``--host``:
+  SFTP for reading and atomic writing (temp + ``posix-rename``), and log
+  following that reads only the appended bytes (:class:`SftpFileSource`).
+
+Paths are paths of the machine the files live on. In remote mode they are the
+LOGIN NODE's paths: never ``resolve()``, ``expanduser()`` or ``exists()`` them
+locally; a leading ``~`` is expanded with :meth:`ProjectFiles.home`.
+
+Locks over SSH
+--------------
+SFTP has no ``flock``, and a lock file created with ``O_EXCL`` goes stale when
+a laptop sleeps or crashes (and the laptop's pid cannot be checked from the
+cluster). So :meth:`SshFiles.lock` runs the lock ON THE LOGIN NODE: one SSH
+channel runs ``flock`` (util-linux, present on every Linux login node) on the
+same lock file a local hpcwizard would use, and keeps it (``cat`` waiting on
+the channel's stdin) for the ``with`` block. Consequences:
+
+- a remote hpcwizard, a local one on the login node and a setup job recording
+  download progress all exclude each other with the SAME kernel lock;
+- the lock can never go stale: when the laptop closes the channel, crashes
+  or loses the network, sshd closes the process's stdin, ``cat`` ends and the
+  kernel releases the lock;
+- hence a wizard's project lock lasts as long as its SSH connection: after a
+  reconnect it is NOT re-taken automatically (another wizard could have
+  opened the project in between; the state file stays consistent because
+  every read-modify-write takes its own short lock).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import os
+import posixpath
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from hpcwizard.errors import UserError
+from hpcwizard.logtail import FileSource, LocalFileSource
+
+if TYPE_CHECKING:
+    from hpcwizard.remote.connection import SshConnection
+
+PathLike = str | os.PathLike[str]
+
+
+class LockBusy(UserError):
+    """A non-blocking lock is held by someone else; ``holder`` says who (if known)."""
+
+    def __init__(self, path: str, holder: str) -> None:
+        super().__init__(f"{path} is locked by {holder or 'another process'}")
+        self.path = path
+        self.holder = holder
+
+
+def holder_note() -> str:
+    """What a lock file says about its holder (for the other side's message only)."""
+    return f"pid {os.getpid()} on {socket.gethostname()}"
+
+
+class ProjectFiles(Protocol):
+    """File access for a project home, on this machine or on the login node."""
+
+    #: True when the files live on another machine (paths are the login node's).
+    remote: bool
+    #: Where the files are, for messages ("this machine", "root@login1").
+    where: str
+
+    def read_text(self, path: PathLike) -> str:
+        """The file's text; FileNotFoundError when absent."""
+        ...
+
+    def write_text_atomic(self, path: PathLike, text: str, mode: int = 0o644) -> None:
+        """Replace ``path`` with ``text`` atomically (parents created); ``mode``
+        applies from the first byte, so a 0600 file is never readable by others."""
+        ...
+
+    def exists(self, path: PathLike) -> bool: ...
+
+    def is_dir(self, path: PathLike) -> bool: ...
+
+    def mkdir_p(self, path: PathLike) -> None: ...
+
+    def listdir(self, path: PathLike) -> list[str]:
+        """Names in ``path``, sorted."""
+        ...
+
+    def remove(self, path: PathLike, *, missing_ok: bool = False) -> None: ...
+
+    def home(self) -> str:
+        """The home directory of the user on the machine the files live on."""
+        ...
+
+    def open_source(self, path: str) -> FileSource:
+        """A :class:`~hpcwizard.logtail.FileSource` for following a log."""
+        ...
+
+    def lock(self, path: PathLike, *, blocking: bool = True, note: str | None = None,
+             timeout: float = 120.0) -> contextlib.AbstractContextManager[None]:
+        """An exclusive lock on ``path`` (created if needed) for the ``with``
+        block. Non-blocking: raises :class:`LockBusy` when held. ``note``
+        (who holds it) is written into the lock file once it is taken."""
+        ...
+
+
+def expand_home(files: ProjectFiles, path: str) -> str:
+    """``~`` or ``~/x`` → the files' home (the login node's in remote mode)."""
+    if path == "~" or path.startswith("~/"):
+        return files.home() + path[1:]
+    return path
+
+
+# --------------------------------------------------------------------------
+# This machine
+
+
+class LocalFiles:
+    """Today's behaviour: the local disk, atomic writes, ``flock``."""
+
+    remote = False
+    where = "this machine"
+
+    def read_text(self, path: PathLike) -> str:
+        return Path(path).read_text(encoding="utf-8")
+
+    def write_text_atomic(self, path: PathLike, text: str, mode: int = 0o644) -> None:
+        from hpcwizard.state import atomic_write
+
+        atomic_write(Path(path), text, mode)
+
+    def exists(self, path: PathLike) -> bool:
+        return Path(path).exists()
+
+    def is_dir(self, path: PathLike) -> bool:
+        return Path(path).is_dir()
+
+    def mkdir_p(self, path: PathLike) -> None:
+        Path(path).mkdir(parents=True, exist_ok=True)
+
+    def listdir(self, path: PathLike) -> list[str]:
+        return sorted(os.listdir(path))
+
+    def remove(self, path: PathLike, *, missing_ok: bool = False) -> None:
+        Path(path).unlink(missing_ok=missing_ok)
+
+    def home(self) -> str:
+        return os.path.expanduser("~")
+
+    def open_source(self, path: str) -> FileSource:
+        return LocalFileSource(path)
+
+    @contextlib.contextmanager
+    def lock(self, path: PathLike, *, blocking: bool = True, note: str | None = None,
+             timeout: float = 120.0) -> Iterator[None]:
+        # ``timeout`` is for the remote lock; a local flock waits as long as it takes
+        # (the holders are short read-modify-writes).
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+            except BlockingIOError:
+                holder = os.pread(fd, 200, 0).decode(errors="replace").strip()
+                raise LockBusy(str(path), holder) from None
+            if note is not None:
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, f"{note}\n".encode(), 0)
+            yield
+        finally:
+            os.close(fd)  # closing releases the lock
+
+
+LOCAL_FILES = LocalFiles()
+
+
+def local_or(files: ProjectFiles | None) -> ProjectFiles:
+    return files if files is not None else LOCAL_FILES
+
+
+# --------------------------------------------------------------------------
+# The login node over SSH
+
+# $1 lock file, $2 seconds to wait (0: don't), $3 note ("" for none).
+# fd 9 holds the lock; `exec cat` inherits it and keeps it until the channel's
+# stdin closes (we are done, or the connection is gone).
+_LOCK_SCRIPT = (
+    'exec 9>>"$1" || exit 71; '
+    'if [ "$2" = 0 ]; then flock -x -n 9; else flock -x -w "$2" 9; fi '
+    '|| { st=$?; [ "$st" = 127 ] && exit 127; cat "$1"; exit 75; }; '
+    'if [ -n "$3" ]; then printf "%s\\n" "$3" >"$1"; fi; '
+    'echo locked; exec cat >/dev/null'
+)
+
+
+class SshFiles:
+    """The login node's files over one :class:`SshConnection` (SFTP + a
+    ``flock`` held through an SSH channel; see the module docstring)."""
+
+    remote = True
+
+    def __init__(self, connection: SshConnection) -> None:
+        from hpcwizard.remote.files import RemoteFiles
+
+        self.connection = connection
+        self.files = RemoteFiles(connection)
+        self._home: str | None = None
+
+    @property
+    def where(self) -> str:
+        return self.connection.host.display
+
+    def read_text(self, path: PathLike) -> str:
+        return self.files.read_text(os.fspath(path))
+
+    def write_text_atomic(self, path: PathLike, text: str, mode: int = 0o644) -> None:
+        path = os.fspath(path)
+        try:
+            self.files.mkdir_p(posixpath.dirname(path) or ".")
+            self.files.write_text_atomic(path, text, mode=mode)
+        except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise UserError(f"cannot save {path} on {self.where}: the disk or your quota is full",
+                                "free some space; the previous file is intact") from None
+            raise UserError(f"cannot save {path} on {self.where}: {exc.strerror or exc}") from None
+
+    def exists(self, path: PathLike) -> bool:
+        return self.files.exists(os.fspath(path))
+
+    def is_dir(self, path: PathLike) -> bool:
+        return self.files.is_dir(os.fspath(path))
+
+    def mkdir_p(self, path: PathLike) -> None:
+        self.files.mkdir_p(os.fspath(path))
+
+    def listdir(self, path: PathLike) -> list[str]:
+        return self.files.listdir(os.fspath(path))
+
+    def remove(self, path: PathLike, *, missing_ok: bool = False) -> None:
+        self.files.remove(os.fspath(path), missing_ok=missing_ok)
+
+    def home(self) -> str:
+        if self._home is None:
+            self._home = self.files.home()
+        return self._home
+
+    def open_source(self, path: str) -> FileSource:
+        from hpcwizard.remote.files import SftpFileSource
+
+        return SftpFileSource(self.connection, path)
+
+    @contextlib.contextmanager
+    def lock(self, path: PathLike, *, blocking: bool = True, note: str | None = None,
+             timeout: float = 120.0) -> Iterator[None]:
+        from hpcwizard.remote.runner import remote_command
+
+        path = os.fspath(path)
+        self.mkdir_p(posixpath.dirname(path) or ".")
+        wait = str(max(1, int(timeout))) if blocking else "0"
+        command = remote_command(["sh", "-c", _LOCK_SCRIPT, "hpcwizard-lock", path, wait, note or ""])
+        channel = self.connection.open_session()
+        try:
+            channel.settimeout(timeout + 30)
+            channel.exec_command(command)
+            answer = b""
+            while b"locked\n" not in answer:
+                try:
+                    chunk = channel.recv(4096)
+                except (TimeoutError, socket.timeout):
+                    raise UserError(f"could not lock {path} on {self.where} within {timeout:g} s",
+                                    "another hpcwizard or a job holds it; try again") from None
+                if not chunk:
+                    break
+                answer += chunk
+            if b"locked\n" not in answer:
+                status = channel.recv_exit_status()
+                if status == 75:
+                    if blocking:
+                        raise UserError(f"could not lock {path} on {self.where} within {timeout:g} s",
+                                        "another hpcwizard or a job holds it; try again")
+                    raise LockBusy(path, answer.decode(errors="replace").strip())
+                if status == 127:
+                    raise UserError(f"flock not found on {self.where}",
+                                    "hpcwizard needs util-linux's flock on the login node; ask the admins")
+                err = channel.recv_stderr(4096).decode(errors="replace").strip() if channel.recv_stderr_ready() else ""
+                raise UserError(f"cannot lock {path} on {self.where}" + (f": {err}" if err else f" (exit {status})"),
+                                "check that the folder is writable by you")
+            yield
+        finally:
+            # EOF on the holder's stdin: `cat` ends, the lock is released. Wait
+            # (briefly) for it, so a lock taken right after ours sees it free.
+            with contextlib.suppress(OSError, EOFError, Exception):
+                channel.shutdown_write()
+                deadline = time.monotonic() + 5
+                while not channel.exit_status_ready() and time.monotonic() < deadline:
+                    time.sleep(0.01)
+            channel.close()
+
+    def run_streaming(self, argv: list[str], out: Any, *, env: dict[str, str] | None = None,
+                      cancel: threading.Event | None = None) -> int:
+        """Run ``argv`` on the login node, copying its output to ``out`` as it
+        arrives (stderr merged, as a terminal would show it); its exit status.
+        No timeout (a download takes hours); Ctrl-C or ``cancel`` stops the
+        remote command (SIGINT, then the channel closes)."""
+        from hpcwizard.remote.runner import _send_signal, remote_command
+
+        channel = self.connection.open_session()
+        try:
+            channel.set_combine_stderr(True)
+            channel.exec_command(remote_command(argv, env))
+            channel.shutdown_write()
+            channel.settimeout(0.5)
+            try:
+                while True:
+                    if cancel is not None and cancel.is_set():
+                        _send_signal(channel, "INT")
+                        return 130
+                    try:
+                        chunk = channel.recv(65536)
+                    except (TimeoutError, socket.timeout):
+                        continue
+                    if not chunk:
+                        break
+                    out.write(chunk.decode("utf-8", errors="replace"))
+                    out.flush()
+            except KeyboardInterrupt:
+                _send_signal(channel, "INT")
+                raise
+            return channel.recv_exit_status()
+        finally:
+            channel.close()
