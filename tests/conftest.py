@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ from hpcwizard.shell import LocalRunner
 
 REPO = Path(__file__).resolve().parent.parent
 LOCAL_SLURM = REPO / "scripts" / "local-slurm"
+LOCAL_SSHD = REPO / "scripts" / "local-sshd"
 
 
 @pytest.fixture(scope="session")
@@ -35,6 +37,50 @@ def slurm_conf() -> str:
 def slurm_runner(slurm_conf: str) -> LocalRunner:
     """A runner whose commands talk to the local cluster."""
     return LocalRunner(extra_env={"SLURM_CONF": slurm_conf})
+
+
+# The local sshd (scripts/local-sshd): the "login node" of remote-mode tests
+# (tests/test_remote.py, tests/test_remote_cli.py). Module scope: each module
+# starts it (a no-op when running) and stops it when done.
+
+
+class Sshd:
+    """The running local sshd: where its keys and pid file are."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.dir = Path(env["HPCWIZARD_SSHD_DIR"])
+        self.port = int(env["HPCWIZARD_SSHD_PORT"])
+        self.pidfile = Path(env["HPCWIZARD_SSHD_PIDFILE"])
+        self.key = env["HPCWIZARD_SSHD_KEY"]
+        self.test_user = env["HPCWIZARD_SSHD_TEST_USER"]
+        self.known_hosts_line = Path(env["HPCWIZARD_SSHD_KNOWN_HOSTS"]).read_text()
+        self.host_pub = self.dir / "etc" / "ssh_host_ed25519_key.pub"
+        self.authorized = self.dir / "authorized" / "root"
+
+    @property
+    def master_pid(self) -> int:
+        return int(self.pidfile.read_text().strip())
+
+    def fingerprint(self) -> str:
+        out = subprocess.run(["ssh-keygen", "-lf", str(self.host_pub)], capture_output=True, text=True, check=True)
+        return out.stdout.split()[1]
+
+
+@pytest.fixture(scope="module")
+def sshd(slurm_conf: str) -> Iterator[Sshd]:
+    started = subprocess.run([str(LOCAL_SSHD), "start"], capture_output=True, text=True, check=False)
+    if started.returncode != 0:
+        pytest.fail(f"local sshd did not start: {started.stderr or started.stdout}")
+    env_out = subprocess.run([str(LOCAL_SSHD), "env"], capture_output=True, text=True, check=True).stdout
+    env = {}
+    for line in env_out.splitlines():
+        name, _, value = line.removeprefix("export ").partition("=")
+        env[name] = value.strip("'\"")
+    try:
+        yield Sshd(env)
+    finally:
+        subprocess.run([str(LOCAL_SSHD), "stop"], capture_output=True, text=True, check=False)
+
 
 
 # The local Hub-protocol server and an isolated HF_HOME, for every test module.

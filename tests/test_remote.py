@@ -44,10 +44,11 @@ from hpcwizard.remote.prompts import ask_host_key_on_terminal
 from hpcwizard.remote.target import HostSpecError
 from hpcwizard.slurm import SlurmClient
 
+from conftest import Sshd  # the sshd fixture lives in conftest.py (shared with test_remote_cli.py)
+
 pytestmark = pytest.mark.timeout(120)
 
 REPO = Path(__file__).resolve().parent.parent
-LOCAL_SSHD = REPO / "scripts" / "local-sshd"
 HOST = "127.0.0.1"
 T = TypeVar("T")
 
@@ -65,44 +66,6 @@ def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 10.0) ->
 
 # --------------------------------------------------------------------------
 # Fixtures
-
-
-class Sshd:
-    """The running local sshd: where its keys and pid file are."""
-
-    def __init__(self, env: dict[str, str]) -> None:
-        self.dir = Path(env["HPCWIZARD_SSHD_DIR"])
-        self.port = int(env["HPCWIZARD_SSHD_PORT"])
-        self.pidfile = Path(env["HPCWIZARD_SSHD_PIDFILE"])
-        self.key = env["HPCWIZARD_SSHD_KEY"]
-        self.test_user = env["HPCWIZARD_SSHD_TEST_USER"]
-        self.known_hosts_line = Path(env["HPCWIZARD_SSHD_KNOWN_HOSTS"]).read_text()
-        self.host_pub = self.dir / "etc" / "ssh_host_ed25519_key.pub"
-        self.authorized = self.dir / "authorized" / "root"
-
-    @property
-    def master_pid(self) -> int:
-        return int(self.pidfile.read_text().strip())
-
-    def fingerprint(self) -> str:
-        out = subprocess.run(["ssh-keygen", "-lf", str(self.host_pub)], capture_output=True, text=True, check=True)
-        return out.stdout.split()[1]
-
-
-@pytest.fixture(scope="module")
-def sshd(slurm_conf: str) -> Iterator[Sshd]:
-    started = subprocess.run([str(LOCAL_SSHD), "start"], capture_output=True, text=True, check=False)
-    if started.returncode != 0:
-        pytest.fail(f"local sshd did not start: {started.stderr or started.stdout}")
-    env_out = subprocess.run([str(LOCAL_SSHD), "env"], capture_output=True, text=True, check=True).stdout
-    env = {}
-    for line in env_out.splitlines():
-        name, _, value = line.removeprefix("export ").partition("=")
-        env[name] = value.strip("'\"")
-    try:
-        yield Sshd(env)
-    finally:
-        subprocess.run([str(LOCAL_SSHD), "stop"], capture_output=True, text=True, check=False)
 
 
 @pytest.fixture
