@@ -213,7 +213,7 @@ def _check_resources(kind: str, value: Any, defaults: JobResources | None) -> Jo
 def plan_from_dict(data: Any, *, recipe_names: tuple[str, ...] | None = None) -> Plan:
     """Validate plan data; raise :class:`PlanError` naming the first bad key."""
     if not isinstance(data, dict):
-        raise PlanError("the plan must be a YAML mapping of keys to values", "see `hpcwizard --help` or DESIGN.md for the format")
+        raise PlanError("the plan must be a YAML mapping of keys to values", "see 'The plan file' in the README for the format, or let `hpcwizard` write one")
     unknown = sorted(str(k) for k in set(data) - set(PLAN_KEYS))
     if unknown:
         raise PlanError(f"unknown key {unknown[0]!r} in the plan", f"allowed keys: {', '.join(PLAN_KEYS)}")
