@@ -32,6 +32,8 @@ from hpcwizard.errors import UserError
 from hpcwizard.plan import JobResources, Plan, PlanError, plan_from_dict
 
 SHARED_FOLDER = "_shared"
+RECIPE_KEYS = ("name", "title", "description", "variants", "parameters", "repos", "jobs", "files",
+               "defaults", "creates", "results", "outputs", "settings")
 _SIZE = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*([KMGT]?)i?B?\s*$", re.IGNORECASE)
 _PLACEHOLDER = re.compile(r"\{(\w+)\}")
 
@@ -375,6 +377,10 @@ def _load_recipe(folder: Path) -> Recipe:
         raise RecipeError(f"cannot read {where}: {exc}") from None
     if not isinstance(data, dict):
         raise RecipeError(f"{where} must be a mapping")
+    unknown = sorted(str(k) for k in set(data) - set(RECIPE_KEYS))
+    if unknown:
+        raise RecipeError(f"{where} has an unknown key {unknown[0]!r}",
+                          f"allowed keys: {', '.join(RECIPE_KEYS)} (free-form values go under settings:)")
     repos = []
     for i, repo in enumerate(data.get("repos") or []):
         rwhere = f"{where} repos[{i}]"
