@@ -185,3 +185,23 @@ def test_readme_recipe_sections_match_the_recipes():
     start, end = readme.index(BEGIN), readme.index(END) + len(END) + 1
     assert readme[start:end] == recipes_markdown(list(all_recipes().values())), (
         "README's recipe sections are stale: regenerate them with `hpcwizard recipes --markdown`")
+
+
+def test_a_recipe_with_a_typo_or_a_cut_help_text_is_refused(tmp_path):
+    from hpcwizard.recipe import RecipeError, _load_recipe
+
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    (folder / "train.sbatch.j2").write_text("#!/bin/bash\n")
+    base = ("name: mine\njobs: [{name: train, template: train.sbatch.j2, resources: train}]\n"
+            "defaults: {setup: {partition: cpu}, train: {partition: gpu}}\n")
+    (folder / "recipe.yaml").write_text(base + "paramaters: []\n")
+    with pytest.raises(RecipeError, match="unknown key 'paramaters'"):
+        _load_recipe(folder)
+    # An unquoted comma in a flow mapping silently splits the help text into a stray key.
+    (folder / "recipe.yaml").write_text(base + "parameters:\n  - {name: w, type: int, default: 1, help: pixels, a multiple of 64}\n")
+    with pytest.raises(RecipeError, match="unknown key 'a multiple of 64'.*quote values that contain commas"):
+        _load_recipe(folder)
+    (folder / "recipe.yaml").write_text(base + "parameters:\n  - {name: w, type: int, default: 0, min: 1, help: x}\n")
+    with pytest.raises(RecipeError, match="default 0 outside what it allows"):
+        _load_recipe(folder)
