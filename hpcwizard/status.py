@@ -45,8 +45,7 @@ class JobRow:
 
     @property
     def active(self) -> bool:
-        return self.state in {JobState.PENDING.value, JobState.RUNNING.value, JobState.COMPLETING.value,
-                              JobState.CONFIGURING.value, JobState.SUSPENDED.value, JobState.REQUEUED.value}
+        return JobState.from_slurm(self.state).is_active
 
     @property
     def never_runs(self) -> bool:
