@@ -44,6 +44,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -70,6 +71,23 @@ def holder_note() -> str:
     return f"pid {os.getpid()} on {socket.gethostname()}"
 
 
+@dataclass(frozen=True)
+class PathStat:
+    """Size and modification time of a file, here or on the login node."""
+
+    size: int
+    mtime_ns: int
+    #: SFTP v3 (OpenSSH) reports whole seconds: remote mtimes are compared at
+    #: this resolution (a local ``stat`` has nanoseconds).
+    mtime_resolution_ns: int = 1
+
+    def same_mtime(self, mtime_ns: int) -> bool:
+        """Whether ``mtime_ns`` (recorded by a local ``stat`` on the file's
+        machine) is this mtime, as far as this stat's resolution can tell."""
+        step = self.mtime_resolution_ns
+        return self.mtime_ns // step == mtime_ns // step
+
+
 class ProjectFiles(Protocol):
     """File access for a project home, on this machine or on the login node."""
 
@@ -88,6 +106,10 @@ class ProjectFiles(Protocol):
         ...
 
     def exists(self, path: PathLike) -> bool: ...
+
+    def stat(self, path: PathLike) -> PathStat:
+        """Size and mtime (following symlinks); FileNotFoundError when absent."""
+        ...
 
     def is_dir(self, path: PathLike) -> bool: ...
 
@@ -142,6 +164,10 @@ class LocalFiles:
 
     def exists(self, path: PathLike) -> bool:
         return Path(path).exists()
+
+    def stat(self, path: PathLike) -> PathStat:
+        st = os.stat(path)
+        return PathStat(st.st_size, st.st_mtime_ns)
 
     def is_dir(self, path: PathLike) -> bool:
         return Path(path).is_dir()
@@ -238,6 +264,11 @@ class SshFiles:
 
     def exists(self, path: PathLike) -> bool:
         return self.files.exists(os.fspath(path))
+
+    def stat(self, path: PathLike) -> PathStat:
+        attrs = self.files.stat(os.fspath(path))  # FileNotFoundError when absent
+        return PathStat(attrs.st_size or 0, int(attrs.st_mtime or 0) * 1_000_000_000,
+                        mtime_resolution_ns=1_000_000_000)
 
     def is_dir(self, path: PathLike) -> bool:
         return self.files.is_dir(os.fspath(path))

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from hpcwizard import hub
 from hpcwizard.errors import UserError
-from hpcwizard.files import ProjectFiles
+from hpcwizard.files import ProjectFiles, local_or
 from hpcwizard.plan import JobResources, Plan
 from hpcwizard.quota import probe_quota
 from hpcwizard.recipe import Recipe, ResolvedRepo
@@ -144,22 +144,64 @@ def _tar_contents(archive: Path) -> tuple[int, int] | None:
     return sum(m.size for m in members), len(members)
 
 
-def space_needs(plan: Plan, recipe: Recipe, token: str | None, endpoint: str | None = None) -> list[SpaceNeed]:
-    """What still has to be written, by destination, from hub metadata and the disk."""
-    from hpcwizard.download import repo_download_size
+# The same header walk, run on the login node in remote mode: one command
+# instead of one SFTP round trip per member (a tar of 100k frames has 100k headers).
+_TAR_CONTENTS_PY = (
+    "import sys, tarfile\n"
+    "with tarfile.open(sys.argv[1], 'r:') as t:\n"
+    "    m = t.getmembers()\n"
+    "print(sum(x.size for x in m), len(m))\n"
+)
+TAR_CONTENTS_TIMEOUT = 120.0
+
+
+def _remote_tar_contents(archive: Path, runner: Runner) -> tuple[int, int] | None:
+    """:func:`_tar_contents` on the login node (python3 there); None when it
+    cannot tell (no python3, not a tar, too slow): the recipe's declared size counts then."""
+    if not archive.name.endswith(".tar"):
+        return None
+    try:
+        result = runner.run(["python3", "-c", _TAR_CONTENTS_PY, str(archive)], timeout=TAR_CONTENTS_TIMEOUT)
+    except UserError:
+        return None
+    fields = result.stdout.split()
+    if not result.ok or len(fields) != 2 or not all(f.isdigit() for f in fields):
+        return None
+    return int(fields[0]), int(fields[1])
+
+
+def space_needs(plan: Plan, recipe: Recipe, token: str | None, endpoint: str | None = None,
+                files: ProjectFiles | None = None, runner: Runner | None = None) -> list[SpaceNeed]:
+    """What still has to be written, by destination, from hub metadata and the disk.
+
+    ``files``: where the destinations are. In remote mode the download
+    manifest, ``.part`` sizes and unpack markers are read on the login node
+    over SFTP, and a plain tar's headers are read there by ``runner``."""
+    from hpcwizard.download import read_manifest, repo_download_size
     from hpcwizard.unpack import is_unpacked
 
+    files = local_or(files)
     needs = []
     for repo in recipe.repos_for(plan):
         # The downloader's own accounting: complete files and usable .part bytes count as done.
-        to_fetch, files, _ = repo_download_size(repo, token, endpoint)
-        needs.append(SpaceNeed(repo.dest, to_fetch, files, f"download of {repo.repo_id}"))
+        to_fetch, count, _ = repo_download_size(repo, token, endpoint, files)
+        needs.append(SpaceNeed(repo.dest, to_fetch, count, f"download of {repo.repo_id}"))
+        manifest = read_manifest(repo.dest, files) if repo.archives else None
         for archive in repo.archives:
-            if is_unpacked(archive.archive, archive.into) if archive.archive.exists() else False:
+            present = files.exists(archive.archive)
+            # The setup job unpacks with the sha256 the manifest recorded; its marker says so.
+            rel = archive.archive.relative_to(repo.dest).as_posix() if archive.archive.is_relative_to(repo.dest) else None
+            record = manifest.complete.get(rel) if (manifest and rel) else None
+            if present and is_unpacked(archive.archive, archive.into, record.sha256 if record else None, files):
                 continue
-            measured = _tar_contents(archive.archive)
-            size, count = measured if measured else (archive.unpacked_bytes, 0)
-            needs.append(SpaceNeed(archive.into, size, count, f"unpacking {archive.archive.name}"))
+            if not present:
+                measured = None
+            elif files.remote:
+                measured = _remote_tar_contents(archive.archive, runner) if runner is not None else None
+            else:
+                measured = _tar_contents(archive.archive)
+            size, members = measured if measured else (archive.unpacked_bytes, 0)
+            needs.append(SpaceNeed(archive.into, size, members, f"unpacking {archive.archive.name}"))
     outputs = recipe.output_bytes_for(plan)
     if outputs:
         needs.append(SpaceNeed(plan.project_home, outputs, 0, "checkpoints and final weights"))
@@ -167,9 +209,9 @@ def space_needs(plan: Plan, recipe: Recipe, token: str | None, endpoint: str | N
 
 
 def check_space(plan: Plan, recipe: Recipe, runner: Runner, token: str | None,
-                endpoint: str | None = None) -> list[CheckResult]:
+                endpoint: str | None = None, files: ProjectFiles | None = None) -> list[CheckResult]:
     try:
-        needs = space_needs(plan, recipe, token, endpoint)
+        needs = space_needs(plan, recipe, token, endpoint, files, runner)
     except UserError as exc:
         return [_warn("space", "download size", f"could not list the repos' files: {exc.message}",
                       "fix the access rows above; the size check reruns then")]
@@ -381,7 +423,7 @@ def run_preflight(plan: Plan, recipe: Recipe, runner: Runner, *, endpoint: str |
         add([check_remote_token(runner, files.where)])
     repos = recipe.repos_for(plan)
     add(check_repo_access(repos, token.token, endpoint))
-    add(check_space(plan, recipe, runner, token.token, endpoint))
+    add(check_space(plan, recipe, runner, token.token, endpoint, files))
     add(check_slurm(plan, recipe, runner, files, hpcwizard_cmd))
     add(check_environment(runner, endpoint))
     return preflight

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hpcwizard.errors import UserError
+from hpcwizard.files import ProjectFiles, local_or
 
 MARKER_PREFIX = ".hpcwizard-unpacked-"
 
@@ -44,12 +45,26 @@ def _identity(archive: Path, sha256: str | None) -> dict[str, object]:
             "mtime_ns": None if sha256 else st.st_mtime_ns}
 
 
-def is_unpacked(archive: Path, into: Path, sha256: str | None = None) -> bool:
+def is_unpacked(archive: Path, into: Path, sha256: str | None = None,
+                files: ProjectFiles | None = None) -> bool:
+    """Whether the marker says this very archive was unpacked into ``into``.
+
+    ``files``: where both are (the login node in remote mode, read over SFTP;
+    its whole-second mtimes are compared to the second)."""
+    files = local_or(files)
     try:
-        recorded = json.loads(marker_path(archive, into).read_text())
+        recorded = json.loads(files.read_text(marker_path(archive, into)))
+        st = files.stat(archive)
     except (OSError, ValueError):
         return False
-    return recorded == _identity(archive, sha256)
+    if not isinstance(recorded, dict):
+        return False
+    if (recorded.get("archive"), recorded.get("size"), recorded.get("sha256")) != (str(archive), st.size, sha256):
+        return False
+    mtime_ns = recorded.get("mtime_ns")
+    if sha256:
+        return mtime_ns is None
+    return isinstance(mtime_ns, int) and st.same_mtime(mtime_ns)
 
 
 def _tar_flags(archive: Path) -> list[str]:

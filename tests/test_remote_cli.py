@@ -14,6 +14,7 @@ import os
 import signal
 import subprocess
 import sys
+import tarfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,6 +28,7 @@ from hpcwizard.devhub import DevHub
 from hpcwizard.files import SshFiles
 from hpcwizard.recipe import get_recipe
 from hpcwizard.remote import SshConnection, SshRunner
+from hpcwizard.sizes import human_bytes
 from hpcwizard.slurm import JobState, SlurmClient
 from hpcwizard.state import ProjectLock, StateError, update_state
 
@@ -289,3 +291,112 @@ async def test_dashboard_reconnects_and_says_so(tmp_path, sshd, conn, slurm_conf
         polls = screen.polls
         await until("a poll after the reconnect", lambda: screen.polls > polls, pilot)
     assert conn.reconnects >= 1
+
+
+# --------------------------------------------------------------------------
+# check / download --host
+
+
+def still_to_write(message: str) -> tuple[float, int, dict[str, str]]:
+    """The space group's "still to write" message: bytes (as shown, to 0.1
+    unit), files, and what each part needs."""
+    total, _, rest = message.partition(" in ")
+    value, unit = total.split()
+    scale = 1024 ** ["B", "KiB", "MiB", "GiB", "TiB"].index(unit)
+    files = int(rest.split(" files", 1)[0])
+    parts = message.partition("(")[2].rstrip(")")
+    return float(value) * scale, files, dict(part.rsplit(": ", 1) for part in parts.split("; ") if part)
+
+
+class SftpReads:
+    """Paths read or stat'ed through SshFiles (the login node), recorded."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.paths: list[str] = []
+        for name in ("read_text", "stat"):
+            original = getattr(SshFiles, name)
+
+            def spy(files, path, *args, _original=original, **kwargs):
+                self.paths.append(str(path))
+                return _original(files, path, *args, **kwargs)
+
+            monkeypatch.setattr(SshFiles, name, spy)
+
+
+def test_check_and_download_over_ssh(tmp_path, capsys, monkeypatch, ssh_config, remote_token):
+    hub_root = tmp_path / "hub"
+    build_demo_hub(hub_root, user="alice", token=CANARY)
+    recipe = get_recipe("demo")
+    plans = {}
+    for name in ("fresh", "fetched"):
+        plan = recipe.default_plan(tmp_path / name, tmp_path / f"{name}-data", hf_namespace="alice")
+        plans[name] = tmp_path / f"{name}.yaml"
+        plans[name].write_text(plan.to_yaml())
+    monkeypatch.setenv("HF_TOKEN", CANARY)  # the laptop's token (checked here, never sent)
+    reads = SftpReads(monkeypatch)
+
+    with DevHub(hub_root) as hub:
+        monkeypatch.setenv("HF_ENDPOINT", hub.url)
+        # A fresh project, as a person reads it: each group says where it ran.
+        code, out, err = run_cli(capsys, "check", str(plans["fresh"]), *remote_args(ssh_config))
+        assert code == 0, out + err
+        for group, place in [("token", "laptop"), ("access", "laptop"), ("space", "login node"),
+                             ("slurm", "login node"), ("environment", "login node")]:
+            assert f"-- {group}: ran on the {place}" in out, out
+        assert f"ok    token       token on the cluster: jobs will read {remote_token} on root@127.0.0.1:2222" in out
+        assert "ok    slurm       sbatch --test-only setup: would start at" in out
+        assert "ready to submit" in out
+        row = next(line for line in out.splitlines() if line.startswith("ok    space       still to write: "))
+        fresh_bytes, fresh_files, fresh_parts = still_to_write(row.split(": ", 1)[1])
+        assert set(fresh_parts) >= {"download of alice/hpcwizard-demo-code", "unpacking code_base.tar.gz",
+                                    "download of alice/hpcwizard-demo-frames", "unpacking frames.tar",
+                                    "download of hpcwizard-demo/tiny-base-model"}, fresh_parts
+
+        # download --host runs hpcwizard on the login node, its output streamed here.
+        code, out, err = run_cli(capsys, "download", str(plans["fetched"]), *remote_args(ssh_config))
+        assert code == 0, out + err
+        remote_plan = tmp_path / "fetched" / "hpcwizard" / "download" / "plan.yaml"
+        assert f"running `hpcwizard download {remote_plan}` on root@127.0.0.1:2222" in out
+        assert "5 files" in out and "unpacked 2" in out, out  # the remote hpcwizard's summary line
+        assert (tmp_path / "fetched" / "demo" / "code_base" / "train.py").is_file()
+        # Part of it gone again: the base model must be fetched anew and the
+        # frames unpacked again (their marker gone); the rest is done.
+        subprocess.run(["rm", "-rf", str(tmp_path / "fetched" / "weights")], check=True)
+        (tmp_path / "fetched-data" / "demo-frames" / ".hpcwizard-unpacked-frames.tar.json").unlink()
+
+        reads.paths.clear()
+        code, out, err = run_cli(capsys, "check", str(plans["fetched"]), "--json", *remote_args(ssh_config))
+        fetched = json.loads(out)
+        assert code == 0 and fetched["ok"] and fetched["host"] == "root@127.0.0.1:2222", out + err
+        assert fetched["ran_on"]["space"] == "login node" and fetched["ran_on"]["token"] == "laptop"
+        row = next(c for c in fetched["checks"] if c["group"] == "space" and c["name"] == "still to write")
+        fetched_bytes, files, parts = still_to_write(row["message"])
+    assert {p for p in parts if p.startswith(("download", "unpacking"))} == {
+        "download of hpcwizard-demo/tiny-base-model", "unpacking frames.tar"}, parts
+    assert parts["download of hpcwizard-demo/tiny-base-model"] == fresh_parts["download of hpcwizard-demo/tiny-base-model"]
+    # The tar's headers were read on the login node: its real size and members,
+    # not the recipe's declared 64K.
+    with tarfile.open(tmp_path / "fetched" / "downloads" / "hpcwizard-demo-frames" / "frames.tar") as tar:
+        members = tar.getmembers()
+    assert parts["unpacking frames.tar"] == human_bytes(sum(m.size for m in members)) == "32 KiB"
+    assert fresh_parts["unpacking frames.tar"] == "64 KiB"  # declared: the tar was not there yet
+    assert files == 2 + len(members)  # config.json + pytorch_model.bin + the frames
+    assert fetched_bytes < fresh_bytes, (fetched_bytes, fresh_bytes)
+    # ...and it knew that from the login node's disk, read over SFTP.
+    code_dest = tmp_path / "fetched" / "downloads" / "hpcwizard-demo-code"
+    assert str(code_dest / ".hpcwizard-complete.json") in reads.paths
+    assert str(code_dest / "code_base.tar.gz") in reads.paths
+    assert str(tmp_path / "fetched" / "demo" / ".hpcwizard-unpacked-code_base.tar.gz.json") in reads.paths
+
+
+def test_download_without_remote_hpcwizard_says_how_to_install(tmp_path, capsys, ssh_config):
+    plan = get_recipe("demo").default_plan(tmp_path / "p", tmp_path / "d", hf_namespace="alice")
+    plan_file = tmp_path / "plan.yaml"
+    plan_file.write_text(plan.to_yaml())
+    args = remote_args(ssh_config)
+    args[args.index(REMOTE_HPCWIZARD)] = "/nonexistent/hpcwizard"
+    code, out, err = run_cli(capsys, "download", str(plan_file), *args)
+    assert code != 0 and out == ""
+    assert len(err.strip().splitlines()) == 1, err
+    assert "/nonexistent/hpcwizard does not run on hpcw-login" in err
+    assert "pip install --user hpcwizard" in err and "--remote-hpcwizard" in err

@@ -50,6 +50,7 @@ from hpcwizard.download.transfer import (
     TransferSettings,
 )
 from hpcwizard.errors import UserError
+from hpcwizard.files import ProjectFiles, local_or
 from hpcwizard.plan import Plan
 from hpcwizard.recipe import Recipe, ResolvedRepo
 from hpcwizard.sizes import human_bytes, human_duration
@@ -138,17 +139,17 @@ def _check_access(listings: list[_RepoListing], needed: set[str], token: str | N
             raise UserError(access.detail, access.fix)
 
 
-def _is_complete(manifest: Manifest | None, task: FileTask) -> bool:
-    return manifest is not None and manifest.is_complete(task.dest, task.path, task.etag)
+def _is_complete(manifest: Manifest | None, task: FileTask, files: ProjectFiles | None = None) -> bool:
+    return manifest is not None and manifest.is_complete(task.dest, task.path, task.etag, files=files)
 
 
-def _part_done(task: FileTask) -> int:
+def _part_done(task: FileTask, files: ProjectFiles | None = None) -> int:
     """Bytes of a usable leftover part (same remote content), else 0."""
-    info = read_sidecar(task.final)
+    info = read_sidecar(task.final, files)
     if info is None or not info.same_remote(task.etag, task.size, task.sha256):
         return 0
     try:
-        return min(part_path(task.final).stat().st_size, task.size)
+        return min(local_or(files).stat(part_path(task.final)).size, task.size)
     except OSError:
         return 0
 
@@ -479,25 +480,28 @@ def download_plan(
     return dataclasses.replace(summary, unpacked=tuple(unpacked), seconds=time.monotonic() - started)
 
 
-def repo_download_size(repo: ResolvedRepo, token: str | None = None,
-                       endpoint: str | None = None) -> tuple[int, int, int]:
-    """``(bytes_to_download, files_to_download, bytes_total)`` of one repo."""
+def repo_download_size(repo: ResolvedRepo, token: str | None = None, endpoint: str | None = None,
+                       files: ProjectFiles | None = None) -> tuple[int, int, int]:
+    """``(bytes_to_download, files_to_download, bytes_total)`` of one repo.
+
+    ``files``: where ``repo.dest`` is (the login node's disk in remote mode);
+    the manifest, the sidecars and the files' sizes are read there."""
     listing = list_repo(repo, token, resolve_endpoint(endpoint))
-    manifest = read_manifest(repo.dest)
-    to_fetch = files = total = 0
+    manifest = read_manifest(repo.dest, files)
+    to_fetch = count = total = 0
     for task in listing.files:
         total += task.size
-        if _is_complete(manifest, task):
+        if _is_complete(manifest, task, files):
             continue
-        files += 1
-        to_fetch += task.size - _part_done(task)
-    return to_fetch, files, total
+        count += 1
+        to_fetch += task.size - _part_done(task, files)
+    return to_fetch, count, total
 
 
-def plan_download_size(plan: Plan, recipe: Recipe, token: str | None = None,
-                       endpoint: str | None = None) -> tuple[int, int, int]:
+def plan_download_size(plan: Plan, recipe: Recipe, token: str | None = None, endpoint: str | None = None,
+                       files: ProjectFiles | None = None) -> tuple[int, int, int]:
     """``(bytes_to_download, files_to_download, bytes_total)``; complete files and usable parts count as done."""
-    sizes = [repo_download_size(repo, token, endpoint) for repo in recipe.repos_for(plan)]
+    sizes = [repo_download_size(repo, token, endpoint, files) for repo in recipe.repos_for(plan)]
     return sum(s[0] for s in sizes), sum(s[1] for s in sizes), sum(s[2] for s in sizes)
 
 

@@ -25,6 +25,11 @@ of a Slurm job) knows exactly where it stands without asking the network:
   without network checks against it that everything is there. A ``complete``
   entry is trusted while the file keeps its size and mtime, so a rerun does not
   re-hash 13 GB to find out nothing changed.
+
+The readers take an optional :class:`~hpcwizard.files.ProjectFiles` so that
+``check --host`` counts what is already on the LOGIN NODE (over SFTP, where
+mtimes have whole seconds only: a complete file is then recognised by its size
+and its mtime to the second). Writing is the downloader's, always local.
 """
 
 from __future__ import annotations
@@ -42,6 +47,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from hpcwizard.errors import UserError
+from hpcwizard.files import ProjectFiles, local_or
 from hpcwizard.state import now_iso
 
 RECORD_VERSION = 1
@@ -89,9 +95,9 @@ def raise_write_error(exc: OSError, path: Path) -> NoReturn:
                     "check that the folder exists and is writable by you (the paths come from the plan)") from None
 
 
-def _read_json(path: Path) -> dict[str, Any] | None:
+def _read_json(path: Path, files: ProjectFiles | None = None) -> dict[str, Any] | None:
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(local_or(files).read_text(path))
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) else None
@@ -117,8 +123,8 @@ class PartInfo:
         return self.etag == etag and self.size == size and self.sha256 == sha256
 
 
-def read_sidecar(final: Path) -> PartInfo | None:
-    data = _read_json(sidecar_path(final))
+def read_sidecar(final: Path, files: ProjectFiles | None = None) -> PartInfo | None:
+    data = _read_json(sidecar_path(final), files)
     if data is None or data.get("version") != RECORD_VERSION:
         return None
     try:
@@ -184,16 +190,17 @@ class Manifest:
             complete={k: CompleteRecord(**v) for k, v in (data.get("complete") or {}).items()},
         )
 
-    def is_complete(self, dest: Path, path: str, etag: str | None = None, *, check_etag: bool = True) -> bool:
+    def is_complete(self, dest: Path, path: str, etag: str | None = None, *, check_etag: bool = True,
+                    files: ProjectFiles | None = None) -> bool:
         """The file is recorded complete and still has the recorded size and mtime (and etag)."""
         record = self.complete.get(path)
         if record is None or (check_etag and record.etag != etag):
             return False
         try:
-            st = (dest / path).stat()
+            st = local_or(files).stat(dest / path)
         except OSError:
             return False
-        return st.st_size == record.size and st.st_mtime_ns == record.mtime_ns
+        return st.size == record.size and st.same_mtime(record.mtime_ns)
 
 
 _manifest_locks: dict[Path, threading.Lock] = {}
@@ -209,8 +216,8 @@ def manifest_path(dest: Path) -> Path:
     return dest / MANIFEST_NAME
 
 
-def read_manifest(dest: Path) -> Manifest | None:
-    data = _read_json(manifest_path(dest))
+def read_manifest(dest: Path, files: ProjectFiles | None = None) -> Manifest | None:
+    data = _read_json(manifest_path(dest), files)
     if data is None or data.get("version") != RECORD_VERSION:
         return None
     try:
