@@ -15,6 +15,10 @@ The rate was measured with that run's settings (resolution, frames, batch,
 GPUs): a changed setting changes the real rate, which is why the wizard shows
 where the rate came from. No Textual here; reading a log is disk work, so the
 wizard calls :func:`measured_rate` from a worker.
+
+In remote mode (``files`` an :class:`~hpcwizard.files.SshFiles`) the state and
+the logs are the login node's: the state is read over SFTP and a log's tail
+with SFTP range reads (only the last lines travel).
 """
 
 from __future__ import annotations
@@ -26,7 +30,8 @@ from pathlib import Path
 from typing import Any
 
 from hpcwizard.errors import UserError
-from hpcwizard.logtail import LocalFileSource, LogFollower
+from hpcwizard.files import ProjectFiles, local_or
+from hpcwizard.logtail import LogFollower
 from hpcwizard.plan import Plan
 from hpcwizard.recipe import Recipe
 from hpcwizard.state import load_state
@@ -69,15 +74,20 @@ class Estimate:
     checkpoints_kept: int = 0  # the sum of the plan's checkpoint limits
 
 
-def training_rate_from_log(path: Path | str, lines: int = TAIL_LINES) -> float | None:
+def training_rate_from_log(path: Path | str, lines: int = TAIL_LINES,
+                           files: ProjectFiles | None = None) -> float | None:
     """Iterations per second a training log reports in its last ``lines`` lines (None: none).
 
     The median of the newest samples with a rate (tqdm's ``2.00it/s`` or
-    ``1.50s/it``, ``Step N/M ... it/s`` lines); reads only the tail of the file.
+    ``1.50s/it``, ``Step N/M ... it/s`` lines); reads only the tail of the file
+    (on the machine of ``files``).
     """
     try:
-        with LocalFileSource(path) as source:
-            tail = LogFollower(source).open_tail(lines)
+        follower = LogFollower(local_or(files).open_source(str(path)))
+        try:
+            tail = follower.open_tail(lines)
+        finally:
+            follower.close()
     except OSError:
         return None
     rates = []
@@ -95,15 +105,17 @@ def train_job_names(recipe: Recipe) -> set[str]:
     return {job.name for job in recipe.jobs if job.resources == "train"}
 
 
-def measured_rate(project_home: Path, recipe: Recipe, lines: int = TAIL_LINES) -> MeasuredRate | None:
+def measured_rate(project_home: Path, recipe: Recipe, lines: int = TAIL_LINES,
+                  files: ProjectFiles | None = None) -> MeasuredRate | None:
     """The newest train job of this project whose ``.out`` log reports a rate (None: no such run).
 
     Logs are ``<project_home>/logs/<slurm_name>-<job_id>.out``, as the
-    templates write them. A damaged state file counts as no run.
+    templates write them. A damaged state file counts as no run. ``files``:
+    where the project home is (the login node in remote mode).
     """
     home = Path(project_home)
     try:
-        state = load_state(home / "hpcwizard")
+        state = load_state(home / "hpcwizard", files)
     except UserError:
         return None
     names = train_job_names(recipe)
@@ -112,7 +124,7 @@ def measured_rate(project_home: Path, recipe: Recipe, lines: int = TAIL_LINES) -
             if job.name not in names:
                 continue
             log = home / "logs" / f"{job.slurm_name}-{job.job_id}.out"
-            rate = training_rate_from_log(log, lines)
+            rate = training_rate_from_log(log, lines, files)
             if rate is not None:
                 return MeasuredRate(rate, job.job_id, job.name, log)
     return None

@@ -94,6 +94,43 @@ def test_measured_rate_takes_the_newest_train_job_with_a_rate(tmp_path):
     assert measured_rate(home, demo).rate_its == pytest.approx(10.0)
 
 
+def test_measured_rate_over_ssh_reads_the_login_nodes_state_and_log_tail(tmp_path, sshd, monkeypatch):
+    """Remote mode: state over SFTP, the log's tail with SFTP range reads
+    (the login node is this machine through the local sshd)."""
+    from dataclasses import replace
+
+    from hpcwizard.files import SshFiles
+    from hpcwizard.remote import SshConnection
+    from hpcwizard.remote.files import SftpFileSource
+    from hpcwizard.remote.target import resolve
+
+    home = tmp_path / "remote proj"
+    demo = get_recipe("demo")
+    record_submission(home, ("setup", "hw-p-setup", "11"), ("train", "hw-p-train", "12"))
+    noise = [f"epoch data line {i:06d} " + "x" * 80 for i in range(20_000)]  # ~2 MB before the rates
+    log = write_log(home / "logs" / "hw-p-train-12.out", noise + demo_trainer_lines(6, 0.25))
+    known = tmp_path / "known_hosts"
+    known.write_text(sshd.known_hosts_line)
+    host = replace(resolve(f"root@127.0.0.1:{sshd.port}", config_path="/dev/null"), identity_files=(sshd.key,))
+    read: list[tuple[str, int]] = []
+    original = SftpFileSource.read_at
+
+    def counting(source, offset, length):
+        data = original(source, offset, length)
+        read.append((source.path, len(data)))
+        return data
+
+    monkeypatch.setattr(SftpFileSource, "read_at", counting)
+    with SshConnection(host, known_hosts=known, use_agent=False, system_known_hosts=(),
+                       identity_dir="/nonexistent") as connection:
+        files = SshFiles(connection)
+        found = measured_rate(home, demo, files=files)
+        assert found is not None and found.rate_its == pytest.approx(4.0) and found.job_id == "12"
+        assert training_rate_from_log(home / "logs" / "missing.out", files=files) is None
+    assert {path for path, _ in read} == {str(log)}
+    assert 0 < sum(n for _, n in read) < log.stat().st_size // 10  # the tail, not the whole log
+
+
 def test_a_damaged_state_means_no_measured_rate(tmp_path):
     home = tmp_path / "proj"
     (home / "hpcwizard").mkdir(parents=True)

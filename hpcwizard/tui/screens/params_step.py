@@ -103,7 +103,8 @@ class ParamsStep(StepScreen):
 
     @work(thread=True, exclusive=True, group="params-rate", exit_on_error=False)
     def read_rate(self) -> None:
-        self.post_message(TrainingRateRead(measured_rate(self.plan.project_home, self.recipe)))
+        self.post_message(TrainingRateRead(measured_rate(self.plan.project_home, self.recipe,
+                                                         files=self.context.files)))
 
     def on_training_rate_read(self, message: TrainingRateRead) -> None:
         self.rate = message.rate
