@@ -176,21 +176,29 @@ class _KeyFile(PrivateKey):
     """A key file, loaded (and decrypted, asking for the passphrase) only if
     the sources before it did not log us in."""
 
-    def __init__(self, username: str, path: str, ask: PassphrasePrompt | None, notes: list[str]) -> None:
+    def __init__(self, username: str, path: str, ask: PassphrasePrompt | None, notes: list[str],
+                 unlocked: dict[str, paramiko.PKey] | None = None) -> None:
         super().__init__(username=username)
         self.path = path
         self.ask = ask
         self.notes = notes
+        self.unlocked = unlocked if unlocked is not None else {}
 
     def __repr__(self) -> str:
         return f"_KeyFile({self.path!r})"
 
     def authenticate(self, transport: paramiko.Transport) -> list[str]:
+        if self.path in self.unlocked:
+            # Decrypted at an earlier connect: a reconnect (maybe while the
+            # TUI owns the terminal) must not ask for the passphrase again.
+            self.pkey = self.unlocked[self.path]
+            return super().authenticate(transport)
         try:
             self.pkey = paramiko.PKey.from_path(self.path)
         except (TypeError, PasswordRequiredException):
             # cryptography says "password-protected" with a TypeError.
             self.pkey = self._decrypt()
+            self.unlocked[self.path] = self.pkey  # in memory only, like ssh-agent
         except (OSError, SSHException, ValueError) as exc:
             self.notes.append(f"cannot read {self.path}: {exc}")
             raise
@@ -217,19 +225,20 @@ class _KeysStrategy(AuthStrategy):
     """ssh-agent keys first, then key files; the first that works wins."""
 
     def __init__(self, username: str, agent_keys: Sequence[paramiko.PKey], files: Sequence[str],
-                 ask: PassphrasePrompt | None) -> None:
+                 ask: PassphrasePrompt | None, unlocked: dict[str, paramiko.PKey] | None = None) -> None:
         super().__init__(ssh_config=None)
         self.username = username
         self.agent_keys = agent_keys
         self.files = files
         self.ask = ask
+        self.unlocked = unlocked if unlocked is not None else {}
         self.notes: list[str] = []
 
     def get_sources(self) -> Iterator[PrivateKey]:
         for key in self.agent_keys:
             yield InMemoryPrivateKey(self.username, key)
         for path in self.files:
-            yield _KeyFile(self.username, path, self.ask, self.notes)
+            yield _KeyFile(self.username, path, self.ask, self.notes, self.unlocked)
 
 
 # --------------------------------------------------------------------------
@@ -274,6 +283,8 @@ class SshConnection:
         self.host = host
         self.ask_host_key = ask_host_key
         self.passphrase = passphrase
+        # Key files decrypted with a passphrase, kept in memory for reconnects.
+        self._unlocked_keys: dict[str, paramiko.PKey] = {}
         # An explicit argument wins, then the config's UserKnownHostsFile.
         known_hosts = known_hosts or host.known_hosts_file
         self.known_hosts = Path(os.path.expanduser(os.fspath(known_hosts or DEFAULT_KNOWN_HOSTS)))
@@ -479,7 +490,7 @@ class SshConnection:
         client.set_missing_host_key_policy(_AskPolicy(self, hop))
         agent, agent_keys = self._agent_keys(hop)
         files = self._identity_files(hop)
-        strategy = _KeysStrategy(hop.user, agent_keys, files, self.passphrase)
+        strategy = _KeysStrategy(hop.user, agent_keys, files, self.passphrase, self._unlocked_keys)
         timeout = self.connect_timeout
         try:
             client.connect(
