@@ -306,6 +306,11 @@ class SshConnection:
         self._jump_clients: list[paramiko.SSHClient] = []
         self._sftp: paramiko.SFTPClient | None = None
         self._sftp_generation = -1
+        # paramiko's SFTPClient is not safe for concurrent requests: a thread
+        # waiting for its answer may read (and drop) another thread's, which
+        # then waits until the SFTP timeout. The wizard's and dashboard's
+        # workers share one session, so its operations take turns.
+        self._sftp_turn = threading.RLock()
         # Keys accepted in this process, re-applied at every reconnect even if
         # writing known_hosts failed.
         self._accepted = paramiko.HostKeys()
@@ -598,8 +603,9 @@ class SshConnection:
         write, mkdir -p). File errors (missing, permission) pass through."""
         for attempt in (1, 2):
             try:
-                sftp = self.sftp()
-                return operation(sftp)
+                with self._sftp_turn:
+                    sftp = self.sftp()
+                    return operation(sftp)
             except TimeoutError as exc:
                 with self._lock:
                     self._close_sftp()  # the SFTP stream is out of step now
