@@ -412,10 +412,11 @@ def test_command_in_flight_when_connection_dies_is_not_rerun(sshd: Sshd, known_h
 
         worker = threading.Thread(target=run)
         worker.start()
-        wait_for("the command to start", marker.exists)
+        # Deadlines below the command's own 30 s (its timeout would be another
+        # outcome), generous for a machine busy with other test suites.
+        wait_for("the command to start", lambda: marker.exists() and marker.read_text() == "ran\n", timeout=25)
         kill_and_wait(session)
-        worker.join(10)
-        assert not worker.is_alive()
+        wait_for("the command to give up on the dead connection", lambda: not worker.is_alive(), timeout=25)
         assert isinstance(outcome[0], ConnectionLost), outcome
         assert "may or may not have run" in str(outcome[0])
         assert marker.read_text() == "ran\n"  # run once, never re-run

@@ -137,7 +137,12 @@ class SshRunner:
             if timed_out.is_set():
                 raise self._timeout(argv, timeout)
             status = channel.recv_exit_status()
-            if status == -1 and not self.connection.connected:
+            # No exit status: killed by a signal (sshd sends EOF, then
+            # exit-signal), or the connection died under it. A dying paramiko
+            # transport closes its channels BEFORE it marks itself inactive,
+            # so `connected` alone can still say True here: a channel closed
+            # without the server's EOF is a lost connection too.
+            if status == -1 and (not channel.eof_received or not self.connection.connected):
                 raise self._lost(argv, EOFError("transport closed"))
         finally:
             watchdog.cancel()
