@@ -23,20 +23,25 @@ INSTALL_HINT = ("install it there (`python3 -m pip install --user hpcwizard`, or
                 "or pass --remote-hpcwizard /abs/path/to/hpcwizard")
 
 
-def _connection(args: argparse.Namespace) -> Any:
+def _connection(args: argparse.Namespace, *, prompts: tuple[Any, Any] | None = None) -> Any:
     """The ONE SSH connection of this command (``--host``), made on first use
-    and closed by :func:`main` at exit; None without ``--host``."""
+    and closed by :func:`main` at exit; None without ``--host``.
+
+    ``prompts``: the TUI's ``(ask_host_key, passphrase)``; the connection is
+    then made later, by the app's connect screen, where they can be asked.
+    Otherwise the questions go to the terminal and it connects now."""
     if not getattr(args, "host", None):
         return None
     conn = getattr(args, "_ssh_connection", None)
     if conn is None:
         from hpcwizard.remote import SshConnection, terminal_prompts
 
-        ask_host_key, passphrase = terminal_prompts()
+        ask_host_key, passphrase = prompts or terminal_prompts()
         conn = SshConnection.from_spec(args.host, config_path=args.ssh_config,
                                        ask_host_key=ask_host_key, passphrase=passphrase)
         args._ssh_connection = conn
-        conn.connect()  # host key and login problems surface here, as one line
+        if prompts is None:
+            conn.connect()  # host key and login problems surface here, as one line
     return conn
 
 
@@ -327,14 +332,10 @@ def cmd_status(args: argparse.Namespace) -> int:
 
     if args.json and not args.once:
         raise UserError("--json needs --once", "run `hpcwizard status --once --json`")
+    if not args.once:
+        return run_tui(args, "dashboard")
     files = make_files(args)
     home = _project_home(args, files)
-    if not args.once:
-        from hpcwizard.tui.app import make_app
-
-        make_app(project_home=home, runner=make_runner(args), files=files, start_mode="dashboard",
-                 connection=getattr(args, "_ssh_connection", None)).run()
-        return 0
     snapshot = take_snapshot(home, make_runner(args), files=files)
     if args.json:
         print_json(snapshot.to_dict())
@@ -453,25 +454,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.handler is None:
-            # No command: the interactive wizard. A second wizard on the same
-            # project home is refused here, before the TUI takes the terminal.
-            from hpcwizard.tui.app import make_app
-            from hpcwizard.tui.screens.session import acquire_project_lock
-
-            files = make_files(args)
-            if files.remote:
-                if not args.project_home:
-                    raise UserError("--project-home is required with --host",
-                                    "pass the project home on the login node, e.g. --project-home ~/runs/demo")
-                home = _remote_home(args.project_home, files)
-            else:
-                home = Path(args.project_home).expanduser().absolute() if args.project_home else None
-            command = [remote_hpcwizard(args, make_runner(args))] if files.remote else None
-            if home is not None:
-                acquire_project_lock(home, files)
-            make_app(project_home=home, runner=make_runner(args), files=files, start_mode="wizard",
-                     connection=getattr(args, "_ssh_connection", None), hpcwizard_cmd=command).run()
-            return 0
+            return run_tui(args, "wizard")  # no command: the interactive wizard
         return int(args.handler(args) or 0)
     except UserError as exc:
         print(f"hpcwizard: {exc.one_line()}", file=sys.stderr)
@@ -489,6 +472,56 @@ def main(argv: Sequence[str] | None = None) -> int:
         conn = getattr(args, "_ssh_connection", None)
         if conn is not None:
             conn.close()
+
+
+def build_tui(args: argparse.Namespace, start_mode: str) -> Any:
+    """The app for the wizard (``start_mode="wizard"``) or the dashboard.
+
+    Locally, a second wizard on the same project home is refused here, before
+    the TUI takes the terminal. With ``--host`` nothing touches the network
+    yet: the app's connect screen connects (asking host-key and passphrase
+    questions as modals), then finds the project home, takes its lock and
+    the login node's hpcwizard, in a worker."""
+    from hpcwizard.tui.app import RemoteSetup, make_app
+    from hpcwizard.tui.screens.session import acquire_project_lock
+
+    if not args.host:
+        if start_mode == "wizard":
+            home = Path(args.project_home).expanduser().absolute() if args.project_home else None
+            if home is not None:
+                acquire_project_lock(home, LOCAL_FILES)
+        else:
+            home = _project_home(args, LOCAL_FILES)
+        return make_app(project_home=home, runner=LocalRunner(), start_mode=start_mode)
+
+    if not args.project_home:
+        raise UserError("--project-home is required with --host",
+                        "pass the project home on the login node, e.g. --project-home ~/runs/demo")
+    from hpcwizard.tui.screens.ssh_questions import TuiSshPrompts
+
+    prompts = TuiSshPrompts()
+    conn = _connection(args, prompts=(prompts.ask_host_key, prompts.passphrase))
+    files, runner = make_files(args), make_runner(args)
+
+    def connecting() -> RemoteSetup:
+        conn.connect()
+        if start_mode != "wizard":
+            return RemoteSetup(_project_home(args, files))
+        home = _remote_home(args.project_home, files)
+        command = [remote_hpcwizard(args, runner)]
+        acquire_project_lock(home, files)
+        return RemoteSetup(home, command)
+
+    return make_app(runner=runner, files=files, start_mode=start_mode, connection=conn,
+                    connecting=connecting, ssh_prompts=prompts)
+
+
+def run_tui(args: argparse.Namespace, start_mode: str) -> int:
+    app = build_tui(args, start_mode)
+    app.run()
+    if isinstance(app.failure, UserError):
+        raise app.failure  # printed as one line by main, with its exit code
+    return app.return_code or 0
 
 
 def _remote_home(text: str, files: ProjectFiles) -> Path:

@@ -386,6 +386,26 @@ async def test_an_existing_token_is_offered(make, home):
         await at_step(pilot, "recipe")
 
 
+async def test_a_data_root_that_will_not_do_keeps_the_paths_step(make, home, tmp_path):
+    saved_at(home, "paths", demo_plan(home))
+    app = make(home)
+    a_file = tmp_path / "not-a-folder"
+    a_file.write_text("x")
+    async with app.run_test(size=SIZE) as pilot:
+        await resume(pilot, "paths")
+        app.screen.query_one("#paths-data-input").value = str(a_file / "data")
+        await pilot.press("ctrl+n")
+        await wait_for(pilot, lambda: "will not do" in str(app.screen.query_one("#step-status").render()),
+                       what="the refusal")
+        assert step_of(app) == "paths"
+        info = app.screen.query_one("#paths-data .dir-info")
+        await wait_for(pilot, lambda: f"{a_file} is a file, not a folder" in str(info.render()), what="why")
+        app.screen.query_one("#paths-data-input").value = str(tmp_path / "data")
+        await pilot.press("ctrl+n")
+        await at_step(pilot, "slurm")
+    assert yaml.safe_load(session.plan_path(home).read_text())["data_root"] == str(tmp_path / "data")
+
+
 async def test_slurm_limits_are_checked_as_you_type(make, home):
     saved_at(home, "slurm", demo_plan(home))
     app = make(home)

@@ -37,6 +37,14 @@ class AppContext:
     hpcwizard_cmd: list[str] | None = None
 
 
+@dataclass(frozen=True)
+class RemoteSetup:
+    """What remote mode learns once connected (``connecting``'s answer)."""
+
+    project_home: Path | None
+    hpcwizard_cmd: list[str] | None = None
+
+
 def _wizard() -> Screen:
     from hpcwizard.tui.screens.wizard import WizardScreen
 
@@ -55,13 +63,36 @@ class HpcWizardApp(App[int]):
     CSS_PATH = "app.tcss"
     MODES = {"wizard": _wizard, "dashboard": _dashboard}
 
-    def __init__(self, context: AppContext, *, start_mode: str = "wizard") -> None:
+    def __init__(self, context: AppContext, *, start_mode: str = "wizard",
+                 connecting: Callable[[], RemoteSetup] | None = None, ssh_prompts: Any = None) -> None:
         super().__init__()
         self.context = context
         self.start_mode = start_mode
+        self.connecting = connecting
+        self.ssh_prompts = ssh_prompts
+        #: Why the app gave up before its first screen (printed by the CLI).
+        self.failure: Exception | None = None
 
     def on_mount(self) -> None:
+        if self.ssh_prompts is not None:
+            self.ssh_prompts.bind(self)
+        if self.connecting is None:
+            self.switch_mode(self.start_mode)
+            return
+        from hpcwizard.tui.screens.connect import ConnectScreen
+
+        where = self.context.connection.host.display if self.context.connection is not None else "the login node"
+        self.push_screen(ConnectScreen(where))
+
+    def connected(self, setup: RemoteSetup) -> None:
+        """Remote mode: the login node answered; open the real first screen."""
+        self.context.project_home = setup.project_home
+        self.context.hpcwizard_cmd = setup.hpcwizard_cmd
         self.switch_mode(self.start_mode)
+
+    def quit_with(self, failure: Exception | None) -> None:
+        self.failure = failure
+        self.exit(return_code=getattr(failure, "exit_code", 1) if failure is not None else 0)
 
 
 def make_app(
@@ -74,9 +105,17 @@ def make_app(
     files: ProjectFiles | None = None,
     connection: Any = None,
     hpcwizard_cmd: list[str] | None = None,
+    connecting: Callable[[], RemoteSetup] | None = None,
+    ssh_prompts: Any = None,
 ) -> HpcWizardApp:
     """``files``/``connection``/``hpcwizard_cmd``: remote mode (``--host``);
-    the project home is then a path of the login node, taken as given."""
+    the project home is then a path of the login node, taken as given.
+
+    ``connecting``: when given, the app first shows a connect screen that runs
+    it in a worker (SSH handshake, then what needs the login node) and takes
+    the project home and hpcwizard command from its answer; ``ssh_prompts``
+    (a :class:`~hpcwizard.tui.screens.ssh_questions.TuiSshPrompts`) asks the
+    connection's host-key and passphrase questions as modals."""
     files = files or LOCAL_FILES
     home: Path | None = None
     if project_home:
@@ -91,4 +130,4 @@ def make_app(
     )
     if clock is not None:
         context.clock = clock
-    return HpcWizardApp(context, start_mode=start_mode)
+    return HpcWizardApp(context, start_mode=start_mode, connecting=connecting, ssh_prompts=ssh_prompts)

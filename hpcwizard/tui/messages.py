@@ -104,6 +104,16 @@ class FolderMeasured(_Message):
 
 
 @_dataclass
+class DataRootChecked(_Message):
+    """Next on the paths step: the data root checked (off the UI thread: over
+    SSH, or on a hung network filesystem, a stat can take long)."""
+
+    path: _Any  # pathlib.Path, or None when it will not do
+    why: str | None
+    download: str  # "login" or "job"
+
+
+@_dataclass
 class PartitionsLoaded(_Message):
     """The cluster's partitions (``PartitionInfo`` list), or why sinfo failed."""
 

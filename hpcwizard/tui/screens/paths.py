@@ -10,11 +10,12 @@ from textual.timer import Timer
 from textual.widget import Widget
 from textual.widgets import Input, Label, RadioButton, RadioSet, Static
 
+from hpcwizard.errors import UserError
 from hpcwizard.plan import Plan
 from hpcwizard.quota import probe_quota
 from hpcwizard.sizes import human_bytes
 from hpcwizard.space import free_space
-from hpcwizard.tui.messages import FolderMeasured
+from hpcwizard.tui.messages import DataRootChecked, FolderMeasured
 from hpcwizard.tui.screens import session
 from hpcwizard.tui.screens.step import StepScreen
 from hpcwizard.tui.widgets.dir_picker import DirPicker
@@ -132,15 +133,27 @@ class PathsStep(StepScreen):
             picker.show_info(message.summary or "", warn=message.warn)
 
     def submit(self) -> None:
+        picker = self.query_one("#paths-data", DirPicker)
+        pressed = self.query_one("#paths-download", RadioSet).pressed_button
+        download = pressed.name if pressed is not None and pressed.name else "job"
+        self.set_status("checking the data root…")
+        self.check_data_root(picker.value, download)
+
+    @work(thread=True, exclusive=True, group="paths-submit", exit_on_error=False)
+    def check_data_root(self, text: str, download: str) -> None:
+        try:
+            path, why = session.check_folder(text, self.context.files)
+        except UserError as exc:  # the login node went away mid-check
+            path, why = None, exc.one_line()
+        self.post_message(DataRootChecked(path, why, download))
+
+    def on_data_root_checked(self, message: DataRootChecked) -> None:
         from hpcwizard.tui.screens.wizard import PathsChoice
 
-        picker = self.query_one("#paths-data", DirPicker)
-        path, why = session.check_folder(picker.value, self.context.files)
-        if path is None:
-            picker.show_info(why or "", error=True)
+        if message.path is None:
+            picker = self.query_one("#paths-data", DirPicker)
+            picker.show_info(message.why or "", error=True)
             self.set_status("the data root will not do", error=True)
             picker.input.focus()
             return
-        pressed = self.query_one("#paths-download", RadioSet).pressed_button
-        download = pressed.name if pressed is not None and pressed.name else "job"
-        self.dismiss(PathsChoice(path, download))
+        self.dismiss(PathsChoice(message.path, message.download))
