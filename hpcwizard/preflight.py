@@ -34,7 +34,7 @@ from hpcwizard.render import render
 from hpcwizard.shell import Runner
 from hpcwizard.sizes import human_bytes
 from hpcwizard.slurm import PartitionInfo, PartitionState, SlurmClient, format_slurm_duration
-from hpcwizard.space import Level, assess, free_space
+from hpcwizard.space import FreeSpace, Level, assess, free_space
 
 __all__ = ["CheckResult", "Level", "Preflight", "job_limits", "run_preflight"]
 
@@ -217,8 +217,11 @@ def check_space(plan: Plan, recipe: Recipe, runner: Runner, token: str | None,
                       "fix the access rows above; the size check reruns then")]
     by_mount: dict[str, list[SpaceNeed]] = defaultdict(list)
     free_by_mount = {}
+    free_by_path: dict[str, FreeSpace] = {}  # several needs share a folder: one df each (a round trip over SSH)
     for need in needs:
-        free = free_space(runner, str(need.path))
+        if str(need.path) not in free_by_path:
+            free_by_path[str(need.path)] = free_space(runner, str(need.path))
+        free = free_by_path[str(need.path)]
         by_mount[free.mount].append(need)
         free_by_mount[free.mount] = (free, need.path)
     results = []

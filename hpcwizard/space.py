@@ -32,6 +32,7 @@ __all__ = [
     "free_space",
     "free_space_local",
     "free_space_via_commands",
+    "parse_df_probe",
     "human_bytes",
     "human_count",
     "FULL_FRACTION",
@@ -126,64 +127,59 @@ def _df_number(token: str) -> int | None:
     return int(token) if token.isdigit() else None
 
 
-def _run_df(runner: Runner, path: str) -> tuple[list[str], str] | None:
-    """``df`` one path: (fstype size avail itotal iavail, mount) or None if missing.
+#: One round trip for a login node over SSH: walk up to the nearest existing
+#: folder, then df it twice (statistics, then the device: both columns may
+#: hold spaces, so they are asked separately). The path is ``$1``, never
+#: part of the script.
+DF_PROBE = r"""
+p=$1
+while [ ! -e "$p" ]; do
+  q=$(dirname -- "$p")
+  if [ "$q" = "$p" ]; then echo "no existing parent of $1 to measure" >&2; exit 3; fi
+  p=$q
+done
+printf '%s\n' "$p"
+LC_ALL=C df -B1 --output=fstype,size,avail,itotal,iavail,target -- "$p" || exit 4
+LC_ALL=C df --output=source -- "$p" 2>/dev/null || true
+"""
 
-    ``df -P`` and ``--output`` cannot be combined (GNU df), so the columns are
-    named; the mount point goes last so a space in it survives the split.
-    """
-    result = runner.run(
-        ["df", "-B1", "--output=fstype,size,avail,itotal,iavail,target", "--", path],
-        timeout=DF_TIMEOUT,
-        env={"LC_ALL": "C"},
-    )
-    if not result.ok:
-        if "No such file" in result.stderr:
-            return None
-        detail = (result.stderr.strip() or f"exit status {result.returncode}").splitlines()[-1]
-        raise CommandFailed(f"df failed on {path}: {detail}")
-    lines = [line for line in result.stdout.splitlines() if line.strip()]
-    if len(lines) < 2:
+
+def parse_df_probe(path: str, stdout: str) -> FreeSpace:
+    """Read :data:`DF_PROBE`'s output: the folder measured, df's statistics
+    (header and row), then df's source (header and row, or nothing)."""
+    lines = stdout.splitlines()
+    if len(lines) < 3:
         raise ValueError(f"df printed no row for {path}")
-    parts = lines[-1].split(None, 5)
+    existing, row = lines[0], lines[2]
+    parts = row.split(None, 5)
     if len(parts) != 6 or _df_number(parts[1]) is None or _df_number(parts[2]) is None:
-        raise ValueError(f"df row not understood: {lines[-1]!r}")
-    return parts[:5], parts[5].strip()
-
-
-def free_space_via_commands(runner: Runner, path: str) -> FreeSpace:
-    """Measure through the runner with ``df`` (for a login node over SSH).
-
-    Walks up from ``path`` until ``df`` finds something; the device comes from
-    a second ``df --output=source`` call (both columns may hold spaces).
-    """
-    current = posixpath.normpath(path)
-    while True:
-        measured = _run_df(runner, current)
-        if measured is not None:
-            break
-        parent = posixpath.dirname(current)
-        if parent in ("", current):
-            raise ValueError(f"no existing parent of {path} to measure")
-        current = parent
-    (fstype, size, avail, itotal, iavail), mount = measured
-    device = ""
-    source = runner.run(["df", "--output=source", "--", current], timeout=DF_TIMEOUT, env={"LC_ALL": "C"})
-    if source.ok:
-        rows = [line.strip() for line in source.stdout.splitlines() if line.strip()]
-        device = rows[-1] if len(rows) >= 2 else ""
+        raise ValueError(f"df row not understood: {row!r}")
+    fstype, size, avail, itotal, iavail = parts[:5]
+    device = lines[4].strip() if len(lines) >= 5 else ""
     files_total = _df_number(itotal) or None
     return FreeSpace(
         path=path,
-        mount=mount,
+        mount=parts[5].strip(),
         fstype=fstype,
         bytes_free=int(avail),
         bytes_total=int(size),
         files_free=_df_number(iavail) if files_total else None,
         files_total=files_total,
-        existing=current,
+        existing=existing,
         device=device,
     )
+
+
+def free_space_via_commands(runner: Runner, path: str) -> FreeSpace:
+    """Measure through the runner with ``df`` (for a login node over SSH), in
+    one command however deep the missing part of ``path`` is."""
+    result = runner.run(["sh", "-c", DF_PROBE, "sh", posixpath.normpath(path)], timeout=DF_TIMEOUT)
+    if result.returncode == 3:
+        raise ValueError(f"no existing parent of {path} to measure")
+    if not result.ok:
+        detail = (result.stderr.strip() or f"exit status {result.returncode}").splitlines()[-1]
+        raise CommandFailed(f"df failed on {path}: {detail}")
+    return parse_df_probe(path, result.stdout)
 
 
 def free_space(runner: Runner, path: str) -> FreeSpace:

@@ -9,7 +9,7 @@ import pytest
 
 from hpcwizard.errors import CommandFailed
 from hpcwizard.quota import QuotaEntry, QuotaReport, SiteOutput
-from hpcwizard.shell import CommandResult, LocalRunner
+from hpcwizard.shell import LocalRunner
 from hpcwizard.space import (
     FreeSpace,
     Level,
@@ -19,6 +19,7 @@ from hpcwizard.space import (
     free_space_via_commands,
     human_bytes,
     human_count,
+    parse_df_probe,
     worst,
 )
 
@@ -64,12 +65,20 @@ def test_missing_path_walks_up_to_nearest_parent(tmp_path: Path) -> None:
         assert measured.filesystem == measured.mount
 
 
-def test_command_path_runs_df_through_the_runner(tmp_path: Path) -> None:
+def test_command_path_is_one_command_however_deep_the_missing_part(tmp_path: Path) -> None:
     runner = CommandsOnly()
-    free_space(runner, str(tmp_path / "x" / "y"))
-    programs = {call[0] for call in runner.calls}
-    assert programs == {"df"}
-    assert any(call[-1] == str(tmp_path) for call in runner.calls)
+    measured = free_space(runner, str(tmp_path / "x" / "y" / "z"))
+    assert measured.existing == str(tmp_path)
+    assert len(runner.calls) == 1  # one round trip over SSH
+    assert runner.calls[0][:2] == ("sh", "-c") and runner.calls[0][-1] == str(tmp_path / "x" / "y" / "z")
+
+
+def test_command_path_takes_hostile_paths_as_data(tmp_path: Path) -> None:
+    odd = tmp_path / "a $(touch pwned) `id` ; 'q\" b"
+    odd.mkdir()
+    measured = free_space(CommandsOnly(), str(odd / "missing"))
+    assert measured.existing == str(odd)
+    assert not (Path.cwd() / "pwned").exists() and not (tmp_path / "pwned").exists()
 
 
 def test_local_path_needs_no_subprocess(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -82,38 +91,14 @@ def test_local_path_needs_no_subprocess(tmp_path: Path, monkeypatch: pytest.Monk
     assert measured.bytes_total > 0
 
 
-class Scripted:
-    """A runner answering `df` with a recorded remote reply."""
-
-    def __init__(self, replies: dict[str, CommandResult]) -> None:
-        self.replies = replies
-
-    def run(self, argv, **kwargs):
-        path = argv[-1]
-        source = "source" if "--output=source" in argv else "stats"
-        return self.replies[f"{source}:{path}"]
-
-    def which(self, program):
-        return None
-
-
-def ok(stdout: str) -> CommandResult:
-    return CommandResult(("df",), 0, stdout, "")
-
-
-def test_command_path_reads_a_lustre_mount_with_spaces() -> None:
-    missing = CommandResult(("df",), 1, "", "df: /lustre/my project/run1: No such file or directory\n")
-    runner = Scripted(
-        {
-            "stats:/lustre/my project/run1": missing,
-            "stats:/lustre/my project": ok(
-                "Type        1B-blocks           Avail    Inodes     IFree Mounted on\n"
-                "lustre 664099048030208 325808627318784 6442450944 4294967296 /lustre/my project\n"
-            ),
-            "source:/lustre/my project": ok("Filesystem\n10.0.0.1@o2ib:/scratch\n"),
-        }
+def test_df_probe_output_of_a_lustre_mount_with_spaces() -> None:
+    measured = parse_df_probe(
+        "/lustre/my project/run1",
+        "/lustre/my project\n"
+        "Type        1B-blocks           Avail    Inodes     IFree Mounted on\n"
+        "lustre 664099048030208 325808627318784 6442450944 4294967296 /lustre/my project\n"
+        "Filesystem\n10.0.0.1@o2ib:/scratch\n",
     )
-    measured = free_space_via_commands(runner, "/lustre/my project/run1")
     assert measured == FreeSpace(
         "/lustre/my project/run1",
         "/lustre/my project",
@@ -127,21 +112,30 @@ def test_command_path_reads_a_lustre_mount_with_spaces() -> None:
     )
 
 
-def test_command_path_without_inode_counts() -> None:
-    runner = Scripted(
-        {
-            "stats:/data": ok("Type 1B-blocks Avail Inodes IFree Mounted on\nbtrfs 1000 400 0 0 /data\n"),
-            "source:/data": ok("Filesystem\n/dev/nvme0n1p2\n"),
-        }
-    )
-    measured = free_space_via_commands(runner, "/data")
-    assert (measured.files_free, measured.files_total) == (None, None)
+def test_df_probe_output_without_inode_counts_or_device() -> None:
+    measured = parse_df_probe("/data", "/data\nType 1B-blocks Avail Inodes IFree Mounted on\nbtrfs 1000 400 0 0 /data\n")
+    assert (measured.files_free, measured.files_total, measured.device) == (None, None, "")
 
 
-def test_command_path_df_failure_raises_command_failed() -> None:
-    broken = CommandResult(("df",), 1, "", "df: /data: Stale file handle\n")
+def test_df_probe_output_not_understood_raises() -> None:
+    with pytest.raises(ValueError, match="df row not understood"):
+        parse_df_probe("/data", "/data\nType ...\nsomething else entirely\n")
+
+
+def test_command_path_df_failure_raises_command_failed(tmp_path: Path) -> None:
+    class DfBreaks(CommandsOnly):
+        """A real sh whose PATH finds a df that fails like a stale NFS handle."""
+
+        def run(self, argv, **kwargs):
+            env = dict(kwargs.pop("env", None) or {})
+            env["PATH"] = f"{tmp_path}:{os.environ['PATH']}"
+            return super().run(argv, env=env, **kwargs)
+
+    fake_df = tmp_path / "df"
+    fake_df.write_text('#!/bin/sh\necho "df: $4: Stale file handle" >&2\nexit 1\n')
+    fake_df.chmod(0o755)
     with pytest.raises(CommandFailed, match="Stale file handle"):
-        free_space_via_commands(Scripted({"stats:/data": broken}), "/data")
+        free_space_via_commands(DfBreaks(), str(tmp_path))
 
 
 # --------------------------------------------------------------------------
