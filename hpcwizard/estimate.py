@@ -149,6 +149,8 @@ def stage_steps(recipe: Recipe, params: dict[str, Any]) -> list[tuple[str, int]]
             staged = [(n, steps) for n, steps in staged if n == int(only.group(1))]
         return [(f"stage {n}", steps) for n, steps in sorted(staged)]
     if STEPS_PARAM in params:
+        if recipe.training_stages > 1:  # the same steps, once per stage
+            return [(f"stage {n}", int(params[STEPS_PARAM])) for n in range(1, recipe.training_stages + 1)]
         return [("training", int(params[STEPS_PARAM]))]
     return []
 
@@ -161,7 +163,7 @@ def estimate(plan: Plan, recipe: Recipe, rate: float | None) -> Estimate:
     params = recipe.resolve_params(plan.params)
     disk = recipe.output_bytes_for(plan)
     limit = plan.train.time_seconds()
-    kept = sum(int(params[name]) for name in recipe.checkpoint_limit_params)
+    kept = recipe.checkpoints_kept(params)
     usable = rate if rate is not None and rate > 0 else None
     stages = tuple(StageTime(name, steps, steps / usable if usable else None)
                    for name, steps in stage_steps(recipe, params))

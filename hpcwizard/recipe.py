@@ -33,7 +33,7 @@ from hpcwizard.plan import JobResources, Plan, PlanError, plan_from_dict
 
 SHARED_FOLDER = "_shared"
 RECIPE_KEYS = ("name", "title", "description", "variants", "parameters", "repos", "jobs", "files",
-               "defaults", "creates", "results", "outputs", "settings")
+               "defaults", "creates", "results", "outputs", "settings", "training_stages")
 _SIZE = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*([KMGT]?)i?B?\s*$", re.IGNORECASE)
 _PLACEHOLDER = re.compile(r"\{(\w+)\}")
 
@@ -245,13 +245,20 @@ class Recipe:
     needs_namespace: bool = False
     parameters: tuple[Parameter, ...] = ()
     extra: dict[str, Any] = field(default_factory=dict)
+    #: Stages that run one after the other with the SAME step and checkpoint
+    #: parameters, each keeping its own checkpoints (the demo's stage 1 and
+    #: 2). A recipe with ``stageN_...`` parameters counts its stages itself.
+    training_stages: int = 1
 
     def output_bytes_for(self, plan: Plan) -> int:
         """What training will write: checkpoints kept (bounded by the plan's
         limits) times their size, plus the final weights."""
         params = self.resolve_params(plan.params)
-        kept = sum(int(params[name]) for name in self.checkpoint_limit_params)
-        return self.checkpoint_bytes * kept + self.final_bytes
+        return self.checkpoint_bytes * self.checkpoints_kept(params) + self.final_bytes
+
+    def checkpoints_kept(self, params: dict[str, Any]) -> int:
+        """At most how many checkpoints are on disk at the end (resolved ``params``)."""
+        return sum(int(params[name]) for name in self.checkpoint_limit_params) * self.training_stages
 
     def parameter(self, name: str) -> Parameter | None:
         return next((p for p in self.parameters if p.name == name), None)
@@ -426,6 +433,9 @@ def _load_recipe(folder: Path) -> Recipe:
     unknown_limits = set(outputs.get("checkpoint_limits") or ()) - {p.name for p in parameters}
     if unknown_limits:
         raise RecipeError(f"{where} outputs.checkpoint_limits names an undeclared parameter {sorted(unknown_limits)[0]}")
+    training_stages = data.get("training_stages", 1)
+    if not isinstance(training_stages, int) or isinstance(training_stages, bool) or training_stages < 1:
+        raise RecipeError(f"{where} training_stages must be a whole number >= 1, got {training_stages!r}")
     reserved = {"namespace", "project_home", "data_root", "variant"} & {p.name for p in parameters}
     if reserved:
         raise RecipeError(f"{where} declares a parameter named {sorted(reserved)[0]}", "that name is a placeholder; rename it")
@@ -449,7 +459,8 @@ def _load_recipe(folder: Path) -> Recipe:
         parameters=parameters,
         extra={k: v for k, v in data.items() if k not in {
             "name", "title", "description", "repos", "jobs", "defaults", "variants",
-            "files", "creates", "outputs", "parameters", "results"}},
+            "files", "creates", "outputs", "parameters", "results", "training_stages"}},
+        training_stages=training_stages,
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -97,7 +98,6 @@ def test_measured_rate_takes_the_newest_train_job_with_a_rate(tmp_path):
 def test_measured_rate_over_ssh_reads_the_login_nodes_state_and_log_tail(tmp_path, sshd, monkeypatch):
     """Remote mode: state over SFTP, the log's tail with SFTP range reads
     (the login node is this machine through the local sshd)."""
-    from dataclasses import replace
 
     from hpcwizard.files import SshFiles
     from hpcwizard.remote import SshConnection
@@ -146,8 +146,20 @@ def test_stage_steps_follow_the_stage_keys_and_the_stages_choice():
     assert stage_steps(diffueraser, params) == [("stage 1", 100), ("stage 2", 300)]
     only2 = diffueraser.resolve_params({"stages": "stage2", "stage2_max_train_steps": 300})
     assert stage_steps(diffueraser, only2) == [("stage 2", 300)]
+    fff = get_recipe("fff-vdi")
+    assert stage_steps(fff, fff.resolve_params({"max_train_steps": 9})) == [("training", 9)]
+    # The demo's two stages share max_train_steps (training_stages: 2): counted twice.
     demo = get_recipe("demo")
-    assert stage_steps(demo, demo.resolve_params({"max_train_steps": 9})) == [("training", 9)]
+    assert stage_steps(demo, demo.resolve_params({"max_train_steps": 9})) == [("stage 1", 9), ("stage 2", 9)]
+
+
+def test_stages_sharing_parameters_keep_their_own_checkpoints():
+    demo = get_recipe("demo")
+    plan = replace(demo.default_plan(Path("/p"), hf_namespace="alice"), params={"checkpoints_total_limit": 3})
+    cost = estimate(plan, demo, 2.0)
+    assert cost.checkpoints_kept == 3 * 2
+    assert cost.disk_bytes == 6 * 4 * 1024 + 1024 * 1024
+    assert cost.seconds == 2 * 6 / 2.0
 
 
 def test_disk_follows_the_checkpoint_limits():

@@ -197,13 +197,15 @@ async def test_disk_estimate_follows_the_checkpoint_limit(home):
     async with app.run_test(size=SIZE) as pilot:
         await resume_params(pilot)
         panel = app.screen.query_one("#params-estimate")
-        two = human_bytes(2 * 4096 + 1024 ** 2)
-        assert f"Disk  {two} in the project home: 2 checkpoints × 4 KiB + final weights 1 MiB" in text_of(panel)
+        # The demo's two stages each keep checkpoints_total_limit checkpoints.
+        four = human_bytes(4 * 4096 + 1024 ** 2)
+        assert (f"Disk  {four} in the project home: 4 checkpoints (2 stages × 2) × 4 KiB + final weights 1 MiB"
+                in text_of(panel))
         before = text_of(panel)
         await type_into(pilot, "checkpoints_total_limit", "100")
         await wait_for(pilot, lambda: text_of(panel) != before)
-        assert "100 checkpoints × 4 KiB" in text_of(panel)
-        assert f"Disk  {human_bytes(100 * 4096 + 1024 ** 2)} in" in text_of(panel)
+        assert "200 checkpoints (2 stages × 100) × 4 KiB" in text_of(panel)
+        assert f"Disk  {human_bytes(200 * 4096 + 1024 ** 2)} in" in text_of(panel)
         assert "time appears after a first training run" in text_of(panel)
 
 
@@ -223,9 +225,9 @@ async def test_time_estimate_from_the_log_of_an_earlier_run(home):
         panel = app.screen.query_one("#params-estimate")
         assert app.screen.rate is not None and app.screen.rate.job_id == "4242"
         text = text_of(panel)
-        assert "≈ 3s (6 steps) at 2 it/s from job 4242's log" in text
+        assert "≈ 6s (stage 1 6 steps 3s + stage 2 6 steps 3s) at 2 it/s from job 4242's log" in text
         assert "fits the train time limit 00:01:00" in text
-        await type_into(pilot, "max_train_steps", "600")  # 300 s > 1 min
+        await type_into(pilot, "max_train_steps", "300")  # 2 stages × 150 s > 1 min
         await wait_for(pilot, lambda: "≈ 5m 00s" in text_of(panel))
         assert "longer than the train time limit 00:01:00" in text_of(panel)
         assert not app.screen.query_one("#step-next").disabled  # a warning, not a block

@@ -140,7 +140,9 @@ class ParamsStep(StepScreen):
         text.append(f"{human_bytes(cost.disk_bytes)}", style="bold")
         parts = []
         if self.recipe.checkpoint_bytes:
-            parts.append(f"{kept} checkpoint{'s' if kept != 1 else ''} × {human_bytes(self.recipe.checkpoint_bytes)}")
+            stages = self.recipe.training_stages
+            each = f" ({stages} stages × {kept // stages})" if stages > 1 else ""
+            parts.append(f"{kept} checkpoint{'s' if kept != 1 else ''}{each} × {human_bytes(self.recipe.checkpoint_bytes)}")
         if self.recipe.final_bytes:
             parts.append(f"final weights {human_bytes(self.recipe.final_bytes)}")
         if parts:
