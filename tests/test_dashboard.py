@@ -11,6 +11,7 @@ import asyncio
 import os
 import subprocess
 import time
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 
@@ -30,6 +31,7 @@ from hpcwizard.tui.screens.dashboard import (
 )
 from hpcwizard.tui.screens.sbatch_viewer import SbatchViewer
 from hpcwizard.tui.widgets.confirm import ChoiceScreen, ConfirmScreen
+from hpcwizard.tui.widgets.job_table import COLUMNS, reason_cell, row_cells, short_dependency
 from hpcwizard.tui.widgets.log_panel import LogPanel
 from hpcwizard.tui.widgets.progress_panel import ProgressPanel
 
@@ -343,6 +345,25 @@ def job_row(home: Path, state: str = "RUNNING") -> JobRow:
     return JobRow(job_id="7", name="train", slurm_name="hw-proj-train", state=state, reason=None, dependency=None,
                   partition="gpu", elapsed=10, time_limit=60, start=None, exit_code=None, source="squeue",
                   log_out=f"{stem}.out", log_err=f"{stem}.err")
+
+
+def test_the_reason_column_says_what_a_job_waits_for(tmp_path):
+    def cells(**changes):
+        row = replace(job_row(tmp_path), **changes)
+        return [cell.plain if hasattr(cell, "plain") else cell for cell in row_cells(row)]
+
+    assert short_dependency("afterok:41(unfulfilled),afterok:42(failed)") == "afterok:41,afterok:42 failed"
+    assert short_dependency("(null)") == short_dependency(None) == ""
+    waiting = cells(state="PENDING", reason="Dependency", dependency="afterok:4102(unfulfilled)")
+    assert waiting[3] == "afterok:4102"
+    never = reason_cell(replace(job_row(tmp_path), state="PENDING", reason="DependencyNeverSatisfied",
+                                dependency="afterok:4102(failed)"))
+    assert never.plain == "DependencyNeverSatisfied: afterok:4102 failed" and "red" in str(never.style)
+    assert cells(state="PENDING", reason="Priority")[3] == "Priority"
+    # An exit code shows only when it says something.
+    assert cells(state="COMPLETED", exit_code="0:0")[2] == "COMPLETED"
+    assert cells(state="FAILED", exit_code="1:0")[2] == "FAILED 1:0"
+    assert len(cells()) == len(COLUMNS)
 
 
 async def test_a_2gb_log_opens_without_being_read_whole(tmp_path):

@@ -8,6 +8,7 @@ one ``app.batch_update()``. See dolphie's ``Panels/Processlist.py``.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from datetime import datetime
 
@@ -23,7 +24,6 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("name", "Name"),
     ("state", "State"),
     ("reason", "Reason"),
-    ("dependency", "Dependency"),
     ("partition", "Part."),
     ("time", "Elapsed/Limit"),
     ("start", "Start"),
@@ -69,19 +69,42 @@ def format_start(row: JobRow) -> str:
     return f"~{text}" if row.state == "PENDING" else text
 
 
+_DEPENDENCY_STATUS = re.compile(r"\((unfulfilled|failed)\)")
+
+
+def short_dependency(text: str | None) -> str:
+    """squeue's ``afterok:4102(unfulfilled),afterok:4103(failed)`` →
+    ``afterok:4102,afterok:4103 failed``: what is awaited, and what never will be."""
+    if not text or text == "(null)":
+        return ""
+    return _DEPENDENCY_STATUS.sub(lambda m: " failed" if m.group(1) == "failed" else "", text)
+
+
+def reason_cell(row: JobRow) -> Text:
+    """Why a job waits, in one column: for a dependency, on what (Slurm's
+    Reason and Dependency columns together keep the table within 80 columns)."""
+    reason = row.reason or ""
+    dependency = short_dependency(row.dependency)
+    if reason == "DependencyNeverSatisfied":
+        return Text(f"{reason}: {dependency}" if dependency else reason, style="bold red")
+    if reason == "Dependency" and dependency:
+        return Text(dependency)
+    return Text(reason)
+
+
 def row_cells(row: JobRow) -> tuple[Text | str, ...]:
     """The table cells of one job, in COLUMNS order."""
     state_style = STATE_STYLES.get(row.state, "")
-    state = row.state if not row.exit_code or row.state in ("RUNNING", "PENDING") else f"{row.state} {row.exit_code}"
-    reason = row.reason or ""
+    # An exit code is news only when it is not 0:0.
+    failed_exit = row.exit_code and row.exit_code != "0:0" and row.state not in ("RUNNING", "PENDING")
+    state = f"{row.state} {row.exit_code}" if failed_exit else row.state
     limit = format_duration(row.time_limit) if row.time_limit is not None else ""
     elapsed = format_duration(row.elapsed)
     return (
         row.job_id,
         row.name,
         Text(state, style=state_style),
-        Text(reason, style="bold red" if reason == "DependencyNeverSatisfied" else ""),
-        row.dependency or "",
+        reason_cell(row),
         row.partition or "",
         f"{elapsed} / {limit}" if limit else elapsed,
         format_start(row),

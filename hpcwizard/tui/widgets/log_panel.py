@@ -111,12 +111,16 @@ class LogPanel(Vertical):
     }
     LogPanel #log-header {
         height: 1;
+        text-wrap: nowrap;
+        text-overflow: ellipsis;
         background: $boost;
         color: $text;
     }
     LogPanel #log-triage {
         height: auto;
         max-height: 1;
+        text-wrap: nowrap;
+        text-overflow: ellipsis;
         color: $warning;
     }
     LogPanel #log-view {
@@ -125,6 +129,8 @@ class LogPanel(Vertical):
     }
     LogPanel #log-partial {
         height: 1;
+        text-wrap: nowrap;
+        text-overflow: ellipsis;
         color: $text-muted;
     }
     LogPanel #log-search {

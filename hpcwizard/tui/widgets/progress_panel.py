@@ -62,6 +62,8 @@ class ProgressPanel(Horizontal):
     ProgressPanel #progress-text {
         width: 1fr;
         height: 1;
+        text-wrap: nowrap;
+        text-overflow: ellipsis;
         padding: 0 1;
     }
     ProgressPanel Sparkline {
