@@ -117,6 +117,7 @@ class LogPanel(Vertical):
         color: $text;
     }
     LogPanel #log-triage {
+        display: none;  /* shown while the log has findings */
         height: auto;
         max-height: 1;
         text-wrap: nowrap;
@@ -217,7 +218,7 @@ class LogPanel(Vertical):
         self.last_match = None
         self.status_note = None
         self.query_one("#log-partial", Static).update("")
-        self.query_one("#log-triage", Static).update("")
+        self._refresh_triage()  # counts were just reset: hides the line
         if path is not None:
             self._session = _Session(path, self.source_factory)
             self._poll()
@@ -382,13 +383,14 @@ class LogPanel(Vertical):
             self._plain.append(text)
 
     def _refresh_triage(self) -> None:
+        triage = self.query_one("#log-triage", Static)
+        triage.display = bool(self.counts)  # no blank line above a clean log
         if not self.counts:
-            self.query_one("#log-triage", Static).update("")
+            triage.update("")
             return
         parts = [f"{kind} {count}" for kind, count in sorted(self.counts.items(), key=lambda kv: -kv[1])]
         total = sum(self.counts.values())
-        self.query_one("#log-triage", Static).update(
-            Text(f"⚠ {total} finding{'s' if total != 1 else ''}: " + ", ".join(parts) + "  (e: first error)"))
+        triage.update(Text(f"⚠ {total} finding{'s' if total != 1 else ''}: " + ", ".join(parts) + "  (e: first error)"))
 
     def _refresh_header(self) -> None:
         header = self.query_one("#log-header", Static)
