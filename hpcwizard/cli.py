@@ -517,8 +517,16 @@ def build_tui(args: argparse.Namespace, start_mode: str) -> Any:
 
 
 def run_tui(args: argparse.Namespace, start_mode: str) -> int:
+    from hpcwizard.shell import stop_running_commands
+
     app = build_tui(args, start_mode)
-    app.run()
+    try:
+        app.run()
+    finally:
+        # A refresh may still wait on a hung squeue: stop it rather than keep
+        # the terminal until its timeout. (Remote commands end when main
+        # closes the SSH connection.)
+        stop_running_commands()
     if isinstance(app.failure, UserError):
         raise app.failure  # printed as one line by main, with its exit code
     return app.return_code or 0

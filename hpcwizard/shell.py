@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -64,6 +65,28 @@ class Runner(Protocol):
         ...
 
 
+# Commands in flight (any LocalRunner), so quitting can stop them: a worker
+# thread blocked on a hung squeue would otherwise keep the process alive
+# until the command's timeout (Python joins executor threads at exit).
+_RUNNING: set[subprocess.Popen] = set()
+_STOPPED: set[subprocess.Popen] = set()
+_RUNNING_LOCK = threading.Lock()
+
+
+def stop_running_commands() -> int:
+    """SIGTERM every command a LocalRunner is waiting for; their ``run``
+    raises :class:`CommandFailed`. Returns how many were stopped."""
+    with _RUNNING_LOCK:
+        running = list(_RUNNING)
+        _STOPPED.update(running)
+    for process in running:
+        try:
+            process.terminate()
+        except OSError:  # already gone
+            pass
+    return len(running)
+
+
 class LocalRunner:
     """Runs commands on this machine with :mod:`subprocess` (no shell)."""
 
@@ -87,14 +110,15 @@ class LocalRunner:
     ) -> CommandResult:
         argv = tuple(str(a) for a in argv)
         try:
-            completed = subprocess.run(
+            process = subprocess.Popen(
                 argv,
-                input=stdin,
-                capture_output=True,
+                # Never the terminal: under the TUI a child reading it would
+                # steal keystrokes (or block on a question nobody sees).
+                stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
                 text=True,
-                timeout=timeout,
                 env=self._environment(env),
-                check=False,
             )
         except FileNotFoundError as exc:
             raise CommandFailed(
@@ -103,12 +127,29 @@ class LocalRunner:
             ) from exc
         except PermissionError as exc:
             raise CommandFailed(f"{argv[0]} cannot be executed: {exc.strerror}") from exc
+        with _RUNNING_LOCK:
+            _RUNNING.add(process)
+        try:
+            stdout, stderr = process.communicate(stdin, timeout=timeout)
         except subprocess.TimeoutExpired as exc:
+            process.kill()
+            process.communicate()
             raise CommandTimeout(
                 f"{argv[0]} did not answer within {timeout:g} s",
                 "the service it talks to may be slow or down; try again later",
             ) from exc
-        return CommandResult(argv, completed.returncode, completed.stdout, completed.stderr)
+        except BaseException:  # interrupted: leave no child behind
+            process.kill()
+            process.wait()
+            raise
+        finally:
+            with _RUNNING_LOCK:
+                _RUNNING.discard(process)
+                stopped = process in _STOPPED
+                _STOPPED.discard(process)
+        if stopped:
+            raise CommandFailed(f"{argv[0]} was stopped: hpcwizard is quitting")
+        return CommandResult(argv, process.returncode, stdout, stderr)
 
     def which(self, program: str) -> str | None:
         import shutil
