@@ -673,3 +673,35 @@ def test_backoff_grows_exponentially_with_jitter() -> None:
     for failures, ceiling in ((1, 1), (2, 2), (3, 4), (5, 16), (9, 30)):
         delays = {backoff_delay(failures, settings, rng) for _ in range(20)}
         assert all(ceiling / 2 <= d <= ceiling for d in delays) and len(delays) > 1
+
+
+def test_stopping_a_stalled_transfer_is_immediate(hub: DevHub, tmp_path: Path) -> None:
+    """Ctrl-C or the wizard's stop key while the Hub sends nothing: the blocked
+    read is woken at once, not after the 60 s stall timeout; the part stays."""
+    data = blob(1_500_000, seed=10)
+    write_repo(hub.root, "models", "alice/m", {"big.bin": data})
+    hub.throttle = 1  # one 1 KiB chunk, then nothing for minutes
+    cancel = threading.Event()
+    result: list[object] = []
+    settings = TransferSettings(stall_timeout=60.0, backoff_base=0.01, backoff_cap=0.05)
+
+    def run() -> None:
+        try:
+            result.append(download_repos([repo_of("alice/m", tmp_path / "d")], endpoint=hub.url,
+                                         settings=settings, cancel=cancel))
+        except BaseException as exc:  # surfaced by the assertions below
+            result.append(exc)
+
+    worker = threading.Thread(target=run)
+    worker.start()
+    part = tmp_path / "d" / "big.bin.part"
+    wait_for(lambda: part.exists() and part.stat().st_size > 0, what="the first bytes")
+    stopped_at = time.monotonic()
+    cancel.set()
+    worker.join(timeout=30)
+    took = time.monotonic() - stopped_at
+    hub.throttle = None
+    assert not worker.is_alive()
+    assert took < 10, f"stopping took {took:.1f} s"  # the stall timeout is 60 s
+    assert isinstance(result[0], DownloadError) and "stopped" in str(result[0])
+    assert part.stat().st_size > 0  # kept for the rerun

@@ -47,6 +47,7 @@ from hpcwizard.download.transfer import (
     DownloadError,
     FileFetcher,
     FileTask,
+    LiveResponses,
     TransferSettings,
 )
 from hpcwizard.errors import UserError
@@ -340,7 +341,7 @@ def _record_expected(listing: _RepoListing) -> None:
 
 
 def _fetch_one(task: FileTask, *, token: str | None, settings: TransferSettings, tracker: ProgressTracker,
-               cancel: threading.Event) -> tuple[str, int, bool]:
+               cancel: threading.Event, live: LiveResponses | None = None) -> tuple[str, int, bool]:
     key = task.key
     try:
         if task.final.exists() and not part_path(task.final).exists():
@@ -352,7 +353,7 @@ def _fetch_one(task: FileTask, *, token: str | None, settings: TransferSettings,
                 tracker.set(key, done=task.size, state=FileState.SKIPPED)
                 return key, 0, False
         fetched = FileFetcher(task, token=token, settings=settings, tracker=tracker, cancel=cancel,
-                              rng=random.Random()).run()
+                              rng=random.Random(), live=live).run()
         record_complete(task.dest, task.repo_id, task.repo_type, task.path, task.etag, task.sha256)
         tracker.set(key, done=task.size, state=FileState.DONE)
         return key, fetched.transferred, fetched.restarted
@@ -374,10 +375,14 @@ def _run_pool(todo: list[FileTask], *, token: str | None, settings: TransferSett
     failure: BaseException | None = None
     pool = concurrent.futures.ThreadPoolExecutor(max_workers=max(1, min(workers, len(todo))),
                                                  thread_name_prefix="hpcwizard-download")
+    live = LiveResponses()
     try:
-        pending = {pool.submit(_fetch_one, t, token=token, settings=settings, tracker=tracker, cancel=cancel)
+        pending = {pool.submit(_fetch_one, t, token=token, settings=settings, tracker=tracker, cancel=cancel,
+                               live=live)
                    for t in ordered}
         while pending:
+            if cancel.is_set():  # stopped (Ctrl-C, the wizard's stop key, a failure): wake stalled reads
+                live.abort_all()
             done, pending = concurrent.futures.wait(pending, timeout=0.1,
                                                     return_when=concurrent.futures.FIRST_COMPLETED)
             for future in done:
@@ -393,6 +398,7 @@ def _run_pool(todo: list[FileTask], *, token: str | None, settings: TransferSett
             recorder.maybe_flush(tracker.snapshot(take_notes=False))
     except KeyboardInterrupt:
         cancel.set()  # workers stop at their next chunk; parts and sidecars stay for the rerun
+        live.abort_all()
         raise
     finally:
         pool.shutdown(wait=True, cancel_futures=True)

@@ -154,12 +154,46 @@ def _header(headers: Any, name: str) -> str:
 # -- one file ------------------------------------------------------------------------------------
 
 
+class LiveResponses:
+    """The HTTP responses being read, so that stopping is immediate: a read
+    blocked on a stalled connection otherwise waits for the stall timeout
+    (60 s) before it sees the cancel. :meth:`abort_all` shuts their sockets
+    down, which wakes the blocked reads at once."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._responses: set[Any] = set()
+
+    def add(self, response: Any) -> None:
+        with self._lock:
+            self._responses.add(response)
+
+    def discard(self, response: Any) -> None:
+        with self._lock:
+            self._responses.discard(response)
+
+    def abort_all(self) -> None:
+        with self._lock:
+            responses = list(self._responses)
+        for response in responses:
+            # http.client keeps the socket behind its buffered reader; shutdown
+            # (unlike close) interrupts a recv() blocked in another thread.
+            sock = getattr(getattr(getattr(response, "fp", None), "raw", None), "_sock", None)
+            try:
+                if sock is not None:
+                    sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass  # already closed
+
+
 class FileFetcher:
     """Downloads one :class:`FileTask`; reports through ``tracker`` under ``task.key``."""
 
     def __init__(self, task: FileTask, *, token: str | None, settings: TransferSettings,
-                 tracker: ProgressTracker, cancel: threading.Event, rng: random.Random | None = None) -> None:
+                 tracker: ProgressTracker, cancel: threading.Event, rng: random.Random | None = None,
+                 live: LiveResponses | None = None) -> None:
         self.task = task
+        self.live = live
         self.token = token
         self.settings = settings
         self.tracker = tracker
@@ -282,6 +316,8 @@ class FileFetcher:
                 self._attempt()
                 continue
             except _Retry as exc:
+                if self.cancel.is_set():  # our own abort, not the network
+                    raise Cancelled from None
                 reason = str(exc)
             failures = 1 if self.done > before else failures + 1
             if failures > settings.max_failures:
@@ -331,8 +367,14 @@ class FileFetcher:
         except (OSError, http.client.HTTPException) as exc:
             raise _Retry(f"connection failed ({type(exc).__name__})") from None
         with response:
-            self._accept(response)
-            self._stream(response)
+            if self.live is not None:
+                self.live.add(response)
+            try:
+                self._accept(response)
+                self._stream(response)
+            finally:
+                if self.live is not None:
+                    self.live.discard(response)
 
     def _http_error(self, exc: urllib.error.HTTPError) -> None:
         task = self.task
