@@ -31,6 +31,7 @@ from pathlib import Path
 
 import pytest
 from devhub_fixtures import TOKENS
+from helpers import wait_for
 from huggingface_hub import HfApi, get_hf_file_metadata, hf_hub_download, hf_hub_url, snapshot_download
 from huggingface_hub.errors import (
     EntryNotFoundError,
@@ -247,6 +248,9 @@ def test_counters_are_thread_safe(devhub: DevHub, repos: Path) -> None:
         t.start()
     for t in threads:
         t.join()
+    # A client can have read the last chunk before the server thread that
+    # sent it has counted it: wait for the counts to settle, then compare.
+    wait_for("the server threads to count", lambda: devhub.bytes_sent() >= 6 * len(BIG) or None, timeout=10)
     assert devhub.bytes_sent() == 6 * len(BIG)
 
 
