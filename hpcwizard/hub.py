@@ -183,6 +183,13 @@ def _write_secret(path: Path, content: str) -> None:
         raise
 
 
+def keep_private(path: Path) -> Path:
+    """The token file this user chose to use, made private (0600, its folder
+    closed to others) if it was not; returns it."""
+    _enforce_private(path)
+    return path
+
+
 def _enforce_private(path: Path) -> None:
     if path.stat().st_mode & 0o777 != 0o600:
         path.chmod(0o600)

@@ -34,6 +34,8 @@ RESOURCE_KEYS = ("partition", "gpus", "cpus", "mem", "time")
 _SLURM_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
 # Memory as sbatch takes it: a number with an optional K/M/G/T suffix.
 _MEMORY = re.compile(r"^[1-9][0-9]*[KMGT]?$")
+# Recipe variant names (they appear in generated scripts' comments).
+_VARIANT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 # Hugging Face user or organisation names.
 _HF_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
 # Time limits as sbatch accepts them: M, M:S, H:M:S, D-H, D-H:M, D-H:M:S.
@@ -138,7 +140,7 @@ def parse_time_limit(text: str) -> int:
     from hpcwizard.slurm.parse import parse_slurm_duration
 
     text = str(text).strip()
-    seconds = parse_slurm_duration(text) if _TIME.match(text) else None
+    seconds = parse_slurm_duration(text) if _TIME.fullmatch(text) else None
     if seconds is None:
         raise ValueError(f"not a Slurm time limit: {text!r}")
     return seconds
@@ -147,7 +149,7 @@ def parse_time_limit(text: str) -> int:
 def parse_memory_mb(text: str) -> int:
     """Megabytes in an sbatch ``--mem`` value (no suffix means MB)."""
     text = str(text).strip().upper()
-    if not _MEMORY.match(text):
+    if not _MEMORY.fullmatch(text):
         raise ValueError(f"not a memory size: {text!r}")
     factor = {"K": 1 / 1024, "M": 1, "G": 1024, "T": 1024 * 1024}
     if text[-1] in factor:
@@ -174,7 +176,7 @@ def _check_path(key: str, value: Any) -> Path:
 def _check_name(key: str, value: Any, pattern: re.Pattern[str], what: str, optional: bool) -> str | None:
     if value is None and optional:
         return None
-    if not isinstance(value, str) or not pattern.match(value):
+    if not isinstance(value, str) or not pattern.fullmatch(value):
         raise PlanError(f"{key} has a bad value {value!r}", f"allowed: {what}")
     return value
 
@@ -199,11 +201,11 @@ def _check_resources(kind: str, value: Any, defaults: JobResources | None) -> Jo
             raise PlanError(f"{kind}.{number} has a bad value {n!r}", f"allowed: a whole number from {low} to 4096")
         merged[number] = n
     mem = str(merged.get("mem", "4G")).upper()
-    if not _MEMORY.match(mem):
+    if not _MEMORY.fullmatch(mem):
         raise PlanError(f"{kind}.mem has a bad value {merged.get('mem')!r}", "allowed: a size like 16G, 500M or 1T")
     merged["mem"] = mem
     time = str(merged.get("time", "01:00:00"))
-    if not _TIME.match(time):
+    if not _TIME.fullmatch(time):
         raise PlanError(f"{kind}.time has a bad value {merged.get('time')!r}",
                         "allowed: a Slurm time like 12:00:00, 2-00:00:00 or 90 (minutes); quote it in YAML")
     merged["time"] = time
@@ -225,8 +227,8 @@ def plan_from_dict(data: Any, *, recipe_names: tuple[str, ...] | None = None) ->
         allowed = ", ".join(recipe_names) if recipe_names else "a recipe name"
         raise PlanError(f"recipe has a bad value {recipe!r}", f"allowed: {allowed}")
     variant = data.get("variant")
-    if variant is not None and not isinstance(variant, str):
-        raise PlanError(f"variant has a bad value {variant!r}", "write the variant's name as text")
+    if variant is not None and (not isinstance(variant, str) or not _VARIANT.fullmatch(variant)):
+        raise PlanError(f"variant has a bad value {variant!r}", "write the variant's name, e.g. non-prompt")
     download = data.get("download", "job")
     if download not in DOWNLOAD_MODES:
         raise PlanError(f"download has a bad value {download!r}", f"allowed: {', '.join(DOWNLOAD_MODES)}")

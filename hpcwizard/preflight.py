@@ -17,6 +17,8 @@ all for ``hpcwizard check``.
 from __future__ import annotations
 
 import contextlib
+import shlex
+import stat
 import tarfile
 import tempfile
 from collections import defaultdict
@@ -100,8 +102,44 @@ def check_token(endpoint: str | None = None) -> TokenCheck:
     except UserError as exc:
         return TokenCheck([_block("token", "Hugging Face token", f"token from {source.source}: {exc.message}",
                                   exc.hint or "make a new token at https://huggingface.co/settings/tokens")])
-    return TokenCheck([_ok("token", "Hugging Face token", f"valid for {user.name} (from {source.source})")],
-                      source.token, user.name)
+    rows = [_ok("token", "Hugging Face token", f"valid for {user.name} (from {source.source})")]
+    loose = loose_token_file()
+    if loose is not None:
+        rows.append(loose)
+    return TokenCheck(rows, source.token, user.name)
+
+
+def loose_token_file() -> CheckResult | None:
+    """A warning when the token file (this machine) is readable by other users."""
+    path = hub.token_file_path()
+    try:
+        mode = stat.S_IMODE(path.stat().st_mode)
+    except OSError:
+        return None
+    if not mode & 0o077:
+        return None
+    return _warn("token", "token file", f"{path} is readable by other users (mode {mode:o})",
+                 f"make it private: chmod 600 {shlex.quote(str(path))}")
+
+
+def check_job_token(plan: Plan, repos: Iterable[ResolvedRepo]) -> CheckResult | None:
+    """The setup job downloads with the token FILE: HF_TOKEN is never passed
+    into a job (sbatch would store it with the job). None when nothing to say."""
+    if plan.download != "job" or hub.find_token() is None:  # no token at all: the token row says so
+        return None
+    path = hub.token_file_path()
+    try:
+        if path.read_text(encoding="utf-8").strip():
+            return None
+    except (OSError, UnicodeDecodeError):
+        pass
+    gated = [repo.repo_id for repo in repos if repo.gated]
+    message = (f"no token file at {path}, and the setup job reads only that file "
+               "(HF_TOKEN is not passed into jobs: Slurm would keep it with the job)")
+    fix = "save the token there: run `hpcwizard` (its token step) or `hf auth login`"
+    if gated:
+        return _block("token", "token for the jobs", f"{message}; {gated[0]} is gated", fix)
+    return _warn("token", "token for the jobs", message, fix)
 
 
 def repo_refs(repos: Iterable[ResolvedRepo]) -> list[hub.RepoRef]:
@@ -345,10 +383,14 @@ def _scratch_dir(runner: Runner, files: ProjectFiles | None) -> Iterator[str]:
 def check_remote_token(runner: Runner, where: str) -> CheckResult:
     """Jobs read ``$HF_HOME/token`` on the cluster: is there one on the login node?
 
-    Only ``test -s`` runs there: the token itself never travels."""
-    found = remote_token_path(runner)
-    if found:
-        return _ok("token", "token on the cluster", f"jobs will read {found} on {where}")
+    Only ``test -s`` and ``stat`` run there: the token itself never travels."""
+    found = remote_token_status(runner)
+    if found.path and found.loose:
+        return _warn("token", "token on the cluster",
+                     f"{found.path} on {where} is readable by other users (mode {found.mode})",
+                     f"make it private on the login node: chmod 600 {shlex.quote(found.path)}")
+    if found.path:
+        return _ok("token", "token on the cluster", f"jobs will read {found.path} on {where}")
     return _block("token", "token on the cluster",
                   f"no Hugging Face token file on {where} ($HF_HOME/token or ~/.cache/huggingface/token); "
                   "the setup job reads it there",
@@ -358,14 +400,63 @@ def check_remote_token(runner: Runner, where: str) -> CheckResult:
 
 # A fixed snippet: where the jobs' token file is, if it exists and is not empty.
 _TOKEN_PROBE = ('f="${HF_HOME:-$HOME/.cache/huggingface}/token"; '
-                'if [ -s "$f" ]; then printf "%s\n" "$f"; fi')
+                'if [ -s "$f" ]; then printf "%s\n" "$f"; stat -c %a -- "$f" 2>/dev/null; fi')
+
+
+@dataclass(frozen=True)
+class TokenFileStatus:
+    """The token file the jobs read on the login node: where, and its mode."""
+
+    path: str | None  # None: no (non-empty) token file there
+    mode: str | None = None  # octal, as `stat -c %a` prints it; None when unknown
+
+    @property
+    def loose(self) -> bool:
+        """Group or others may read it."""
+        return self.mode is not None and bool(int(self.mode, 8) & 0o077)
+
+
+def remote_token_status(runner: Runner) -> TokenFileStatus:
+    result = runner.run(["sh", "-c", _TOKEN_PROBE], timeout=30)
+    lines = result.stdout.split("\n") if result.ok else []
+    path = lines[0].strip() if lines else ""
+    mode = lines[1].strip() if len(lines) > 1 and lines[1].strip().isdigit() else None
+    return TokenFileStatus(path or None, mode)
 
 
 def remote_token_path(runner: Runner) -> str | None:
     """The non-empty token file the jobs will read on the runner's machine, or None."""
-    result = runner.run(["sh", "-c", _TOKEN_PROBE], timeout=30)
-    path = result.stdout.strip()
-    return path if result.ok and path else None
+    return remote_token_status(runner).path
+
+
+# Writes the token from stdin (never argv or env) as $1: a folder only the user
+# can enter, a file created 0600 by mktemp (no window where it is readable),
+# then renamed over the old one.
+_TOKEN_STORE = r"""
+umask 077
+f=$1
+d=$(dirname -- "$f")
+mkdir -p -- "$d" && chmod go-rwx -- "$d" || exit 1
+t=$(mktemp "$d/.token.XXXXXX") || exit 1
+if cat > "$t" && mv -f -- "$t" "$f"; then exit 0; fi
+rm -f -- "$t"
+exit 1
+"""
+
+
+def store_remote_token(runner: Runner, token: str) -> str:
+    """Save ``token`` as the token file the jobs read on the runner's machine; returns its path."""
+    path = remote_token_file(runner)
+    result = runner.run(["sh", "-c", _TOKEN_STORE, "sh", path], stdin=token.strip(), timeout=30)
+    if not result.ok:
+        raise UserError(f"cannot save the token as {path} on the login node: "
+                        f"{(result.stderr.strip().splitlines() or ['exit status ' + str(result.returncode)])[-1]}",
+                        "check that your home there is writable and not full")
+    return path
+
+
+def make_remote_token_private(runner: Runner, path: str) -> None:
+    runner.run(["chmod", "600", "--", path], timeout=30).check()
 
 
 def remote_token_file(runner: Runner) -> str:
@@ -422,9 +513,12 @@ def run_preflight(plan: Plan, recipe: Recipe, runner: Runner, *, endpoint: str |
 
     token = check_token(endpoint)
     add(token.results)
+    repos = recipe.repos_for(plan)
     if files is not None and files.remote:
         add([check_remote_token(runner, files.where)])
-    repos = recipe.repos_for(plan)
+    else:
+        job_token = check_job_token(plan, repos)
+        add([job_token] if job_token else [])
     add(check_repo_access(repos, token.token, endpoint))
     add(check_space(plan, recipe, runner, token.token, endpoint, files))
     add(check_slurm(plan, recipe, runner, files, hpcwizard_cmd))

@@ -542,7 +542,18 @@ def load_plan_for_recipe(path: Path | str) -> tuple[Plan, Recipe]:
     from hpcwizard.plan import load_plan
 
     recipes = all_recipes()
-    plan = load_plan(path, recipe_names=tuple(recipes))
+    return checked_against_recipe(load_plan(path, recipe_names=tuple(recipes)), recipes)
+
+
+def plan_for_recipe_from_dict(data: Any) -> tuple[Plan, Recipe]:
+    """:func:`load_plan_for_recipe` for a plan already parsed (the wizard's saved plan)."""
+    recipes = all_recipes()
+    return checked_against_recipe(plan_from_dict(data, recipe_names=tuple(recipes)), recipes)
+
+
+def checked_against_recipe(plan: Plan, recipes: dict[str, Recipe]) -> tuple[Plan, Recipe]:
+    """The variant and the parameters validated against the plan's recipe: a
+    value no recipe declares never reaches a template."""
     recipe = recipes[plan.recipe]
     variant = recipe.check_variant(plan.variant)
     if variant != plan.variant:

@@ -23,7 +23,7 @@ from typing import Any
 import jinja2
 
 from hpcwizard.errors import UserError
-from hpcwizard.files import ProjectFiles
+from hpcwizard.files import LOCAL_FILES, ProjectFiles
 from hpcwizard.plan import JobResources, Plan
 from hpcwizard.recipe import SHARED_FOLDER, Recipe, templates_root
 
@@ -62,21 +62,13 @@ class Rendering:
 
         ``files``: where (default this machine; the login node in remote mode,
         where ``out_dir`` is a path of the login node)."""
-        if files is not None and files.remote:
-            files.mkdir_p(out_dir)
-            for file in self.files:
-                files.write_text_atomic(out_dir / file.name, file.text, mode=0o755 if file.executable else 0o644)
-            return [out_dir / file.name for file in self.files]
-        out_dir.mkdir(parents=True, exist_ok=True)
-        written = []
+        # A unique temporary name per file (never a predictable one that a
+        # symlink planted in a shared folder could redirect), then rename.
+        files = files or LOCAL_FILES
+        files.mkdir_p(out_dir)
         for file in self.files:
-            target = out_dir / file.name
-            tmp = target.with_name(f".{target.name}.tmp")
-            tmp.write_text(file.text, encoding="utf-8")
-            tmp.chmod(0o755 if file.executable else 0o644)
-            os.replace(tmp, target)
-            written.append(target)
-        return written
+            files.write_text_atomic(out_dir / file.name, file.text, mode=0o755 if file.executable else 0o644)
+        return [out_dir / file.name for file in self.files]
 
 
 def hpcwizard_command() -> list[str]:

@@ -19,6 +19,12 @@ from hpcwizard.errors import CommandFailed, CommandTimeout
 
 DEFAULT_TIMEOUT = 30.0
 
+#: Never in a command's environment: sbatch exports its environment into the
+#: job, and Slurm keeps it in the controller's state (and, with
+#: AccountingStoreFlags=job_env, in the accounting database). Jobs and
+#: downloads read the token FILE instead.
+SECRET_ENV = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")
+
 
 @dataclass(frozen=True)
 class CommandResult:
@@ -98,6 +104,8 @@ class LocalRunner:
         merged.update(self.extra_env)
         if env:
             merged.update(env)
+        for name in SECRET_ENV:
+            merged.pop(name, None)
         return merged
 
     def run(

@@ -171,3 +171,30 @@ def test_namespace_defaults_to_the_tokens_user(tmp_path, demo_hub, slurm_conf):
                           env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert "hf_namespace: alice" in (tmp_path / "b" / "plan.yaml").read_text()
+
+
+def test_a_token_only_in_hf_token_blocks_jobs_that_download_gated_repos(tmp_path, demo_hub, slurm_conf):
+    """HF_TOKEN is never passed into a job (sbatch would keep it with the job's
+    record): the setup job reads the token file, so one must exist."""
+    hub, built = demo_hub
+    env = {k: v for k, v in os.environ.items() if k != "HF_TOKEN"}
+    env.update(HF_ENDPOINT=hub.url, HF_HOME=str(tmp_path / "no-file"), SLURM_CONF=slurm_conf, HF_TOKEN=built.token)
+    done = subprocess.run([sys.executable, "-m", "hpcwizard", "check", str(write_plan(tmp_path)), "--json"],
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    report = json.loads(done.stdout)
+    [job_row] = [r for r in rows(report, "token") if r["name"] == "token for the jobs"]
+    assert job_row["level"] == "block" and "hpcwizard-demo/tiny-base-model is gated" in job_row["message"]
+    assert "hf auth login" in job_row["fix"]
+    assert built.token not in done.stdout + done.stderr
+
+
+def test_a_token_file_others_can_read_is_a_warning_with_the_chmod(tmp_path, demo_hub, slurm_conf):
+    hub, built = demo_hub
+    write_token_file(tmp_path / "hf-home", built.token)
+    (tmp_path / "hf-home" / "token").chmod(0o644)
+    code, report, _ = run_check(tmp_path, hub, write_plan(tmp_path), None, slurm_conf)
+    [loose] = [r for r in rows(report, "token") if r["name"] == "token file"]
+    assert loose["level"] == "warn" and "mode 644" in loose["message"]
+    assert loose["fix"] == f"make it private: chmod 600 {tmp_path / 'hf-home' / 'token'}"
+    assert code == 0  # a warning, not a block

@@ -125,3 +125,27 @@ def test_recipes_command_lists_what_each_needs(capsys):
     assert [j["name"] for j in demo["jobs"]] == ["setup", "train"]
     assert any(r["gated"] for r in demo["repos"])
     assert all(r["size_bytes"] > 0 for r in demo["repos"])
+
+
+@pytest.mark.parametrize("key, value", [
+    ("variant", "x\nid > /tmp/pwned\n#"),
+    ("variant", "non-prompt\n#SBATCH --export=NONE"),
+    ("account", "acct\n"),
+    ("qos", "normal\n"),
+    ("hf_namespace", "alice\n"),
+])
+def test_values_that_reach_scripts_match_whole_patterns(tmp_path, key, value):
+    """``$`` also matches before a final newline: every pattern must match the
+    whole value, or a newline reaches a script or an #SBATCH line."""
+    data = yaml.safe_load(get_recipe("diffueraser").default_plan(tmp_path, hf_namespace="alice").to_yaml())
+    data[key] = value
+    with pytest.raises(PlanError, match=key):
+        plan_from_dict(data, recipe_names=tuple(all_recipes()))
+
+
+@pytest.mark.parametrize("field, value", [("partition", "cpu\n"), ("mem", "1G\n"), ("time", "00:10:00\n")])
+def test_resources_refuse_a_trailing_newline(tmp_path, field, value):
+    data = yaml.safe_load(get_recipe("demo").default_plan(tmp_path, hf_namespace="alice").to_yaml())
+    data["train"][field] = value
+    with pytest.raises(PlanError):
+        plan_from_dict(data, recipe_names=tuple(all_recipes()))

@@ -107,6 +107,21 @@ def test_token_never_reaches_a_generated_file(tmp_path, name, variant, canary_to
     assert files
 
 
+def test_writing_follows_no_planted_symlink(tmp_path):
+    """In a shared output folder, a symlink planted at a predictable temporary
+    name must not make render overwrite (or chmod) the file it points to."""
+    out = tmp_path / "shared"
+    out.mkdir()
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    victim.chmod(0o600)
+    for name in ("plan.yaml", "01_setup.sbatch", "02_train.sbatch"):
+        (out / f".{name}.tmp").symlink_to(victim)
+    render_to(out, "demo", None, tmp_path / "project")
+    assert victim.read_text() == "precious" and victim.stat().st_mode & 0o777 == 0o600
+    assert not (out / "plan.yaml").is_symlink() and (out / "plan.yaml").read_text().startswith("recipe: demo")
+
+
 def _eval_assignment(line: str, var: str, cwd: Path) -> str:
     done = run_ok(["bash", "-c", 'eval "$1"; printf %s "${!2}"', "_", line, var], cwd=cwd)
     return done.stdout

@@ -187,6 +187,43 @@ def test_hostile_argv_and_env_arrive_verbatim(conn: SshConnection, tmp_path: Pat
         remote_command(["true"], {"BAD NAME": "x"})
 
 
+def test_a_token_exported_on_the_login_node_never_reaches_a_command(conn: SshConnection, tmp_path: Path) -> None:
+    """sbatch copies its environment into the job's record: HF_TOKEN from a
+    .bashrc there is removed from every command hpcwizard runs."""
+    runner = SshRunner(conn)
+    command = remote_command(["sbatch", "x.sbatch"])
+    assert command.startswith("env -u HF_TOKEN -u HUGGING_FACE_HUB_TOKEN -- ")
+    with pytest.raises(ValueError):
+        remote_command(["true"], {"HF_TOKEN": "hf_x"})
+    # The real remote env: a wrapper that exports a token and runs us (as a login shell would).
+    seen = runner.run(["sh", "-c", "HF_TOKEN=hf_leak; export HF_TOKEN; " + command.replace("sbatch x.sbatch", "printenv")])
+    assert "HF_TOKEN" not in seen.stdout and seen.ok
+
+
+def test_token_stored_on_the_login_node_is_private_from_the_first_byte(conn: SshConnection, tmp_path: Path) -> None:
+    from hpcwizard.preflight import remote_token_status, store_remote_token
+
+    home = tmp_path / "hf home"
+    seen_argv: list[list[str]] = []
+
+    class LoginNode(SshRunner):
+        """The login node with HF_HOME set (as the user's shell may), recording argv."""
+
+        def run(self, argv, **kwargs):
+            seen_argv.append(list(argv))
+            return super().run(argv, env={**(kwargs.pop("env", None) or {}), "HF_HOME": str(home)}, **kwargs)
+
+    token = "hf_store_canary_81f2"
+    path = store_remote_token(LoginNode(conn), token)
+    status = remote_token_status(LoginNode(conn))
+    assert path == str(home / "token") == status.path
+    assert (home / "token").read_text() == token
+    assert oct((home / "token").stat().st_mode & 0o777) == "0o600" and status.mode == "600" and not status.loose
+    assert oct(home.stat().st_mode & 0o777) == "0o700"
+    assert not [name for name in os.listdir(home) if name.startswith(".token.")]  # no temp file left
+    assert all(token not in " ".join(argv) for argv in seen_argv)  # only on stdin
+
+
 def test_runner_errors_like_local_runner(conn: SshConnection) -> None:
     runner = SshRunner(conn)
     result = runner.run(["sh", "-c", "echo out; echo err >&2; exit 3"])
@@ -302,6 +339,25 @@ def test_changed_host_key_is_always_refused(sshd: Sshd, tmp_path: Path) -> None:
     assert f"ssh-keygen -f {path} -R '[{HOST}]:{sshd.port}'" in message
     assert "\n" not in message
     assert path.read_text() == before
+
+
+def test_known_hosts_markers_are_understood_and_revoked_keys_refused(sshd: Sshd, tmp_path: Path) -> None:
+    """Sites with host certificates have @cert-authority lines (paramiko
+    raises on them): they are skipped, the plain entries still pin the host.
+    A key marked @revoked is refused even when the user would trust it."""
+    ca = tmp_path / "ca"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(ca)], check=True)
+    ca_pub = (tmp_path / "ca.pub").read_text().strip()
+    path = tmp_path / "known_hosts"
+    path.write_text(f"@cert-authority *.example.org {ca_pub}\n{sshd.known_hosts_line}")
+    with make_connection(sshd, path) as pinned:
+        assert SshRunner(pinned).run(["true"]).ok
+    key_type, key = sshd.host_pub.read_text().split()[:2]
+    path.write_text(f"@revoked [{HOST}]:{sshd.port} {key_type} {key}\n")
+    with pytest.raises(HostKeyChanged, match="marked @revoked in known_hosts") as refused:
+        make_connection(sshd, path, ask_host_key=lambda *a: True).connect()
+    assert "\n" not in str(refused.value)
+    assert "@revoked" in path.read_text() and path.read_text().count("\n") == 1  # nothing added
 
 
 # --------------------------------------------------------------------------

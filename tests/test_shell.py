@@ -49,3 +49,13 @@ def test_quitting_stops_a_command_in_flight():
     assert isinstance(outcome[0], CommandFailed) and "hpcwizard is quitting" in str(outcome[0])
     # The next command runs normally.
     assert LocalRunner().run(["true"]).ok
+
+
+def test_a_token_in_the_environment_never_reaches_a_command(monkeypatch):
+    """sbatch exports its environment into the job (and Slurm keeps it with
+    the job's record): HF_TOKEN is removed from every command's environment."""
+    monkeypatch.setenv("HF_TOKEN", "hf_env_canary_55e1")
+    monkeypatch.setenv("HUGGING_FACE_HUB_TOKEN", "hf_env_canary_55e1")
+    seen = LocalRunner(extra_env={"HPCW_KEPT": "yes"}).run(["env"], timeout=10).stdout
+    assert "hf_env_canary_55e1" not in seen
+    assert "HPCW_KEPT=yes" in seen  # the rest of the environment is passed on

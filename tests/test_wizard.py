@@ -304,6 +304,23 @@ async def test_start_over_forgets_the_answers(make, home):
     assert load_state(home / "hpcwizard").wizard_step == "token"
 
 
+def test_a_saved_plan_is_validated_against_its_recipe_before_resuming(home):
+    """The saved plan is a file anyone may edit: a variant the recipe does not
+    declare (here one that would inject a line into the scripts) is refused
+    like in a plan file, and the wizard goes back to the recipe step."""
+    plan = get_recipe("diffueraser").default_plan(home, hf_namespace="alice")
+    session.save_plan(plan)
+    session.save_step(home, "review")
+    path = session.plan_path(home)
+    path.write_text(path.read_text().replace("variant: non-prompt", "variant: \"x\\nid > /tmp/pwned\\n#\""))
+    saved = session.read_session(home)
+    assert saved.plan is None and saved.step == "recipe"
+    assert "variant has a bad value" in saved.problem
+    path.write_text(path.read_text().replace('"x\\nid > /tmp/pwned\\n#"', "no-such-variant"))
+    saved = session.read_session(home)
+    assert saved.plan is None and "allowed: non-prompt, prompt" in saved.problem
+
+
 # -- the lock -------------------------------------------------------------------------
 
 async def test_a_second_wizard_on_the_same_project_is_refused(make, home):

@@ -139,6 +139,11 @@ class _AskPolicy(paramiko.MissingHostKeyPolicy):
         conn = self.connection
         fingerprint = key.fingerprint
         label = key_type_label(key.get_name())
+        if conn.revoked.check(hostname, key):
+            raise HostKeyChanged(
+                f"the host key of {hostname} ({label} {fingerprint}) is marked @revoked in known_hosts: refusing to connect",
+                "ask the cluster admins which key the login node should have now",
+            )
         add_line = f"ssh-keyscan -p {self.host.port} {self.host.hostname} >> {conn.known_hosts_display}"
         if conn.ask_host_key is None:
             raise HostKeyUnknown(
@@ -155,6 +160,34 @@ class _AskPolicy(paramiko.MissingHostKeyPolicy):
                 f"connect again and answer yes once the fingerprint is verified, or add it: {add_line}",
             )
         conn._remember_host_key(client, hostname, key)
+
+
+def _split_markers(text: str, revoked: paramiko.HostKeys) -> str:
+    """known_hosts without its marker lines, which paramiko cannot read (it
+    raises on them). ``@revoked`` keys go into ``revoked`` (refused, never
+    offered to trust); ``@cert-authority`` lines are skipped: host
+    certificates are not supported, so such hosts are asked about as unknown."""
+    kept = []
+    for line in text.splitlines():
+        stripped = line.strip()
+        if stripped.startswith("@revoked"):
+            entry = paramiko.hostkeys.HostKeyEntry.from_line(stripped.split(None, 1)[1] if " " in stripped else "")
+            if entry is not None and entry.key is not None:
+                for name in entry.hostnames:
+                    revoked.add(name, entry.key.get_name(), entry.key)
+        elif not stripped.startswith("@"):
+            kept.append(line)
+    return "\n".join(kept) + "\n"
+
+
+def _load_lines(load: Callable[[str], None], text: str) -> None:
+    """Feed ``text`` to a paramiko loader that only takes a file name."""
+    import tempfile
+
+    with tempfile.NamedTemporaryFile("w", encoding="utf-8", prefix="hpcwizard-known-hosts-") as handle:
+        handle.write(text)
+        handle.flush()
+        load(handle.name)
 
 
 def _changed_key_error(name: str, exc: BadHostKeyException, known_hosts: str) -> HostKeyChanged:
@@ -314,6 +347,8 @@ class SshConnection:
         # Keys accepted in this process, re-applied at every reconnect even if
         # writing known_hosts failed.
         self._accepted = paramiko.HostKeys()
+        #: Keys known_hosts marks ``@revoked``: never trusted, even if asked.
+        self.revoked = paramiko.HostKeys()
         self._ever_connected = False
         self._closed = False
         #: Increases at every successful (re)connect; SFTP handles compare it.
@@ -447,11 +482,13 @@ class SshConnection:
     def _load_host_keys(self, client: paramiko.SSHClient) -> None:
         # Everything goes into the "system" set: paramiko never rewrites it.
         # Accepted keys are appended to known_hosts by _remember_host_key.
+        self.revoked = paramiko.HostKeys()
         for path in [*self.system_known_hosts, self.known_hosts]:
             if path.is_file():
                 try:
-                    client.load_system_host_keys(str(path))
-                except (OSError, UnicodeDecodeError) as exc:
+                    plain = _split_markers(path.read_text(encoding="utf-8"), self.revoked)
+                    _load_lines(client.load_system_host_keys, plain)
+                except (OSError, UnicodeDecodeError, paramiko.hostkeys.InvalidHostKey) as exc:
                     raise SshError(f"cannot read {path}: {exc}", "fix or move that file") from exc
         for name in self._accepted:
             for key_type, key in self._accepted[name].items():

@@ -36,7 +36,7 @@ from paramiko.message import Message
 from hpcwizard.errors import CommandFailed, CommandTimeout
 from hpcwizard.remote.connection import SshConnection
 from hpcwizard.remote.errors import ConnectionLost
-from hpcwizard.shell import DEFAULT_TIMEOUT, CommandResult
+from hpcwizard.shell import DEFAULT_TIMEOUT, SECRET_ENV, CommandResult
 
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _READ_SIZE = 64 * 1024
@@ -47,20 +47,24 @@ _NOT_FOUND = re.compile(r"not found|No such file or directory", re.IGNORECASE)
 
 
 def remote_command(argv: Sequence[str], env: Mapping[str, str] | None = None) -> str:
-    """The shell command line that runs ``argv`` (with ``env``) verbatim."""
+    """The shell command line that runs ``argv`` (with ``env``) verbatim.
+
+    A token the login node's shell exports (``HF_TOKEN`` in a ``.bashrc``) is
+    removed first (:data:`~hpcwizard.shell.SECRET_ENV`): sbatch would copy it
+    into the job's record."""
     if not argv:
         raise ValueError("empty argv")
     words = [str(a) for a in argv]
-    if env:
-        assignments = []
-        for name, value in env.items():
-            if not _ENV_NAME.match(name):
-                raise ValueError(f"not an environment variable name: {name!r}")
-            assignments.append(f"{name}={value}")
-        if "=" in words[0]:  # env would take it for one more assignment
-            raise ValueError(f"program name with '=': {words[0]!r}")
-        # `--` first: no assignment can be read as an option of env itself.
-        words = ["env", "--", *assignments, *words]
+    assignments = []
+    for name, value in (env or {}).items():
+        if not _ENV_NAME.match(name) or name in SECRET_ENV:
+            raise ValueError(f"not an environment variable name hpcwizard passes: {name!r}")
+        assignments.append(f"{name}={value}")
+    if "=" in words[0]:  # env would take it for one more assignment
+        raise ValueError(f"program name with '=': {words[0]!r}")
+    unset = [word for name in SECRET_ENV for word in ("-u", name)]
+    # `--` before the assignments: none can be read as an option of env itself.
+    words = ["env", *unset, "--", *assignments, *words]
     return " ".join(shlex.quote(w) for w in words)
 
 

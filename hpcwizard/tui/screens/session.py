@@ -20,8 +20,8 @@ from pathlib import Path
 import yaml
 
 from hpcwizard.errors import UserError
-from hpcwizard.plan import Plan, PlanError, plan_from_dict
-from hpcwizard.recipe import Recipe, all_recipes
+from hpcwizard.plan import Plan, PlanError
+from hpcwizard.recipe import Recipe, all_recipes, plan_for_recipe_from_dict
 from hpcwizard.files import ProjectFiles, expand_home, local_or
 from hpcwizard.state import ProjectLock, atomic_write, load_state, update_state
 
@@ -92,8 +92,7 @@ def read_session(project_home: Path, files: ProjectFiles | None = None) -> Saved
     path = plan_path(project_home)
     if files.exists(path):
         try:
-            plan = plan_from_dict(yaml.safe_load(files.read_text(path)),
-                                  recipe_names=tuple(all_recipes()))
+            plan, _ = plan_for_recipe_from_dict(yaml.safe_load(files.read_text(path)))
         except (PlanError, yaml.YAMLError, OSError) as exc:
             problem = f"the saved plan {path} cannot be used: {exc}"
     step = state.wizard_step

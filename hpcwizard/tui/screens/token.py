@@ -95,7 +95,7 @@ class TokenStep(StepScreen):
                 if source is None:
                     raise UserError("the token found earlier is gone", "paste a token below")
                 user = hub.validate_token(source.token, endpoint)
-                saved = str(source.path) if source.path else None
+                saved = str(hub.keep_private(source.path)) if source.path else None
                 if source.path is None:  # from HF_TOKEN only: jobs read the token file
                     saved = str(hub.store_token(source.token, endpoint))
             else:
@@ -116,17 +116,19 @@ class TokenStep(StepScreen):
 
     def _store_on_login_node(self, token: str) -> str | None:
         """Remote mode: the jobs read ``$HF_HOME/token`` ON THE CLUSTER. When
-        the login node has none, store this (validated) token there: over
-        SFTP, mode 0600 from the first byte; never in argv or env."""
-        from hpcwizard.preflight import remote_token_file, remote_token_path
+        the login node has none, store this (validated) token there: on the
+        command's stdin, into a file created 0600 in a private folder; never
+        in argv or env."""
+        from hpcwizard.preflight import make_remote_token_private, remote_token_status, store_remote_token
 
         files, runner = self.context.files, self.context.runner
-        existing = remote_token_path(runner)
-        if existing:
-            return f"{files.where}:{existing} (already there, kept)"
-        path = remote_token_file(runner)
-        files.write_text_atomic(path, token.strip(), mode=0o600)
-        return f"{files.where}:{path}"
+        existing = remote_token_status(runner)
+        if existing.path and existing.loose:
+            make_remote_token_private(runner, existing.path)
+            return f"{files.where}:{existing.path} (already there, kept; made private, it was mode {existing.mode})"
+        if existing.path:
+            return f"{files.where}:{existing.path} (already there, kept)"
+        return f"{files.where}:{store_remote_token(runner, token)}"
 
     def on_token_checked(self, message: TokenChecked) -> None:
         self._busy(False)
