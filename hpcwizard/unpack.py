@@ -6,22 +6,37 @@ finished archives and redoes only one that changed or was interrupted: the
 marker is written last, after tar succeeded.
 
 GNU tar does the work (a 13 GB tarball unpacks several times faster than
-with :mod:`tarfile`), with ``--no-same-owner`` and ``--no-overwrite-dir``;
-members with absolute paths or ``..`` are refused before extraction.
+with :mod:`tarfile`) as the user running it, with the umask
+(``--no-same-owner --no-same-permissions``: no owners, setuid bits or
+world-writable modes from the archive, even as root) and without touching
+the metadata of existing folders (``--no-overwrite-dir``). Every member is
+checked before tar starts (:func:`check_members`): a bad one refuses the
+whole archive, so nothing of it is written.
+
+``python -m hpcwizard.unpack ARCHIVE INTO`` does the same for job scripts
+that unpack an archive themselves (fff-vdi's train.tar).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import lzma
 import os
 import subprocess
-from dataclasses import dataclass
+import sys
+import tarfile
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from hpcwizard.errors import UserError
 from hpcwizard.files import ProjectFiles, local_or
+from hpcwizard.state import atomic_write
 
 MARKER_PREFIX = ".hpcwizard-unpacked-"
+_REFUSE = "refusing to unpack it; get the archive from a source you trust"
 
 
 class UnpackError(UserError):
@@ -67,31 +82,178 @@ def is_unpacked(archive: Path, into: Path, sha256: str | None = None,
     return isinstance(mtime_ns, int) and st.same_mtime(mtime_ns)
 
 
-def _tar_flags(archive: Path) -> list[str]:
+# -- formats -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Format:
+    tar_flags: tuple[str, ...]
+    # How tarfile reads the headers. None: through ``zstd -dc`` (Python 3.11 has no zstd).
+    mode: str | None
+
+
+_FORMATS: dict[tuple[str, ...], _Format] = {
+    (".tar.gz", ".tgz"): _Format(("-xzf",), "r:gz"),
+    (".tar.bz2", ".tbz2"): _Format(("-xjf",), "r:bz2"),
+    (".tar.xz", ".txz"): _Format(("-xJf",), "r:xz"),
+    (".tar.zst",): _Format(("--zstd", "-xf"), None),
+    # GNU tar -x also takes a compressed .tar (it looks at the content); so does r:*.
+    (".tar",): _Format(("-xf",), "r:*"),
+}
+
+
+def _format(archive: Path) -> _Format:
     name = archive.name.lower()
-    if name.endswith((".tar.gz", ".tgz")):
-        return ["-xzf"]
-    if name.endswith((".tar.bz2", ".tbz2")):
-        return ["-xjf"]
-    if name.endswith((".tar.xz", ".txz")):
-        return ["-xJf"]
-    if name.endswith(".tar.zst"):
-        return ["--zstd", "-xf"]
-    if name.endswith(".tar"):
-        return ["-xf"]
+    for suffixes, fmt in _FORMATS.items():
+        if name.endswith(suffixes):
+            return fmt
     raise UnpackError(f"{archive.name} is not a tar archive hpcwizard can unpack",
                       "declare only .tar, .tar.gz, .tar.bz2, .tar.xz or .tar.zst archives in the recipe")
 
 
-def _check_members(archive: Path, flags: list[str]) -> None:
-    listing_flags = [f.replace("x", "t") for f in flags]
-    listed = subprocess.run(["tar", *listing_flags, str(archive)], capture_output=True, text=True)
-    if listed.returncode != 0:
-        raise UnpackError(f"{archive} is not a readable archive: {listed.stderr.strip().splitlines()[-1:]}",
-                          "delete it and run the download again")
-    for member in listed.stdout.splitlines():
-        if member.startswith("/") or ".." in Path(member).parts:
-            raise UnpackError(f"{archive.name} contains an unsafe path {member!r}", "refusing to unpack it")
+# -- reading the headers -------------------------------------------------------------------------
+
+
+class _StrictHeader(tarfile.TarInfo):
+    """A damaged header is an error. tarfile stops there as if the archive
+    ended, but GNU tar skips it and reads on: the members after it would be
+    unpacked without being checked."""
+
+    @classmethod
+    def frombuf(cls, buf: bytes, encoding: str, errors: str) -> tarfile.TarInfo:
+        try:
+            return super().frombuf(buf, encoding, errors)
+        except (tarfile.InvalidHeaderError, tarfile.TruncatedHeaderError) as exc:
+            raise tarfile.ReadError(f"a damaged header ({exc})") from None
+
+
+def _each(tar: tarfile.TarFile) -> Iterator[tarfile.TarInfo]:
+    # next() rather than iterating: TarFile keeps every header it read in
+    # tar.members, gigabytes for a dataset of millions of files.
+    while (member := tar.next()) is not None:
+        tar.members.clear()
+        yield member
+
+
+def _zstd_headers(archive: Path) -> Iterator[tarfile.TarInfo]:
+    try:
+        zstd = subprocess.Popen(["zstd", "-dcq", "--", str(archive)], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE)
+    except FileNotFoundError:
+        raise UnpackError(f"{archive.name} is zstd-compressed and zstd is not installed here",
+                          "install zstd (GNU tar needs it too) or use a .tar.gz archive") from None
+    with zstd:
+        assert zstd.stdout is not None and zstd.stderr is not None
+        # The default small buffer: the stream skips file data by reading it,
+        # and a large buffer is re-sliced for every small member.
+        with tarfile.open(fileobj=zstd.stdout, mode="r|", tarinfo=_StrictHeader) as tar:
+            yield from _each(tar)
+        while zstd.stdout.read(1 << 20):  # tar's end-of-archive padding; zstd must finish to report errors
+            pass
+        if zstd.wait() != 0:
+            raise tarfile.ReadError(zstd.stderr.read().decode(errors="replace").strip() or "zstd failed")
+
+
+def _headers(archive: Path, fmt: _Format) -> Iterator[tarfile.TarInfo]:
+    """Every member's header, in one pass: an uncompressed tar by seeking over the
+    data, a compressed one by decompressing it once (as ``tar -t`` does)."""
+    if fmt.mode is None:
+        yield from _zstd_headers(archive)
+        return
+    with tarfile.open(archive, fmt.mode, tarinfo=_StrictHeader) as tar:
+        yield from _each(tar)
+
+
+# -- checking the members ------------------------------------------------------------------------
+
+
+def _parts(name: str) -> list[str]:
+    return [p for p in name.split("/") if p not in ("", ".")]
+
+
+@dataclass
+class _MemberCheck:
+    """Refuses what could write outside ``into`` or has no place in a dataset.
+
+    Names were always checked (no absolute path, no ``..``). Links are checked
+    too, because tar writes through a symlink an earlier member or an earlier
+    archive unpacked into the same folder created (``dataset -> /elsewhere``
+    then ``dataset/file``). A relative link that stays inside is fine: datasets
+    and model repos have them (``snapshots/x/f -> ../../blobs/y``).
+    """
+
+    archive: Path
+    into: Path
+    links: set[str] = field(default_factory=set)  # names that are, or may be, symlinks
+    symlinks: list[tuple[str, str]] = field(default_factory=list)
+
+    def refuse(self, what: str) -> UnpackError:
+        return UnpackError(f"{self.archive.name} contains {what}", _REFUSE)
+
+    def member(self, member: tarfile.TarInfo) -> None:
+        name, parts = member.name, _parts(member.name)
+        if name.startswith("/") or ".." in parts or (not parts and not member.isdir()):
+            raise self.refuse(f"an unsafe path {name!r}")
+        if len(parts) == 1 and parts[0].startswith(MARKER_PREFIX):
+            raise self.refuse(f"{name!r}, a name hpcwizard uses for its unpack markers")
+        if member.ischr() or member.isblk():
+            raise self.refuse(f"a device file {name!r}")
+        if member.isfifo():
+            raise self.refuse(f"a FIFO {name!r}")
+        if member.issym():
+            self.links.add("/".join(parts))
+            self.symlinks.append((name, member.linkname))  # checked once every link is known
+        elif member.islnk():
+            # A hard link to a symlink is a symlink; its target is relative to the archive's root.
+            self.links.add("/".join(parts))
+            if member.linkname.startswith("/") or ".." in _parts(member.linkname):
+                raise self.refuse(f"a hard link {name!r} to {member.linkname!r} outside the folder it unpacks into")
+
+    def finish(self) -> None:
+        for name, target in self.symlinks:
+            problem = self._symlink_problem(_parts(name)[:-1], target)
+            if problem:
+                raise self.refuse(f"a symlink {name!r} -> {target!r} {problem}")
+
+    def _symlink_problem(self, folder: list[str], target: str) -> str | None:
+        """Why the link at ``folder/<name>`` -> ``target`` may lead outside ``into``.
+
+        Each ``..`` must climb a real folder: after a symlinked folder it goes to
+        the parent of the link's target instead (``a -> .`` makes ``a/..`` the
+        parent of ``into``). So ``..`` may only lead the target, and the folders it
+        climbs out of must not be symlinks, in this archive or on disk (another
+        archive unpacked here). Forward steps may go through links: each of them
+        is checked to stay inside."""
+        if target.startswith("/"):
+            return "that points outside the folder it unpacks into (an absolute path)"
+        steps = _parts(target)
+        ups = 0
+        while ups < len(steps) and steps[ups] == "..":
+            ups += 1
+        if ups > len(folder):
+            return "that points outside the folder it unpacks into"
+        if ".." in steps[ups:]:
+            return "with `..` after a folder name (it could leave the folder it unpacks into through another link)"
+        for depth in range(len(folder) - ups + 1, len(folder) + 1):
+            climbed = "/".join(folder[:depth])
+            if climbed in self.links or os.path.islink(self.into / climbed):
+                return f"that climbs out of {climbed!r}, a symlink (it could leave the folder it unpacks into)"
+        return None
+
+
+def check_members(archive: Path, into: Path) -> None:
+    """Refuse ``archive`` (before anything of it is written) if a member is unsafe to unpack into ``into``."""
+    check = _MemberCheck(archive, into)
+    try:
+        with contextlib.closing(_headers(archive, _format(archive))) as headers:  # stops zstd at once
+            for member in headers:
+                check.member(member)
+    except (tarfile.TarError, OSError, EOFError, lzma.LZMAError, zlib.error) as exc:
+        reason = str(exc)
+        if reason.startswith("file could not be opened"):  # r:* lists why each compression did not fit
+            reason = "neither a tar archive nor a compressed one"
+        raise UnpackError(f"{archive} is not a readable archive: {reason}", "delete it and run the download again") from None
+    check.finish()
 
 
 def unpack(archive: Path, into: Path, *, sha256: str | None = None) -> UnpackResult:
@@ -100,13 +262,14 @@ def unpack(archive: Path, into: Path, *, sha256: str | None = None) -> UnpackRes
         raise UnpackError(f"archive {archive} is missing", "run the download first")
     if is_unpacked(archive, into, sha256):
         return UnpackResult(archive, into, skipped=True)
-    flags = _tar_flags(archive)
-    _check_members(archive, flags)
+    flags = _format(archive).tar_flags
+    check_members(archive, into)
     into.mkdir(parents=True, exist_ok=True)
     marker = marker_path(archive, into)
     marker.unlink(missing_ok=True)
     done = subprocess.run(
-        ["tar", *flags, str(archive), "-C", str(into), "--no-same-owner", "--no-overwrite-dir"],
+        ["tar", *flags, str(archive), "-C", str(into),
+         "--no-same-owner", "--no-same-permissions", "--no-overwrite-dir"],
         capture_output=True, text=True,
     )
     if done.returncode != 0:
@@ -115,7 +278,27 @@ def unpack(archive: Path, into: Path, *, sha256: str | None = None) -> UnpackRes
             raise UnpackError(f"unpacking {archive.name} ran out of space: {last}",
                               "free space or quota under the destination and run setup again")
         raise UnpackError(f"unpacking {archive.name} failed: {last}", "delete the archive and download it again")
-    tmp = marker.with_suffix(".tmp")
-    tmp.write_text(json.dumps(_identity(archive, sha256)))
-    os.replace(tmp, marker)
+    # A fresh temporary file, then a rename: a fixed temporary name would be
+    # opened through whatever symlink of that name the folder holds.
+    atomic_write(marker, json.dumps(_identity(archive, sha256)))
     return UnpackResult(archive, into, skipped=False)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m hpcwizard.unpack ARCHIVE INTO``: print one line, exit non-zero on failure."""
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 2:
+        print("usage: python -m hpcwizard.unpack ARCHIVE INTO", file=sys.stderr)
+        return 2
+    archive, into = Path(args[0]).absolute(), Path(args[1]).absolute()
+    try:
+        result = unpack(archive, into)
+    except UserError as exc:
+        print(f"hpcwizard: {exc.one_line()}", file=sys.stderr)
+        return exc.exit_code
+    print(f"{archive} {'was already unpacked' if result.skipped else 'unpacked'} into {into}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

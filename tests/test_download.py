@@ -8,11 +8,13 @@ without Range support, a full tmpfs. Waits loop on a condition with a timeout.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import http.server
 import io
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -605,6 +607,52 @@ def test_unwritable_destination_is_a_user_error(hub: DevHub, tmp_path: Path) -> 
     blocker.write_text("x")
     with pytest.raises(UserError, match="cannot write .*not-a-folder"):
         download_repos([repo_of("alice/m", blocker / "dest")], endpoint=hub.url, settings=FAST)
+
+
+# -- names from the listing are not trusted ------------------------------------------------------------
+
+
+def serve_names(hub: DevHub, monkeypatch: pytest.MonkeyPatch, names: dict[str, str]) -> None:
+    """Make the hub list a file under another name (``{listed: real}``), as a malicious mirror could:
+    the DevHub itself only lists files it has on disk."""
+    files, file = hub.store.files, hub.store.file
+
+    def listed(repo_type: str, repo_id: str) -> list:  # type: ignore[type-arg]
+        entries = files(repo_type, repo_id)
+        by_path = {e.path: e for e in entries}
+        return entries + [dataclasses.replace(by_path[real], path=name) for name, real in names.items()]
+
+    def served(repo_type: str, repo_id: str, rel_path: str):  # type: ignore[no-untyped-def]
+        return file(repo_type, repo_id, names.get(rel_path, rel_path))
+
+    monkeypatch.setattr(hub.store, "files", listed)
+    monkeypatch.setattr(hub.store, "file", served)
+
+
+@pytest.mark.parametrize("name", ["sub/../../../ESCAPED.txt", "/tmp/ESCAPED.txt", "sub\\..\\..\\..\\ESCAPED.txt",
+                                  "sub//ESCAPED.txt", "sub/./ESCAPED.txt"])
+def test_a_listed_name_that_could_leave_the_destination_is_refused(hub: DevHub, tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    write_repo(hub.root, "models", "evil/m", {"sub/ok.txt": "fine", "payload.txt": "pwned"})
+    serve_names(hub, monkeypatch, {name: "payload.txt"})
+    dest = tmp_path / "a" / "b" / "dest"
+    with pytest.raises(DownloadError) as caught:
+        download_repos([repo_of("evil/m", dest, include=("*",))], endpoint=hub.url, settings=FAST)
+    assert str(caught.value).startswith(f"evil/m lists a file named {name!r}, which could be written outside")
+    assert "\n" not in str(caught.value)
+    assert not dest.exists()  # refused before any byte moved
+    assert not list(tmp_path.rglob("ESCAPED.txt")) and not Path("/tmp/ESCAPED.txt").exists()
+
+
+def test_a_symlinked_folder_below_the_destination_is_not_written_through(hub: DevHub, tmp_path: Path) -> None:
+    write_repo(hub.root, "models", "alice/m", {"sub/file.txt": "data"})
+    dest, elsewhere = tmp_path / "dest", tmp_path / "elsewhere"
+    dest.mkdir()
+    elsewhere.mkdir()
+    (dest / "sub").symlink_to(elsewhere)
+    with pytest.raises(DownloadError, match=re.escape(f"alice/m/sub/file.txt would be written to {elsewhere}, outside {dest}")):
+        download_repos([repo_of("alice/m", dest)], endpoint=hub.url, settings=FAST)
+    assert list(elsewhere.iterdir()) == []
 
 
 def test_files_download_in_parallel_with_a_bounded_pool(hub: DevHub, tmp_path: Path) -> None:

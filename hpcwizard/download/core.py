@@ -49,6 +49,7 @@ from hpcwizard.download.transfer import (
     FileTask,
     LiveResponses,
     TransferSettings,
+    check_repo_path,
 )
 from hpcwizard.errors import UserError
 from hpcwizard.files import ProjectFiles, local_or
@@ -118,6 +119,7 @@ def list_repo(repo: ResolvedRepo, token: str | None, endpoint: str) -> _RepoList
     for f in remote:
         if not repo.wanted(f.path):
             continue
+        check_repo_path(repo.repo_id, f.path)  # before any byte moves: one bad name refuses the repo
         listing.files.append(FileTask(
             repo_id=repo.repo_id, repo_type=repo.repo_type, path=f.path, url=f.url, size=f.size,
             etag=f.etag, sha256=f.sha256, dest=repo.dest, page=_page(endpoint, repo),

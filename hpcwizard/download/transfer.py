@@ -90,6 +90,30 @@ class FileTask:
         return self.dest.joinpath(*self.path.split("/"))
 
 
+def check_repo_path(repo_id: str, path: str) -> None:
+    """Refuse a file name of the Hub's listing that could lead out of the repo's folder.
+
+    The names are the server's word, joined to the destination: a broken or
+    malicious mirror (HF_ENDPOINT) could list ``sub/../../x``, which include
+    patterns like ``sub/*`` match. The Hub itself never lists such names."""
+    parts = path.split("/")
+    if path.startswith("/") or "\\" in path or "\0" in path or any(p in ("", ".", "..") for p in parts):
+        raise DownloadError(f"{repo_id} lists a file named {path!r}, which could be written outside its folder",
+                            "refusing to download it; check HF_ENDPOINT: the server it names sends a broken listing")
+
+
+def check_inside_dest(task: FileTask) -> None:
+    """Refuse to write ``task`` anywhere but below its destination, also through a
+    symlinked folder. Only the folder is resolved: the file itself is replaced
+    by a rename, never written through."""
+    check_repo_path(task.repo_id, task.path)
+    dest = task.dest.resolve()
+    folder = task.final.parent.resolve()
+    if not folder.is_relative_to(dest):
+        raise DownloadError(f"{task.key} would be written to {folder}, outside {dest}",
+                            f"a folder below {task.dest} is a symlink to elsewhere; remove it or download to another place")
+
+
 @dataclass(frozen=True)
 class TransferSettings:
     chunk_size: int = 1 << 20
@@ -236,9 +260,11 @@ class FileFetcher:
     # -- main -------------------------------------------------------------------------------------
     def run(self) -> FetchResult:
         task = self.task
+        check_inside_dest(task)
         self.final.parent.mkdir(parents=True, exist_ok=True)
         self._adopt_or_drop_part()
-        self._fd = os.open(self.part, os.O_RDWR | os.O_CREAT, 0o644)
+        # Not through a symlink of that name (one could point at any file of the folder).
+        self._fd = os.open(self.part, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
         try:
             self._save_sidecar()
             for round_ in (1, 2):
