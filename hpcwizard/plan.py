@@ -140,10 +140,26 @@ def parse_time_limit(text: str) -> int:
     from hpcwizard.slurm.parse import parse_slurm_duration
 
     text = str(text).strip()
-    seconds = parse_slurm_duration(text) if _TIME.fullmatch(text) else None
-    if seconds is None:
-        raise ValueError(f"not a Slurm time limit: {text!r}")
-    return seconds
+    problem = time_limit_problem(text)
+    if problem:
+        raise ValueError(f"not a Slurm time limit: {text!r} ({problem})")
+    return parse_slurm_duration(text) or 0
+
+
+def time_limit_problem(text: str) -> str | None:
+    """Why ``text`` is not a usable time limit, or None.
+
+    Slurm would silently round ``25:99`` up and refuses ``0``: fields after
+    the first are minutes and seconds (< 60), hours after ``D-`` are < 24."""
+    if not _TIME.fullmatch(text):
+        return "write it like 12:00:00, 2-00:00:00 or 90 (minutes)"
+    days, _, clock = text.rpartition("-")
+    fields = [int(f) for f in clock.split(":")]
+    if any(f >= 60 for f in fields[1:]) or (days and fields[0] >= 24):
+        return "minutes and seconds go up to 59, hours after D- up to 23"
+    if not int(days or 0) and not any(fields):
+        return "a zero time limit lets the job run for no time at all"
+    return None
 
 
 def parse_memory_mb(text: str) -> int:
@@ -204,11 +220,16 @@ def _check_resources(kind: str, value: Any, defaults: JobResources | None) -> Jo
     if not _MEMORY.fullmatch(mem):
         raise PlanError(f"{kind}.mem has a bad value {merged.get('mem')!r}", "allowed: a size like 16G, 500M or 1T")
     merged["mem"] = mem
-    time = str(merged.get("time", "01:00:00"))
-    if not _TIME.fullmatch(time):
-        raise PlanError(f"{kind}.time has a bad value {merged.get('time')!r}",
-                        "allowed: a Slurm time like 12:00:00, 2-00:00:00 or 90 (minutes); quote it in YAML")
-    merged["time"] = time
+    time = merged.get("time", "01:00:00")
+    if not isinstance(time, str):
+        # YAML reads an unquoted 12:00:00 as the number 43200 (base 60): the
+        # job would ask 43200 minutes. Only text is unambiguous.
+        raise PlanError(f"{kind}.time is the number {time!r}, not a time",
+                        'quote it in YAML, e.g. time: "12:00:00" (unquoted, YAML reads 12:00:00 as 43200)')
+    problem = time_limit_problem(time)
+    if problem:
+        raise PlanError(f"{kind}.time has a bad value {time!r}: {problem}",
+                        "allowed: a Slurm time like 12:00:00, 2-00:00:00 or 90 (minutes), quoted in YAML")
     return JobResources(**merged)
 
 

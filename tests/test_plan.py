@@ -149,3 +149,28 @@ def test_resources_refuse_a_trailing_newline(tmp_path, field, value):
     data["train"][field] = value
     with pytest.raises(PlanError):
         plan_from_dict(data, recipe_names=tuple(all_recipes()))
+
+
+@pytest.mark.parametrize("time, why", [
+    ("25:99", "minutes and seconds go up to 59"),
+    ("99:99:99", "minutes and seconds go up to 59"),
+    ("1-24", "hours after D- up to 23"),
+    ("0", "no time at all"),
+    ("00:00:00", "no time at all"),
+    (43200, "quote it in YAML"),  # an unquoted 12:00:00, as YAML reads it
+])
+def test_time_limits_slurm_would_misread_are_refused(tmp_path, time, why):
+    data = yaml.safe_load(get_recipe("demo").default_plan(tmp_path, hf_namespace="alice").to_yaml())
+    data["setup"]["time"] = time
+    with pytest.raises(PlanError, match="setup.time") as refused:
+        plan_from_dict(data, recipe_names=tuple(all_recipes()))
+    assert why in refused.value.one_line()
+
+
+def test_an_unquoted_yaml_time_is_caught_in_the_file(tmp_path):
+    text = get_recipe("demo").default_plan(tmp_path, hf_namespace="alice").to_yaml()
+    path = tmp_path / "plan.yaml"
+    path.write_text(text.replace("time: '00:10:00'", "time: 12:00:00").replace('time: "00:10:00"', "time: 12:00:00"))
+    assert "time: 12:00:00" in path.read_text()
+    with pytest.raises(PlanError, match=r"time is the number 43200"):
+        load_plan(path, recipe_names=tuple(all_recipes()))
