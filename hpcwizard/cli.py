@@ -519,7 +519,12 @@ def build_tui(args: argparse.Namespace, start_mode: str) -> Any:
 def run_tui(args: argparse.Namespace, start_mode: str) -> int:
     from hpcwizard.shell import stop_running_commands
 
-    app = build_tui(args, start_mode)
+    app = build_tui(args, start_mode)  # a bad project home or a second wizard: said first
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        # Without a terminal Textual would spin on a closed input forever.
+        what = "the dashboard" if start_mode == "dashboard" else "the wizard"
+        raise UserError(f"{what} needs a terminal (stdin or stdout is not one)",
+                        "in scripts use `hpcwizard check|render|submit|download PLAN` or `hpcwizard status --once`")
     try:
         app.run()
     finally:

@@ -57,6 +57,18 @@ if TYPE_CHECKING:
 PathLike = str | os.PathLike[str]
 
 
+def open_lock_file(path: Path) -> int:
+    """A descriptor on the lock file ``path`` (folders created); a folder that
+    cannot be made or written is one line saying which, not a traceback."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        where = exc.filename or path.parent
+        raise UserError(f"cannot write the project's files in {path.parent} ({where}: {exc.strerror or exc})",
+                        "choose a folder you can write (--project-home, or project_home in the plan)") from None
+
+
 class LockBusy(UserError):
     """A non-blocking lock is held by someone else; ``holder`` says who (if known)."""
 
@@ -193,8 +205,7 @@ class LocalFiles:
         # ``timeout`` is for the remote lock; a local flock waits as long as it takes
         # (the holders are short read-modify-writes).
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = open_lock_file(path)
         try:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))

@@ -281,6 +281,9 @@ def load_plan(path: Path | str, *, recipe_names: tuple[str, ...] | None = None) 
         raise PlanError(f"no plan file at {path}", "check the path, or run `hpcwizard` to create one") from None
     except OSError as exc:
         raise PlanError(f"cannot read the plan {path}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise PlanError(f"the plan {path} is not a text file (not UTF-8)",
+                        "pass the YAML plan file; `hpcwizard` writes one") from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from hpcwizard.errors import UserError
-from hpcwizard.files import LockBusy, ProjectFiles, holder_note, local_or
+from hpcwizard.files import LockBusy, ProjectFiles, holder_note, local_or, open_lock_file
 
 STATE_FILE = "state.json"
 STATE_VERSION = 1
@@ -139,16 +139,15 @@ def load_state(state_dir: Path, files: ProjectFiles | None = None) -> ProjectSta
         return ProjectState.from_json(local_or(files).read_text(path))
     except FileNotFoundError:
         return ProjectState()
-    except (ValueError, KeyError, TypeError) as exc:
-        raise StateError(f"the project state {path} is damaged ({exc})",
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise StateError(f"the project state {path} is damaged ({type(exc).__name__}: {exc})",
                          "move it aside to start over; Slurm jobs are not affected") from None
 
 
 @contextlib.contextmanager
 def file_lock(path: Path, *, blocking: bool) -> Iterator[int]:
     """An exclusive ``flock`` on ``path`` (created if needed) for the ``with`` block."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    fd = open_lock_file(path)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
         yield fd
