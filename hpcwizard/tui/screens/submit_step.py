@@ -8,6 +8,7 @@ from rich.text import Text
 from textual import on, work
 from textual.widget import Widget
 from textual.widgets import Button, LoadingIndicator, Static
+from textual.worker import Worker, WorkerState
 
 from hpcwizard.errors import UserError
 from hpcwizard.plan import Plan
@@ -55,6 +56,9 @@ class SubmitStep(StepScreen):
         if self.running:
             return
         self.running = True
+        # Back shuts first: Next losing the focus would hand it to Back, and a
+        # second Enter would leave the step while the chain is submitted behind it.
+        self.query_one("#step-back", Button).disabled = True
         self.allow_next(False)
         self.query_one("#submit-busy").display = True
         self.set_status("submitting…")
@@ -74,8 +78,22 @@ class SubmitStep(StepScreen):
             return
         self.post_message(ChainSubmitted(submission))
 
+    def action_back(self) -> None:
+        if not self.running:  # leaving mid-submit would lose the job ids of a chain that is queued
+            super().action_back()
+
+    def jump(self, step: str) -> None:
+        if not self.running:
+            super().jump(step)
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        # A crash in the worker posts no ChainSubmitted: say so rather than stay "submitting…" with Back shut.
+        if event.worker.group == "submit" and event.state is WorkerState.ERROR and self.running:
+            self.post_message(ChainSubmitted(None, error=f"the submission failed: {event.worker.error}"))
+
     def on_chain_submitted(self, message: ChainSubmitted) -> None:
         self.running = False
+        self.query_one("#step-back", Button).disabled = False
         self.query_one("#submit-busy").display = False
         result = self.query_one("#submit-result", Static)
         next_button = self.query_one("#step-next", Button)

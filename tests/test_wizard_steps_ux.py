@@ -1,0 +1,72 @@
+"""Wizard steps as an exploratory tester used them: keys pressed fast while a step works,
+edits left by Back or quitting, confirmations, and what the steps say."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import test_wizard as tw
+import yaml
+from devhub_fixtures import hf_home  # noqa: F401
+from helpers import step_of
+
+from hpcwizard.shell import LocalRunner
+from hpcwizard.slurm import SlurmClient
+from hpcwizard.state import load_state
+from hpcwizard.tui.screens import session
+
+from test_wizard import SIZE, at_step, demo_plan, resume, saved_at, screen_text, wait_for
+
+pytestmark = [pytest.mark.anyio, pytest.mark.timeout(180)]
+
+# The fixtures of tests/test_wizard.py (imported by name, not its tests).
+anyio_backend = tw.anyio_backend
+_no_animations = tw._no_animations
+hub = tw.hub
+home = tw.home
+make = tw.make
+
+
+class SlowSbatch(LocalRunner):
+    """sbatch answers after a pause, as on a busy controller: time to press keys meanwhile."""
+
+    DELAY = 1.5
+
+    def run(self, argv, *, timeout=30.0, env=None, stdin=None):
+        if argv[0] == "sbatch":
+            time.sleep(self.DELAY)
+        return super().run(argv, timeout=timeout, env=env, stdin=stdin)
+
+
+def _plan_file(home):
+    return yaml.safe_load(session.plan_path(home).read_text())
+
+
+# -- 1. submit: Back is shut while the chain is being submitted --------------------------
+
+async def test_enter_and_escape_while_submitting_stay_on_the_submit_step(make, home, slurm_conf):
+    saved_at(home, "submit", demo_plan(home))
+    runner = SlowSbatch(extra_env={"SLURM_CONF": slurm_conf})
+    app = make(home, runner)
+    ids: list[str] = []
+    try:
+        async with app.run_test(size=SIZE) as pilot:
+            await resume(pilot, "submit")
+            screen = app.screen
+            await pilot.press("enter")  # Submit
+            await wait_for(pilot, lambda: screen.running, 5, "submitting")
+            assert screen.query_one("#step-back").disabled
+            assert app.focused is None or app.focused.id != "step-back"
+            await pilot.press("enter", "escape")  # too fast: neither leaves the step
+            await pilot.pause(0.2)
+            assert app.screen is screen and step_of(app) == "submit"
+            await wait_for(pilot, lambda: screen.submission is not None, 60, "submission")
+            ids = [job.job_id for job in screen.submission.jobs]
+            assert all(f"job {job_id}" in screen_text(app) for job_id in ids)
+            assert not screen.query_one("#step-back").disabled
+            assert load_state(home / "hpcwizard").wizard_step == "submit"
+            app.exit()
+    finally:
+        if ids:
+            SlurmClient(runner).cancel(ids)
