@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 from test_resubmit import all_ids, rewrite_body, submit_test_chain
 from textual.app import App
+from textual.geometry import Region
 
 from hpcwizard.logtail import LocalFileSource
 from hpcwizard.slurm import SlurmClient
@@ -31,7 +32,7 @@ from hpcwizard.tui.screens.dashboard import (
 )
 from hpcwizard.tui.screens.sbatch_viewer import SbatchViewer
 from hpcwizard.tui.widgets.confirm import ChoiceScreen, ConfirmScreen
-from hpcwizard.tui.widgets.job_table import COLUMNS, reason_cell, row_cells, short_dependency
+from hpcwizard.tui.widgets.job_table import COLUMNS, JobTable, reason_cell, row_cells, short_dependency
 from hpcwizard.tui.widgets.log_panel import LogPanel
 from hpcwizard.tui.widgets.progress_panel import ProgressPanel
 
@@ -366,6 +367,42 @@ def test_the_reason_column_says_what_a_job_waits_for(tmp_path):
     assert len(cells()) == len(COLUMNS)
 
 
+class TableApp(App):
+    def compose(self):
+        yield JobTable()
+
+
+async def test_the_cursor_row_is_drawn_at_the_measured_column_widths(tmp_path):
+    """DataTable measures changed cells when idle; a frame drawn before that
+    (a resize, another widget's refresh) must not stay cached at the old
+    widths. It did for the cursor row: ``254  setu  FAILE  NonZer  cpu``."""
+    def rows(name: str, reason: str) -> list[JobRow]:
+        return [replace(job_row(tmp_path), job_id=str(254 + i), name=name, state="FAILED", reason=reason)
+                for i in range(3)]
+
+    def drawn(table: JobTable, y: int) -> str:
+        return table.render_lines(Region(0, y, table.size.width, 1))[0].text
+
+    app = TableApp()
+    async with app.run_test(size=(80, 24)) as pilot:
+        table = app.query_one(JobTable)
+        for name, reason in [("setup", "NonZeroExitCode"), ("setup-and-download", "NonZeroExitCode:1")]:
+            table.apply(rows(name, reason))
+            drawn(table, 1)  # a frame before the table measured the new cells
+            await pilot.pause()
+            await until(pilot, "the columns measured", lambda: not table._require_update_dimensions)
+            await pilot.pause()
+            cursor_row, other_row = drawn(table, 1), drawn(table, 2)
+            assert f"254  {name}  FAILED  {reason}  gpu" in cursor_row, cursor_row
+            assert cursor_row.replace("254", "255") == other_row
+            # Away and back: the cursor row is drawn the same.
+            table.move_cursor(row=1)
+            await pilot.pause()
+            table.move_cursor(row=0)
+            await pilot.pause()
+            assert drawn(table, 1) == cursor_row
+
+
 async def test_a_2gb_log_opens_without_being_read_whole(tmp_path):
     row = job_row(tmp_path)
     log = Path(row.log_out)
@@ -477,6 +514,9 @@ def test_status_without_once_opens_the_dashboard(tmp_path, monkeypatch):
         return 0
 
     monkeypatch.setattr(app_module.HpcWizardApp, "run", fake_run)
+    # The CLI refuses to start a TUI without a terminal: pretend to have one.
+    monkeypatch.setattr("sys.stdin.isatty", lambda: True, raising=False)
+    monkeypatch.setattr("sys.stdout.isatty", lambda: True, raising=False)
     update_state(tmp_path / "hpcwizard", lambda state: None)  # an (empty) project home
     assert main(["status", "--project-home", str(tmp_path)]) == 0
     assert opened == {"mode": "dashboard", "home": tmp_path}

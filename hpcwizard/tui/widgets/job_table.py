@@ -9,13 +9,13 @@ one ``app.batch_update()``. See dolphie's ``Panels/Processlist.py``.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 
 from rich.cells import cell_len
 from rich.text import Text
 from textual.widgets import DataTable
-from textual.widgets.data_table import ColumnKey
+from textual.widgets.data_table import ColumnKey, RowKey
 
 from hpcwizard.status import JobRow
 
@@ -131,6 +131,23 @@ class JobTable(DataTable):
         self.rows_by_id: dict[str, JobRow] = {}
         self._shown: dict[str, tuple[str, ...]] = {}
         self.cell_updates = 0  # cells rewritten by apply(): what a refresh really cost
+        self._measured_widths: tuple[int, ...] = ()
+
+    def _update_dimensions(self, new_rows: Iterable[RowKey]) -> None:
+        """DataTable measures new and updated cells when it is next idle, but
+        its render caches (cells, rows, lines) are keyed by its update count,
+        not by the column widths: a frame drawn between ``add_row``/``update_cell``
+        and that measurement stays cached at the old widths (the cursor row
+        read ``254  setu  FAILE  NonZer`` until the next data change; moving
+        the cursor away and back showed the stale cached render again).
+        Textual issues #3533 and #4470. When the measurement changed a
+        width, bump the update count so every cached render is redone."""
+        super()._update_dimensions(new_rows)
+        widths = tuple(column.get_render_width(self) for column in self.ordered_columns)
+        if widths != self._measured_widths:
+            self._measured_widths = widths
+            self._update_count += 1
+            self.refresh()
 
     def on_mount(self) -> None:
         for key, label in COLUMNS:
