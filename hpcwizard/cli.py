@@ -360,6 +360,19 @@ def cmd_submit(args: argparse.Namespace) -> int:
                 f"no Hugging Face token file on {files.where} ($HF_HOME/token or ~/.cache/huggingface/token): "
                 "the setup job reads it there; nothing was submitted",
                 "store it with the wizard's token step (`hpcwizard --host ...`) or `huggingface-cli login` there")
+    elif plan.download == "job" and recipe.repos_for(plan):
+        from hpcwizard.hub import token_file_path
+
+        token_file = token_file_path()
+        try:
+            has_token = bool(token_file.read_text(encoding="utf-8").strip())
+        except (OSError, UnicodeDecodeError):
+            has_token = False
+        if not has_token:
+            raise UserError(
+                f"no Hugging Face token file at {token_file}: the setup job downloads with it "
+                "(HF_TOKEN is not passed into jobs); nothing was submitted",
+                "save it with `hpcwizard` (its token step) or `hf auth login`; `hpcwizard check PLAN` checks the rest")
     submission = submit_chain(plan, recipe, runner, force=args.force, files=files, hpcwizard_cmd=command)
     if args.json:
         print_json({

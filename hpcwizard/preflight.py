@@ -246,6 +246,36 @@ def space_needs(plan: Plan, recipe: Recipe, token: str | None, endpoint: str | N
     return needs
 
 
+# Can this user create files where the folder will be? A real write (an empty
+# folder made and removed at once) in the nearest existing parent: `test -w`
+# says yes to root on a read-only filesystem or /proc. The path is $1.
+_WRITE_PROBE = r"""
+p=$1
+while [ ! -e "$p" ]; do p=$(dirname -- "$p"); done
+if [ ! -d "$p" ]; then echo "$p is a file, not a folder"; exit 3; fi
+d=$(mktemp -d "$p/.hpcwizard-write-test.XXXXXX" 2>&1) || { echo "$d"; exit 4; }
+rmdir -- "$d"
+"""
+
+
+def check_folders(plan: Plan, runner: Runner) -> list[CheckResult]:
+    """The project home and the data root can be written (or created)."""
+    results = []
+    for what, path in (("project home", plan.project_home), ("data root", plan.data_root)):
+        try:
+            probe = runner.run(["sh", "-c", _WRITE_PROBE, "sh", str(path)], timeout=30)
+        except UserError as exc:
+            results.append(_warn("space", f"{what} writable", f"could not test {path}: {exc.message}"))
+            continue
+        if probe.ok:
+            results.append(_ok("space", f"{what} writable", f"{path}"))
+            continue
+        why = (probe.stdout.strip() or probe.stderr.strip() or f"exit status {probe.returncode}").splitlines()[-1]
+        results.append(_block("space", f"{what} writable", f"cannot create files in {path}: {why}",
+                              f"choose a {what} you can write (`{'project_home' if what == 'project home' else 'data_root'}` in the plan)"))
+    return results
+
+
 def check_space(plan: Plan, recipe: Recipe, runner: Runner, token: str | None,
                 endpoint: str | None = None, files: ProjectFiles | None = None) -> list[CheckResult]:
     try:
@@ -520,6 +550,7 @@ def run_preflight(plan: Plan, recipe: Recipe, runner: Runner, *, endpoint: str |
         job_token = check_job_token(plan, repos)
         add([job_token] if job_token else [])
     add(check_repo_access(repos, token.token, endpoint))
+    add(check_folders(plan, runner))
     add(check_space(plan, recipe, runner, token.token, endpoint, files))
     add(check_slurm(plan, recipe, runner, files, hpcwizard_cmd))
     add(check_environment(runner, endpoint))

@@ -198,3 +198,18 @@ def test_a_token_file_others_can_read_is_a_warning_with_the_chmod(tmp_path, demo
     assert loose["level"] == "warn" and "mode 644" in loose["message"]
     assert loose["fix"] == f"make it private: chmod 600 {tmp_path / 'hf-home' / 'token'}"
     assert code == 0  # a warning, not a block
+
+
+def test_a_project_home_that_cannot_be_written_blocks_before_submit(tmp_path, demo_hub, slurm_conf):
+    hub, built = demo_hub
+    (tmp_path / "a-file").write_text("x")
+    plan = write_plan(tmp_path)
+    plan.write_text(plan.read_text().replace(f"project_home: {tmp_path / 'proj'}",
+                                             f"project_home: {tmp_path / 'a-file' / 'proj'}"))
+    code, report, _ = run_check(tmp_path, hub, plan, built.token, slurm_conf)
+    [home] = [r for r in rows(report, "space") if r["name"] == "project home writable"]
+    assert home["level"] == "block" and f"{tmp_path / 'a-file'} is a file, not a folder" in home["message"]
+    assert "project_home" in home["fix"]
+    [data] = [r for r in rows(report, "space") if r["name"] == "data root writable"]
+    assert data["level"] == "ok"
+    assert code == 1

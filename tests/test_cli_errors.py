@@ -10,13 +10,16 @@ from pathlib import Path
 
 import pytest
 
+from hpcwizard.demo import write_token_file
 from hpcwizard.recipe import get_recipe
 
 pytestmark = pytest.mark.timeout(120)
 
 
-def hpcwizard(*argv: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+def hpcwizard(*argv: str, cwd: Path | None = None, hf_home: Path | None = None) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k != "HF_TOKEN"}
+    if hf_home is not None:
+        env["HF_HOME"] = str(hf_home)
     return subprocess.run([sys.executable, "-m", "hpcwizard", *argv], stdin=subprocess.DEVNULL,
                           capture_output=True, text=True, timeout=60, env=env, cwd=cwd)
 
@@ -47,7 +50,8 @@ def test_a_project_home_that_cannot_be_written_is_one_line(tmp_path, home):
     assert "cannot write the project's files in" in line and "choose a folder you can write" in line
     plan = tmp_path / "plan.yaml"
     plan.write_text(get_recipe("demo").default_plan(Path(target), hf_namespace="alice").to_yaml())
-    line = one_line_error(hpcwizard("submit", str(plan)))
+    write_token_file(tmp_path / "hf", "hf_for_the_jobs")
+    line = one_line_error(hpcwizard("submit", str(plan), hf_home=tmp_path / "hf"))
     assert "cannot write" in line or "cannot save" in line
 
 

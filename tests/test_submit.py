@@ -8,6 +8,7 @@ import pytest
 
 from helpers import wait_for
 from hpcwizard.cli import main
+from hpcwizard.demo import write_token_file
 from hpcwizard.recipe import get_recipe
 from hpcwizard.slurm import JobState, SlurmClient
 from hpcwizard.state import load_state
@@ -32,8 +33,22 @@ def test_refused_chain_leaves_no_job_queued(tmp_path, slurm_runner):
     assert load_state(plan.state_dir).submissions == []
 
 
-def test_submit_records_the_chain_and_refuses_a_second_submit(tmp_path, slurm_runner, capsys):
+def test_submit_without_a_token_file_for_the_setup_job_submits_nothing(tmp_path, slurm_runner, capsys, hf_home,
+                                                                       monkeypatch):
+    monkeypatch.setenv("HF_TOKEN", "hf_only_in_env")  # not passed into jobs: the file is what counts
+    plan = get_recipe("demo").default_plan(tmp_path / "proj", hf_namespace="alice")
+    plan_file = tmp_path / "plan.yaml"
+    plan_file.write_text(plan.to_yaml())
+    assert main(["submit", str(plan_file)]) == 2
+    err = capsys.readouterr().err
+    assert f"no Hugging Face token file at {hf_home / 'token'}" in err and "nothing was submitted" in err
+    assert "hf_only_in_env" not in err
+    assert load_state(plan.state_dir).submissions == []
+
+
+def test_submit_records_the_chain_and_refuses_a_second_submit(tmp_path, slurm_runner, capsys, hf_home):
     recipe = get_recipe("demo")
+    write_token_file(hf_home, "hf_for_the_jobs")
     plan = recipe.default_plan(tmp_path / "proj", hf_namespace="alice")
     plan_file = tmp_path / "plan.yaml"
     plan_file.write_text(plan.to_yaml())
