@@ -252,6 +252,42 @@ async def test_cancel_asks_first_and_leaves_the_job_cancelled_at_80x24(tmp_path,
         SlurmClient(slurm_runner).cancel(all_ids(home))
 
 
+async def test_the_wizard_opens_again_from_the_dashboard_it_handed_over_to(tmp_path, slurm_runner):
+    """After the wizard hands over, "Open wizard" (palette, or w) starts the
+    wizard again at its welcome step; it used to show the wizard's idle
+    "Starting the wizard…" box with only q to quit. A project home typed
+    into the wizard (none on the command line) is the one the dashboard watches."""
+    from hpcwizard.tui.screens import session
+    from hpcwizard.tui.screens.welcome import WelcomeStep
+
+    home = tmp_path / "proj"
+    home.mkdir()
+    session.save_step(home, session.DONE)  # a chain was submitted from here
+    app = make_app(runner=slurm_runner, clock=lambda: FIXED)
+    async with app.run_test(size=(80, 24)) as pilot:
+        welcome = await until(pilot, "the welcome step", lambda: isinstance(app.screen, WelcomeStep) and app.screen)
+        welcome.query_one("#welcome-home-input").value = str(home)
+        await pilot.press("enter")
+        await until(pilot, "the choices", lambda: welcome.query("#welcome-dashboard"))
+        await pilot.click("#welcome-dashboard")
+        dashboard = await until(pilot, "the dashboard", lambda: isinstance(app.screen, DashboardScreen) and app.screen)
+        assert app.context.project_home == home
+        await until(pilot, "the first refresh", lambda: dashboard.polls >= 1)
+        assert "No jobs in this project yet" in str(dashboard.query_one("#dash-empty").render())
+
+        titles = [str(hit.text) async for hit in DashboardCommands(dashboard).discover()]
+        assert "Open wizard" in titles
+        for _ in range(2):  # and again after the wizard handed over once more
+            await pilot.press("w")
+            again = await until(pilot, "the welcome step again",
+                                lambda: isinstance(app.screen, WelcomeStep) and app.screen.saved and app.screen)
+            assert again is not welcome and again.saved.project_home == home
+            assert "A chain was submitted" in str(again.query_one("#welcome-session").render())
+            await pilot.click("#welcome-dashboard")
+            await until(pilot, "the dashboard again", lambda: app.screen is dashboard)
+            welcome = again
+
+
 def _controller_answers() -> bool:
     env = subprocess.run([str(LOCAL_SLURM), "env"], capture_output=True, text=True, check=True).stdout
     conf = env.strip().split("=", 1)[1].strip("'\"")

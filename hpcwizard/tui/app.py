@@ -90,6 +90,31 @@ class HpcWizardApp(App[int]):
         self.context.hpcwizard_cmd = setup.hpcwizard_cmd
         self.switch_mode(self.start_mode)
 
+    def switch_mode(self, mode: str):
+        if mode == "dashboard" and self.current_mode == "wizard":
+            from hpcwizard.tui.screens.wizard import find_wizard
+
+            # The wizard may have asked for the project home (none on the
+            # command line): the dashboard watches that one.
+            wizard = find_wizard(self)
+            if wizard is not None and wizard.project_home is not None:
+                self.context.project_home = wizard.project_home
+        return super().switch_mode(mode)
+
+    async def open_wizard(self) -> None:
+        """The dashboard's "Open wizard": a new wizard at its welcome step
+        (resume, back to the last step, or a new plan) for the project home.
+
+        The wizard mode's base screen runs its flow once, from ``on_mount``;
+        after it handed over to the dashboard, switching back to that mode
+        showed its idle "Starting the wizard…" box with only q to quit.
+        Everything the wizard knew is saved, so a new one loses nothing."""
+        if self.current_mode == "wizard":
+            return
+        await self.remove_mode("wizard")  # its screens unmount: the project lock is released
+        self.add_mode("wizard", _wizard)
+        await self.switch_mode("wizard")
+
     def quit_with(self, failure: Exception | None) -> None:
         self.failure = failure
         self.exit(return_code=getattr(failure, "exit_code", 1) if failure is not None else 0)

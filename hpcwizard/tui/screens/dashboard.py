@@ -132,8 +132,9 @@ class DashboardCommands(Provider):
             ("Toggle stdout/stderr", "Follow the other log of the selected job", screen.action_toggle_stream),
             ("Jump to first error", "Scroll the log to its first error line", screen.action_first_error),
         ]
-        if "wizard" in getattr(screen.app, "MODES", {}):
-            commands.append(("Open wizard", "Switch to the setup wizard", screen.action_open_wizard))
+        if hasattr(screen.app, "open_wizard"):
+            commands.append(("Open wizard", "The setup wizard again: resume, back to the last step or a new plan",
+                             screen.action_open_wizard))
         return commands
 
     async def discover(self) -> Hits:
@@ -440,9 +441,10 @@ class DashboardScreen(Screen):
     def action_first_error(self) -> None:
         self.notify(self.log_panel.jump_to_first_error(), timeout=3)
 
-    def action_open_wizard(self) -> None:
-        if "wizard" in getattr(self.app, "MODES", {}):
-            self.app.switch_mode("wizard")
+    async def action_open_wizard(self) -> None:
+        open_wizard = getattr(self.app, "open_wizard", None)
+        if open_wizard is not None:
+            await open_wizard()
 
     def action_view_sbatch(self) -> None:
         from hpcwizard.tui.screens.sbatch_viewer import SbatchViewer
