@@ -70,3 +70,45 @@ async def test_enter_and_escape_while_submitting_stay_on_the_submit_step(make, h
     finally:
         if ids:
             SlurmClient(runner).cancel(ids)
+
+
+# -- 2. Back and quitting keep the step's valid edits ----------------------------------
+
+async def slurm_loaded(pilot):
+    await resume(pilot, "slurm")
+    await wait_for(pilot, lambda: pilot.app.screen.loaded, 30, "partitions")
+
+
+async def test_back_from_the_slurm_step_keeps_its_valid_edits(make, home):
+    saved_at(home, "slurm", demo_plan(home))
+    app = make(home)
+    async with app.run_test(size=SIZE) as pilot:
+        await slurm_loaded(pilot)
+        screen = app.screen
+        screen.query_one("#train-partition").value = "gpu"
+        screen.query_one("#train-gpus").value = "1"
+        screen.query_one("#train-mem").value = "2G"
+        screen.query_one("#train-time").value = "nonsense"  # not valid: the saved time stays
+        screen.query_one("#slurm-account").value = "acct1"
+        await wait_for(pilot, lambda: "train.time" in str(screen.query_one("#slurm-verdict").render()))
+        await pilot.press("escape")
+        await at_step(pilot, "paths")
+    plan = _plan_file(home)
+    default = demo_plan(home).train
+    assert plan["train"] == {"partition": "gpu", "cpus": default.cpus, "mem": "2G", "time": default.time, "gpus": 1}
+    assert plan["account"] == "acct1"
+    assert load_state(home / "hpcwizard").wizard_step == "paths"
+
+
+async def test_back_from_the_params_step_keeps_the_allowed_values(make, home):
+    saved_at(home, "params", demo_plan(home, params={"seconds_per_step": 0.5}))
+    app = make(home)
+    async with app.run_test(size=SIZE) as pilot:
+        await resume(pilot, "params")
+        screen = app.screen
+        screen.query_one("#param-max_train_steps").value = "9"
+        screen.query_one("#param-seconds_per_step").value = "-"  # not allowed: 0.5 stays
+        await wait_for(pilot, lambda: screen.query_one("#step-next").disabled, 10, "a value not allowed")
+        await pilot.press("escape")
+        await at_step(pilot, "recipe")
+    assert _plan_file(home)["params"] == {"max_train_steps": 9, "seconds_per_step": 0.5}

@@ -83,6 +83,18 @@ class ParamsStep(StepScreen):
             return None
         return {row.param.name: row.value for row in rows if not row.is_default}
 
+    def keepable(self) -> dict[str, Any]:
+        """What Back and quitting save: the allowed values that differ from the defaults;
+        a parameter not allowed as typed keeps its saved value."""
+        kept: dict[str, Any] = {}
+        for row in self.rows:
+            name = row.param.name
+            if row.ok and not row.is_default:
+                kept[name] = row.value
+            elif not row.ok and name in self.plan.params:
+                kept[name] = self.plan.params[name]
+        return kept
+
     def on_param_row_edited(self, event: ParamRow.Edited) -> None:
         self.update_estimate()
 
@@ -113,8 +125,11 @@ class ParamsStep(StepScreen):
 
     def update_estimate(self) -> None:
         """Next, the status line and the estimate, from the form as it is now."""
+        from hpcwizard.tui.screens.wizard import ParamsChoice
+
         panel = self.query_one("#params-estimate", Static)
         params = self.changed_params()
+        self.kept = ParamsChoice(self.keepable())
         self.allow_next(params is not None)
         if params is None:
             bad = [row.param.name for row in self.rows if not row.ok]

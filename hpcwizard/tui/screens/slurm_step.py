@@ -150,16 +150,41 @@ class SlurmStep(StepScreen):
         data["qos"] = self.query_one("#slurm-qos", Input).value.strip() or None
         return data
 
+    def keepable(self, draft: dict[str, Any]) -> Plan:
+        """The plan with each field of ``draft`` that is valid on its own (Back and
+        quitting keep those; a field that is not keeps its saved value)."""
+        data = self.plan.to_dict()
+        changes = [(kind, name) for kind, fields in FIELDS.items() for name in fields]
+        changes += [(None, "account"), (None, "qos")]
+        for kind, name in changes:
+            if kind is None:
+                trial = {**data, name: draft[name]}
+            else:
+                trial = {**data, kind: {**data[kind], name: draft[kind][name]}}
+            try:
+                plan_from_dict(trial)
+            except PlanError:
+                continue
+            data = trial
+        return plan_from_dict(data)
+
     def validate(self) -> bool:
+        from hpcwizard.tui.screens.wizard import SlurmChoice
+
         verdict = self.query_one("#slurm-verdict", Static)
+        draft = self.draft()
         try:
-            candidate = plan_from_dict(self.draft())
+            candidate = plan_from_dict(draft)
         except PlanError as exc:
+            kept = self.keepable(draft)
+            self.kept = SlurmChoice(kept.setup, kept.train, kept.account, kept.qos)
             self.candidate = None
             verdict.update(Text(f"✘ {exc.one_line()}", style="red"))
             self.allow_next(False)
             return False
         self.candidate = candidate
+        # Over a partition's limits is still a valid plan: kept, and the preflight says why it blocks.
+        self.kept = SlurmChoice(candidate.setup, candidate.train, candidate.account, candidate.qos)
         if not self.partitions:
             verdict.update(Text("limits not checked yet (no partition list)", style="dim"))
             self.allow_next(True)

@@ -52,6 +52,10 @@ class StepScreen(Screen[Any]):
 
     STEP: ClassVar[str] = ""
     NEXT_LABEL: ClassVar[str] = "Next"
+    #: The answer to save when the user leaves without Next (Back, a jump, quitting):
+    #: the form's valid values only, or None. A step with a form keeps it current as
+    #: the user types, so it is there even when quitting has already taken the widgets.
+    kept: Any = None
     COMMANDS = {_wizard_commands}
     BINDINGS = [
         Binding("escape", "back", "Back"),

@@ -183,7 +183,9 @@ class WizardScreen(Screen[None]):
 
     def step_done(self, result: Any) -> None:
         step = self.step
-        self.current = None
+        left, self.current = self.current, None
+        if result is BACK or isinstance(result, Jump):
+            self.keep_edits(step, left)
         if result is BACK:
             self.show(self.previous_before(step))
             return
@@ -205,7 +207,21 @@ class WizardScreen(Screen[None]):
             return self._apply_welcome(result)
         if step == "token":
             self.token_user = result
-        elif step == "recipe":
+        elif step == "submit":
+            assert self.project_home is not None
+            session.save_step(self.project_home, session.DONE, self.app.context.files)
+            self.step = session.DONE
+            self.open_dashboard()
+            return None
+        else:
+            self._update_plan(step, result)
+        if self.plan is not None:
+            session.save_plan(self.plan, self.app.context.files)
+        return self.next_after(step)
+
+    def _update_plan(self, step: str, result: Any) -> None:
+        """The plan with a plan step's answer (PlanError when it does not validate)."""
+        if step == "recipe":
             self._apply_recipe(result)
         elif step == "params":
             self._apply_params(result)
@@ -214,15 +230,19 @@ class WizardScreen(Screen[None]):
         elif step == "slurm":
             self.plan = self._plan().with_changes(setup=result.setup, train=result.train,
                                                   account=result.account, qos=result.qos)
-        elif step == "submit":
-            assert self.project_home is not None
-            session.save_step(self.project_home, session.DONE, self.app.context.files)
-            self.step = session.DONE
-            self.open_dashboard()
-            return None
-        if self.plan is not None:
-            session.save_plan(self.plan, self.app.context.files)
-        return self.next_after(step)
+
+    def keep_edits(self, step: str, screen: StepScreen | None) -> None:
+        """Save what a step left without Next holds (its ``kept`` answer): the welcome
+        promises every answer is saved as you go. Never blocks leaving: an answer that
+        does not validate as a whole is not saved, and the last saved one stays."""
+        kept = screen.kept if screen is not None else None
+        if kept is None or self.plan is None:
+            return
+        try:
+            self._update_plan(step, kept)
+            session.save_plan(self._plan(), self.app.context.files)
+        except UserError as exc:
+            self.notify(exc.one_line(), title="Edits not saved", severity="warning", timeout=10)
 
     def _plan(self) -> Plan:
         assert self.plan is not None
