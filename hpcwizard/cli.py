@@ -68,9 +68,12 @@ def make_files(args: argparse.Namespace) -> ProjectFiles:
     return files
 
 
-def remote_hpcwizard(args: argparse.Namespace, runner: Runner) -> str:
-    """Absolute path of hpcwizard on the login node (``--remote-hpcwizard`` or
-    ``command -v hpcwizard`` there), checked to run."""
+def remote_hpcwizard(args: argparse.Namespace, runner: Runner) -> list[str]:
+    """How jobs and downloads call hpcwizard on the login node:
+    ``[its python, "-m", "hpcwizard"]``, the same shape as locally (the job
+    scripts run small Python helpers with ``${HPCWIZARD[0]}``, so it must be
+    the interpreter, not the console script). Found from ``--remote-hpcwizard``
+    or ``command -v hpcwizard`` there, and checked to run."""
     path = getattr(args, "remote_hpcwizard", None) or runner.which("hpcwizard")
     where = args.host
     if not path:
@@ -78,12 +81,14 @@ def remote_hpcwizard(args: argparse.Namespace, runner: Runner) -> str:
     if not path.startswith("/"):
         raise UserError(f"--remote-hpcwizard must be an absolute path on {where}, got {path!r}")
     try:
-        probe = runner.run([path, "--version"], timeout=60)
+        probe = runner.run([path, "--print-python"], timeout=60)
     except UserError as exc:
         raise UserError(f"{path} does not run on {where}: {exc.message}", INSTALL_HINT) from None
-    if not probe.ok:
-        raise UserError(f"{path} does not run on {where}: {(probe.stderr or probe.stdout).strip()[:200]}", INSTALL_HINT)
-    return path
+    python = probe.stdout.strip()
+    if not probe.ok or not python.startswith("/"):
+        raise UserError(f"{path} does not run on {where} (or is not this version of hpcwizard): "
+                        f"{(probe.stderr or probe.stdout).strip()[:200]}", INSTALL_HINT)
+    return [python, "-m", "hpcwizard"]
 
 
 def _remote_plan(args: argparse.Namespace, files: ProjectFiles) -> tuple[Any, Any]:
@@ -192,7 +197,7 @@ def cmd_render(args: argparse.Namespace) -> int:
         out = Path(expand_home(files, args.out))
         if not out.is_absolute():  # relative to the remote home, as with scp
             out = Path(files.home()) / out
-        command = [remote_hpcwizard(args, make_runner(args))]
+        command = remote_hpcwizard(args, make_runner(args))
     else:
         out = Path(args.out).absolute()
     rendering = render(plan, recipe, out, hpcwizard_cmd=command)
@@ -217,7 +222,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     plan, recipe = _remote_plan(args, files)
     marks = {"ok": "ok   ", "warn": "WARN ", "block": "BLOCK"}
     runner = make_runner(args)
-    command = [remote_hpcwizard(args, runner)] if files.remote else None
+    command = remote_hpcwizard(args, runner) if files.remote else None
     shown: set[str] = set()
 
     def show(row: CheckResult) -> None:
@@ -276,7 +281,7 @@ def remote_download(args: argparse.Namespace, files: Any) -> int:
     env = {"HF_ENDPOINT": os.environ["HF_ENDPOINT"]} if os.environ.get("HF_ENDPOINT") else None
     print(f"running `hpcwizard download {remote_plan}` on {files.where}", flush=True)
     try:
-        status = files.run_streaming([command, "download", str(remote_plan)], sys.stdout, env=env)
+        status = files.run_streaming([*command, "download", str(remote_plan)], sys.stdout, env=env)
     except KeyboardInterrupt:
         print(f"\nhpcwizard: interrupted; the download on {files.where} resumes where it stopped "
               "when you run the same command again", file=sys.stderr)
@@ -354,7 +359,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
     if files.remote:
         from hpcwizard.preflight import remote_token_path
 
-        command = [remote_hpcwizard(args, runner)]
+        command = remote_hpcwizard(args, runner)
         if remote_token_path(runner) is None:
             raise UserError(
                 f"no Hugging Face token file on {files.where} ($HF_HOME/token or ~/.cache/huggingface/token): "
@@ -413,6 +418,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Launch and watch ML training on a Slurm cluster.",
     )
     parser.add_argument("--version", action="version", version=f"hpcwizard {__version__}")
+    # For remote mode: which Python runs this installation (jobs call it).
+    parser.add_argument("--print-python", action="version", version=sys.executable, help=argparse.SUPPRESS)
     parser.add_argument(
         "--project-home",
         metavar="DIR",
@@ -521,7 +528,7 @@ def build_tui(args: argparse.Namespace, start_mode: str) -> Any:
         if start_mode != "wizard":
             return RemoteSetup(_project_home(args, files))
         home = _remote_home(args.project_home, files)
-        command = [remote_hpcwizard(args, runner)]
+        command = remote_hpcwizard(args, runner)
         acquire_project_lock(home, files)
         return RemoteSetup(home, command)
 

@@ -10,6 +10,7 @@ Retry, and Quit leaves with the one-line error and a non-zero code.
 from __future__ import annotations
 
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -76,7 +77,8 @@ async def test_an_unknown_host_key_is_asked_in_the_tui_and_refused_unless_truste
             await pilot.press("y")
             await wait_for(pilot, lambda: type(app.screen).__name__ == "WelcomeStep", what="the wizard")
             assert app.context.project_home == home
-            assert app.context.hpcwizard_cmd == [REMOTE_HPCWIZARD]
+            # Jobs call the login node's Python with -m hpcwizard (their helpers need the interpreter).
+            assert app.context.hpcwizard_cmd == [sys.executable, "-m", "hpcwizard"]
             assert "127.0.0.1" in known.read_text()  # trusted once, saved for next time
     finally:
         close(args)

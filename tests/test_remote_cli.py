@@ -128,8 +128,8 @@ def test_render_submit_status_over_ssh(tmp_path, capsys, monkeypatch, ssh_config
         written = out.split()
         assert written and all(Path(p).parent == out_dir and Path(p).is_file() for p in written)
         script = next(p for p in written if p.endswith(".sbatch"))
-        # The jobs call the login node's hpcwizard, found and checked over SSH.
-        assert REMOTE_HPCWIZARD in Path(script).read_text()
+        # The jobs call the login node's hpcwizard (its Python -m hpcwizard), found and checked over SSH.
+        assert f"HPCWIZARD=({sys.executable} -m hpcwizard)" in Path(script).read_text()
         assert os.stat(script).st_mode & 0o777 == 0o755
 
         code, out, err = run_cli(capsys, "submit", str(plan_file), "--json", *remote_args(ssh_config))
@@ -385,6 +385,26 @@ def test_check_and_download_over_ssh(tmp_path, capsys, monkeypatch, ssh_config, 
     assert str(code_dest / ".hpcwizard-complete.json") in reads.paths
     assert str(code_dest / "code_base.tar.gz") in reads.paths
     assert str(tmp_path / "fetched" / "demo" / ".hpcwizard-unpacked-code_base.tar.gz.json") in reads.paths
+
+
+def test_jobs_call_the_login_nodes_python_so_their_helpers_run(tmp_path, capsys, ssh_config):
+    """Job scripts run small Python helpers as ``"${HPCWIZARD[0]}" - <<PY``:
+    in remote mode HPCWIZARD must start with the login node's interpreter,
+    not the console script (which would take ``-`` for a command)."""
+    plan = get_recipe("diffueraser").default_plan(tmp_path / "p", tmp_path / "d", hf_namespace="alice")
+    plan_file = tmp_path / "plan.yaml"
+    plan_file.write_text(plan.to_yaml())
+    out_dir = tmp_path / "rendered"
+    code, _, err = run_cli(capsys, "render", str(plan_file), "--out", str(out_dir), *remote_args(ssh_config))
+    assert code == 0, err
+    train = next(out_dir.glob("*train*.sbatch")).read_text()
+    line = next(line for line in train.splitlines() if line.startswith("HPCWIZARD=("))
+    words = subprocess.run(["bash", "-c", line + '; printf "%s\\n" "${HPCWIZARD[@]}"'],
+                           capture_output=True, text=True, check=True).stdout.split("\n")[:-1]
+    assert words == [sys.executable, "-m", "hpcwizard"]
+    ran = subprocess.run([words[0], "-", "a b"], input="import sys; print(sys.argv[1:])",
+                         capture_output=True, text=True, check=True)
+    assert ran.stdout.strip() == "['a b']"
 
 
 def test_download_without_remote_hpcwizard_says_how_to_install(tmp_path, capsys, ssh_config):

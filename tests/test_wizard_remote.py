@@ -45,7 +45,6 @@ from hpcwizard.state import load_state
 from hpcwizard.tui.app import make_app
 from hpcwizard.tui.screens import session
 
-REMOTE_HPCWIZARD = str(Path(sys.executable).with_name("hpcwizard"))
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(180)]
 
@@ -93,7 +92,7 @@ async def test_wizard_over_ssh_stores_the_token_downloads_there_and_the_chain_co
     with DevHub(hub_root) as hub:
         monkeypatch.setenv("HF_ENDPOINT", hub.url)
         app = make_app(project_home=home, runner=SshRunner(connection), files=files, connection=connection,
-                       hpcwizard_cmd=[REMOTE_HPCWIZARD], hf_endpoint=hub.url)
+                       hpcwizard_cmd=[sys.executable, "-m", "hpcwizard"], hf_endpoint=hub.url)
         try:
             async with app.run_test(size=SIZE) as pilot:
                 await start_new(pilot)
