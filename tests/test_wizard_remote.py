@@ -145,3 +145,23 @@ async def test_wizard_over_ssh_stores_the_token_downloads_there_and_the_chain_co
     for path in home.rglob("*"):
         if path.is_file() and path.stat().st_size < 5_000_000:
             assert TOKEN.encode() not in path.read_bytes(), f"token leaked into {path}"
+
+
+async def test_a_typed_token_replaces_an_old_one_on_the_login_node(
+        tmp_path, hf_home, monkeypatch, connection, no_remote_token):
+    """Pasting a token is how a user fixes an expired one: it must replace the
+    login node's file, not be 'kept' beside it."""
+    monkeypatch.setenv("TEXTUAL_ANIMATIONS", "none")
+    hub_root = tmp_path / "hub"
+    build_demo_hub(hub_root, user="alice", token=TOKEN)
+    files = SshFiles(connection)
+    files.write_text_atomic(no_remote_token, "hf_expired_old_token", mode=0o644)
+    with DevHub(hub_root) as hub:
+        monkeypatch.setenv("HF_ENDPOINT", hub.url)
+        app = make_app(project_home=tmp_path / "remote proj", runner=SshRunner(connection), files=files,
+                       connection=connection, hpcwizard_cmd=[sys.executable, "-m", "hpcwizard"], hf_endpoint=hub.url)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await start_new(pilot)
+            await do_token(pilot)
+    assert files.read_text(no_remote_token) == TOKEN
+    assert files.connection.with_sftp(lambda sftp: sftp.stat(no_remote_token).st_mode) & 0o777 == 0o600

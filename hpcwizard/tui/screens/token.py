@@ -103,7 +103,9 @@ class TokenStep(StepScreen):
                 saved = str(hub.store_token(typed, endpoint))
             if self.context.files.remote:
                 token = typed if typed is not None else source.token
-                remote = self._store_on_login_node(token)
+                # A token typed now replaces the login node's (it may be the
+                # expired one being fixed); a found one keeps what is there.
+                remote = self._store_on_login_node(token, replace=typed is not None)
                 if remote:
                     saved = f"{saved} and {remote}"
         except UserError as exc:
@@ -114,21 +116,22 @@ class TokenStep(StepScreen):
             return
         self.post_message(TokenChecked(user.name, saved_to=saved))
 
-    def _store_on_login_node(self, token: str) -> str | None:
+    def _store_on_login_node(self, token: str, *, replace: bool = False) -> str | None:
         """Remote mode: the jobs read ``$HF_HOME/token`` ON THE CLUSTER. When
-        the login node has none, store this (validated) token there: on the
+        the login node has none, or ``replace`` (a token typed now), store
+        this (validated) token there: on the
         command's stdin, into a file created 0600 in a private folder; never
         in argv or env."""
         from hpcwizard.preflight import make_remote_token_private, remote_token_status, store_remote_token
 
         files, runner = self.context.files, self.context.runner
         existing = remote_token_status(runner)
-        if existing.path and existing.loose:
+        if replace or not existing.path:
+            return f"{files.where}:{store_remote_token(runner, token)}"
+        if existing.loose:
             make_remote_token_private(runner, existing.path)
             return f"{files.where}:{existing.path} (already there, kept; made private, it was mode {existing.mode})"
-        if existing.path:
-            return f"{files.where}:{existing.path} (already there, kept)"
-        return f"{files.where}:{store_remote_token(runner, token)}"
+        return f"{files.where}:{existing.path} (already there, kept)"
 
     def on_token_checked(self, message: TokenChecked) -> None:
         self._busy(False)
@@ -144,7 +147,7 @@ class TokenStep(StepScreen):
         self.user = message.user
         self.query_one("#token-input", Input).value = ""
         result.set_class(False, "error")
-        result.update(f"✔ Logged in as {message.user}. Token saved in {message.saved_to} (mode 0600).")
+        result.update(f"✔ Logged in as {message.user}. Token saved (mode 0600) in {message.saved_to}.")
         self.set_status(f"logged in as {message.user}")
         self.allow_next(True)
         self.query_one("#step-next", Button).focus()
