@@ -100,6 +100,18 @@ async def test_back_from_the_slurm_step_keeps_its_valid_edits(make, home):
     assert load_state(home / "hpcwizard").wizard_step == "paths"
 
 
+async def test_quitting_at_the_slurm_step_keeps_its_edits(make, home):
+    saved_at(home, "slurm", demo_plan(home))
+    app = make(home)
+    async with app.run_test(size=SIZE) as pilot:
+        await slurm_loaded(pilot)
+        app.screen.query_one("#setup-time").value = "00:30:00"
+        await wait_for(pilot, lambda: app.screen.kept is not None and app.screen.kept.setup.time == "00:30:00")
+        await pilot.press("ctrl+q")
+    assert _plan_file(home)["setup"]["time"] == "00:30:00"
+    assert load_state(home / "hpcwizard").wizard_step == "slurm"
+
+
 async def test_back_from_the_params_step_keeps_the_allowed_values(make, home):
     saved_at(home, "params", demo_plan(home, params={"seconds_per_step": 0.5}))
     app = make(home)

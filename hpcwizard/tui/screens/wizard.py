@@ -115,6 +115,9 @@ class WizardScreen(Screen[None]):
         self.show("welcome")
 
     def on_unmount(self) -> None:
+        if self.current is not None:  # quitting mid-step: its edits are kept like on Back
+            self.keep_edits(self.step, self.current)
+            self.current = None
         if self._took_lock is not None:
             session.release_project_lock(self._took_lock)
             self._took_lock = None
