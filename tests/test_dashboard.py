@@ -341,6 +341,32 @@ async def test_controller_down_shows_a_banner_and_the_dashboard_recovers(tmp_pat
         SlurmClient(slurm_runner).cancel(all_ids(home))
 
 
+async def test_the_footer_says_how_to_quit_and_fits_80_columns():
+    """q quits (as in the wizard) and the footer says so; the footer's keys
+    end before the palette key at 80 columns (it cut "/ Sea"); ? lists every key."""
+    from textual.widgets import Footer, HelpPanel
+    from textual.widgets._footer import FooterKey
+
+    app = make_app(project_home=None, start_mode="dashboard")  # nothing to poll
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await until(pilot, "the dashboard", lambda: isinstance(app.screen, DashboardScreen) and app.screen)
+        footer = screen.query_one(Footer)
+        # The footer recomposes when the bindings settle: wait for keys laid out.
+        keys = await until(pilot, "the footer keys", lambda: (found := list(footer.query(FooterKey)))
+                           and all(key.region.width for key in found) and found)
+        palette = [key for key in keys if key.has_class("-command-palette")]
+        shown = [key for key in keys if not key.has_class("-command-palette")]
+        assert palette and "q" in [key.key for key in shown]
+        assert max(key.region.right for key in shown) <= palette[0].region.x <= 80
+        assert all(key.region.width > len(key.description) for key in shown)  # none cut
+        await pilot.press("question_mark")
+        await until(pilot, "the keys panel", lambda: screen.query(HelpPanel))
+        await pilot.press("question_mark")
+        await until(pilot, "the keys panel to close", lambda: not screen.query(HelpPanel))
+        await pilot.press("q")
+        await until(pilot, "the app to quit", lambda: not app.is_running)
+
+
 # --------------------------------------------------------------------------
 # The log panel alone (no cluster)
 

@@ -155,20 +155,24 @@ class DashboardScreen(Screen):
     CSS_PATH = "dashboard.tcss"
     COMMANDS: ClassVar[set] = {DashboardCommands}
 
+    # The footer shows the few keys that matter most and fits 80 columns;
+    # every key stays bound and is listed by ? (and the palette, ctrl+p).
     BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("q", "app.quit", "Quit"),
         Binding("r", "refresh", "Refresh"),
         Binding("c", "cancel_job", "Cancel"),
+        Binding("d", "doctor", "Doctor"),
+        Binding("slash", "search", "Search"),
+        Binding("question_mark", "help", "Keys"),
         Binding("C", "cancel_chain", "Cancel chain", show=False),
         Binding("h", "hold", "Hold", show=False),
         Binding("u", "release", "Release", show=False),
-        Binding("d", "doctor", "Doctor"),
-        Binding("v", "view_sbatch", "Sbatch"),
-        Binding("o", "toggle_stream", "out/err"),
-        Binding("f", "toggle_follow", "Follow"),
-        Binding("slash", "search", "Search"),
+        Binding("v", "view_sbatch", "Sbatch", show=False),
+        Binding("o", "toggle_stream", "out/err", show=False),
+        Binding("f", "toggle_follow", "Follow", show=False),
         Binding("n", "search_next", "Older match", show=False),
         Binding("N", "search_previous", "Newer match", show=False),
-        Binding("e", "first_error", "1st error"),
+        Binding("e", "first_error", "1st error", show=False),
         Binding("escape", "close_search", "Close search", show=False),
         Binding("w", "open_wizard", "Wizard", show=False),
     ]
@@ -415,6 +419,13 @@ class DashboardScreen(Screen):
     def action_refresh(self) -> None:
         self.refresh_soon()
         self.notify("refreshing", timeout=2)
+
+    def action_help(self) -> None:
+        """? shows (or hides) every key of the dashboard, not only the footer's."""
+        if self.query("HelpPanel"):
+            self.app.action_hide_help_panel()
+        else:
+            self.app.action_show_help_panel()
 
     def action_toggle_stream(self) -> None:
         self.log_panel.toggle_stream()
