@@ -212,7 +212,8 @@ def cmd_render(args: argparse.Namespace) -> int:
 
 # Where each preflight group runs in remote mode (the token stays on the laptop).
 REMOTE_GROUP_PLACES = {"token": "laptop", "access": "laptop", "space": "login node",
-                       "slurm": "login node", "environment": "login node; hub reachability from the laptop"}
+                       "training": "login node", "slurm": "login node",
+                       "environment": "login node; hub reachability from the laptop"}
 
 
 def cmd_check(args: argparse.Namespace) -> int:

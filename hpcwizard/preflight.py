@@ -17,6 +17,7 @@ all for ``hpcwizard check``.
 from __future__ import annotations
 
 import contextlib
+import re
 import shlex
 import stat
 import tarfile
@@ -273,6 +274,32 @@ def check_folders(plan: Plan, runner: Runner) -> list[CheckResult]:
         why = (probe.stdout.strip() or probe.stderr.strip() or f"exit status {probe.returncode}").splitlines()[-1]
         results.append(_block("space", f"{what} writable", f"cannot create files in {path}: {why}",
                               f"choose a {what} you can write (`{'project_home' if what == 'project home' else 'data_root'}` in the plan)"))
+    return results
+
+
+_CHECKPOINT = re.compile(r"checkpoint-(\d+)")
+
+
+def check_earlier_checkpoints(plan: Plan, recipe: Recipe, files: ProjectFiles | None = None) -> list[CheckResult]:
+    """Training resumes from the latest checkpoint it finds: after a finished
+    (or abandoned) run in the same project home, a new plan trains nothing
+    new up to that step, whatever its settings. Say so before submitting."""
+    files = local_or(files)
+    results = []
+    for folder in recipe.checkpoint_dirs_for(plan):
+        try:
+            names = files.listdir(folder) if files.is_dir(folder) else []
+        except (OSError, UserError):
+            continue
+        steps = [int(m.group(1)) for name in names if (m := _CHECKPOINT.fullmatch(name))]
+        if not steps:
+            continue
+        results.append(_warn(
+            "training", "earlier checkpoints",
+            f"{folder} has checkpoint-{max(steps)} from an earlier run: training resumes there with this "
+            "plan's settings (the steps it already did are not trained again)",
+            f"to train from the start, move it aside first: mv {shlex.quote(str(folder))} "
+            f"{shlex.quote(str(folder) + '.old')} (or use another project_home)"))
     return results
 
 
@@ -551,6 +578,7 @@ def run_preflight(plan: Plan, recipe: Recipe, runner: Runner, *, endpoint: str |
         add([job_token] if job_token else [])
     add(check_repo_access(repos, token.token, endpoint))
     add(check_folders(plan, runner))
+    add(check_earlier_checkpoints(plan, recipe, files))
     add(check_space(plan, recipe, runner, token.token, endpoint, files))
     add(check_slurm(plan, recipe, runner, files, hpcwizard_cmd))
     add(check_environment(runner, endpoint))

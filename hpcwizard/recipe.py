@@ -241,6 +241,9 @@ class Recipe:
     results: str = ""
     checkpoint_bytes: int = 0
     checkpoint_limit_params: tuple[str, ...] = ()
+    #: Where training keeps its checkpoints (placeholders unfilled): training
+    #: resumes from the latest one there, so the check points out old ones.
+    checkpoint_dirs: tuple[str, ...] = ()
     final_bytes: int = 0
     needs_namespace: bool = False
     parameters: tuple[Parameter, ...] = ()
@@ -259,6 +262,10 @@ class Recipe:
     def checkpoints_kept(self, params: dict[str, Any]) -> int:
         """At most how many checkpoints are on disk at the end (resolved ``params``)."""
         return sum(int(params[name]) for name in self.checkpoint_limit_params) * self.training_stages
+
+    def checkpoint_dirs_for(self, plan: Plan) -> list[Path]:
+        values = self.placeholders(plan)
+        return [Path(_fill(folder, values)) for folder in self.checkpoint_dirs]
 
     def parameter(self, name: str) -> Parameter | None:
         return next((p for p in self.parameters if p.name == name), None)
@@ -454,6 +461,7 @@ def _load_recipe(folder: Path) -> Recipe:
         results=str(data.get("results", "")),
         checkpoint_bytes=parse_size(outputs.get("checkpoint_size", 0)),
         checkpoint_limit_params=tuple(outputs.get("checkpoint_limits") or ()),
+        checkpoint_dirs=tuple(str(d) for d in outputs.get("checkpoint_dirs") or ()),
         final_bytes=parse_size(outputs.get("final_size", 0)),
         needs_namespace="{namespace}" in text,
         parameters=parameters,
