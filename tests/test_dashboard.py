@@ -218,13 +218,29 @@ async def test_cancel_asks_first_and_leaves_the_job_cancelled_at_80x24(tmp_path,
             await until(pilot, "the dashboard again", lambda: app.screen is screen)
 
             # Hold and release the job waiting on it (each confirmed).
+            notes: list[str] = []
+            notify = screen.notify
+            screen.notify = lambda message, **kw: (notes.append(message), notify(message, **kw))[1]
+
+            async def palette() -> set[str]:
+                return {str(hit.text) async for hit in DashboardCommands(screen).discover()}
+
             await until(pilot, "the waiting job", lambda: state_of(screen, waiting) == "PENDING")
             select(screen, waiting)
+            # Waiting on a dependency is not held: nothing to release, and it says why.
+            assert "Hold job" in await palette() and "Release job" not in await palette()
+            await pilot.press("u")
+            await pilot.pause(0.3)
+            assert app.screen is screen and f"job {waiting} is not held (it waits for " in notes[-1]
             await pilot.press("h")
             await until(pilot, "the question", lambda: isinstance(app.screen, ConfirmScreen))
             await pilot.press("y")
             # JobHeldUser, or JobHeldAdmin when the tests run as root.
             await until(pilot, "the hold", lambda: (screen.table.rows_by_id[waiting].reason or "").startswith("JobHeld"))
+            assert "Release job" in await palette() and "Hold job" not in await palette()
+            await pilot.press("h")
+            await pilot.pause(0.3)
+            assert app.screen is screen and f"job {waiting} is already held" in notes[-1]
             await pilot.press("u")
             await until(pilot, "the question", lambda: isinstance(app.screen, ConfirmScreen))
             await pilot.press("y")
@@ -244,6 +260,14 @@ async def test_cancel_asks_first_and_leaves_the_job_cancelled_at_80x24(tmp_path,
             await pilot.press("y")
             await until(pilot, "CANCELLED in the table", lambda: state_of(screen, job) == "CANCELLED")
             assert SlurmClient(slurm_runner).queue([job])[0].state.value == "CANCELLED"
+
+            # What is left of the chain: one job, said in the singular.
+            select(screen, waiting)
+            await pilot.press("C")
+            question = await until(pilot, "the question", lambda: isinstance(app.screen, ConfirmScreen) and app.screen)
+            assert question.title_text == "Cancel the whole chain (1 job)?"
+            await pilot.press("n")
+            await until(pilot, "the dashboard again", lambda: app.screen is screen)
 
             # The command palette offers the dashboard's actions.
             titles = [hit.text async for hit in DashboardCommands(screen).discover()]

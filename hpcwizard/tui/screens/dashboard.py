@@ -110,6 +110,18 @@ class FinishedJobsCache(SlurmClient):
         return [self._final.get(job_id) or fresh[job_id] for job_id in ids if job_id in self._final or job_id in fresh]
 
 
+HELD_REASONS = ("JobHeldUser", "JobHeldAdmin")
+
+
+def is_held(job: JobRow) -> bool:
+    """Held by ``scontrol hold`` (the user or an admin), not waiting on its own."""
+    return job.state == "PENDING" and job.reason in HELD_REASONS
+
+
+def _jobs(count: int) -> str:
+    return f"{count} job" if count == 1 else f"{count} jobs"
+
+
 def _hhmmss(moment) -> str:
     return moment.strftime("%H:%M:%S")
 
@@ -125,8 +137,14 @@ class DashboardCommands(Provider):
             ("Refresh now", "Ask Slurm for the job states now", screen.action_refresh),
             ("Cancel job", "Cancel the selected job (asks first)", screen.action_cancel_job),
             ("Cancel chain", "Cancel the selected job's whole chain (asks first)", screen.action_cancel_chain),
-            ("Hold job", "Keep the selected pending job from starting", screen.action_hold),
-            ("Release job", "Let a held job start", screen.action_release),
+        ]
+        job = screen.selected_job
+        if job is not None and job.state == "PENDING":  # offered only where they do something
+            if is_held(job):
+                commands.append(("Release job", "Let the selected held job start", screen.action_release))
+            else:
+                commands.append(("Hold job", "Keep the selected pending job from starting", screen.action_hold))
+        commands += [
             ("Doctor: resubmit failed job", "Explain a stuck chain; resubmit or cancel it", screen.action_doctor),
             ("View sbatch file", "Show the selected job's batch script", screen.action_view_sbatch),
             ("Toggle stdout/stderr", "Follow the other log of the selected job", screen.action_toggle_stream),
@@ -512,15 +530,18 @@ class DashboardScreen(Screen):
             self.notify("nothing left to cancel in this chain", severity="warning")
             return
         listing = "\n".join(f"  {i} {rows[i].name} ({rows[i].state})" for i in ids if i in rows)
-        self._confirm(f"Cancel the whole chain ({len(ids)} jobs)?", listing,
+        self._confirm(f"Cancel the whole chain ({_jobs(len(ids))})?", listing,
                       partial(self._slurm_action, "cancel", ids), yes="Cancel chain")
 
     def action_hold(self) -> None:
         job = self._require_job()
         if job is None:
             return
+        if is_held(job):
+            self.notify(f"job {job.job_id} is already held ({job.reason}): u releases it", severity="warning")
+            return
         if job.state != "PENDING":
-            self.notify("only a pending job can be held", severity="warning")
+            self.notify(f"only a pending job can be held: job {job.job_id} is {job.state}", severity="warning")
             return
         self._confirm(f"Hold job {job.job_id} ({job.name})?", "It will not start until released (u).",
                       partial(self._slurm_action, "hold", [job.job_id]), yes="Hold")
@@ -529,8 +550,9 @@ class DashboardScreen(Screen):
         job = self._require_job()
         if job is None:
             return
-        if job.state != "PENDING":
-            self.notify("only a held (pending) job can be released", severity="warning")
+        if not is_held(job):
+            why = f"it waits for {job.reason}" if job.state == "PENDING" and job.reason else f"it is {job.state}"
+            self.notify(f"job {job.job_id} is not held ({why}): only a held job can be released", severity="warning")
             return
         self._confirm(f"Release job {job.job_id} ({job.name})?", "It may start as soon as Slurm allows.",
                       partial(self._slurm_action, "release", [job.job_id]), yes="Release")
