@@ -147,6 +147,16 @@ def repo_refs(repos: Iterable[ResolvedRepo]) -> list[hub.RepoRef]:
     return [hub.RepoRef(r.repo_id, r.repo_type) for r in repos]
 
 
+#: How each refusal reads in the check's table (the enum values are for --json readers).
+ACCESS_WORDS = {
+    hub.AccessStatus.GATED_NOT_ACCEPTED: "gated, conditions not accepted",
+    hub.AccessStatus.AWAITING_APPROVAL: "gated, awaiting the authors' approval",
+    hub.AccessStatus.MISSING_OR_NO_ACCESS: "not found, or no access with this token",
+    hub.AccessStatus.BAD_TOKEN: "the token was refused",
+    hub.AccessStatus.UNREACHABLE: "the Hub did not answer",
+}
+
+
 def check_repo_access(repos: list[ResolvedRepo], token: str | None, endpoint: str | None = None) -> list[CheckResult]:
     results = []
     for access in hub.check_access(repo_refs(repos), token, endpoint):
@@ -154,7 +164,8 @@ def check_repo_access(repos: list[ResolvedRepo], token: str | None, endpoint: st
         if access.ok:
             results.append(_ok("access", name, access.detail or "access granted"))
         else:
-            results.append(_block("access", name, f"{access.status.value}: {access.detail}".rstrip(": "),
+            words = ACCESS_WORDS.get(access.status, access.status.value)
+            results.append(_block("access", name, f"{words}: {access.detail}".rstrip(": "),
                                   access.fix or "check the repo id and your token's permissions"))
     return results
 

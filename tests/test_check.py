@@ -108,7 +108,7 @@ def test_valid_token_that_accepted_no_gate(tmp_path, demo_hub, slurm_conf):
     code, report, _ = run_check(tmp_path, hub, write_plan(tmp_path), "hf_bob_token_000000000000", slurm_conf)
     assert code == 1
     gated = {r["name"]: r for r in rows(report, "access", "block")}["model hpcwizard-demo/tiny-base-model"]
-    assert "gated" in gated["message"].lower()
+    assert gated["message"].startswith("gated, conditions not accepted")  # words, not gated_not_accepted
     assert "hpcwizard-demo/tiny-base-model" in gated["fix"]
 
 
