@@ -589,6 +589,25 @@ async def test_log_panel_search_follow_truncation_and_streams(tmp_path):
         assert "stderr" in header and "has not started yet" in header
 
 
+async def test_a_job_that_ended_without_a_log_says_so(tmp_path):
+    """Cancelled before it started: not "no log yet; it appears when the job starts"."""
+    app = PanelApp(LocalFileSource)
+    async with app.run_test(size=(120, 36)) as pilot:
+        panel = app.query_one(LogPanel)
+
+        def header() -> str:
+            return str(panel.query_one("#log-header").render())
+
+        for row, said in [
+            (replace(job_row(tmp_path), state="CANCELLED", elapsed=0), "no log: the job never started (it ended CANCELLED)"),
+            (replace(job_row(tmp_path), state="FAILED", elapsed=3), "no log was written (the job ended FAILED)"),
+            (job_row(tmp_path, state="PENDING"), "no log yet (the job has not started yet)"),
+        ]:
+            panel.follow(row, force=True)
+            await until(pilot, "the missing-file note", lambda: panel.missing and said in header())
+            assert "appears when the job starts" not in header() or row.state == "PENDING"
+
+
 def test_status_without_once_opens_the_dashboard(tmp_path, monkeypatch):
     from hpcwizard.cli import main
     from hpcwizard.tui import app as app_module

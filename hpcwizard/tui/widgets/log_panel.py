@@ -30,6 +30,7 @@ from textual.widgets import Input, RichLog, Static
 from textual.worker import Worker, WorkerState, get_current_worker
 
 from hpcwizard.logtail import FileSource, LocalFileSource, LogFollower, LogUpdate
+from hpcwizard.slurm import JobState
 from hpcwizard.triage import DEFAULT_SEVERITY, Kind, Severity, Triage
 from hpcwizard.tui.messages import LogChunk, SearchResult
 
@@ -403,9 +404,7 @@ class LogPanel(Vertical):
             home = os.path.dirname(os.path.dirname(self.path))
             name = os.path.relpath(self.path, home)
         if self.missing:
-            state = getattr(self.job, "state", "")
-            why = "the job has not started yet" if state == "PENDING" else "no such file"
-            mode = f"no log yet ({why}); it appears when the job starts"
+            mode = self._missing_note()
         elif self._context_mode:
             mode = "paused on a jump target · f follows the tail again"
         else:
@@ -413,6 +412,17 @@ class LogPanel(Vertical):
         size = f" · {_human_bytes(self.file_size)}" if not self.missing else ""
         note = f" · {self.status_note}" if self.status_note else ""
         header.update(Text(f"{label} {name}{size} · {mode}{note}", no_wrap=True, overflow="ellipsis"))
+
+    def _missing_note(self) -> str:
+        """Why the followed log does not exist, from the job's state."""
+        state = getattr(self.job, "state", "") or ""
+        if state == "PENDING":
+            return "no log yet (the job has not started yet); it appears when the job starts"
+        if self.job is not None and state and JobState.from_slurm(state).is_finished:
+            if getattr(self.job, "elapsed", None) == 0:  # None: Slurm no longer knows
+                return f"no log: the job never started (it ended {state})"
+            return f"no log was written (the job ended {state})"
+        return "no log yet (no such file); it appears when the job starts"
 
     # -- jumping -------------------------------------------------------------
 
