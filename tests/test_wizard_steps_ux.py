@@ -15,6 +15,7 @@ from hpcwizard.shell import LocalRunner
 from hpcwizard.slurm import SlurmClient
 from hpcwizard.state import load_state
 from hpcwizard.tui.screens import session
+from hpcwizard.tui.widgets.confirm import ConfirmScreen
 
 from test_wizard import SIZE, at_step, demo_plan, resume, saved_at, screen_text, wait_for
 
@@ -124,3 +125,24 @@ async def test_back_from_the_params_step_keeps_the_allowed_values(make, home):
         await pilot.press("escape")
         await at_step(pilot, "recipe")
     assert _plan_file(home)["params"] == {"max_train_steps": 9, "seconds_per_step": 0.5}
+
+
+# -- 3. welcome: Start over asks first --------------------------------------------------
+
+async def test_start_over_asks_before_forgetting_the_saved_answers(make, home):
+    saved_at(home, "slurm", demo_plan(home))
+    app = make(home)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: step_of(app) == "welcome" and app.screen.saved is not None)
+        await pilot.click("#welcome-new")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), 5, "the question")
+        assert app.focused.id == "no"  # the safe answer is the default
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: step_of(app) == "welcome", 5, "back at welcome")
+        assert session.plan_path(home).exists()
+        await pilot.click("#welcome-new")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), 5, "the question again")
+        await pilot.press("y")
+        await at_step(pilot, "token")
+    assert not session.plan_path(home).exists()
+    assert load_state(home / "hpcwizard").wizard_step == "token"

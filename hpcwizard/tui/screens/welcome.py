@@ -13,6 +13,7 @@ from textual.widgets import Button, Input, Label, Static
 from hpcwizard.tui.messages import SessionRead
 from hpcwizard.tui.screens import session
 from hpcwizard.tui.screens.step import StepScreen
+from hpcwizard.tui.widgets.confirm import ConfirmScreen
 from hpcwizard.tui.widgets.dir_picker import DirPicker
 
 INTRO = (
@@ -145,7 +146,19 @@ class WelcomeStep(StepScreen):
 
     @on(Button.Pressed, "#welcome-new")
     def _new(self) -> None:
-        self.dismiss(self._choice(resume=False))
+        # Starting over deletes the saved plan: ask first, No by default.
+        assert self.saved is not None
+        where = f"step {session.step_index(self.saved.step) + 1}" if self.saved.step != session.DONE \
+            else "the submitted plan"
+        body = (f"The answers saved in {session.plan_path(self.saved.project_home)} (up to {where}) are "
+                "deleted and the wizard starts again at the token step. Submitted jobs and their "
+                "files are not touched.")
+        self.app.push_screen(ConfirmScreen("Start over and forget the saved answers?", body,
+                                           yes="Start over", no="Keep them"), self._start_over)
+
+    def _start_over(self, confirmed: bool | None) -> None:
+        if confirmed:
+            self.dismiss(self._choice(resume=False))
 
     @on(Button.Pressed, "#welcome-dashboard")
     def _dashboard(self) -> None:
