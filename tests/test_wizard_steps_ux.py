@@ -146,3 +146,23 @@ async def test_start_over_asks_before_forgetting_the_saved_answers(make, home):
         await at_step(pilot, "token")
     assert not session.plan_path(home).exists()
     assert load_state(home / "hpcwizard").wizard_step == "token"
+
+
+# -- 4. recipe: repo ids with the namespace filled in ----------------------------------
+
+async def test_recipe_shows_repo_ids_with_the_known_namespace(make, home):
+    saved_at(home, "recipe", demo_plan(home))  # hf_namespace: alice
+    app = make(home)
+    async with app.run_test(size=SIZE) as pilot:
+        await resume(pilot, "recipe")
+        details = app.screen.query_one("#recipe-details")
+
+        def shown() -> str:
+            return str(details.render())
+
+        await wait_for(pilot, lambda: "alice/hpcwizard-demo-code" in shown(), 10, "resolved id")
+        assert "{namespace}" not in shown()
+        app.screen.query_one("#recipe-namespace").value = "bob"
+        await wait_for(pilot, lambda: "bob/hpcwizard-demo-frames" in shown(), 10, "the typed namespace")
+        app.screen.query_one("#recipe-namespace").value = ""
+        await wait_for(pilot, lambda: "{namespace}/hpcwizard-demo-code" in shown(), 10, "unknown again")

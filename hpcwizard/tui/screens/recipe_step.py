@@ -20,8 +20,9 @@ from hpcwizard.tui.messages import TokenChecked
 from hpcwizard.tui.screens.step import StepScreen
 
 
-def describe(recipe: Recipe, variant: str | None) -> Text:
-    """What a recipe (and variant) needs, from its recipe.yaml."""
+def describe(recipe: Recipe, variant: str | None, namespace: str | None = None) -> Text:
+    """What a recipe (and variant) needs, from its recipe.yaml; repo ids with
+    ``{namespace}`` filled in when it is known (a valid HF name)."""
     text = Text()
     text.append(f"{recipe.title}\n", style="bold")
     text.append(f"{recipe.description}\n\n")
@@ -30,7 +31,8 @@ def describe(recipe: Recipe, variant: str | None) -> Text:
     text.append(f"Downloads ({human_bytes(total)}):\n", style="bold")
     for repo in repos:
         gated = " gated" if repo.gated else ""
-        text.append(f"  {repo.repo_type} {repo.repo_id}", style="cyan")
+        repo_id = repo.repo_id.replace("{namespace}", namespace) if namespace else repo.repo_id
+        text.append(f"  {repo.repo_type} {repo_id}", style="cyan")
         text.append(f"  ~{human_bytes(repo.size_bytes)}{gated}\n")
         text.append(f"    {repo.purpose}\n", style="dim")
     text.append("Jobs (defaults, change them at the Slurm step):\n", style="bold")
@@ -116,7 +118,7 @@ class RecipeStep(StepScreen):
         self.refresh_details()
 
     def refresh_details(self) -> None:
-        self.query_one("#recipe-details", Static).update(describe(self.recipe, self.variant))
+        self.query_one("#recipe-details", Static).update(describe(self.recipe, self.variant, self.typed_namespace()))
         variant = f", variant {self.variant}" if self.variant else ""
         self.set_status(f"{self.chosen}{variant}")
 
@@ -135,6 +137,15 @@ class RecipeStep(StepScreen):
     @on(RadioSet.Changed, "#recipe-variants")
     def _variant(self, event: RadioSet.Changed) -> None:
         self.variant = event.pressed.name
+        self.refresh_details()
+
+    def typed_namespace(self) -> str | None:
+        """The namespace field's value when it is a valid HF name (else the ids keep {namespace})."""
+        text = self.query_one("#recipe-namespace", Input).value.strip()
+        return text if text and _HF_NAME.match(text) else None
+
+    @on(Input.Changed, "#recipe-namespace")
+    def _namespace_typed(self, event: Input.Changed) -> None:
         self.refresh_details()
 
     @on(Input.Submitted, "#recipe-namespace")
