@@ -180,7 +180,13 @@ async def test_doctor_resubmits_a_failed_parent_and_the_new_chain_completes(tmp_
             body = modal.body_text
             assert f"prep ({prep})" in body and "FAILED" in body and "exit code 3:0" in body
             assert f"prep-{prep}.err" in body
+            # r (Refresh on the dashboard) does not resubmit here: s does.
             await pilot.press("r")
+            await pilot.pause(0.3)
+            assert app.screen is modal and len(load_state(home / "hpcwizard").submissions) == 1
+            assert [str(b.label) for b in modal.query("#confirm-buttons Button")] == [
+                "Close (esc)", "Resubmit (s)", "Cancel stuck jobs (x)"]
+            await pilot.press("s")
 
             state_dir = home / "hpcwizard"
             await until(pilot, "the resubmission in the state", lambda: len(load_state(state_dir).submissions) == 2)
@@ -389,6 +395,24 @@ async def test_the_footer_says_how_to_quit_and_fits_80_columns():
         await until(pilot, "the keys panel to close", lambda: not screen.query(HelpPanel))
         await pilot.press("q")
         await until(pilot, "the app to quit", lambda: not app.is_running)
+
+
+async def test_the_doctor_dialog_scrolls_a_long_body_and_always_shows_its_buttons():
+    body = "\n".join(f"line {i}: " + "why it failed " * 5 for i in range(40))
+    app = App()
+    async with app.run_test(size=(80, 24)) as pilot:
+        for dialog in (ChoiceScreen("Doctor: prep (12) FAILED", body, [("resubmit", "Resubmit", "s")]),
+                       ConfirmScreen("Cancel the whole chain (40 jobs)?", body)):
+            app.push_screen(dialog)
+            await until(pilot, "the dialog", lambda: app.screen is dialog and dialog.query("Button"))
+            await pilot.pause()
+            frame = dialog.query_one("Vertical").content_region
+            for button in dialog.query("Button"):
+                assert frame.contains_region(button.region), (button.label, button.region, frame)
+            text = dialog.query_one("#confirm-body")
+            assert frame.contains_region(text.region) and text.max_scroll_y > 0  # the body scrolls
+            dialog.dismiss(None)
+            await until(pilot, "the dialog to close", lambda: app.screen is not dialog)
 
 
 # --------------------------------------------------------------------------

@@ -610,9 +610,11 @@ class DashboardScreen(Screen):
         body += (f"\n\nResubmit runs {parent.script} again in {self.context.project_home}"
                  + (", cancels the stuck jobs and submits them again after it (afterok)." if diagnosis.stuck else ".")
                  + " Fix the cause first (edit the script or the data).")
-        choices = [("resubmit", "Resubmit", "r")]
+        # Not r or c: on the dashboard they refresh and cancel (with a question);
+        # here they would act at once.
+        choices = [("resubmit", "Resubmit", "s")]
         if diagnosis.stuck:
-            choices.append(("cancel", "Cancel stuck jobs", "c"))
+            choices.append(("cancel", "Cancel stuck jobs", "x"))
 
         def chosen(choice: str | None) -> None:
             if choice == "resubmit":

@@ -6,7 +6,7 @@ from typing import ClassVar
 
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.containers import Horizontal, Vertical
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Static
 
@@ -31,12 +31,14 @@ class ConfirmScreen(ModalScreen[bool]):
         text-style: bold;
         margin-bottom: 1;
     }
+    /* The buttons are docked: a long body scrolls between the title and
+       them, so they always show (at 80x24 they were cut off). */
     ConfirmScreen #confirm-body {
         height: auto;
-        max-height: 14;
-        overflow-y: auto;
+        max-height: 50vh;
     }
-    ConfirmScreen Horizontal {
+    ConfirmScreen #confirm-buttons {
+        dock: bottom;
         height: auto;
         margin-top: 1;
         align-horizontal: right;
@@ -63,11 +65,12 @@ class ConfirmScreen(ModalScreen[bool]):
     def compose(self) -> ComposeResult:
         with Vertical():
             yield Static(self.title_text, id="confirm-title")
-            if self.body_text:
-                yield Static(self.body_text, id="confirm-body", markup=False)
-            with Horizontal():
+            with Horizontal(id="confirm-buttons"):
                 yield Button(f"{self.no_label} (n)", id="no")
                 yield Button(f"{self.yes_label} (y)", id="yes", variant="error" if self.danger else "primary")
+            if self.body_text:
+                with VerticalScroll(id="confirm-body"):
+                    yield Static(self.body_text, markup=False)
 
     def on_mount(self) -> None:
         self.query_one("#no", Button).focus()  # the safe answer is the default
@@ -98,12 +101,13 @@ class ChoiceScreen(ModalScreen[str | None]):
     def compose(self) -> ComposeResult:
         with Vertical():
             yield Static(self.title_text, id="confirm-title")
-            yield Static(self.body_text, id="confirm-body", markup=False)
-            with Horizontal():
+            with Horizontal(id="confirm-buttons"):
                 yield Button("Close (esc)", id="close")
                 for choice_id, label, key in self.choices:
                     yield Button(f"{label} ({key})", id=f"choice-{choice_id}",
                                  variant="primary" if choice_id == "resubmit" else "error")
+            with VerticalScroll(id="confirm-body"):
+                yield Static(self.body_text, markup=False)
 
     def on_mount(self) -> None:
         self.query_one("#close", Button).focus()
