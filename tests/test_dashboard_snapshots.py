@@ -194,3 +194,32 @@ def test_dashboard_snapshot(snap_compare):
 
 def test_dashboard_snapshot_at_80x24(snap_compare):
     assert snap_compare(dashboard_app(), terminal_size=(80, 24), run_before=train_selected)
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"  # Textual runs on asyncio
+
+
+@pytest.mark.anyio
+async def test_the_newest_submission_is_selected_and_shown_on_first_fill():
+    """Opened after a submission, the dashboard selects the new chain's first
+    job (not the oldest job of an earlier chain) and scrolls it into view at 80x24."""
+    older = tuple(SubmittedJob(f"old{i}", f"{PREFIX}old{i}", str(4001 + i), "cpu", str(RUNS / "old.sbatch"))
+                  for i in range(8))
+    update_state(HOME / "hpcwizard", lambda state: state.submissions.insert(
+        0, Submission("fp-older", "2026-01-01T01:00:00+00:00", str(RUNS), older)))
+    app = dashboard_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        deadline = time.monotonic() + 20
+        while not (isinstance(app.screen, DashboardScreen) and app.screen.polls >= 1):
+            assert time.monotonic() < deadline, "timed out waiting for the first refresh"
+            await pilot.pause(0.05)
+        screen = app.screen
+        table = screen.table
+        assert table.row_count == 11 and table.selected_job_id == SETUP
+        await pilot.pause(0.3)
+        row = table.cursor_row
+        shown = table.size.height - 1  # the header stays
+        assert table.scroll_y <= row < table.scroll_y + shown, (row, table.scroll_y, shown)
+        assert screen.log_panel.path == str(HOME / "logs" / f"{PREFIX}setup-{SETUP}.out")

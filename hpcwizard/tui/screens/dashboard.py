@@ -209,6 +209,8 @@ class DashboardScreen(Screen):
         self._refresh_again = False
         self._slurm: SlurmClient | None = None
         self.connection_note: str | None = None  # remote mode: the last reconnect or loss
+        self._filled = False  # the first refresh with jobs picked the row to select
+        self._newest_chain: tuple[str, ...] = ()  # the last submission's job ids (worker → first fill)
 
     # -- layout --------------------------------------------------------------
 
@@ -294,6 +296,10 @@ class DashboardScreen(Screen):
         try:
             if any(job.never_runs for job in snapshot.jobs):
                 diagnoses = diagnose(snapshot, load_state(project_home / "hpcwizard", self.context.files))
+            if not self._filled:
+                # Read before the message is posted, so its handler sees it.
+                submissions = load_state(project_home / "hpcwizard", self.context.files).submissions
+                self._newest_chain = tuple(submissions[-1].job_ids) if submissions else ()
         except UserError:
             diagnoses = []
         self.post_message(SnapshotTaken(snapshot, duration, diagnoses))
@@ -343,8 +349,21 @@ class DashboardScreen(Screen):
             self._set_empty(None)
         else:
             self._set_empty("No jobs in this project yet: submit a plan (`hpcwizard submit PLAN.yaml` or the wizard).")
+        if snapshot.jobs and not self._filled:
+            self._filled = True
+            self._select_first(snapshot.jobs)
         self._follow_selected()
         self._show_status()
+
+    def _select_first(self, jobs) -> None:
+        """On the first fill: the newest submission's first job (what the
+        wizard just submitted), else the first active job; scrolled into
+        view (rows go oldest first, so a new chain may be below the fold)."""
+        shown = [job.job_id for job in jobs]
+        pick = next((job_id for job_id in self._newest_chain if job_id in shown), None)
+        if pick is None:
+            pick = next((job.job_id for job in jobs if job.active), shown[0])
+        self.table.move_cursor(row=self.table.get_row_index(pick), scroll=True)
 
     def _keep_last_known(self, snapshot: StatusSnapshot) -> StatusSnapshot:
         """During an outage the state file only says "UNKNOWN": show what
