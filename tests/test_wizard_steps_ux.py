@@ -13,7 +13,7 @@ from helpers import step_of
 
 from hpcwizard.shell import LocalRunner
 from hpcwizard.slurm import SlurmClient
-from hpcwizard.state import load_state
+from hpcwizard.state import Submission, SubmittedJob, load_state, now_iso, update_state
 from hpcwizard.tui.screens import session
 from hpcwizard.tui.widgets.confirm import ConfirmScreen
 
@@ -166,3 +166,23 @@ async def test_recipe_shows_repo_ids_with_the_known_namespace(make, home):
         await wait_for(pilot, lambda: "bob/hpcwizard-demo-frames" in shown(), 10, "the typed namespace")
         app.screen.query_one("#recipe-namespace").value = ""
         await wait_for(pilot, lambda: "{namespace}/hpcwizard-demo-code" in shown(), 10, "unknown again")
+
+
+# -- 5. submit: "already submitted" says what to do in the wizard -----------------------
+
+async def test_already_submitted_says_what_to_do_without_a_force_flag(make, home):
+    plan = demo_plan(home)
+    job = SubmittedJob("setup", "x-setup", "1", "cpu", str(home / "x.sbatch"))
+    update_state(home / "hpcwizard", lambda s: s.submissions.append(
+        Submission(plan.fingerprint(), now_iso(), str(home / "runs"), (job,))))
+    saved_at(home, "submit", plan)
+    app = make(home)
+    async with app.run_test(size=SIZE) as pilot:
+        await resume(pilot, "submit")
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: app.screen.submission == "already", 30, "the refusal")
+        shown = " ".join(str(app.screen.query_one("#submit-result").render()).split())
+        assert "already submitted" in shown and "pass --force" not in shown
+        assert f"hpcwizard submit {session.plan_path(home)} --force" in shown
+        assert "change the plan" in shown
+        app.exit()

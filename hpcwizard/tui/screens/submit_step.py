@@ -71,7 +71,13 @@ class SubmitStep(StepScreen):
                                       hf_endpoint=self.context.hf_endpoint, files=self.context.files,
                                       hpcwizard_cmd=self.context.hpcwizard_cmd)
         except AlreadySubmitted as exc:
-            self.post_message(ChainSubmitted(None, error=exc.one_line(), already=True))
+            # The library's hint names the CLI's --force, which the wizard does not have.
+            files = self.context.files
+            where = f" on {files.where}" if files.remote else ""
+            plan_file = session.plan_path(self.plan.project_home)
+            self.post_message(ChainSubmitted(None, error=(
+                f"{exc.message}. The dashboard (Next) shows its jobs. To submit again, change the plan "
+                f"(← Back), or run `hpcwizard submit {plan_file} --force`{where} from a shell"), already=True))
             return
         except UserError as exc:
             self.post_message(ChainSubmitted(None, error=exc.one_line()))
