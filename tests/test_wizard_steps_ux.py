@@ -186,3 +186,24 @@ async def test_already_submitted_says_what_to_do_without_a_force_flag(make, home
         assert f"hpcwizard submit {session.plan_path(home)} --force" in shown
         assert "change the plan" in shown
         app.exit()
+
+
+# -- 6. slurm: time limits Slurm would round or refuse ----------------------------------
+
+async def test_slurm_step_refuses_impossible_and_zero_time_limits(make, home):
+    saved_at(home, "slurm", demo_plan(home))
+    app = make(home)
+    async with app.run_test(size=SIZE) as pilot:
+        await slurm_loaded(pilot)
+        screen = app.screen
+
+        def verdict() -> str:
+            return " ".join(str(screen.query_one("#slurm-verdict").render()).split())
+
+        for bad in ("25:99", "99:99:99", "0", "00:00:00"):
+            screen.query_one("#train-time").value = bad
+            await wait_for(pilot, lambda: f"train.time has a bad value {bad!r}" in verdict(), 10, f"{bad} refused")
+            assert "fits" not in verdict()
+            assert screen.query_one("#step-next").disabled
+        screen.query_one("#train-time").value = "00:05:00"
+        await wait_for(pilot, lambda: not screen.query_one("#step-next").disabled, 10, "a good time")
