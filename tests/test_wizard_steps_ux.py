@@ -207,3 +207,23 @@ async def test_slurm_step_refuses_impossible_and_zero_time_limits(make, home):
             assert screen.query_one("#step-next").disabled
         screen.query_one("#train-time").value = "00:05:00"
         await wait_for(pilot, lambda: not screen.query_one("#step-next").disabled, 10, "a good time")
+
+
+# -- 7. params: a number field shows what was typed, and why it is not allowed ----------
+
+async def test_a_decimal_point_in_an_int_field_is_refused_not_dropped(make, home):
+    saved_at(home, "params", demo_plan(home))
+    app = make(home)
+    async with app.run_test(size=SIZE) as pilot:
+        await resume(pilot, "params")
+        field = app.screen.query_one("#param-max_train_steps")
+        field.focus()
+        field.value = ""
+        await pilot.press(*"6.0")
+        row = app.screen.query_one("#row-max_train_steps")
+        await wait_for(pilot, lambda: not row.ok, 10, "6.0 refused")
+        assert field.value == "6.0"
+        assert "6.0 is not allowed: a whole number" in str(row.query_one(".param-error").render())
+        assert app.screen.query_one("#step-next").disabled
+        await pilot.press("backspace", "backspace")
+        await wait_for(pilot, lambda: row.ok and row.value == 6, 10, "6 allowed")

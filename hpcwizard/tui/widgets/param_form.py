@@ -121,8 +121,9 @@ class ParamRow(Vertical):
             current = value if value in param.choices else param.default
             return Select([(as_text(c), c) for c in param.choices], value=current, allow_blank=False,
                           compact=True, id=ident, classes="param-editor")
-        kind = {"int": "integer", "float": "number"}.get(param.type, "text")
-        return Input(as_text(value), type=kind, compact=True, id=ident, classes="param-editor",
+        # A text Input for numbers too: type="integer" silently drops what it does not
+        # accept (6.0 became 60); here every key lands and the row says what is allowed.
+        return Input(as_text(value), compact=True, id=ident, classes="param-editor",
                      validators=[Function(lambda text: _accepts(param, text), param.allowed())],
                      tooltip=param.allowed())
 
