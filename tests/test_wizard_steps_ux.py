@@ -227,3 +227,18 @@ async def test_a_decimal_point_in_an_int_field_is_refused_not_dropped(make, home
         assert app.screen.query_one("#step-next").disabled
         await pilot.press("backspace", "backspace")
         await wait_for(pilot, lambda: row.ok and row.value == 6, 10, "6 allowed")
+
+
+# -- the one-line status at 80 columns ---------------------------------------------------
+
+async def test_a_long_status_ends_with_an_ellipsis_at_80_columns(make, home):
+    saved_at(home, "paths", demo_plan(home))
+    app = make(home)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await resume(pilot, "paths")
+        app.screen.set_status("a status message far too long for the bar between the two buttons " * 2)
+        await pilot.pause(0.2)
+        label = app.screen.query_one("#step-status")
+        line = "".join(segment.text for segment in label.render_line(0)).rstrip()
+        assert line.endswith("…"), line
+        assert label.region.height == 1

@@ -57,6 +57,10 @@ class StepScreen(Screen[Any]):
     #: the user types, so it is there even when quitting has already taken the widgets.
     kept: Any = None
     COMMANDS = {_wizard_commands}
+    # The status sits in the one-line nav bar: a long message ends with … rather than being cut mid-word.
+    DEFAULT_CSS = """
+    StepScreen #step-status { text-wrap: nowrap; text-overflow: ellipsis; }
+    """
     BINDINGS = [
         Binding("escape", "back", "Back"),
         Binding("ctrl+n", "next", "Next"),
