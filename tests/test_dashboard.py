@@ -542,7 +542,9 @@ async def test_a_2gb_log_opens_without_being_read_whole(tmp_path):
         await until(pilot, "the findings", lambda: panel.counts.get("cuda_oom") == 1)
         assert panel.counts.get("traceback") == 1
         progress = app.query_one(ProgressPanel)
-        assert progress.has_class("has-progress") and "step 1200/10000" in progress.text
+        # The chunk reaches the app (which feeds the progress panel) after the log panel.
+        await until(pilot, "the progress", lambda: progress.has_class("has-progress"))
+        assert "step 1200/10000" in progress.text
         assert "ETA 1:13:20" in progress.text and "loss 0.123" in progress.text
         # A few more polls read nothing new.
         before = sum(s.bytes_read for s in sources)

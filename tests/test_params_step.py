@@ -137,9 +137,13 @@ async def test_bad_values_are_refused_inline_and_keep_next_shut(home):
         assert "checkpoints_total_limit" in text_of(app.screen.query_one("#step-status"))
         await pilot.press("ctrl+n")
         assert step_of(app) == "params"
-        # The integer field does not take letters or a decimal point at all...
+        # A whole-number field keeps what was typed and says why it is refused
+        # (silently dropping the dot would turn 6.0 into 60)...
         await type_into(pilot, "checkpoints_total_limit", "3.5x")
-        assert app.screen.query_one("#param-checkpoints_total_limit").value == "35"
+        assert app.screen.query_one("#param-checkpoints_total_limit").value == "3.5x"
+        await wait_for(pilot, lambda: not limit.ok)
+        assert "3.5x is not allowed" in text_of(limit.query_one(".param-error"))
+        assert app.screen.query_one("#step-next").disabled
         await type_into(pilot, "checkpoints_total_limit", "3")
         await wait_for(pilot, lambda: limit.ok)
         assert not app.screen.query_one("#step-next").disabled
@@ -154,7 +158,9 @@ async def test_bad_values_are_refused_inline_and_keep_next_shut(home):
         assert not rate.query_one(".param-error").display
         assert not app.screen.query_one("#step-next").disabled
         app.exit()
-    assert "params" not in yaml.safe_load(session.plan_path(home).read_text())
+    # Quitting keeps the valid edits, as every step does.
+    saved = yaml.safe_load(session.plan_path(home).read_text())
+    assert saved["params"] == {"checkpoints_total_limit": 3, "seconds_per_step": 0.001}
 
 
 async def test_reset_to_default(home):

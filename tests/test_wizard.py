@@ -299,6 +299,7 @@ async def test_start_over_forgets_the_answers(make, home):
         await wait_for(pilot, lambda: step_of(app) == "welcome" and app.screen.saved is not None)
         assert "Resume at Slurm resources" in screen_text(app).replace("\xa0", " ")
         await pilot.click("#welcome-new")
+        await pilot.press("y")  # the Start over confirmation
         await at_step(pilot, "token")
     assert not session.plan_path(home).exists()
     assert load_state(home / "hpcwizard").wizard_step == "token"
