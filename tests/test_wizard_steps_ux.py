@@ -64,7 +64,8 @@ async def test_enter_and_escape_while_submitting_stay_on_the_submit_step(make, h
             assert app.screen is screen and step_of(app) == "submit"
             await wait_for(pilot, lambda: screen.submission is not None, 60, "submission")
             ids = [job.job_id for job in screen.submission.jobs]
-            assert all(f"job {job_id}" in screen_text(app) for job_id in ids)
+            await wait_for(pilot, lambda: all(f"job {job_id}" in screen_text(app) for job_id in ids), 10,
+                           "the job ids on screen")
             assert not screen.query_one("#step-back").disabled
             assert load_state(home / "hpcwizard").wizard_step == "submit"
             app.exit()
@@ -125,6 +126,45 @@ async def test_back_from_the_params_step_keeps_the_allowed_values(make, home):
         await pilot.press("escape")
         await at_step(pilot, "recipe")
     assert _plan_file(home)["params"] == {"max_train_steps": 9, "seconds_per_step": 0.5}
+
+
+async def test_back_from_the_paths_step_keeps_a_checked_data_root_and_the_download_choice(make, home, tmp_path):
+    saved_at(home, "paths", demo_plan(home))
+    scratch = tmp_path / "scratch"
+    app = make(home)
+    async with app.run_test(size=SIZE) as pilot:
+        await resume(pilot, "paths")
+        screen = app.screen
+        screen.query_one("#paths-data-input").value = str(scratch)
+        await wait_for(pilot, lambda: screen.kept is not None and screen.kept.data_root == scratch, 10,
+                       "the new data root measured")
+        screen.query_one("#paths-download").query("RadioButton").last().value = True
+        await wait_for(pilot, lambda: screen.kept.download == "login", 5, "the download choice")
+        # A data root that will not do is not saved: the checked one stays.
+        screen.query_one("#paths-data-input").value = "relative/path"
+        await wait_for(pilot, lambda: screen.query_one("#paths-data-info").has_class("-error"), 10, "the refusal")
+        await pilot.press("escape")
+        await at_step(pilot, "params")
+    plan = _plan_file(home)
+    assert plan["data_root"] == str(scratch)
+    assert plan["download"] == "login"
+
+
+async def test_quitting_at_the_recipe_step_keeps_a_new_namespace_of_the_same_recipe(make, home):
+    saved_at(home, "recipe", demo_plan(home))
+    app = make(home)
+    async with app.run_test(size=SIZE) as pilot:
+        await resume(pilot, "recipe")
+        screen = app.screen
+        screen.query_one("#recipe-namespace").value = "bob-lab"
+        await wait_for(pilot, lambda: screen.kept is not None and screen.kept.hf_namespace == "bob-lab", 5,
+                       "the namespace kept")
+        screen.query_one("#recipe-namespace").value = "not a name!"  # not valid: bob-lab stays
+        await pilot.pause()
+        assert screen.kept.hf_namespace == "bob-lab"
+        await pilot.press("ctrl+q")
+    assert _plan_file(home)["hf_namespace"] == "bob-lab"
+    assert load_state(home / "hpcwizard").wizard_step == "recipe"
 
 
 # -- 3. welcome: Start over asks first --------------------------------------------------

@@ -101,6 +101,7 @@ class FolderMeasured(_Message):
     summary: str | None = None
     error: str | None = None
     warn: bool = False
+    resolved: _Any = None  # pathlib.Path of a folder that will do
 
 
 @_dataclass

@@ -116,7 +116,7 @@ class PathsStep(StepScreen):
         except Exception as exc:  # a measure that fails is information, not a crash
             self.post_message(FolderMeasured(field, text, error=f"could not measure: {exc}", warn=True))
             return
-        self.post_message(FolderMeasured(field, text, summary=summary, warn=warn))
+        self.post_message(FolderMeasured(field, text, summary=summary, warn=warn, resolved=path))
 
     def on_folder_measured(self, message: FolderMeasured) -> None:
         if message.field == "home":
@@ -131,13 +131,29 @@ class PathsStep(StepScreen):
             picker.show_info(message.error, error=not message.warn, warn=message.warn)
         else:
             picker.show_info(message.summary or "", warn=message.warn)
+        self._keep(message.resolved)
+
+    def _download(self) -> str:
+        pressed = self.query_one("#paths-download", RadioSet).pressed_button
+        return pressed.name if pressed is not None and pressed.name else "job"
+
+    def _keep(self, data_root: Path | None) -> None:
+        """What Back, a jump or quitting saves: a data root that was checked and
+        will do (else the saved one stays), and the download choice."""
+        from hpcwizard.tui.screens.wizard import PathsChoice
+
+        if data_root is None:
+            data_root = self.kept.data_root if self.kept is not None else self.plan.data_root
+        self.kept = PathsChoice(data_root, self._download())
+
+    @on(RadioSet.Changed, "#paths-download")
+    def _download_changed(self, event: RadioSet.Changed) -> None:
+        self._keep(None)
 
     def submit(self) -> None:
         picker = self.query_one("#paths-data", DirPicker)
-        pressed = self.query_one("#paths-download", RadioSet).pressed_button
-        download = pressed.name if pressed is not None and pressed.name else "job"
         self.set_status("checking the data root…")
-        self.check_data_root(picker.value, download)
+        self.check_data_root(picker.value, self._download())
 
     @work(thread=True, exclusive=True, group="paths-submit", exit_on_error=False)
     def check_data_root(self, text: str, download: str) -> None:

@@ -121,6 +121,21 @@ class RecipeStep(StepScreen):
         self.query_one("#recipe-details", Static).update(describe(self.recipe, self.variant, self.typed_namespace()))
         variant = f", variant {self.variant}" if self.variant else ""
         self.set_status(f"{self.chosen}{variant}")
+        self.kept = self.keepable() or self.kept
+
+    def keepable(self) -> object | None:
+        """What Back, a jump or quitting saves: a new variant or namespace of the
+        plan's own recipe (None while the namespace is not a valid name: the last
+        valid one stays). Merely highlighting another recipe saves nothing: choosing
+        one resets the later steps, which only Next should do."""
+        from hpcwizard.tui.screens.wizard import RecipeChoice
+
+        if self.plan is None or self.chosen != self.plan.recipe:
+            return None
+        namespace = self.typed_namespace()
+        if self.recipe.needs_namespace and namespace is None:
+            return None
+        return RecipeChoice(self.chosen, self.variant, namespace)
 
     @on(OptionList.OptionHighlighted, "#recipe-list")
     def _highlighted(self, event: OptionList.OptionHighlighted) -> None:
