@@ -314,8 +314,35 @@ async def test_the_wizard_opens_again_from_the_dashboard_it_handed_over_to(tmp_p
             assert again is not welcome and again.saved.project_home == home
             assert "A chain was submitted" in str(again.query_one("#welcome-session").render())
             await pilot.click("#welcome-dashboard")
-            await until(pilot, "the dashboard again", lambda: app.screen is dashboard)
+            dashboard = await until(pilot, "a new dashboard", lambda: isinstance(app.screen, DashboardScreen)
+                                    and app.screen is not dashboard and app.screen)
+            await until(pilot, "its first refresh", lambda: dashboard.polls >= 1)
             welcome = again
+
+
+async def test_back_from_the_wizard_the_dashboard_selects_the_new_chain(tmp_path, slurm_runner):
+    """Dashboard → Open wizard → a new chain submitted → the dashboard shows
+    that chain selected (the one left for the wizard still had the old one)."""
+    from hpcwizard.tui.screens import session
+
+    home = tmp_path / "proj"
+    old = submit_test_chain(home, slurm_runner, [("old", "sleep 60")])
+    session.save_step(home, session.DONE)
+    app = dashboard_app(home, slurm_runner)
+    try:
+        async with app.run_test(size=(120, 36)) as pilot:
+            dashboard = app.screen
+            await until(pilot, "the old chain selected", lambda: dashboard.table.selected_job_id == old.job_ids[0])
+            await pilot.press("w")
+            welcome = await until(pilot, "the wizard", lambda: getattr(app.screen, "saved", None) and app.screen)
+            new = await asyncio.to_thread(submit_test_chain, home, slurm_runner, [("new", "sleep 60")])
+            assert welcome.saved.project_home == home
+            await pilot.click("#welcome-dashboard")
+            fresh = await until(pilot, "the dashboard", lambda: isinstance(app.screen, DashboardScreen) and app.screen)
+            await until(pilot, "the new chain selected", lambda: fresh.table.selected_job_id == new.job_ids[0])
+            assert old.job_ids[0] in fresh.table.rows_by_id
+    finally:
+        SlurmClient(slurm_runner).cancel(all_ids(home))
 
 
 def _controller_answers() -> bool:

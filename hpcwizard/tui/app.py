@@ -99,6 +99,10 @@ class HpcWizardApp(App[int]):
             wizard = find_wizard(self)
             if wizard is not None and wizard.project_home is not None:
                 self.context.project_home = wizard.project_home
+            # A dashboard left for "Open wizard" still had the old chain selected
+            # and its log open: a new one selects what the wizard just submitted.
+            self.remove_mode("dashboard")
+            self.add_mode("dashboard", _dashboard)
         return super().switch_mode(mode)
 
     async def open_wizard(self) -> None:
