@@ -11,6 +11,13 @@ reports a rate; :func:`estimate` divides the steps the plan asks for (per
 stage when the recipe has ``stageN_max_train_steps`` parameters) by it and
 compares the sum with the plan's train time limit.
 
+Stages train at their own speed (DiffuEraser's stage 2 sees 22 frames where
+stage 1 sees 10), and one train job runs them one after the other. The
+templates log a ``stage N`` line as each stage starts, so a rate sample in
+the tail belongs to the stage whose line came before it (samples above the
+first such line to the stage before it). A stage without a sample of its own
+takes the overall rate, and the wizard says which.
+
 The rate was measured with that run's settings (resolution, frames, batch,
 GPUs): a changed setting changes the real rate, which is why the wizard shows
 where the rate came from. No Textual here; reading a log is disk work, so the
@@ -25,7 +32,7 @@ from __future__ import annotations
 
 import re
 import statistics
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -42,16 +49,20 @@ RATE_SAMPLES = 50  # the median of the newest samples: a slow first step or a pa
 STEPS_PARAM = "max_train_steps"
 _STAGE_STEPS = re.compile(r"^stage(\d+)_max_train_steps$")
 _ONE_STAGE = re.compile(r"^stage(\d+)$")
+_STAGE_NAME = re.compile(r"^stage (\d+)$")
+#: The templates' ``log "stage N: ..."`` as a stage starts (not "stage N already trained").
+_STAGE_START = re.compile(r"^\[[^\]]*\] stage (\d+)(?::|$)")
 
 
 @dataclass(frozen=True)
 class MeasuredRate:
     """A training rate read from a train job's log."""
 
-    rate_its: float  # iterations (optimisation steps) per second
+    rate_its: float  # iterations (optimisation steps) per second, all samples
     job_id: str
     job_name: str
     log: Path
+    stage_rates: dict[int, float] = field(default_factory=dict)  # stage number -> its own rate
 
 
 @dataclass(frozen=True)
@@ -61,6 +72,8 @@ class StageTime:
     name: str  # "stage 1", or "training" for a recipe without stages
     steps: int
     seconds: float | None
+    rate_its: float | None = None  # the rate used for it
+    own_rate: bool = False  # measured in this stage (else the overall rate)
 
 
 @dataclass(frozen=True)
@@ -74,14 +87,52 @@ class Estimate:
     checkpoints_kept: int = 0  # the sum of the plan's checkpoint limits
 
 
-def training_rate_from_log(path: Path | str, lines: int = TAIL_LINES,
-                           files: ProjectFiles | None = None) -> float | None:
-    """Iterations per second a training log reports in its last ``lines`` lines (None: none).
+@dataclass(frozen=True)
+class LogRates:
+    """The rates a training log's tail reports: overall, and per stage where it says which."""
+
+    overall: float
+    stages: dict[int, float]
+
+
+def _median(rates: list[float]) -> float:
+    return float(statistics.median(rates[-RATE_SAMPLES:]))
+
+
+def rates_from_lines(lines: list[str]) -> LogRates | None:
+    """Rates in ``lines`` (a log's tail), or None when no line reports one.
 
     The median of the newest samples with a rate (tqdm's ``2.00it/s`` or
-    ``1.50s/it``, ``Step N/M ... it/s`` lines); reads only the tail of the file
-    (on the machine of ``files``).
-    """
+    ``1.50s/it``, ``Step N/M ... it/s`` lines), overall and per stage."""
+    everything: list[float] = []
+    by_stage: dict[int | None, list[float]] = {}
+    stage: int | None = None
+    first_start: int | None = None
+    before_first: list[float] = []  # samples above the first stage line of the tail
+    for line in lines:
+        start = _STAGE_START.match(line)
+        if start:
+            stage = int(start.group(1))
+            first_start = stage if first_start is None else first_start
+            continue
+        sample = parse_progress(line)
+        if sample is None or sample.rate_its is None or sample.rate_its <= 0:
+            continue
+        everything.append(sample.rate_its)
+        (before_first if stage is None else by_stage.setdefault(stage, [])).append(sample.rate_its)
+    if not everything:
+        return None
+    if before_first and first_start is not None and first_start > 1:
+        by_stage.setdefault(first_start - 1, []).extend(before_first)
+    stages = {n: _median(rates) for n, rates in by_stage.items() if n is not None and rates}
+    return LogRates(_median(everything), stages)
+
+
+def training_rates_from_log(path: Path | str, lines: int = TAIL_LINES,
+                            files: ProjectFiles | None = None) -> LogRates | None:
+    """The rates a training log reports in its last ``lines`` lines (None: none).
+
+    Reads only the tail of the file (on the machine of ``files``)."""
     try:
         follower = LogFollower(local_or(files).open_source(str(path)))
         try:
@@ -90,14 +141,14 @@ def training_rate_from_log(path: Path | str, lines: int = TAIL_LINES,
             follower.close()
     except OSError:
         return None
-    rates = []
-    for line in tail:
-        sample = parse_progress(line)
-        if sample is not None and sample.rate_its is not None and sample.rate_its > 0:
-            rates.append(sample.rate_its)
-    if not rates:
-        return None
-    return float(statistics.median(rates[-RATE_SAMPLES:]))
+    return rates_from_lines(tail)
+
+
+def training_rate_from_log(path: Path | str, lines: int = TAIL_LINES,
+                           files: ProjectFiles | None = None) -> float | None:
+    """Iterations per second a training log reports in its last ``lines`` lines, all stages (None: none)."""
+    rates = training_rates_from_log(path, lines, files)
+    return rates.overall if rates is not None else None
 
 
 def train_job_names(recipe: Recipe) -> set[str]:
@@ -124,9 +175,9 @@ def measured_rate(project_home: Path, recipe: Recipe, lines: int = TAIL_LINES,
             if job.name not in names:
                 continue
             log = home / "logs" / f"{job.slurm_name}-{job.job_id}.out"
-            rate = training_rate_from_log(log, lines, files)
-            if rate is not None:
-                return MeasuredRate(rate, job.job_id, job.name, log)
+            rates = training_rates_from_log(log, lines, files)
+            if rates is not None:
+                return MeasuredRate(rates.overall, job.job_id, job.name, log, rates.stages)
     return None
 
 
@@ -155,22 +206,30 @@ def stage_steps(recipe: Recipe, params: dict[str, Any]) -> list[tuple[str, int]]
     return []
 
 
-def estimate(plan: Plan, recipe: Recipe, rate: float | None) -> Estimate:
+def estimate(plan: Plan, recipe: Recipe, rate: float | None,
+             stage_rates: dict[int, float] | None = None) -> Estimate:
     """Disk and time for ``plan`` (its ``params`` validated: PlanError names a bad one).
 
-    ``rate`` is iterations per second from an earlier run, or None.
+    ``rate`` is iterations per second from an earlier run, or None;
+    ``stage_rates`` the rates it measured per stage number (a stage without
+    one takes ``rate``).
     """
     params = recipe.resolve_params(plan.params)
     disk = recipe.output_bytes_for(plan)
     limit = plan.train.time_seconds()
     kept = recipe.checkpoints_kept(params)
     usable = rate if rate is not None and rate > 0 else None
-    stages = tuple(StageTime(name, steps, steps / usable if usable else None)
-                   for name, steps in stage_steps(recipe, params))
+    own = {n: r for n, r in (stage_rates or {}).items() if r > 0} if usable else {}
+    stages = []
+    for name, steps in stage_steps(recipe, params):
+        number = _STAGE_NAME.match(name)
+        stage_rate = own.get(int(number.group(1))) if number else None
+        used = stage_rate or usable
+        stages.append(StageTime(name, steps, steps / used if used else None, used, stage_rate is not None))
     if usable is None or not stages:
-        return Estimate(disk, None, None, limit, stages, usable, kept)
+        return Estimate(disk, None, None, limit, tuple(stages), usable, kept)
     seconds = sum(s.seconds or 0.0 for s in stages)
-    return Estimate(disk, seconds, seconds <= limit, limit, stages, usable, kept)
+    return Estimate(disk, seconds, seconds <= limit, limit, tuple(stages), usable, kept)
 
 
 def format_duration(seconds: float) -> str:

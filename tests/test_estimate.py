@@ -11,6 +11,7 @@ from hpcwizard.estimate import (
     estimate,
     format_duration,
     measured_rate,
+    rates_from_lines,
     stage_steps,
     training_rate_from_log,
 )
@@ -183,6 +184,34 @@ def test_time_per_stage_against_the_train_time_limit():
     unknown = estimate(plan, diffueraser, None)
     assert unknown.seconds is None and unknown.fits_time_limit is None
     assert [s.steps for s in unknown.stages] == [3600, 7200] and unknown.checkpoints_kept == 6
+
+
+def test_rates_per_stage_follow_the_templates_stage_lines():
+    def steps(rate, n=3):
+        return [f"Steps: {i}/{n} [00:0{i}<00:00, {rate:.2f}it/s, loss=0.1]" for i in range(1, n + 1)]
+
+    both = rates_from_lines(["[2026-12-02 10:00:00] stage 1: 9 steps, nframes 10, 1 GPU(s)", *steps(4.0),
+                             "[2026-12-02 10:05:00] stage 1 converted", "noise",
+                             "[2026-12-02 10:06:00] stage 2: 9 steps, nframes 22, 1 GPU(s)", *steps(1.0)])
+    assert both is not None and both.stages == {1: 4.0, 2: 1.0}
+    # The tail began inside stage 1: the samples above "stage 2" are stage 1's.
+    cut = rates_from_lines([*steps(4.0), "[2026-12-02 10:06:00] stage 2", *steps(1.0)])
+    assert cut is not None and cut.stages == {1: 4.0, 2: 1.0}
+    # "stage 1 already trained ..." starts no stage; a log without stage lines has no per-stage rate.
+    skipped = rates_from_lines(["[2026-12-02 10:00:00] stage 1 already trained and converted; skipping it",
+                                *steps(2.0)])
+    assert skipped is not None and skipped.stages == {} and skipped.overall == 2.0
+    assert rates_from_lines(["no progress here"]) is None
+
+
+def test_each_stage_at_its_own_rate_and_the_overall_rate_for_the_others():
+    diffueraser = get_recipe("diffueraser")
+    plan = diffueraser.default_plan(Path("/p"), hf_namespace="alice",
+                                    params={"stage1_max_train_steps": 3600, "stage2_max_train_steps": 3600})
+    cost = estimate(plan, diffueraser, 2.0, {2: 1.0})
+    assert [(s.name, s.seconds, s.rate_its, s.own_rate) for s in cost.stages] == [
+        ("stage 1", 1800.0, 2.0, False), ("stage 2", 3600.0, 1.0, True)]
+    assert cost.seconds == 5400.0
 
 
 def test_a_bad_parameter_is_refused_by_name():

@@ -239,6 +239,27 @@ async def test_time_estimate_from_the_log_of_an_earlier_run(home):
         assert not app.screen.query_one("#step-next").disabled  # a warning, not a block
 
 
+async def test_each_stage_at_its_own_measured_speed(home):
+    """Stage 2 of the demo log is slower than stage 1: each stage's time at its own rate."""
+    plan = get_recipe("demo").default_plan(home, hf_namespace="alice")
+    (home / "logs").mkdir(parents=True)
+    job = SubmittedJob("train", f"{plan.job_prefix}train", "4242", "cpu", str(home / "x.sbatch"))
+    update_state(home / "hpcwizard", lambda s: s.submissions.append(
+        Submission(plan.fingerprint(), now_iso(), str(home / "hpcwizard" / "runs" / "1"), (job,))))
+    log = (["[2026-12-02 10:00:00] stage 1"] + demo_trainer_lines(6, 0.5, 1)  # 2 it/s
+           + ["[2026-12-02 10:00:05] stage 2"] + demo_trainer_lines(6, 1.0, 2))  # 1 it/s
+    (home / "logs" / f"{job.slurm_name}-4242.out").write_text("\n".join(log) + "\n")
+    app = at_params(home, params={"max_train_steps": 60})
+    async with app.run_test(size=SIZE) as pilot:
+        await resume_params(pilot)
+        panel = app.screen.query_one("#params-estimate")
+        await wait_for(pilot, lambda: "≈" in text_of(panel))
+        assert app.screen.rate.stage_rates == {1: 2.0, 2: 1.0}
+        text = " ".join(text_of(panel).split())
+        assert "≈ 1m 30s (stage 1 60 steps 30s at 2 it/s + stage 2 60 steps 1m 00s at 1 it/s) from job 4242's log" \
+            in text
+
+
 async def test_usable_at_80x24_with_the_longest_form(home):
     app = at_params(home, "diffueraser")
     async with app.run_test(size=(80, 24)) as pilot:

@@ -142,7 +142,8 @@ class ParamsStep(StepScreen):
         self.set_status(f"{self.recipe.name}: {changed}{dropped}")
         try:
             cost = estimate(self.plan.with_changes(params=params), self.recipe,
-                            self.rate.rate_its if self.rate else None)
+                            self.rate.rate_its if self.rate else None,
+                            self.rate.stage_rates if self.rate else None)
         except (UserError, ValueError) as exc:  # a bad train time limit in a hand-edited plan
             panel.update(Text(f"Estimate unavailable: {exc}", style="dim"))
             return
@@ -175,10 +176,19 @@ class ParamsStep(StepScreen):
                 text.append(f"{steps} steps; the time appears after a first training run "
                             "of this project (read from its log)", style="dim")
             return text
-        per_stage = " + ".join(f"{s.name} {s.steps:,} steps {format_duration(s.seconds or 0)}"
-                               for s in cost.stages) if len(cost.stages) > 1 else f"{cost.stages[0].steps:,} steps"
+        source = f"job {self.rate.job_id if self.rate else '?'}'s log"
         text.append(f"≈ {format_duration(cost.seconds)}", style="bold")
-        text.append(f" ({per_stage}) at {cost.rate_its:.3g} it/s from job {self.rate.job_id if self.rate else '?'}'s log\n")
+        if len(cost.stages) == 1:
+            text.append(f" ({cost.stages[0].steps:,} steps) at {cost.rate_its:.3g} it/s from {source}\n")
+        elif len({f"{s.rate_its:.3g}" for s in cost.stages}) == 1:  # one speed for all stages
+            per_stage = " + ".join(f"{s.name} {s.steps:,} steps {format_duration(s.seconds or 0)}"
+                                   for s in cost.stages)
+            text.append(f" ({per_stage}) at {cost.rate_its:.3g} it/s from {source}\n")
+        else:  # each stage at its own measured speed
+            per_stage = " + ".join(
+                f"{s.name} {s.steps:,} steps {format_duration(s.seconds or 0)} at {s.rate_its or 0:.3g} it/s"
+                + ("" if s.own_rate else " (not measured: the job's overall rate)") for s in cost.stages)
+            text.append(f" ({per_stage}) from {source}\n")
         if cost.fits_time_limit:
             text.append(f"      ✔ fits the train time limit {limit}", style="green")
         else:
