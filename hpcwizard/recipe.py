@@ -145,13 +145,22 @@ class Parameter:
         kind = "a whole number" if self.type == "int" else "a number"
         if self.multiple_of:
             kind = f"a multiple of {self.multiple_of}"
-        if self.minimum is not None and self.maximum is not None:
-            return f"{kind} from {self.minimum:g} to {self.maximum:g}"
-        if self.minimum is not None:
-            return f"{kind} of at least {self.minimum:g}"
-        if self.maximum is not None:
-            return f"{kind} of at most {self.maximum:g}"
+        low, high = self._bound(self.minimum), self._bound(self.maximum)
+        if low is not None and high is not None:
+            return f"{kind} from {low} to {high}"
+        if low is not None:
+            return f"{kind} of at least {low}"
+        if high is not None:
+            return f"{kind} of at most {high}"
         return kind
+
+    def _bound(self, value: float | None) -> str | None:
+        """A limit as people write it: 10000000 for an int (not 1e+07), 1e-09 for a tiny float."""
+        if value is None:
+            return None
+        if self.type == "int" or (float(value).is_integer() and abs(value) < 1e15):
+            return str(int(value))
+        return f"{value:g}"
 
     def convert(self, value: Any) -> Any:
         """``value`` as this parameter's type; ValueError when it is not allowed."""
