@@ -544,6 +544,25 @@ async def test_the_cursor_row_is_drawn_at_the_measured_column_widths(tmp_path):
             assert drawn(table, 1) == cursor_row
 
 
+async def test_job_names_are_shown_as_written_never_read_as_markup(tmp_path):
+    """A ``str`` cell is markup to DataTable: ``x[/]`` raised MarkupError and
+    stopped the dashboard; ``[bold]`` vanished into a style."""
+    names = ["hw-x[/]", "[bold]loud[/bold]", "a[b]c"]
+    rows = [replace(job_row(tmp_path), job_id=str(300 + i), name=name, partition="gpu[1-2]")
+            for i, name in enumerate(names)]
+    app = TableApp()
+    async with app.run_test(size=(100, 24)) as pilot:
+        table = app.query_one(JobTable)
+        table.apply(rows)
+        await until(pilot, "the columns measured", lambda: not table._require_update_dimensions)
+        await pilot.pause()
+        drawn = [table.render_lines(Region(0, y, table.size.width, 1))[0].text for y in (1, 2, 3)]
+        for name, line in zip(names, drawn):
+            assert name in line and "gpu[1-2]" in line, line
+        # Widths come from the plain text: the longest name fits its column.
+        assert table.columns[table.ordered_columns[1].key].content_width == len("[bold]loud[/bold]")
+
+
 async def test_a_2gb_log_opens_without_being_read_whole(tmp_path):
     row = job_row(tmp_path)
     log = Path(row.log_out)

@@ -92,8 +92,10 @@ def reason_cell(row: JobRow) -> Text:
     return Text(reason)
 
 
-def row_cells(row: JobRow) -> tuple[Text | str, ...]:
-    """The table cells of one job, in COLUMNS order."""
+def row_cells(row: JobRow) -> tuple[Text, ...]:
+    """The table cells of one job, in COLUMNS order. All ``Text``: DataTable
+    reads a ``str`` cell as markup, so a job named ``x[/]`` stopped the
+    dashboard with a MarkupError and ``[bold]`` in a name restyled it."""
     state_style = STATE_STYLES.get(row.state, "")
     # An exit code is news only when it is not 0:0.
     failed_exit = row.exit_code and row.exit_code != "0:0" and row.state not in ("RUNNING", "PENDING")
@@ -101,18 +103,18 @@ def row_cells(row: JobRow) -> tuple[Text | str, ...]:
     limit = format_duration(row.time_limit) if row.time_limit is not None else ""
     elapsed = format_duration(row.elapsed)
     return (
-        row.job_id,
-        row.name,
+        Text(row.job_id),
+        Text(row.name),
         Text(state, style=state_style),
         reason_cell(row),
-        row.partition or "",
-        f"{elapsed} / {limit}" if limit else elapsed,
-        format_start(row),
+        Text(row.partition or ""),
+        Text(f"{elapsed} / {limit}" if limit else elapsed),
+        Text(format_start(row)),
     )
 
 
-def _plain(cell: Text | str) -> str:
-    return cell.plain if isinstance(cell, Text) else str(cell)
+def _plain(cell: Text) -> str:
+    return cell.plain
 
 
 class JobTable(DataTable):
@@ -134,7 +136,14 @@ class JobTable(DataTable):
         self._measured_widths: tuple[int, ...] = ()
 
     def _update_dimensions(self, new_rows: Iterable[RowKey]) -> None:
-        """DataTable measures new and updated cells when it is next idle, but
+        """Column widths for new rows, then the stale-cache fix below.
+
+        Every cell is one line of ``Text``, so its width is the cell length of
+        its plain text, which ``apply`` already holds: DataTable instead renders
+        and measures each cell with Rich (7 s of a 10,000-job first fill).
+        Rows ``apply`` did not add go the DataTable way.
+
+        DataTable measures new and updated cells when it is next idle, but
         its render caches (cells, rows, lines) are keyed by its update count,
         not by the column widths: a frame drawn between ``add_row``/``update_cell``
         and that measurement stays cached at the old widths (the cursor row
@@ -142,7 +151,18 @@ class JobTable(DataTable):
         the cursor away and back showed the stale cached render again).
         Textual issues #3533 and #4470. When the measurement changed a
         width, bump the update count so every cached render is redone."""
-        super()._update_dimensions(new_rows)
+        columns = self.ordered_columns
+        others: list[RowKey] = []
+        for row_key in new_rows:
+            plain = self._shown.get(row_key.value) if row_key.value is not None else None
+            if plain is None or self._row_locations.get(row_key) is None:
+                others.append(row_key)
+                continue
+            for column, text in zip(columns, plain):
+                width = cell_len(text)
+                if width > column.content_width:
+                    column.content_width = width
+        super()._update_dimensions(others)  # with no rows: only the virtual size
         widths = tuple(column.get_render_width(self) for column in self.ordered_columns)
         if widths != self._measured_widths:
             self._measured_widths = widths
