@@ -167,6 +167,28 @@ async def test_quitting_at_the_recipe_step_keeps_a_new_namespace_of_the_same_rec
     assert load_state(home / "hpcwizard").wizard_step == "recipe"
 
 
+async def test_typed_brackets_are_shown_as_typed_never_read_as_markup(make, home):
+    """Labels read text as markup: a value typed as ``[/]`` stopped the wizard
+    with a MarkupError, and ``[lab]`` in a path vanished from the message."""
+    saved_at(home, "params", demo_plan(home))
+    app = make(home)
+    async with app.run_test(size=SIZE) as pilot:
+        await resume(pilot, "params")
+        screen = app.screen
+        screen.query_one("#param-max_train_steps").value = "[/]"
+        await wait_for(pilot, lambda: screen.query_one("#step-next").disabled, 10, "the refusal")
+        assert "[/] is not allowed" in str(screen.query_one(".param-error").render())
+        screen.query_one("#param-max_train_steps").value = "6"
+        await wait_for(pilot, lambda: not screen.query_one("#step-next").disabled, 10, "allowed again")
+        await pilot.press("ctrl+n")
+        await at_step(pilot, "paths")
+        paths = app.screen
+        paths.query_one("#paths-data-input").value = "data/[lab]/x[/]"
+        await wait_for(pilot, lambda: paths.query_one("#paths-data-info").has_class("-error"), 10, "the refusal")
+        assert "data/[lab]/x[/]" in str(paths.query_one("#paths-data-info").render())
+        assert app.is_running
+
+
 # -- 3. welcome: Start over asks first --------------------------------------------------
 
 async def test_start_over_asks_before_forgetting_the_saved_answers(make, home):

@@ -215,11 +215,11 @@ class DashboardScreen(Screen):
     # -- layout --------------------------------------------------------------
 
     def compose(self) -> ComposeResult:
-        yield Static("", id="dash-status")
-        yield Static("", id="dash-banner")
-        yield Static("", id="dash-doctor")
+        yield Static("", id="dash-status", markup=False)
+        yield Static("", id="dash-banner", markup=False)
+        yield Static("", id="dash-doctor", markup=False)
         yield JobTable(id="jobs")
-        yield Static("", id="dash-empty")
+        yield Static("", id="dash-empty", markup=False)
         yield ProgressPanel(id="progress")
         yield LogPanel(id="log", source_factory=self.app.context.files.open_source)  # type: ignore[attr-defined]
         yield Footer()
@@ -322,7 +322,7 @@ class DashboardScreen(Screen):
         elif worker.group == "action" and event.state is WorkerState.ERROR:
             error = worker.error
             text = error.one_line() if isinstance(error, UserError) else str(error)
-            self.notify(text, title="Action failed", severity="error", timeout=10)
+            self.notify(text, title="Action failed", severity="error", timeout=10, markup=False)
             self.refresh_soon()
 
     def on_snapshot_taken(self, message: SnapshotTaken) -> None:
@@ -481,13 +481,13 @@ class DashboardScreen(Screen):
         self.table.focus()
 
     def action_search_next(self) -> None:
-        self.notify(self.log_panel.search_again(older=True), timeout=2)
+        self.notify(self.log_panel.search_again(older=True), timeout=2, markup=False)
 
     def action_search_previous(self) -> None:
-        self.notify(self.log_panel.search_again(older=False), timeout=2)
+        self.notify(self.log_panel.search_again(older=False), timeout=2, markup=False)
 
     def action_first_error(self) -> None:
-        self.notify(self.log_panel.jump_to_first_error(), timeout=3)
+        self.notify(self.log_panel.jump_to_first_error(), timeout=3, markup=False)
 
     async def action_open_wizard(self) -> None:
         open_wizard = getattr(self.app, "open_wizard", None)
@@ -503,7 +503,7 @@ class DashboardScreen(Screen):
             return
         if not job.script:
             self.notify(f"job {job.job_id} was not submitted by hpcwizard: no sbatch file recorded",
-                        severity="warning")
+                        severity="warning", markup=False)
             return
         self.app.push_screen(SbatchViewer(job.script, files=self.context.files))
 
@@ -527,7 +527,7 @@ class DashboardScreen(Screen):
         if job is None:
             return
         if not job.active:
-            self.notify(f"job {job.job_id} already ended ({job.state})", severity="warning")
+            self.notify(f"job {job.job_id} already ended ({job.state})", severity="warning", markup=False)
             return
         self._confirm(f"Cancel job {job.job_id} ({job.name})?",
                       f"It is {job.state}. Jobs that depend on it will never start.",
@@ -557,10 +557,12 @@ class DashboardScreen(Screen):
         if job is None:
             return
         if is_held(job):
-            self.notify(f"job {job.job_id} is already held ({job.reason}): u releases it", severity="warning")
+            self.notify(f"job {job.job_id} is already held ({job.reason}): u releases it", severity="warning",
+                        markup=False)
             return
         if job.state != "PENDING":
-            self.notify(f"only a pending job can be held: job {job.job_id} is {job.state}", severity="warning")
+            self.notify(f"only a pending job can be held: job {job.job_id} is {job.state}", severity="warning",
+                        markup=False)
             return
         self._confirm(f"Hold job {job.job_id} ({job.name})?", "It will not start until released (u).",
                       partial(self._slurm_action, "hold", [job.job_id]), yes="Hold")
@@ -571,7 +573,8 @@ class DashboardScreen(Screen):
             return
         if not is_held(job):
             why = f"it waits for {job.reason}" if job.state == "PENDING" and job.reason else f"it is {job.state}"
-            self.notify(f"job {job.job_id} is not held ({why}): only a held job can be released", severity="warning")
+            self.notify(f"job {job.job_id} is not held ({why}): only a held job can be released",
+                        severity="warning", markup=False)
             return
         self._confirm(f"Release job {job.job_id} ({job.name})?", "It may start as soon as Slurm allows.",
                       partial(self._slurm_action, "release", [job.job_id]), yes="Release")
@@ -585,7 +588,7 @@ class DashboardScreen(Screen):
 
     def on_action_finished(self, message: ActionFinished) -> None:
         self.notify(message.text, title=message.action, severity="information" if message.ok else "error",
-                    timeout=6)
+                    timeout=6, markup=False)
         self.refresh_soon()
 
     # -- the DependencyNeverSatisfied doctor ---------------------------------------

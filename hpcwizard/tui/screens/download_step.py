@@ -39,7 +39,7 @@ class DownloadStep(StepScreen):
         yield Label("Downloading on this login node; the setup job will only verify the files. "
                     "c stops (partial files are kept), r resumes.", classes="hint")
         yield DownloadBars(id="download-bars")
-        yield Label("", id="download-notes")
+        yield Label("", id="download-notes", markup=False)
 
     def on_mount(self) -> None:
         self.allow_next(False)

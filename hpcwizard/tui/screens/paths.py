@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
+from rich.text import Text
 from textual import on, work
 from textual.timer import Timer
 from textual.widget import Widget
@@ -57,10 +58,11 @@ class PathsStep(StepScreen):
 
     def compose_body(self) -> Iterable[Widget]:
         yield Label("Project home", classes="section-title")
-        yield Static(f"{self.plan.project_home}\n[dim]scripts, logs, state, environments and checkpoints; "
-                     "chosen when the wizard started (run `hpcwizard --project-home DIR` for another)[/]",
-                     id="paths-home")
-        yield Label("…", id="paths-home-info", classes="hint")
+        # Text, not markup: a folder may be called "[lab]".
+        yield Static(Text.assemble(f"{self.plan.project_home}\n", (
+            "scripts, logs, state, environments and checkpoints; chosen when the wizard started "
+            "(run `hpcwizard --project-home DIR` for another)", "dim")), id="paths-home")
+        yield Label("…", id="paths-home-info", classes="hint", markup=False)
         yield Label("Data root", classes="section-title")
         yield Label("Datasets are unpacked here; it may be a larger scratch filesystem.", classes="hint")
         yield DirPicker("Data root", str(self.plan.data_root), id="paths-data")

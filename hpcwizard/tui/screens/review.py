@@ -58,7 +58,7 @@ class ReviewStep(StepScreen):
 
     def compose_body(self) -> Iterable[Widget]:
         yield Label(f"Rendered into {self.plan.state_dir / PREVIEW_FOLDER} (nothing is submitted yet). "
-                    "Tab to the files, arrows to scroll.", classes="hint", id="review-where")
+                    "Tab to the files, arrows to scroll.", classes="hint", id="review-where", markup=False)
         yield LoadingIndicator(id="review-busy")
         yield TabbedContent(id="review-tabs")
 

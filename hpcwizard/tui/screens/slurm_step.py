@@ -44,7 +44,7 @@ class SlurmStep(StepScreen):
         yield LoadingIndicator(id="slurm-busy")
         with Horizontal(id="slurm-error-row"):
             yield Button("Retry", id="slurm-retry", compact=True)
-            yield Label("", id="slurm-error")
+            yield Label("", id="slurm-error", markup=False)
         yield DataTable(id="slurm-partitions", cursor_type="row", zebra_stripes=True)
         with Vertical(id="slurm-form"):
             for kind, fields in FIELDS.items():
@@ -62,7 +62,7 @@ class SlurmStep(StepScreen):
                 yield Input(self.plan.account or "", placeholder="default", compact=True, id="slurm-account")
                 yield Label("QoS", classes="slurm-field-label")
                 yield Input(self.plan.qos or "", placeholder="default", compact=True, id="slurm-qos")
-        yield Static("", id="slurm-verdict")
+        yield Static("", id="slurm-verdict", markup=False)
 
     def on_mount(self) -> None:
         table = self.query_one("#slurm-partitions", DataTable)

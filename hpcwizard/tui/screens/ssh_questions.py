@@ -49,7 +49,7 @@ class HostKeyQuestion(ModalScreen[bool]):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="ssh-question"):
-            yield Static(f"Unknown host key for {self.hostname}", classes="ssh-question-title")
+            yield Static(f"Unknown host key for {self.hostname}", classes="ssh-question-title", markup=False)
             yield Static(
                 f"{key_type_label(self.key_type)} key fingerprint:\n{self.fingerprint}",
                 id="host-key-fingerprint", markup=False,

@@ -80,7 +80,7 @@ class StepScreen(Screen[Any]):
             yield from self.compose_body()
         with Horizontal(id="step-nav"):
             yield Button("← Back", id="step-back", compact=True, disabled=self.STEP == "welcome")
-            yield Label("", id="step-status")
+            yield Label("", id="step-status", markup=False)
             yield Button(f"{self.NEXT_LABEL} →", id="step-next", variant="primary", compact=True)
         yield Footer()
 

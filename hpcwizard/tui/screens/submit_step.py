@@ -41,9 +41,9 @@ class SubmitStep(StepScreen):
             text.append(f" on {res.partition}: {gpus}{res.cpus} CPUs, {res.mem}, {res.time}\n")
         text.append(f"\nLogs go to {self.plan.logs_dir}. All or nothing: if Slurm refuses one job, "
                     "none stays queued.")
-        yield Static(text, id="submit-chain")
+        yield Static(text, id="submit-chain", markup=False)
         yield LoadingIndicator(id="submit-busy")
-        yield Static("", id="submit-result")
+        yield Static("", id="submit-result", markup=False)
 
     def on_mount(self) -> None:
         self.query_one("#submit-busy").display = False

@@ -36,14 +36,14 @@ class TokenStep(StepScreen):
             "appears in a script, a log or a command line. A 'read' token is enough: "
             f"{hub.TOKENS_PAGE}", id="token-intro")
         if self.found is not None:
-            yield Label(f"A token is already set up ({self.found.source}).", id="token-found")
+            yield Label(f"A token is already set up ({self.found.source}).", id="token-found", markup=False)
             with Horizontal(id="token-found-row"):
                 yield Button("Use this token", id="token-use", variant="primary", compact=True)
                 yield Label("  or paste another one below", classes="hint")
         yield Label("Token", classes="section-title")
         yield Input(placeholder="hf_…", password=True, id="token-input")
         yield LoadingIndicator(id="token-busy")
-        yield Label("", id="token-result")
+        yield Label("", id="token-result", markup=False)
 
     def on_mount(self) -> None:
         self.query_one("#token-busy").display = False

@@ -42,7 +42,7 @@ class WelcomeStep(StepScreen):
             yield Label("Where should this project live? Its scripts, logs, state and checkpoints go there.",
                         classes="hint")
             yield DirPicker("Project home", str(Path.cwd()), id="welcome-home")
-        yield Static("", id="welcome-session")
+        yield Static("", id="welcome-session", markup=False)
         yield Horizontal(id="welcome-choices")
 
     def on_mount(self) -> None:

@@ -100,7 +100,7 @@ class WizardScreen(Screen[None]):
 
     def compose(self) -> ComposeResult:
         with Middle(), Center():
-            yield Label("Starting the wizard…", id="wizard-message")
+            yield Label("Starting the wizard…", id="wizard-message", markup=False)
         yield Footer()
 
     def on_mount(self) -> None:
@@ -168,7 +168,7 @@ class WizardScreen(Screen[None]):
             try:
                 session.save_step(self.project_home, step, self.app.context.files)
             except UserError as exc:
-                self.notify(exc.one_line(), title="Not saved", severity="error", timeout=10)
+                self.notify(exc.one_line(), title="Not saved", severity="error", timeout=10, markup=False)
         self.current = self.make_step(step, error)
         self.app.push_screen(self.current, self.step_done)
 
@@ -198,7 +198,7 @@ class WizardScreen(Screen[None]):
         try:
             follow = self.apply(step, result)
         except UserError as exc:
-            self.notify(exc.one_line(), title="Not saved", severity="error", timeout=10)
+            self.notify(exc.one_line(), title="Not saved", severity="error", timeout=10, markup=False)
             self.show(step)
             return
         if follow is not None:
@@ -245,7 +245,7 @@ class WizardScreen(Screen[None]):
             self._update_plan(step, kept)
             session.save_plan(self._plan(), self.app.context.files)
         except UserError as exc:
-            self.notify(exc.one_line(), title="Edits not saved", severity="warning", timeout=10)
+            self.notify(exc.one_line(), title="Edits not saved", severity="warning", timeout=10, markup=False)
 
     def _plan(self) -> Plan:
         assert self.plan is not None
@@ -316,7 +316,7 @@ class WizardScreen(Screen[None]):
         if why is not None:
             self.show_message(f"The chain is submitted.\n\n{why}.\nWatch it with `hpcwizard status`."
                               "\n\nPress q to quit.")
-            self.notify(why, title="Dashboard", severity="warning", timeout=10)
+            self.notify(why, title="Dashboard", severity="warning", timeout=10, markup=False)
             return
         self.app.switch_mode("dashboard")
 

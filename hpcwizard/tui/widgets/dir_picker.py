@@ -60,7 +60,7 @@ class DirPicker(Vertical):
             yield Label(self.label, classes="dir-label")
             yield Input(self.initial, placeholder=self.placeholder, id=f"{self.id}-input")
             yield Button("Browse", id=f"{self.id}-browse", compact=True)
-        yield Label("", classes="dir-info", id=f"{self.id}-info")
+        yield Label("", classes="dir-info", id=f"{self.id}-info", markup=False)
 
     @property
     def input(self) -> Input:

@@ -169,8 +169,8 @@ class LogPanel(Vertical):
         self.status_note: str | None = None
 
     def compose(self):
-        yield Static("no job selected", id="log-header")
-        yield Static("", id="log-triage")
+        yield Static("no job selected", id="log-header", markup=False)
+        yield Static("", id="log-triage", markup=False)
         yield RichLog(id="log-view", max_lines=MAX_VIEW_LINES, wrap=False, auto_scroll=True)
         yield Static("", id="log-partial")
         yield Input(placeholder="search the log (Enter: newest match; n older, N newer; Esc closes)",

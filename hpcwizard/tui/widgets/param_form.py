@@ -110,7 +110,7 @@ class ParamRow(Vertical):
         if param.target:
             help_text.append(f"  → {param.target}", style="italic")
         yield Static(help_text, classes="param-help")
-        yield Label("", classes="param-error")
+        yield Label("", classes="param-error", markup=False)
 
     def _editor(self) -> Widget:
         param, value, ident = self.param, self.initial, self.editor_id
