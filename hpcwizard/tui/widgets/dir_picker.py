@@ -44,7 +44,7 @@ class DirPicker(Vertical):
     DirPicker Button { min-width: 10; margin-left: 1; }
     DirPicker FolderTree { height: 8; display: none; border: round $primary; }
     DirPicker.-browsing FolderTree { display: block; }
-    DirPicker .dir-info { padding: 0 0 0 15; height: auto; color: $text-muted; }
+    DirPicker .dir-info { padding: 0 0 0 15; width: 1fr; height: auto; color: $text-muted; }
     DirPicker .dir-info.-error { color: $error; }
     DirPicker .dir-info.-warn { color: $warning; }
     """
