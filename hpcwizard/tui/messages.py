@@ -13,7 +13,15 @@ from __future__ import annotations
 from dataclasses import dataclass as _dataclass  # noqa: E402
 from typing import Any as _Any  # noqa: E402
 
-from textual.message import Message as _Message  # noqa: E402
+from textual.message import Message  # noqa: E402
+
+
+class WorkerAnswer(Message):
+    """Base of the messages below: what a worker found, for a screen to show.
+    A screen may be going away when one arrives (see ``StepScreen._on_message``)."""
+
+
+_Message = WorkerAnswer
 
 
 @_dataclass
@@ -73,7 +81,15 @@ class ActionFinished(_Message):
 
 from dataclasses import dataclass as _dataclass  # noqa: E402
 
-from textual.message import Message as _Message  # noqa: E402
+from textual.message import Message  # noqa: E402
+
+
+class WorkerAnswer(Message):
+    """Base of the messages below: what a worker found, for a screen to show.
+    A screen may be going away when one arrives (see ``StepScreen._on_message``)."""
+
+
+_Message = WorkerAnswer
 
 
 @_dataclass

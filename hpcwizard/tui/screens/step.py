@@ -17,9 +17,11 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
+from textual.message import Message
 from textual.widget import Widget
 from textual.widgets import Button, Footer, Label
 
+from hpcwizard.tui.messages import WorkerAnswer
 from hpcwizard.tui.widgets.step_header import StepHeader
 
 if TYPE_CHECKING:
@@ -73,6 +75,15 @@ class StepScreen(Screen[Any]):
     @property
     def context(self) -> AppContext:
         return self.app.context  # type: ignore[attr-defined,no-any-return]
+
+    async def _on_message(self, message: Message) -> None:
+        # A worker's answer can arrive after quitting (or Back) began taking
+        # this screen's widgets away: its handler would mount into or query
+        # widgets that are gone (MountError, NoMatches: a traceback on ctrl+q).
+        # Dropping it loses nothing: leaving the step saved what it holds.
+        if isinstance(message, WorkerAnswer) and (not self.app.is_running or not self.is_attached):
+            return
+        await super()._on_message(message)
 
     def compose(self) -> ComposeResult:
         yield StepHeader(self.STEP, reached=self.reached)

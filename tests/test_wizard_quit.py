@@ -1,0 +1,32 @@
+"""Quitting (ctrl+q) while a step's worker is still filling the screen: the
+answer that arrives after the widgets are gone is dropped, never a traceback."""
+
+from __future__ import annotations
+
+import pytest
+import test_wizard as tw
+from devhub_fixtures import hf_home  # noqa: F401
+
+from test_wizard import SIZE, demo_plan, saved_at, wait_for
+
+pytestmark = [pytest.mark.anyio, pytest.mark.timeout(180)]
+
+anyio_backend = tw.anyio_backend
+_no_animations = tw._no_animations
+hub = tw.hub
+home = tw.home
+make = tw.make
+
+
+@pytest.mark.parametrize("step", ["preflight", "review", "download"])
+@pytest.mark.parametrize("delay", [0.0, 0.1, 0.3, 0.6])
+async def test_quitting_while_a_step_fills_its_screen_is_clean(make, home, step, delay, slurm_conf):
+    saved_at(home, step, demo_plan(home, download="login"))
+    app = make(home)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: getattr(app.screen, "saved", None) is not None, 30, "welcome")
+        await pilot.press("enter")  # resume at the step: its worker starts
+        await wait_for(pilot, lambda: getattr(app.screen, "STEP", None) == step, 30, step)
+        await pilot.pause(delay)
+        await pilot.press("ctrl+q")
+    assert app.return_code == 0, app._exception
