@@ -238,7 +238,8 @@ def cmd_check(args: argparse.Namespace) -> int:
             print(f"{'':17} fix: {row.fix}")
         sys.stdout.flush()
 
-    preflight = run_preflight(plan, recipe, runner, on_result=show, files=files, hpcwizard_cmd=command)
+    preflight = run_preflight(plan, recipe, runner, on_result=show, files=files, hpcwizard_cmd=command,
+                              downloads_required=True)
     if args.json:
         data: dict[str, Any] = {"ok": not preflight.blocked, "counts": preflight.counts(),
                                 "checks": [r.to_dict() for r in preflight.results]}
@@ -379,6 +380,16 @@ def cmd_submit(args: argparse.Namespace) -> int:
                 f"no Hugging Face token file at {token_file}: the setup job downloads with it "
                 "(HF_TOKEN is not passed into jobs); nothing was submitted",
                 "save it with `hpcwizard` (its token step) or `hf auth login`; `hpcwizard check PLAN` checks the rest")
+    if plan.download == "login" and not files.remote:
+        from hpcwizard.download.core import verify_downloaded
+
+        missing = verify_downloaded(recipe.repos_for(plan))
+        if missing:
+            raise UserError(
+                f"download: login, and {len(missing)} not downloaded yet ({missing[0]}"
+                f"{f' and {len(missing) - 1} more' if len(missing) > 1 else ''}): the setup job would fail; "
+                "nothing was submitted",
+                "run `hpcwizard download PLAN` on this login node first (it resumes), or set download: job")
     submission = submit_chain(plan, recipe, runner, force=args.force, files=files, hpcwizard_cmd=command)
     if args.json:
         print_json({

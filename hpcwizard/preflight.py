@@ -314,6 +314,27 @@ def check_earlier_checkpoints(plan: Plan, recipe: Recipe, files: ProjectFiles | 
     return results
 
 
+def check_login_download(plan: Plan, repos: list[ResolvedRepo], *, required: bool) -> CheckResult | None:
+    """``download: login``: the setup job only verifies what the login node
+    downloaded (compute nodes may have no network), so a chain submitted
+    before ``hpcwizard download`` fails in its first job. ``required``: the
+    plan is about to be submitted as it is (``hpcwizard check``); the wizard
+    passes False, its Download step comes next. None for ``download: job``
+    plans, or plans without repos."""
+    from hpcwizard.download.core import verify_downloaded
+
+    if plan.download != "login" or not repos:
+        return None
+    missing = verify_downloaded(repos)
+    if not missing:
+        return _ok("space", "downloaded", f"all files of {len(repos)} repo(s) downloaded and verified on this node")
+    shown = ", ".join(missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
+    if not required:
+        return _ok("space", "to download", f"the Download step fetches them next: {shown}")
+    return _block("space", "not downloaded", f"download: login, and {len(missing)} not downloaded yet: {shown}",
+                  "run `hpcwizard download PLAN` on this login node first (it resumes), or set download: job")
+
+
 def check_space(plan: Plan, recipe: Recipe, runner: Runner, token: str | None,
                 endpoint: str | None = None, files: ProjectFiles | None = None) -> list[CheckResult]:
     try:
@@ -564,8 +585,13 @@ def check_environment(runner: Runner, endpoint: str | None) -> list[CheckResult]
 
 def run_preflight(plan: Plan, recipe: Recipe, runner: Runner, *, endpoint: str | None = None,
                   on_result: Callable[[CheckResult], None] | None = None,
-                  files: ProjectFiles | None = None, hpcwizard_cmd: list[str] | None = None) -> Preflight:
+                  files: ProjectFiles | None = None, hpcwizard_cmd: list[str] | None = None,
+                  downloads_required: bool = False) -> Preflight:
     """Every check of the plan; ``on_result`` sees each row as it is known.
+
+    ``downloads_required``: a ``download: login`` plan must be downloaded
+    already (``hpcwizard check``: the next step is submit; the wizard's
+    Download step comes after its preflight).
 
     Remote mode (``files`` remote): token, access and the hub checks run HERE
     (the laptop's token and network), space, Slurm and environment checks on
@@ -587,6 +613,9 @@ def run_preflight(plan: Plan, recipe: Recipe, runner: Runner, *, endpoint: str |
     else:
         job_token = check_job_token(plan, repos)
         add([job_token] if job_token else [])
+        # The manifests are files of this machine (remote: the wizard's Download step or `download --host`).
+        login_download = check_login_download(plan, repos, required=downloads_required)
+        add([login_download] if login_download else [])
     add(check_repo_access(repos, token.token, endpoint))
     add(check_folders(plan, runner))
     add(check_earlier_checkpoints(plan, recipe, files))

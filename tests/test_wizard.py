@@ -142,6 +142,11 @@ async def do_paths(pilot, data_root: Path, download="login"):
     field = app.screen.query_one("#paths-data-input")
     field.value = str(data_root)
     if download == "login":
+        # Measures arriving for the new data root re-flow the step: click once it is settled and in view.
+        await wait_for(pilot, lambda: app.screen.query_one("#paths-data-info").render().plain.strip("… "), 30,
+                       "the data root measured")
+        app.screen.query_one("#paths-download").scroll_visible(animate=False)
+        await pilot.pause()
         await pilot.click("#paths-download RadioButton", offset=(2, 1))  # the mouse works too
         await wait_for(pilot, lambda: app.screen.query_one("#paths-download").pressed_index == 1)
     await pilot.press("ctrl+n")
