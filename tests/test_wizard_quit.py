@@ -1,5 +1,6 @@
-"""Quitting (ctrl+q) while a step's worker is still filling the screen: the
-answer that arrives after the widgets are gone is dropped, never a traceback."""
+"""Leaving steps: quitting (ctrl+q) while a step's worker is still filling the
+screen (the answer that arrives after the widgets are gone is dropped, never a
+traceback), and ctrl+n on a shut Next (it says what opens it)."""
 
 from __future__ import annotations
 
@@ -30,3 +31,18 @@ async def test_quitting_while_a_step_fills_its_screen_is_clean(make, home, step,
         await pilot.pause(delay)
         await pilot.press("ctrl+q")
     assert app.return_code == 0, app._exception
+
+
+async def test_ctrl_n_on_a_shut_next_says_what_opens_it(make, home):
+    saved_at(home, "params", demo_plan(home))
+    app = make(home)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: getattr(app.screen, "saved", None) is not None, 30, "welcome")
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: getattr(app.screen, "STEP", None) == "params", 30, "params")
+        app.screen.query_one("#param-max_train_steps").value = "0"
+        await wait_for(pilot, lambda: app.screen.query_one("#step-next").disabled, 10, "Next shut")
+        await pilot.press("ctrl+n")
+        await wait_for(pilot, lambda: any("fix the values marked ✘ first" in n.message
+                                          for n in app._notifications), 5, "the notice")
+        assert getattr(app.screen, "STEP", None) == "params"

@@ -49,6 +49,19 @@ def _wizard_commands() -> type:
     return WizardCommands
 
 
+#: What opens a step's Next when it is shut (ctrl+n on it says so).
+NEXT_SHUT = {
+    "token": "check a token first: paste it and press Enter, or choose 'Use this token'",
+    "params": "fix the values marked ✘ first",
+    "welcome": "the project home is still being read",
+    "slurm": "fix the rows marked ✘ first (or wait for the partitions to load)",
+    "preflight": "a check blocks (✘): fix it and press r to check again, or wait for the checks to finish",
+    "review": "the scripts are still being rendered",
+    "download": "the download has not finished: r resumes it",
+    "submit": "the chain is being submitted",
+}
+
+
 class StepScreen(Screen[Any]):
     """Base of the step screens. Subclasses set ``STEP`` and write ``compose_body``."""
 
@@ -113,8 +126,12 @@ class StepScreen(Screen[Any]):
             self.dismiss(BACK)
 
     def action_next(self) -> None:
-        if not self.query_one("#step-next", Button).disabled:
-            self.submit()
+        if self.query_one("#step-next", Button).disabled:
+            # ctrl+n on a shut Next did nothing at all: say what opens it.
+            self.notify(NEXT_SHUT.get(self.STEP, "finish this step first"), title="Next",
+                        severity="warning", timeout=5, markup=False)
+            return
+        self.submit()
 
     def submit(self) -> None:
         """Validate the step and ``dismiss`` its answer (or say what is wrong)."""
