@@ -253,3 +253,30 @@ def test_downsample() -> None:
     assert downsample([1.0, 2.0, 3.0], 5) == [1.0, 2.0, 3.0]
     assert downsample([1.0, 3.0, 5.0, 7.0], 2) == [2.0, 6.0]
     assert downsample([1.0], 0) == []
+
+
+def test_the_demo_trainer_prints_a_real_remaining_time(tmp_path: Path):
+    """It printed "<00:00" on every step, so the dashboard said "ETA 0:00"
+    at 2%; now its lines carry tqdm's estimate, which parse_progress reads."""
+    import subprocess
+    import sys
+
+    import hpcwizard.demo
+
+    trainer = Path(hpcwizard.demo.__file__).parent / "code_base" / "train.py"
+    (tmp_path / "frames").mkdir()
+    (tmp_path / "frames" / "f.png").write_text("x")
+    (tmp_path / "base").mkdir()
+    (tmp_path / "base" / "config.json").write_text('{"model_type": "tiny"}')
+    (tmp_path / "base" / "pytorch_model.bin").write_bytes(b"0" * 10)
+    done = subprocess.run(
+        [sys.executable, str(trainer), "--stage", "1", "--frames", str(tmp_path / "frames"),
+         "--base-model", str(tmp_path / "base"), "--output-dir", str(tmp_path / "out"),
+         "--max-steps", "5", "--seconds-per-step", "0.6", "--checkpointing-steps", "100"],
+        capture_output=True, text=True, env={"HF_HUB_OFFLINE": "1"}, check=True, timeout=60)
+    samples = [parse_progress(line) for line in done.stdout.splitlines() if "%|" in line]
+    assert [s.step for s in samples] == [1, 2, 3, 4, 5] and all(s.max_steps == 5 for s in samples)
+    # 4 steps of 0.6 s left after the first: about 2 s (tqdm's clock has whole seconds).
+    assert samples[0].eta_seconds is not None and 1 <= samples[0].eta_seconds <= 3
+    assert samples[-1].eta_seconds == 0
+    assert all(s.rate_its is not None and 1.2 < s.rate_its < 1.8 for s in samples)

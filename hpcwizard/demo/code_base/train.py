@@ -24,6 +24,20 @@ def latest_checkpoint(output_dir: Path):
     return max(steps)[1] if steps else None
 
 
+def tqdm_interval(seconds: float) -> str:
+    """tqdm's clock: ``05:07``, ``1:02:03`` past an hour."""
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours:d}:{minutes:02d}:{secs:02d}" if hours else f"{minutes:02d}:{secs:02d}"
+
+
+def tqdm_rate(steps_per_second: float) -> str:
+    """tqdm's rate: ``4.98it/s``, or ``2.50s/it`` below one step a second."""
+    if steps_per_second >= 1 or steps_per_second <= 0:
+        return f"{steps_per_second:.2f}it/s"
+    return f"{1 / steps_per_second:.2f}s/it"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--stage", type=int, required=True)
@@ -61,13 +75,20 @@ def main() -> int:
             start, value = state["step"], state["value"]
             print(f"Resuming from checkpoint {found}")
     print(f"stage {args.stage}: {len(frames)} frames, base model {config.get('model_type')}, steps {start}->{args.max_steps}")
+    began = time.monotonic()
     for step in range(start + 1, args.max_steps + 1):
         time.sleep(args.seconds_per_step)
         loss = 1.0 / (step + args.stage)
         value += loss
         done = int(20 * step / args.max_steps)
+        # As tqdm does: elapsed and rate over the steps of this run (a resumed
+        # run counts from its checkpoint), remaining = steps left / that rate.
+        # The dashboard's ETA is read from the "<remaining" field.
+        elapsed = time.monotonic() - began
+        rate = (step - start) / elapsed if elapsed > 0 else 1 / args.seconds_per_step
+        remaining = (args.max_steps - step) / rate
         print(f"Steps: {100 * step // args.max_steps:3d}%|{'#' * done}{' ' * (20 - done)}| {step}/{args.max_steps} "
-              f"[00:0{step}<00:00, {1 / args.seconds_per_step:.2f}it/s, loss={loss:.4f}]", flush=True)
+              f"[{tqdm_interval(elapsed)}<{tqdm_interval(remaining)}, {tqdm_rate(rate)}, loss={loss:.4f}]", flush=True)
         if step % args.checkpointing_steps == 0 or step == args.max_steps:
             ckpt = args.output_dir / f"checkpoint-{step}"
             ckpt.mkdir(exist_ok=True)
