@@ -312,7 +312,7 @@ def _project_home(args: argparse.Namespace, files: ProjectFiles = LOCAL_FILES) -
 
 
 def print_status_table(snapshot: Any) -> None:
-    from hpcwizard.sizes import human_duration
+    from hpcwizard.status import format_elapsed_limit
 
     if snapshot.error:
         print(f"controller unreachable: {snapshot.error}")
@@ -321,17 +321,18 @@ def print_status_table(snapshot: Any) -> None:
         return
     print(f"{'JOBID':<9} {'NAME':<10} {'STATE':<17} {'PARTITION':<10} {'ELAPSED/LIMIT':<17} DETAIL")
     for job in snapshot.jobs:
-        elapsed = human_duration(job.elapsed) if job.elapsed is not None else "-"
-        limit = human_duration(job.time_limit) if job.time_limit is not None else "-"
+        # The dashboard's format: "0:01 / ?" when accounting does not know the limit.
+        used = format_elapsed_limit(job.elapsed, job.time_limit)
         if job.state == "PENDING":
             detail = job.reason or ""
             if job.dependency:
                 detail += f" ({job.dependency})"
-            if job.start and job.reason not in ("Dependency", "DependencyNeverSatisfied"):
+            # A held job's estimate assumes a release that may never come.
+            if job.start and not job.held and job.reason not in ("Dependency", "DependencyNeverSatisfied"):
                 detail += f" start ~{job.start}"
         else:
             detail = f"exit {job.exit_code}" if job.exit_code else (job.reason or "")
-        print(f"{job.job_id:<9} {job.name:<10} {job.state:<17} {job.partition:<10} {elapsed + '/' + limit:<17} {detail}".rstrip())
+        print(f"{job.job_id:<9} {job.name:<10} {job.state:<17} {job.partition:<10} {used:<17} {detail}".rstrip())
 
 
 def cmd_status(args: argparse.Namespace) -> int:

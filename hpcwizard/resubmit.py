@@ -38,7 +38,7 @@ from hpcwizard.state import (
     now_iso,
     update_state,
 )
-from hpcwizard.status import JobRow, StatusSnapshot
+from hpcwizard.status import JobRow, StatusSnapshot, format_clock
 
 NEVER_SATISFIED = "DependencyNeverSatisfied"
 
@@ -66,14 +66,38 @@ class Diagnosis:
     def explain(self) -> str:
         """One paragraph a person can act on."""
         parent = self.parent
-        exit_code = f", exit code {parent.exit_code}" if parent.exit_code else ""
         names = ", ".join(f"{job.name} ({job.job_id})" for job in self.stuck)
         return (
             f"{names} can never start: {'it waits' if len(self.stuck) == 1 else 'they wait'} for "
-            f"{parent.name} ({parent.job_id}) to succeed, but it ended {parent.state}{exit_code}. "
+            f"{parent.name} ({parent.job_id}) to succeed, but it {how_it_ended(parent)}. "
             f"Its log: {parent.log_out} (stderr: {parent.log_err}). Fix the cause, then resubmit "
             f"{parent.name} and its dependents, or cancel them."
         )
+
+
+def how_it_ended(job: JobRow) -> str:
+    """``ended FAILED, exit code 3:0``; for a job Slurm stopped, why in words:
+    a TIMEOUT's exit code 0:0 read as "it succeeded" and sent people looking
+    for a bug in the script."""
+    if job.state == JobState.TIMEOUT.value:
+        limit = f" of {format_clock(job.time_limit)}" if job.time_limit else ""
+        return f"hit its time limit{limit} (TIMEOUT)"
+    if job.state == JobState.OUT_OF_MEMORY.value:
+        return "ran out of memory (OUT_OF_MEMORY)"
+    exit_code = f", exit code {job.exit_code}" if job.exit_code and job.exit_code != "0:0" else ""
+    return f"ended {job.state}{exit_code}"
+
+
+def fix_advice(job: JobRow) -> str:
+    """What to change before resubmitting. Resubmit runs the recorded sbatch
+    file again, so a plan edit alone does not reach it: say both ways."""
+    if job.state == JobState.TIMEOUT.value:
+        return ("Give it more time first: raise `#SBATCH --time=` in its sbatch file (Resubmit runs that "
+                "file), or raise this job's time in the plan (the wizard's Slurm step) and submit the plan again.")
+    if job.state == JobState.OUT_OF_MEMORY.value:
+        return ("Give it more memory first: raise `#SBATCH --mem=` in its sbatch file (Resubmit runs that "
+                "file), or raise this job's mem in the plan (the wizard's Slurm step) and submit the plan again.")
+    return "Fix the cause first (edit the script or the data)."
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,55 @@ from hpcwizard.shell import Runner
 from hpcwizard.slurm import JobState, SlurmClient
 from hpcwizard.state import load_state
 
+HELD_REASONS = ("JobHeldUser", "JobHeldAdmin")
+
+# Reasons an ended job keeps because they say why it ended (Slurm's FAIL_*
+# reasons) or why it never ran; any other reason on an ended job is the
+# pending reason it had when it was cancelled ("Resources", "Dependency"),
+# stale news.
+END_REASONS = frozenset({
+    "DependencyNeverSatisfied", "NonZeroExitCode", "RaisedSignal", "TimeLimit", "OutOfMemory",
+    "NodeDown", "JobLaunchFailure", "BootFail", "SystemFailure", "InactiveLimit", "PartitionDown",
+})
+
+
+def format_clock(seconds: int | None) -> str:
+    """``3725`` → ``1:02:05``; days as ``2-01:02:05``; None → ``-``."""
+    if seconds is None:
+        return "-"
+    days, rest = divmod(int(seconds), 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    clock = f"{hours}:{minutes:02d}:{secs:02d}" if hours or days else f"{minutes}:{secs:02d}"
+    return f"{days}-{hours:02d}:{minutes:02d}:{secs:02d}" if days else clock
+
+
+def format_elapsed_limit(elapsed: int | None, limit: int | None) -> str:
+    """``0:01 / 1:00:00``, the same in the job table and ``hpcwizard status``.
+
+    Accounting (sacct) does not report the limit of a finished job: ``?``
+    says "not known", so ``0:01`` alone does not read as "no limit". Nothing
+    known at all (a job Slurm forgot) is just ``-``."""
+    if elapsed is None and limit is None:
+        return "-"
+    return f"{format_clock(elapsed)} / {format_clock(limit) if limit is not None else '?'}"
+
+
+def current_reason(state: str, reason: str | None) -> str | None:
+    """The reason worth showing: any while pending; once ended, only one that
+    explains the end (squeue keeps a cancelled job's last pending reason)."""
+    if state == JobState.PENDING.value or reason in END_REASONS:
+        return reason
+    return None
+
+
+def _ran_on(nodelist: str | None) -> bool:
+    # A job cancelled while pending has no node ("" in squeue, "None assigned"
+    # in sacct), yet Slurm sets its start time to the moment it was cancelled.
+    # Without a node list (scontrol may not say) a non-zero elapsed time is
+    # the evidence it ran.
+    return bool(nodelist) and nodelist.strip().lower() not in ("none assigned", "none", "(null)")
+
 
 @dataclass(frozen=True)
 class JobRow:
@@ -36,7 +85,7 @@ class JobRow:
     partition: str
     elapsed: int | None
     time_limit: int | None
-    start: str | None  # ISO time: actual start, or Slurm's estimate while pending
+    start: str | None  # ISO time: actual start, Slurm's estimate while pending, None if it never started
     exit_code: str | None
     source: str  # squeue | sacct | scontrol | state
     log_out: str
@@ -50,6 +99,11 @@ class JobRow:
     @property
     def never_runs(self) -> bool:
         return self.reason == "DependencyNeverSatisfied"
+
+    @property
+    def held(self) -> bool:
+        """Held by ``scontrol hold`` (the user or an admin), not waiting on its own."""
+        return self.state == "PENDING" and self.reason in HELD_REASONS
 
 
 @dataclass(frozen=True)
@@ -115,10 +169,12 @@ def take_snapshot(project_home: Path, runner: Runner, *, slurm: SlurmClient | No
             continue
         name = known.get(entry.job_id, (entry.name,))[0]
         out, err = log_paths(entry.name, entry.job_id)
+        never_started = entry.state.is_finished and not _ran_on(entry.nodelist)
         rows[entry.job_id] = JobRow(
             job_id=entry.job_id, name=name, slurm_name=entry.name, state=entry.state.value,
-            reason=entry.reason, dependency=entry.dependency_raw, partition=entry.partition,
-            elapsed=entry.elapsed, time_limit=entry.time_limit, start=_iso(entry.start_time),
+            reason=current_reason(entry.state.value, entry.reason), dependency=entry.dependency_raw,
+            partition=entry.partition, elapsed=entry.elapsed, time_limit=entry.time_limit,
+            start=None if never_started else _iso(entry.start_time),
             exit_code=_exit(entry.exit_status), source="squeue", log_out=out, log_err=err,
             script=known.get(entry.job_id, (None,) * 4)[3],
         )
@@ -136,7 +192,8 @@ def take_snapshot(project_home: Path, runner: Runner, *, slurm: SlurmClient | No
         rows[done.job_id] = JobRow(
             job_id=done.job_id, name=name, slurm_name=slurm_name, state=done.state.value, reason=None,
             dependency=dep, partition=done.partition or partition, elapsed=done.elapsed, time_limit=None,
-            start=_iso(done.start_time), exit_code=_exit(done.exit_status), source=done.source.value,
+            start=_iso(done.start_time) if _ran_on(done.nodelist) or (done.nodelist is None and done.elapsed) else None,
+            exit_code=_exit(done.exit_status), source=done.source.value,
             log_out=out, log_err=err, script=script,
         )
     for job_id in forgotten:

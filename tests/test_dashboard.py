@@ -29,10 +29,18 @@ from hpcwizard.tui.screens.dashboard import (
     DashboardCommands,
     DashboardScreen,
     PollPolicy,
+    human_seconds,
 )
 from hpcwizard.tui.screens.sbatch_viewer import SbatchViewer
 from hpcwizard.tui.widgets.confirm import ChoiceScreen, ConfirmScreen
-from hpcwizard.tui.widgets.job_table import COLUMNS, JobTable, reason_cell, row_cells, short_dependency
+from hpcwizard.tui.widgets.job_table import (
+    COLUMNS,
+    REASON_MAX,
+    JobTable,
+    reason_cell,
+    row_cells,
+    short_dependency,
+)
 from hpcwizard.tui.widgets.log_panel import LogPanel
 from hpcwizard.tui.widgets.progress_panel import ProgressPanel
 
@@ -93,6 +101,16 @@ def test_poll_policy_speeds_up_on_change_backs_off_when_idle_or_down():
     assert down == [5, 10, 20, 40, 80, 120, 120]
     assert policy.next(changed=False, error=False) == 2
     assert policy.poke() == 2
+
+
+def test_intervals_are_said_in_round_seconds():
+    """The slow-controller floor makes the interval any float: it read
+    "every 8.41332 s" and "retrying in 16.8266 s"."""
+    assert human_seconds(8.41332) == "8 s"
+    assert human_seconds(16.8266) == "17 s"
+    assert human_seconds(1.5) == "1.5 s"
+    assert human_seconds(2.0) == "2 s"
+    assert human_seconds(120.0) == "120 s"
 
 
 def test_finished_jobs_are_asked_about_once(monkeypatch):
@@ -159,7 +177,7 @@ async def test_running_chain_appears_and_its_log_is_followed_live(tmp_path, slur
 async def test_doctor_resubmits_a_failed_parent_and_the_new_chain_completes(tmp_path, slurm_runner):
     home = tmp_path / "proj"
     submission = submit_test_chain(home, slurm_runner, [
-        ("prep", "echo 'RuntimeError: no data' >&2; exit 3"),
+        ("prep", "echo 'Traceback (most recent call last):' >&2; echo 'RuntimeError: no data' >&2; exit 3"),
         ("train", "echo trained"),
     ])
     prep, train = submission.job_ids
@@ -172,6 +190,17 @@ async def test_doctor_resubmits_a_failed_parent_and_the_new_chain_completes(tmp_
                         and r.reason == "DependencyNeverSatisfied" and screen.diagnoses)
             hint = str(screen.query_one("#dash-doctor").render())
             assert f"train ({train}) can never start" in hint and f"prep ({prep})" in hint
+
+            # prep wrote its error to stderr; the panel opens stdout, and e
+            # finds the error there (it said "no error found in this log").
+            select(screen, prep)
+            await until(pilot, "prep's stdout", lambda: screen.log_panel.path == screen.table.rows_by_id[prep].log_out)
+            await pilot.press("e")
+            panel = screen.log_panel
+            await until(pilot, "the error in stderr", lambda: panel.stream == "err" and panel.status_note == "first error")
+            assert panel.shown_lines[panel.highlighted_index] == "Traceback (most recent call last):"
+            await pilot.press("o")  # back to stdout for the rest
+            await until(pilot, "stdout again", lambda: panel.stream == "out")
 
             rewrite_body(submission.jobs[0].script, "echo fixed")  # the user's fix
             select(screen, train)
@@ -498,9 +527,12 @@ def test_the_reason_column_says_what_a_job_waits_for(tmp_path):
     assert short_dependency("(null)") == short_dependency(None) == ""
     waiting = cells(state="PENDING", reason="Dependency", dependency="afterok:4102(unfulfilled)")
     assert waiting[3] == "afterok:4102"
+    # What can never be satisfied, in red (the name of the reason alone would fill the column).
     never = reason_cell(replace(job_row(tmp_path), state="PENDING", reason="DependencyNeverSatisfied",
                                 dependency="afterok:4102(failed)"))
-    assert never.plain == "DependencyNeverSatisfied: afterok:4102 failed" and "red" in str(never.style)
+    assert never.plain == "4102 failed" and "red" in str(never.style)
+    long = reason_cell(replace(job_row(tmp_path), state="PENDING", reason="ReqNodeNotAvail, UnavailableNodes:gpu[01-16]"))
+    assert len(long.plain) == REASON_MAX and long.plain.endswith("…")
     assert cells(state="PENDING", reason="Priority")[3] == "Priority"
     # An exit code shows only when it says something.
     assert cells(state="COMPLETED", exit_code="0:0")[2] == "COMPLETED"
@@ -511,6 +543,15 @@ def test_the_reason_column_says_what_a_job_waits_for(tmp_path):
 class TableApp(App):
     def compose(self):
         yield JobTable()
+
+
+async def table_showing(pilot, rows: list[JobRow]) -> JobTable:
+    """The TableApp's table once it shows ``rows`` at their measured widths."""
+    table = pilot.app.query_one(JobTable)
+    table.apply(rows)
+    await until(pilot, "the columns measured", lambda: not table._require_update_dimensions)
+    await pilot.pause()
+    return table
 
 
 async def test_the_cursor_row_is_drawn_at_the_measured_column_widths(tmp_path):
@@ -525,7 +566,7 @@ async def test_the_cursor_row_is_drawn_at_the_measured_column_widths(tmp_path):
         return table.render_lines(Region(0, y, table.size.width, 1))[0].text
 
     app = TableApp()
-    async with app.run_test(size=(80, 24)) as pilot:
+    async with app.run_test(size=(100, 24)) as pilot:
         table = app.query_one(JobTable)
         for name, reason in [("setup", "NonZeroExitCode"), ("setup-and-download", "NonZeroExitCode:1")]:
             table.apply(rows(name, reason))
@@ -552,10 +593,7 @@ async def test_job_names_are_shown_as_written_never_read_as_markup(tmp_path):
             for i, name in enumerate(names)]
     app = TableApp()
     async with app.run_test(size=(100, 24)) as pilot:
-        table = app.query_one(JobTable)
-        table.apply(rows)
-        await until(pilot, "the columns measured", lambda: not table._require_update_dimensions)
-        await pilot.pause()
+        table = await table_showing(pilot, rows)
         drawn = [table.render_lines(Region(0, y, table.size.width, 1))[0].text for y in (1, 2, 3)]
         for name, line in zip(names, drawn):
             assert name in line and "gpu[1-2]" in line, line
@@ -701,3 +739,139 @@ def test_status_without_once_opens_the_dashboard(tmp_path, monkeypatch):
     update_state(tmp_path / "hpcwizard", lambda state: None)  # an (empty) project home
     assert main(["status", "--project-home", str(tmp_path)]) == 0
     assert opened == {"mode": "dashboard", "home": tmp_path}
+
+
+async def test_first_error_of_a_failed_job_is_looked_for_in_stderr_too(tmp_path):
+    """The panel opens stdout; a failed job's error usually went to stderr,
+    where e said "no error found in this log". A job still running (or with
+    no error anywhere) is not switched."""
+    row = replace(job_row(tmp_path), state="FAILED", exit_code="1:0")
+    out, err = Path(row.log_out), Path(row.log_err)
+    out.parent.mkdir(parents=True)
+    out.write_text("".join(f"step {i}\n" for i in range(1, 400)))
+    err.write_text("warming up\nTraceback (most recent call last):\n  File \"t.py\", line 3\nRuntimeError: boom\n")
+
+    app = PanelApp(LocalFileSource)
+    async with app.run_test(size=(80, 24)) as pilot:
+        panel = app.query_one(LogPanel)
+        for job in (job_row(tmp_path), row):  # running: stdout only; failed: stderr too
+            panel.follow(job, force=True)
+            await until(pilot, "the tail", lambda: "step 399" in panel.shown_lines)
+            panel.jump_to_first_error()
+            if job.state == "RUNNING":
+                await until(pilot, "the answer", lambda: panel.status_note == "no error found in this log")
+                assert panel.stream == "out"
+        await until(pilot, "stderr's first error", lambda: panel.stream == "err" and panel.status_note == "first error")
+        assert panel.path == row.log_err
+        assert panel.shown_lines[panel.highlighted_index] == "Traceback (most recent call last):"
+        assert "stderr" in str(panel.query_one("#log-header").render())
+
+        # Neither log has an error: said once, stdout stays.
+        err.write_text("nothing to see\n")
+        panel.stream = "out"
+        await until(pilot, "stdout again", lambda: "step 399" in panel.shown_lines)
+        panel.jump_to_first_error()
+        await until(pilot, "the answer", lambda: panel.status_note == "no error found in stdout or stderr")
+        assert panel.stream == "out"
+
+
+async def test_search_says_which_match_in_words_at_80_columns(tmp_path):
+    """The header ended in "match for 'stage' at offset 1389", cut to "mat…"
+    at 80 columns (and a byte offset tells nobody anything)."""
+    row = job_row(tmp_path)
+    log = Path(row.log_out)
+    log.parent.mkdir(parents=True)
+    log.write_text("".join(f"stage {n}\n" + "".join(f"row {i}\n" for i in range(50)) for n in (1, 2, 3)))
+
+    app = PanelApp(LocalFileSource)
+    async with app.run_test(size=(80, 24)) as pilot:
+        panel = app.query_one(LogPanel)
+        panel.follow(row)
+        await until(pilot, "the tail", lambda: panel.shown_lines and panel.shown_lines[-1] == "row 49")
+
+        def header() -> str:
+            return str(panel.query_one("#log-header").render())
+
+        panel.open_search()
+        await pilot.press(*"stage", "enter")
+        await until(pilot, "the newest match", lambda: "'stage': newest match" in header())
+        assert panel.shown_lines[panel.highlighted_index] == "stage 3"
+        panel.search_again(older=True)
+        await until(pilot, "the next older", lambda: "'stage': match 2 from the end" in header())
+        assert panel.shown_lines[panel.highlighted_index] == "stage 2"
+        panel.search_again(older=False)
+        await until(pilot, "back to the newest", lambda: "'stage': newest match" in header())
+        assert "offset" not in header()
+
+
+async def test_a_long_reason_leaves_elapsed_and_start_on_an_80_column_screen(tmp_path):
+    """ "DependencyNeverSatisfied: afterok:317 failed" pushed Elapsed/Limit
+    and Start off screen at 80x24."""
+    base = job_row(tmp_path)
+    rows = [
+        replace(base, job_id="316", name="setup", state="COMPLETED", elapsed=65, time_limit=None,
+                start="2026-12-02T17:00:00", source="sacct"),
+        replace(base, job_id="317", name="train", state="FAILED", exit_code="1:0", reason="NonZeroExitCode",
+                elapsed=3, time_limit=3600, start="2026-12-02T17:01:00"),
+        replace(base, job_id="318", name="convert", state="PENDING", reason="DependencyNeverSatisfied",
+                dependency="afterok:317(failed)", elapsed=0, time_limit=1800, start=None),
+        replace(base, job_id="319", name="other", state="PENDING",
+                reason="ReqNodeNotAvail, UnavailableNodes:gpu[01-16]", elapsed=0, time_limit=36000,
+                start="2026-12-02T18:00:00"),
+    ]
+    app = TableApp()
+    async with app.run_test(size=(80, 24)) as pilot:
+        table = await table_showing(pilot, rows)
+        widths = {column.label.plain: column.get_render_width(table) for column in table.ordered_columns}
+        assert sum(widths.values()) <= 80, widths
+        drawn = [table.render_lines(Region(0, y, table.size.width, 1))[0].text for y in range(1, 5)]
+        assert "317 failed" in drawn[2] and drawn[2].rstrip().endswith("-")
+        assert drawn[3].rstrip().endswith("~12-02 18:00") and "…" in drawn[3]
+        assert "1:05 / ?" in drawn[0]
+
+
+async def test_a_damaged_state_says_so_in_full_and_what_to_do(tmp_path, slurm_runner):
+    """The banner was cut after "…move it aside to start over; Slurm" and the
+    table kept saying "Asking Slurm for this project's jobs…" forever."""
+    home = tmp_path / "proj"
+    (home / "hpcwizard").mkdir(parents=True)
+    (home / "hpcwizard" / "state.json").write_text("{damaged")
+    app = dashboard_app(home, slurm_runner)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = app.screen
+        banner = await until(pilot, "the banner", lambda: screen.banner_text)
+        await pilot.pause()
+        assert "is damaged" in banner and banner.rstrip().endswith("Slurm jobs are not affected")
+        shown = screen.query_one("#dash-banner")
+        assert shown.region.height >= 2 and shown.region.height == shown.virtual_size.height  # wrapped, not cut
+        empty = str(screen.query_one("#dash-empty").render())
+        assert "Could not read this project's state" in empty and "Asking Slurm" not in empty
+        assert screen.query_one("#dash-empty").region.height == 1  # one line at 80 columns
+        # Moved aside: r starts over.
+        (home / "hpcwizard" / "state.json").rename(home / "hpcwizard" / "state.json.damaged")
+        update_state(home / "hpcwizard", lambda state: None)
+        await pilot.press("r")
+        await until(pilot, "the recovery", lambda: screen.banner_text is None and screen.polls >= 1)
+        assert "No jobs in this project yet" in str(screen.query_one("#dash-empty").render())
+
+
+async def test_the_doctor_says_a_timeout_needs_more_time_not_a_fix(tmp_path):
+    """It said "exit code 0:0 … Fix the cause first (edit the script or the
+    data)" for a job that simply hit its time limit."""
+    from hpcwizard.resubmit import Diagnosis
+
+    app = make_app(project_home=None, start_mode="dashboard")
+    base = replace(job_row(tmp_path), script="/p/runs/train.sbatch", exit_code="0:0")
+    async with app.run_test(size=(100, 30)) as pilot:
+        screen = await until(pilot, "the dashboard", lambda: isinstance(app.screen, DashboardScreen) and app.screen)
+        for state, said, hint in [("TIMEOUT", "hit its time limit of 1:00 (TIMEOUT)", "#SBATCH --time="),
+                                  ("OUT_OF_MEMORY", "ran out of memory (OUT_OF_MEMORY)", "#SBATCH --mem="),
+                                  ("FAILED", "ended FAILED.", "Fix the cause first")]:
+            screen._show_doctor(Diagnosis(parent=replace(base, state=state), stuck=()))
+            modal = await until(pilot, "the doctor", lambda: isinstance(app.screen, ChoiceScreen)
+                                and app.screen.query("Button") and app.screen)
+            await pilot.pause()  # mounted (its on_mount focuses a button) before it is dismissed
+            body = modal.body_text
+            assert said in body and hint in body and "exit code" not in body, body
+            modal.dismiss(None)
+            await until(pilot, "the dashboard again", lambda: app.screen is screen)

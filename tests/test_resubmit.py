@@ -13,6 +13,7 @@ import pytest
 
 from hpcwizard.plan import job_prefix_for
 from hpcwizard.resubmit import (
+    Diagnosis,
     ResubmitError,
     cancel_chain,
     chain_of,
@@ -119,6 +120,28 @@ def test_dependents_follow_the_recorded_chain_transitively():
     assert [j.job_id for j in chain_of(state, "12")] == ["10", "11", "12", "31"]
     assert [j.job_id for j in chain_of(state, "20")] == ["20"]
     assert chain_of(state, "999") == []
+
+
+def test_a_timeout_or_oom_is_explained_as_such_not_as_an_exit_code():
+    """A TIMEOUT's "exit code 0:0" read as success; the advice to "fix the
+    cause (edit the script or the data)" fits neither a time nor a memory limit."""
+    from hpcwizard.resubmit import fix_advice, how_it_ended
+    from hpcwizard.status import JobRow
+
+    def parent(state: str, exit_code: str) -> JobRow:
+        return JobRow("10", "train", "p-train", state, None, None, "gpu", 7200, 7200, None, exit_code, "squeue",
+                      "/p/logs/p-train-10.out", "/p/logs/p-train-10.err", "/s/train.sbatch")
+
+    stuck = (JobRow("11", "eval", "p-eval", "PENDING", "DependencyNeverSatisfied", "afterok:10(failed)", "cpu",
+                    0, 60, None, None, "squeue", "/p/logs/e.out", "/p/logs/e.err"),)
+    timeout = Diagnosis(parent("TIMEOUT", "0:0"), stuck).explain()
+    assert "hit its time limit of 2:00:00 (TIMEOUT)" in timeout and "exit code" not in timeout
+    assert "#SBATCH --time=" in fix_advice(parent("TIMEOUT", "0:0"))
+    assert "the wizard's Slurm step" in fix_advice(parent("TIMEOUT", "0:0"))
+    assert how_it_ended(parent("OUT_OF_MEMORY", "0:125")) == "ran out of memory (OUT_OF_MEMORY)"
+    assert "#SBATCH --mem=" in fix_advice(parent("OUT_OF_MEMORY", "0:125"))
+    assert how_it_ended(parent("FAILED", "3:0")) == "ended FAILED, exit code 3:0"
+    assert fix_advice(parent("FAILED", "3:0")) == "Fix the cause first (edit the script or the data)."
 
 
 # --------------------------------------------------------------------------

@@ -34,6 +34,7 @@ from textual.worker import Worker, WorkerState
 
 from hpcwizard.errors import UserError
 from hpcwizard.slurm import JobState, SlurmClient
+from hpcwizard.state import StateError
 from hpcwizard.status import JobRow, StatusSnapshot, take_snapshot
 from hpcwizard.tui.messages import ActionFinished, ConnectionChanged, LogChunk, SnapshotTaken
 from hpcwizard.tui.widgets.confirm import ChoiceScreen, ConfirmScreen
@@ -110,20 +111,21 @@ class FinishedJobsCache(SlurmClient):
         return [self._final.get(job_id) or fresh[job_id] for job_id in ids if job_id in self._final or job_id in fresh]
 
 
-HELD_REASONS = ("JobHeldUser", "JobHeldAdmin")
-
-
-def is_held(job: JobRow) -> bool:
-    """Held by ``scontrol hold`` (the user or an admin), not waiting on its own."""
-    return job.state == "PENDING" and job.reason in HELD_REASONS
-
-
 def _jobs(count: int) -> str:
     return f"{count} job" if count == 1 else f"{count} jobs"
 
 
 def _hhmmss(moment) -> str:
     return moment.strftime("%H:%M:%S")
+
+
+def human_seconds(seconds: float) -> str:
+    """An interval as people say it (the slow-controller floor makes the poll
+    interval any float): whole seconds, ``8 s`` for 8.41332; a tenth only
+    under 5 s, where it is a sizeable part (``1.5 s``)."""
+    if seconds < 5:
+        return f"{round(seconds, 1):g} s"
+    return f"{round(seconds)} s"
 
 
 class DashboardCommands(Provider):
@@ -140,7 +142,7 @@ class DashboardCommands(Provider):
         ]
         job = screen.selected_job
         if job is not None and job.state == "PENDING":  # offered only where they do something
-            if is_held(job):
+            if job.held:
                 commands.append(("Release job", "Let the selected held job start", screen.action_release))
             else:
                 commands.append(("Hold job", "Keep the selected pending job from starting", screen.action_hold))
@@ -310,7 +312,14 @@ class DashboardScreen(Screen):
             if event.state is WorkerState.ERROR:
                 # take_snapshot raised (a damaged state file...): show it, back off.
                 self.policy.next(changed=False, error=True)
-                self._set_banner(f"refresh failed: {worker.error}")
+                error = worker.error
+                self._set_banner(f"refresh failed: {error.one_line() if isinstance(error, UserError) else error}")
+                if self.snapshot is None:
+                    # Not "Asking Slurm…" forever: nothing was asked, the error stopped us.
+                    # One line at 80 columns; the banner above has the path and the details.
+                    self._set_empty("Could not read this project's state (see above): move it aside, then press r."
+                                    if isinstance(error, StateError)
+                                    else "The refresh failed (see above); press r to try again.")
             if event.state in (WorkerState.SUCCESS, WorkerState.ERROR, WorkerState.CANCELLED):
                 self._poll_active = None
                 # Not 0.0: Textual 0.x divides by a zero-interval timer that
@@ -339,7 +348,7 @@ class DashboardScreen(Screen):
             if self.down_since is None:
                 self.down_since = self.last_refresh
             self._set_banner(f"controller unreachable since {_hhmmss(self.down_since)} — {snapshot.error} — "
-                             f"showing the last known states; retrying in {self.policy.interval:g} s")
+                             f"showing the last known states; retrying in {human_seconds(self.policy.interval)}")
         else:
             self.down_since = None
             self._set_banner(None)
@@ -391,7 +400,7 @@ class DashboardScreen(Screen):
         parts = []
         if self.last_refresh is not None:
             parts.append(f"refreshed {_hhmmss(self.last_refresh)} ({self.last_duration:.1f} s)")
-        parts.append(f"every {self.policy.interval:g} s" + (" (refreshing…)" if self.polling else ""))
+        parts.append(f"every {human_seconds(self.policy.interval)}" + (" (refreshing…)" if self.polling else ""))
         if self.snapshot is not None:
             active = sum(1 for job in self.snapshot.jobs if job.active)
             parts.append(f"{len(self.snapshot.jobs)} jobs, {active} active")
@@ -414,7 +423,8 @@ class DashboardScreen(Screen):
     def _set_banner(self, text: str | None) -> None:
         banner = self.query_one("#dash-banner", Static)
         banner.set_class(bool(text), "shown")
-        banner.update(Text(text or "", overflow="ellipsis"))
+        # Wrapped, never cut: the end of a long error says what to do.
+        banner.update(Text(text or ""))
 
     def _set_empty(self, text: str | None) -> None:
         empty = self.query_one("#dash-empty", Static)
@@ -556,7 +566,7 @@ class DashboardScreen(Screen):
         job = self._require_job()
         if job is None:
             return
-        if is_held(job):
+        if job.held:
             self.notify(f"job {job.job_id} is already held ({job.reason}): u releases it", severity="warning",
                         markup=False)
             return
@@ -571,7 +581,7 @@ class DashboardScreen(Screen):
         job = self._require_job()
         if job is None:
             return
-        if not is_held(job):
+        if not job.held:
             why = f"it waits for {job.reason}" if job.state == "PENDING" and job.reason else f"it is {job.state}"
             self.notify(f"job {job.job_id} is not held ({why}): only a held job can be released",
                         severity="warning", markup=False)
@@ -622,16 +632,17 @@ class DashboardScreen(Screen):
         self.app.call_from_thread(self._show_doctor, with_exit_code(diagnosis, SlurmClient(self.context.runner)))
 
     def _show_doctor(self, diagnosis) -> None:
+        from hpcwizard.resubmit import fix_advice, how_it_ended
+
         parent = diagnosis.parent
         if diagnosis.stuck:
             body = diagnosis.explain()
         else:
-            exit_code = f", exit code {parent.exit_code}" if parent.exit_code else ""
-            body = (f"{parent.name} ({parent.job_id}) ended {parent.state}{exit_code}.\n"
+            body = (f"{parent.name} ({parent.job_id}) {how_it_ended(parent)}.\n"
                     f"Its log: {parent.log_out} (stderr: {parent.log_err}).")
         body += (f"\n\nResubmit runs {parent.script} again in {self.context.project_home}"
                  + (", cancels the stuck jobs and submits them again after it (afterok)." if diagnosis.stuck else ".")
-                 + " Fix the cause first (edit the script or the data).")
+                 + f" {fix_advice(parent)}")
         # Not r or c: on the dashboard they refresh and cancel (with a question);
         # here they would act at once.
         choices = [("resubmit", "Resubmit", "s")]

@@ -17,7 +17,7 @@ from rich.text import Text
 from textual.widgets import DataTable
 from textual.widgets.data_table import ColumnKey, RowKey
 
-from hpcwizard.status import JobRow
+from hpcwizard.status import JobRow, format_elapsed_limit
 
 COLUMNS: tuple[tuple[str, str], ...] = (
     ("id", "Job"),
@@ -46,20 +46,19 @@ STATE_STYLES = {
 }
 
 
-def format_duration(seconds: int | None) -> str:
-    """``3725`` → ``1:02:05``; days as ``2-01:02:05``; None → ``-``."""
-    if seconds is None:
-        return "-"
-    days, rest = divmod(int(seconds), 86400)
-    hours, rest = divmod(rest, 3600)
-    minutes, secs = divmod(rest, 60)
-    clock = f"{hours}:{minutes:02d}:{secs:02d}" if hours or days else f"{minutes}:{secs:02d}"
-    return f"{days}-{hours:02d}:{minutes:02d}:{secs:02d}" if days else clock
+#: The Reason column's width: whatever the other columns leave of the table,
+#: between these two. A long reason ("ReqNodeNotAvail, UnavailableNodes:...")
+#: pushed Elapsed/Limit and Start off an 80-column screen; a cut one ends in
+#: "…" (the doctor hint and ``hpcwizard status`` say it whole).
+REASON_MIN = 10
+REASON_MAX = 24
 
 
 def format_start(row: JobRow) -> str:
+    if row.held:
+        return "held"  # Slurm's estimate assumes a release that may never come
     if not row.start:
-        return "-"
+        return "-"  # never started (or not yet estimated)
     try:
         moment = datetime.fromisoformat(row.start)
     except ValueError:
@@ -82,14 +81,22 @@ def short_dependency(text: str | None) -> str:
 
 def reason_cell(row: JobRow) -> Text:
     """Why a job waits, in one column: for a dependency, on what (Slurm's
-    Reason and Dependency columns together keep the table within 80 columns)."""
+    Reason and Dependency columns together keep the table within 80 columns).
+    A dependency that can never be satisfied says which job failed ("317
+    failed", red while the job pends): "DependencyNeverSatisfied: afterok:317
+    failed" filled an 80-column screen by itself."""
     reason = row.reason or ""
     dependency = short_dependency(row.dependency)
     if reason == "DependencyNeverSatisfied":
-        return Text(f"{reason}: {dependency}" if dependency else reason, style="bold red")
-    if reason == "Dependency" and dependency:
-        return Text(dependency)
-    return Text(reason)
+        failed = dependency.replace("afterok:", "") if dependency else "never satisfied"
+        text = Text(failed, style="bold red" if row.state == "PENDING" else "")
+    elif reason == "Dependency" and dependency:
+        text = Text(dependency)
+    else:
+        text = Text(reason)
+    text.truncate(REASON_MAX, overflow="ellipsis")
+    text.overflow = "ellipsis"  # and again when the column is narrower (JobTable._fit_reason)
+    return text
 
 
 def row_cells(row: JobRow) -> tuple[Text, ...]:
@@ -100,15 +107,13 @@ def row_cells(row: JobRow) -> tuple[Text, ...]:
     # An exit code is news only when it is not 0:0.
     failed_exit = row.exit_code and row.exit_code != "0:0" and row.state not in ("RUNNING", "PENDING")
     state = f"{row.state} {row.exit_code}" if failed_exit else row.state
-    limit = format_duration(row.time_limit) if row.time_limit is not None else ""
-    elapsed = format_duration(row.elapsed)
     return (
         Text(row.job_id),
         Text(row.name),
         Text(state, style=state_style),
         reason_cell(row),
         Text(row.partition or ""),
-        Text(f"{elapsed} / {limit}" if limit else elapsed),
+        Text(format_elapsed_limit(row.elapsed, row.time_limit)),
         Text(format_start(row)),
     )
 
@@ -162,6 +167,7 @@ class JobTable(DataTable):
                 width = cell_len(text)
                 if width > column.content_width:
                     column.content_width = width
+        self._fit_reason()  # before the virtual size is computed from the widths
         super()._update_dimensions(others)  # with no rows: only the virtual size
         widths = tuple(column.get_render_width(self) for column in self.ordered_columns)
         if widths != self._measured_widths:
@@ -172,6 +178,23 @@ class JobTable(DataTable):
     def on_mount(self) -> None:
         for key, label in COLUMNS:
             self.add_column(label, key=key)
+
+    def on_resize(self) -> None:
+        self._update_dimensions([])  # the Reason column's room changed
+
+    def _fit_reason(self) -> None:
+        """The Reason column takes what the other columns leave (between
+        REASON_MIN and REASON_MAX, never more than its widest cell), so Elapsed
+        and Start stay on screen; its cells end in "…" when cut."""
+        reason = self.columns.get(ColumnKey("reason"))
+        if reason is None:
+            return
+        others = sum(column.get_render_width(self) for column in self.ordered_columns if column is not reason)
+        room = self.scrollable_content_region.width - others - 2 * self.cell_padding
+        width = max(REASON_MIN, min(reason.content_width, REASON_MAX, room))
+        if reason.auto_width or reason.width != width:
+            reason.auto_width = False
+            reason.width = width
 
     @property
     def selected_job_id(self) -> str | None:

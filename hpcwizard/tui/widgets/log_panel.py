@@ -49,6 +49,11 @@ ERROR_CANDIDATE = re.compile(
     r"|OUT_OF_MEMORY|TIME LIMIT|CANCELLED|Error|ERROR"
 )
 
+#: End states where the reason is worth looking for in stderr too: Python
+#: tracebacks, Slurm's "CANCELLED AT ... DUE TO TIME LIMIT" and the OOM
+#: killer's note all go there, while the panel opens stdout.
+ENDED_BADLY = frozenset({"FAILED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "BOOT_FAIL", "CANCELLED"})
+
 SEVERITY_STYLES = {
     Severity.HIGH: "bold white on dark_red",
     Severity.MEDIUM: "black on dark_orange",
@@ -166,6 +171,9 @@ class LogPanel(Vertical):
         self.first_error_offset: int | None = None
         self.last_match = None  # SearchMatch of the last search
         self.last_query: str | None = None
+        self.match_number = 0  # 1 = the newest match of last_query; n counts older ones
+        self._search_older = True  # the direction of the search under way
+        self._error_jump_pending = False  # switched to stderr for its first error: jump once it is read
         self.status_note: str | None = None
 
     def compose(self):
@@ -217,6 +225,8 @@ class LogPanel(Vertical):
         self.counts = {}
         self.first_error_offset = None
         self.last_match = None
+        self.match_number = 0
+        self._error_jump_pending = False
         self.status_note = None
         self.query_one("#log-partial", Static).update("")
         self._refresh_triage()  # counts were just reset: hides the line
@@ -376,6 +386,11 @@ class LogPanel(Vertical):
             Text.from_ansi(partial[:MAX_DISPLAY_CHARS], no_wrap=True) if partial else "")
         self._refresh_triage()
         self._refresh_header()
+        if event.reset and self._error_jump_pending:
+            # Now that stderr's tail is shown: a jump made earlier would be
+            # wiped by this first chunk.
+            self._error_jump_pending = False
+            self.jump_to_first_error(fallback=False)
 
     def _write(self, lines: list[tuple[int, str, str | None]], *, scroll_end: bool | None = None) -> None:
         self.view.write(render_lines(lines), shrink=False, scroll_end=scroll_end)
@@ -410,8 +425,10 @@ class LogPanel(Vertical):
         else:
             mode = "following" if self.following else "paused · f follows"
         size = f" · {_human_bytes(self.file_size)}" if not self.missing else ""
+        # The note (a search or jump result) before the mode: at 80 columns
+        # the end of the line is cut, and the mode is the same every time.
         note = f" · {self.status_note}" if self.status_note else ""
-        header.update(Text(f"{label} {name}{size} · {mode}{note}", no_wrap=True, overflow="ellipsis"))
+        header.update(Text(f"{label} {name}{size}{note} · {mode}", no_wrap=True, overflow="ellipsis"))
 
     def _missing_note(self) -> str:
         """Why the followed log does not exist, from the job's state."""
@@ -453,36 +470,52 @@ class LogPanel(Vertical):
 
     highlighted_index: int | None = None
 
-    def jump_to_first_error(self) -> str:
+    def jump_to_first_error(self, *, fallback: bool = True) -> str:
         """Scroll to the file's first error line (the tail's triage may not
-        have seen it: the file is scanned from its start, in a worker)."""
+        have seen it: the file is scanned from its start, in a worker).
+
+        For a job that ended badly (ENDED_BADLY) and whose stdout has no
+        error, look in its stderr and switch to it: that is where the error
+        usually is, and "no error found" on the log the panel happened to
+        open sent people hunting for the .err file by hand. stdout stays the
+        panel's default: training progress is printed there."""
         if self.path is None:
             return "select a job first"
         if self.first_error_offset is not None and self._whole_file_in_view():
             self.jump_to_offset(self.first_error_offset)
+            self.status_note = "first error"
+            self._refresh_header()
             return "first error"
         self.status_note = "looking for the first error…"
         self._refresh_header()
-        self._first_error_worker(self.generation, self.path)
+        self._first_error_worker(self.generation, self.path, self._stderr_fallback() if fallback else None)
         return "looking for the first error…"
+
+    def _stderr_fallback(self) -> str | None:
+        """The stderr log to search when stdout has no error, if any."""
+        job = self.job
+        if job is None or self.stream != "out" or getattr(job, "state", None) not in ENDED_BADLY:
+            return None
+        return job.log_err
+
+    def _error_in_stderr(self, generation: int) -> None:
+        """stdout had no error, stderr has: follow stderr and jump there."""
+        if generation != self.generation:
+            return
+        self.stream = "err"  # restarts the panel on the .err log (a new generation)
+        self._error_jump_pending = True
+        self.status_note = "no error in stdout: looking in stderr…"
+        self._refresh_header()
 
     def _whole_file_in_view(self) -> bool:
         return bool(self._offsets) and self._offsets[0] == 0 and not self._context_mode
 
     @work(thread=True, exclusive=True, group="log-context", exit_on_error=False)
-    def _first_error_worker(self, generation: int, path: str) -> None:
-        from hpcwizard.triage import classify_line
-
+    def _first_error_worker(self, generation: int, path: str, fallback: str | None = None) -> None:
         worker = get_current_worker()
         follower = LogFollower(self.source_factory(path))
         try:
-            match, start = None, 0
-            while not worker.is_cancelled:
-                # A cheap regex finds candidates; triage's rules decide.
-                match = follower.search(ERROR_CANDIDATE, "forward", start, should_stop=lambda: worker.is_cancelled)
-                if match is None or classify_line(match.text) is not None:
-                    break
-                start = match.end_offset
+            match = self._first_error_in(follower, worker)
             context = None
             if match is not None and not self._in_view(match.offset):
                 context = [*follower.read_lines_before(match.offset, 10), *follower.read_lines(match.offset, 100)]
@@ -490,7 +523,32 @@ class LogPanel(Vertical):
             match, context = None, None
         finally:
             follower.close()
+        if match is None and fallback is not None and not worker.is_cancelled:
+            other = LogFollower(self.source_factory(fallback))
+            try:
+                found = self._first_error_in(other, worker) is not None
+            except FileNotFoundError:
+                found = False
+            finally:
+                other.close()
+            if found:
+                self.app.call_from_thread(self._error_in_stderr, generation)
+                return
         self.post_message(SearchResult(generation, "", match, context))
+
+    @staticmethod
+    def _first_error_in(follower: LogFollower, worker):
+        """The first line triage calls an error, scanning from the start."""
+        from hpcwizard.triage import classify_line
+
+        match, start = None, 0
+        while not worker.is_cancelled:
+            # A cheap regex finds candidates; triage's rules decide.
+            match = follower.search(ERROR_CANDIDATE, "forward", start, should_stop=lambda: worker.is_cancelled)
+            if match is None or classify_line(match.text) is not None:
+                break
+            start = match.end_offset
+        return match
 
     # -- search --------------------------------------------------------------
 
@@ -509,6 +567,7 @@ class LogPanel(Vertical):
             return
         self.last_query = query
         self.last_match = None
+        self.match_number = 0
         self.search(query, "backward", None)
         self.view.focus()
         self.close_search()
@@ -526,6 +585,7 @@ class LogPanel(Vertical):
     def search(self, query: str, direction: str, from_offset: int | None) -> None:
         if self.path is None:
             return
+        self._search_older = direction == "backward"
         self.status_note = f"searching {query!r}…"
         self._refresh_header()
         self._search_worker(self.generation, self.path, query, direction, from_offset)
@@ -559,15 +619,22 @@ class LogPanel(Vertical):
             return
         if event.match is None:
             self.status_note = (f"no {'more ' if self.last_match else ''}match for {event.query!r}" if event.query
+                                else "no error found in stdout or stderr" if self._stderr_fallback()
                                 else "no error found in this log")
             self._refresh_header()
             return
         if event.query:
             self.last_match = event.match
+            self.match_number = max(1, self.match_number + (1 if self._search_older else -1))
         if not self.jump_to_offset(event.match.offset) and event.context is not None:
             self._show_context(event.context, event.match.offset)
-        where = f"offset {event.match.offset}"
-        self.status_note = (f"match for {event.query!r} at {where}" if event.query else f"first error at {where}")
+        # Short, and in words: the header ends in the note at 80 columns, and
+        # a byte offset ("at offset 1389") told nobody anything.
+        if event.query:
+            self.status_note = (f"{event.query!r}: newest match" if self.match_number == 1
+                                else f"{event.query!r}: match {self.match_number} from the end")
+        else:
+            self.status_note = "first error"
         self._refresh_header()
 
     def _show_context(self, context, offset: int) -> None:
