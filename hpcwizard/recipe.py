@@ -36,6 +36,12 @@ RECIPE_KEYS = ("name", "title", "description", "variants", "parameters", "repos"
                "defaults", "creates", "results", "outputs", "settings", "training_stages")
 _SIZE = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*([KMGT]?)i?B?\s*$", re.IGNORECASE)
 _PLACEHOLDER = re.compile(r"\{(\w+)\}")
+# Numbers typed as text (the form, a quoted value in a plan file) are written the plain way:
+# ASCII digits, an optional leading minus. Python's int() and float() also take "12_3" (saved
+# as 123), "+6" and other scripts' digits, which nobody means to type; YAML's own numbers (an
+# unquoted 12_3 is YAML 1.1's 123) arrive as numbers, not text, and are left alone.
+_WHOLE_TEXT = re.compile(r"-?[0-9]+")
+_NUMBER_TEXT = re.compile(r"-?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?")
 
 
 class RecipeError(UserError):
@@ -154,6 +160,25 @@ class Parameter:
             return f"{kind} of at most {high}"
         return kind
 
+    def spelling_problem(self, value: Any) -> str | None:
+        """How to write the number, when ``value`` is text Python reads as one but this
+        parameter refuses for its spelling (``12_3``, ``+6``, non-ASCII digits), else None."""
+        if self.type not in ("int", "float") or not isinstance(value, str):
+            return None
+        text = value.strip()
+        pattern = _WHOLE_TEXT if self.type == "int" else _NUMBER_TEXT
+        if pattern.fullmatch(text):
+            return None
+        try:
+            number = int(text) if self.type == "int" else float(text)
+        except ValueError:
+            return None  # not a number at all: allowed() says enough
+        if number != number or number in (float("inf"), float("-inf")):
+            return None  # refused for what it is, not for how it is written
+        if self.type == "int":
+            return "write digits only, like 123 (no _ or +)"
+        return "write it like 0.5, 12 or 1e-4 (no _ or leading +)"
+
     def _bound(self, value: float | None) -> str | None:
         """A limit as people write it: 10000000 for an int (not 1e+07), 1e-09 for a tiny float."""
         if value is None:
@@ -183,6 +208,8 @@ class Parameter:
                 raise ValueError
             return text
         if isinstance(value, bool):
+            raise ValueError
+        if self.spelling_problem(value):
             raise ValueError
         if self.type == "int":
             if isinstance(value, float) and value.is_integer():
@@ -293,8 +320,10 @@ class Recipe:
             try:
                 resolved[param.name] = param.convert(given[param.name])
             except (ValueError, TypeError):
+                spelling = param.spelling_problem(given[param.name])
+                how = f"; {spelling}" if spelling else ""
                 raise PlanError(f"params.{param.name} has a bad value {given[param.name]!r}",
-                                f"allowed: {param.allowed()} ({param.help})") from None
+                                f"allowed: {param.allowed()} ({param.help}){how}") from None
         return resolved
 
     @property

@@ -158,6 +158,48 @@ def test_params_round_trip_through_the_plan_file(tmp_path):
     assert loaded.params == {"stage1_learning_rate": 5e-6, "stages": "stage1"}
 
 
+@pytest.mark.parametrize(
+    ("kind", "text", "expected"),
+    [
+        ("int", "123", 123), ("int", " 7 ", 7), ("int", "-5", -5),
+        ("int", "12_3", None), ("int", "+6", None), ("int", "\u0663", None),  # Arabic-Indic 3: int() reads it
+        ("int", "6.0", None), ("int", "many", None),
+        ("float", "0.5", 0.5), ("float", "1e-4", 1e-4), ("float", "1E+3", 1000.0), ("float", ".5", 0.5),
+        ("float", "5.", 5.0), ("float", "-2", -2.0),
+        ("float", "1_0.5", None), ("float", "+1e-4", None), ("float", "0_5", None), ("float", "inf", None),
+    ],
+)
+def test_numbers_typed_as_text_are_written_plainly(kind, text, expected):
+    # Python's int() and float() take "12_3" (as 123) and "+6": nobody types those on purpose.
+    from hpcwizard.recipe import Parameter
+
+    param = Parameter("n", kind, 1, "a number", minimum=-10, maximum=10000)
+    if expected is None:
+        with pytest.raises(ValueError):
+            param.convert(text)
+    else:
+        assert param.convert(text) == expected
+
+
+def test_a_quoted_number_with_an_underscore_in_a_plan_file_is_refused_saying_how_to_write_it(tmp_path):
+    from hpcwizard.recipe import load_plan_for_recipe
+
+    plan = get_recipe("demo").default_plan(tmp_path / "proj", hf_namespace="alice")
+    data = plan.to_dict()
+    plan_file = tmp_path / "plan.yaml"
+    data["params"] = {"max_train_steps": "12_3"}
+    plan_file.write_text(yaml.safe_dump(data))
+    with pytest.raises(PlanError) as caught:
+        load_plan_for_recipe(plan_file)
+    said = caught.value.one_line()
+    assert "params.max_train_steps has a bad value '12_3'" in said and "write digits only, like 123 (no _ or +)" in said
+    # YAML's own numbers are YAML's business: an unquoted 12_3 is YAML 1.1's 123.
+    plan_file.write_text(yaml.safe_dump(data).replace("'12_3'", "12_3"))
+    assert "12_3" in plan_file.read_text() and "'12_3'" not in plan_file.read_text()
+    loaded, _ = load_plan_for_recipe(plan_file)
+    assert loaded.params == {"max_train_steps": 123}
+
+
 def test_recipes_json_lists_parameters(capsys):
     assert main(["recipes", "--json"]) == 0
     recipes = {r["name"]: r for r in json.loads(capsys.readouterr().out)["recipes"]}

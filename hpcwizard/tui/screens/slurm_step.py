@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -21,10 +22,19 @@ from hpcwizard.tui.screens.step import StepScreen
 
 FIELDS = {"setup": ("partition", "cpus", "mem", "time"), "train": ("partition", "gpus", "cpus", "mem", "time")}
 LABELS = {"cpus": "CPUs", "gpus": "GPUs", "mem": "mem", "time": "time"}
+_TIME_FIELD = re.compile(r"(setup|train)\.time has a bad value ")
 
 
 def _limit(value: int | None) -> str:
     return "unlimited" if value is None else format_slurm_duration(value)
+
+
+def _form_message(exc: PlanError) -> str:
+    """The plan's complaint as the form says it. A bad time's message already says how to
+    write one; its hint repeats that for plan files ("quoted in YAML"), which the form is not."""
+    if _TIME_FIELD.match(exc.message):
+        return " ".join(exc.message.split())
+    return exc.one_line()
 
 
 class SlurmStep(StepScreen):
@@ -179,7 +189,7 @@ class SlurmStep(StepScreen):
             kept = self.keepable(draft)
             self.kept = SlurmChoice(kept.setup, kept.train, kept.account, kept.qos)
             self.candidate = None
-            verdict.update(Text(f"✘ {exc.one_line()}", style="red"))
+            verdict.update(Text(f"✘ {_form_message(exc)}", style="red"))
             self.allow_next(False)
             return False
         self.candidate = candidate

@@ -1,8 +1,9 @@
-"""Preflight rows as they arrive: one line each, expanding to its fix."""
+"""Preflight rows as they arrive: each row's whole message, wrapped; a row with a fix expands to it."""
 
 from __future__ import annotations
 
 from textual.containers import VerticalScroll
+from textual.content import Content
 from textual.widgets import Collapsible, Static
 
 from hpcwizard.preflight import CheckResult, Level
@@ -13,18 +14,25 @@ MARKS = {Level.OK: ("✔", "green"), Level.WARN: ("!", "yellow"), Level.BLOCK: (
 class CheckRow(Collapsible):
     """A check; Enter or a click on its title shows how to fix it."""
 
+    # The title is the check's whole message: it wraps like the ok rows (Collapsible's
+    # own width: auto cut it at the edge, mid-word, and expanding showed only the fix).
     DEFAULT_CSS = """
     CheckRow { border: none; padding: 0; margin: 0; background: transparent; }
+    CheckRow CollapsibleTitle { width: 1fr; }
     CheckRow > Contents { padding: 0 0 0 4; }
     CheckRow.-block CollapsibleTitle { color: $error; }
     CheckRow.-warn CollapsibleTitle { color: $warning; }
+    /* Focused, the title spans the row: red or yellow on the cursor's blue was hard to read. */
+    CheckRow.-block CollapsibleTitle:focus, CheckRow.-warn CollapsibleTitle:focus { color: $block-cursor-foreground; }
     """
 
     def __init__(self, row: CheckResult) -> None:
         mark, _ = MARKS[row.level]
-        title = f"{mark} {row.group:<11} {row.name}: {row.message}"
+        # Content, not a str: Collapsible reads a str title as markup, and a message
+        # may quote Slurm or the Hub ("[x]" would vanish, "[/]" would stop the wizard).
+        title = Content(f"{mark} {row.group:<11} {row.name}: {row.message}")
         fix = f"fix: {row.fix}" if row.fix else "nothing to fix"
-        super().__init__(Static(fix, markup=False, classes="check-fix"), title=title,
+        super().__init__(Static(fix, markup=False, classes="check-fix"), title=title,  # type: ignore[arg-type]
                          collapsed=True, classes=f"-{row.level.value}")
         self.row = row
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from textual import on
 from textual.app import ComposeResult
+from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Button, DirectoryTree, Input, Label
 
@@ -49,6 +50,10 @@ class DirPicker(Vertical):
     DirPicker .dir-info.-warn { color: $warning; }
     """
 
+    # Escape while the tree is open closes it (the step's Escape goes back a whole step);
+    # check_action lets Escape through to the step when the tree is closed.
+    BINDINGS = [Binding("escape", "close_browse", "Close folders")]
+
     def __init__(self, label: str, value: str, *, id: str, placeholder: str = "/abs/path") -> None:
         super().__init__(id=id)
         self.label = label
@@ -76,19 +81,33 @@ class DirPicker(Vertical):
         info.set_class(error, "-error")
         info.set_class(warn and not error, "-warn")
 
+    @property
+    def browsing(self) -> bool:
+        return self.has_class("-browsing")
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "close_browse":
+            return self.browsing
+        return True
+
+    def action_close_browse(self) -> None:
+        self.remove_class("-browsing")
+        self.query(FolderTree).remove()
+        self.refresh_bindings()  # the footer's Escape is Back again
+        self.input.focus()
+
     @on(Button.Pressed)
     def _toggle_browse(self, event: Button.Pressed) -> None:
         event.stop()
-        if self.has_class("-browsing"):
-            self.remove_class("-browsing")
-            self.query(FolderTree).remove()
-            self.input.focus()
+        if self.browsing:
+            self.action_close_browse()
             return
         root = nearest_existing(self.value)
         if root.parent != root:
             root = root.parent
         tree = FolderTree(root, id=f"{self.id}-tree")
         self.add_class("-browsing")
+        self.refresh_bindings()
         self.mount(tree, after=self.query_one(Horizontal))
         tree.focus()
 

@@ -21,10 +21,14 @@ def _file_id(index: int) -> str:
 
 
 class FileBar(Horizontal):
+    # The bar shrinks inside its fixed width so the percentage keeps its 5 cells: a 32-cell
+    # Bar (Textual's default) plus "100%" did not fit in 34 and the percentage read "1".
+    # A long file name ends with … and a space before the bar, rather than running into it.
     DEFAULT_CSS = """
     FileBar { height: 1; }
-    FileBar .file-name { width: 1fr; min-width: 20; }
+    FileBar .file-name { width: 1fr; min-width: 20; padding-right: 1; text-wrap: nowrap; text-overflow: ellipsis; }
     FileBar ProgressBar { width: 34; }
+    FileBar ProgressBar Bar { width: 1fr; }
     FileBar .file-state { width: 14; padding-left: 1; }
     """
 

@@ -152,7 +152,10 @@ class ParamRow(Vertical):
             self.value = self.param.convert(raw)
         except (ValueError, TypeError):
             self.ok = False
-            self.error = f"✘ {as_text(raw) or 'empty'} is not allowed: {self.param.allowed()}"
+            # "12_3" or "+6" looks like a number: say how to write one, not only the range.
+            spelling = self.param.spelling_problem(raw)
+            how = f"; {spelling}" if spelling else ""
+            self.error = f"✘ {as_text(raw) or 'empty'} is not allowed: {self.param.allowed()}{how}"
         else:
             self.ok = True
             self.error = None
