@@ -46,3 +46,33 @@ async def test_ctrl_n_on_a_shut_next_says_what_opens_it(make, home):
         await wait_for(pilot, lambda: any("fix the values marked ✘ first" in n.message
                                           for n in app._notifications), 5, "the notice")
         assert getattr(app.screen, "STEP", None) == "params"
+
+
+async def test_open_wizard_from_a_dashboard_while_the_project_is_open_elsewhere(tmp_path):
+    """A wizard open on this project in another terminal: "Open wizard" says so
+    and the dashboard stays (it showed a dead end whose q quit the program)."""
+    import subprocess
+    import sys
+
+    from hpcwizard.tui.app import make_app
+    from hpcwizard.tui.screens.dashboard import DashboardScreen
+
+    home = tmp_path / "proj"
+    (home / "hpcwizard").mkdir(parents=True)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time\nfrom hpcwizard.state import ProjectLock\n"
+         f"lock = ProjectLock({str(home / 'hpcwizard')!r}); lock.acquire(); print('held', flush=True); time.sleep(60)"],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        app = make_app(project_home=home, start_mode="dashboard")
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_for(pilot, lambda: isinstance(app.screen, DashboardScreen), 30, "the dashboard")
+            dashboard = app.screen
+            await pilot.press("w")
+            await wait_for(pilot, lambda: any("already open in hpcwizard" in n.message for n in app._notifications),
+                           10, "the notice")
+            assert app.screen is dashboard and app.current_mode == "dashboard"
+    finally:
+        holder.kill()
+        holder.wait()

@@ -115,9 +115,29 @@ class HpcWizardApp(App[int]):
         Everything the wizard knew is saved, so a new one loses nothing."""
         if self.current_mode == "wizard":
             return
+        if not self._project_free_for_wizard():
+            return
         await self.remove_mode("wizard")  # its screens unmount: the project lock is released
         self.add_mode("wizard", _wizard)
         await self.switch_mode("wizard")
+
+    def _project_free_for_wizard(self) -> bool:
+        """A wizard open on this project elsewhere: say so and stay on the
+        dashboard (the wizard showed "already open… Press q to quit", and q
+        closed the whole program)."""
+        from hpcwizard.errors import UserError
+        from hpcwizard.tui.screens import session
+
+        home = self.context.project_home
+        if home is None:
+            return True
+        try:
+            if session.acquire_project_lock(home, self.context.files):
+                session.release_project_lock(home)  # the wizard takes it again in a moment
+        except UserError as exc:
+            self.notify(exc.one_line(), title="Wizard not opened", severity="warning", timeout=10, markup=False)
+            return False
+        return True
 
     def quit_with(self, failure: Exception | None) -> None:
         self.failure = failure

@@ -71,7 +71,7 @@ class WelcomeStep(StepScreen):
         self.saved = saved
         self.project_home = saved.project_home
         if self.asking:
-            self.query_one(DirPicker).show_info(f"project home: {saved.project_home}")
+            self.query_one(DirPicker).show_info("")  # the session text below names the folder
         if self.asking and not saved.resumable and self._pending_start:
             self.dismiss(self._choice(resume=False))
             return
@@ -109,6 +109,8 @@ class WelcomeStep(StepScreen):
         if buttons:
             choices.mount_all(buttons)
             buttons[0].focus()
+            # At 80x24 with a long path the choices start below the fold: bring them into view.
+            self.call_after_refresh(choices.scroll_visible, animate=False)
             self.query_one("#step-next", Button).label = "Continue →"
 
     def _choice(self, *, resume: bool, dashboard: bool = False) -> object:
