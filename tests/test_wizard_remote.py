@@ -119,8 +119,8 @@ async def test_wizard_over_ssh_stores_the_token_downloads_there_and_the_chain_co
                 await pilot.press("enter")
                 await wait_for(pilot, lambda: app.screen.submission is not None, 60, "submission")
                 ids = [job.job_id for job in app.screen.submission.jobs]
-                shown = screen_text(app)
-                assert all(f"job {job_id}" in shown for job_id in ids)
+                await wait_for(pilot, lambda: all(f"job {job_id}" in screen_text(app) for job_id in ids), 10,
+                               "the job ids on screen")
                 await wait_for(pilot, lambda: app.current_mode == "dashboard", 10, "dashboard")
             state = load_state(home / "hpcwizard", files)
             assert state.wizard_step == session.DONE
