@@ -404,7 +404,9 @@ def cmd_submit(args: argparse.Namespace) -> int:
         })
     else:
         for job in submission.jobs:
-            after = f" after {job.dependency[0]}" if job.dependency else ""
+            # "afterok:313" reads as Slurm syntax: say it in words.
+            kind, _, parent = job.dependency[0].partition(":") if job.dependency else ("", "", "")
+            after = f", starts after job {parent} {'succeeds' if kind == 'afterok' else 'ends'}" if parent else ""
             print(f"submitted {job.name}: job {job.job_id} on {job.partition}{after}")
         where = f" on {files.where}" if files.remote else ""
         print(f"scripts in {submission.scripts_dir}; logs in {plan.logs_dir}{where}")

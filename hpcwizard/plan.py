@@ -240,13 +240,16 @@ def plan_from_dict(data: Any, *, recipe_names: tuple[str, ...] | None = None) ->
     unknown = sorted(str(k) for k in set(data) - set(PLAN_KEYS))
     if unknown:
         raise PlanError(f"unknown key {unknown[0]!r} in the plan", f"allowed keys: {', '.join(PLAN_KEYS)}")
-    for required in ("recipe", "project_home", "data_root", "setup", "train"):
-        if data.get(required) is None:
-            raise PlanError(f"the plan has no {required}", f"add `{required}:` to the plan")
+    if data.get("recipe") is None:
+        raise PlanError("the plan has no recipe", "add `recipe:` to the plan")
+    # The recipe first: a mistyped one explains the other errors ("no setup").
     recipe = data["recipe"]
     if not isinstance(recipe, str) or (recipe_names is not None and recipe not in recipe_names):
         allowed = ", ".join(recipe_names) if recipe_names else "a recipe name"
         raise PlanError(f"recipe has a bad value {recipe!r}", f"allowed: {allowed}")
+    for required in ("project_home", "data_root", "setup", "train"):
+        if data.get(required) is None:
+            raise PlanError(f"the plan has no {required}", f"add `{required}:` to the plan")
     variant = data.get("variant")
     if variant is not None and (not isinstance(variant, str) or not _VARIANT.fullmatch(variant)):
         raise PlanError(f"variant has a bad value {variant!r}", "write the variant's name, e.g. non-prompt")
@@ -272,6 +275,28 @@ def plan_from_dict(data: Any, *, recipe_names: tuple[str, ...] | None = None) ->
     )
 
 
+class DuplicateKey(yaml.YAMLError):
+    def __init__(self, key: object, first: int, again: int) -> None:
+        super().__init__(f"duplicate key {key!r}")
+        self.key, self.first, self.again = key, first, again
+
+
+class _PlanLoader(yaml.SafeLoader):
+    """SafeLoader that refuses a key given twice in one mapping (``recipe: demo``
+    then ``recipe: diffueraser``): plain YAML keeps the last one without a word."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:  # type: ignore[override]
+        seen: dict[object, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
+            line = key_node.start_mark.line + 1
+            if isinstance(key, (str, int, float, bool)) and key in seen:
+                raise DuplicateKey(key, seen[key], line)
+            if isinstance(key, (str, int, float, bool)):
+                seen[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
 def load_plan(path: Path | str, *, recipe_names: tuple[str, ...] | None = None) -> Plan:
     """Read and validate a plan file."""
     path = Path(path)
@@ -285,7 +310,10 @@ def load_plan(path: Path | str, *, recipe_names: tuple[str, ...] | None = None) 
         raise PlanError(f"the plan {path} is not a text file (not UTF-8)",
                         "pass the YAML plan file; `hpcwizard` writes one") from None
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_PlanLoader)  # noqa: S506 - a SafeLoader
+    except DuplicateKey as exc:
+        raise PlanError(f"the plan {path} sets {exc.key!r} twice (lines {exc.first} and {exc.again})",
+                        "keep one of them: YAML would silently use the last") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""

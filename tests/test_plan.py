@@ -174,3 +174,21 @@ def test_an_unquoted_yaml_time_is_caught_in_the_file(tmp_path):
     assert "time: 12:00:00" in path.read_text()
     with pytest.raises(PlanError, match=r"time is the number 43200"):
         load_plan(path, recipe_names=tuple(all_recipes()))
+
+
+def test_a_key_given_twice_is_refused_with_both_lines(tmp_path):
+    plan = tmp_path / "plan.yaml"
+    plan.write_text("recipe: demo\nproject_home: /p\nrecipe: diffueraser\n")
+    with pytest.raises(PlanError, match=r"sets 'recipe' twice \(lines 1 and 3\)"):
+        load_plan(plan)
+    nested = tmp_path / "nested.yaml"
+    nested.write_text("recipe: demo\nproject_home: /p\ndata_root: /d\nsetup: {partition: cpu, partition: gpu}\n")
+    with pytest.raises(PlanError, match="sets 'partition' twice"):
+        load_plan(nested)
+
+
+def test_an_unknown_recipe_is_named_before_missing_keys(tmp_path):
+    plan = tmp_path / "plan.yaml"
+    plan.write_text("recipe: nope\nproject_home: /p\n")
+    with pytest.raises(PlanError, match="recipe has a bad value 'nope'"):
+        load_plan(plan, recipe_names=("demo", "diffueraser"))
