@@ -1,8 +1,9 @@
 """Unpack downloaded archives once, with a marker per archive.
 
 A marker file beside the destination records which archive (by size and
-mtime, or sha256 when known) was unpacked, so a rerun of the setup job skips
-finished archives and redoes only one that changed or was interrupted: the
+mtime, or sha256 when known) was unpacked and what it put at the top of the
+destination, so a rerun of the setup job skips finished archives and redoes
+one that changed, was interrupted, or whose files were deleted since: the
 marker is written last, after tar succeeded.
 
 GNU tar does the work (a 13 GB tarball unpacks several times faster than
@@ -54,10 +55,13 @@ def marker_path(archive: Path, into: Path) -> Path:
     return into / f"{MARKER_PREFIX}{archive.name}.json"
 
 
-def _identity(archive: Path, sha256: str | None) -> dict[str, object]:
+MAX_TOP_NAMES = 200  # top-level entries recorded in a marker (checked on every setup run)
+
+
+def _identity(archive: Path, sha256: str | None, top: list[str] | None = None) -> dict[str, object]:
     st = archive.stat()
     return {"archive": str(archive), "size": st.st_size, "sha256": sha256,
-            "mtime_ns": None if sha256 else st.st_mtime_ns}
+            "mtime_ns": None if sha256 else st.st_mtime_ns, "top": top}
 
 
 def is_unpacked(archive: Path, into: Path, sha256: str | None = None,
@@ -77,9 +81,11 @@ def is_unpacked(archive: Path, into: Path, sha256: str | None = None,
     if (recorded.get("archive"), recorded.get("size"), recorded.get("sha256")) != (str(archive), st.size, sha256):
         return False
     mtime_ns = recorded.get("mtime_ns")
-    if sha256:
-        return mtime_ns is None
-    return isinstance(mtime_ns, int) and st.same_mtime(mtime_ns)
+    same = mtime_ns is None if sha256 else isinstance(mtime_ns, int) and st.same_mtime(mtime_ns)
+    # What the archive put at the top must still be there: a scratch purge
+    # (or a user) may have deleted the unpacked files and left the marker.
+    top = recorded.get("top") or []
+    return same and all(files.exists(into / name) for name in top if isinstance(name, str))
 
 
 # -- formats -------------------------------------------------------------------------------------
@@ -185,6 +191,7 @@ class _MemberCheck:
     archive: Path
     into: Path
     links: set[str] = field(default_factory=set)  # names that are, or may be, symlinks
+    top: set[str] = field(default_factory=set)  # first path components, for the marker
     symlinks: list[tuple[str, str]] = field(default_factory=list)
 
     def refuse(self, what: str) -> UnpackError:
@@ -192,6 +199,8 @@ class _MemberCheck:
 
     def member(self, member: tarfile.TarInfo) -> None:
         name, parts = member.name, _parts(member.name)
+        if parts and len(self.top) < MAX_TOP_NAMES:
+            self.top.add(parts[0])
         if name.startswith("/") or ".." in parts or (not parts and not member.isdir()):
             raise self.refuse(f"an unsafe path {name!r}")
         if len(parts) == 1 and parts[0].startswith(MARKER_PREFIX):
@@ -241,8 +250,10 @@ class _MemberCheck:
         return None
 
 
-def check_members(archive: Path, into: Path) -> None:
-    """Refuse ``archive`` (before anything of it is written) if a member is unsafe to unpack into ``into``."""
+def check_members(archive: Path, into: Path) -> list[str]:
+    """Refuse ``archive`` (before anything of it is written) if a member is unsafe to unpack into ``into``.
+
+    Returns the names it puts at the top of ``into`` (at most MAX_TOP_NAMES)."""
     check = _MemberCheck(archive, into)
     try:
         with contextlib.closing(_headers(archive, _format(archive))) as headers:  # stops zstd at once
@@ -254,6 +265,7 @@ def check_members(archive: Path, into: Path) -> None:
             reason = "neither a tar archive nor a compressed one"
         raise UnpackError(f"{archive} is not a readable archive: {reason}", "delete it and run the download again") from None
     check.finish()
+    return sorted(check.top)
 
 
 def unpack(archive: Path, into: Path, *, sha256: str | None = None) -> UnpackResult:
@@ -263,7 +275,7 @@ def unpack(archive: Path, into: Path, *, sha256: str | None = None) -> UnpackRes
     if is_unpacked(archive, into, sha256):
         return UnpackResult(archive, into, skipped=True)
     flags = _format(archive).tar_flags
-    check_members(archive, into)
+    top = check_members(archive, into)
     into.mkdir(parents=True, exist_ok=True)
     marker = marker_path(archive, into)
     marker.unlink(missing_ok=True)
@@ -280,7 +292,7 @@ def unpack(archive: Path, into: Path, *, sha256: str | None = None) -> UnpackRes
         raise UnpackError(f"unpacking {archive.name} failed: {last}", "delete the archive and download it again")
     # A fresh temporary file, then a rename: a fixed temporary name would be
     # opened through whatever symlink of that name the folder holds.
-    atomic_write(marker, json.dumps(_identity(archive, sha256)))
+    atomic_write(marker, json.dumps(_identity(archive, sha256, top)))
     return UnpackResult(archive, into, skipped=False)
 
 

@@ -33,6 +33,21 @@ def test_unpack_once_then_skip_until_the_archive_changes(tmp_path):
     assert (into / "code" / "train.py").read_text() == "print(2)\n"
 
 
+def test_unpacked_files_deleted_since_are_unpacked_again(tmp_path):
+    """A scratch purge deletes the frames and leaves the marker: the next setup
+    run must unpack again, not skip and fail on missing frames."""
+    archive = tmp_path / "frames.tar"
+    archive.write_bytes(make_tar({"./frames/0001.jpg": "a", "frames/0002.jpg": "b", "README": "r"}))
+    into = tmp_path / "data"
+    assert unpack(archive, into).skipped is False
+    assert unpack(archive, into).skipped is True
+    shutil.rmtree(into / "frames")
+    assert not is_unpacked(archive, into)
+    assert unpack(archive, into).skipped is False
+    assert (into / "frames" / "0002.jpg").read_text() == "b"
+    assert is_unpacked(archive, into)
+
+
 def test_unsafe_members_are_refused_before_anything_is_written(tmp_path):
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w") as tar:
