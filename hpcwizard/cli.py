@@ -523,8 +523,17 @@ def build_tui(args: argparse.Namespace, start_mode: str) -> Any:
     if not args.host:
         if start_mode == "wizard":
             home = Path(args.project_home).expanduser().absolute() if args.project_home else None
-            if home is not None:
+            # A folder that does not exist yet is created (and locked) by the
+            # wizard once the user goes on: quitting at once leaves nothing behind.
+            if home is not None and home.exists():
                 acquire_project_lock(home, LOCAL_FILES)
+            elif home is not None:
+                from hpcwizard.tui.screens.session import check_folder
+
+                _, why = check_folder(str(home))  # one that could never be created: said before the TUI
+                if why is not None:
+                    raise UserError(f"cannot write the project's files in {home} ({why})",
+                                    "choose a folder you can write (--project-home, or project_home in the plan)")
         else:
             home = _project_home(args, LOCAL_FILES)
         return make_app(project_home=home, runner=LocalRunner(), start_mode=start_mode)

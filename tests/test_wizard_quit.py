@@ -76,3 +76,22 @@ async def test_open_wizard_from_a_dashboard_while_the_project_is_open_elsewhere(
     finally:
         holder.kill()
         holder.wait()
+
+
+async def test_a_new_project_home_is_created_only_when_the_user_goes_on(make, tmp_path):
+    """A mistyped --project-home used to leave <home>/hpcwizard/wizard.lock
+    (and its parents) behind even when the user quit at once."""
+    typo = tmp_path / "typo" / "deep" / "proj"
+    app = make(typo)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: getattr(app.screen, "saved", None) is not None, 30, "welcome")
+        assert "does not exist yet: it is created when you start" in str(
+            app.screen.query_one("#welcome-session").render())
+        await pilot.press("ctrl+q")
+    assert not (tmp_path / "typo").exists()
+    app = make(typo)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: getattr(app.screen, "saved", None) is not None, 30, "welcome")
+        await pilot.press("ctrl+n")
+        await wait_for(pilot, lambda: getattr(app.screen, "STEP", None) == "token", 30, "token")
+        assert (typo / "hpcwizard" / "wizard.lock").exists()

@@ -14,6 +14,7 @@ from datetime import datetime
 from pathlib import Path
 
 from textual.app import App
+from textual.binding import Binding
 from textual.screen import Screen
 
 from hpcwizard import __version__
@@ -62,6 +63,9 @@ class HpcWizardApp(App[int]):
     SUB_TITLE = f"v{__version__}"
     CSS_PATH = "app.tcss"
     MODES = {"wizard": _wizard, "dashboard": _dashboard}
+    # Shown in the wizard's footer: "quit any time" should not need the docs.
+    # The dashboard hides it (its footer has q, and 80 columns are full).
+    BINDINGS = [Binding("ctrl+q", "quit", "Quit", priority=True)]
 
     def __init__(self, context: AppContext, *, start_mode: str = "wizard",
                  connecting: Callable[[], RemoteSetup] | None = None, ssh_prompts: Any = None) -> None:

@@ -179,6 +179,7 @@ class DashboardScreen(Screen):
     # every key stays bound and is listed by ? (and the palette, ctrl+p).
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("q", "app.quit", "Quit"),
+        Binding("ctrl+q", "app.quit", "Quit", show=False, priority=True),  # q is in the footer already
         Binding("r", "refresh", "Refresh"),
         Binding("c", "cancel_job", "Cancel"),
         Binding("d", "doctor", "Doctor"),

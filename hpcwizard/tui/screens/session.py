@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -74,6 +75,7 @@ class SavedSession:
     plan: Plan | None
     problem: str | None = None  # the saved plan could not be read: why
     submitted: int = 0  # chains submitted from this project
+    exists: bool = True  # False: the folder is created only when the user goes on
 
     @property
     def resumable(self) -> bool:
@@ -84,6 +86,8 @@ def read_session(project_home: Path, files: ProjectFiles | None = None) -> Saved
     """The saved step and plan of a project home (disk work: call it from a worker)."""
     problem = None
     files = local_or(files)
+    if not files.exists(project_home):
+        return SavedSession(project_home, None, None, exists=False)
     try:
         state = load_state(state_dir(project_home), files)
     except UserError as exc:
@@ -158,6 +162,12 @@ def check_folder(text: str, files: ProjectFiles | None = None) -> tuple[Path | N
     if not os.access(existing, os.W_OK | os.X_OK):
         where = "it" if existing == path else f"{existing}"
         return None, f"{where} is not writable by you"
+    if existing != path:
+        # os.access says yes to root everywhere (/proc too): try, leaving nothing behind.
+        try:
+            os.rmdir(tempfile.mkdtemp(prefix=".hpcwizard-probe-", dir=existing))
+        except OSError as exc:
+            return None, f"cannot create folders in {existing} ({exc.strerror or exc})"
     return Path(os.path.normpath(path)), None
 
 

@@ -101,6 +101,9 @@ class WelcomeStep(StepScreen):
             buttons = [Button(f"Resume at {session.TITLES.get(saved.step or '', '')}", id="welcome-resume",
                               variant="primary", compact=True),
                        Button("Start over", id="welcome-new", compact=True)]
+        elif not saved.exists:
+            # Said, not done: a mistyped --project-home must not leave folders behind.
+            lines.append("This folder does not exist yet: it is created when you start.")
         else:
             lines.append("Nothing saved here yet: a new session starts.")
         if saved.problem:

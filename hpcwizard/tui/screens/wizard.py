@@ -25,7 +25,6 @@ from textual.widgets import Footer, Label
 
 from hpcwizard.errors import UserError
 from hpcwizard.plan import Plan
-from hpcwizard.state import StateError
 from hpcwizard.tui.screens import session
 from hpcwizard.tui.screens.session import STEP_KEYS, STEPS, TITLES, step_index
 from hpcwizard.tui.screens.step import BACK, Jump, StepScreen
@@ -107,7 +106,10 @@ class WizardScreen(Screen[None]):
         home = self.app.context.project_home  # type: ignore[attr-defined]
         if home is not None:
             try:
-                self._lock(home)
+                # A folder that does not exist yet is locked (and so created)
+                # only when the user goes on from the welcome step.
+                if self.app.context.files.exists(home):  # type: ignore[attr-defined]
+                    self._lock(home)
             except UserError as exc:
                 self.show_message(f"{exc.one_line()}\n\nPress q to quit.", error=True)
                 return
@@ -124,6 +126,8 @@ class WizardScreen(Screen[None]):
 
     def _lock(self, home: Path) -> None:
         if session.acquire_project_lock(home, self.app.context.files):
+            if self._took_lock is not None and self._took_lock != home:
+                session.release_project_lock(self._took_lock)  # the welcome step moved to another folder
             self._took_lock = home
 
     def show_message(self, text: str, *, error: bool = False) -> None:
@@ -252,13 +256,12 @@ class WizardScreen(Screen[None]):
         return self.plan
 
     def _apply_welcome(self, choice: WelcomeChoice) -> str | None:
-        if choice.project_home != self.project_home:
-            try:
-                self._lock(choice.project_home)
-            except StateError as exc:
-                self.show("welcome", error=exc.one_line())
-                return None
-            self.project_home = choice.project_home
+        try:
+            self._lock(choice.project_home)  # held already (the CLI's or ours): nothing happens
+        except UserError as exc:  # open elsewhere (StateError), or a folder that cannot be made
+            self.show("welcome", error=exc.one_line())
+            return None
+        self.project_home = choice.project_home
         saved = choice.session
         if choice.open_dashboard:
             self.step = session.DONE
