@@ -328,9 +328,10 @@ def check_login_download(plan: Plan, repos: list[ResolvedRepo], *, required: boo
     missing = verify_downloaded(repos)
     if not missing:
         return _ok("space", "downloaded", f"all files of {len(repos)} repo(s) downloaded and verified on this node")
-    shown = ", ".join(missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
+    names = [m.split(" (")[0] for m in missing]  # repo or file ids, without "(never downloaded into …)"
+    shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
     if not required:
-        return _ok("space", "to download", f"the Download step fetches them next: {shown}")
+        return _ok("space", "to download", f"{len(missing)} not downloaded yet; the Download step fetches them")
     return _block("space", "not downloaded", f"download: login, and {len(missing)} not downloaded yet: {shown}",
                   "run `hpcwizard download PLAN` on this login node first (it resumes), or set download: job")
 
