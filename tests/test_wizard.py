@@ -302,7 +302,9 @@ async def test_start_over_forgets_the_answers(make, home):
     app = make(home)
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(pilot, lambda: step_of(app) == "welcome" and app.screen.saved is not None)
-        assert "Resume at Slurm resources" in screen_text(app).replace("\xa0", " ")
+        # The choices are mounted with the saved session: drawn a frame later.
+        await wait_for(pilot, lambda: "Resume at Slurm resources" in screen_text(app).replace("\xa0", " "), 10,
+                       "the choices drawn")
         await pilot.click("#welcome-new")
         await pilot.press("y")  # the Start over confirmation
         await at_step(pilot, "token")
@@ -492,7 +494,7 @@ async def test_a_blocking_check_keeps_next_shut_and_shows_its_fix(make, home):
         assert row.collapsed
         await pilot.press("enter")  # the first blocking row has the focus
         await wait_for(pilot, lambda: not row.collapsed)
-        assert "fix:" in screen_text(app)
+        await wait_for(pilot, lambda: "fix:" in screen_text(app), 10, "the fix drawn")
         await pilot.press("ctrl+n")
         assert step_of(app) == "preflight"
         # Fix it and check again.
@@ -572,8 +574,8 @@ async def test_palette_jumps_to_a_step_already_reached_and_escape_goes_back(make
         await pilot.press("ctrl+p")
         await wait_for(pilot, lambda: type(app.screen).__name__ == "CommandPalette")
         await pilot.press(*"dashboard")
-        await pilot.pause(0.3)
-        assert "Open the " in screen_text(app)  # "dashboard" is highlighted: another span
+        # "dashboard" is highlighted: another span
+        await wait_for(pilot, lambda: "Open the " in screen_text(app), 10, "the palette's match")
         await pilot.press("escape")
 
 
