@@ -381,16 +381,12 @@ def cmd_submit(args: argparse.Namespace) -> int:
                 f"no Hugging Face token file at {token_file}: the setup job downloads with it "
                 "(HF_TOKEN is not passed into jobs); nothing was submitted",
                 "save it with `hpcwizard` (its token step) or `hf auth login`; `hpcwizard check PLAN` checks the rest")
-    if plan.download == "login" and not files.remote:
-        from hpcwizard.download.core import verify_downloaded
+    if not files.remote:
+        from hpcwizard.preflight import Level, check_login_download
 
-        missing = verify_downloaded(recipe.repos_for(plan))
-        if missing:
-            raise UserError(
-                f"download: login, and {len(missing)} not downloaded yet ({missing[0]}"
-                f"{f' and {len(missing) - 1} more' if len(missing) > 1 else ''}): the setup job would fail; "
-                "nothing was submitted",
-                "run `hpcwizard download PLAN` on this login node first (it resumes), or set download: job")
+        downloaded = check_login_download(plan, recipe.repos_for(plan), required=True)
+        if downloaded is not None and downloaded.level is Level.BLOCK:
+            raise UserError(f"{downloaded.message}: the setup job would fail; nothing was submitted", downloaded.fix)
     submission = submit_chain(plan, recipe, runner, force=args.force, files=files, hpcwizard_cmd=command)
     if args.json:
         print_json({

@@ -64,11 +64,13 @@ def current_reason(state: str, reason: str | None) -> str | None:
     return None
 
 
-def _ran_on(nodelist: str | None) -> bool:
+def _ran(nodelist: str | None, elapsed: int | None) -> bool:
     # A job cancelled while pending has no node ("" in squeue, "None assigned"
     # in sacct), yet Slurm sets its start time to the moment it was cancelled.
     # Without a node list (scontrol may not say) a non-zero elapsed time is
     # the evidence it ran.
+    if nodelist is None:
+        return bool(elapsed)
     return bool(nodelist) and nodelist.strip().lower() not in ("none assigned", "none", "(null)")
 
 
@@ -169,7 +171,7 @@ def take_snapshot(project_home: Path, runner: Runner, *, slurm: SlurmClient | No
             continue
         name = known.get(entry.job_id, (entry.name,))[0]
         out, err = log_paths(entry.name, entry.job_id)
-        never_started = entry.state.is_finished and not _ran_on(entry.nodelist)
+        never_started = entry.state.is_finished and not _ran(entry.nodelist, entry.elapsed)
         rows[entry.job_id] = JobRow(
             job_id=entry.job_id, name=name, slurm_name=entry.name, state=entry.state.value,
             reason=current_reason(entry.state.value, entry.reason), dependency=entry.dependency_raw,
@@ -192,7 +194,7 @@ def take_snapshot(project_home: Path, runner: Runner, *, slurm: SlurmClient | No
         rows[done.job_id] = JobRow(
             job_id=done.job_id, name=name, slurm_name=slurm_name, state=done.state.value, reason=None,
             dependency=dep, partition=done.partition or partition, elapsed=done.elapsed, time_limit=None,
-            start=_iso(done.start_time) if _ran_on(done.nodelist) or (done.nodelist is None and done.elapsed) else None,
+            start=_iso(done.start_time) if _ran(done.nodelist, done.elapsed) else None,
             exit_code=_exit(done.exit_status), source=done.source.value,
             log_out=out, log_err=err, script=script,
         )

@@ -118,10 +118,6 @@ def row_cells(row: JobRow) -> tuple[Text, ...]:
     )
 
 
-def _plain(cell: Text) -> str:
-    return cell.plain
-
-
 class JobTable(DataTable):
     """DataTable of jobs; ``apply(rows)`` diffs against what is shown."""
 
@@ -219,7 +215,7 @@ class JobTable(DataTable):
                 changed = True
             for job_id, row in wanted.items():
                 cells = row_cells(row)
-                plain = tuple(_plain(c) for c in cells)
+                plain = tuple(cell.plain for cell in cells)
                 old = self._shown.get(job_id)
                 if old is None:
                     self.add_row(*cells, key=job_id)
