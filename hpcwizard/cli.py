@@ -254,18 +254,22 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 1 if preflight.blocked else 0
 
 
-def cmd_download(args: argparse.Namespace) -> int:
+def cmd_prepare(args: argparse.Namespace) -> int:
+    """``prepare`` (and its alias ``download``)."""
     files = make_files(args)
     if files.remote:
-        return remote_download(args, files)
-    from hpcwizard.download import run_download_command
+        return remote_prepare(args, files)
+    from hpcwizard.prepare import run_prepare_command
 
-    return run_download_command(args.plan, in_job=args.in_job)
+    # `download --in-job` is what setup scripts rendered before `prepare`
+    # existed run: they build their environment themselves, so files only.
+    return run_prepare_command(args.plan, in_job=args.in_job,
+                               files_only=args.command == "download" and args.in_job)
 
 
-def remote_download(args: argparse.Namespace, files: Any) -> int:
-    """``download --host``: copy the plan to the login node and run
-    ``hpcwizard download`` THERE (its network, its disk, its token file),
+def remote_prepare(args: argparse.Namespace, files: Any) -> int:
+    """``prepare --host``: copy the plan to the login node and run
+    ``hpcwizard prepare`` THERE (its network, its disk, its token file),
     streaming its output here."""
     import os
 
@@ -281,11 +285,11 @@ def remote_download(args: argparse.Namespace, files: Any) -> int:
     remote_plan = plan.state_dir / "download" / "plan.yaml"
     files.write_text_atomic(remote_plan, plan.to_yaml())
     env = {"HF_ENDPOINT": os.environ["HF_ENDPOINT"]} if os.environ.get("HF_ENDPOINT") else None
-    print(f"running `hpcwizard download {remote_plan}` on {files.where}", flush=True)
+    print(f"running `hpcwizard prepare {remote_plan}` on {files.where}", flush=True)
     try:
-        status = files.run_streaming([*command, "download", str(remote_plan)], sys.stdout, env=env)
+        status = files.run_streaming([*command, "prepare", str(remote_plan)], sys.stdout, env=env)
     except KeyboardInterrupt:
-        print(f"\nhpcwizard: interrupted; the download on {files.where} resumes where it stopped "
+        print(f"\nhpcwizard: interrupted; prepare on {files.where} resumes where it stopped "
               "when you run the same command again", file=sys.stderr)
         return 130
     return status if 0 <= status < 256 else 1
@@ -384,7 +388,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
     if not files.remote:
         from hpcwizard.preflight import Level, check_login_download
 
-        downloaded = check_login_download(plan, recipe.repos_for(plan), required=True)
+        downloaded = check_login_download(plan, recipe, required=True)
         if downloaded is not None and downloaded.level is Level.BLOCK:
             raise UserError(f"{downloaded.message}: the setup job would fail; nothing was submitted", downloaded.fix)
     submission = submit_chain(plan, recipe, runner, force=args.force, files=files, hpcwizard_cmd=command)
@@ -458,11 +462,13 @@ def build_parser() -> argparse.ArgumentParser:
     add_remote_options(check)
     check.set_defaults(handler=cmd_check)
 
-    download = commands.add_parser("download", help="download the plan's repos now, resumable, with progress")
-    download.add_argument("plan", metavar="PLAN.yaml")
-    download.add_argument("--in-job", action="store_true", help=argparse.SUPPRESS)
-    add_remote_options(download)
-    download.set_defaults(handler=cmd_download)
+    for name, text in (("prepare", "on the login node: the plan's files, code and environment; resumable"),
+                       ("download", "alias of prepare (kept for existing scripts)")):
+        prepare = commands.add_parser(name, help=text)
+        prepare.add_argument("plan", metavar="PLAN.yaml")
+        prepare.add_argument("--in-job", action="store_true", help=argparse.SUPPRESS)
+        add_remote_options(prepare)
+        prepare.set_defaults(handler=cmd_prepare)
 
     status = commands.add_parser("status", help="the project's jobs: the dashboard, or one snapshot")
     status.add_argument("--project-home", metavar="DIR", help="the plan's project_home (default: this folder)")

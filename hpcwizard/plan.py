@@ -26,7 +26,7 @@ from hpcwizard.errors import UserError
 DOWNLOAD_MODES = ("job", "login")
 PLAN_KEYS = (
     "recipe", "variant", "project_home", "data_root", "hf_namespace",
-    "download", "setup", "train", "account", "qos", "params",
+    "download", "setup", "train", "account", "qos", "params", "env_overrides",
 )
 RESOURCE_KEYS = ("partition", "gpus", "cpus", "mem", "time")
 
@@ -78,6 +78,9 @@ class Plan:
     account: str | None = None
     qos: str | None = None
     params: dict[str, Any] = field(default_factory=dict)
+    #: environment pin -> replacement requirement, applied when the training
+    #: environment is built (``clip==1.0`` -> ``git+https://github.com/openai/CLIP.git``)
+    env_overrides: dict[str, str] = field(default_factory=dict)
 
     @property
     def state_dir(self) -> Path:
@@ -110,6 +113,8 @@ class Plan:
         data["qos"] = self.qos
         if self.params:
             data["params"] = dict(self.params)
+        if self.env_overrides:
+            data["env_overrides"] = dict(self.env_overrides)
         return data
 
     def to_yaml(self) -> str:
@@ -272,7 +277,35 @@ def plan_from_dict(data: Any, *, recipe_names: tuple[str, ...] | None = None) ->
         account=_check_name("account", data.get("account"), _SLURM_NAME, "a Slurm account name or null", True),
         qos=_check_name("qos", data.get("qos"), _SLURM_NAME, "a Slurm QoS name or null", True),
         params=dict(params),
+        env_overrides=_check_env_overrides(data.get("env_overrides")),
     )
+
+
+# A pin as environment.yml and requirements files write it: name==version.
+_PIN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(\[[A-Za-z0-9,._-]+\])?\s*(==|===|~=|>=|<=|>|<|!=)\s*[A-Za-z0-9*+!._-]+$")
+
+
+def _check_env_overrides(value: Any) -> dict[str, str]:
+    """``env_overrides``: pin -> replacement requirement, both one line of text.
+
+    A replacement goes into a requirements file, so it must not be a pip
+    option (``--index-url`` would send every download elsewhere)."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise PlanError("env_overrides must be a mapping of pins to replacements",
+                        "e.g. env_overrides: {'clip==1.0': 'git+https://github.com/openai/CLIP.git'}")
+    out: dict[str, str] = {}
+    for pin, replacement in value.items():
+        if not isinstance(pin, str) or not _PIN.match(pin.strip()):
+            raise PlanError(f"env_overrides has a bad pin {pin!r}", "write the pin as environment.yml does, e.g. clip==1.0")
+        if (not isinstance(replacement, str) or not replacement.strip() or replacement.strip().startswith("-")
+                or any(ord(ch) < 32 for ch in replacement)):
+            raise PlanError(f"env_overrides[{pin!r}] has a bad replacement {replacement!r}",
+                            "give one requirement, e.g. clip @ git+https://github.com/openai/CLIP.git or clip==0.2.0 "
+                            "(no pip options)")
+        out[pin.strip()] = replacement.strip()
+    return out
 
 
 class DuplicateKey(yaml.YAMLError):

@@ -277,7 +277,8 @@ def check_folders(plan: Plan, runner: Runner) -> list[CheckResult]:
         try:
             probe = runner.run(["sh", "-c", _WRITE_PROBE, "sh", str(path)], timeout=30)
         except UserError as exc:
-            results.append(_warn("space", f"{what} writable", f"could not test {path}: {exc.message}"))
+            results.append(_warn("space", f"{what} writable", f"could not test {path}: {exc.message}",
+                                 "check the connection to the login node, then check again"))
             continue
         if probe.ok:
             results.append(_ok("space", f"{what} writable", f"{path}"))
@@ -314,26 +315,28 @@ def check_earlier_checkpoints(plan: Plan, recipe: Recipe, files: ProjectFiles | 
     return results
 
 
-def check_login_download(plan: Plan, repos: list[ResolvedRepo], *, required: bool) -> CheckResult | None:
+def check_login_download(plan: Plan, recipe: Recipe, *, required: bool) -> CheckResult | None:
     """``download: login``: the setup job only verifies what the login node
-    downloaded (compute nodes may have no network), so a chain submitted
-    before ``hpcwizard download`` fails in its first job. ``required``: the
-    plan is about to be submitted as it is (``hpcwizard check``); the wizard
-    passes False, its Download step comes next. None for ``download: job``
-    plans, or plans without repos."""
-    from hpcwizard.download.core import verify_downloaded
+    prepared (compute nodes may have no network): files, code, environment.
+    A chain submitted before ``hpcwizard prepare`` fails in its first job.
+    ``required``: the plan is about to be submitted as it is (``hpcwizard
+    check``); the wizard passes False, its Prepare step comes next. None for
+    ``download: job`` plans."""
+    from hpcwizard.prepare import parts_of
 
-    if plan.download != "login" or not repos:
+    if plan.download != "login":
         return None
-    missing = verify_downloaded(repos)
+    parts = parts_of(plan, recipe)
+    missing = [part for part in parts if part.problem]
+    names = ", ".join(part.name for part in parts)
     if not missing:
-        return _ok("space", "downloaded", f"all files of {len(repos)} repo(s) downloaded and verified on this node")
-    names = [m.split(" (")[0] for m in missing]  # repo or file ids, without "(never downloaded into …)"
-    shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+        return _ok("space", "prepared", f"prepared on this node: {names}")
+    shown = "; ".join(f"{part.name}: {part.problem}" for part in missing)
     if not required:
-        return _ok("space", "to download", f"{len(missing)} not downloaded yet; the Download step fetches them")
-    return _block("space", "not downloaded", f"download: login, and {len(missing)} not downloaded yet: {shown}",
-                  "run `hpcwizard download PLAN` on this login node first (it resumes), or set download: job")
+        return _ok("space", "to prepare", f"not prepared yet ({', '.join(p.name for p in missing)}); "
+                                          "the Prepare step does it")
+    return _block("space", "not prepared", f"download: login, and not prepared yet: {shown}",
+                  "run `hpcwizard prepare PLAN` on this login node first (it resumes), or set download: job")
 
 
 def check_space(plan: Plan, recipe: Recipe, runner: Runner, token: str | None,
@@ -615,7 +618,7 @@ def run_preflight(plan: Plan, recipe: Recipe, runner: Runner, *, endpoint: str |
         job_token = check_job_token(plan, repos)
         add([job_token] if job_token else [])
         # The manifests are files of this machine (remote: the wizard's Download step or `download --host`).
-        login_download = check_login_download(plan, repos, required=downloads_required)
+        login_download = check_login_download(plan, recipe, required=downloads_required)
         add([login_download] if login_download else [])
     add(check_repo_access(repos, token.token, endpoint))
     add(check_folders(plan, runner))

@@ -33,7 +33,8 @@ from hpcwizard.plan import JobResources, Plan, PlanError, plan_from_dict
 
 SHARED_FOLDER = "_shared"
 RECIPE_KEYS = ("name", "title", "description", "variants", "parameters", "repos", "jobs", "files",
-               "defaults", "creates", "results", "outputs", "settings", "training_stages")
+               "defaults", "creates", "results", "outputs", "settings", "training_stages",
+               "code", "environment")
 _SIZE = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*([KMGT]?)i?B?\s*$", re.IGNORECASE)
 _PLACEHOLDER = re.compile(r"\{(\w+)\}")
 # Numbers typed as text (the form, a quoted value in a plan file) are written the plain way:
@@ -402,6 +403,11 @@ class Recipe:
             data["variant"] = self.variants[0].name
         data.update(overrides)
         return plan_from_dict(data)
+
+
+def fill_placeholders(template: str, values: dict[str, str]) -> str:
+    """``template`` with its ``{name}`` placeholders filled from ``values``."""
+    return _fill(template, values)
 
 
 def _fill(template: str, values: dict[str, str]) -> str:

@@ -229,17 +229,19 @@ def test_checkpoints_of_an_earlier_run_are_pointed_out(tmp_path, demo_hub, slurm
     assert code == 0
 
 
-def test_a_login_download_plan_is_blocked_until_downloaded_and_submit_refuses_it(tmp_path, demo_hub, slurm_conf):
-    """download: login means the setup job only verifies: checked and submitted
-    before `hpcwizard download`, the chain failed in its first job."""
+def test_a_login_plan_is_blocked_until_prepared_and_submit_refuses_it(tmp_path, demo_hub, slurm_conf):
+    """download: login means the setup job only verifies what the login node
+    prepared (files AND environment): checked and submitted before `hpcwizard
+    prepare`, the chain failed in its first job."""
     hub, built = demo_hub
     plan = write_plan(tmp_path)
     plan.write_text(plan.read_text() + "download: login\n")
     code, report, _ = run_check(tmp_path, hub, plan, built.token, slurm_conf)
-    [row] = [r for r in rows(report, "space") if r["name"] == "not downloaded"]
+    [row] = [r for r in rows(report, "space") if r["name"] == "not prepared"]
     assert code == 1 and row["level"] == "block"
-    assert "download: login, and 3 not downloaded yet" in row["message"]
-    assert "run `hpcwizard download PLAN` on this login node first" in row["fix"]
+    assert row["message"].startswith("download: login, and not prepared yet: files: ")
+    assert "environment: " in row["message"] and "is not built yet" in row["message"]
+    assert "run `hpcwizard prepare PLAN` on this login node first" in row["fix"]
     env = {k: v for k, v in os.environ.items() if k != "HF_TOKEN"}
     env.update(HF_ENDPOINT=hub.url, HF_HOME=str(tmp_path / "hf-home"), SLURM_CONF=slurm_conf)
 
@@ -249,11 +251,12 @@ def test_a_login_download_plan_is_blocked_until_downloaded_and_submit_refuses_it
 
     refused = hpcwizard("submit", str(plan))
     assert refused.returncode != 0 and "Traceback" not in refused.stderr
-    assert "not downloaded yet" in refused.stderr and "nothing was submitted" in refused.stderr
+    assert "not prepared yet" in refused.stderr and "nothing was submitted" in refused.stderr
     assert not (tmp_path / "proj" / "hpcwizard" / "state.json").exists() or \
         '"submissions": []' in (tmp_path / "proj" / "hpcwizard" / "state.json").read_text()
-    assert hpcwizard("download", str(plan)).returncode == 0
+    prepared = hpcwizard("prepare", str(plan))
+    assert prepared.returncode == 0, prepared.stderr
     code, report, _ = run_check(tmp_path, hub, plan, built.token, slurm_conf)
     assert code == 0, report
-    [done] = [r for r in rows(report, "space") if r["name"] == "downloaded"]
-    assert done["level"] == "ok"
+    [done] = [r for r in rows(report, "space") if r["name"] == "prepared"]
+    assert done["level"] == "ok" and done["message"] == "prepared on this node: files, environment"

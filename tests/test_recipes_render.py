@@ -1,6 +1,6 @@
 """Every shipped recipe renders into scripts that bash and shellcheck accept,
 that quote hostile paths, that never contain the token, and whose shell
-helpers (create_env, latest_checkpoint, path rewriting, checkpoint
+helpers (latest_checkpoint, path rewriting, checkpoint
 conversion, unzip) really work in bash on a scratch tree."""
 
 from __future__ import annotations
@@ -218,10 +218,12 @@ def test_fff_vdi_train_is_offline_with_plan_gpus(tmp_path, gpus):
 def test_fff_vdi_setup_fetches_and_checks_layout(tmp_path):
     _, recipe, files = render_to(tmp_path / "out", "fff-vdi", None, tmp_path / "p")
     setup = files["01_setup.sbatch"]
-    assert '"${HPCWIZARD[@]}" download "$PLAN_FILE" --in-job' in setup
-    assert "HF_HUB_OFFLINE" not in setup
+    # download: job (the default): prepare fetches, clones and builds on the node.
+    assert '"${HPCWIZARD[@]}" prepare "$PLAN_FILE" --in-job' in setup
+    assert "HF_HUB_OFFLINE" not in setup and "PIP_NO_INDEX" not in setup
     assert "youtube-vos/JPEGImages" in setup and "train/JPEGImages" in setup
-    assert "git clone" in setup and recipe.parameter("fff_vdi_commit").default in setup
+    # Nothing in the script itself reaches the network: prepare does.
+    assert "git clone" not in setup and "pip install" not in setup
     ids = {r.repo_id for r in recipe.repos}
     assert "stabilityai/stable-video-diffusion-img2vid-xt-1-1" in ids
     svd = next(r for r in recipe.repos if r.repo_id.startswith("stabilityai/"))
@@ -311,8 +313,8 @@ def test_diffueraser_params_are_per_stage(tmp_path):
 def test_diffueraser_setup_uses_environment_yml(tmp_path):
     _, _, files = render_to(tmp_path / "out", "diffueraser", "non-prompt", tmp_path / "p")
     setup = files["01_setup.sbatch"]
-    assert '"${HPCWIZARD[@]}" download "$PLAN_FILE" --in-job' in setup
-    assert 'create_env "$ENV_DIR" "$PIP_REQUIREMENTS" "$ENV_YML"' in setup
+    assert '"${HPCWIZARD[@]}" prepare "$PLAN_FILE" --in-job' in setup
+    assert "pip install" not in setup and "conda" not in setup.replace("conda-meta", "")
     assert "rewrite_paths \"$WORK_DIR\"" in setup
     assert "sed -i" not in setup
 
@@ -357,43 +359,6 @@ def test_latest_checkpoint_is_numeric(tmp_path):
     empty.mkdir()
     failed = bash(prelude, 'latest_checkpoint "$1"', str(empty), check=False)
     assert failed.returncode != 0 and "no checkpoint-N folder" in failed.stderr
-
-
-def _no_conda_env() -> dict[str, str]:
-    env = dict(os.environ)
-    dirs = [d for d in env["PATH"].split(":")
-            if not any(Path(d, tool).exists() for tool in ("conda", "mamba", "micromamba"))]
-    env["PATH"] = ":".join(dirs)
-    return env
-
-
-def test_create_env_venv_fallback_with_environment_yml(tmp_path):
-    prelude = shell_prelude(tmp_path, "m.environment_functions", "t.yml_functions")
-    yml = tmp_path / "environment.yml"
-    yml.write_text(yaml.safe_dump({
-        "name": "diffueraser",
-        "dependencies": ["python=3.10", "pip", {"pip": ["accelerate==0.25.0", "decord==0.6.0"]}],
-    }))
-    req = tmp_path / "req.txt"
-    bash(prelude, 'pip_requirements_from_yml "$1" "$2"', str(yml), str(req))
-    lines = [line for line in req.read_text().splitlines() if not line.startswith("#")]
-    assert lines == ["accelerate==0.25.0", "decord==0.6.0"]
-
-    # Building that env would need the network: check the fallback with an
-    # environment.yml whose pip section is empty.
-    empty_yml = tmp_path / "empty.yml"
-    empty_yml.write_text(yaml.safe_dump({"dependencies": ["python=3.10"]}))
-    empty_req = tmp_path / "empty-req.txt"
-    bash(prelude, 'pip_requirements_from_yml "$1" "$2"', str(empty_yml), str(empty_req))
-    env_dir = tmp_path / "envs" / "my env"
-    env = _no_conda_env()
-    done = bash(prelude, 'create_env "$1" "$2" "$3"; activate_env "$1"', str(env_dir), str(empty_req),
-                str(empty_yml), env=env)
-    assert "WARNING: no conda" in done.stdout
-    assert (env_dir / ".hpcwizard-env-ready").is_file()
-    assert (env_dir / "bin" / "python").exists()
-    again = bash(prelude, 'create_env "$1" "$2" "$3"', str(env_dir), str(empty_req), str(empty_yml), env=env)
-    assert "is ready" in again.stdout
 
 
 def test_rewrite_paths_is_safe_and_idempotent(tmp_path):

@@ -17,6 +17,7 @@ from hpcwizard.devhub import add_token, make_tar, write_repo
 
 CODE_BASE = Path(__file__).resolve().parent / "code_base"
 DEMO_ORG = "hpcwizard-demo"
+DEMO_TQDM = "4.67.1"
 
 
 @dataclass(frozen=True)
@@ -33,7 +34,9 @@ def build_demo_hub(root: Path, *, user: str = "demo", token: str | None = None) 
     code = {f"code_base/{p.name}": p.read_bytes() for p in sorted(CODE_BASE.glob("*.py"))}
     write_repo(root, "models", f"{user}/hpcwizard-demo-code", {
         "code_base.tar.gz": make_tar(code, gzip_compress=True),
-        "requirements.txt": "# the demo trainer needs only the standard library\n",
+        # One small real package, pinned, from the package index: building the
+        # demo environment needs the network exactly as the real recipes do.
+        "requirements.txt": f"tqdm=={DEMO_TQDM}\n",
         "README.md": "Demo training code for hpcwizard.\n",
     })
     frames = {f"frames/video{v:02d}/{f:05d}.jpg": bytes([v, f]) * 512 for v in range(4) for f in range(8)}

@@ -14,6 +14,8 @@ import sys
 import time
 from pathlib import Path
 
+from tqdm import tqdm  # from the demo environment (requirements.txt), as real trainers use it
+
 
 def latest_checkpoint(output_dir: Path):
     steps = []
@@ -22,13 +24,6 @@ def latest_checkpoint(output_dir: Path):
         if child.is_dir() and suffix.isdigit():
             steps.append((int(suffix), child))
     return max(steps)[1] if steps else None
-
-
-def tqdm_interval(seconds: float) -> str:
-    """tqdm's clock: ``05:07``, ``1:02:03`` past an hour."""
-    minutes, secs = divmod(int(seconds), 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours:d}:{minutes:02d}:{secs:02d}" if hours else f"{minutes:02d}:{secs:02d}"
 
 
 def tqdm_rate(steps_per_second: float) -> str:
@@ -88,7 +83,7 @@ def main() -> int:
         rate = (step - start) / elapsed if elapsed > 0 else 1 / args.seconds_per_step
         remaining = (args.max_steps - step) / rate
         print(f"Steps: {100 * step // args.max_steps:3d}%|{'#' * done}{' ' * (20 - done)}| {step}/{args.max_steps} "
-              f"[{tqdm_interval(elapsed)}<{tqdm_interval(remaining)}, {tqdm_rate(rate)}, loss={loss:.4f}]", flush=True)
+              f"[{tqdm.format_interval(elapsed)}<{tqdm.format_interval(remaining)}, {tqdm_rate(rate)}, loss={loss:.4f}]", flush=True)
         if step % args.checkpointing_steps == 0 or step == args.max_steps:
             ckpt = args.output_dir / f"checkpoint-{step}"
             ckpt.mkdir(exist_ok=True)

@@ -1,0 +1,215 @@
+"""``hpcwizard prepare``: everything that needs the network, done where the network is.
+
+Three parts, in this order (the environment may be built from a downloaded
+file):
+
+- **files**: the plan's Hugging Face repos, resumable at the byte, verified,
+  unpacked (:mod:`hpcwizard.download`);
+- **code**: the recipe's git repository at its pinned commit (:mod:`.code`);
+- **environment**: the training environment, conda or venv (:mod:`.environment`).
+
+Each part is skipped when its stamp says it is done with the same inputs. On
+the login node (``download: login``) ``prepare`` builds everything; the setup
+job of such a plan runs ``prepare --in-job``, which only VERIFIES (no network:
+``PIP_NO_INDEX``, ``HF_HUB_OFFLINE``, no git fetch) and fails with one line
+naming the part that was not prepared. For ``download: job`` the setup job
+builds everything itself on a compute node that has the network.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Optional
+
+from hpcwizard.errors import UserError
+from hpcwizard.prepare.code import code_problem, prepare_code
+from hpcwizard.prepare.environment import build_environment, environment_problem, read_requirements
+from hpcwizard.prepare.spec import CodeSpec, EnvironmentSpec, code_spec, environment_spec
+from hpcwizard.prepare.steps import PrepareError
+
+if TYPE_CHECKING:
+    from hpcwizard.download.progress import ProgressCallback
+    from hpcwizard.plan import Plan
+    from hpcwizard.recipe import Recipe
+
+PARTS = ("files", "code", "environment")
+#: ``on_line(part, line)``: one line of a part's progress (git, pip, conda output).
+PartLineCallback = Callable[[str, str], None]
+
+
+@dataclass(frozen=True)
+class PreparePart:
+    """One part of a plan's preparation, as the wizard and the CLI list it."""
+
+    name: str          # files | code | environment
+    title: str         # e.g. "FFF-VDI at bf47e7573232"
+    problem: Optional[str] = None  # offline check: why it is not ready (None: ready)
+
+
+@dataclass
+class PrepareSummary:
+    done: list[str] = field(default_factory=list)  # one short line per part
+
+    def one_line(self) -> str:
+        return "; ".join(self.done)
+
+
+def _generated_requirements(plan: "Plan", recipe: "Recipe", spec: EnvironmentSpec) -> Optional[str]:
+    if spec.generated_requirements is None:
+        return None
+    from hpcwizard.render import render
+
+    rendering = render(plan, recipe, plan.state_dir / "prepare")
+    return next(f.text for f in rendering.files if f.name == spec.generated_requirements)
+
+
+def parts_of(plan: "Plan", recipe: "Recipe") -> list[PreparePart]:
+    """The plan's parts and, offline, whether each is ready (for the wizard and check)."""
+    from hpcwizard.download import verify_downloaded
+
+    parts = []
+    repos = recipe.repos_for(plan)
+    missing = verify_downloaded(repos)
+    parts.append(PreparePart("files", f"{len(repos)} Hugging Face repo(s)",
+                             f"{len(missing)} file(s) missing, e.g. {missing[0]}" if missing else None))
+    code = code_spec(recipe, plan)
+    if code is not None:
+        parts.append(PreparePart("code", f"{code.name} at {code.commit[:12]}", code_problem(code)))
+    env = environment_spec(recipe, plan)
+    if env is not None:
+        try:
+            reqs = read_requirements(env, plan.env_overrides, _generated_requirements(plan, recipe, env))
+            problem = environment_problem(env, reqs)
+        except PrepareError:
+            problem = f"{env.dir} is not built yet (it is built from the files, which come first)"
+        parts.append(PreparePart("environment", f"{env.name} (Python {env.python.text})", problem))
+    return parts
+
+
+def _not_prepared(part: str, problem: str) -> PrepareError:
+    return PrepareError(f"{part} not prepared: {problem}",
+                        "the plan says download: login, so run `hpcwizard prepare PLAN` on the login node, "
+                        "then submit again")
+
+
+def verify_prepared(plan: "Plan", recipe: "Recipe", on_line: PartLineCallback) -> PrepareSummary:
+    """In the setup job of a ``download: login`` plan: check every part offline, unpack the files."""
+    from hpcwizard.download import download_plan
+
+    summary = PrepareSummary()
+    try:
+        files = download_plan(plan, recipe, in_job=True)
+    except PrepareError:
+        raise
+    except UserError as exc:  # the files check's own message, with the part named
+        raise _not_prepared("files", exc.message) from None
+    summary.done.append("files: " + files.one_line())
+    code = code_spec(recipe, plan)
+    if code is not None:
+        problem = code_problem(code)
+        if problem:
+            raise _not_prepared("code", problem)
+        summary.done.append(f"code: {code.name} at {code.commit[:12]}")
+    env = environment_spec(recipe, plan)
+    if env is not None:
+        reqs = read_requirements(env, plan.env_overrides, _generated_requirements(plan, recipe, env))
+        problem = environment_problem(env, reqs)
+        if problem:
+            raise _not_prepared("environment", problem)
+        summary.done.append(f"environment: {env.name} ready")
+    for line in summary.done:
+        on_line(line.split(":", 1)[0], line)
+    return summary
+
+
+def prepare_plan(
+    plan: "Plan",
+    recipe: "Recipe",
+    *,
+    token: Optional[str] = None,
+    endpoint: Optional[str] = None,
+    on_progress: Optional["ProgressCallback"] = None,
+    on_line: PartLineCallback = lambda part, line: None,
+    in_job: bool = False,
+    cancel: Optional[threading.Event] = None,
+    parts: tuple[str, ...] = PARTS,
+) -> PrepareSummary:
+    """Prepare the plan's parts (or, in the setup job of a login plan, verify them)."""
+    if plan.download == "login" and in_job:
+        return verify_prepared(plan, recipe, on_line)
+    from hpcwizard.download import download_plan
+
+    summary = PrepareSummary()
+    if "files" in parts:
+        on_line("files", "files: Hugging Face repos")
+        files = download_plan(plan, recipe, token=token, endpoint=endpoint, on_progress=on_progress,
+                              in_job=in_job, cancel=cancel)
+        summary.done.append("files: " + files.one_line())
+    code: Optional[CodeSpec] = code_spec(recipe, plan)
+    if code is not None and "code" in parts:
+        _check_cancel(cancel)
+        on_line("code", f"code: {code.url} at {code.commit[:12]}")
+        summary.done.append("code: " + prepare_code(code, lambda line: on_line("code", line)))
+    env: Optional[EnvironmentSpec] = environment_spec(recipe, plan)
+    if env is not None and "environment" in parts:
+        _check_cancel(cancel)
+        on_line("environment", f"environment: {env.dir}")
+        reqs = read_requirements(env, plan.env_overrides, _generated_requirements(plan, recipe, env))
+        summary.done.append("environment: " + build_environment(env, reqs, lambda line: on_line("environment", line)))
+    return summary
+
+
+class PrepareCancelled(Exception):
+    pass
+
+
+def _check_cancel(cancel: Optional[threading.Event]) -> None:
+    if cancel is not None and cancel.is_set():
+        raise PrepareCancelled()
+
+
+def run_prepare_command(plan_path: str, *, in_job: bool, files_only: bool = False) -> int:
+    """``hpcwizard prepare PLAN [--in-job]``: prepare with progress on stdout, one summary line per part.
+
+    ``files_only``: the old ``download --in-job`` of scripts rendered before
+    ``prepare`` existed (they build their environment themselves)."""
+    from hpcwizard.download.core import _find_token
+    from hpcwizard.download.progress import PlainProgressLog, TerminalProgressBar
+    from hpcwizard.recipe import fill_namespace, load_plan_for_recipe
+
+    plan, recipe = load_plan_for_recipe(plan_path)
+    plan = fill_namespace(plan, recipe)  # a no-op for the filled copy a job reads
+    verify_only = plan.download == "login" and in_job
+    token = None if verify_only else _find_token()
+    reporter: ProgressCallback = TerminalProgressBar() if sys.stdout.isatty() else PlainProgressLog()
+
+    def show(part: str, line: str) -> None:
+        print(line if line.startswith(part + ":") else f"{part}: {line}", flush=True)
+
+    try:
+        summary = prepare_plan(plan, recipe, token=token, on_progress=reporter, on_line=show, in_job=in_job,
+                               parts=("files",) if files_only else PARTS)
+    except KeyboardInterrupt:
+        print("\nprepare interrupted; run the same command again to resume where it stopped", file=sys.stderr)
+        return 130
+    if not verify_only:
+        for line in summary.done:
+            print(line)
+    print("prepare: " + ("everything was prepared on the login node" if verify_only else "done"), flush=True)
+    return 0
+
+
+__all__ = [
+    "PARTS",
+    "PrepareCancelled",
+    "PrepareError",
+    "PreparePart",
+    "PrepareSummary",
+    "parts_of",
+    "prepare_plan",
+    "run_prepare_command",
+    "verify_prepared",
+]
