@@ -195,10 +195,10 @@ def run_prepare_command(plan_path: str, *, in_job: bool, files_only: bool = Fals
     except KeyboardInterrupt:
         print("\nprepare interrupted; run the same command again to resume where it stopped", file=sys.stderr)
         return 130
-    if not verify_only:
-        for line in summary.done:
-            print(line)
-    print("prepare: " + ("everything was prepared on the login node" if verify_only else "done"), flush=True)
+    if verify_only:
+        print("prepare: everything was prepared on the login node", flush=True)
+    else:
+        print(f"prepare: done; {summary.one_line()}", flush=True)
     return 0
 
 

@@ -1,7 +1,9 @@
-"""Step 9 (``download: login`` only): fetch the repos now, live bars, stop with c, resume with r.
+"""Step 9 (``download: login`` only): prepare on the login node, stop with c, resume with r.
 
-Stopping keeps the ``.part`` files; the next start (or the next hpcwizard)
-continues at the byte it reached.
+The parts of ``hpcwizard prepare``: the files (live bars), the code and the
+training environment (git's, pip's and conda's last lines). Stopping keeps
+the ``.part`` files; the next start (or the next hpcwizard) continues at the
+byte it reached, and skips every part already done.
 """
 
 from __future__ import annotations
@@ -36,8 +38,9 @@ class DownloadStep(StepScreen):
         self.finished = False
 
     def compose_body(self) -> Iterable[Widget]:
-        yield Label("Downloading on this login node; the setup job will only verify the files. "
-                    "c stops (partial files are kept), r resumes.", classes="hint")
+        yield Label("Preparing on this login node: the files, the code and the training environment; "
+                    "the setup job will only verify them. c stops (partial files are kept), r resumes.",
+                    classes="hint")
         yield DownloadBars(id="download-bars")
         yield Label("", id="download-notes", markup=False)
 
@@ -50,7 +53,7 @@ class DownloadStep(StepScreen):
             return
         self.running = True
         self.cancel = threading.Event()
-        self.set_status("downloading… (c to stop)")
+        self.set_status("preparing… (c to stop)")
         self.fetch(self.cancel)
 
     def action_stop(self) -> None:
@@ -67,28 +70,38 @@ class DownloadStep(StepScreen):
 
     @work(thread=True, exclusive=True, group="download", exit_on_error=False)
     def fetch(self, cancel: threading.Event) -> None:
-        from hpcwizard.download import download_plan
+        from hpcwizard.prepare import PrepareCancelled, prepare_plan
 
         if self.context.files.remote:
             self._fetch_on_login_node(cancel)
             return
 
         source = hub.find_token()
+        recent: list[str] = []
+
+        def show_line(part: str, line: str) -> None:
+            recent.append(line if line.startswith(part + ":") else f"{part}: {line}")
+            del recent[:-3]
+            self.app.call_from_thread(self.query_one("#download-notes", Label).update, "\n".join(recent))
+
         try:
-            summary = download_plan(self.plan, session.recipe_of(self.plan), token=source.token if source else None,
-                                    endpoint=self.context.hf_endpoint,
-                                    on_progress=lambda p: self.post_message(DownloadProgressed(p)),
-                                    cancel=cancel)
+            summary = prepare_plan(self.plan, session.recipe_of(self.plan), token=source.token if source else None,
+                                   endpoint=self.context.hf_endpoint,
+                                   on_progress=lambda p: self.post_message(DownloadProgressed(p)),
+                                   on_line=show_line, cancel=cancel)
+        except PrepareCancelled:
+            self.post_message(DownloadEnded(cancelled=True))
+            return
         except UserError as exc:
             self.post_message(DownloadEnded(error=exc.one_line(), cancelled=cancel.is_set()))
             return
         except Exception as exc:
-            self.post_message(DownloadEnded(error=f"the download failed: {type(exc).__name__}: {exc}"))
+            self.post_message(DownloadEnded(error=f"preparing failed: {type(exc).__name__}: {exc}"))
             return
         self.post_message(DownloadEnded(summary=summary.one_line()))
 
     def _fetch_on_login_node(self, cancel: threading.Event) -> None:
-        """Remote mode: run ``hpcwizard download`` ON the login node (its disk,
+        """Remote mode: run ``hpcwizard prepare`` ON the login node (its disk,
         network and token file), showing its last output lines here."""
         import os
 
@@ -114,19 +127,19 @@ class DownloadStep(StepScreen):
             remote_plan = self.plan.state_dir / "download" / "plan.yaml"
             files.write_text_atomic(remote_plan, self.plan.to_yaml())
             endpoint = context.hf_endpoint or os.environ.get("HF_ENDPOINT")
-            status = files.run_streaming([*context.hpcwizard_cmd, "download", str(remote_plan)], lines,
+            status = files.run_streaming([*context.hpcwizard_cmd, "prepare", str(remote_plan)], lines,
                                          env={"HF_ENDPOINT": endpoint} if endpoint else None, cancel=cancel)
         except UserError as exc:
             self.post_message(DownloadEnded(error=exc.one_line(), cancelled=cancel.is_set()))
             return
         except Exception as exc:
-            self.post_message(DownloadEnded(error=f"the download on {files.where} failed: {type(exc).__name__}: {exc}"))
+            self.post_message(DownloadEnded(error=f"preparing on {files.where} failed: {type(exc).__name__}: {exc}"))
             return
         if cancel.is_set():
             self.post_message(DownloadEnded(cancelled=True))
         elif status != 0:
             last = lines.text.strip().splitlines()[-1:] or [f"exit {status}"]
-            self.post_message(DownloadEnded(error=f"the download on {files.where} failed: {last[0]}"))
+            self.post_message(DownloadEnded(error=f"preparing on {files.where} failed: {last[0]}"))
         else:
             last = lines.text.strip().splitlines()[-1:] or ["done"]
             self.post_message(DownloadEnded(summary=f"on {files.where}: {last[0]}"))

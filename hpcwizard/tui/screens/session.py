@@ -44,7 +44,7 @@ STEPS: tuple[Step, ...] = (
     Step("slurm", "Slurm resources"),
     Step("preflight", "Preflight checks"),
     Step("review", "Review the scripts"),
-    Step("download", "Download"),
+    Step("download", "Prepare"),
     Step("submit", "Submit"),
 )
 STEP_KEYS = tuple(step.key for step in STEPS)

@@ -57,7 +57,7 @@ NEXT_SHUT = {
     "slurm": "fix the rows marked ✘ first (or wait for the partitions to load)",
     "preflight": "a check blocks (✘): fix it and press r to check again, or wait for the checks to finish",
     "review": "the scripts are still being rendered",
-    "download": "the download has not finished: r resumes it",
+    "download": "preparing has not finished: r resumes it",
     "submit": "the chain is being submitted",
 }
 
