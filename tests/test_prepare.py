@@ -289,3 +289,33 @@ def test_fff_vdi_declares_its_code_and_environment(tmp_path):
     assert env.python.allows((3, 10)) and not env.python.allows((3, 9))
     assert [(p.name, bool(p.problem)) for p in parts_of(plan, recipe)] == [
         ("files", True), ("code", True), ("environment", True)]
+
+
+# ---------------------------------------------------------------- pins the package index lacks
+
+
+FORK_PIP = ["accelerate==0.25.0", "clip==1.0", "tqdm==4.66.4", "git+https://github.com/openai/CLIP.git"]
+
+
+def test_check_blocks_a_pin_the_package_index_lacks_and_an_override_clears_it(tmp_path):
+    """The user's fork pins clip==1.0 (OpenAI CLIP from git reports 1.0; the index
+    has 0.0.1/0.1.0/0.2.0): found from the environment.yml on the Hub, before
+    anything is downloaded, against the real package index."""
+    from hpcwizard.devhub import add_token, write_repo
+    from hpcwizard.prepare.check import check_environment_pins
+
+    root = tmp_path / "hub"
+    add_token(root, TOKEN, "alice")
+    yml = yaml.safe_dump({"name": "diffueraser", "dependencies": ["python=3.9.19", "pip", {"pip": FORK_PIP}]})
+    write_repo(root, "datasets", "alice/DiffuEraser-finetune-code", {"environment.yml": yml})
+    recipe = get_recipe("diffueraser")
+    plan = recipe.default_plan(tmp_path / "p", hf_namespace="alice")
+    with DevHub(root) as hub:
+        [row] = check_environment_pins(plan, recipe, token=TOKEN, endpoint=hub.url)
+        assert row.level.value == "block", row
+        assert row.message.startswith("environment.yml pins what the package index cannot install: clip==1.0: ")
+        assert "has only 0.0.1, 0.1.0, 0.2.0" in row.message
+        assert row.fix == "add to the plan: env_overrides: {'clip==1.0': 'git+https://github.com/openai/CLIP.git'}"
+        fixed = plan.with_changes(env_overrides={"clip==1.0": "git+https://github.com/openai/CLIP.git"})
+        [row] = check_environment_pins(fixed, recipe, token=TOKEN, endpoint=hub.url)
+        assert row.level.value == "ok" and row.message.startswith("5 requirement(s) of environment.yml: every pin")

@@ -1,0 +1,90 @@
+"""The preflight row for the training environment's pins (``hpcwizard check``).
+
+Reads the environment's pip requirements the way ``prepare`` will build them
+(the downloaded environment.yml or requirements file, else the same file
+fetched from the Hub now; or the recipe's rendered requirements), applies the
+plan's ``env_overrides``, and asks the package index about every pin.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Optional
+
+from hpcwizard.errors import UserError
+
+if TYPE_CHECKING:
+    from hpcwizard.files import ProjectFiles
+    from hpcwizard.plan import Plan
+    from hpcwizard.preflight import CheckResult
+    from hpcwizard.recipe import Recipe
+
+ROW = "environment pins"
+
+
+def _fetch_from_hub(plan: "Plan", recipe: "Recipe", path: Path, into: Path, token: Optional[str],
+                    endpoint: Optional[str]) -> Optional[Path]:
+    """The repo file that will land at ``path``, fetched now into ``into`` (None: no repo brings it)."""
+    from huggingface_hub import hf_hub_download
+
+    from hpcwizard.download.core import resolve_endpoint
+
+    for repo in recipe.repos_for(plan):
+        if path.parent == repo.dest and repo.wanted(path.name):
+            return Path(hf_hub_download(repo.repo_id, path.name, repo_type=repo.repo_type, token=token or False,
+                                        endpoint=resolve_endpoint(endpoint), local_dir=str(into)))
+    return None
+
+
+def check_environment_pins(plan: "Plan", recipe: "Recipe", *, token: Optional[str] = None,
+                           endpoint: Optional[str] = None, files: Optional["ProjectFiles"] = None,
+                           indexes: Optional[list[str]] = None) -> list["CheckResult"]:
+    """One row: every pin of the environment is on the package index, or which are not and the override to add."""
+    from dataclasses import replace
+
+    from hpcwizard.prepare import _generated_requirements
+    from hpcwizard.prepare.environment import read_requirements
+    from hpcwizard.prepare.pins import index_urls, unsatisfiable
+    from hpcwizard.prepare.spec import environment_spec
+    from hpcwizard.preflight import _block, _ok, _warn
+
+    spec = environment_spec(recipe, plan)
+    if spec is None:
+        return []
+    source = spec.environment_yml or spec.requirements
+    what = source.name if source else "requirements.txt"
+    remote = files is not None and files.remote
+    with tempfile.TemporaryDirectory(prefix="hpcwizard-pins-") as tmp:
+        try:
+            if source is not None and (remote or not source.is_file()):
+                fetched = _fetch_from_hub(plan, recipe, source, Path(tmp), token, endpoint)
+                if fetched is None:
+                    return [_warn("environment", ROW, f"{what} is not downloaded yet and no repo of the recipe brings it",
+                                  "prepare the files, then check again")]
+                spec = replace(spec, environment_yml=fetched) if spec.environment_yml else replace(spec, requirements=fetched)
+            reqs = read_requirements(spec, plan.env_overrides, _generated_requirements(plan, recipe, spec))
+        except UserError as exc:
+            return [_warn("environment", ROW, f"could not read {what}: {exc.message}", exc.hint or "check again later")]
+        except Exception as exc:  # the hub refused or is unreachable: its own rows say why
+            return [_warn("environment", ROW, f"could not fetch {what} to check its pins ({type(exc).__name__})",
+                          "the token and access rows say why; check again once they pass")]
+    indexes = indexes or index_urls()
+    problems, unanswered = unsatisfiable(list(reqs.pip), indexes)
+    rows: list[CheckResult] = []
+    for key in reqs.unused_overrides:
+        rows.append(_warn("environment", "env_overrides", f"env_overrides {key!r} matches no pin of {what}",
+                          "remove it from the plan, or write the pin as the file does"))
+    if problems:
+        shown = "; ".join(p.message() for p in problems[:3]) + (f"; and {len(problems) - 3} more" if len(problems) > 3 else "")
+        overrides = ", ".join(f"'{p.requirement}': '{p.override()}'" for p in problems[:3])
+        rows.append(_block("environment", ROW, f"{what} pins what the package index cannot install: {shown}",
+                           f"add to the plan: env_overrides: {{{overrides}}}"))
+    elif unanswered and len(unanswered) == sum(1 for _ in reqs.pip):
+        rows.append(_warn("environment", ROW, f"the package index ({indexes[0] if indexes else 'none'}) did not answer; "
+                                              f"{what}'s pins are unchecked", "check again when it answers"))
+    else:
+        unchecked = f" ({len(unanswered)} unchecked: the index did not answer)" if unanswered else ""
+        rows.append(_ok("environment", ROW, f"{len(reqs.pip)} requirement(s) of {what}: every pin is on "
+                                            f"{indexes[0] if indexes else 'the index'}{unchecked}"))
+    return rows
