@@ -42,6 +42,7 @@ def recipe_markdown(recipe: Recipe) -> str:
         gpus = f", {res.gpus} GPUs" if res.gpus else ""
         lines.append(f"{i}. `{job.name}`: {job.description} (defaults: partition `{res.partition}`, "
                      f"{res.cpus} CPUs{gpus}, {res.mem}, {res.time})")
+    lines += ["", *where_it_runs(recipe)]
     lines += ["", "Parameters (`params:` in the plan):", "", "| Name | Default | Allowed | Goes to | What |", "|---|---|---|---|---|"]
     for p in recipe.parameters:
         lines.append(f"| `{p.name}` | `{_cell(p.default)}` | {_cell(p.allowed())} | {_cell(p.target)} | {_cell(p.help)} |")
@@ -51,6 +52,34 @@ def recipe_markdown(recipe: Recipe) -> str:
         results = results.replace("{" + key + "}", f"<{choices}>")
     lines += ["", f"Results: {results}." if results else "", ""]
     return "\n".join(line for line in lines).rstrip() + "\n"
+
+
+def where_it_runs(recipe: Recipe) -> list[str]:
+    """What needs the network (``prepare``'s parts) and where each part runs, online and offline."""
+    parts = [f"the files of {len(recipe.repos)} Hugging Face repo(s) (resumable at the byte)"]
+    code = recipe.extra.get("code")
+    if code:
+        parts.append(f"the code: `git clone {code['git']}` at the pinned commit")
+    env = recipe.extra.get("environment")
+    if env:
+        source = ("environment.yml (conda; a venv gets its pip section)" if env.get("environment_yml")
+                  else "requirements.txt")
+        extra = f" plus {', '.join(env['extra'])}" if env.get("extra") else ""
+        parts.append(f"the training environment from {source}{extra}: conda, mamba or micromamba when present, "
+                     f"else a venv with Python {env.get('python', '>=3.9')}")
+    train = [j.name for j in recipe.jobs if j.resources == "train"]
+    return [
+        "What runs where: `hpcwizard prepare` does everything that needs the network: " + "; ".join(parts) + ".",
+        "",
+        "- `download: login` (compute nodes without internet, the usual case): `prepare` runs on the login node "
+        "(the wizard's Prepare step); the setup job only verifies each part offline "
+        "(`PIP_NO_INDEX=1`, `HF_HUB_OFFLINE=1`, no git), unpacks and lays out the data, and names any part "
+        "that was not prepared.",
+        "- `download: job` (only when the check's probe says compute nodes reach the Hub, the package index"
+        + (" and the code host" if code else "") + "): the setup job runs `prepare` itself on its compute node.",
+        f"- Either way, {', '.join(f'`{t}`' for t in train) or 'training'} runs offline (`HF_HUB_OFFLINE=1`) "
+        "from what setup left in place.",
+    ]
 
 
 def recipes_markdown(recipes: list[Recipe]) -> str:
