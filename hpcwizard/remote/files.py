@@ -24,7 +24,10 @@ import posixpath
 import secrets
 import stat as stat_mode
 import threading
-from typing import Self
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # typing.Self is Python 3.11+; annotations are not evaluated at run time
+    from typing_extensions import Self
 
 import paramiko
 
