@@ -239,7 +239,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         sys.stdout.flush()
 
     preflight = run_preflight(plan, recipe, runner, on_result=show, files=files, hpcwizard_cmd=command,
-                              downloads_required=True)
+                              downloads_required=True, probe_network=args.probe)
     if args.json:
         data: dict[str, Any] = {"ok": not preflight.blocked, "counts": preflight.counts(),
                                 "checks": [r.to_dict() for r in preflight.results]}
@@ -459,6 +459,9 @@ def build_parser() -> argparse.ArgumentParser:
     check = commands.add_parser("check", help="preflight: token, gated access, space and quota, Slurm limits")
     check.add_argument("plan", metavar="PLAN.yaml")
     check.add_argument("--json", action="store_true", help="machine-readable output")
+    check.add_argument("--probe", action="store_true",
+                       help="probe the compute nodes' network again (a 2-minute job on the setup partition) "
+                            "instead of using the cached result")
     add_remote_options(check)
     check.set_defaults(handler=cmd_check)
 

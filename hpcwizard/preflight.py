@@ -10,7 +10,9 @@ all for ``hpcwizard check``.
 - space: bytes and files still to download plus unpacked archives plus
   expected outputs, per filesystem, against free space AND quota;
 - slurm: partitions exist and are up, time/GPUs/CPUs/memory fit, account and
-  QoS allowed, then ``sbatch --test-only`` with the estimated start;
+  QoS allowed, then ``sbatch --test-only`` with the estimated start; whether
+  compute nodes reach the network the jobs need (a probe job, cached:
+  :mod:`hpcwizard.netprobe`);
 - environment: conda-like tool or venv, Lmod, whether the hub is reachable.
 """
 
@@ -561,6 +563,62 @@ def remote_token_file(runner: Runner) -> str:
     return path
 
 
+# --- compute nodes' network ---------------------------------------------------------
+
+NETWORK_ROW = "compute nodes' network"
+_PREPARE_ON_LOGIN = ("choose download: login (the wizard's 'prepare on the login node'), "
+                     "then run `hpcwizard prepare PLAN` on the login node")
+
+
+def check_network(plan: Plan, recipe: Recipe, runner: Runner, *, files: ProjectFiles | None = None,
+                  endpoint: str | None = None, hpcwizard_cmd: list[str] | None = None, probe: bool = False,
+                  cache_only: bool = False, wait: float | None = None, sbatch_args: Iterable[str] = (),
+                  cancelled: Callable[[], bool] | None = None) -> list[CheckResult]:
+    """Do compute nodes of the setup partition reach what the jobs need
+    (:mod:`hpcwizard.netprobe`)? A cached probe result unless ``probe``; a
+    ``download: login`` plan never waits for a new one (its jobs run offline),
+    nor does ``cache_only`` (the Slurm rows block). ``wait``: seconds a probe
+    may stay pending (tests shorten it)."""
+    from hpcwizard import netprobe
+
+    login = plan.download == "login"
+    answer = netprobe.network_status(
+        plan, recipe, runner, files=files, endpoint=endpoint, hpcwizard_cmd=hpcwizard_cmd, probe=probe,
+        use_cache_only=cache_only or (login and not probe),
+        wait=netprobe.PENDING_WAIT if wait is None else wait, sbatch_args=list(sbatch_args), cancelled=cancelled)
+    partition = plan.setup.partition
+    offline_ok = "jobs run offline: everything is prepared on the login node"
+    if answer.status is netprobe.ProbeStatus.CANCELLED:
+        return []
+    if answer.status is netprobe.ProbeStatus.NOT_PROBED:
+        return [_ok("slurm", NETWORK_ROW, offline_ok)] if login else []
+    if answer.status is not netprobe.ProbeStatus.DONE or answer.result is None:
+        pending = answer.status is netprobe.ProbeStatus.PENDING
+        message = f"unknown (probe pending): {answer.detail}" if pending else f"unknown: could not probe: {answer.detail}"
+        if login:
+            return [_ok("slurm", NETWORK_ROW, f"{offline_ok} (compute nodes' network {message})")]
+        return [_warn("slurm", NETWORK_ROW, message,
+                      "run `hpcwizard check --probe PLAN` to probe again"
+                      + (" when the partition is less busy" if pending else "")
+                      + "; if the compute nodes have no internet, " + _PREPARE_ON_LOGIN)]
+    result = answer.result
+    missing = result.unreachable(netprobe.needed_kinds(recipe))
+    when = f"probed {result.date}" + (", cached" if answer.cached else "")
+    if not missing:
+        reached = ", ".join(t.describe() for t in result.targets if t.kind in netprobe.needed_kinds(recipe))
+        if login:
+            return [_ok("slurm", NETWORK_ROW, f"{offline_ok} (compute nodes of partition {partition} reach the "
+                                              f"network too, {when})")]
+        return [_ok("slurm", NETWORK_ROW, f"compute nodes of partition {partition} reach {reached} ({when})")]
+    what = " or ".join(t.describe() for t in missing)
+    why = "; ".join(f"{t.url}: {t.detail}" for t in missing)
+    if login:
+        return [_ok("slurm", NETWORK_ROW, f"{offline_ok} (compute nodes of partition {partition} cannot reach "
+                                          f"{what}, {when})")]
+    return [_block("slurm", NETWORK_ROW, f"compute nodes of partition {partition} cannot reach {what} ({when}): {why}",
+                   _PREPARE_ON_LOGIN + " (`hpcwizard check --probe PLAN` probes again)")]
+
+
 # --- environment -------------------------------------------------------------------
 
 def check_environment(runner: Runner, endpoint: str | None) -> list[CheckResult]:
@@ -590,12 +648,19 @@ def check_environment(runner: Runner, endpoint: str | None) -> list[CheckResult]
 def run_preflight(plan: Plan, recipe: Recipe, runner: Runner, *, endpoint: str | None = None,
                   on_result: Callable[[CheckResult], None] | None = None,
                   files: ProjectFiles | None = None, hpcwizard_cmd: list[str] | None = None,
-                  downloads_required: bool = False) -> Preflight:
+                  downloads_required: bool = False, probe_network: bool = False,
+                  network_wait: float | None = None,
+                  cancelled: Callable[[], bool] | None = None) -> Preflight:
     """Every check of the plan; ``on_result`` sees each row as it is known.
 
     ``downloads_required``: a ``download: login`` plan must be downloaded
     already (``hpcwizard check``: the next step is submit; the wizard's
     Download step comes after its preflight).
+
+    ``probe_network``: probe the compute nodes' network again even when a
+    result is cached (``check --probe``); ``network_wait``: seconds the probe
+    may stay pending (default :data:`hpcwizard.netprobe.PENDING_WAIT`);
+    ``cancelled``: polled while waiting for the probe (the wizard quit).
 
     Remote mode (``files`` remote): token, access and the hub checks run HERE
     (the laptop's token and network), space, Slurm and environment checks on
@@ -624,6 +689,12 @@ def run_preflight(plan: Plan, recipe: Recipe, runner: Runner, *, endpoint: str |
     add(check_folders(plan, runner))
     add(check_earlier_checkpoints(plan, recipe, files))
     add(check_space(plan, recipe, runner, token.token, endpoint, files))
-    add(check_slurm(plan, recipe, runner, files, hpcwizard_cmd))
+    slurm_rows = check_slurm(plan, recipe, runner, files, hpcwizard_cmd)
+    add(slurm_rows)
+    # No new probe job while the Slurm rows block (no such partition, no controller).
+    slurm_blocked = any(row.level == Level.BLOCK for row in slurm_rows)
+    add(check_network(plan, recipe, runner, files=files, endpoint=endpoint, hpcwizard_cmd=hpcwizard_cmd,
+                      probe=probe_network and not slurm_blocked, cache_only=slurm_blocked, wait=network_wait,
+                      cancelled=cancelled))
     add(check_environment(runner, endpoint))
     return preflight

@@ -39,6 +39,36 @@ def slurm_runner(slurm_conf: str) -> LocalRunner:
     return LocalRunner(extra_env={"SLURM_CONF": slurm_conf})
 
 
+# The offline cluster (scripts/local-slurm with HPCWIZARD_SLURM_OFFLINE=1): a
+# second cluster, next to the normal one, whose node runs in its own network
+# namespace and reaches only its controller. Started by this fixture only (never
+# by scripts/test), and stopped at the end of the session even when tests fail.
+OFFLINE_SLURM_DIR = os.environ.get("HPCWIZARD_SLURM_OFFLINE_DIR", "/tmp/hpcwizard-slurm-offline")
+OFFLINE_SLURM_PORT = os.environ.get("HPCWIZARD_SLURM_OFFLINE_PORT", "16827")
+
+
+@pytest.fixture(scope="session")
+def offline_slurm_conf(request: pytest.FixtureRequest) -> str:
+    """Path of the offline cluster's slurm.conf. Does not touch os.environ's SLURM_CONF."""
+    env = {
+        **os.environ,
+        "HPCWIZARD_SLURM_OFFLINE": "1",
+        "HPCWIZARD_SLURM_DIR": OFFLINE_SLURM_DIR,
+        "HPCWIZARD_SLURM_PORT": OFFLINE_SLURM_PORT,
+    }
+
+    def stop() -> None:
+        subprocess.run([str(LOCAL_SLURM), "stop"], env=env, capture_output=True, text=True, check=False)
+
+    # Registered before starting, so a half-started cluster is cleaned up too.
+    request.addfinalizer(stop)
+    started = subprocess.run([str(LOCAL_SLURM), "start"], env=env, capture_output=True, text=True, check=False)
+    if started.returncode != 0:
+        pytest.fail(f"offline Slurm cluster did not start: {started.stderr or started.stdout}")
+    out = subprocess.run([str(LOCAL_SLURM), "env"], env=env, capture_output=True, text=True, check=True)
+    return out.stdout.strip().split("=", 1)[1].strip("'\"")
+
+
 # The local sshd (scripts/local-sshd): the "login node" of remote-mode tests
 # (tests/test_remote.py, tests/test_remote_cli.py). Module scope: each module
 # starts it (a no-op when running) and stops it when done.

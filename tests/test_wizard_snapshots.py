@@ -53,7 +53,7 @@ class FakeSlurm:
         return list(PARTITIONS)
 
 
-def fake_preflight(plan, recipe, runner, *, endpoint=None, on_result=None):
+def fake_preflight(plan, recipe, runner, *, endpoint=None, on_result=None, **_):
     result = Preflight()
     for row in CHECKS:
         result.results.append(row)

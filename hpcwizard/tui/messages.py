@@ -131,6 +131,16 @@ class DataRootChecked(_Message):
 
 
 @_dataclass
+class NetworkProbeRead(_Message):
+    """The paths step read the project's cached network probe
+    (``hpcwizard.netprobe``): ``offline`` when it says compute nodes of the
+    setup partition miss something the jobs need, else None."""
+
+    offline: _Any | None  # hpcwizard.netprobe.ProbeResult
+    what: str = ""  # "the package index https://pypi.org/simple or ..."
+
+
+@_dataclass
 class PartitionsLoaded(_Message):
     """The cluster's partitions (``PartitionInfo`` list), or why sinfo failed."""
 

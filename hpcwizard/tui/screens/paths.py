@@ -16,7 +16,7 @@ from hpcwizard.plan import Plan
 from hpcwizard.quota import probe_quota
 from hpcwizard.sizes import human_bytes
 from hpcwizard.space import free_space
-from hpcwizard.tui.messages import DataRootChecked, FolderMeasured
+from hpcwizard.tui.messages import DataRootChecked, FolderMeasured, NetworkProbeRead
 from hpcwizard.tui.screens import session
 from hpcwizard.tui.screens.step import StepScreen
 from hpcwizard.tui.widgets.dir_picker import DirPicker
@@ -55,6 +55,7 @@ class PathsStep(StepScreen):
             a.unpacked_bytes for r in recipe.repos_for(plan) for a in r.archives)
         self.need_home = recipe.output_bytes_for(plan)
         self._debounce: dict[str, Timer] = {}
+        self.network_read = False  # the cached network probe was read (tests wait for it)
 
     def compose_body(self) -> Iterable[Widget]:
         yield Label("Project home", classes="section-title")
@@ -77,6 +78,7 @@ class PathsStep(StepScreen):
         self.query_one("#paths-data-input", Input).focus()
         self.measure_folder("home", str(self.plan.project_home), self.need_home)
         self.measure_folder("data", str(self.plan.data_root), self.need_data)
+        self.read_network_probe()
 
     @on(Input.Changed, "#paths-data-input")
     def _typed(self, event: Input.Changed) -> None:
@@ -134,6 +136,40 @@ class PathsStep(StepScreen):
         else:
             picker.show_info(message.summary or "", warn=message.warn)
         self._keep(message.resolved)
+
+    # -- the compute nodes' network, as an earlier preflight probed it ---------------
+
+    @work(thread=True, exclusive=True, group="paths-netprobe", exit_on_error=False)
+    def read_network_probe(self) -> None:
+        """The project's cached probe (no new job, no Slurm call without a cache)."""
+        from hpcwizard.netprobe import cached_offline, needed_kinds
+
+        recipe = session.recipe_of(self.plan)
+        try:
+            offline = cached_offline(self.plan, recipe, self.context.runner, self.context.files)
+        except Exception:  # only a suggestion: without it the choice stays as saved
+            offline = None
+        missing = offline.unreachable(needed_kinds(recipe)) if offline is not None else []
+        self.post_message(NetworkProbeRead(offline, " or ".join(t.describe() for t in missing)))
+
+    def on_network_probe_read(self, message: NetworkProbeRead) -> None:
+        """Offline compute nodes: preparing on the login node is the initial
+        choice (a download job would be blocked by the preflight). Only while
+        the choice is still the saved one: the user's own click wins."""
+        self.network_read = True
+        if message.offline is None:
+            return
+        radios = self.query_one("#paths-download", RadioSet)
+        pressed = radios.pressed_button
+        login = next(b for b in radios.query(RadioButton) if b.name == "login")
+        if pressed is not None and pressed.name == "job" and self.plan.download == "job":
+            login.value = True
+        advice = "preparing on this login node is chosen" if login.value else "prepare on this login node instead"
+        note = Label(f"Compute nodes of partition {message.offline.partition} cannot reach {message.what} "
+                     f"(probed {message.offline.date}): {advice}.",
+                     id="paths-netprobe", classes="hint", markup=False)
+        if not self.query("#paths-netprobe"):
+            self.query_one("#step-body").mount(note, after=radios)
 
     def _download(self) -> str:
         pressed = self.query_one("#paths-download", RadioSet).pressed_button

@@ -8,6 +8,7 @@ from textual import on, work
 from textual.binding import Binding
 from textual.widget import Widget
 from textual.widgets import Button, Label, LoadingIndicator
+from textual.worker import get_current_worker
 
 from hpcwizard.plan import Plan
 from hpcwizard.preflight import run_preflight
@@ -50,6 +51,7 @@ class PreflightStep(StepScreen):
 
     @work(thread=True, exclusive=True, group="preflight", exit_on_error=False)
     def check(self) -> None:
+        worker = get_current_worker()  # cancelled when the step goes away: the network probe stops waiting
         try:
             # Only remote mode passes the remote extras (keeps run_preflight's
             # local call exactly as it was).
@@ -57,7 +59,8 @@ class PreflightStep(StepScreen):
                       if self.context.files.remote else {})
             result = run_preflight(self.plan, session.recipe_of(self.plan), self.context.runner,
                                    endpoint=self.context.hf_endpoint,
-                                   on_result=lambda row: self.post_message(CheckArrived(row)), **remote)
+                                   on_result=lambda row: self.post_message(CheckArrived(row)),
+                                   cancelled=lambda: worker.is_cancelled, **remote)
         except Exception as exc:  # the preflight itself failed: say so, keep Next closed
             self.post_message(PreflightDone(True, error=f"the checks could not run: {exc}"))
             return
