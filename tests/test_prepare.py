@@ -319,3 +319,30 @@ def test_check_blocks_a_pin_the_package_index_lacks_and_an_override_clears_it(tm
         fixed = plan.with_changes(env_overrides={"clip==1.0": "git+https://github.com/openai/CLIP.git"})
         [row] = check_environment_pins(fixed, recipe, token=TOKEN, endpoint=hub.url)
         assert row.level.value == "ok" and row.message.startswith("5 requirement(s) of environment.yml: every pin")
+
+
+def test_check_says_which_python_a_venv_lacks_and_how_to_load_one(tmp_path):
+    """A login node whose only Python is 3.9 (RHEL 9's) cannot build FFF-VDI's
+    venv (torch 2.9 needs >= 3.10): blocked for a login plan, with the module hint."""
+    from hpcwizard.prepare.check import check_environment_python
+    from hpcwizard.shell import LocalRunner
+
+    bin39 = _pyenv_bin("3.9")
+    if bin39 is None:
+        pytest.skip("no Python 3.9 from pyenv on this machine")
+    only39 = tmp_path / "bin"
+    only39.mkdir()
+    for name, target in {"sh": "/bin/sh", "python3": bin39 / "python3.9", "python3.9": bin39 / "python3.9"}.items():
+        (only39 / name).symlink_to(target)
+    runner = LocalRunner(extra_env={"PATH": str(only39)})
+    recipe = get_recipe("fff-vdi")
+    [row] = check_environment_python(recipe.default_plan(tmp_path / "p", download="login"), recipe, runner)
+    assert row.level.value == "block"
+    assert row.message == ("no Python >=3.10,<3.13 on this login node for the training venv "
+                           "(found: python3.9 3.9, python3 3.9)")
+    assert row.fix.startswith("load one (e.g. `module load python/3.12`")
+    [row] = check_environment_python(recipe.default_plan(tmp_path / "p"), recipe, runner)
+    assert row.level.value == "warn"  # download: job builds it on a compute node, which may differ
+    demo = get_recipe("demo")
+    [row] = check_environment_python(demo.default_plan(tmp_path / "d", hf_namespace="alice"), demo, runner)
+    assert row.level.value == "ok" and "(Python 3.9, the recipe needs >=3.8)" in row.message

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from hpcwizard.plan import Plan
     from hpcwizard.preflight import CheckResult
     from hpcwizard.recipe import Recipe
+    from hpcwizard.shell import Runner
 
 ROW = "environment pins"
 
@@ -88,3 +89,46 @@ def check_environment_pins(plan: "Plan", recipe: "Recipe", *, token: Optional[st
         rows.append(_ok("environment", ROW, f"{len(reqs.pip)} requirement(s) of {what}: every pin is on "
                                             f"{indexes[0] if indexes else 'the index'}{unchecked}"))
     return rows
+
+
+# One constant script (no user value reaches the shell): every python3.X on
+# PATH, newest first, then python3, as "NAME MAJOR.MINOR EXECUTABLE".
+_FIND_PYTHONS = r"""
+for name in python3.13 python3.12 python3.11 python3.10 python3.9 python3.8 python3; do
+    exe=$(command -v "$name" 2>/dev/null) || continue
+    "$exe" -c 'import sys; print(sys.argv[1], "%d.%d" % sys.version_info[:2], sys.executable)' "$name" 2>/dev/null
+done
+"""
+
+
+def check_environment_python(plan: "Plan", recipe: "Recipe", runner: "Runner") -> list["CheckResult"]:
+    """A venv needs a Python the recipe supports on the machine that builds it
+    (the login node for ``download: login``); conda brings its own."""
+    from hpcwizard.prepare.spec import environment_spec
+    from hpcwizard.preflight import _block, _ok, _warn
+
+    spec = environment_spec(recipe, plan)
+    if spec is None:
+        return []
+    conda = next((tool for tool in ("micromamba", "mamba", "conda") if runner.which(tool)), None)
+    if conda:
+        return [_ok("environment", "python", f"{conda} builds the environment with its own Python {spec.python.text}")]
+    found = runner.run(["sh", "-c", _FIND_PYTHONS], timeout=60)
+    seen = []
+    for line in found.stdout.splitlines():
+        name, _, rest = line.partition(" ")
+        version, _, exe = rest.partition(" ")
+        major, _, minor = version.partition(".")
+        if not (major.isdigit() and minor.isdigit()):
+            continue
+        seen.append(f"{name} {version}")
+        if spec.python.allows((int(major), int(minor))):
+            return [_ok("environment", "python", f"a venv with {exe} (Python {version}, the recipe needs {spec.python.text})")]
+    from hpcwizard.prepare.environment import no_python_hint
+
+    where = "on this login node" if plan.download == "login" else "on this login node (the setup job builds the venv on a compute node)"
+    message = (f"no Python {spec.python.text} {where} for the training venv "
+               f"(found: {', '.join(dict.fromkeys(seen)) or 'none'})")
+    fix = no_python_hint(spec.python).replace(", then prepare again", ", then check again")
+    return [_block("environment", "python", message, fix) if plan.download == "login" else
+            _warn("environment", "python", message, fix)]
