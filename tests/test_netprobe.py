@@ -148,6 +148,38 @@ def test_probe_reports_each_target_and_check_reuses_the_cached_result(tmp_path, 
     assert scratch_left(state_dir) == []
 
 
+def test_nodes_without_network_block_a_download_job_plan(tmp_path, demo_hub, offline_slurm_conf):
+    """The offline cluster (its node in a network namespace of its own): the
+    probe reaches neither the local hub nor the package index, and `check`
+    blocks a download: job plan with the way out; download: login is fine."""
+    hub, built = demo_hub
+    write_token_file(tmp_path / "hf-home", built.token)
+    plan_file = write_plan(tmp_path)
+    state_dir = demo_plan(tmp_path).state_dir
+    done = hpcwizard(tmp_path, hub, offline_slurm_conf, "check", str(plan_file), "--json")
+    report = json.loads(done.stdout)
+    row = network_row(report)
+    assert done.returncode == 1 and report["ok"] is False
+    assert row["level"] == "block", row
+    assert row["message"].startswith(f"compute nodes of partition cpu cannot reach the Hugging Face endpoint {hub.url} "
+                                     "or the package index "), row["message"]
+    assert "(probed " in row["message"]
+    assert row["fix"].startswith("choose download: login (the wizard's 'prepare on the login node'), "
+                                 "then run `hpcwizard prepare PLAN` on the login node")
+    # Only the network row blocks: the plan is fine otherwise.
+    assert [r["name"] for r in report["checks"] if r["level"] == "block"] == [NETWORK_ROW]
+    [probe] = json.loads((state_dir / netprobe.CACHE_FILE).read_text())["probes"].values()
+    assert not any(t["reachable"] for t in probe["targets"]), probe
+    assert scratch_left(state_dir) == []
+
+    # The same nodes for a plan prepared on the login node: its jobs run offline.
+    login_plan = write_plan(tmp_path, download="login")
+    done = hpcwizard(tmp_path, hub, offline_slurm_conf, "check", str(login_plan), "--json")
+    row = network_row(json.loads(done.stdout))
+    assert row["level"] == "ok" and row["message"].startswith(
+        "jobs run offline: everything is prepared on the login node (compute nodes of partition cpu cannot reach")
+
+
 def test_a_recipe_that_clones_from_the_code_host_is_blocked_there_and_login_plans_are_fine(
         tmp_path, demo_hub, slurm_conf, monkeypatch):
     """fff-vdi clones its code from github.com, which the local node cannot reach:
