@@ -37,6 +37,7 @@ from hpcwizard.quota import probe_quota
 from hpcwizard.recipe import Recipe, ResolvedRepo
 from hpcwizard.render import render
 from hpcwizard.shell import Runner
+from hpcwizard.prepare.check import check_environment_pins, check_environment_python
 from hpcwizard.sizes import human_bytes
 from hpcwizard.slurm import PartitionInfo, PartitionState, SlurmClient, format_slurm_duration
 from hpcwizard.space import FreeSpace, Level, assess, free_space
@@ -697,4 +698,6 @@ def run_preflight(plan: Plan, recipe: Recipe, runner: Runner, *, endpoint: str |
                       probe=probe_network and not slurm_blocked, cache_only=slurm_blocked, wait=network_wait,
                       cancelled=cancelled))
     add(check_environment(runner, endpoint))
+    add(check_environment_python(plan, recipe, runner))
+    add(check_environment_pins(plan, recipe, token=token.token, endpoint=endpoint, files=files))
     return preflight
