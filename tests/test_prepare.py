@@ -108,6 +108,20 @@ def test_a_changed_requirement_rebuilds_the_environment(demo_login_plan):
 
 def test_a_login_plan_prepared_on_the_login_node_trains_to_completion(demo_login_plan, slurm_conf, slurm_runner):
     """What the login node prepared is all the chain needs: setup verifies, train runs in the built env."""
+    _prepare_submit_and_complete(demo_login_plan, slurm_conf, slurm_runner)
+
+
+def test_compute_nodes_without_network_train_what_the_login_node_prepared(demo_login_plan, offline_slurm_conf):
+    """The offline local cluster (its node in a network namespace that reaches
+    only the controller: no hub, no package index): after `hpcwizard prepare`
+    on this (login) side, the demo chain runs to COMPLETED there."""
+    from hpcwizard.shell import LocalRunner
+
+    _prepare_submit_and_complete(demo_login_plan, offline_slurm_conf,
+                                 LocalRunner(extra_env={"SLURM_CONF": offline_slurm_conf}))
+
+
+def _prepare_submit_and_complete(demo_login_plan, slurm_conf, slurm_runner):
     plan, plan_file, env = demo_login_plan
     env["SLURM_CONF"] = slurm_conf
     assert _hpcwizard(env, "prepare", str(plan_file)).returncode == 0
