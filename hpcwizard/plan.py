@@ -38,6 +38,9 @@ _MEMORY = re.compile(r"^[1-9][0-9]*[KMGT]?$")
 _VARIANT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 # Hugging Face user or organisation names.
 _HF_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
+# Characters Slurm interprets in --chdir/--output/--error paths (%j, %x, ...
+# and \ escapes): refused in project_home and data_root.
+_SLURM_PATH_SPECIAL = "%\\"
 # Time limits as sbatch accepts them: M, M:S, H:M:S, D-H, D-H:M, D-H:M:S.
 _TIME = re.compile(r"^(?:\d+-\d{1,2}(?::\d{1,2}){0,2}|\d+(?::\d{1,2}){0,2})$")
 
@@ -191,6 +194,15 @@ def _check_path(key: str, value: Any) -> Path:
     path = Path(value).expanduser()
     if not path.is_absolute():
         raise PlanError(f"{key} must be an absolute path, got {value!r}", f"write it as /abs/{value}")
+    slurm_special = next((ch for ch in str(path) if ch in _SLURM_PATH_SPECIAL), None)
+    if slurm_special:
+        # Jobs run with --chdir=<project home> and --output/--error=logs/%x-%j.*:
+        # Slurm reads % patterns and \ escapes in those, so the job would run
+        # elsewhere or fail to open its log, and end with no log at all.
+        what = "a backslash" if slurm_special == "\\" else repr(slurm_special)
+        raise PlanError(f"{key} {str(path)!r} contains {what}, which Slurm expands in a job's "
+                        "working directory and log paths (%j, %x, \\ escapes): the job would fail with no log at all",
+                        "choose a path without % or \\ (rename the folder or use a link to it)")
     return path
 
 

@@ -12,6 +12,7 @@ token file at run time, so no rendering mistake can leak it.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shlex
@@ -56,18 +57,32 @@ class Rendering:
 
     jobs: tuple[RenderedJob, ...]
     files: tuple[RenderedFile, ...]
+    #: where the jobs' ``--output``/``--error`` (``logs/%x-%j.*``) land: the
+    #: project home's logs/, since the header's ``--chdir`` is the project home
+    #: (or, for a path a directive cannot hold, the folder sbatch runs in,
+    #: which ``submit`` sets to the project home).
+    logs_dir: Path | None = None
 
-    def write(self, out_dir: Path, files: ProjectFiles | None = None) -> list[Path]:
+    def write(self, out_dir: Path, files: ProjectFiles | None = None, *, logs: bool = True) -> list[Path]:
         """Write every file atomically into ``out_dir``; return the paths.
 
         ``files``: where (default this machine; the login node in remote mode,
-        where ``out_dir`` is a path of the login node)."""
+        where ``out_dir`` is a path of the login node). ``logs``: also create
+        the logs folder: Slurm opens a job's log before the script runs and
+        creates no folder, so a job submitted by hand (``sbatch`` of a written
+        script) without it fails with no log at all. Best effort: a project
+        home that cannot be written is the check's to report (and submit's to
+        refuse), not a reason to withhold the scripts. A render that only
+        tests the scripts (the check's) passes ``logs=False``."""
         # A unique temporary name per file (never a predictable one that a
         # symlink planted in a shared folder could redirect), then rename.
         files = files or LOCAL_FILES
         files.mkdir_p(out_dir)
         for file in self.files:
             files.write_text_atomic(out_dir / file.name, file.text, mode=0o755 if file.executable else 0o644)
+        if logs and self.logs_dir is not None:
+            with contextlib.suppress(OSError, UserError):
+                files.mkdir_p(self.logs_dir)
         return [out_dir / file.name for file in self.files]
 
 
@@ -145,7 +160,7 @@ def render(plan: Plan, recipe: Recipe, out_dir: Path, *, hf_endpoint: str | None
     for job, recipe_job in zip(jobs, recipe.jobs):
         text = _render_one(env, recipe_job.template, {**context, "job": job})
         files.append(RenderedFile(job.script, text, executable=True))
-    return Rendering(jobs, tuple(files))
+    return Rendering(jobs, tuple(files), logs_dir=plan.logs_dir)
 
 
 def _render_one(env: jinja2.Environment, template: str, context: dict[str, Any]) -> str:

@@ -92,7 +92,7 @@ def test_diffueraser_defaults_reproduce_upstream_and_bound_checkpoints(tmp_path)
     script = rendered(tmp_path, "diffueraser", {})["02_train.sbatch"]
     assert flag_values(script, "resolution") == ["512", "512"]
     assert flag_values(script, "nframes") == ["10", "22"]
-    assert flag_values(script, "learning_rate") == ["1e-05", "1e-05"]
+    assert flag_values(script, "learning_rate") == ["5e-06", "5e-06"]  # the fork's run_finetune_all.sbatch
     assert flag_values(script, "checkpointing_steps") == ["2000", "2000"]
     assert all(int(v) >= 1 for v in flag_values(script, "checkpoints_total_limit"))
 

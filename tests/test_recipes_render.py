@@ -61,7 +61,8 @@ def make_plan(name, variant, home, data_root=None, **overrides):
 def render_to(out: Path, name, variant, home, data_root=None, **overrides):
     plan, recipe = make_plan(name, variant, home, data_root, **overrides)
     rendering = render(plan, recipe, out)
-    rendering.write(out)
+    # logs=False: HOSTILE_HOME is a real path under /tmp, outside tmp_path
+    rendering.write(out, logs=False)
     return plan, recipe, {f.name: f.text for f in rendering.files}
 
 
@@ -287,7 +288,7 @@ def test_diffueraser_train_flags(tmp_path, variant, gpus):
     assert ("--multi_gpu" in launch) == (gpus > 1)
     assert f"--config_file {tmp_path}/out/default_config.yaml" in launch
     for flag in ("--resolution=512", "--nframes=10", "--nframes=22", "--train_batch_size=1",
-                 "--learning_rate=1e-05", "--resume_from_checkpoint=latest", "--checkpointing_steps=2000",
+                 "--learning_rate=5e-06", "--resume_from_checkpoint=latest", "--checkpointing_steps=2000",
                  "--checkpoints_total_limit=3", "--max_train_steps=50000",
                  "--motion_adapter_path=\"$WEIGHTS/animatediff-motion-adapter-v1-5-2\"",
                  "--pretrained_stage1=\"$CONVERTED/finetuned-stage1\""):
