@@ -439,7 +439,7 @@ def check_slurm(plan: Plan, recipe: Recipe, runner: Runner, files: ProjectFiles 
     # Render into a scratch folder: --test-only reads the script and submits nothing.
     with _scratch_dir(runner, files) as scratch:
         rendering = render(plan, recipe, Path(scratch), hpcwizard_cmd=hpcwizard_cmd)
-        rendering.write(Path(scratch), files)
+        rendering.write(Path(scratch), files, logs=False)  # testing the scripts creates nothing
         for job in rendering.jobs:
             try:
                 predicted = slurm.test_only(str(Path(scratch) / job.script))
