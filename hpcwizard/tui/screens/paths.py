@@ -67,11 +67,11 @@ class PathsStep(StepScreen):
         yield Label("Data root", classes="section-title")
         yield Label("Datasets are unpacked here; it may be a larger scratch filesystem.", classes="hint")
         yield DirPicker("Data root", str(self.plan.data_root), id="paths-data")
-        yield Label("Download the models and data", classes="section-title")
+        yield Label("Prepare the files, code and environment", classes="section-title")
         with RadioSet(id="paths-download"):
             yield RadioButton("in the setup job (compute nodes reach the internet)", name="job",
                               value=self.plan.download == "job")
-            yield RadioButton("now, on this login node, with progress here (jobs only verify)", name="login",
+            yield RadioButton("now, on this login node, with progress here (jobs run offline)", name="login",
                               value=self.plan.download == "login")
 
     def on_mount(self) -> None:
