@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
@@ -41,6 +41,10 @@ DEFAULT_MAX_TAIL_BYTES = 4 * 1024 * 1024
 # A "line" longer than this (binary junk, a giant JSON dump) is cut so the
 # held partial line cannot grow without bound.
 DEFAULT_MAX_LINE_BYTES = 1024 * 1024
+# How far back :meth:`LogFollower.last_markers` looks for a line that is
+# printed rarely (a training segment or stage starting): a bound, so a log
+# without such a line is never read whole to find that out.
+MARKER_SCAN_BYTES = 8 * 1024 * 1024
 
 
 # --------------------------------------------------------------------------
@@ -269,6 +273,15 @@ class SearchMatch:
     end_offset: int  # offset just after the line's newline: resume from here
     text: str
     span: tuple[int, int]
+
+
+@dataclass(frozen=True)
+class LineMarker:
+    """A kind of line to find with :meth:`LogFollower.last_markers`: a regex
+    on the displayed text and a literal (bytes) that every such line holds."""
+
+    pattern: re.Pattern[str]
+    needle: bytes
 
 
 # --------------------------------------------------------------------------
@@ -553,6 +566,42 @@ class LogFollower:
             if hits:
                 return hits[-1]
         return None
+
+    def last_markers(
+        self,
+        markers: Mapping[str, LineMarker],
+        *,
+        end: int | None = None,
+        not_before: int = 0,
+        max_bytes: int = MARKER_SCAN_BYTES,
+    ) -> dict[str, SearchMatch]:
+        """The last line matching each marker, in ONE bounded backward pass.
+
+        Scans lines starting in ``[not_before, end)`` (``end`` defaults to
+        the size), newest first, and stops once every marker was found or
+        ``max_bytes`` were read: a marker printed further back than that is
+        simply not found, however big the log. A marker's ``needle`` (a
+        literal every matching line holds) rejects whole blocks at C speed.
+        """
+        size = self.source.stat().size
+        end = size if end is None else max(0, min(end, size))
+        found: dict[str, SearchMatch] = {}
+        if end <= not_before:
+            return found
+        stop = max(not_before, end - max_bytes)
+        # A last line without its newline is still being written: not a
+        # marker yet (end_offset > end below), it may be cut.
+        for block_offset, block in _line_blocks_backward(self.source, end, self.chunk_size):
+            for name, marker in markers.items():
+                if name in found or marker.needle not in block:
+                    continue
+                hits = [m for m in _match_block(block, block_offset, marker.pattern, None)
+                        if m.offset >= not_before and m.end_offset <= end]
+                if hits:
+                    found[name] = hits[-1]
+            if len(found) == len(markers) or block_offset <= stop:
+                break
+        return found
 
 
 # --------------------------------------------------------------------------

@@ -11,16 +11,31 @@ both use :func:`take_snapshot`.
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
 
 from hpcwizard.errors import UserError
-from hpcwizard.files import ProjectFiles
+from hpcwizard.files import ProjectFiles, local_or
+from hpcwizard.logtail import MARKER_SCAN_BYTES, LogFollower
 from hpcwizard.plan import job_prefix_for
 from hpcwizard.shell import Runner
 from hpcwizard.slurm import JobState, SlurmClient
-from hpcwizard.state import load_state
+from hpcwizard.state import ProjectState, load_state
+from hpcwizard.triage import (
+    SEGMENT_NEEDLE,
+    STAGE_NEEDLE,
+    OverallProgress,
+    SegmentEvent,
+    SegmentMark,
+    TrainingProgress,
+    Triage,
+    merge_segment,
+    overall_progress,
+    parse_segment_line,
+    parse_stage_start,
+)
 
 HELD_REASONS = ("JobHeldUser", "JobHeldAdmin")
 
@@ -138,12 +153,14 @@ def _exit(status: object | None) -> str | None:
 
 
 def take_snapshot(project_home: Path, runner: Runner, *, slurm: SlurmClient | None = None,
-                  files: ProjectFiles | None = None) -> StatusSnapshot:
+                  files: ProjectFiles | None = None, state: ProjectState | None = None) -> StatusSnapshot:
     """The project's jobs as Slurm (or, failing that, the state) knows them now.
 
-    ``files``: where the project state lives (the login node in remote mode)."""
+    ``files``: where the project state lives (the login node in remote mode);
+    ``state``: the project state when the caller has just read it."""
     project_home = Path(project_home)
-    state = load_state(project_home / "hpcwizard", files)
+    if state is None:
+        state = load_state(project_home / "hpcwizard", files)
     logs = project_home / "logs"
     known = {}  # job id -> (chain name, slurm name, partition, script, dependency)
     for submission in state.submissions:
@@ -211,3 +228,256 @@ def take_snapshot(project_home: Path, runner: Runner, *, slurm: SlurmClient | No
         )
     ordered = sorted(rows.values(), key=lambda row: int(row.job_id.split("_")[0]) if row.job_id.split("_")[0].isdigit() else 0)
     return StatusSnapshot(str(project_home), taken_at, tuple(ordered), error)
+
+
+# --------------------------------------------------------------------------
+# Train jobs as trainings: segments, stages, overall progress, the time limit
+
+#: Slurm states of a job put back in the queue to run again.
+REQUEUE_STATES = frozenset({JobState.REQUEUED.value, JobState.REQUEUE_HOLD.value, JobState.REQUEUE_FED.value})
+#: The job script asks Slurm for the warning signal before its time limit:
+#: the train job continues across it (the log's separators say so too).
+_SIGNAL_DIRECTIVE = re.compile(r"^#SBATCH\s+--signal[= ]", re.MULTILINE)
+#: Lines read when a log is first watched (its progress is in the last ones).
+WATCH_TAIL_LINES = 200
+
+
+@dataclass(frozen=True)
+class TrainingStatus:
+    """A train job seen as a training: where it stands over its stages and
+    segments, whether it continues across its time limit, and whether it
+    will hit that limit first. Built by :class:`TrainingWatch` from the
+    job's log (read incrementally) and the plan it was submitted with."""
+
+    job_id: str
+    continues: bool  # continues across its time limit (a separator, or its script asks for the signal)
+    segment: SegmentMark | None = None  # the last separator of the log
+    stage: int | None = None  # the stage the log says runs (None: it did not say)
+    progress: TrainingProgress | None = None  # the current stage's bar
+    overall: OverallProgress | None = None  # over every stage (None: no outline, or the stage is unknown)
+    outline: tuple[tuple[str, int], ...] = ()  # (stage name, steps) the plan asked for
+    requeued: bool = False  # back in the queue for its next segment (or its rerun)
+    ended: bool = False  # the job is over: no live ETA
+    limit_in: int | None = None  # seconds left before the time limit it will hit (no continuation)
+
+    @property
+    def eta_seconds(self) -> float | None:
+        if self.ended:
+            return None
+        if self.overall is not None:
+            return self.overall.eta_seconds
+        return self.progress.eta_seconds if self.progress is not None else None
+
+    @property
+    def segment_text(self) -> str | None:
+        """``segment 2 of ~4``: the segment running, or the next one while requeued."""
+        mark = self.segment
+        if mark is None:
+            return None
+        if self.requeued and (mark.waiting_for_next or mark.event is not SegmentEvent.STOPPED):
+            return mark.of_text(mark.next_segment)
+        return mark.of_text()
+
+    @property
+    def stopped(self) -> bool:
+        """The last segment saved no new checkpoint: the continuation ended."""
+        return self.segment is not None and self.segment.event is SegmentEvent.STOPPED
+
+    def summary(self) -> str | None:
+        """One phrase for the job: ``continuing: segment 2 of ~4``,
+        ``segment 2 of ~4``, ``will hit the time limit in ~12:00``, or None."""
+        if self.requeued and not self.ended:
+            segment = self.segment_text
+            return f"continuing: {segment}" if segment else "continuing (requeued)"
+        mark = self.segment
+        if mark is not None and mark.event is SegmentEvent.STOPPED:
+            still = f" (still {mark.checkpoint})" if mark.checkpoint else ""
+            return f"not continuing: segment {mark.segment} saved no new checkpoint{still}"
+        if self.limit_in is not None and not self.ended:
+            return f"will hit the time limit in ~{format_clock(self.limit_in)}"
+        return self.segment_text
+
+
+@dataclass
+class _WatchedLog:
+    follower: LogFollower
+    triage: Triage
+    opened: bool = False
+    exists: bool = False  # the log was there at some read: the job ran at least once
+
+
+@dataclass(frozen=True)
+class _SubmissionFacts:
+    outline: tuple[tuple[str, int], ...]
+    train_names: frozenset[str]
+
+
+def scan_markers(follower: LogFollower, *, end: int | None = None,
+                 max_bytes: int = MARKER_SCAN_BYTES) -> tuple[SegmentMark | None, int | None]:
+    """The last separator (with the ~N of the last one that said it) and the
+    last stage start in a log, looking back at most ``max_bytes``."""
+    from hpcwizard.logtail import LineMarker
+
+    markers = {
+        "segment": LineMarker(re.compile(re.escape(SEGMENT_NEEDLE) + r"\d"), SEGMENT_NEEDLE.encode()),
+        "segment_of": LineMarker(re.compile(re.escape(SEGMENT_NEEDLE) + r"\d+ of "), SEGMENT_NEEDLE.encode()),
+        "stage": LineMarker(re.compile(r"^\[[^\]]*\] stage \d+(?::|\s*$)"), STAGE_NEEDLE.encode()),
+    }
+    try:
+        found = follower.last_markers(markers, end=end, max_bytes=max_bytes)
+    except FileNotFoundError:
+        return None, None
+    segment = parse_segment_line(found["segment"].text) if "segment" in found else None
+    if segment is not None and "segment_of" in found:
+        segment = merge_segment(parse_segment_line(found["segment_of"].text), segment)
+    stage = parse_stage_start(found["stage"].text) if "stage" in found else None
+    return segment, stage
+
+
+class TrainingWatch:
+    """Follows the logs of a project's active train jobs from snapshot to
+    snapshot, reading only what was appended (the log panel's follower), and
+    says where each training stands (:class:`TrainingStatus`).
+
+    A log is opened at its tail plus one bounded backward scan for the last
+    separator and stage line, then followed; a job that ended gets one last
+    read and is let go. The stages come from the plan each chain was
+    submitted with (``plan.yaml`` beside its scripts), read once. Not
+    thread-safe: one poll worker at a time owns it. No Textual here.
+    """
+
+    def __init__(self, files: ProjectFiles | None = None, *, scan_bytes: int = MARKER_SCAN_BYTES) -> None:
+        self.files = local_or(files)
+        self.scan_bytes = scan_bytes
+        self._logs: dict[str, _WatchedLog] = {}
+        self._facts: dict[str, _SubmissionFacts] = {}
+        self._signal: dict[str, bool] = {}
+        self.statuses: dict[str, TrainingStatus] = {}
+
+    def close(self) -> None:
+        for watched in self._logs.values():
+            watched.follower.close()
+        self._logs.clear()
+
+    def update(self, snapshot: StatusSnapshot, state: ProjectState) -> dict[str, TrainingStatus]:
+        """The statuses of the snapshot's train jobs (those hpcwizard submitted)."""
+        if snapshot.error is not None:
+            return self.statuses  # the controller did not answer: the states are not news
+        recorded = {job.job_id: (submission, job) for submission in state.submissions for job in submission.jobs}
+        statuses: dict[str, TrainingStatus] = {}
+        for row in snapshot.jobs:
+            found = recorded.get(row.job_id)
+            if found is None or row.source == "state":
+                continue
+            submission, job = found
+            facts = self._submission_facts(submission.scripts_dir)
+            if job.name not in facts.train_names:
+                continue
+            status = self._status(row, job.script, facts)
+            if status is not None:
+                statuses[row.job_id] = status
+        for job_id in [j for j in self._logs if j not in statuses]:
+            self._logs.pop(job_id).follower.close()
+        self.statuses = statuses
+        return statuses
+
+    def _status(self, row: JobRow, script: str, facts: _SubmissionFacts) -> TrainingStatus | None:
+        active = row.active
+        watched = self._logs.get(row.job_id)
+        if watched is None:
+            previous = self.statuses.get(row.job_id)
+            if not active:
+                if previous is not None and previous.ended:
+                    return previous  # read to its end already
+                # Ended before we watched it: its final state says it all;
+                # the stages and whether it continues still matter (the
+                # progress panel, the doctor).
+                return TrainingStatus(job_id=row.job_id, continues=self._asks_for_signal(script),
+                                      outline=facts.outline, ended=True)
+            watched = self._logs[row.job_id] = _WatchedLog(
+                LogFollower(self.files.open_source(row.log_out)), Triage(recent_findings=1, history_capacity=2))
+        self._read(watched)
+        triage = watched.triage
+        segment, stage, progress = triage.segment, triage.stage, triage.progress
+        continues = segment is not None or self._asks_for_signal(script)
+        state = row.state
+        waiting = state == JobState.PENDING.value or state in REQUEUE_STATES
+        # A pending job whose log exists ran before (Slurm creates the log
+        # as a job starts): Slurm requeued it, its restart count is above 0.
+        # So did one whose last separator says it requeued itself, while
+        # Slurm still winds it down.
+        requeued = active and ((waiting and watched.exists)
+                               or (segment is not None and segment.waiting_for_next))
+        overall = overall_progress(facts.outline, stage, progress) if facts.outline else None
+        limit_in = None
+        if active and not continues and not requeued and state == JobState.RUNNING.value and row.time_limit:
+            eta = overall.eta_seconds if overall is not None else (progress.eta_seconds if progress else None)
+            left = row.time_limit - (row.elapsed or 0)
+            if eta is not None and eta > left:
+                limit_in = max(0, left)
+        if not active:
+            watched.follower.close()
+            self._logs.pop(row.job_id, None)
+        return TrainingStatus(
+            job_id=row.job_id, continues=continues, segment=segment, stage=stage, progress=progress,
+            overall=overall, outline=facts.outline, requeued=requeued, ended=not active, limit_in=limit_in,
+        )
+
+    def _read(self, watched: _WatchedLog) -> None:
+        triage = watched.triage
+        try:
+            if not watched.opened:
+                update = watched.follower.open_tail_update(WATCH_TAIL_LINES)
+                if update.missing:
+                    return
+                watched.exists = True
+                watched.opened = True
+                segment, stage = scan_markers(watched.follower, end=update.offset, max_bytes=self.scan_bytes)
+                triage.seed(segment, stage)
+            else:
+                update = watched.follower.poll()
+        except OSError:
+            return  # unreadable now (a remote hiccup): try again at the next snapshot
+        if update.missing:
+            return
+        watched.exists = True
+        triage.feed(update)
+
+    def _submission_facts(self, scripts_dir: str) -> _SubmissionFacts:
+        facts = self._facts.get(scripts_dir)
+        if facts is None:
+            facts = self._facts[scripts_dir] = _read_submission_facts(self.files, scripts_dir)
+        return facts
+
+    def _asks_for_signal(self, script: str) -> bool:
+        known = self._signal.get(script)
+        if known is None:
+            try:
+                text = self.files.read_text(script)
+            except (OSError, UnicodeDecodeError):
+                return False  # unreadable now: ask again next time
+            known = self._signal[script] = bool(_SIGNAL_DIRECTIVE.search(text)) or SEGMENT_NEEDLE in text
+        return known
+
+
+def _read_submission_facts(files: ProjectFiles, scripts_dir: str) -> _SubmissionFacts:
+    """The stages and train jobs of the plan a chain was submitted with
+    (``plan.yaml`` is rendered beside the scripts). A chain without one (or
+    one this version cannot read) gets no stages, and its job named
+    ``train`` counts as the train job."""
+    fallback = _SubmissionFacts((), frozenset({"train"}))
+    try:
+        text = files.read_text(str(Path(scripts_dir) / "plan.yaml"))
+    except (OSError, UnicodeDecodeError):
+        return fallback
+    try:
+        import yaml
+
+        from hpcwizard.estimate import stage_steps, train_job_names
+        from hpcwizard.recipe import plan_for_recipe_from_dict
+
+        plan, recipe = plan_for_recipe_from_dict(yaml.safe_load(text))
+        outline = tuple(stage_steps(recipe, recipe.resolve_params(plan.params)))
+        return _SubmissionFacts(outline, frozenset(train_job_names(recipe)))
+    except (UserError, yaml.YAMLError, KeyError, ValueError, TypeError):
+        return fallback

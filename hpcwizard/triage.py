@@ -18,7 +18,7 @@ import math
 import re
 from collections import deque
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import Enum, IntEnum
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -80,7 +80,9 @@ _RULES: tuple[tuple[Kind, re.Pattern[str]], ...] = (
         Kind.OOM_KILL,
         re.compile(r"oom[-_]kill|Out Of Memory|OUT_OF_MEMORY|(?:^|\s)Killed(?:\s|$)"),
     ),
-    (Kind.CANCELLED, re.compile(r"CANCELLED AT")),
+    # Slurm's note when a job is requeued ("... CANCELLED AT ... DUE TO JOB
+    # REQUEUE ***") is how a continuing training pauses, not a cancellation.
+    (Kind.CANCELLED, re.compile(r"CANCELLED AT(?!.*DUE TO JOB REQUEUE)")),
     (Kind.TRACEBACK, re.compile(r"^\s*Traceback \(most recent call last\):")),
     (Kind.ERROR, re.compile(r"\b(?:Error|ERROR)\b")),
 )
@@ -308,6 +310,164 @@ def _from_tqdm(bar: re.Match[str], total: int | None) -> ProgressSample:
     )
 
 
+# --------------------------------------------------------------------------
+# Segments and stages: where a long training stands as a whole
+#
+# A train job that continues across its time limit prints one separator line
+# per segment into its log, which every segment appends to (the job id stays
+# the same across requeues):
+#   [hpcwizard] segment 1 of ~4, starting
+#   [hpcwizard] segment 2 of ~4, resumed from checkpoint-1400
+#   [hpcwizard] segment 2 stopped at the time limit; requeued to continue from checkpoint-2800
+#   [hpcwizard] segment 3 saved no new checkpoint (still checkpoint-2800): not continuing
+# The job scripts' log() may put a "[YYYY-mm-dd HH:MM:SS] " timestamp before
+# them. A recipe with stages logs "[time] stage N" (or "stage N: ...") as
+# each stage starts; the tqdm bar then counts that stage's steps from 0.
+
+SEGMENT_NEEDLE = "[hpcwizard] segment "
+_SEGMENT_LINE = re.compile(
+    r"\[hpcwizard\] segment (?P<k>\d+)(?: of ~?(?P<n>\d+))?"
+    r"(?:, (?P<start>starting)|, resumed from (?P<resumed>\S+)"
+    r"| stopped at the time limit; requeued to continue from (?P<requeued>\S+)"
+    r"| saved no new checkpoint \(still (?P<stuck>[^)\s]+)\)(?P<why>.*))?"
+)
+STAGE_NEEDLE = "] stage "
+#: The templates' ``log "stage N"`` / ``log "stage N: ..."`` as a stage starts
+#: (not "stage N already trained", nor the trainer's own unstamped lines).
+_STAGE_START = re.compile(r"^\[[^\]]*\] stage (?P<n>\d+)(?::|\s*$)")
+
+
+class SegmentEvent(str, Enum):
+    STARTED = "started"  # the first segment began
+    RESUMED = "resumed"  # a later segment began from a checkpoint
+    REQUEUED = "requeued"  # a segment reached its time limit and requeued the job
+    STOPPED = "stopped"  # a segment saved no new checkpoint: the continuation ended
+    OTHER = "other"  # a separator this version does not know
+
+
+@dataclass(frozen=True)
+class SegmentMark:
+    """What the last separator line of a continuing train job said."""
+
+    segment: int
+    of: int | None  # the ~N of "segment K of ~N" (carried over from the last line that said it)
+    event: SegmentEvent
+    checkpoint: str | None = None  # "checkpoint-1400": resumed from, requeued from, or still at
+    text: str = ""  # the line from "segment" on
+
+    @property
+    def waiting_for_next(self) -> bool:
+        """The segment ended by requeueing: the next one has not started."""
+        return self.event is SegmentEvent.REQUEUED
+
+    @property
+    def next_segment(self) -> int:
+        return self.segment + 1
+
+    def of_text(self, segment: int | None = None) -> str:
+        """``segment 2 of ~4``; ``segment 5`` once past the estimate or without one."""
+        number = self.segment if segment is None else segment
+        if self.of is not None and number <= self.of:
+            return f"segment {number} of ~{self.of}"
+        return f"segment {number}"
+
+
+def parse_segment_line(line: str) -> SegmentMark | None:
+    """The separator a line holds (anywhere in it), or None."""
+    if SEGMENT_NEEDLE not in line:
+        return None
+    text = strip_ansi(line)
+    match = _SEGMENT_LINE.search(text)
+    if match is None:
+        return None
+    of = int(match["n"]) if match["n"] else None
+    if match["start"]:
+        event, checkpoint = SegmentEvent.STARTED, None
+    elif match["resumed"]:
+        event, checkpoint = SegmentEvent.RESUMED, match["resumed"].rstrip(".,;:")
+    elif match["requeued"]:
+        event, checkpoint = SegmentEvent.REQUEUED, match["requeued"].rstrip(".,;:")
+    elif match["stuck"]:
+        event, checkpoint = SegmentEvent.STOPPED, match["stuck"]
+    else:
+        event, checkpoint = SegmentEvent.OTHER, None
+    return SegmentMark(int(match["k"]), of, event, checkpoint, text[match.start() + len("[hpcwizard] "):].rstrip())
+
+
+def parse_stage_start(line: str) -> int | None:
+    """N when the line is a job script's "stage N" start line, else None."""
+    if STAGE_NEEDLE not in line:
+        return None
+    match = _STAGE_START.match(strip_ansi(line).rstrip())
+    return int(match["n"]) if match else None
+
+
+def merge_segment(previous: SegmentMark | None, new: SegmentMark) -> SegmentMark:
+    """``new``, with the ~N of an earlier line when it does not say it (the
+    "requeued" and "not continuing" lines name no total)."""
+    if new.of is None and previous is not None and previous.of is not None:
+        return replace(new, of=previous.of)
+    return new
+
+
+@dataclass(frozen=True)
+class OverallProgress:
+    """Progress over every stage of a training (and so every segment: a
+    resumed segment continues its stage's step count)."""
+
+    step: int  # steps done, all stages
+    total: int  # steps asked for, all stages
+    eta_seconds: float | None  # the rest of this stage plus the stages after it
+    stage: int | None  # 1-based position of the current stage in the outline
+    stages: int
+    stage_step: int | None = None
+    stage_total: int | None = None
+
+    @property
+    def fraction(self) -> float:
+        return min(1.0, self.step / self.total) if self.total else 0.0
+
+
+def _stage_number(name: str) -> int | None:
+    match = re.fullmatch(r"stage (\d+)", name)
+    return int(match.group(1)) if match else None
+
+
+def overall_progress(outline: Iterable[tuple[str, int]], stage: int | None,
+                     progress: TrainingProgress | None) -> OverallProgress | None:
+    """Where a training stands over all its stages.
+
+    ``outline``: ``(stage name, steps)`` in order, as the plan asks for them
+    ("stage 1", "stage 2"; or one "training"). ``stage``: the number of the
+    stage the log says runs now (None: it did not say). ``progress``: the
+    current stage's bar. None when the position cannot be told (several
+    stages and no stage line), so the caller shows the bar as it is.
+    """
+    stages = [(name, int(steps)) for name, steps in outline if int(steps) > 0]
+    if not stages or progress is None or progress.step is None:
+        return None
+    numbers = [_stage_number(name) for name, _ in stages]
+    index: int | None = None
+    if len(stages) == 1:
+        index = 0
+    elif stage is not None and stage in numbers:
+        index = numbers.index(stage)
+    if index is None:
+        return None
+    own_total = progress.max_steps or stages[index][1]
+    stage_step = min(progress.step, own_total)
+    before = sum(steps for _, steps in stages[:index])
+    after = sum(steps for _, steps in stages[index + 1:])
+    total = before + own_total + after
+    eta = progress.eta_seconds
+    rate = progress.rate_its
+    if eta is None and rate:
+        eta = max(0, own_total - stage_step) / rate
+    if eta is not None and after:
+        eta = eta + after / rate if rate else None
+    return OverallProgress(before + stage_step, total, eta, index + 1, len(stages), stage_step, own_total)
+
+
 class LossHistory:
     """Losses for a sparkline, in constant memory however long the run.
 
@@ -412,6 +572,8 @@ class Triage:
         self._seq = 0
         self._in_traceback = False
         self._bar: str | None = None  # the tqdm bar we take for "the training bar"
+        self.segment: SegmentMark | None = None  # the last separator of a continuing training
+        self.stage: int | None = None  # the stage the last "stage N" line started
 
     def reset(self) -> None:
         """Forget everything (the log was truncated or replaced)."""
@@ -459,8 +621,34 @@ class Triage:
             severity = Severity.MEDIUM if kind is Kind.NCCL and _NCCL_WARN.search(text) else DEFAULT_SEVERITY[kind]
             kinds.append((kind, severity))
         found = [self._record(k, s, text, offset, line_no) for k, s in kinds]
+        if SEGMENT_NEEDLE in text:
+            mark = parse_segment_line(text)
+            if mark is not None:
+                self.segment = merge_segment(self.segment, mark)
+        elif STAGE_NEEDLE in text:
+            stage = parse_stage_start(text)
+            if stage is not None:
+                self._start_stage(stage)
         self._take_progress(text, final=True)
         return found
+
+    def seed(self, segment: SegmentMark | None = None, stage: int | None = None) -> None:
+        """What a bounded backward scan found above the lines fed so far (a
+        log is opened at its tail; the last separator and stage line may lie
+        further up). Lines fed afterwards override it."""
+        if segment is not None:
+            self.segment = merge_segment(self.segment, segment) if self.segment is None else self.segment
+        if stage is not None and self.stage is None:
+            self.stage = stage
+
+    def _start_stage(self, stage: int) -> None:
+        # The new stage's bar counts from 0: the last stage's step and ETA
+        # would otherwise read as this stage's until its first bar line.
+        self.stage = stage
+        self._bar = None
+        if self._fields is not None:
+            self._fields = self._fields._replace(step=0, max_steps=None, eta_seconds=None)
+            self._progress = None
 
     def feed_partial(self, partial: str) -> None:
         """The live unfinished line (a tqdm bar): progress only."""

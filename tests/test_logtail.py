@@ -407,3 +407,31 @@ def test_file_deleted_and_recreated_is_read_from_start(tmp_path: Path) -> None:
     log.write_text("first\nsecond\nthird\n")  # the inode may well be reused
     update = f.poll()
     assert update.rotated and update.lines == ["first", "second", "third"]
+
+
+def test_last_markers_finds_each_newest_line_in_one_bounded_backward_pass(tmp_path: Path) -> None:
+    from hpcwizard.logtail import LineMarker
+
+    markers = {
+        "segment": LineMarker(re.compile(r"\[hpcwizard\] segment \d"), b"[hpcwizard] segment "),
+        "stage": LineMarker(re.compile(r"^\[[^\]]*\] stage \d+$"), b"] stage "),
+    }
+    log = tmp_path / "train.out"
+    lines = ["[t] [hpcwizard] segment 1 of ~3, starting", "[t] stage 1"]
+    lines += [f"Steps: {i}/5000 loss=0.1" for i in range(3000)]
+    lines += ["[t] [hpcwizard] segment 2 of ~3, resumed from checkpoint-3000"]
+    lines += [f"Steps: {i}/5000 loss=0.1" for i in range(3000, 5000)]
+    log.write_text("\n".join(lines) + "\n[t] stage 2")  # a stage line still being written
+    source = CountingSource(LocalFileSource(log))
+    found = LogFollower(source, chunk_size=4096).last_markers(markers)
+    assert found["segment"].text.endswith("segment 2 of ~3, resumed from checkpoint-3000")
+    assert found["stage"].text == "[t] stage 1"  # the unfinished "stage 2" line is no marker yet
+    assert log.read_bytes()[found["stage"].offset:].startswith(b"[t] stage 1\n")
+    # Bounded: a budget that does not reach the first lines finds only what it reached.
+    source.bytes_read = 0
+    near = LogFollower(source, chunk_size=4096).last_markers(markers, max_bytes=60_000)
+    assert set(near) == {"segment"} and source.bytes_read < 60_000 + 2 * 4096
+    # Only lines from not_before on; nothing at all in an empty range.
+    after = LogFollower(source, chunk_size=4096).last_markers(markers, not_before=found["segment"].offset + 1)
+    assert after == {}
+    assert LogFollower(source).last_markers(markers, end=0) == {}

@@ -91,3 +91,120 @@ def test_a_job_cancelled_while_pending_shows_no_reason_and_no_start(tmp_path: Pa
         assert rows[blocker].start is not None and row_cells(rows[blocker])[6].plain != "-"
     finally:
         slurm.cancel(all_ids(home))
+
+
+# --------------------------------------------------------------------------
+# Train jobs as trainings (no cluster: rows as Slurm would give them, real files)
+
+
+def training_project(tmp_path: Path, *, steps: int = 600, signal: bool = False):
+    """A project whose chain (setup → train) was submitted with a demo plan
+    of two stages of ``steps`` steps; returns (home, train log path)."""
+    from hpcwizard.recipe import get_recipe
+    from hpcwizard.state import Submission, SubmittedJob, update_state
+
+    home = tmp_path / "proj"
+    runs = home / "hpcwizard" / "runs" / "1"
+    runs.mkdir(parents=True)
+    (home / "logs").mkdir()
+    plan = get_recipe("demo").default_plan(home, tmp_path / "data", hf_namespace="alice",
+                                           params={"max_train_steps": steps})
+    (runs / "plan.yaml").write_text(plan.to_yaml())
+    header = "#!/bin/bash\n#SBATCH --time=4\n" + ("#SBATCH --signal=B:USR1@120\n" if signal else "")
+    (runs / "train.sbatch").write_text(header + "python train.py\n")
+    (runs / "setup.sbatch").write_text("#!/bin/bash\necho setup\n")
+    jobs = (SubmittedJob("setup", "hw-setup", "6", "cpu", str(runs / "setup.sbatch")),
+            SubmittedJob("train", "hw-train", "7", "gpu", str(runs / "train.sbatch"), ("afterok:6",)))
+    update_state(home / "hpcwizard", lambda state: state.submissions.append(
+        Submission("fp", "now", str(runs), jobs)))
+    return home, home / "logs" / "hw-train-7.out"
+
+
+def training_rows(home: Path, **changes) -> StatusSnapshot:
+    train = a_row(slurm_name="hw-train", log_out=str(home / "logs" / "hw-train-7.out"),
+                  log_err=str(home / "logs" / "hw-train-7.err"), elapsed=100, time_limit=240)
+    setup = a_row(job_id="6", name="setup", slurm_name="hw-setup", state="COMPLETED", source="sacct",
+                  log_out=str(home / "logs" / "hw-setup-6.out"), log_err=str(home / "logs" / "hw-setup-6.err"))
+    return StatusSnapshot(str(home), "now", (setup, replace(train, **changes)))
+
+
+def bar(step: int, total: int, remaining: str, rate: str = "2.00it/s") -> str:
+    return f"Steps: {100 * step // total:3d}%|##        | {step}/{total} [00:10<{remaining}, {rate}, loss=0.1]\n"
+
+
+def test_a_continuing_training_shows_its_segment_and_overall_progress(tmp_path):
+    from hpcwizard.state import load_state
+    from hpcwizard.status import TrainingWatch
+
+    home, log = training_project(tmp_path, steps=600)
+    log.write_text(
+        "[2026-01-02 01:00:00] [hpcwizard] segment 1 of ~3, starting\n"
+        "[2026-01-02 01:00:00] stage 1\n" + "".join(bar(i, 600, "0:10") for i in range(1, 400))
+        + "[2026-01-02 01:04:00] [hpcwizard] segment 1 stopped at the time limit; requeued to continue from "
+          "checkpoint-398\n")
+    state = load_state(home / "hpcwizard")
+    watch = TrainingWatch()
+    # Requeued: pending again, its log says so.
+    status = watch.update(training_rows(home, state="PENDING", reason="BeginTime", elapsed=0), state)["7"]
+    assert set(watch.statuses) == {"7"}  # setup is no training
+    assert status.requeued and not status.ended and status.continues
+    assert status.summary() == "continuing: segment 2 of ~3"
+    assert (status.overall.step, status.overall.total) == (399, 1200)
+    # Segment 2 runs and reaches stage 2: the appended lines are read, nothing else.
+    with open(log, "a") as handle:
+        handle.write("[2026-01-02 01:06:00] [hpcwizard] segment 2 of ~3, resumed from checkpoint-398\n"
+                     "[2026-01-02 01:06:00] stage 1\nResuming from checkpoint /p/demo/stage1/checkpoint-398\n"
+                     + "".join(bar(i, 600, "0:10") for i in range(399, 601))
+                     + "[2026-01-02 01:08:00] stage 2\n" + bar(60, 600, "4:30"))
+    status = watch.update(training_rows(home, state="RUNNING", elapsed=30), state)["7"]
+    assert not status.requeued and status.summary() == "segment 2 of ~3" and status.stage == 2
+    assert (status.overall.step, status.overall.total, status.eta_seconds) == (660, 1200, 270)
+    assert status.limit_in is None  # it continues: the limit is no news
+    # Ended: the final state says it; no live ETA.
+    status = watch.update(training_rows(home, state="COMPLETED", source="sacct"), state)["7"]
+    assert status.ended and status.eta_seconds is None
+    assert watch._logs == {}  # let go
+
+
+def test_a_training_without_continuation_is_warned_before_its_time_limit(tmp_path):
+    from hpcwizard.state import load_state
+    from hpcwizard.status import TrainingWatch
+
+    home, log = training_project(tmp_path, steps=600)
+    log.write_text("[2026-01-02 01:00:00] stage 1\n" + bar(100, 600, "4:10"))
+    state = load_state(home / "hpcwizard")
+    watch = TrainingWatch()
+    # 250 s of stage 1 and 300 s of stage 2 left; 140 s to the limit.
+    status = watch.update(training_rows(home, elapsed=100, time_limit=240), state)["7"]
+    assert not status.continues and status.eta_seconds == 250 + 300
+    assert status.limit_in == 140 and status.summary() == "will hit the time limit in ~2:20"
+    # Enough time: no warning.
+    assert watch.update(training_rows(home, elapsed=100, time_limit=3600), state)["7"].limit_in is None
+    # A script that asks for the warning signal continues by itself: no warning either.
+    home2, log2 = training_project(tmp_path / "b", steps=600, signal=True)
+    log2.write_text("[2026-01-02 01:00:00] stage 1\n" + bar(100, 600, "4:10"))
+    status = TrainingWatch().update(training_rows(home2), load_state(home2 / "hpcwizard"))["7"]
+    assert status.continues and status.limit_in is None and status.summary() is None
+
+
+def test_a_requeued_job_without_separators_still_continues_and_one_that_stopped_says_why(tmp_path):
+    from hpcwizard.state import load_state
+    from hpcwizard.status import TrainingWatch
+
+    home, log = training_project(tmp_path)
+    state = load_state(home / "hpcwizard")
+    watch = TrainingWatch()
+    # Pending before it ever ran: no log, nothing to say.
+    status = watch.update(training_rows(home, state="PENDING", reason="Dependency"), state)["7"]
+    assert not status.requeued and status.summary() is None
+    # Its log exists while it pends again: Slurm requeued it (a node failure).
+    log.write_text(bar(100, 600, "4:10"))
+    status = watch.update(training_rows(home, state="PENDING", reason="BeginTime"), state)["7"]
+    assert status.requeued and status.summary() == "continuing (requeued)"
+    status = watch.update(training_rows(home, state="REQUEUE_HOLD"), state)["7"]
+    assert status.requeued
+    with open(log, "a") as handle:
+        handle.write("[hpcwizard] segment 3 of ~4, resumed from checkpoint-100\n"
+                     "[hpcwizard] segment 3 saved no new checkpoint (still checkpoint-100): not continuing\n")
+    status = watch.update(training_rows(home, state="COMPLETING"), state)["7"]
+    assert status.stopped and status.summary() == "not continuing: segment 3 saved no new checkpoint (still checkpoint-100)"

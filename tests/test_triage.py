@@ -10,11 +10,16 @@ from hpcwizard.logtail import LocalFileSource, LogFollower
 from hpcwizard.triage import (
     Kind,
     LossHistory,
+    SegmentEvent,
     Severity,
+    TrainingProgress,
     Triage,
     classify_line,
     downsample,
+    overall_progress,
     parse_progress,
+    parse_segment_line,
+    parse_stage_start,
 )
 
 
@@ -280,3 +285,110 @@ def test_the_demo_trainer_prints_a_real_remaining_time(tmp_path: Path):
     assert samples[0].eta_seconds is not None and 1 <= samples[0].eta_seconds <= 3
     assert samples[-1].eta_seconds == 0
     assert all(s.rate_its is not None and 1.2 < s.rate_its < 1.8 for s in samples)
+
+
+# --------------------------------------------------------------------------
+# Segments and stages of a training that continues across its time limit
+
+
+@pytest.mark.parametrize(
+    ("line", "segment", "of", "event", "checkpoint"),
+    [
+        ("[hpcwizard] segment 1 of ~4, starting", 1, 4, SegmentEvent.STARTED, None),
+        ("[2026-01-02 03:04:05] [hpcwizard] segment 2 of ~4, resumed from checkpoint-1400",
+         2, 4, SegmentEvent.RESUMED, "checkpoint-1400"),
+        ("[2026-01-02 03:04:05] [hpcwizard] segment 2 stopped at the time limit; requeued to continue from "
+         "checkpoint-2800", 2, None, SegmentEvent.REQUEUED, "checkpoint-2800"),
+        ("[hpcwizard] segment 3 saved no new checkpoint (still checkpoint-2800): not continuing",
+         3, None, SegmentEvent.STOPPED, "checkpoint-2800"),
+        ("\x1b[32m[hpcwizard] segment 12 of ~12, resumed from checkpoint-99.\x1b[0m",
+         12, 12, SegmentEvent.RESUMED, "checkpoint-99"),
+    ],
+)
+def test_segment_separators_are_read_anywhere_in_a_line(line, segment, of, event, checkpoint) -> None:
+    mark = parse_segment_line(line)
+    assert mark is not None
+    assert (mark.segment, mark.of, mark.event, mark.checkpoint) == (segment, of, event, checkpoint)
+    assert mark.text.startswith(f"segment {segment}")
+    assert classify_line(line) is None  # a separator is no finding
+
+
+def test_lines_that_are_not_separators_or_stage_starts() -> None:
+    for line in ["segment 2 of ~4, starting", "[hpcwizard] segments: auto", "Steps: 10/20 segment"]:
+        assert parse_segment_line(line) is None, line
+    assert parse_stage_start("[2026-01-02 03:04:05] stage 2") == 2
+    assert parse_stage_start("[2026-01-02 03:04:05] stage 1: 1000 steps, nframes 10, 8 GPU(s)") == 1
+    assert parse_stage_start("[2026-01-02 03:04:05] stage 1: resuming from checkpoint-400") == 1
+    for line in ["[2026-01-02 03:04:05] stage 1 already trained and converted with these settings; skipping it",
+                 "[2026-01-02 03:04:05] stage 1 not run (params.stages = stage2)",
+                 "stage 2: 4 frames, base model tiny, steps 0->600", "stage 1 finished"]:
+        assert parse_stage_start(line) is None, line
+
+
+def test_slurms_requeue_note_is_not_a_cancellation() -> None:
+    assert classify_line("slurmstepd: error: *** JOB 716 ON vm CANCELLED AT 2026-12-04T15:26:49 DUE TO JOB "
+                         "REQUEUE ***") is None
+    assert classify_line("slurmstepd: error: *** JOB 716 ON vm CANCELLED AT 2026-12-04T15:26:49 ***") is Kind.CANCELLED
+
+
+def test_triage_follows_segments_and_stages_and_keeps_the_total_of_segments() -> None:
+    t = Triage()
+    t.feed_lines([
+        "[2026-01-02 01:00:00] [hpcwizard] segment 1 of ~3, starting",
+        "[2026-01-02 01:00:01] stage 1",
+        "Steps:  50%|#####     | 300/600 [02:00<02:00,  2.50it/s, loss=0.1]",
+        "[2026-01-02 01:02:00] [hpcwizard] segment 1 stopped at the time limit; requeued to continue from checkpoint-300",
+    ])
+    assert t.stage == 1 and t.segment is not None
+    assert (t.segment.segment, t.segment.of, t.segment.waiting_for_next) == (1, 3, True)
+    assert t.segment.of_text(t.segment.next_segment) == "segment 2 of ~3"
+    t.feed_lines([
+        "[2026-01-02 01:04:00] [hpcwizard] segment 2 of ~3, resumed from checkpoint-300",
+        "[2026-01-02 01:04:00] stage 1",
+        "Resuming from checkpoint /p/demo/stage1/checkpoint-300",
+        "Steps: 100%|##########| 600/600 [02:00<00:00,  2.50it/s, loss=0.05]",
+        "[2026-01-02 01:06:00] stage 2",
+    ])
+    assert t.stage == 2 and t.segment.event is SegmentEvent.RESUMED
+    # A new stage counts from 0: the last stage's 600/600 is not this stage's.
+    assert t.progress is not None and (t.progress.step, t.progress.max_steps, t.progress.eta_seconds) == (0, None, None)
+    t.feed_line("Steps:  10%|#         | 60/600 [00:24<03:36,  2.50it/s, loss=0.2]")
+    assert (t.progress.step, t.progress.max_steps) == (60, 600)
+    # Past the estimate: no "segment 4 of ~3".
+    t.feed_line("[hpcwizard] segment 4 of ~3, resumed from checkpoint-500")
+    assert t.segment.of_text() == "segment 4"
+
+
+def test_a_seeded_separator_gives_its_total_to_a_later_requeue_line() -> None:
+    t = Triage()
+    t.seed(parse_segment_line("[hpcwizard] segment 2 of ~5, resumed from checkpoint-10"), 2)
+    t.feed_line("[hpcwizard] segment 2 stopped at the time limit; requeued to continue from checkpoint-20")
+    assert t.stage == 2 and (t.segment.segment, t.segment.of, t.segment.checkpoint) == (2, 5, "checkpoint-20")
+    # A seed never overrides what the lines said.
+    t.seed(parse_segment_line("[hpcwizard] segment 1 of ~5, starting"), 1)
+    assert t.segment.segment == 2 and t.stage == 2
+
+
+def test_overall_progress_covers_every_stage() -> None:
+    outline = [("stage 1", 600), ("stage 2", 600)]
+    stage1 = TrainingProgress(step=300, max_steps=600, rate_its=2.0, eta_seconds=150.0)
+    overall = overall_progress(outline, 1, stage1)
+    assert overall is not None
+    assert (overall.step, overall.total, overall.stage, overall.stages) == (300, 1200, 1, 2)
+    assert overall.fraction == pytest.approx(0.25)
+    assert overall.eta_seconds == pytest.approx(150 + 600 / 2.0)  # this stage's rest, then stage 2
+    stage2 = TrainingProgress(step=60, max_steps=600, rate_its=2.0, eta_seconds=270.0)
+    overall = overall_progress(outline, 2, stage2)
+    assert (overall.step, overall.total, overall.eta_seconds) == (660, 1200, 270.0)
+    # The ETA from the rate when the bar does not print one.
+    overall = overall_progress(outline, 1, TrainingProgress(step=100, max_steps=600, rate_its=4.0))
+    assert overall.eta_seconds == pytest.approx(500 / 4 + 600 / 4)
+    # No rate: no ETA beyond the stage.
+    assert overall_progress(outline, 1, TrainingProgress(step=1, max_steps=600, eta_seconds=9.0)).eta_seconds is None
+    # One stage needs no stage line; several without one cannot be placed.
+    assert overall_progress([("training", 1000)], None, stage1).total == 600  # the bar's own total wins
+    assert overall_progress(outline, None, stage1) is None
+    assert overall_progress(outline, 1, None) is None
+    assert overall_progress([], 1, stage1) is None
+    # A plan running stage 2 only: its one stage.
+    assert overall_progress([("stage 2", 600)], 2, stage2).step == 60
