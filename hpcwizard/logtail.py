@@ -588,10 +588,11 @@ class LogFollower:
         found: dict[str, SearchMatch] = {}
         if end <= not_before:
             return found
-        stop = max(not_before, end - max_bytes)
+        # Read from one byte before not_before: a newline there says a line starts at it.
+        lowest = max(0, not_before - 1, end - max_bytes)
         # A last line without its newline is still being written: not a
         # marker yet (end_offset > end below), it may be cut.
-        for block_offset, block in _line_blocks_backward(self.source, end, self.chunk_size):
+        for block_offset, block in _line_blocks_backward(self.source, end, self.chunk_size, lowest):
             for name, marker in markers.items():
                 if name in found or marker.needle not in block:
                     continue
@@ -599,7 +600,7 @@ class LogFollower:
                         if m.offset >= not_before and m.end_offset <= end]
                 if hits:
                     found[name] = hits[-1]
-            if len(found) == len(markers) or block_offset <= stop:
+            if len(found) == len(markers):
                 break
         return found
 
@@ -714,20 +715,30 @@ def _line_blocks_forward(
         yield carry_offset, carry
 
 
-def _line_blocks_backward(source: FileSource, end: int, chunk: int):
+def _line_blocks_backward(source: FileSource, end: int, chunk: int, lowest: int = 0):
     """Yield ``(offset, bytes)`` blocks of whole lines going backwards from
-    ``end`` (which must be a line boundary) to the start of the file."""
+    ``end`` (which must be a line boundary) to the start of the file, or to
+    ``lowest``: no byte before it is read, and the line it cuts is left out."""
     pos = end
     carry = b""  # start of a line whose beginning lies in an earlier chunk
-    while pos > 0:
-        length = min(chunk, pos)
+    while pos > lowest:
+        length = min(chunk, pos - lowest)
         pos -= length
         data = source.read_at(pos, length)
         buf = data + carry if carry else data
         if pos == 0:
             yield 0, buf
             return
-        first_newline = buf.find(b"\n")
+        if pos <= lowest:
+            newline = data.find(b"\n")
+            if newline >= 0:
+                yield pos + newline + 1, buf[newline + 1:]
+            return
+        # Only a newline in the new data starts a line: the carry ends with
+        # the newline before it, which would cut nothing (an empty block
+        # while the carry grew by a chunk per read, for ever, above a line
+        # longer than a chunk: a sparse or binary log).
+        first_newline = data.find(b"\n")
         if first_newline < 0 and len(buf) <= 4 * chunk:
             carry = buf
             continue

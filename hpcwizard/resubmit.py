@@ -63,15 +63,19 @@ class Diagnosis:
     def parent_log(self) -> str:
         return self.parent.log_err if self.parent.log_err else self.parent.log_out
 
-    def explain(self) -> str:
-        """One paragraph a person can act on."""
+    def explain(self, *, resumes: bool = False) -> str:
+        """One paragraph a person can act on. ``resumes``: the parent is a
+        train job that resumes from its latest checkpoint
+        (:func:`continues_from_checkpoint`)."""
         parent = self.parent
         names = ", ".join(f"{job.name} ({job.job_id})" for job in self.stuck)
+        todo = (f"Continue {parent.name} from its latest checkpoint (its dependents follow it), or cancel them."
+                if continues_from_checkpoint(parent, resumes=resumes) else
+                f"Fix the cause, then resubmit {parent.name} and its dependents, or cancel them.")
         return (
             f"{names} can never start: {'it waits' if len(self.stuck) == 1 else 'they wait'} for "
             f"{parent.name} ({parent.job_id}) to succeed, but it {how_it_ended(parent)}. "
-            f"Its log: {parent.log_out} (stderr: {parent.log_err}). Fix the cause, then resubmit "
-            f"{parent.name} and its dependents, or cancel them."
+            f"Its log: {parent.log_out} (stderr: {parent.log_err}). {todo}"
         )
 
 
@@ -88,9 +92,35 @@ def how_it_ended(job: JobRow) -> str:
     return f"ended {job.state}{exit_code}"
 
 
-def fix_advice(job: JobRow) -> str:
+def continues_from_checkpoint(job: JobRow, *, resumes: bool = True) -> bool:
+    """A train job that ran out of time: submitting its script again
+    continues the training from its latest checkpoint (the recipes' train
+    jobs resume from it by themselves), nothing to fix first. ``resumes``:
+    the job is such a train job (:func:`resumes_from_checkpoint`)."""
+    return resumes and job.state == JobState.TIMEOUT.value
+
+
+def resumes_from_checkpoint(state: ProjectState, job_id: str, files: ProjectFiles | None = None) -> bool:
+    """``job_id`` is a train job of its chain's recipe (read from the plan
+    submitted with it): its script resumes from the latest checkpoint."""
+    from hpcwizard.status import submission_train_jobs
+
+    for submission in state.submissions:
+        for job in submission.jobs:
+            if job.job_id == job_id:
+                return job.name in submission_train_jobs(local_or(files), submission.scripts_dir)
+    return False
+
+
+def fix_advice(job: JobRow, *, resumes: bool = False) -> str:
     """What to change before resubmitting. Resubmit runs the recorded sbatch
-    file again, so a plan edit alone does not reach it: say both ways."""
+    file again, so a plan edit alone does not reach it: say both ways.
+
+    A train job that ran out of time (``resumes``) needs no change:
+    Continue submits it again and it resumes from its latest checkpoint."""
+    if continues_from_checkpoint(job, resumes=resumes):
+        return ("Nothing to change first: it resumes from its latest checkpoint, so each run adds its "
+                "time limit's worth of training.")
     if job.state == JobState.TIMEOUT.value:
         return ("Give it more time first: raise `#SBATCH --time=` in its sbatch file (Resubmit runs that "
                 "file), or raise this job's time in the plan (the wizard's Slurm step) and submit the plan again.")

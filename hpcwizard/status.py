@@ -271,12 +271,7 @@ class TrainingStatus:
     @property
     def segment_text(self) -> str | None:
         """``segment 2 of ~4``: the segment running, or the next one while requeued."""
-        mark = self.segment
-        if mark is None:
-            return None
-        if self.requeued and (mark.waiting_for_next or mark.event is not SegmentEvent.STOPPED):
-            return mark.of_text(mark.next_segment)
-        return mark.of_text()
+        return self.segment.phrase(requeued=self.requeued and not self.ended) if self.segment else None
 
     @property
     def stopped(self) -> bool:
@@ -291,8 +286,7 @@ class TrainingStatus:
             return f"continuing: {segment}" if segment else "continuing (requeued)"
         mark = self.segment
         if mark is not None and mark.event is SegmentEvent.STOPPED:
-            still = f" (still {mark.checkpoint})" if mark.checkpoint else ""
-            return f"not continuing: segment {mark.segment} saved no new checkpoint{still}"
+            return f"not continuing: {mark.why_not_continuing}"
         if self.limit_in is not None and not self.ended:
             return f"will hit the time limit in ~{format_clock(self.limit_in)}"
         return self.segment_text
@@ -458,6 +452,11 @@ class TrainingWatch:
                 return False  # unreadable now: ask again next time
             known = self._signal[script] = bool(_SIGNAL_DIRECTIVE.search(text)) or SEGMENT_NEEDLE in text
         return known
+
+
+def submission_train_jobs(files: ProjectFiles, scripts_dir: str) -> frozenset[str]:
+    """The names of the train jobs of the chain whose scripts are in ``scripts_dir``."""
+    return _read_submission_facts(files, scripts_dir).train_names
 
 
 def _read_submission_facts(files: ProjectFiles, scripts_dir: str) -> _SubmissionFacts:

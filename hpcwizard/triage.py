@@ -329,8 +329,11 @@ _SEGMENT_LINE = re.compile(
     r"\[hpcwizard\] segment (?P<k>\d+)(?: of ~?(?P<n>\d+))?"
     r"(?:, (?P<start>starting)|, resumed from (?P<resumed>\S+)"
     r"| stopped at the time limit; requeued to continue from (?P<requeued>\S+)"
-    r"| saved no new checkpoint \(still (?P<stuck>[^)\s]+)\)(?P<why>.*))?"
+    r"| saved no new checkpoint \(still (?P<stuck>[^)]+)\)"
+    r"| (?P<finished>finished the training))?"
+    r"(?P<rest>.*)$"
 )
+_NOT_CONTINUING = ": not continuing"
 STAGE_NEEDLE = "] stage "
 #: The templates' ``log "stage N"`` / ``log "stage N: ..."`` as a stage starts
 #: (not "stage N already trained", nor the trainer's own unstamped lines).
@@ -341,7 +344,8 @@ class SegmentEvent(str, Enum):
     STARTED = "started"  # the first segment began
     RESUMED = "resumed"  # a later segment began from a checkpoint
     REQUEUED = "requeued"  # a segment reached its time limit and requeued the job
-    STOPPED = "stopped"  # a segment saved no new checkpoint: the continuation ended
+    STOPPED = "stopped"  # "...: not continuing" (no new checkpoint, or train.segments reached)
+    FINISHED = "finished"  # the last segment finished the training
     OTHER = "other"  # a separator this version does not know
 
 
@@ -356,6 +360,15 @@ class SegmentMark:
     text: str = ""  # the line from "segment" on
 
     @property
+    def why_not_continuing(self) -> str | None:
+        """``segment 3 saved no new checkpoint (still checkpoint-2800)``: the
+        stop line without its ": not continuing"; None for other lines."""
+        if self.event is not SegmentEvent.STOPPED:
+            return None
+        text = self.text.rstrip()
+        return text[: -len(_NOT_CONTINUING)] if text.endswith(_NOT_CONTINUING) else text
+
+    @property
     def waiting_for_next(self) -> bool:
         """The segment ended by requeueing: the next one has not started."""
         return self.event is SegmentEvent.REQUEUED
@@ -363,6 +376,12 @@ class SegmentMark:
     @property
     def next_segment(self) -> int:
         return self.segment + 1
+
+    def phrase(self, *, requeued: bool = False) -> str:
+        """``segment 2 of ~4``: the segment that runs, or, for a job back in
+        the queue (``requeued``), the one that runs next."""
+        upcoming = requeued and self.event not in (SegmentEvent.STOPPED, SegmentEvent.FINISHED)
+        return self.of_text(self.next_segment if upcoming else None)
 
     def of_text(self, segment: int | None = None) -> str:
         """``segment 2 of ~4``; ``segment 5`` once past the estimate or without one."""
@@ -381,16 +400,23 @@ def parse_segment_line(line: str) -> SegmentMark | None:
     if match is None:
         return None
     of = int(match["n"]) if match["n"] else None
-    if match["start"]:
-        event, checkpoint = SegmentEvent.STARTED, None
+    checkpoint: str | None = None
+    if match["rest"].rstrip().endswith(_NOT_CONTINUING) or match["stuck"]:
+        # "saved no new checkpoint (still checkpoint-S)", "stopped at the
+        # time limit; train.segments allows M", or a reason to come.
+        event = SegmentEvent.STOPPED
+        if match["stuck"] and match["stuck"].startswith("checkpoint"):
+            checkpoint = match["stuck"]
+    elif match["start"]:
+        event = SegmentEvent.STARTED
     elif match["resumed"]:
         event, checkpoint = SegmentEvent.RESUMED, match["resumed"].rstrip(".,;:")
     elif match["requeued"]:
         event, checkpoint = SegmentEvent.REQUEUED, match["requeued"].rstrip(".,;:")
-    elif match["stuck"]:
-        event, checkpoint = SegmentEvent.STOPPED, match["stuck"]
+    elif match["finished"]:
+        event = SegmentEvent.FINISHED
     else:
-        event, checkpoint = SegmentEvent.OTHER, None
+        event = SegmentEvent.OTHER
     return SegmentMark(int(match["k"]), of, event, checkpoint, text[match.start() + len("[hpcwizard] "):].rstrip())
 
 

@@ -435,3 +435,25 @@ def test_last_markers_finds_each_newest_line_in_one_bounded_backward_pass(tmp_pa
     after = LogFollower(source, chunk_size=4096).last_markers(markers, not_before=found["segment"].offset + 1)
     assert after == {}
     assert LogFollower(source).last_markers(markers, end=0) == {}
+
+
+def test_backward_reads_end_above_a_line_longer_than_a_chunk(tmp_path: Path) -> None:
+    """A line longer than a chunk above the lines read (a sparse or binary
+    log) made the backward reader yield empty blocks for ever, its carry
+    growing by a chunk per read: search and the marker scan never returned."""
+    from hpcwizard.logtail import LineMarker
+
+    log = tmp_path / "sparse.out"
+    with open(log, "wb") as handle:
+        handle.truncate(64 * 1024)  # no newline in 64 KB
+    append(log, "\n[t] stage 1\nlast line\n")
+    source = CountingSource(LocalFileSource(log))
+    reader = LogFollower(source, chunk_size=1024)
+    assert reader.search("last", "backward").text == "last line"
+    assert reader.search("stage", "backward").text == "[t] stage 1"
+    assert reader.search("nowhere", "backward") is None  # it ends
+    source.bytes_read = 0
+    markers = {"stage": LineMarker(re.compile(r"stage \d"), b"stage "),
+               "other": LineMarker(re.compile("never"), b"never")}
+    assert set(reader.last_markers(markers, max_bytes=8 * 1024)) == {"stage"}
+    assert source.bytes_read <= 8 * 1024  # the budget is a bound on what is read

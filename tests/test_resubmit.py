@@ -41,8 +41,9 @@ WAIT = 60.0
 
 
 
-def write_script(project_home: Path, name: str, body: str) -> Path:
-    """A tiny job script like the rendered ones: logs/%x-%j.out/.err, 1 CPU."""
+def write_script(project_home: Path, name: str, body: str, header: str = "") -> Path:
+    """A tiny job script like the rendered ones: logs/%x-%j.out/.err, 1 CPU;
+    ``header``: more ``#SBATCH`` lines (a later ``--time`` wins)."""
     scripts = project_home / "hpcwizard" / "runs" / "test"
     scripts.mkdir(parents=True, exist_ok=True)
     path = scripts / f"{name}.sbatch"
@@ -54,6 +55,7 @@ def write_script(project_home: Path, name: str, body: str) -> Path:
         "#SBATCH --cpus-per-task=1\n"
         "#SBATCH --mem=64M\n"
         "#SBATCH --time=2\n"
+        f"{header}"
         f"{body}\n"
     )
     return path
@@ -66,15 +68,17 @@ def rewrite_body(script: Path | str, body: str) -> None:
     script.write_text("\n".join(header) + f"\n{body}\n")
 
 
-def submit_test_chain(project_home: Path, runner, jobs: list[tuple[str, str]]) -> Submission:
-    """Submit ``jobs`` (name, body) as an afterok chain and record it."""
+def submit_test_chain(project_home: Path, runner, jobs: list[tuple[str, str]],
+                      headers: dict[str, str] | None = None) -> Submission:
+    """Submit ``jobs`` (name, body) as an afterok chain and record it;
+    ``headers``: more ``#SBATCH`` lines by job name."""
     project_home.mkdir(parents=True, exist_ok=True)
     (project_home / "logs").mkdir(exist_ok=True)
     slurm = SlurmClient(runner)
     accepted: list[SubmittedJob] = []
     previous = None
     for name, body in jobs:
-        script = write_script(project_home, name, body)
+        script = write_script(project_home, name, body, (headers or {}).get(name, ""))
         job_id = slurm.submit(str(script), dependency=[previous] if previous else None, workdir=str(project_home))
         accepted.append(SubmittedJob(
             name=name, slurm_name=f"{job_prefix_for(project_home)}{name}", job_id=job_id, partition="cpu",
@@ -244,3 +248,33 @@ def test_cancel_chain_cancels_every_active_job_of_the_chain(tmp_path, slurm_runn
         wait_for("the chain to be cancelled", all_cancelled, WAIT)
     finally:
         slurm.cancel(submission.job_ids)
+
+
+def test_a_train_job_of_the_recipe_resumes_from_its_checkpoint_and_a_timeout_of_it_needs_no_fix(tmp_path):
+    from dataclasses import replace
+
+    from hpcwizard.recipe import get_recipe
+    from hpcwizard.resubmit import continues_from_checkpoint, fix_advice, resumes_from_checkpoint
+    from hpcwizard.status import JobRow
+
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    plan = get_recipe("demo").default_plan(tmp_path / "p", tmp_path / "d", hf_namespace="alice")
+    (runs / "plan.yaml").write_text(plan.to_yaml())
+    setup = SubmittedJob("setup", "p-setup", "10", "cpu", str(runs / "setup.sbatch"))
+    train = SubmittedJob("train", "p-train", "11", "gpu", str(runs / "train.sbatch"), ("afterok:10",))
+    older = SubmittedJob("train", "p-train", "5", "gpu", "/gone/train.sbatch")  # no plan beside it: by its name
+    state = ProjectState(submissions=[Submission("f", "t", str(runs), (setup, train)),
+                                      Submission("f", "t0", "/gone", (older,))])
+    assert resumes_from_checkpoint(state, "11") and resumes_from_checkpoint(state, "5")
+    assert not resumes_from_checkpoint(state, "10") and not resumes_from_checkpoint(state, "99")
+
+    row = JobRow(job_id="11", name="train", slurm_name="p-train", state="TIMEOUT", reason=None, dependency=None,
+                 partition="gpu", elapsed=60, time_limit=60, start=None, exit_code="0:0", source="sacct",
+                 log_out="/p/logs/p-train-11.out", log_err="/p/logs/p-train-11.err", script=train.script)
+    assert continues_from_checkpoint(row) and "Nothing to change first" in fix_advice(row, resumes=True)
+    assert "#SBATCH --time=" in fix_advice(row)  # not known to resume: more time first
+    assert not continues_from_checkpoint(replace(row, state="FAILED"))
+    stuck = replace(row, job_id="12", name="convert", state="PENDING", reason="DependencyNeverSatisfied")
+    explained = Diagnosis(parent=row, stuck=(stuck,)).explain(resumes=True)
+    assert "Continue train from its latest checkpoint (its dependents follow it)" in explained

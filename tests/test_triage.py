@@ -303,6 +303,12 @@ def test_the_demo_trainer_prints_a_real_remaining_time(tmp_path: Path):
          3, None, SegmentEvent.STOPPED, "checkpoint-2800"),
         ("\x1b[32m[hpcwizard] segment 12 of ~12, resumed from checkpoint-99.\x1b[0m",
          12, 12, SegmentEvent.RESUMED, "checkpoint-99"),
+        ("[hpcwizard] segment 1 saved no new checkpoint (still no checkpoint): not continuing",
+         1, None, SegmentEvent.STOPPED, None),
+        ("[hpcwizard] segment 4 stopped at the time limit; train.segments allows 4: not continuing",
+         4, None, SegmentEvent.STOPPED, None),
+        ("[hpcwizard] segment 3 finished the training", 3, None, SegmentEvent.FINISHED, None),
+        ("[hpcwizard] segment 3 did something new", 3, None, SegmentEvent.OTHER, None),
     ],
 )
 def test_segment_separators_are_read_anywhere_in_a_line(line, segment, of, event, checkpoint) -> None:
@@ -311,6 +317,10 @@ def test_segment_separators_are_read_anywhere_in_a_line(line, segment, of, event
     assert (mark.segment, mark.of, mark.event, mark.checkpoint) == (segment, of, event, checkpoint)
     assert mark.text.startswith(f"segment {segment}")
     assert classify_line(line) is None  # a separator is no finding
+    if event is SegmentEvent.STOPPED:
+        assert mark.why_not_continuing == mark.text.removesuffix(": not continuing")
+    else:
+        assert mark.why_not_continuing is None
 
 
 def test_lines_that_are_not_separators_or_stage_starts() -> None:

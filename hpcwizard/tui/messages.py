@@ -31,6 +31,7 @@ class SnapshotTaken(_Message):
     snapshot: _Any  # hpcwizard.status.StatusSnapshot
     duration: float  # seconds the squeue (+ sacct) took
     diagnoses: list | None = None  # hpcwizard.resubmit.Diagnosis: chains stuck on a failed parent
+    training: dict | None = None  # job id -> hpcwizard.status.TrainingStatus, for train jobs
 
 
 @_dataclass
@@ -55,6 +56,8 @@ class LogChunk(_Message):
     progress: _Any  # hpcwizard.triage.TrainingProgress | None
     losses: list  # recent loss values for the sparkline
     note: str | None = None  # e.g. "showing the context of offset 123 (paused)"
+    segment: _Any = None  # hpcwizard.triage.SegmentMark: the log's last separator, if any
+    stage: int | None = None  # the stage the log's last "stage N" line started
 
 
 @_dataclass

@@ -35,7 +35,7 @@ from textual.worker import Worker, WorkerState
 from hpcwizard.errors import UserError
 from hpcwizard.slurm import JobState, SlurmClient
 from hpcwizard.state import StateError
-from hpcwizard.status import JobRow, StatusSnapshot, take_snapshot
+from hpcwizard.status import JobRow, StatusSnapshot, TrainingStatus, TrainingWatch, take_snapshot
 from hpcwizard.tui.messages import ActionFinished, ConnectionChanged, LogChunk, SnapshotTaken
 from hpcwizard.tui.widgets.confirm import ChoiceScreen, ConfirmScreen
 from hpcwizard.tui.widgets.job_table import JobTable
@@ -214,6 +214,9 @@ class DashboardScreen(Screen):
         self.connection_note: str | None = None  # remote mode: the last reconnect or loss
         self._filled = False  # the first refresh with jobs picked the row to select
         self._newest_chain: tuple[str, ...] = ()  # the last submission's job ids (worker → first fill)
+        self._watch: TrainingWatch | None = None  # the train jobs' logs, followed by the poll worker
+        self.training: dict[str, TrainingStatus] = {}  # job id -> where its training stands
+        self._last_chunk: LogChunk | None = None  # the followed log's latest progress
 
     # -- layout --------------------------------------------------------------
 
@@ -221,6 +224,7 @@ class DashboardScreen(Screen):
         yield Static("", id="dash-status", markup=False)
         yield Static("", id="dash-banner", markup=False)
         yield Static("", id="dash-doctor", markup=False)
+        yield Static("", id="dash-training", markup=False)
         yield JobTable(id="jobs")
         yield Static("", id="dash-empty", markup=False)
         yield ProgressPanel(id="progress")
@@ -245,6 +249,7 @@ class DashboardScreen(Screen):
             # Called from whichever worker thread (re)connects: hop to the UI.
             connection.on_event = lambda event: self.post_message(ConnectionChanged(event))
         self._slurm = FinishedJobsCache(self.context.runner)
+        self._watch = TrainingWatch(self.context.files)
         self.table.focus()
         if self.context.project_home is None:
             self._set_empty("No project home: start with `hpcwizard status --project-home DIR`.")
@@ -256,6 +261,8 @@ class DashboardScreen(Screen):
     def on_unmount(self) -> None:
         if self._timer is not None:
             self._timer.stop()
+        if self._watch is not None:
+            self._watch.close()
         connection = getattr(self.context, "connection", None)
         if connection is not None:
             connection.on_event = None
@@ -292,20 +299,27 @@ class DashboardScreen(Screen):
         from hpcwizard.resubmit import diagnose
         from hpcwizard.state import load_state
 
+        # The state once per refresh, for the snapshot, the doctor and the trainings.
+        state = load_state(project_home / "hpcwizard", self.context.files)
         started = time.monotonic()
-        snapshot = take_snapshot(project_home, self.context.runner, slurm=self._slurm, files=self.context.files)
+        snapshot = take_snapshot(project_home, self.context.runner, slurm=self._slurm, files=self.context.files,
+                                 state=state)
         duration = time.monotonic() - started
         diagnoses = []
         try:
             if any(job.never_runs for job in snapshot.jobs):
-                diagnoses = diagnose(snapshot, load_state(project_home / "hpcwizard", self.context.files))
-            if not self._filled:
-                # Read before the message is posted, so its handler sees it.
-                submissions = load_state(project_home / "hpcwizard", self.context.files).submissions
-                self._newest_chain = tuple(submissions[-1].job_ids) if submissions else ()
+                diagnoses = diagnose(snapshot, state)
         except UserError:
             diagnoses = []
-        self.post_message(SnapshotTaken(snapshot, duration, diagnoses))
+        if not self._filled:
+            # Read before the message is posted, so its handler sees it.
+            self._newest_chain = tuple(state.submissions[-1].job_ids) if state.submissions else ()
+        try:
+            # Only the logs of train jobs, only what they appended since.
+            training = dict(self._watch.update(snapshot, state)) if self._watch is not None else {}
+        except (OSError, UserError):
+            training = dict(self._watch.statuses) if self._watch is not None else {}
+        self.post_message(SnapshotTaken(snapshot, duration, diagnoses, training))
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         worker = event.worker
@@ -341,7 +355,8 @@ class DashboardScreen(Screen):
         self.polls += 1
         self.last_duration = message.duration
         self.last_refresh = self.context.clock()
-        changed = self.table.apply(snapshot.jobs)
+        self.training = dict(message.training or {})
+        changed = self.table.apply(snapshot.jobs, self.training)
         all_finished = bool(snapshot.jobs) and not any(job.active for job in snapshot.jobs)
         self.policy.next(changed=changed, error=snapshot.error is not None, duration=message.duration,
                          all_finished=all_finished)
@@ -355,6 +370,7 @@ class DashboardScreen(Screen):
             self._set_banner(None)
         self.diagnoses = list(message.diagnoses or [])
         self._show_doctor_hint()
+        self._show_training_hint()
         if snapshot.jobs:
             self._set_empty(None)
         else:
@@ -363,6 +379,7 @@ class DashboardScreen(Screen):
             self._filled = True
             self._select_first(snapshot.jobs)
         self._follow_selected()
+        self._show_progress()  # the job may have ended, or be back in the queue
         self._show_status()
 
     def _select_first(self, jobs) -> None:
@@ -440,8 +457,34 @@ class DashboardScreen(Screen):
         first = self.diagnoses[0]
         stuck = ", ".join(f"{job.name} ({job.job_id})" for job in first.stuck)
         more = f" (+{len(self.diagnoses) - 1} more)" if len(self.diagnoses) > 1 else ""
-        hint.update(Text(f"⚠ {stuck} can never start: {first.parent.name} ({first.parent.job_id}) "
-                         f"ended {first.parent.state}{more} — press d for the doctor", overflow="ellipsis"))
+        from hpcwizard.resubmit import continues_from_checkpoint
+
+        parent = first.parent
+        todo = ("press d to continue it from its latest checkpoint"
+                if continues_from_checkpoint(parent, resumes=parent.job_id in self.training)
+                else "press d for the doctor")
+        hint.update(Text(f"⚠ {stuck} can never start: {parent.name} ({parent.job_id}) "
+                         f"ended {parent.state}{more} — {todo}", overflow="ellipsis"))
+        hint.set_class(True, "shown")
+
+    def _show_training_hint(self) -> None:
+        """A train job without continuation that will run out of time before
+        its training ends: say when, and what to do about it."""
+        from hpcwizard.status import format_clock
+
+        hint = self.query_one("#dash-training", Static)
+        warned = [(job_id, t) for job_id, t in self.training.items() if t.limit_in is not None and not t.ended]
+        if not warned:
+            hint.set_class(False, "shown")
+            return
+        job_id, training = warned[0]
+        row = self.table.rows_by_id.get(job_id)
+        name = row.name if row is not None else "train"
+        left = training.eta_seconds
+        needs = f" (~{format_clock(int(left))} of training left)" if left is not None else ""
+        more = f" (+{len(warned) - 1} more)" if len(warned) > 1 else ""
+        hint.update(Text(f"⚠ {name} ({job_id}) {training.summary()}{needs}{more}: it does not continue by "
+                         "itself; then d continues it from its latest checkpoint", overflow="ellipsis"))
         hint.set_class(True, "shown")
 
     # -- selection and log -------------------------------------------------------
@@ -460,7 +503,28 @@ class DashboardScreen(Screen):
 
     def on_log_chunk(self, event: LogChunk) -> None:
         if event.generation == self.log_panel.generation:
-            self.query_one(ProgressPanel).show(event.progress, event.losses)
+            self._last_chunk = event
+            self._show_progress()
+
+    def _show_progress(self) -> None:
+        """The followed log's progress, over every stage of the selected
+        train job's plan, with its segment; no ETA once the job ended."""
+        from hpcwizard.triage import overall_progress
+
+        chunk = self._last_chunk
+        panel = self.query_one(ProgressPanel)
+        if chunk is None or chunk.generation != self.log_panel.generation:
+            panel.show(None, [])
+            return
+        job = self.log_panel.job
+        training = self.training.get(job.job_id) if job is not None else None
+        overall = None
+        if training is not None and training.outline and chunk.progress is not None:
+            overall = overall_progress(training.outline, chunk.stage, chunk.progress)
+        active = job is None or job.active
+        requeued = training is not None and training.requeued and active
+        panel.show(chunk.progress, chunk.losses, overall=overall, segment=chunk.segment, active=active,
+                   requeued=requeued)
 
     # -- actions: view ------------------------------------------------------------
 
@@ -633,26 +697,35 @@ class DashboardScreen(Screen):
         self.app.call_from_thread(self._show_doctor, with_exit_code(diagnosis, SlurmClient(self.context.runner)))
 
     def _show_doctor(self, diagnosis) -> None:
-        from hpcwizard.resubmit import fix_advice, how_it_ended
+        from hpcwizard.resubmit import continues_from_checkpoint, fix_advice, how_it_ended
 
         parent = diagnosis.parent
+        training = self.training.get(parent.job_id)
+        resumes = training is not None  # a train job: its recipe resumes from the latest checkpoint
+        carry_on = continues_from_checkpoint(parent, resumes=resumes)
         if diagnosis.stuck:
-            body = diagnosis.explain()
+            body = diagnosis.explain(resumes=resumes)
         else:
             body = (f"{parent.name} ({parent.job_id}) {how_it_ended(parent)}.\n"
                     f"Its log: {parent.log_out} (stderr: {parent.log_err}).")
-        body += (f"\n\nResubmit runs {parent.script} again in {self.context.project_home}"
+        verb = "Continue" if carry_on else "Resubmit"
+        body += (f"\n\n{verb} runs {parent.script} again in {self.context.project_home}"
                  + (", cancels the stuck jobs and submits them again after it (afterok)." if diagnosis.stuck else ".")
-                 + f" {fix_advice(parent)}")
+                 + f" {fix_advice(parent, resumes=resumes)}")
+        if carry_on and training is not None:
+            body += (" It was to continue across its time limit by itself: the end of its log says why it did not."
+                     if training.continues else
+                     " (Its plan predates continuation: plans submitted now continue across the time limit by"
+                     " themselves.)")
         # Not r or c: on the dashboard they refresh and cancel (with a question);
         # here they would act at once.
-        choices = [("resubmit", "Resubmit", "s")]
+        choices = [("resubmit", "Continue from the latest checkpoint" if carry_on else "Resubmit", "s")]
         if diagnosis.stuck:
             choices.append(("cancel", "Cancel stuck jobs", "x"))
 
         def chosen(choice: str | None) -> None:
             if choice == "resubmit":
-                self._resubmit_worker(parent.job_id)
+                self._resubmit_worker(parent.job_id, carry_on)
             elif choice == "cancel":
                 self._slurm_action("cancel", [job.job_id for job in diagnosis.stuck])
 
@@ -660,10 +733,13 @@ class DashboardScreen(Screen):
                              chosen)
 
     @work(thread=True, exclusive=True, group="action", exit_on_error=False)
-    def _resubmit_worker(self, parent_id: str) -> None:
+    def _resubmit_worker(self, parent_id: str, carry_on: bool = False) -> None:
         from hpcwizard.resubmit import resubmit_failed
 
         result = resubmit_failed(Path(self.context.project_home), self.context.runner, parent_id,
                                  files=self.context.files)
         pairs = ", ".join(f"{old}→{new}" for old, new in result.new_ids.items())
-        self.post_message(ActionFinished("resubmit", True, f"resubmitted {pairs}"))
+        if carry_on:
+            self.post_message(ActionFinished("continue", True, f"continuing from the latest checkpoint: {pairs}"))
+        else:
+            self.post_message(ActionFinished("resubmit", True, f"resubmitted {pairs}"))

@@ -9,7 +9,7 @@ one ``app.batch_update()``. See dolphie's ``Panels/Processlist.py``.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 
 from rich.cells import cell_len
@@ -17,7 +17,7 @@ from rich.text import Text
 from textual.widgets import DataTable
 from textual.widgets.data_table import ColumnKey, RowKey
 
-from hpcwizard.status import JobRow, format_elapsed_limit
+from hpcwizard.status import JobRow, TrainingStatus, format_clock, format_elapsed_limit
 
 COLUMNS: tuple[tuple[str, str], ...] = (
     ("id", "Job"),
@@ -44,6 +44,10 @@ STATE_STYLES = {
     "FINISHED_UNKNOWN": "dim",
     "UNKNOWN": "dim",
 }
+
+#: What the State column says for a train job back in the queue for its next
+#: segment: it continues, it did not fail (Slurm says PENDING, reason BeginTime).
+CONTINUING = "CONTINUING"
 
 
 #: The Reason column's width: whatever the other columns leave of the table,
@@ -99,19 +103,52 @@ def reason_cell(row: JobRow) -> Text:
     return text
 
 
-def row_cells(row: JobRow) -> tuple[Text, ...]:
+def training_reason(row: JobRow, training: TrainingStatus) -> Text | None:
+    """The Reason cell of a train job, when its training has news: the
+    segment it runs (or runs next), why it stopped continuing, or the time
+    limit it will hit (the hint line above the table says it whole)."""
+    if training.stopped:
+        why = training.segment.why_not_continuing or "" if training.segment else ""
+        return Text("no new checkpoint" if "no new checkpoint" in why
+                    else "segments used up" if "train.segments" in why else "not continuing", style="yellow")
+    if training.ended:
+        return None
+    if training.requeued:
+        text = Text(training.segment_text or "requeued")
+        if row.held or row.state == "REQUEUE_HOLD":
+            text.append(", held")
+        return text
+    if training.limit_in is not None:
+        return Text(f"limit in ~{format_clock(training.limit_in)}", style="bold yellow")
+    segment = training.segment_text
+    return Text(segment) if segment and row.state != "PENDING" else None
+
+
+def row_cells(row: JobRow, training: TrainingStatus | None = None) -> tuple[Text, ...]:
     """The table cells of one job, in COLUMNS order. All ``Text``: DataTable
     reads a ``str`` cell as markup, so a job named ``x[/]`` stopped the
-    dashboard with a MarkupError and ``[bold]`` in a name restyled it."""
+    dashboard with a MarkupError and ``[bold]`` in a name restyled it.
+
+    ``training``: what its log says when it is a train job. One back in the
+    queue for its next segment reads CONTINUING, never as a failure."""
     state_style = STATE_STYLES.get(row.state, "")
     # An exit code is news only when it is not 0:0.
     failed_exit = row.exit_code and row.exit_code != "0:0" and row.state not in ("RUNNING", "PENDING")
     state = f"{row.state} {row.exit_code}" if failed_exit else row.state
+    reason = reason_cell(row)
+    if training is not None:
+        if training.requeued and not training.ended:
+            state, state_style = CONTINUING, "bold green"
+        news = training_reason(row, training)
+        if news is not None:
+            news.truncate(REASON_MAX, overflow="ellipsis")
+            news.overflow = "ellipsis"
+            reason = news
     return (
         Text(row.job_id),
         Text(row.name),
         Text(state, style=state_style),
-        reason_cell(row),
+        reason,
         Text(row.partition or ""),
         Text(format_elapsed_limit(row.elapsed, row.time_limit)),
         Text(format_start(row)),
@@ -202,10 +239,12 @@ class JobTable(DataTable):
             return None
         return key.value
 
-    def apply(self, rows: Sequence[JobRow]) -> bool:
-        """Show ``rows``; returns True when any job appeared, vanished or
-        changed state/reason (what makes the poller speed up)."""
+    def apply(self, rows: Sequence[JobRow], training: Mapping[str, TrainingStatus] | None = None) -> bool:
+        """Show ``rows`` (and what ``training`` says of train jobs, by job
+        id); returns True when any job appeared, vanished or changed
+        state/reason (what makes the poller speed up)."""
         changed = False
+        training = training or {}
         wanted = {row.job_id: row for row in rows}
         with self.app.batch_update():
             for job_id in [j for j in self._shown if j not in wanted]:
@@ -214,7 +253,7 @@ class JobTable(DataTable):
                 self.rows_by_id.pop(job_id, None)
                 changed = True
             for job_id, row in wanted.items():
-                cells = row_cells(row)
+                cells = row_cells(row, training.get(job_id))
                 plain = tuple(cell.plain for cell in cells)
                 old = self._shown.get(job_id)
                 if old is None:

@@ -294,6 +294,12 @@ class LogPanel(Vertical):
             update = follower.open_tail_update(OPEN_TAIL_LINES)
             session.opened = not update.missing
             reset = True
+            if session.opened and not reopen:
+                # The last separator and stage line of a training may lie
+                # above the tail: one bounded backward scan finds them.
+                from hpcwizard.status import scan_markers
+
+                triage.seed(*scan_markers(follower, end=update.offset))
         else:
             update = follower.poll()
         if worker.is_cancelled:
@@ -321,6 +327,8 @@ class LogPanel(Vertical):
             first_error_offset=first.offset if first is not None else None,
             progress=progress,
             losses=triage.losses.recent(120),
+            segment=triage.segment,
+            stage=triage.stage,
         ))
 
     @staticmethod

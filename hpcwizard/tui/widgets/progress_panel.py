@@ -1,7 +1,10 @@
 """Training progress of the followed log: step N of M, ETA, a loss sparkline.
 
 Fed from :class:`~hpcwizard.triage.Triage` (via the log panel's worker);
-hidden until a log reports progress.
+hidden until a log reports progress. With the plan's stages known, the bar,
+the step and the ETA cover the whole training (every stage, every segment
+of a job that continues across its time limit); a job that ended shows
+where it stopped, with no ETA.
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ from rich.text import Text
 from textual.containers import Horizontal
 from textual.widgets import ProgressBar, Sparkline, Static
 
-from hpcwizard.triage import TrainingProgress
+from hpcwizard.triage import OverallProgress, SegmentMark, TrainingProgress
 
 
 def format_eta(seconds: float | None) -> str:
@@ -24,14 +27,38 @@ def format_eta(seconds: float | None) -> str:
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
-def describe(progress: TrainingProgress) -> str:
+def segment_phrase(segment: SegmentMark | None, *, requeued: bool = False) -> str | None:
+    """``segment 2 of ~4``; ``continuing: segment 3 of ~4`` while the job
+    waits in the queue for its next segment."""
+    if segment is None:
+        return "continuing (requeued)" if requeued else None
+    return f"continuing: {segment.phrase(requeued=True)}" if requeued else segment.phrase()
+
+
+def describe(progress: TrainingProgress, overall: OverallProgress | None = None,
+             segment: SegmentMark | None = None, *, active: bool = True, requeued: bool = False) -> str:
     """``step 1200/10000 · ETA 1:13:20 · loss 0.123 · 2 it/s · epoch 3``
-    (most important first: the line is cut at the panel's width)."""
+    (most important first: the line is cut at the panel's width).
+
+    With ``overall`` (every stage of the plan): ``step 660/1200 · ETA 4:30
+    · segment 2 of ~3 · stage 2/2 60/600 · ...``; a job waiting for its next
+    segment starts with ``continuing: segment 2 of ~3``. No ETA once the job
+    ended (``active`` False): it would never come true."""
     parts = []
-    if progress.step is not None:
+    phrase = segment_phrase(segment, requeued=requeued)
+    if phrase and requeued:
+        parts.append(phrase)
+    if overall is not None:
+        parts.append(f"step {overall.step}/{overall.total}")
+    elif progress.step is not None:
         parts.append(f"step {progress.step}" + (f"/{progress.max_steps}" if progress.max_steps else ""))
-    if progress.eta_seconds is not None:
-        parts.append(f"ETA {format_eta(progress.eta_seconds)}")
+    eta = overall.eta_seconds if overall is not None else progress.eta_seconds
+    if eta is not None and active:
+        parts.append(f"ETA {format_eta(eta)}")
+    if phrase and not requeued:
+        parts.append(phrase)
+    if overall is not None and overall.stages > 1 and overall.stage_step is not None:
+        parts.append(f"stage {overall.stage}/{overall.stages} {overall.stage_step}/{overall.stage_total}")
     if progress.loss is not None:
         parts.append(f"loss {progress.loss:.4g}")
     if progress.rate_its:
@@ -77,15 +104,23 @@ class ProgressPanel(Horizontal):
         yield Static("", id="progress-text")
         yield Sparkline([], id="progress-loss")
 
-    def show(self, progress: TrainingProgress | None, losses: list[float]) -> None:
+    def show(self, progress: TrainingProgress | None, losses: list[float], *,
+             overall: OverallProgress | None = None, segment: SegmentMark | None = None,
+             active: bool = True, requeued: bool = False) -> None:
+        """``overall``: over every stage when the plan's are known; ``active``
+        False for a job that ended (no ETA); ``requeued`` while it waits for
+        its next segment."""
         if progress is None:
             self.remove_class("has-progress")
             return
         self.add_class("has-progress")
         bar = self.query_one(ProgressBar)
-        if progress.max_steps:
+        if overall is not None:
+            bar.update(total=overall.total, progress=min(overall.step, overall.total))
+        elif progress.max_steps:
             bar.update(total=progress.max_steps, progress=min(progress.step or 0, progress.max_steps))
-        self.query_one("#progress-text", Static).update(Text(describe(progress), no_wrap=True, overflow="ellipsis"))
+        text = describe(progress, overall, segment, active=active, requeued=requeued)
+        self.query_one("#progress-text", Static).update(Text(text, no_wrap=True, overflow="ellipsis"))
         self.query_one(Sparkline).data = list(losses)
 
     @property
