@@ -22,6 +22,7 @@ without the user's rows only appears when someone asked for it explicitly.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -127,7 +128,8 @@ def _limit(value: int) -> int | None:
 
 _BINARY = {"": 1, "B": 1, "K": KIB, "M": KIB**2, "G": KIB**3, "T": KIB**4, "P": KIB**5, "E": KIB**6}
 _DECIMAL = {"": 1, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15}
-_NUMBER = re.compile(r"^(?P<num>\d+(?:\.\d+)?(?:e[+-]?\d+)?)(?P<unit>[A-Za-z]?)$")
+# ASCII digits only: re's \d also takes other scripts' digits, which no tool prints.
+_NUMBER = re.compile(r"^(?P<num>[0-9]+(?:\.[0-9]+)?(?:e[+-]?[0-9]+)?)(?P<unit>[A-Za-z]?)$")
 
 
 def _clean(token: str) -> str:
@@ -136,6 +138,32 @@ def _clean(token: str) -> str:
     if token.startswith("[") and token.endswith("]"):
         token = token[1:-1]
     return token.rstrip("*")
+
+
+#: No filesystem counts past 64-bit KiB blocks or inodes; a larger number is
+#: not a reading (and would overflow the float arithmetic of the verdict).
+MAX_VALUE = 2**80
+
+
+def _scaled(number: str, scale: int, what: str, token: str) -> int:
+    """``number`` (digits, a decimal or ``1.5e3``) times ``scale``, as an int.
+
+    Raises ValueError, never OverflowError: ``1e400`` is infinite as a float,
+    and a value above :data:`MAX_VALUE` is no filesystem's.
+    """
+    try:
+        if number.isdigit():
+            value = int(number) * scale  # int() refuses > 4300 digits with ValueError
+        else:
+            product = float(number) * scale
+            if not math.isfinite(product):
+                raise ValueError(f"{what}: {token!r} is not a finite number")
+            value = int(round(product))
+    except OverflowError:  # defensive: float() of a huge decimal string
+        raise ValueError(f"{what}: {token!r} is out of range") from None
+    if not 0 <= value <= MAX_VALUE:
+        raise ValueError(f"{what}: {token!r} is out of range")
+    return value
 
 
 def _kib_size(token: str, what: str) -> int:
@@ -148,12 +176,11 @@ def _kib_size(token: str, what: str) -> int:
     if not match:
         raise ValueError(f"{what}: {token!r} is not a size")
     unit = match["unit"].upper()
-    number = float(match["num"]) if not match["num"].isdigit() else int(match["num"])
     if unit == "":
-        return int(number * KIB)
+        return _scaled(match["num"], KIB, what, token)
     if unit not in _BINARY or unit == "B":
         raise ValueError(f"{what}: unknown unit in {token!r}")
-    return int(round(number * _BINARY[unit]))
+    return _scaled(match["num"], _BINARY[unit], what, token)
 
 
 def _count(token: str, what: str) -> int:
@@ -164,8 +191,7 @@ def _count(token: str, what: str) -> int:
     unit = match["unit"].upper()
     if unit not in _DECIMAL or unit == "B":
         raise ValueError(f"{what}: unknown unit in {token!r}")
-    number = float(match["num"]) if not match["num"].isdigit() else int(match["num"])
-    return int(round(number * _DECIMAL[unit]))
+    return _scaled(match["num"], _DECIMAL[unit], what, token)
 
 
 def _looks_like_size(token: str) -> bool:
@@ -318,11 +344,11 @@ _GPFS_REQUIRED = (
 _GPFS_KINDS = {"USR": "user", "GRP": "group", "FILESET": "fileset"}
 
 
-def _int_field(row: dict[str, str], key: str) -> int:
+def _int_field(row: dict[str, str], key: str, scale: int = 1) -> int:
     value = row.get(key, "").strip()
-    if not re.fullmatch(r"\d+", value):
+    if not re.fullmatch(r"[0-9]+", value):
         raise ValueError(f"mmlsquota: {key} is {value!r}, not a number")
-    return int(value)
+    return _scaled(value, scale, "mmlsquota", value)
 
 
 def _parse_mmlsquota_y(text: str) -> list[QuotaEntry]:
@@ -351,13 +377,17 @@ def _parse_mmlsquota_y(text: str) -> list[QuotaEntry]:
         names = headers.get(section)
         if names is None:
             raise ValueError("mmlsquota: data row before its HEADER row")
-        row = {name: unquote(value) for name, value in zip(names, fields)}
+        row = {name: unquote(value) for name, value in zip(names, fields, strict=False)}
+        short = [k for k in _GPFS_REQUIRED if k not in row]
+        if short:
+            # A row shorter than its HEADER (a cut line) lacks these columns.
+            raise ValueError(f"mmlsquota: row without {', '.join(short)}: {line[:60]!r}")
         qtype = row["quotatype"].strip().upper()
         entry = QuotaEntry(
             filesystem=row["filesystemname"],
-            bytes_used=_int_field(row, "blockusage") * KIB,
-            bytes_soft=_limit(_int_field(row, "blockquota") * KIB),
-            bytes_hard=_limit(_int_field(row, "blocklimit") * KIB),
+            bytes_used=_int_field(row, "blockusage", KIB),
+            bytes_soft=_limit(_int_field(row, "blockquota", KIB)),
+            bytes_hard=_limit(_int_field(row, "blocklimit", KIB)),
             files_used=_int_field(row, "filesusage"),
             files_soft=_limit(_int_field(row, "filesquota")),
             files_hard=_limit(_int_field(row, "fileslimit")),
@@ -373,8 +403,8 @@ _GPFS_UNITS = {"KB": KIB, "MB": KIB**2, "GB": KIB**3, "TB": KIB**4, "PB": KIB**5
 
 def _gpfs_size(token: str, unit: int | None) -> int:
     """A size column: in the header's unit, or with a suffix (``--block-size auto``)."""
-    if unit is not None and re.fullmatch(r"\d+", token):
-        return int(token) * unit
+    if unit is not None and re.fullmatch(r"[0-9]+", token):
+        return _scaled(token, unit, "mmlsquota", token)
     return _kib_size(token, "mmlsquota")
 
 
@@ -467,13 +497,13 @@ def _beegfs_bytes(token: str, table: bool) -> int | None:
     if token.lower() == "unlimited":
         return None
     if not table:
-        if not re.fullmatch(r"\d+", token):
+        if not re.fullmatch(r"[0-9]+", token):
             raise ValueError(f"beegfs: {token!r} is not a byte count")
-        return int(token)
-    match = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([A-Za-z]+)", token)
+        return _scaled(token, 1, "beegfs", token)
+    match = re.fullmatch(r"([0-9]+(?:\.[0-9]+)?)\s*([A-Za-z]+)", token)
     if not match or match[2].lower() not in _BEEGFS_UNITS:
         raise ValueError(f"beegfs: {token!r} is not a size")
-    return int(round(float(match[1]) * _BEEGFS_UNITS[match[2].lower()]))
+    return _scaled(match[1], _BEEGFS_UNITS[match[2].lower()], "beegfs", token)
 
 
 def _beegfs_files(token: str) -> int | None:
@@ -484,9 +514,9 @@ def _beegfs_files(token: str) -> int | None:
         return None
     if token == "-":
         return 0
-    if not re.fullmatch(r"\d+\+?", token):
+    if not re.fullmatch(r"[0-9]+\+?", token):
         raise ValueError(f"beegfs: {token!r} is not a file count")
-    return int(token.rstrip("+"))
+    return _scaled(token.rstrip("+"), 1, "beegfs", token)
 
 
 def _parse_beegfs(text: str) -> list[QuotaEntry]:
@@ -733,6 +763,24 @@ def probe_quota(
     ``free`` is a :class:`hpcwizard.space.FreeSpace` already measured for
     ``path`` (saves a ``df``); without it the probe measures one itself.
     """
+    try:
+        return _probe_quota(runner, path, user, free=free, timeout=timeout, site_wrappers=site_wrappers)
+    except Exception as exc:  # noqa: BLE001 - the promise: a report, whatever broke
+        # Expected failures are warnings below already; this is a bug (or a
+        # runner failing in a way nobody foresaw), and still must not end
+        # the preflight with a traceback.
+        return QuotaReport(path=path, warnings=(f"quota not checked: {type(exc).__name__}: {exc}",))
+
+
+def _probe_quota(
+    runner: Runner,
+    path: str,
+    user: str | None,
+    *,
+    free: FreeSpace | None,
+    timeout: float,
+    site_wrappers: bool,
+) -> QuotaReport:
     from hpcwizard.space import free_space  # space imports this module
 
     warnings: list[str] = []

@@ -123,8 +123,17 @@ def free_space_local(path: str) -> FreeSpace:
     )
 
 
+#: Larger than any filesystem (64-bit counts of KiB): not a reading, and it
+#: would overflow the float arithmetic of the verdict.
+_DF_MAX = 2**80
+
+
 def _df_number(token: str) -> int | None:
-    return int(token) if token.isdigit() else None
+    """df's number, or None for ``-`` and anything that is not a plausible count."""
+    if not token.isascii() or not token.isdigit() or len(token) > 30:
+        return None
+    value = int(token)
+    return value if value <= _DF_MAX else None
 
 
 #: One round trip for a login node over SSH: walk up to the nearest existing
@@ -152,17 +161,18 @@ def parse_df_probe(path: str, stdout: str) -> FreeSpace:
         raise ValueError(f"df printed no row for {path}")
     existing, row = lines[0], lines[2]
     parts = row.split(None, 5)
-    if len(parts) != 6 or _df_number(parts[1]) is None or _df_number(parts[2]) is None:
+    size, avail = (_df_number(parts[1]), _df_number(parts[2])) if len(parts) == 6 else (None, None)
+    if size is None or avail is None:
         raise ValueError(f"df row not understood: {row!r}")
-    fstype, size, avail, itotal, iavail = parts[:5]
+    fstype, itotal, iavail = parts[0], parts[3], parts[4]
     device = lines[4].strip() if len(lines) >= 5 else ""
     files_total = _df_number(itotal) or None
     return FreeSpace(
         path=path,
         mount=parts[5].strip(),
         fstype=fstype,
-        bytes_free=int(avail),
-        bytes_total=int(size),
+        bytes_free=avail,
+        bytes_total=size,
         files_free=_df_number(iavail) if files_total else None,
         files_total=files_total,
         existing=existing,

@@ -12,10 +12,13 @@ import stat
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
+from hpcwizard.errors import CommandFailed, CommandTimeout
 from hpcwizard.quota import GPFS_BIN, QuotaEntry, QuotaReport, parse, probe_quota, quota_command
-from hpcwizard.shell import LocalRunner
-from hpcwizard.space import FreeSpace
+from hpcwizard.shell import CommandResult, LocalRunner
+from hpcwizard.space import FreeSpace, assess
 
 DATA = Path(__file__).parent / "data" / "quota"
 K, M, G, T = 1024, 1024**2, 1024**3, 1024**4
@@ -538,3 +541,153 @@ def test_probe_matches_rows_by_mount_point_too(bindir: Path, runner: LocalRunner
     report = probe_quota(runner, str(tmp_path), user="abc123", free=on("xfs", tmp_path, "/workspace", "/dev/md0"))
     assert [e.filesystem for e in report.entries] == ["/workspace"]
     assert report.warnings == ()
+
+
+# --------------------------------------------------------------------------
+# no parser raises anything but ValueError; probe_quota never raises
+#
+# Quota tools' text is external input. Fuzzing found OverflowError (`1e400`
+# blocks: an infinite float) and KeyError('quotatype') (an `mmlsquota -Y`
+# HEADER followed by a short row), and `check` printed a traceback. The
+# search is derandomised with no example database, so CI runs the same cases.
+
+FUZZ = settings(max_examples=150, deadline=None, derandomize=True, database=None,
+                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+
+EVIL = st.one_of(
+    st.sampled_from(["", "1e400", "9" * 5000, "9" * 400, "1e308", "0", "-1", "nan", "inf", "1.5e3M", "٣", "²",
+                     "ü", "-", "*", "[1]", "none", "unlimited", "HEADER", "%2F", "USR", "|", "||", ":", ","]),
+    st.text(max_size=10),
+    st.integers(min_value=0, max_value=10**30).map(str),
+    st.from_regex(r"[0-9]{1,25}(\.[0-9]{1,5})?(e[0-9]{1,4})?[kKMGTPE]?\*?", fullmatch=True),
+)
+
+
+@st.composite
+def mutated(draw: st.DrawFn, text: str, sep: str | None) -> str:
+    """``text`` with 1-4 of its lines changed: a field replaced, dropped or
+    added, the line cut short, removed or repeated."""
+    lines = text.splitlines()
+    for _ in range(draw(st.integers(1, 4))):
+        if not lines:
+            break
+        i = draw(st.integers(0, len(lines) - 1))
+        fields = lines[i].split(sep)
+        op = draw(st.sampled_from(["replace", "replace", "drop", "insert", "cut", "remove", "repeat"]))
+        j = draw(st.integers(0, max(0, len(fields) - 1)))
+        if op == "replace" and fields:
+            fields[j] = draw(EVIL)
+        elif op == "drop" and fields:
+            del fields[j]
+        elif op == "insert":
+            fields.insert(j, draw(EVIL))
+        elif op == "cut":
+            lines[i] = lines[i][: draw(st.integers(0, len(lines[i])))]
+            continue
+        elif op == "remove":
+            del lines[i]
+            continue
+        elif op == "repeat":
+            lines.insert(i, lines[i])
+            continue
+        lines[i] = (sep or " ").join(fields)
+    return "\n".join(lines) + "\n"
+
+
+#: How each recorded output splits into fields (None: runs of blanks).
+SEPARATORS = {"mmlsquota_Y.txt": ":", "mmlsquota_Y_mixed.txt": ":", "beegfs_csv.txt": ",", "beegfs_table.txt": "|"}
+TOOL_SAMPLES = {tool: [name for t, name in sorted(RECORDED) if t == tool] for tool in ("quota", "lfs", "mmlsquota",
+                                                                                        "beegfs")}
+
+
+def parse_and_assess(tool: str, text: str) -> None:
+    """parse, and what the preflight does with the entries: a huge but
+    accepted value must not overflow later either."""
+    try:
+        entries = parse(tool, text)
+    except ValueError:
+        return
+    report = QuotaReport(path="/data", entries=tuple(entries), checked=True)
+    free = FreeSpace("/data", "/", "ext4", 10 * G, 100 * G, 1000, 10_000)
+    assess(10**15, 10**7, free, report)
+    _ = report.bytes_free, report.files_free, report.over_quota
+
+
+@pytest.mark.parametrize("tool", sorted(TOOL_SAMPLES))
+@FUZZ
+@given(text=st.one_of(st.text(max_size=300), st.text(alphabet=" \n:|,*[]-.0123456789eEkKMGTUSRHEADER", max_size=300)))
+def test_quota_parser_on_any_text_raises_only_value_error(tool: str, text: str) -> None:
+    parse_and_assess(tool, text)
+
+
+@pytest.mark.parametrize("tool", sorted(TOOL_SAMPLES))
+@FUZZ
+@given(data=st.data())
+def test_quota_parser_on_near_valid_output_raises_only_value_error(tool: str, data: st.DataObject) -> None:
+    name = data.draw(st.sampled_from(TOOL_SAMPLES[tool]))
+    parse_and_assess(tool, data.draw(mutated(recorded(name), SEPARATORS.get(name))))
+
+
+@pytest.mark.parametrize(
+    ("tool", "name", "old", "new"),
+    [
+        # the two crashes of the issue, kept as plain examples
+        ("lfs", "lfs_q.txt", "1048576", "1e400"),
+        ("quota", "quota_w_p.txt", " 232 ", " 1e400 "),
+        ("mmlsquota", "mmlsquota_Y.txt", ":USR:1017:alice:117530496:", ":"),  # a row shorter than its HEADER
+        ("beegfs", "beegfs_table.txt", "601.03", "9" * 400),
+        ("lfs", "lfs_q.txt", "1048576", "9" * 40),  # finite, but beyond any filesystem
+    ],
+    ids=["lfs-1e400", "quota-1e400", "mmlsquota-short-row", "beegfs-huge", "lfs-beyond-any-filesystem"],
+)
+def test_numbers_no_tool_prints_are_value_errors(tool: str, name: str, old: str, new: str) -> None:
+    text = recorded(name)
+    assert old in text
+    cut = text.replace(old, new, 1)
+    if tool == "mmlsquota":
+        cut = "\n".join(line.split(":gpfs1:")[0] + ":gpfs1" if ":gpfs1:" in line else line
+                        for line in cut.splitlines())
+    with pytest.raises(ValueError):
+        parse(tool, cut)
+
+
+class ChaoticRunner:
+    """A runner (not local: the probe measures with df through it) whose every
+    command prints ``stdout`` and exits ``code``, or raises ``error``."""
+
+    def __init__(self, stdout: str, code: int, error: BaseException | None, which: bool) -> None:
+        self.stdout, self.code, self.error, self.found = stdout, code, error, which
+
+    def run(self, argv, *, timeout=None, env=None, stdin=None) -> CommandResult:
+        if self.error is not None:
+            raise self.error
+        return CommandResult(tuple(argv), self.code, self.stdout, self.stdout[:50])
+
+    def which(self, program: str) -> str | None:
+        if self.error is not None and isinstance(self.error, OSError):
+            raise self.error
+        return f"/usr/bin/{program}" if self.found else None
+
+
+ERRORS = st.sampled_from([None, None, None, OSError("ssh channel closed"), CommandFailed("quota failed"),
+                          CommandTimeout("quota took too long"), RuntimeError("a bug"), KeyError("quotatype")])
+PROBE_OUTPUT = st.one_of(
+    st.text(max_size=200),
+    st.sampled_from(sorted(RECORDED)).flatmap(lambda key: mutated(recorded(key[1]), SEPARATORS.get(key[1]))),
+    # the probe's df: folder, header, row, source header, source
+    st.builds(lambda row: f"/data\nType Size Avail Inodes IFree Mounted\n{row}\nFilesystem\n/dev/x\n",
+              st.lists(EVIL, min_size=0, max_size=7).map(" ".join)),
+)
+
+
+@FUZZ
+@given(stdout=PROBE_OUTPUT, code=st.sampled_from([0, 1, 2, 127]), error=ERRORS, found=st.booleans(),
+       fstype=st.sampled_from([None, "lustre", "gpfs", "beegfs", "nfs4", "ext4"]),
+       user=st.sampled_from([None, "abc123"]))
+def test_probe_quota_never_raises(stdout, code, error, found, fstype, user) -> None:
+    runner = ChaoticRunner(stdout, code, error, found)
+    free = None if fstype is None else FreeSpace("/data", "/data", fstype, 10 * G, 100 * G, 1000, 10_000,
+                                                 existing="/data", device="/dev/x")
+    report = probe_quota(runner, "/data/project", user=user, free=free)
+    assert isinstance(report, QuotaReport)
+    assert report.checked or report.warnings  # an unchecked quota always says why
