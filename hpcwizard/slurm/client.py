@@ -106,8 +106,12 @@ class SlurmClient:
     # --- partitions ----------------------------------------------------------
 
     def partitions(self, *, free_gpus: bool = True) -> list[PartitionInfo]:
-        """Every partition with its limits; ``free_gpus`` costs one more sinfo."""
-        sinfo = parse.parse_sinfo(self._query(["sinfo", "--noheader", "-o", parse.SINFO_FORMAT]))
+        """Every partition with its limits; ``free_gpus`` costs one more sinfo.
+
+        A sinfo line that cannot be read is skipped (scontrol still describes
+        its partition), not a reason to show no partition at all."""
+        sinfo = parse.parse_sinfo(self._query(["sinfo", "--noheader", "-o", parse.SINFO_FORMAT]),
+                                  strict=False)
         scontrol = parse.parse_scontrol_partitions(
             self._query(["scontrol", "show", "partition", "-o"])
         )
@@ -122,10 +126,7 @@ class SlurmClient:
         result = self._run(["sinfo", "--noheader", "-N", "-O", parse.SINFO_GRES_USAGE_FORMAT])
         if not result.ok:
             return None
-        try:
-            return parse.parse_gres_usage(result.stdout)
-        except ValueError:
-            return None
+        return parse.parse_gres_usage(result.stdout, strict=False)
 
     # --- submission ----------------------------------------------------------
 
@@ -256,7 +257,9 @@ class SlurmClient:
                 f"squeue failed: {slurm_error_line(result.stderr) or f'exit status {result.returncode}'}",
                 "check that Slurm works here (`squeue --me`)",
             )
-        entries = parse.parse_squeue(result.stdout)
+        # A line squeue prints that hpcwizard cannot read (a new time word, a
+        # cut line) drops that job from this refresh, not the whole queue.
+        entries = parse.parse_squeue(result.stdout, strict=False)
         if name_prefix:
             entries = [e for e in entries if e.name.startswith(name_prefix)]
         return entries
@@ -312,10 +315,12 @@ class SlurmClient:
             return None
         if not result.ok or any(text in result.stderr for text in _ACCOUNTING_DISABLED):
             return None
-        try:
-            return parse.parse_sacct(result.stdout, source)
-        except ValueError:
+        # An unreadable line leaves its job to scontrol (see finished()); no
+        # readable line at all means this mode does not answer in our format.
+        jobs = parse.parse_sacct(result.stdout, source, strict=False)
+        if not jobs and result.stdout.strip():
             return None
+        return jobs
 
     def _scontrol_job(self, job_id: str) -> FinishedJob | None:
         result = self._run(["scontrol", "show", "job", "-o", job_id])

@@ -51,6 +51,10 @@ class JobState(str, enum.Enum):
     REQUEUED = "REQUEUED"
     REQUEUE_HOLD = "REQUEUE_HOLD"
     REQUEUE_FED = "REQUEUE_FED"
+    # 25.11: a job that failed with --requeue=expedite, being requeued and then
+    # waiting with the highest priority until it starts again (the flag is
+    # cleared at launch; src/slurmctld/job_mgr.c, job_scheduler.c). Pending-like.
+    EXPEDITING = "EXPEDITING"
     RESV_DEL_HOLD = "RESV_DEL_HOLD"
     COMPLETED = "COMPLETED"
     FAILED = "FAILED"
@@ -96,6 +100,11 @@ class JobState(str, enum.Enum):
     def is_success(self) -> bool:
         return self is JobState.COMPLETED
 
+    @property
+    def is_requeued(self) -> bool:
+        """Put back in the queue to run again (waiting, not finished)."""
+        return self in _REQUEUE_STATES
+
 
 _COMPACT_STATES = {
     "PD": "PENDING",
@@ -123,6 +132,10 @@ _COMPACT_STATES = {
     "RV": "REVOKED",
     "SE": "SPECIAL_EXIT",
 }
+
+_REQUEUE_STATES = frozenset(
+    {JobState.REQUEUED, JobState.REQUEUE_HOLD, JobState.REQUEUE_FED, JobState.EXPEDITING}
+)
 
 _FINISHED_STATES = frozenset(
     {
@@ -173,16 +186,51 @@ class PartitionInfo:
     allow_accounts: tuple[str, ...] | None  # None = ALL
     allow_qos: tuple[str, ...] | None  # None = ALL
     nodes: str = ""  # the node list expression, e.g. "gpu[01-08]"
+    # Slurm enforces a deny list only when the allow list is ALL (slurm.conf(5));
+    # scontrol prints one or the other. None = nothing denied.
+    deny_accounts: tuple[str, ...] | None = None
+    deny_qos: tuple[str, ...] | None = None
 
     @property
     def is_usable(self) -> bool:
         return self.state is PartitionState.UP
 
     def allows_account(self, account: str | None) -> bool:
-        return self.allow_accounts is None or account is None or account in self.allow_accounts
+        return _allowed(account, self.allow_accounts, self.deny_accounts)
 
     def allows_qos(self, qos: str | None) -> bool:
-        return self.allow_qos is None or qos is None or qos in self.allow_qos
+        return _allowed(qos, self.allow_qos, self.deny_qos)
+
+    def access_problems(self, account: str | None, qos: str | None) -> list[tuple[str, str]]:
+        """(problem, fix) for an account or QoS this partition refuses; [] when both pass.
+
+        Slurm's lists are hierarchical (a sub-account of a listed account is
+        included) and hpcwizard does not see the hierarchy: it compares names.
+        """
+        problems = []
+        if account and not self.allows_account(account):
+            problems.append((f"account {account} may not use {self.name}",
+                             _access_fix("accounts", self.allow_accounts, self.deny_accounts)))
+        if qos and not self.allows_qos(qos):
+            problems.append((f"QoS {qos} is not allowed on {self.name}",
+                             _access_fix("QoS", self.allow_qos, self.deny_qos)))
+        return problems
+
+
+def _allowed(name: str | None, allow: tuple[str, ...] | None, deny: tuple[str, ...] | None) -> bool:
+    # Slurm stores account and QoS names in lower case; a plan may not.
+    if name is None:
+        return True
+    wanted = name.lower()
+    if allow is not None:
+        return wanted in {a.lower() for a in allow}
+    return deny is None or wanted not in {d.lower() for d in deny}
+
+
+def _access_fix(what: str, allow: tuple[str, ...] | None, deny: tuple[str, ...] | None) -> str:
+    if allow is not None:
+        return f"allowed {what}: {', '.join(allow)}"
+    return f"use another {'account' if what == 'accounts' else what}; denied here: {', '.join(deny or ())}"
 
 
 @dataclass(frozen=True)

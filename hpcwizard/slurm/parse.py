@@ -4,14 +4,20 @@ No command runs here, so every function is tested on recorded outputs of
 several Slurm versions. Formats are the ones :mod:`hpcwizard.slurm.client`
 asks for with ``-o``/``-O`` and an explicit delimiter; nothing is parsed by
 column width and nothing from ``--json`` (its schema changes every release).
+
+Whatever the text, the only exception a parser here raises is ValueError
+(tests/test_slurm_parse.py fuzzes every one). The line-based parsers take
+``strict``: True (the default) raises on the first line they cannot read,
+False skips it, so one odd line does not hide every other job or partition.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TypeVar
 
 from hpcwizard.slurm.models import (
     Association,
@@ -59,20 +65,42 @@ SACCTMGR_ASSOC_FIELDS = ("Cluster", "Account", "User", "Partition", "QOS", "Defa
 
 _NO_VALUE = {"", "n/a", "none", "(null)", "null", "unknown", "invalid"}
 _UNLIMITED = {"infinite", "unlimited"}
+# squeue prints NOT_SET for a limit that is NO_VAL (a job without partition
+# record; src/squeue/print.c): no limit is known, like N/A.
+_NOT_SET = {"not_set"}
+
+T = TypeVar("T")
+
+
+def _lines(text: str, parse_line: Callable[[str], T], strict: bool) -> list[T]:
+    """``parse_line`` over the non-blank lines; ``strict=False`` skips a line it refuses."""
+    results = []
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        try:
+            results.append(parse_line(line))
+        except ValueError:
+            if strict:
+                raise
+    return results
 
 
 def parse_slurm_duration(text: str) -> int | None:
     """Seconds in a Slurm time string; None for "no limit" / "not set".
 
     Accepts what Slurm prints and what ``--time`` takes: ``infinite``,
-    ``UNLIMITED``, ``NONE``, ``N/A`` (→ None); ``MM`` (minutes, "5"),
-    ``MM:SS``, ``HH:MM:SS``, ``D-HH``, ``D-HH:MM``, ``D-HH:MM:SS``.
+    ``UNLIMITED``, ``NONE``, ``N/A``, ``NOT_SET`` (→ None); ``MM`` (minutes,
+    "5"), ``MM:SS``, ``HH:MM:SS``, ``D-HH``, ``D-HH:MM``, ``D-HH:MM:SS``.
     Raises ValueError on anything else.
     """
     value = text.strip()
-    if value.lower() in _UNLIMITED or value.lower() in _NO_VALUE:
+    word = value.lower()
+    if word in _UNLIMITED or word in _NO_VALUE or word in _NOT_SET:
         return None
-    match = re.fullmatch(r"(?:(\d+)-)?(\d+)(?::(\d+))?(?::(\d+))?", value)
+    # ASCII digits (re's \d takes any script's), at most 12 of them a field:
+    # more is no time Slurm prints, and int() of 4301 digits raises anyway.
+    match = re.fullmatch(r"(?:([0-9]{1,12})-)?([0-9]{1,12})(?::([0-9]{1,12}))?(?::([0-9]{1,12}))?", value)
     if not match:
         raise ValueError(f"not a Slurm time: {text!r}")
     days_s, first, second, third = match.groups()
@@ -135,7 +163,7 @@ def parse_exit_code(text: str) -> ExitStatus | None:
 
 def _leading_int(text: str) -> int:
     """``64+`` (sinfo: "at least 64, some nodes have more") → 64."""
-    match = re.match(r"\s*(\d+)", text)
+    match = re.match(r"\s*([0-9]{1,18})(?![0-9])", text)
     return int(match.group(1)) if match else 0
 
 
@@ -178,7 +206,7 @@ def parse_gres(text: str) -> tuple[GresEntry, ...]:
         gres_type: str | None = None
         if len(parts) >= 2:
             last = parts[-1]
-            count_match = re.fullmatch(r"(\d+)([KMGTP]?)", last)
+            count_match = re.fullmatch(r"([0-9]{1,18})([KMGTP]?)", last)
             if count_match:
                 count = int(count_match.group(1)) * _COUNT_SUFFIX[count_match.group(2)]
                 middle = parts[1:-1]
@@ -237,6 +265,14 @@ def _allow_list(value: str | None) -> tuple[str, ...] | None:
     return tuple(v for v in value.split(",") if v)
 
 
+def _deny_list(value: str | None) -> tuple[str, ...] | None:
+    """``DenyAccounts=``/``DenyQos=``: scontrol prints one in place of the
+    Allow key when only a deny list is set (src/api/partition_info.c)."""
+    if value is None or value.strip().lower() in _NO_VALUE:
+        return None
+    return tuple(v for v in value.split(",") if v) or None
+
+
 # --- partitions --------------------------------------------------------------
 
 
@@ -256,30 +292,27 @@ class SinfoRow:
     nodes: str
 
 
-def parse_sinfo(text: str) -> list[SinfoRow]:
-    rows = []
-    for line in text.splitlines():
-        if not line.strip():
-            continue
-        fields = line.split(FIELD_SEPARATOR)
-        if len(fields) != len(SINFO_FIELDS):
-            raise ValueError(f"unexpected sinfo line ({len(fields)} fields): {line!r}")
-        name, avail, limit, default, nodes, cpus, memory, gres, nodelist = fields
-        rows.append(
-            SinfoRow(
-                partition=name.strip().rstrip("*"),
-                is_default=name.strip().endswith("*"),
-                avail=PartitionState.from_slurm(avail),
-                max_time=parse_slurm_duration(limit),
-                default_time=parse_slurm_duration(default),
-                node_count=_leading_int(nodes),
-                cpus=_leading_int(cpus),
-                memory_mb=_leading_int(memory),
-                gres=parse_gres(gres),
-                nodes=nodelist.strip(),
-            )
-        )
-    return rows
+def parse_sinfo(text: str, *, strict: bool = True) -> list[SinfoRow]:
+    return _lines(text, _sinfo_row, strict)
+
+
+def _sinfo_row(line: str) -> SinfoRow:
+    fields = line.split(FIELD_SEPARATOR)
+    if len(fields) != len(SINFO_FIELDS):
+        raise ValueError(f"unexpected sinfo line ({len(fields)} fields): {line!r}")
+    name, avail, limit, default, nodes, cpus, memory, gres, nodelist = fields
+    return SinfoRow(
+        partition=name.strip().rstrip("*"),
+        is_default=name.strip().endswith("*"),
+        avail=PartitionState.from_slurm(avail),
+        max_time=parse_slurm_duration(limit),
+        default_time=parse_slurm_duration(default),
+        node_count=_leading_int(nodes),
+        cpus=_leading_int(cpus),
+        memory_mb=_leading_int(memory),
+        gres=parse_gres(gres),
+        nodes=nodelist.strip(),
+    )
 
 
 def parse_scontrol_partitions(text: str) -> dict[str, dict[str, str]]:
@@ -293,24 +326,26 @@ def parse_scontrol_partitions(text: str) -> dict[str, dict[str, str]]:
     return partitions
 
 
-def parse_gres_usage(text: str) -> dict[str, int]:
+def parse_gres_usage(text: str, *, strict: bool = True) -> dict[str, int]:
     """sinfo ``-N -O SINFO_GRES_USAGE_FORMAT`` → {partition: GPUs free now}.
 
     Only nodes that can take work count; a drained node's idle GPUs are not free.
     """
     free: dict[str, int] = {}
-    for line in text.splitlines():
-        if not line.strip():
-            continue
-        fields = line.split(FIELD_SEPARATOR)
-        if len(fields) < len(SINFO_GRES_USAGE_FIELDS):
-            raise ValueError(f"unexpected sinfo -O line: {line!r}")
-        _node, partition, state, gres, used = (f.strip() for f in fields[:5])
-        partition = partition.rstrip("*")
-        usable = state.rstrip("*~#!%$@^-").lower() in ("idle", "mixed", "allocated", "completing")
-        spare = max(0, gpu_count(parse_gres(gres)) - gpu_count(parse_gres(used)))
-        free[partition] = free.get(partition, 0) + (spare if usable else 0)
+    for partition, spare in _lines(text, _gres_usage_row, strict):
+        free[partition] = free.get(partition, 0) + spare
     return free
+
+
+def _gres_usage_row(line: str) -> tuple[str, int]:
+    """(partition, GPUs free on this node) of one sinfo -N -O line."""
+    fields = line.split(FIELD_SEPARATOR)
+    if len(fields) < len(SINFO_GRES_USAGE_FIELDS):
+        raise ValueError(f"unexpected sinfo -O line: {line!r}")
+    _node, partition, state, gres, used = (f.strip() for f in fields[:5])
+    usable = state.rstrip("*~#!%$@^-").lower() in ("idle", "mixed", "allocated", "completing")
+    spare = max(0, gpu_count(parse_gres(gres)) - gpu_count(parse_gres(used)))
+    return partition.rstrip("*"), spare if usable else 0
 
 
 def merge_partitions(
@@ -320,8 +355,9 @@ def merge_partitions(
 ) -> list[PartitionInfo]:
     """Combine sinfo (per-node sizes) and scontrol (limits, access lists).
 
-    scontrol is authoritative for the default flag, state, times and allow
-    lists; sinfo supplies what only it summarises (CPUs, memory, GRES).
+    scontrol is authoritative for the default flag, state, times and
+    allow/deny lists; sinfo supplies what only it summarises (CPUs, memory,
+    GRES). A time scontrol prints that cannot be read falls back to sinfo's.
     """
     grouped: dict[str, list[SinfoRow]] = {}
     for row in sinfo_rows:
@@ -339,12 +375,8 @@ def merge_partitions(
         state = PartitionState.from_slurm(conf["State"]) if "State" in conf else (
             first.avail if first else PartitionState.UNKNOWN
         )
-        max_time = parse_slurm_duration(conf["MaxTime"]) if "MaxTime" in conf else (
-            first.max_time if first else None
-        )
-        default_time = parse_slurm_duration(conf["DefaultTime"]) if "DefaultTime" in conf else (
-            first.default_time if first else None
-        )
+        max_time = _conf_duration(conf, "MaxTime", first.max_time if first else None)
+        default_time = _conf_duration(conf, "DefaultTime", first.default_time if first else None)
         node_count = sum(r.node_count for r in rows) or _leading_int(conf.get("TotalNodes", "0"))
         gres_all = [g for r in rows for g in r.gres]
         partitions.append(
@@ -363,9 +395,20 @@ def merge_partitions(
                 allow_accounts=_allow_list(conf.get("AllowAccounts")),
                 allow_qos=_allow_list(conf.get("AllowQos")),
                 nodes=conf.get("Nodes") or (",".join(r.nodes for r in rows)),
+                deny_accounts=_deny_list(conf.get("DenyAccounts")),
+                deny_qos=_deny_list(conf.get("DenyQos")),
             )
         )
     return partitions
+
+
+def _conf_duration(conf: dict[str, str], key: str, fallback: int | None) -> int | None:
+    if key not in conf:
+        return fallback
+    try:
+        return parse_slurm_duration(conf[key])
+    except ValueError:
+        return fallback
 
 
 # --- queue -------------------------------------------------------------------
@@ -411,54 +454,54 @@ def _optional(text: str) -> str | None:
     return None if value.lower() in _NO_VALUE else value
 
 
-def parse_squeue(text: str) -> list[QueueEntry]:
-    entries = []
-    for line in text.splitlines():
-        if not line.strip():
-            continue
-        fields = line.split(FIELD_SEPARATOR, len(SQUEUE_FIELDS) - 1)
-        if len(fields) != len(SQUEUE_FIELDS):
-            raise ValueError(f"unexpected squeue line ({len(fields)} fields): {line!r}")
-        (job_id, state, reason, dependency, partition, elapsed, limit,
-         nodes, nodelist, start, submit, user, name) = fields
-        entries.append(
-            QueueEntry(
-                job_id=job_id.strip(),
-                name=name,
-                state=JobState.from_slurm(state),
-                reason=_optional(reason),
-                dependency_raw=_optional(dependency),
-                dependencies=parse_dependency(dependency),
-                partition=partition.strip(),
-                elapsed=parse_slurm_duration(elapsed) or 0,
-                time_limit=parse_slurm_duration(limit),
-                node_count=_leading_int(nodes),
-                nodelist=_optional(nodelist) or "",
-                start_time=parse_slurm_datetime(start),
-                submit_time=parse_slurm_datetime(submit),
-                user=user.strip(),
-            )
-        )
-    return entries
+def parse_squeue(text: str, *, strict: bool = True) -> list[QueueEntry]:
+    """squeue ``--noheader -o SQUEUE_FORMAT`` lines."""
+    return _lines(text, _squeue_entry, strict)
+
+
+def _squeue_entry(line: str) -> QueueEntry:
+    fields = line.split(FIELD_SEPARATOR, len(SQUEUE_FIELDS) - 1)
+    if len(fields) != len(SQUEUE_FIELDS):
+        raise ValueError(f"unexpected squeue line ({len(fields)} fields): {line!r}")
+    (job_id, state, reason, dependency, partition, elapsed, limit,
+     nodes, nodelist, start, submit, user, name) = fields
+    if not job_id.strip():
+        raise ValueError(f"squeue line without a job id: {line!r}")
+    return QueueEntry(
+        job_id=job_id.strip(),
+        name=name,
+        state=JobState.from_slurm(state),
+        reason=_optional(reason),
+        dependency_raw=_optional(dependency),
+        dependencies=parse_dependency(dependency),
+        partition=partition.strip(),
+        elapsed=parse_slurm_duration(elapsed) or 0,
+        time_limit=parse_slurm_duration(limit),
+        node_count=_leading_int(nodes),
+        nodelist=_optional(nodelist) or "",
+        start_time=parse_slurm_datetime(start),
+        submit_time=parse_slurm_datetime(submit),
+        user=user.strip(),
+    )
 
 
 # --- finished jobs -----------------------------------------------------------
 
 
-def parse_sacct(text: str, source: FinishedSource = FinishedSource.SACCT) -> list[FinishedJob]:
+def parse_sacct(text: str, source: FinishedSource = FinishedSource.SACCT, *,
+                strict: bool = True) -> list[FinishedJob]:
     """sacct ``-n -X -P --delimiter=FIELD_SEPARATOR -o SACCT_FORMAT`` lines.
 
     A requeued job can appear more than once; the last line wins.
     """
-    jobs: dict[str, FinishedJob] = {}
-    for line in text.splitlines():
-        if not line.strip():
-            continue
+    def job(line: str) -> FinishedJob:
         fields = line.split(FIELD_SEPARATOR, len(SACCT_FIELDS) - 1)
         if len(fields) != len(SACCT_FIELDS):
             raise ValueError(f"unexpected sacct line ({len(fields)} fields): {line!r}")
         job_id, state, exit_code, elapsed, start, end, partition, nodelist, name = fields
-        jobs[job_id.strip()] = FinishedJob(
+        if not job_id.strip():
+            raise ValueError(f"sacct line without a job id: {line!r}")
+        return FinishedJob(
             job_id=job_id.strip(),
             state=JobState.from_slurm(state),
             exit_status=parse_exit_code(exit_code),
@@ -470,7 +513,8 @@ def parse_sacct(text: str, source: FinishedSource = FinishedSource.SACCT) -> lis
             partition=_optional(partition),
             nodelist=_optional(nodelist),
         )
-    return list(jobs.values())
+
+    return list({j.job_id: j for j in _lines(text, job, strict)}.values())
 
 
 def _duration_or_none(text: str) -> int | None:
@@ -515,26 +559,44 @@ def parse_sbatch_parsable(stdout: str) -> str:
     raise ValueError(f"no job id in sbatch output: {stdout!r}")
 
 
+# src/api/allocate.c, one line each:
+#   < 25.05  "Job %u to start at %s using %u processors on nodes %s in partition %s"
+#   >= 25.05 "Job %u to start at %s%s%s a using %u processors on nodes %s in partition %s"
+#            (the %s%s%s is an optional " on cluster NAME"; the stray " a" is Slurm's)
+#   het job  "Job %u to start at %s using %u processors on %s"  (no partition)
+# The time is SLURM_TIME_FORMAT's, which may hold spaces; a partition name
+# may too ("GPU nodes (nvidia)"), so it runs to the end of the line.
 _TEST_ONLY = re.compile(
-    r"Job (?P<id>\d+) to start at (?P<start>\S+)"
-    r"(?: using (?P<cpus>\d+) processors)?"
-    r"(?: on nodes? (?P<nodes>\S+))?"
-    r"(?: in partition (?P<partition>\S+))?"
+    r"Job (?P<id>[0-9]+) to start at (?P<start>[^\n]+?)"
+    r"(?: on cluster (?P<cluster>\S+))?"
+    r"(?: a)?"
+    r" using (?P<cpus>[0-9]{1,9}) processors on (?:nodes? )?(?P<nodes>\S+)"
+    r"(?: in partition (?P<partition>[^\n]*?))?[ \t]*$",
+    re.MULTILINE,
 )
+# Whatever else a future release prints after the time: the id and time still count.
+_TEST_ONLY_BARE = re.compile(r"Job (?P<id>[0-9]+) to start at (?P<start>\S+)")
 
 
 def parse_test_only(stderr: str) -> TestOnlyResult | None:
-    """``sbatch: Job 5 to start at 2026-11-23T04:16:28 using 1 processors on nodes vm in partition cpu``."""
+    """``sbatch: Job 5 to start at 2026-11-23T04:16:28 using 1 processors on nodes vm in partition cpu``.
+
+    None when sbatch printed no prediction.
+    """
     match = _TEST_ONLY.search(stderr)
-    if not match:
+    if match:
+        return TestOnlyResult(
+            job_id=match.group("id"),
+            start_time=parse_slurm_datetime(match.group("start")),
+            partition=_optional(match.group("partition") or ""),
+            nodes=_optional(match.group("nodes")),
+            processors=int(match.group("cpus")),
+        )
+    bare = _TEST_ONLY_BARE.search(stderr)
+    if not bare:
         return None
-    return TestOnlyResult(
-        job_id=match.group("id"),
-        start_time=parse_slurm_datetime(match.group("start")),
-        partition=match.group("partition"),
-        nodes=match.group("nodes"),
-        processors=int(match.group("cpus")) if match.group("cpus") else None,
-    )
+    return TestOnlyResult(job_id=bare.group("id"), start_time=parse_slurm_datetime(bare.group("start")),
+                          partition=None, nodes=None)
 
 
 # --- sacctmgr ----------------------------------------------------------------
