@@ -8,6 +8,7 @@ connection.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import shutil
@@ -94,13 +95,30 @@ def conn(sshd: Sshd, known_hosts: Path) -> Iterator[SshConnection]:
         connection.close()
 
 
+def proc_stat(pid: int) -> list[str] | None:
+    """The fields of ``/proc/PID/stat`` after the command name (state, ppid, ...),
+    or None once the process is gone.
+
+    A process may exit at any moment, also between open() and read(): the
+    read then fails with ESRCH (ProcessLookupError), not ENOENT
+    (FileNotFoundError). CI met exactly that once in 712 tests.
+    """
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    return stat.rsplit(")", 1)[1].split()
+
+
 def session_process(sshd: Sshd, runner: SshRunner) -> int:
     """Pid of the sshd child (below the master) serving ``runner``'s connection."""
     pid = int(runner.run(["sh", "-c", "echo $PPID"]).check().stdout)
     master = sshd.master_pid
     while True:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        fields = proc_stat(pid)
+        if fields is None:
+            pytest.fail(f"process {pid} exited while looking for the sshd session above it")
+        ppid = int(fields[1])
         if ppid == master:
             return pid
         assert ppid > 1, "walked past the sshd master"
@@ -108,14 +126,12 @@ def session_process(sshd: Sshd, runner: SshRunner) -> int:
 
 
 def kill_and_wait(pid: int) -> None:
-    os.kill(pid, signal.SIGKILL)
+    with contextlib.suppress(ProcessLookupError):  # already gone is as good
+        os.kill(pid, signal.SIGKILL)
 
     def gone() -> bool:
-        try:
-            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        except FileNotFoundError:
-            return True
-        return state == "Z"
+        fields = proc_stat(pid)
+        return fields is None or fields[0] == "Z"
 
     wait_for(f"sshd session {pid} to die", gone)
 
@@ -449,7 +465,8 @@ def test_silent_server_is_replaced(sshd: Sshd, known_hosts: Path) -> None:
             assert time.monotonic() - started < 6
             assert connection.reconnects == 1
         finally:
-            os.kill(frozen, signal.SIGCONT)
+            with contextlib.suppress(ProcessLookupError):  # must not hide the test's own failure
+                os.kill(frozen, signal.SIGCONT)
 
 
 def test_command_in_flight_when_connection_dies_is_not_rerun(sshd: Sshd, known_hosts: Path, tmp_path: Path) -> None:
