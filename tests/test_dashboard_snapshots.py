@@ -223,3 +223,57 @@ async def test_the_newest_submission_is_selected_and_shown_on_first_fill():
         shown = table.size.height - 1  # the header stays
         assert table.scroll_y <= row < table.scroll_y + shown, (row, table.scroll_y, shown)
         assert screen.log_panel.path == str(HOME / "logs" / f"{PREFIX}setup-{SETUP}.out")
+
+
+# A train job that continues across its time limit, back in the queue for its
+# next segment (Slurm: PENDING, BeginTime): CONTINUING, never failed, with the
+# segment it runs next and its progress over both stages of its plan.
+CONTINUING_LOG = "".join([
+    "[2026-01-02 01:00:07] [hpcwizard] segment 1 of ~3, starting\n",
+    "[2026-01-02 01:00:07] stage 1\n",
+    *(_bar(step, 1000, "20:00", "30:00", 0.5 - step / 4000) + "\n" for step in (200, 400, 600, 800, 1000)),
+    "[2026-01-02 02:10:00] stage 2\n",
+    *(_bar(step, 1000, "10:00", "47:00", 0.3 - step / 4000) + "\n" for step in (100, 200, 300, 400)),
+    "[2026-01-02 02:57:40] the time limit is near (USR1): stopping the training\n",
+    "[2026-01-02 02:58:10] [hpcwizard] segment 1 stopped at the time limit; requeued to continue from checkpoint-400\n",
+])
+
+
+def continuing_queue(self, job_ids=None, *, me=False, name_prefix=None, all_states=False):
+    return [
+        QueueEntry(TRAIN, f"{PREFIX}train", JobState.PENDING, "BeginTime", None, (), "gpu", 0, 4 * 3600, 1,
+                   "", datetime(2026, 1, 2, 3, 5, 0), datetime(2026, 1, 2, 1, 0, 0), "alice"),
+        QueueEntry(CONVERT, f"{PREFIX}convert", JobState.PENDING, "Dependency", f"afterok:{TRAIN}(unfulfilled)",
+                   (), "cpu", 0, 30 * 60, 1, "", None, datetime(2026, 1, 2, 1, 0, 0), "alice"),
+    ]
+
+
+async def continuing_train_selected(pilot):
+    app = pilot.app
+    deadline = time.monotonic() + 20
+
+    async def until(what, predicate):
+        while not predicate():
+            assert time.monotonic() < deadline, f"timed out waiting for {what}"
+            await pilot.pause(0.05)
+
+    await until("the first refresh", lambda: isinstance(app.screen, DashboardScreen) and app.screen.polls >= 1
+                and not app.screen.polling)
+    screen = app.screen
+    await pilot.press("down")
+    await until("the continuing train job", lambda: screen.log_panel.path is not None
+                and screen.log_panel.path.endswith(f"train-{TRAIN}.out")
+                and screen.query_one(ProgressPanel).text.startswith("continuing: segment 2 of ~3 · step 1400/2000"))
+    await pilot.pause(0.2)
+
+
+def test_dashboard_snapshot_of_a_continuing_training_at_80x24(snap_compare, monkeypatch):
+    from hpcwizard.recipe import get_recipe
+
+    RUNS.mkdir(parents=True, exist_ok=True)
+    plan = get_recipe("demo").default_plan(HOME, HOME / "data", hf_namespace="alice",
+                                           params={"max_train_steps": 1000})
+    (RUNS / "plan.yaml").write_text(plan.to_yaml())
+    (HOME / "logs" / f"{PREFIX}train-{TRAIN}.out").write_text(CONTINUING_LOG)
+    monkeypatch.setattr(SlurmClient, "queue", continuing_queue)
+    assert snap_compare(dashboard_app(), terminal_size=(80, 24), run_before=continuing_train_selected)

@@ -73,7 +73,8 @@ class ProgressPanel(Horizontal):
 
     DEFAULT_CSS = """
     ProgressPanel {
-        height: 1;
+        height: auto;
+        max-height: 2;
         display: none;
     }
     ProgressPanel.has-progress {
@@ -87,9 +88,11 @@ class ProgressPanel(Horizontal):
         width: 20;
     }
     ProgressPanel #progress-text {
+        /* Two lines at most: at 80 columns one left "step 660/1200 · ETA"
+           and the segment cut off. */
         width: 1fr;
-        height: 1;
-        text-wrap: nowrap;
+        height: auto;
+        max-height: 2;
         text-overflow: ellipsis;
         padding: 0 1;
     }
@@ -120,7 +123,7 @@ class ProgressPanel(Horizontal):
         elif progress.max_steps:
             bar.update(total=progress.max_steps, progress=min(progress.step or 0, progress.max_steps))
         text = describe(progress, overall, segment, active=active, requeued=requeued)
-        self.query_one("#progress-text", Static).update(Text(text, no_wrap=True, overflow="ellipsis"))
+        self.query_one("#progress-text", Static).update(Text(text, overflow="ellipsis"))
         self.query_one(Sparkline).data = list(losses)
 
     @property
