@@ -9,9 +9,11 @@ a hung ``sinfo`` on a sick controller must not hang the program.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
+import sys
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -93,8 +95,57 @@ def stop_running_commands() -> int:
     return len(running)
 
 
+#: prctl(2) option: the signal a child gets when its parent dies.
+_PR_SET_PDEATHSIG = 1
+_PRCTL: list[Callable[..., int] | None] = []  # empty: not looked up yet
+
+
+def _prctl() -> Callable[..., int] | None:
+    """libc's prctl, looked up once (Linux only; None elsewhere)."""
+    if not _PRCTL:
+        found = None
+        if sys.platform.startswith("linux"):
+            try:
+                import ctypes
+
+                found = ctypes.CDLL(None, use_errno=True).prctl
+            except (OSError, AttributeError):  # no libc symbols to call: behave as elsewhere
+                found = None
+        _PRCTL.append(found)
+    return _PRCTL[0]
+
+
+def die_with_parent() -> Callable[[], None] | None:
+    """A ``preexec_fn`` that makes the child die (SIGKILL) with this process.
+
+    A ``kill -9`` of hpcwizard (or the SIGHUP of a dropped ssh session) must
+    not leave an sbatch running on: a submit is then recovered from its
+    journal at the next start, and a child that went on submitting would
+    race that recovery. Linux only (``PR_SET_PDEATHSIG``); None elsewhere.
+    The death signal fires when the THREAD that started the child ends: a
+    LocalRunner waits for its child in that same thread, so that is the end
+    of the command or of the process."""
+    prctl = _prctl()
+    if prctl is None:
+        return None
+    import ctypes
+
+    parent = os.getpid()
+    option, sig = ctypes.c_ulong(_PR_SET_PDEATHSIG), ctypes.c_ulong(signal.SIGKILL)
+    zero = ctypes.c_ulong(0)
+
+    def preexec() -> None:  # runs in the child between fork and exec: keep it minimal
+        prctl(option, sig, zero, zero, zero)
+        if os.getppid() != parent:  # the parent died before prctl took effect
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    return preexec
+
+
 class LocalRunner:
-    """Runs commands on this machine with :mod:`subprocess` (no shell)."""
+    """Runs commands on this machine with :mod:`subprocess` (no shell).
+
+    Its children die with hpcwizard (:func:`die_with_parent`)."""
 
     def __init__(self, extra_env: Mapping[str, str] | None = None) -> None:
         self.extra_env = dict(extra_env or {})
@@ -127,6 +178,7 @@ class LocalRunner:
                 stderr=subprocess.PIPE,
                 text=True,
                 env=self._environment(env),
+                preexec_fn=die_with_parent(),
             )
         except FileNotFoundError as exc:
             raise CommandFailed(

@@ -55,6 +55,9 @@ class Submission:
     submitted_at: str
     scripts_dir: str
     jobs: tuple[SubmittedJob, ...]
+    #: The submit's chain id: its jobs carry ``--comment=hpcwizard:<chain>``
+    #: (:mod:`hpcwizard.journal`). Empty in states written before journals.
+    chain: str = ""
 
     @property
     def job_ids(self) -> list[str]:
@@ -101,6 +104,7 @@ class ProjectState:
                     submitted_at=s["submitted_at"],
                     scripts_dir=s["scripts_dir"],
                     jobs=tuple(SubmittedJob(**{**j, "dependency": tuple(j.get("dependency", ()))}) for j in s["jobs"]),
+                    chain=s.get("chain", ""),
                 )
                 for s in data.get("submissions", [])
             ],
@@ -114,7 +118,11 @@ def now_iso() -> str:
 
 
 def atomic_write(path: Path, text: str, mode: int = 0o644) -> None:
-    """Write ``text`` to ``path`` so readers see the old or the new file, never half."""
+    """Write ``text`` to ``path`` so readers see the old or the new file, never half.
+
+    Durable once it returns: the file is fsynced before the rename and the
+    folder after it, so a crash (or a power cut) right after keeps the new
+    file; the submit journal relies on that."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -124,6 +132,7 @@ def atomic_write(path: Path, text: str, mode: int = 0o644) -> None:
             os.fsync(handle.fileno())
         os.chmod(tmp, mode)
         os.replace(tmp, path)
+        fsync_folder(path.parent)
     except OSError as exc:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
@@ -131,6 +140,21 @@ def atomic_write(path: Path, text: str, mode: int = 0o644) -> None:
             raise StateError(f"cannot save {path}: the disk or your quota is full",
                              "free some space; nothing was lost, the previous file is intact") from None
         raise StateError(f"cannot save {path}: {exc.strerror}") from None
+
+
+def fsync_folder(folder: Path) -> None:
+    """Make a rename or unlink in ``folder`` durable (best effort: some
+    filesystems cannot fsync a folder, and then there is nothing more to do)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def load_state(state_dir: Path, files: ProjectFiles | None = None) -> ProjectState:

@@ -31,6 +31,16 @@ def test_round_trip(tmp_path):
     assert state.downloads["a/b"].done == 5
 
 
+def test_a_submission_keeps_its_chain_id_and_older_states_load(tmp_path):
+    job = SubmittedJob("setup", "hw-x-setup", "12", "cpu", "/p/01_setup.sbatch")
+    update_state(tmp_path, lambda s: s.submissions.append(Submission("abc", "t", "/p", (job,), chain="c-1")))
+    assert load_state(tmp_path).latest_submission.chain == "c-1"
+    # A state written before submit journals has no chain ids.
+    (tmp_path / "state.json").write_text(
+        '{"submissions": [{"plan_fingerprint": "abc", "submitted_at": "t", "scripts_dir": "/p", "jobs": []}]}')
+    assert load_state(tmp_path).latest_submission.chain == ""
+
+
 def test_concurrent_updates_lose_nothing(tmp_path):
     worker = textwrap.dedent(f"""
         from pathlib import Path
