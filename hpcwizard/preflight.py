@@ -396,12 +396,8 @@ def job_limits(kind: str, res: JobResources, part: PartitionInfo, plan: Plan) ->
     if part.memory_mb_per_node and res.mem_megabytes() > part.memory_mb_per_node:
         results.append(_block("slurm", name, f"memory {res.mem} exceeds a node's {part.memory_mb_per_node} MB",
                               f"set {kind}.mem to at most {part.memory_mb_per_node // 1024}G"))
-    if plan.account and part.allow_accounts is not None and plan.account not in part.allow_accounts:
-        results.append(_block("slurm", name, f"account {plan.account} may not use {part.name}",
-                              f"allowed accounts: {', '.join(part.allow_accounts)}"))
-    if plan.qos and part.allow_qos is not None and plan.qos not in part.allow_qos:
-        results.append(_block("slurm", name, f"QoS {plan.qos} is not allowed on {part.name}",
-                              f"allowed QoS: {', '.join(part.allow_qos)}"))
+    for problem, fix in part.access_problems(plan.account, plan.qos):  # AllowAccounts/Qos, DenyAccounts/Qos
+        results.append(_block("slurm", name, problem, fix))
     if not results:
         free = f", {part.gpus_free} GPUs free now" if part.gpus_free is not None and res.gpus else ""
         results.append(_ok("slurm", name, f"fits: {res.cpus} CPUs, {res.gpus} GPUs, {res.mem}, {res.time}{free}"))
