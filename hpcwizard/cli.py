@@ -295,6 +295,14 @@ def remote_prepare(args: argparse.Namespace, files: Any) -> int:
     return status if 0 <= status < 256 else 1
 
 
+def _is_project_home(home: Path, files: ProjectFiles) -> bool:
+    """A project state, or the journal of a first submit that was interrupted
+    (``status`` is how it gets settled)."""
+    from hpcwizard.journal import JOURNAL_FILE
+
+    return any(files.exists(home / "hpcwizard" / name) for name in ("state.json", JOURNAL_FILE))
+
+
 def _project_home(args: argparse.Namespace, files: ProjectFiles = LOCAL_FILES) -> Path:
     if files.remote:
         from hpcwizard.files import expand_home
@@ -304,12 +312,12 @@ def _project_home(args: argparse.Namespace, files: ProjectFiles = LOCAL_FILES) -
         home = Path(expand_home(files, args.project_home))
         if not home.is_absolute():
             home = Path(files.home()) / home
-        if not files.exists(home / "hpcwizard" / "state.json"):
+        if not _is_project_home(home, files):
             raise UserError(f"{home} on {files.where} is not an hpcwizard project home (no hpcwizard/state.json)",
                             "pass --project-home DIR: the project_home of your plan")
         return home
     home = Path(args.project_home or ".").expanduser().absolute()
-    if not (home / "hpcwizard" / "state.json").is_file():
+    if not _is_project_home(home, files):
         raise UserError(f"{home} is not an hpcwizard project home (no hpcwizard/state.json)",
                         "pass --project-home DIR: the project_home of your plan")
     return home
@@ -339,6 +347,20 @@ def print_status_table(snapshot: Any) -> None:
         print(f"{job.job_id:<9} {job.name:<10} {job.state:<17} {job.partition:<10} {used:<17} {detail}".rstrip())
 
 
+def note(line: str) -> None:
+    """A one-line note on stderr (stdout stays the command's output, e.g. JSON)."""
+    print(f"hpcwizard: {line}", file=sys.stderr, flush=True)
+
+
+def settle_interrupted_submit(home: Path, runner: Runner, files: ProjectFiles) -> list[str]:
+    """Finish or undo a submit of ``home`` that was interrupted (its journal
+    is left; see :mod:`hpcwizard.journal`); the lines saying what was done.
+    Runs at the start of ``status`` and of the wizard and dashboard."""
+    from hpcwizard.journal import reconcile
+
+    return reconcile(home / "hpcwizard", runner, files)
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     from hpcwizard.status import take_snapshot
 
@@ -348,7 +370,10 @@ def cmd_status(args: argparse.Namespace) -> int:
         return run_tui(args, "dashboard")
     files = make_files(args)
     home = _project_home(args, files)
-    snapshot = take_snapshot(home, make_runner(args), files=files)
+    runner = make_runner(args)
+    for line in settle_interrupted_submit(home, runner, files):
+        note(line)
+    snapshot = take_snapshot(home, runner, files=files)
     if args.json:
         print_json(snapshot.to_dict())
     else:
@@ -391,7 +416,8 @@ def cmd_submit(args: argparse.Namespace) -> int:
         downloaded = check_login_download(plan, recipe, required=True)
         if downloaded is not None and downloaded.level is Level.BLOCK:
             raise UserError(f"{downloaded.message}: the setup job would fail; nothing was submitted", downloaded.fix)
-    submission = submit_chain(plan, recipe, runner, force=args.force, files=files, hpcwizard_cmd=command)
+    submission = submit_chain(plan, recipe, runner, force=args.force, files=files, hpcwizard_cmd=command,
+                              on_note=note)
     if args.json:
         print_json({
             "submitted_at": submission.submitted_at,
@@ -541,7 +567,13 @@ def build_tui(args: argparse.Namespace, start_mode: str) -> Any:
                                     "choose a folder you can write (--project-home, or project_home in the plan)")
         else:
             home = _project_home(args, LOCAL_FILES)
-        return make_app(project_home=home, runner=LocalRunner(), start_mode=start_mode)
+        runner = LocalRunner()
+        if home is not None and home.exists():
+            # Before the TUI takes the terminal: these lines stay on it
+            # after the TUI quits.
+            for line in settle_interrupted_submit(home, runner, LOCAL_FILES):
+                note(line)
+        return make_app(project_home=home, runner=runner, start_mode=start_mode)
 
     if not args.project_home:
         raise UserError("--project-home is required with --host",
@@ -555,10 +587,13 @@ def build_tui(args: argparse.Namespace, start_mode: str) -> Any:
     def connecting() -> RemoteSetup:
         conn.connect()
         if start_mode != "wizard":
-            return RemoteSetup(_project_home(args, files))
+            home = _project_home(args, files)
+            args._settled = settle_interrupted_submit(home, runner, files)
+            return RemoteSetup(home)
         home = _remote_home(args.project_home, files)
         command = remote_hpcwizard(args, runner)
         acquire_project_lock(home, files)
+        args._settled = settle_interrupted_submit(home, runner, files)
         return RemoteSetup(home, command)
 
     return make_app(runner=runner, files=files, start_mode=start_mode, connection=conn,
@@ -581,6 +616,10 @@ def run_tui(args: argparse.Namespace, start_mode: str) -> int:
         # the terminal until its timeout. (Remote commands end when main
         # closes the SSH connection.)
         stop_running_commands()
+        # Remote mode settles an interrupted submit once connected, under
+        # the TUI: say what it did once the terminal is back.
+        for line in getattr(args, "_settled", None) or []:
+            note(line)
     if isinstance(app.failure, UserError):
         raise app.failure  # printed as one line by main, with its exit code
     return app.return_code or 0
