@@ -12,7 +12,7 @@ both use :func:`take_snapshot`.
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime
 from pathlib import Path
 
@@ -108,6 +108,11 @@ class JobRow:
     log_out: str
     log_err: str
     script: str | None = None
+    # A follow-on job a train job submitted to continue its training (a site
+    # that does not requeue): the recorded job it continues, whose log it
+    # appends to. On that job: the follow-on job that continues it.
+    continues: str | None = None
+    continued_by: str | None = None
 
     @property
     def active(self) -> bool:
@@ -183,11 +188,15 @@ def take_snapshot(project_home: Path, runner: Runner, *, slurm: SlurmClient | No
         entries = []
     else:
         error = None
+    strangers = {e.name for e in entries if e.job_id not in known and e.name.startswith(prefix)}
+    follow_ons = _follow_on_jobs(project_home, strangers, known, files) if strangers else {}
     for entry in entries:
         if entry.job_id not in known and not entry.name.startswith(prefix):
             continue
-        name = known.get(entry.job_id, (entry.name,))[0]
-        out, err = log_paths(entry.name, entry.job_id)
+        first = follow_ons.get(entry.job_id)
+        name = known.get(entry.job_id, known.get(first or "", (entry.name,)))[0]
+        # A follow-on job appends to the log of the job it continues.
+        out, err = log_paths(entry.name, first or entry.job_id)
         never_started = entry.state.is_finished and not _ran(entry.nodelist, entry.elapsed)
         rows[entry.job_id] = JobRow(
             job_id=entry.job_id, name=name, slurm_name=entry.name, state=entry.state.value,
@@ -195,7 +204,7 @@ def take_snapshot(project_home: Path, runner: Runner, *, slurm: SlurmClient | No
             partition=entry.partition, elapsed=entry.elapsed, time_limit=entry.time_limit,
             start=None if never_started else _iso(entry.start_time),
             exit_code=_exit(entry.exit_status), source="squeue", log_out=out, log_err=err,
-            script=known.get(entry.job_id, (None,) * 4)[3],
+            script=known.get(entry.job_id, known.get(first or "", (None,) * 4))[3], continues=first,
         )
 
     forgotten = [job_id for job_id in known if job_id not in rows]
@@ -226,8 +235,47 @@ def take_snapshot(project_home: Path, runner: Runner, *, slurm: SlurmClient | No
             dependency=dep, partition=partition, elapsed=None, time_limit=None, start=None, exit_code=None,
             source="state", log_out=out, log_err=err, script=script,
         )
-    ordered = sorted(rows.values(), key=lambda row: int(row.job_id.split("_")[0]) if row.job_id.split("_")[0].isdigit() else 0)
+    for follow_on, first in sorted(follow_ons.items(), key=lambda kv: _number(kv[0])):
+        if first in rows and follow_on in rows:
+            rows[first] = replace(rows[first], continued_by=follow_on)
+    ordered = sorted(rows.values(), key=lambda row: _number(row.job_id))
     return StatusSnapshot(str(project_home), taken_at, tuple(ordered), error)
+
+
+def _number(job_id: str) -> int:
+    head = job_id.split("_")[0]
+    return int(head) if head.isdigit() else 0
+
+
+#: Where a continuing train job keeps its bookkeeping (written by its script):
+#: ``<project_home>/hpcwizard/continuation/<slurm job name>.json`` with the
+#: first job's id and every job of its chain of segments.
+CONTINUATION_FOLDER = "continuation"
+
+
+def _follow_on_jobs(project_home: Path, names: set[str], known: dict[str, object],
+                    files: ProjectFiles | None) -> dict[str, str]:
+    """Follow-on job id -> the recorded job it continues, for the queue's
+    jobs hpcwizard did not submit itself (``names``: their Slurm names).
+
+    On a site that does not requeue, a train job continues by submitting
+    itself again as a new job that appends to the first job's log; its
+    bookkeeping names them all. One small read per such name, only while
+    such jobs are queued."""
+    import json
+
+    files = local_or(files)
+    found: dict[str, str] = {}
+    for name in sorted(names):
+        try:
+            data = json.loads(files.read_text(project_home / "hpcwizard" / CONTINUATION_FOLDER / f"{name}.json"))
+            first = str(data["first_job_id"])
+            ids = [str(job_id) for job_id in data.get("job_ids") or ()]
+        except (OSError, ValueError, KeyError, TypeError, UserError):
+            continue
+        if first in known:
+            found.update({job_id: first for job_id in ids if job_id != first and job_id not in known})
+    return found
 
 
 # --------------------------------------------------------------------------
@@ -360,7 +408,7 @@ class TrainingWatch:
         recorded = {job.job_id: (submission, job) for submission in state.submissions for job in submission.jobs}
         statuses: dict[str, TrainingStatus] = {}
         for row in snapshot.jobs:
-            found = recorded.get(row.job_id)
+            found = recorded.get(row.job_id) or (recorded.get(row.continues) if row.continues else None)
             if found is None or row.source == "state":
                 continue
             submission, job = found

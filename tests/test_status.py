@@ -208,3 +208,65 @@ def test_a_requeued_job_without_separators_still_continues_and_one_that_stopped_
                      "[hpcwizard] segment 3 saved no new checkpoint (still checkpoint-100): not continuing\n")
     status = watch.update(training_rows(home, state="COMPLETING"), state)["7"]
     assert status.stopped and status.summary() == "not continuing: segment 3 saved no new checkpoint (still checkpoint-100)"
+
+
+def test_a_follow_on_job_is_the_train_job_it_continues(tmp_path: Path, slurm_runner):
+    """On a site that does not requeue, a train job submits itself again as a
+    new job appending to its log, and records both ids; the snapshot names the
+    new job after the recorded one, with its log and script, and says who
+    continues whom. Real jobs on the local cluster."""
+    import json
+
+    from hpcwizard.state import load_state
+    from hpcwizard.status import TrainingWatch
+
+    home = tmp_path / "proj"
+    bookkeeping = home / "hpcwizard" / "continuation"
+    body = f"""
+name=$SLURM_JOB_NAME
+if [ -z "${{HPCWIZARD_CONTINUES:-}}" ]; then
+    echo "[hpcwizard] segment 1 of ~2, starting"
+    new=$(sbatch --parsable --job-name="$name" --dependency="afterany:$SLURM_JOB_ID" --time=2 --mem=64M \\
+          --output="logs/$name-$SLURM_JOB_ID.out" --open-mode=append \\
+          --export="ALL,HPCWIZARD_CONTINUES=$SLURM_JOB_ID" --wrap='echo "[hpcwizard] segment 2 of ~2, resumed from checkpoint-5"; sleep 60')
+    mkdir -p {bookkeeping}
+    printf '{{"version": 1, "first_job_id": "%s", "job_ids": ["%s", "%s"]}}\\n' "$SLURM_JOB_ID" "$SLURM_JOB_ID" "$new" \\
+        > {bookkeeping}/$name.json
+    echo "[hpcwizard] segment 1 stopped at the time limit; requeued to continue from checkpoint-5"
+fi
+"""
+    submission = submit_test_chain(home, slurm_runner, [("train", body)])
+    (train,) = submission.job_ids
+    slurm = SlurmClient(slurm_runner)
+    try:
+        def handed_over():
+            rows = {r.job_id: r for r in take_snapshot(home, slurm_runner).jobs}
+            follow = [r for r in rows.values() if r.continues == train]
+            if rows.get(train) and rows[train].state == "COMPLETED" and follow and follow[0].state == "RUNNING":
+                return rows, follow[0]
+            return None
+
+        rows, follow = wait_for("the follow-on job running", handed_over, 60)
+        assert rows[train].continued_by == follow.job_id
+        assert follow.name == "train" and follow.log_out == rows[train].log_out and follow.script == rows[train].script
+        assert row_cells(rows[train])[3].plain == f"continued by {follow.job_id}"
+        snapshot = take_snapshot(home, slurm_runner)
+        statuses = TrainingWatch().update(snapshot, load_state(home / "hpcwizard"))
+
+        def log_read():
+            status = TrainingWatch().update(take_snapshot(home, slurm_runner), load_state(home / "hpcwizard"))
+            return status.get(follow.job_id) if status.get(follow.job_id) and status[follow.job_id].segment \
+                and status[follow.job_id].segment.segment == 2 else None
+
+        status = wait_for("segment 2 in the shared log", log_read, 30)
+        assert status.summary() == "segment 2 of ~2" and not status.requeued
+        assert statuses[train].ended
+        bookkeeping_file = json.loads((bookkeeping / f"{rows[train].slurm_name}.json").read_text())
+        assert bookkeeping_file["job_ids"] == [train, follow.job_id]
+    finally:
+        ids = [train]
+        try:
+            ids += json.loads(next(bookkeeping.glob("*.json")).read_text())["job_ids"]
+        except (StopIteration, OSError, ValueError):
+            pass
+        slurm.cancel(ids)

@@ -725,7 +725,8 @@ class DashboardScreen(Screen):
 
         def chosen(choice: str | None) -> None:
             if choice == "resubmit":
-                self._resubmit_worker(parent.job_id, carry_on)
+                # A follow-on segment runs the script of the job it continues.
+                self._resubmit_worker(parent.continues or parent.job_id, carry_on)
             elif choice == "cancel":
                 self._slurm_action("cancel", [job.job_id for job in diagnosis.stuck])
 

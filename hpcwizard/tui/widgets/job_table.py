@@ -144,6 +144,8 @@ def row_cells(row: JobRow, training: TrainingStatus | None = None) -> tuple[Text
             news.truncate(REASON_MAX, overflow="ellipsis")
             news.overflow = "ellipsis"
             reason = news
+    if row.continued_by and not row.active:
+        reason = Text(f"continued by {row.continued_by}")  # a follow-on job runs the next segment
     return (
         Text(row.job_id),
         Text(row.name),
