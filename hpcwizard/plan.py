@@ -26,9 +26,14 @@ from hpcwizard.errors import UserError
 DOWNLOAD_MODES = ("job", "login")
 PLAN_KEYS = (
     "recipe", "variant", "project_home", "data_root", "hf_namespace",
-    "download", "setup", "train", "account", "qos", "params", "env_overrides",
+    "download", "setup", "train", "account", "qos", "params", "env_overrides", "notify",
 )
 RESOURCE_KEYS = ("partition", "gpus", "cpus", "mem", "time")
+#: Keys only the train section has: ``segments`` (continuing across the time limit).
+TRAIN_ONLY_KEYS = ("segments",)
+#: ``train.segments`` at most (a bound against loops, not a goal).
+MAX_SEGMENTS = 1000
+NOTIFY_KEYS = ("mail",)
 
 # Slurm names: partitions, accounts, QoS. Letters, digits, _ . - only.
 _SLURM_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
@@ -41,6 +46,10 @@ _HF_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
 # Characters Slurm interprets in --chdir/--output/--error paths (%j, %x, ...
 # and \ escapes): refused in project_home and data_root.
 _SLURM_PATH_SPECIAL = "%\\"
+# A mail address for --mail-user: it goes into an #SBATCH line, which cannot
+# be quoted, so only the plain shape local@domain.tld (no %, quotes, spaces).
+_MAIL = re.compile(r"^[A-Za-z0-9_+-]+(?:\.[A-Za-z0-9_+-]+)*@[A-Za-z0-9](?:[A-Za-z0-9-]{0,62}[A-Za-z0-9])?"
+                   r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,62}[A-Za-z0-9])?)*\.[A-Za-z]{2,63}$")
 # Time limits as sbatch accepts them: M, M:S, H:M:S, D-H, D-H:M, D-H:M:S.
 _TIME = re.compile(r"^(?:\d+-\d{1,2}(?::\d{1,2}){0,2}|\d+(?::\d{1,2}){0,2})$")
 
@@ -58,6 +67,10 @@ class JobResources:
     mem: str = "4G"
     time: str = "01:00:00"
     gpus: int = 0
+    #: train only: how many segments the job may run, continuing across its
+    #: time limit (README "Long trainings"); None is ``auto`` (the estimated
+    #: need plus 50 %, see :mod:`hpcwizard.continuation`)
+    segments: int | None = None
 
     def time_seconds(self) -> int:
         return parse_time_limit(self.time)
@@ -84,6 +97,8 @@ class Plan:
     #: environment pin -> replacement requirement, applied when the training
     #: environment is built (``clip==1.0`` -> ``git+https://github.com/openai/CLIP.git``)
     env_overrides: dict[str, str] = field(default_factory=dict)
+    #: ``notify: {mail: ADDRESS}``: Slurm mails the end, a failure and a requeue of each job
+    notify_mail: str | None = None
 
     @property
     def state_dir(self) -> Path:
@@ -111,6 +126,10 @@ class Plan:
             res = asdict(getattr(self, kind))
             if not res["gpus"]:
                 del res["gpus"]
+            if res["segments"] is None:
+                # auto, the default: left out, so plans written before
+                # segments existed keep their fingerprint
+                del res["segments"]
             data[kind] = res
         data["account"] = self.account
         data["qos"] = self.qos
@@ -118,6 +137,8 @@ class Plan:
             data["params"] = dict(self.params)
         if self.env_overrides:
             data["env_overrides"] = dict(self.env_overrides)
+        if self.notify_mail:
+            data["notify"] = {"mail": self.notify_mail}
         return data
 
     def to_yaml(self) -> str:
@@ -219,11 +240,14 @@ def _check_resources(kind: str, value: Any, defaults: JobResources | None) -> Jo
         return defaults
     if not isinstance(value, dict):
         raise PlanError(f"{kind} must be a mapping", f"e.g. {kind}: {{partition: cpu, cpus: 4, mem: 16G, time: \"12:00:00\"}}")
-    unknown = sorted(set(value) - set(RESOURCE_KEYS))
+    allowed = RESOURCE_KEYS + (TRAIN_ONLY_KEYS if kind == "train" else ())
+    # segments: null anywhere is "not set" (a JobResources turned into a dict carries it)
+    unknown = sorted(k for k in set(value) - set(allowed) if not (k in TRAIN_ONLY_KEYS and value[k] is None))
     if unknown:
-        raise PlanError(f"unknown key {kind}.{unknown[0]}", f"allowed keys: {', '.join(RESOURCE_KEYS)}")
+        raise PlanError(f"unknown key {kind}.{unknown[0]}", f"allowed keys: {', '.join(allowed)}")
     merged = asdict(defaults) if defaults else {}
     merged.update(value)
+    merged["segments"] = _check_segments(kind, merged.get("segments"))
     if "partition" not in merged:
         raise PlanError(f"{kind}.partition is missing", "name the Slurm partition (see `sinfo`)")
     _check_name(f"{kind}.partition", merged["partition"], _SLURM_NAME, "a Slurm partition name (letters, digits, _ . -)", False)
@@ -248,6 +272,35 @@ def _check_resources(kind: str, value: Any, defaults: JobResources | None) -> Jo
         raise PlanError(f"{kind}.time has a bad value {time!r}: {problem}",
                         "allowed: a Slurm time like 12:00:00, 2-00:00:00 or 90 (minutes), quoted in YAML")
     return JobResources(**merged)
+
+
+def _check_segments(kind: str, value: Any) -> int | None:
+    """``train.segments``: ``auto`` (None) or how many segments at most."""
+    if value is None or value == "auto":
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_SEGMENTS:
+        raise PlanError(f"{kind}.segments has a bad value {value!r}",
+                        f"allowed: auto (the estimated need plus 50 %) or a whole number from 1 to {MAX_SEGMENTS} "
+                        "(1: no continuation, the job ends at its time limit)")
+    return value
+
+
+def _check_notify(value: Any) -> str | None:
+    """``notify: {mail: ADDRESS}``: the address, validated (it goes into an #SBATCH line)."""
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise PlanError("notify must be a mapping", "e.g. notify: {mail: alice@example.org}")
+    unknown = sorted(str(k) for k in set(value) - set(NOTIFY_KEYS))
+    if unknown:
+        raise PlanError(f"unknown key notify.{unknown[0]}", f"allowed keys: {', '.join(NOTIFY_KEYS)}")
+    mail = value.get("mail")
+    if mail is None:
+        return None
+    if not isinstance(mail, str) or len(mail) > 254 or not _MAIL.fullmatch(mail):
+        raise PlanError(f"notify.mail has a bad value {mail!r}",
+                        "allowed: one mail address like alice@example.org (letters, digits and . _ + - only) or null")
+    return mail
 
 
 def plan_from_dict(data: Any, *, recipe_names: tuple[str, ...] | None = None) -> Plan:
@@ -290,6 +343,7 @@ def plan_from_dict(data: Any, *, recipe_names: tuple[str, ...] | None = None) ->
         qos=_check_name("qos", data.get("qos"), _SLURM_NAME, "a Slurm QoS name or null", True),
         params=dict(params),
         env_overrides=_check_env_overrides(data.get("env_overrides")),
+        notify_mail=_check_notify(data.get("notify")),
     )
 
 

@@ -26,7 +26,7 @@ import tarfile
 import tempfile
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from hpcwizard import hub
@@ -452,6 +452,44 @@ def check_slurm(plan: Plan, recipe: Recipe, runner: Runner, files: ProjectFiles 
 _job_limits = job_limits  # the earlier private name
 
 
+def check_continuation(plan: Plan, recipe: Recipe, runner: Runner,
+                       files: ProjectFiles | None = None) -> list[CheckResult]:
+    """How the train job continues across its time limit (README "Long
+    trainings"): whether the cluster requeues (the answer is kept for render:
+    :func:`hpcwizard.continuation.site_requeues`), and the segments the
+    estimated training takes ("~3 segments of 48h"): a training longer than
+    the partition allows is not a problem, only one the bound cannot cover."""
+    from hpcwizard.continuation import describe, load_continuation, probe_requeue, save_site_answer
+
+    results = []
+    try:
+        answer = probe_requeue(plan, runner)
+    except UserError as exc:
+        answer = None
+        results.append(_warn("slurm", "requeue", f"could not tell whether the cluster requeues: {exc.message}",
+                             "the train job tries `scontrol requeue` and falls back to a follow-on job"))
+    if answer is not None:
+        with contextlib.suppress(OSError, UserError):
+            save_site_answer(plan, answer.requeue, answer.reason, files)
+    try:
+        cont = load_continuation(plan, recipe, files)
+    except UserError as exc:  # a bad parameter: the params rows say it
+        return results + [_warn("slurm", "train continuation", exc.message, exc.hint or "fix the plan")]
+    if answer is not None and cont.requeue != answer.requeue:  # the file could not be written
+        cont = replace(cont, requeue=answer.requeue)
+    message = describe(cont)
+    if answer is not None and not answer.requeue:
+        message += f" ({answer.reason})"
+    if cont.concerns:
+        fix = ("raise train.segments (or train.time up to the partition's MaxTime)"
+               if any("train.segments allows" in c for c in cont.concerns)
+               else "lower the checkpointing steps so a checkpoint comes well within the warning")
+        results.append(_warn("slurm", "train continuation", message + "; " + "; ".join(cont.concerns), fix))
+    else:
+        results.append(_ok("slurm", "train continuation", message))
+    return results
+
+
 @contextlib.contextmanager
 def _scratch_dir(runner: Runner, files: ProjectFiles | None) -> Iterator[str]:
     """A temporary folder where sbatch will read the scripts: here, or on the
@@ -690,6 +728,8 @@ def run_preflight(plan: Plan, recipe: Recipe, runner: Runner, *, endpoint: str |
     add(slurm_rows)
     # No new probe job while the Slurm rows block (no such partition, no controller).
     slurm_blocked = any(row.level == Level.BLOCK for row in slurm_rows)
+    if not slurm_blocked:
+        add(check_continuation(plan, recipe, runner, files))
     add(check_network(plan, recipe, runner, files=files, endpoint=endpoint, hpcwizard_cmd=hpcwizard_cmd,
                       probe=probe_network and not slurm_blocked, cache_only=slurm_blocked, wait=network_wait,
                       cancelled=cancelled))

@@ -28,13 +28,14 @@ from typing import Any
 
 import yaml
 
+from hpcwizard.continuation import ContinuationSettings, parse_settings
 from hpcwizard.errors import UserError
 from hpcwizard.plan import JobResources, Plan, PlanError, plan_from_dict
 
 SHARED_FOLDER = "_shared"
 RECIPE_KEYS = ("name", "title", "description", "variants", "parameters", "repos", "jobs", "files",
                "defaults", "creates", "results", "outputs", "settings", "training_stages",
-               "code", "environment")
+               "code", "environment", "continuation")
 _SIZE = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*([KMGT]?)i?B?\s*$", re.IGNORECASE)
 _PLACEHOLDER = re.compile(r"\{(\w+)\}")
 # Numbers typed as text (the form, a quoted value in a plan file) are written the plain way:
@@ -289,6 +290,8 @@ class Recipe:
     #: parameters, each keeping its own checkpoints (the demo's stage 1 and
     #: 2). A recipe with ``stageN_...`` parameters counts its stages itself.
     training_stages: int = 1
+    #: how its train job stops and saves at the time-limit warning (``continuation:``)
+    continuation: ContinuationSettings = field(default_factory=ContinuationSettings)
 
     def output_bytes_for(self, plan: Plan) -> int:
         """What training will write: checkpoints kept (bounded by the plan's
@@ -511,8 +514,9 @@ def _load_recipe(folder: Path) -> Recipe:
         parameters=parameters,
         extra={k: v for k, v in data.items() if k not in {
             "name", "title", "description", "repos", "jobs", "defaults", "variants",
-            "files", "creates", "outputs", "parameters", "results", "training_stages"}},
+            "files", "creates", "outputs", "parameters", "results", "training_stages", "continuation"}},
         training_stages=training_stages,
+        continuation=parse_settings(data.get("continuation"), where, {p.name for p in parameters}),
     )
 
 

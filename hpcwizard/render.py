@@ -23,6 +23,7 @@ from typing import Any
 
 import jinja2
 
+from hpcwizard.continuation import Continuation, load_continuation
 from hpcwizard.errors import UserError
 from hpcwizard.files import LOCAL_FILES, ProjectFiles
 from hpcwizard.plan import JobResources, Plan
@@ -112,12 +113,18 @@ def _environment(recipe: Recipe) -> jinja2.Environment:
 
 
 def render(plan: Plan, recipe: Recipe, out_dir: Path, *, hf_endpoint: str | None = None,
-           hpcwizard_cmd: list[str] | None = None) -> Rendering:
+           hpcwizard_cmd: list[str] | None = None, continuation: Continuation | None = None) -> Rendering:
     """Render the plan's chain; ``out_dir`` is where the files will live.
 
     ``out_dir`` must be known here because the scripts refer to the plan copy
     written beside them by absolute path (Slurm runs a copy of the script from
     its spool directory, so a script cannot find its own folder).
+
+    ``continuation``: how the train job continues across its time limit;
+    by default :func:`hpcwizard.continuation.load_continuation` with this
+    machine's files (the rate an earlier run of the project logged, the
+    check's answer whether the cluster requeues). Remote callers pass the
+    login node's (``load_continuation(plan, recipe, files)``).
     """
     out_dir = Path(out_dir)
     if not out_dir.is_absolute():  # a local relative --out; remote ones arrive absolute
@@ -153,6 +160,7 @@ def render(plan: Plan, recipe: Recipe, out_dir: Path, *, hf_endpoint: str | None
         "hpcwizard_cmd": list(hpcwizard_cmd) if hpcwizard_cmd else hpcwizard_command(),
         "hf_endpoint": endpoint,
         "jobs": jobs,
+        "continuation": continuation if continuation is not None else load_continuation(plan, recipe),
     }
     files = [RenderedFile("plan.yaml", plan.to_yaml())]
     for generated in recipe.files:

@@ -260,3 +260,26 @@ def test_a_login_plan_is_blocked_until_prepared_and_submit_refuses_it(tmp_path, 
     assert code == 0, report
     [done] = [r for r in rows(report, "space") if r["name"] == "prepared"]
     assert done["level"] == "ok" and done["message"] == "prepared on this node: files, environment"
+
+
+def test_a_training_longer_than_the_partition_allows_is_shown_in_segments(tmp_path, demo_hub, slurm_conf):
+    """Train jobs continue across their time limit: a long training is ~N
+    segments, not a problem; only a bound too small for it is a warning, and
+    a time over MaxTime still blocks (test above)."""
+    hub, built = demo_hub
+    plan = write_plan(tmp_path, time="2")
+    plan.write_text(plan.read_text() + "params: {max_train_steps: 100, seconds_per_step: 2}\n")
+    code, report, _ = run_check(tmp_path, hub, plan, built.token, slurm_conf)
+    [row] = [r for r in rows(report, "slurm") if r["name"] == "train continuation"]
+    assert code == 0 and row["level"] == "ok", row
+    assert row["message"].startswith("training ≈ 6m 40s: ~7 segments of 2m, continued by requeue; "
+                                     "at most 11 (train.segments: auto); Slurm warns 25s before each limit")
+    requeue = json.loads((tmp_path / "proj" / "hpcwizard" / "continuation" / "requeue.json").read_text())
+    assert requeue["requeue"] is True
+
+    plan.write_text(plan.read_text().replace('"time": "2"', '"time": "2", "segments": 3'))
+    code, report, _ = run_check(tmp_path, hub, plan, built.token, slurm_conf)
+    [row] = [r for r in rows(report, "slurm") if r["name"] == "train continuation"]
+    assert code == 0 and row["level"] == "warn"
+    assert "the training needs ~7 segments of 2m; train.segments allows 3" in row["message"]
+    assert row["fix"].startswith("raise train.segments")

@@ -192,3 +192,60 @@ def test_an_unknown_recipe_is_named_before_missing_keys(tmp_path):
     plan.write_text("recipe: nope\nproject_home: /p\n")
     with pytest.raises(PlanError, match="recipe has a bad value 'nope'"):
         load_plan(plan, recipe_names=("demo", "diffueraser"))
+
+
+def test_train_segments_auto_or_a_bound(tmp_path):
+    auto = load_plan(write(tmp_path, {**GOOD, "train": {**GOOD["train"], "segments": "auto"}}))
+    assert auto.train.segments is None
+    # auto is the default and left out: plans from before `segments` keep their fingerprint
+    assert "segments" not in auto.to_dict()["train"]
+    assert auto.fingerprint() == load_plan(write(tmp_path, GOOD)).fingerprint()
+    three = load_plan(write(tmp_path, {**GOOD, "train": {**GOOD["train"], "segments": 3}}))
+    assert three.train.segments == 3 and three.to_dict()["train"]["segments"] == 3
+    assert plan_from_dict(yaml.safe_load(three.to_yaml())) == three
+
+
+@pytest.mark.parametrize(("section", "value", "expected"), [
+    ("train", 0, "train.segments has a bad value 0; allowed: auto (the estimated need plus 50 %) or a whole number"),
+    ("train", "many", "train.segments has a bad value 'many'"),
+    ("train", True, "train.segments has a bad value True"),
+    ("train", 5000, "train.segments has a bad value 5000"),
+    ("setup", 2, "unknown key setup.segments; allowed keys: partition, gpus, cpus, mem, time"),
+])
+def test_bad_segments_are_refused(tmp_path, section, value, expected):
+    with pytest.raises(PlanError) as caught:
+        load_plan(write(tmp_path, {**GOOD, section: {**GOOD[section], "segments": value}}))
+    assert expected in caught.value.one_line()
+
+
+def test_notify_mail_round_trips(tmp_path):
+    plan = load_plan(write(tmp_path, {**GOOD, "notify": {"mail": "alice.b+runs@lab-1.example.org"}}))
+    assert plan.notify_mail == "alice.b+runs@lab-1.example.org"
+    assert plan_from_dict(yaml.safe_load(plan.to_yaml())) == plan
+    assert load_plan(write(tmp_path, {**GOOD, "notify": {"mail": None}})).notify_mail is None
+    assert "notify" not in load_plan(write(tmp_path, GOOD)).to_dict()
+
+
+@pytest.mark.parametrize("mail", [
+    "alice",  # no domain: Slurm would mail a local user
+    "alice@example",  # no top-level domain
+    "a b@example.org",
+    "alice@example.org\n#SBATCH --export=ALL",  # a second directive
+    "$(id)@example.org",
+    "a%j@example.org",  # Slurm's % patterns
+    "'alice'@example.org",
+    ".alice@example.org",
+    "alice@-example.org",
+    12,
+])
+def test_notify_mail_must_be_a_plain_address(tmp_path, mail):
+    with pytest.raises(PlanError) as caught:
+        load_plan(write(tmp_path, {**GOOD, "notify": {"mail": mail}}))
+    assert caught.value.one_line().startswith("notify.mail has a bad value")
+
+
+def test_notify_is_a_mapping_with_known_keys(tmp_path):
+    with pytest.raises(PlanError, match="notify must be a mapping"):
+        load_plan(write(tmp_path, {**GOOD, "notify": "alice@example.org"}))
+    with pytest.raises(PlanError, match="unknown key notify.sms; allowed keys: mail"):
+        load_plan(write(tmp_path, {**GOOD, "notify": {"sms": "123"}}))

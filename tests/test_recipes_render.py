@@ -208,7 +208,8 @@ def test_fff_vdi_train_is_offline_with_plan_gpus(tmp_path, gpus):
     script = files["02_train.sbatch"]
     assert "export HF_HUB_OFFLINE=1" in script
     # The module, not the console script: its shebang would not survive a hostile env path.
-    launch = next(line for line in script.splitlines() if line.startswith("python -m accelerate.commands.launch"))
+    # Run through c_train, which stops it cleanly at the time-limit warning (continuation.j2).
+    launch = next(line for line in script.splitlines() if line.startswith("c_train python -m accelerate.commands.launch"))
     assert f"--num_processes {gpus} " in launch
     assert ("--multi_gpu" in launch) == (gpus > 1)
     assert "--mixed_precision fp16" in launch and launch.endswith("train.py")

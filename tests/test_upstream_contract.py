@@ -428,7 +428,8 @@ def test_render_creates_the_logs_folder_jobs_write_to(tmp_path, capsys):
 # A stand-in for the training environment's python: `-m accelerate.commands.launch`
 # records its argv, refuses options the fork refuses, fails like the fork's
 # stage 1 at its end when that call is unguarded, and "trains" by creating
-# checkpoint-<max_train_steps>; any other use runs the script (the conversion).
+# checkpoint-<max_train_steps> (complete: with accelerate's random_states_0.pkl);
+# any other use runs the script (the conversion).
 FAKE_PYTHON = r'''#!{python}
 import json, os, re, runpy, sys
 if sys.argv[1:3] == ["-m", "accelerate.commands.launch"]:
@@ -442,7 +443,9 @@ if sys.argv[1:3] == ["-m", "accelerate.commands.launch"]:
     with open(os.environ["FAKE_RECORD"], "a") as fh:
         fh.write(json.dumps({{"launcher": launcher, "script": script, "args": args,
                              "resumed_from": steps[-1] if steps else None}}) + "\n")
-    os.makedirs(os.path.join(out, "checkpoint-" + opts["max_train_steps"]), exist_ok=True)
+    done = os.path.join(out, "checkpoint-" + opts["max_train_steps"])
+    os.makedirs(done, exist_ok=True)
+    open(os.path.join(done, "random_states_0.pkl"), "w").close()  # accelerate's save_state writes it last
     with open(script) as fh:
         if re.search(r"^\s*unet_main\.save_motion_modules\(", fh.read(), re.M) and "stage1" in script:
             sys.exit("AttributeError: 'UNet2DConditionModel' object has no attribute 'save_motion_modules'")
@@ -589,3 +592,22 @@ def test_stage2_alone_records_the_stage1_it_started_from(tmp_path, shell):
     assert [launch["script"] for launch in launches] == ["train_DiffuEraser_stage2.py"]
     # what stage 2 depends on is the stage 1 on disk, not the plan's stage-1 params
     assert "stage1.max_train_steps=3" in _settings(project.marker(2))
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+def test_a_checkpoint_cut_short_is_set_aside_before_training_resumes(tmp_path, shell):
+    """A job stopped or killed while accelerate was saving leaves a checkpoint
+    without random_states_0.pkl (written last): resuming it would fail, so the
+    next segment moves it aside and training resumes from the one before."""
+    project = FakeProject(tmp_path, "non-prompt", shell)
+    project.run(stages="stage1", stage1_max_train_steps=4)
+    cut_short = project.work / "finetune-stage1" / "checkpoint-6"
+    (cut_short / "unet").mkdir(parents=True)
+    launches = project.run(stages="stage1", stage1_max_train_steps=8)
+    assert [(launch["script"], launch["resumed_from"]) for launch in launches] == [("train_DiffuEraser_stage1.py", 4)]
+    assert not cut_short.exists()
+    aside = list((project.work / "finetune-stage1").glob("incomplete-checkpoint-6-*"))
+    assert len(aside) == 1 and (aside[0] / "unet").is_dir()
+    assert "checkpoint-6 in " in project.log and "was cut short while it was saved" in project.log
+    # the segment's separator lines and bookkeeping (outside Slurm: one segment)
+    assert "[hpcwizard] segment 1 of ~" in project.log and "[hpcwizard] segment 1 finished the training" in project.log

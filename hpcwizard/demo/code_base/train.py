@@ -4,15 +4,32 @@ It reads the frames and the base model fetched by the setup job, "trains" for
 --max-steps steps, writes checkpoint-N folders every --checkpointing-steps
 (keeping --checkpoints-total-limit of them) and resumes from the latest one,
 printing a tqdm-style progress line per step like real training scripts do.
+
+SIGTERM and SIGUSR1 (the train job forwards the time-limit warning) make it
+finish the current step, save a checkpoint there and exit with status
+STOPPED (75), so the next segment resumes exactly where this one stopped.
+--no-signal-handling leaves both signals at Python's default, like upstream
+trainers without a handler: the signal ends it at once, unsaved.
 """
 
 import argparse
 import json
 import os
 import shutil
+import signal
 import sys
 import time
 from pathlib import Path
+
+#: Exit status after a stop signal: the checkpoint of the last step is saved
+#: (EX_TEMPFAIL: "try again later", which the next segment does).
+STOPPED = 75
+_stop_requested = []
+
+
+def _request_stop(signum, _frame):
+    # Only note it: the training loop saves at the end of the current step.
+    _stop_requested.append(signum)
 
 from tqdm import tqdm  # from the demo environment (requirements.txt), as real trainers use it
 
@@ -45,7 +62,12 @@ def main() -> int:
     parser.add_argument("--checkpoints-total-limit", type=int, default=2)
     parser.add_argument("--resume-from-checkpoint", default=None)
     parser.add_argument("--seconds-per-step", type=float, default=0.2)
+    parser.add_argument("--no-signal-handling", action="store_true",
+                        help="leave SIGTERM/SIGUSR1 at their default: the signal ends training unsaved")
     args = parser.parse_args()
+    if not args.no_signal_handling:
+        signal.signal(signal.SIGTERM, _request_stop)
+        signal.signal(signal.SIGUSR1, _request_stop)
 
     if os.environ.get("HF_HUB_OFFLINE") != "1":
         print("warning: HF_HUB_OFFLINE is not set; training should not need the network", file=sys.stderr)
@@ -72,6 +94,8 @@ def main() -> int:
     print(f"stage {args.stage}: {len(frames)} frames, base model {config.get('model_type')}, steps {start}->{args.max_steps}")
     began = time.monotonic()
     for step in range(start + 1, args.max_steps + 1):
+        # time.sleep resumes after a signal handler ran (PEP 475): the step
+        # always completes before a stop takes effect.
         time.sleep(args.seconds_per_step)
         loss = 1.0 / (step + args.stage)
         value += loss
@@ -84,15 +108,27 @@ def main() -> int:
         remaining = (args.max_steps - step) / rate
         print(f"Steps: {100 * step // args.max_steps:3d}%|{'#' * done}{' ' * (20 - done)}| {step}/{args.max_steps} "
               f"[{tqdm.format_interval(elapsed)}<{tqdm.format_interval(remaining)}, {tqdm_rate(rate)}, loss={loss:.4f}]", flush=True)
-        if step % args.checkpointing_steps == 0 or step == args.max_steps:
-            ckpt = args.output_dir / f"checkpoint-{step}"
-            ckpt.mkdir(exist_ok=True)
-            (ckpt / "state.json").write_text(json.dumps({"step": step, "value": value, "stage": args.stage}))
-            kept = sorted(args.output_dir.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
-            for old in kept[: -args.checkpoints_total_limit]:
-                shutil.rmtree(old)
+        if step % args.checkpointing_steps == 0 or step == args.max_steps or _stop_requested:
+            save_checkpoint(args.output_dir, step, value, args.stage, args.checkpoints_total_limit)
+        if _stop_requested and step < args.max_steps:
+            name = signal.Signals(_stop_requested[0]).name
+            print(f"stage {args.stage}: {name} received; saved checkpoint-{step} and stopped", flush=True)
+            return STOPPED
     print(f"stage {args.stage} finished")
     return 0
+
+
+def save_checkpoint(output_dir: Path, step: int, value: float, stage: int, keep: int) -> None:
+    """checkpoint-<step>/state.json, written atomically (state.json marks a complete
+    checkpoint), then the oldest beyond ``keep`` removed."""
+    ckpt = output_dir / f"checkpoint-{step}"
+    ckpt.mkdir(exist_ok=True)
+    tmp = ckpt / "state.json.tmp"
+    tmp.write_text(json.dumps({"step": step, "value": value, "stage": stage}))
+    os.replace(tmp, ckpt / "state.json")
+    kept = sorted(output_dir.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
+    for old in kept[:-keep]:
+        shutil.rmtree(old)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,527 @@
+"""Train jobs that continue across their time limit (README "Long trainings").
+
+A train job asks Slurm for a warning signal before its limit
+(``#SBATCH --signal=B:USR1@<lead>``). The batch script
+(``sbatch_templates/_shared/continuation.j2``) runs each training command in
+the background in its own process group, and on the signal stops it cleanly:
+
+- a trainer that saves on the signal (the demo's) gets the recipe's stop
+  signal at once, finishes its step, saves a checkpoint and exits;
+- a trainer that does not (the upstream FFF-VDI and DiffuEraser scripts,
+  which checkpoint every N steps and have no signal handler) is left running
+  until its next checkpoint is complete, at most ``checkpoint_wait`` seconds,
+  then gets SIGTERM (``accelerate launch`` passes it on to its workers). Work
+  since the last checkpoint is lost only when the next one does not come in
+  time: at most one checkpoint interval. That is why the lead is derived from
+  the checkpoint interval (steps x the measured step time) where it is known.
+
+Then the script requeues the job (``scontrol requeue``: the job id stays, so
+``afterok`` dependents keep waiting until the final segment COMPLETES), or,
+on a site that does not requeue, submits the same script as a follow-on job
+and re-links the dependents to it. The next segment resumes from the latest
+checkpoint; stages already trained and converted are skipped by the recipes'
+markers.
+
+Bounds: ``train.segments`` (``auto``: the estimated need plus 50 %, or
+:data:`DEFAULT_SEGMENTS` without an estimate); a segment that saved no new
+checkpoint stops the continuation with one line and a non-zero exit.
+
+The separator lines below are a CONTRACT: the dashboard parses them
+(:func:`parse_line`). Each segment appends them to the same log
+(``--open-mode=append``). No Textual here.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from hpcwizard.errors import UserError
+
+if TYPE_CHECKING:
+    from hpcwizard.files import ProjectFiles
+    from hpcwizard.plan import Plan
+    from hpcwizard.recipe import Recipe
+    from hpcwizard.shell import Runner
+
+#: The signal the batch script asks Slurm for (``--signal=B:USR1@lead``).
+WARNING_SIGNAL = "USR1"
+#: At least this many seconds of warning, unless the recipe says its trainer needs less.
+MIN_LEAD_SECONDS = 120
+#: ``train.segments: auto`` without a time estimate.
+DEFAULT_SEGMENTS = 10
+#: ``auto``: the estimated need times this, rounded up.
+AUTO_FACTOR = 1.5
+#: Seconds after the trainer stopped for the requeue (or the follow-on sbatch) and the script's exit.
+STOP_MARGIN = 15
+#: Slurm checks time limits every 30 s and sends the signal when the time left
+#: is at most lead + 30 s (its documentation says up to 60 s early): on
+#: average a segment trains this much less than limit - lead.
+SIGNAL_EARLY = 30
+#: Without a known step time, a trainer that ignores the signal gets this long
+#: (after the recipe's save time) to exit on SIGTERM before SIGKILL.
+UNKNOWN_STEP_STOP_WAIT = 60
+#: The bookkeeping folder under the project's state dir: ``<job-name>.json`` per train job.
+STATE_FOLDER = "continuation"
+#: The check's answer whether the cluster requeues (``requeue.json`` in STATE_FOLDER).
+SITE_FILE = "requeue.json"
+STOP_SIGNALS = ("USR1", "TERM", "INT")
+SETTINGS_KEYS = ("stop_signal", "saves_on_signal", "min_lead", "save_seconds", "step_seconds",
+                 "checkpoint_steps", "checkpoint_complete")
+
+# ---------------------------------------------------------------- the log contract
+
+LINE_PREFIX = "[hpcwizard] "
+#: ``[hpcwizard] segment 1 of ~4, starting`` (also a later segment with no checkpoint yet)
+STARTING = LINE_PREFIX + "segment {segment} of ~{expected}, starting"
+#: ``[hpcwizard] segment 2 of ~4, resumed from checkpoint-1400``
+RESUMED = LINE_PREFIX + "segment {segment} of ~{expected}, resumed from {checkpoint}"
+#: ``[hpcwizard] segment 2 stopped at the time limit; requeued to continue from checkpoint-2800``
+#: (also with a follow-on job: the next segment continues the same log)
+REQUEUED = LINE_PREFIX + "segment {segment} stopped at the time limit; requeued to continue from {checkpoint}"
+#: ``[hpcwizard] segment 3 saved no new checkpoint (still checkpoint-2800): not continuing``
+#: (``still no checkpoint`` when there is none); the job then exits non-zero
+NO_PROGRESS = LINE_PREFIX + "segment {segment} saved no new checkpoint (still {checkpoint}): not continuing"
+#: ``[hpcwizard] segment 5 stopped at the time limit; train.segments allows 5: not continuing``
+AT_BOUND = LINE_PREFIX + "segment {segment} stopped at the time limit; train.segments allows {maximum}: not continuing"
+#: ``[hpcwizard] segment 3 finished the training`` (the script ran to its end)
+FINISHED = LINE_PREFIX + "segment {segment} finished the training"
+
+_CHECKPOINT = r"(checkpoint-\d+|no checkpoint)"
+_PATTERNS = {
+    "starting": re.compile(r"^\[hpcwizard\] segment (\d+) of ~(\d+), starting$"),
+    "resumed": re.compile(r"^\[hpcwizard\] segment (\d+) of ~(\d+), resumed from (checkpoint-\d+)$"),
+    "requeued": re.compile(r"^\[hpcwizard\] segment (\d+) stopped at the time limit; requeued to continue from "
+                           r"(checkpoint-\d+)$"),
+    "no_progress": re.compile(r"^\[hpcwizard\] segment (\d+) saved no new checkpoint \(still " + _CHECKPOINT
+                              + r"\): not continuing$"),
+    "at_bound": re.compile(r"^\[hpcwizard\] segment (\d+) stopped at the time limit; train\.segments allows (\d+): "
+                           r"not continuing$"),
+    "finished": re.compile(r"^\[hpcwizard\] segment (\d+) finished the training$"),
+}
+
+
+class SegmentEventKind(str, Enum):
+    STARTING = "starting"
+    RESUMED = "resumed"
+    REQUEUED = "requeued"  # stopped by the time-limit signal; the next segment follows
+    NO_PROGRESS = "no_progress"  # stopped; continuation ends (the job fails)
+    AT_BOUND = "at_bound"  # stopped; train.segments reached (the job fails)
+    FINISHED = "finished"
+
+
+@dataclass(frozen=True)
+class SegmentEvent:
+    """One separator line of a train log."""
+
+    kind: SegmentEventKind
+    segment: int
+    expected: int | None = None  # the ~N of starting/resumed lines
+    checkpoint: str | None = None  # "checkpoint-1400"; None for "no checkpoint"
+    maximum: int | None = None  # train.segments, for at_bound
+
+    @property
+    def continues(self) -> bool:
+        """Another segment follows this one (the job is requeued, not failed)."""
+        return self.kind == SegmentEventKind.REQUEUED
+
+
+def parse_line(line: str) -> SegmentEvent | None:
+    """The separator line ``line`` is (trailing newline ignored), or None."""
+    line = line.rstrip("\r\n")
+    if not line.startswith(LINE_PREFIX):
+        return None
+    for kind, pattern in _PATTERNS.items():
+        match = pattern.match(line)
+        if not match:
+            continue
+        groups = match.groups()
+        segment = int(groups[0])
+        event_kind = SegmentEventKind(kind)
+        if event_kind in (SegmentEventKind.STARTING, SegmentEventKind.RESUMED):
+            return SegmentEvent(event_kind, segment, expected=int(groups[1]),
+                                checkpoint=groups[2] if len(groups) > 2 else None)
+        if event_kind in (SegmentEventKind.REQUEUED, SegmentEventKind.NO_PROGRESS):
+            checkpoint = groups[1] if groups[1] != "no checkpoint" else None
+            return SegmentEvent(event_kind, segment, checkpoint=checkpoint)
+        if event_kind == SegmentEventKind.AT_BOUND:
+            return SegmentEvent(event_kind, segment, maximum=int(groups[1]))
+        return SegmentEvent(event_kind, segment)
+    return None
+
+
+# ---------------------------------------------------------------- recipe settings
+
+
+@dataclass(frozen=True)
+class ContinuationSettings:
+    """A recipe's ``continuation:`` block: how its trainer stops and saves."""
+
+    #: what the trainer's process group gets when the warning comes
+    stop_signal: str = "TERM"
+    #: the trainer saves a checkpoint and exits on ``stop_signal`` (else the
+    #: script waits for its next checkpoint, then stops it)
+    saves_on_signal: bool = False
+    #: the lead is at least this many seconds (default 120: big checkpoints
+    #: take minutes to write)
+    min_lead: int = MIN_LEAD_SECONDS
+    #: how long one checkpoint takes to write, in seconds
+    save_seconds: int = 60
+    #: the step time when a parameter sets it (``"{seconds_per_step}"``);
+    #: otherwise the rate an earlier run of the project logged is used
+    step_seconds: str | None = None
+    #: parameters holding the checkpoint interval in steps (the largest counts)
+    checkpoint_steps: tuple[str, ...] = ()
+    #: a file every complete checkpoint holds (accelerate's save_state writes
+    #: ``random_states_0.pkl`` last); a newest checkpoint without it was cut
+    #: short and is moved aside before the trainer resumes
+    checkpoint_complete: str | None = None
+
+
+_FILE_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
+
+
+def parse_settings(data: Any, where: str, parameter_names: set[str]) -> ContinuationSettings:
+    """Validate a recipe's ``continuation:`` block (None: the defaults)."""
+    from hpcwizard.recipe import RecipeError
+
+    if data is None:
+        return ContinuationSettings()
+    if not isinstance(data, dict):
+        raise RecipeError(f"{where} continuation must be a mapping")
+    unknown = sorted(str(k) for k in set(data) - set(SETTINGS_KEYS))
+    if unknown:
+        raise RecipeError(f"{where} continuation has an unknown key {unknown[0]!r}",
+                          f"allowed keys: {', '.join(SETTINGS_KEYS)}")
+    settings = ContinuationSettings(
+        stop_signal=str(data.get("stop_signal", "TERM")),
+        saves_on_signal=data.get("saves_on_signal", False),
+        min_lead=data.get("min_lead", MIN_LEAD_SECONDS),
+        save_seconds=data.get("save_seconds", 60),
+        step_seconds=None if data.get("step_seconds") is None else str(data["step_seconds"]),
+        checkpoint_steps=tuple(data.get("checkpoint_steps") or ()),
+        checkpoint_complete=data.get("checkpoint_complete"),
+    )
+    if settings.stop_signal not in STOP_SIGNALS:
+        raise RecipeError(f"{where} continuation.stop_signal is {settings.stop_signal!r}",
+                          f"allowed: {', '.join(STOP_SIGNALS)}")
+    if not isinstance(settings.saves_on_signal, bool):
+        raise RecipeError(f"{where} continuation.saves_on_signal must be true or false")
+    for name in ("min_lead", "save_seconds"):
+        value = getattr(settings, name)
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 86400:
+            raise RecipeError(f"{where} continuation.{name} must be a whole number of seconds from 1 to 86400")
+    missing = sorted(set(settings.checkpoint_steps) - parameter_names)
+    if missing:
+        raise RecipeError(f"{where} continuation.checkpoint_steps names an undeclared parameter {missing[0]}")
+    if settings.checkpoint_complete is not None and not _FILE_NAME.fullmatch(str(settings.checkpoint_complete)):
+        raise RecipeError(f"{where} continuation.checkpoint_complete must be a plain file name")
+    return settings
+
+
+# ---------------------------------------------------------------- what a train job does
+
+
+@dataclass(frozen=True)
+class Continuation:
+    """How one plan's train job continues: the numbers its script is rendered with."""
+
+    #: False: one segment (``train.segments: 1``), the job ends at its limit
+    enabled: bool
+    #: requeue the job (True) or submit a follow-on job (the site does not requeue)
+    requeue: bool
+    #: seconds of warning before the limit (``--signal=B:USR1@lead``)
+    lead: int
+    #: a trainer that does not save on the signal runs this long at most for its next checkpoint
+    checkpoint_wait: int
+    #: seconds the trainer gets to exit after the stop signal, then SIGKILL
+    stop_wait: int
+    max_segments: int
+    #: the estimated need (None: no estimate); the ``~N`` of the separator lines
+    expected_segments: int | None
+    settings: ContinuationSettings
+    checkpoint_dirs: tuple[Path, ...]
+    limit_seconds: int
+    #: the whole training at the known step time (None: unknown)
+    training_seconds: float | None = None
+    step_seconds: float | None = None
+    #: the checkpoint interval in seconds (None: unknown)
+    interval_seconds: float | None = None
+    #: where the step time came from: "parameter", "measured" or None
+    step_source: str | None = None
+    auto: bool = True
+    #: why the check should warn (empty: nothing)
+    concerns: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def shown_expected(self) -> int:
+        """The ``~N`` a segment line shows: the estimate, else the bound."""
+        return self.expected_segments if self.expected_segments is not None else self.max_segments
+
+
+def _stop_wait(settings: ContinuationSettings, step: float | None) -> int:
+    if step is None:
+        return settings.save_seconds + UNKNOWN_STEP_STOP_WAIT
+    # the step under way, the save, and as much again for a slow filesystem
+    return max(10, math.ceil(settings.save_seconds + 2 * step))
+
+
+def step_seconds_of(recipe: Recipe, params: dict[str, Any]) -> float | None:
+    """The step time a parameter sets (the recipe's ``continuation.step_seconds``), or None."""
+    from hpcwizard.recipe import fill_placeholders
+
+    template = recipe.continuation.step_seconds
+    if template is None:
+        return None
+    try:
+        value = float(fill_placeholders(template, {k: str(v) for k, v in params.items()}))
+    except (ValueError, UserError):
+        return None
+    return value if value >= 0 else None
+
+
+def interval_steps(recipe: Recipe, params: dict[str, Any]) -> int | None:
+    """The checkpoint interval in steps: the largest of the recipe's ``checkpoint_steps`` parameters."""
+    steps = [int(params[name]) for name in recipe.continuation.checkpoint_steps if params.get(name)]
+    return max(steps) if steps else None
+
+
+def plan_continuation(plan: Plan, recipe: Recipe, *, rate: float | None = None,
+                      stage_rates: dict[int, float] | None = None, requeue: bool = True) -> Continuation:
+    """The continuation of ``plan``'s train job.
+
+    ``rate``/``stage_rates``: iterations per second an earlier run logged
+    (:func:`hpcwizard.estimate.measured_rate`); a recipe whose step time is a
+    parameter (the demo) uses that instead. ``requeue``: the cluster requeues
+    (the check's answer, :func:`site_requeues`)."""
+    from hpcwizard.estimate import estimate
+
+    settings = recipe.continuation
+    params = recipe.resolve_params(plan.params)
+    limit = plan.train.time_seconds()
+    step = step_seconds_of(recipe, params)
+    source: str | None = "parameter" if step is not None else None
+    training: float | None = None
+    if step is not None:
+        if step > 0:
+            training = estimate(plan, recipe, 1.0 / step).seconds
+        else:  # steps take no time at all
+            training = 0.0
+    elif rate is not None and rate > 0:
+        found = estimate(plan, recipe, rate, stage_rates)
+        training = found.seconds
+        slowest = min([rate, *[r for r in (stage_rates or {}).values() if r > 0]])
+        step, source = 1.0 / slowest, "measured"
+    steps = interval_steps(recipe, params)
+    interval = steps * step if steps is not None and step is not None else None
+
+    stop_wait = _stop_wait(settings, step)
+    checkpoint_wait = 0
+    if not settings.saves_on_signal and interval is not None:
+        checkpoint_wait = math.ceil(interval + settings.save_seconds)
+    lead = max(settings.min_lead, checkpoint_wait + stop_wait + STOP_MARGIN)
+    # A lead past a quarter of the limit would leave little time to train
+    # (unless the recipe's own minimum asks for more, up to half of it).
+    cap = max(limit // 4, min(settings.min_lead, limit // 2), 1)
+    concerns: list[str] = []
+    if lead > cap:
+        lead = cap
+        if checkpoint_wait:
+            checkpoint_wait = max(0, lead - stop_wait - STOP_MARGIN)
+            concerns.append(f"a checkpoint every ~{_short(interval or 0)} does not fit the warning "
+                            f"({_short(lead)} before the {_short(limit)} limit): each segment may lose up to "
+                            "one checkpoint interval of training")
+        stop_wait = min(stop_wait, max(5, lead - STOP_MARGIN))
+
+    expected: int | None = None
+    if training is not None:
+        usable = max(limit - lead - SIGNAL_EARLY, limit / 4)
+        expected = max(1, math.ceil(training / usable))
+    auto = plan.train.segments is None
+    if auto:
+        maximum = math.ceil(expected * AUTO_FACTOR) if expected is not None else DEFAULT_SEGMENTS
+    else:
+        maximum = plan.train.segments or 1
+        if expected is not None and expected > maximum:
+            concerns.append(f"the training needs ~{expected} segments of {_short(limit)}; "
+                            f"train.segments allows {maximum}")
+    return Continuation(
+        enabled=maximum > 1,
+        requeue=requeue,
+        lead=int(lead),
+        checkpoint_wait=int(checkpoint_wait),
+        stop_wait=int(stop_wait),
+        max_segments=maximum,
+        expected_segments=expected,
+        settings=settings,
+        checkpoint_dirs=tuple(recipe.checkpoint_dirs_for(plan)),
+        limit_seconds=limit,
+        training_seconds=training,
+        step_seconds=step,
+        interval_seconds=interval,
+        step_source=source,
+        auto=auto,
+        concerns=tuple(concerns),
+    )
+
+
+def load_continuation(plan: Plan, recipe: Recipe, files: ProjectFiles | None = None) -> Continuation:
+    """:func:`plan_continuation` with what the project knows: the rate its last
+    train log reports and the check's answer whether the cluster requeues."""
+    from hpcwizard.estimate import measured_rate
+
+    measured = measured_rate(plan.project_home, recipe, files=files) if recipe.continuation.step_seconds is None else None
+    return plan_continuation(plan, recipe, rate=measured.rate_its if measured else None,
+                             stage_rates=measured.stage_rates if measured else None,
+                             requeue=site_requeues(plan, files))
+
+
+def segments_text(cont: Continuation) -> str:
+    """``~3 segments of 48h`` (or ``1 segment of 48h``), for the check, the params step and the review."""
+    limit = _short(cont.limit_seconds)
+    if cont.expected_segments is None:
+        return f"up to {cont.max_segments} segments of {limit}"
+    n = cont.expected_segments
+    return f"~{n} segments of {limit}" if n > 1 else f"1 segment of {limit}"
+
+
+def _short(seconds: float) -> str:
+    """``172800`` → ``48h``, ``5400`` → ``1h 30m``, ``120`` → ``2m``, ``25`` → ``25s`` (rounded up, in hours at most)."""
+    total = max(0, math.ceil(seconds))
+    if total >= 3600:
+        hours, minutes = divmod(math.ceil(total / 60), 60)
+        return f"{hours}h {minutes:02d}m" if minutes else f"{hours}h"
+    if total >= 60:
+        minutes, secs = divmod(total, 60)
+        return f"{minutes}m {secs:02d}s" if secs else f"{minutes}m"
+    return f"{total}s"
+
+
+def describe(cont: Continuation) -> str:
+    """One line for the check's continuation row."""
+    if not cont.enabled:
+        what = ("one segment (train.segments: 1): the job ends at its time limit "
+                f"{_short(cont.limit_seconds)}; continue it from its latest checkpoint by hand")
+        if cont.training_seconds is not None:
+            what = f"training ≈ {_short(cont.training_seconds)}; " + what
+        return what
+    how = "requeue" if cont.requeue else "follow-on jobs (this cluster does not requeue)"
+    bound = f"at most {cont.max_segments} (train.segments: {'auto' if cont.auto else cont.max_segments})"
+    warning = f"Slurm warns {_short(cont.lead)} before each limit"
+    if cont.training_seconds is None:
+        return (f"training time not known until a first run logs its rate: continues across the "
+                f"{_short(cont.limit_seconds)} limit by {how}, {bound}; {warning}")
+    needed = cont.expected_segments or 1
+    if needed == 1:
+        return (f"training ≈ {_short(cont.training_seconds)} fits 1 segment of {_short(cont.limit_seconds)}; "
+                f"would continue by {how} ({bound}); {warning}")
+    return (f"training ≈ {_short(cont.training_seconds)}: {segments_text(cont)}, continued by {how}; "
+            f"{bound}; {warning}")
+
+
+# ---------------------------------------------------------------- the site: requeue or follow-on jobs
+
+
+def site_file(plan: Plan) -> Path:
+    return plan.state_dir / STATE_FOLDER / SITE_FILE
+
+
+def site_requeues(plan: Plan, files: ProjectFiles | None = None) -> bool:
+    """The check's last answer whether the cluster requeues (True when never checked)."""
+    from hpcwizard.files import local_or
+
+    try:
+        data = json.loads(local_or(files).read_text(site_file(plan)))
+    except (OSError, ValueError, UserError):
+        return True
+    return bool(data.get("requeue", True)) if isinstance(data, dict) else True
+
+
+def save_site_answer(plan: Plan, requeue: bool, reason: str, files: ProjectFiles | None = None) -> None:
+    from hpcwizard.files import local_or
+    from hpcwizard.state import now_iso
+
+    text = json.dumps({"requeue": requeue, "reason": reason, "checked_at": now_iso()}, indent=2) + "\n"
+    local_or(files).write_text_atomic(site_file(plan), text)
+
+
+@dataclass(frozen=True)
+class RequeueAnswer:
+    requeue: bool
+    reason: str
+
+
+def probe_requeue(plan: Plan, runner: Runner) -> RequeueAnswer:
+    """Does the cluster let the train job requeue itself?
+
+    ``scontrol show config``'s ``JobRequeue=0`` means the site does not requeue
+    batch jobs by default: follow-on jobs then (they work everywhere). Else
+    ``sbatch --test-only --requeue`` on the train partition (with the plan's
+    account and QoS) must be accepted: a site's submit filter may refuse it."""
+    config = runner.run(["scontrol", "show", "config"], timeout=30)
+    if config.ok:
+        match = re.search(r"^\s*JobRequeue\s*=\s*(\S+)", config.stdout, flags=re.M)
+        if match and match.group(1) == "0":
+            return RequeueAnswer(False, "JobRequeue=0 in the cluster's configuration")
+    argv = ["sbatch", "--test-only", "--requeue", f"--partition={plan.train.partition}", "--time=1",
+            "--ntasks=1", "--mem=64M", "--job-name=hpcwizard-requeue-test"]
+    if plan.account:
+        argv.append(f"--account={plan.account}")
+    if plan.qos:
+        argv.append(f"--qos={plan.qos}")
+    argv.append("--wrap=true")
+    test = runner.run(argv, timeout=60)
+    if not test.ok:
+        first = (test.stderr or test.stdout).strip().splitlines()
+        return RequeueAnswer(False, f"sbatch --test-only --requeue was refused: {first[-1] if first else 'no reason given'}")
+    return RequeueAnswer(True, "sbatch --test-only --requeue is accepted")
+
+
+# ---------------------------------------------------------------- bookkeeping of a running chain
+
+
+def state_dir(plan: Plan) -> Path:
+    """Where train jobs keep ``<job-name>.json`` (segment, last checkpoint...)."""
+    return plan.state_dir / STATE_FOLDER
+
+
+@dataclass(frozen=True)
+class SegmentState:
+    """A train job's ``<state_dir>/continuation/<job-name>.json``, written by its script.
+
+    ``state``: running | continuing (stopped, the next segment follows) |
+    stopped (continuation ended: no progress, or train.segments reached) |
+    done (the script ran to its end)."""
+
+    job_name: str
+    job_id: str  # the segment's job (a follow-on job has a new id)
+    first_job_id: str
+    job_ids: tuple[str, ...]  # every job of the chain of segments, in order
+    segment: int
+    expected_segments: int | None
+    max_segments: int
+    restart_count: int
+    checkpoint: str | None
+    state: str
+    updated: str
+
+
+def read_segment_state(plan: Plan, job_name: str, files: ProjectFiles | None = None) -> SegmentState | None:
+    """The bookkeeping of train job ``job_name`` (its Slurm name), or None."""
+    from hpcwizard.files import local_or
+
+    try:
+        data = json.loads(local_or(files).read_text(state_dir(plan) / f"{job_name}.json"))
+        return SegmentState(
+            job_name=str(data["job_name"]), job_id=str(data["job_id"]), first_job_id=str(data["first_job_id"]),
+            job_ids=tuple(str(j) for j in data.get("job_ids") or ()), segment=int(data["segment"]),
+            expected_segments=int(data["expected_segments"]) if data.get("expected_segments") else None,
+            max_segments=int(data["max_segments"]), restart_count=int(data.get("restart_count") or 0),
+            checkpoint=data.get("checkpoint") or None, state=str(data["state"]), updated=str(data.get("updated", "")))
+    except (OSError, ValueError, KeyError, TypeError, UserError):
+        return None
