@@ -282,7 +282,7 @@ def _follow_on_jobs(project_home: Path, names: set[str], known: dict[str, object
 # Train jobs as trainings: segments, stages, overall progress, the time limit
 
 #: Slurm states of a job put back in the queue to run again.
-REQUEUE_STATES = frozenset({JobState.REQUEUED.value, JobState.REQUEUE_HOLD.value, JobState.REQUEUE_FED.value})
+REQUEUE_STATES = frozenset(state.value for state in JobState if state.is_requeued)  # incl. 25.11's EXPEDITING
 #: The job script asks Slurm for the warning signal before its time limit:
 #: the train job continues across it (the log's separators say so too).
 _SIGNAL_DIRECTIVE = re.compile(r"^#SBATCH\s+--signal[= ]", re.MULTILINE)
