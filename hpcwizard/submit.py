@@ -18,6 +18,7 @@ itself when the submit created them, are removed again.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -87,9 +88,13 @@ def submit_chain(plan: Plan, recipe: Recipe, runner: Runner, *, force: bool = Fa
             return _submit_locked(plan, recipe, SlurmClient(runner), files, made, force=force,
                                   hf_endpoint=hf_endpoint, hpcwizard_cmd=hpcwizard_cmd,
                                   note=on_note or (lambda line: None))
-        except UserError:
-            if made and not files.exists(journal_path(plan.state_dir)):
-                _remove_made(plan, made, runner, files)
+        except BaseException:
+            # Refused, or interrupted and undone: with no journal left nothing
+            # refers to what this submit made. (A chain that went in cleared
+            # ``made``: its folders are its own.)
+            with contextlib.suppress(Exception):  # never in the way of the error itself
+                if made and not files.exists(journal_path(plan.state_dir)):
+                    _remove_made(plan, made, runner, files)
             raise
 
 
@@ -198,11 +203,14 @@ def _submit_locked(plan: Plan, recipe: Recipe, slurm: SlurmClient, files: Projec
         # Interrupted (Ctrl-C) or a bug: undo what can be undone now; what
         # cannot stays in the journal for the next start.
         try:
-            _undo(plan, journal.with_phase(Phase.CANCELLING), slurm, files, search=True, held=False)
+            note("the submit was interrupted"
+                 + _undo(plan, journal.with_phase(Phase.CANCELLING), slurm, files, search=True, held=False))
         except BaseException:  # noqa: BLE001 - the journal remains; the next start settles it
             pass
         raise
 
+    # The chain is queued: what this submit made belongs to it now.
+    made.clear()
     submission = journal.submission()
     update_state(plan.state_dir, lambda state: state.submissions.append(submission), files)
     remove_journal(plan.state_dir, files)

@@ -318,6 +318,25 @@ def test_submit_killed_at_any_point_then_run_again_leaves_one_chain(project, fau
     project.assert_one_chain()
 
 
+def test_ctrl_c_between_two_sbatch_undoes_the_submit_and_says_so(project, faults):
+    faults.set("sbatch", 2, "before")
+    first = project.start("submit", str(project.plan_file), faults=faults)
+    try:
+        child = faults.gate_pid("sbatch", 2, first)
+        first.send_signal(signal.SIGINT)
+        _, err = first.communicate(timeout=120)
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.wait()
+    assert first.returncode == 130, err
+    wait_for("the sbatch to end with the submit", lambda: gone(child), timeout=30)
+    (setup,) = [row.job_id for row in project.jobs()]
+    assert f"the submit was interrupted; cancelled the accepted jobs {setup}" in err, err
+    assert project.job(setup).state == "CANCELLED"
+    assert not project.home.exists()
+
+
 def test_a_submit_in_flight_is_left_alone_by_status(project, faults):
     """status reconciles only a submit nobody runs: one waiting between two
     sbatch calls keeps its held job and finishes normally."""
