@@ -350,11 +350,11 @@ def test_check_and_download_over_ssh(tmp_path, capsys, monkeypatch, ssh_config, 
                                     "download of alice/hpcwizard-demo-frames", "unpacking frames.tar",
                                     "download of hpcwizard-demo/tiny-base-model"}, fresh_parts
 
-        # download --host runs hpcwizard on the login node, its output streamed here.
+        # download --host (prepare's alias) runs hpcwizard prepare on the login node, its output streamed here.
         code, out, err = run_cli(capsys, "download", str(plans["fetched"]), *remote_args(ssh_config))
         assert code == 0, out + err
         remote_plan = tmp_path / "fetched" / "hpcwizard" / "download" / "plan.yaml"
-        assert f"running `hpcwizard download {remote_plan}` on root@127.0.0.1:2222" in out
+        assert f"running `hpcwizard prepare {remote_plan}` on root@127.0.0.1:2222" in out
         assert "5 files" in out and "unpacked 2" in out, out  # the remote hpcwizard's summary line
         assert (tmp_path / "fetched" / "demo" / "code_base" / "train.py").is_file()
         # Part of it gone again: the base model must be fetched anew and the

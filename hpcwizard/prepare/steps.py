@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Optional
 
 from hpcwizard.errors import UserError
-from hpcwizard.shell import SECRET_ENV
+from hpcwizard.shell import SECRET_ENV, die_with_parent
 
 LineCallback = Callable[[str], None]
 
@@ -38,7 +38,9 @@ def run_streaming(argv: Sequence[str], on_line: LineCallback, *, cwd: Optional[s
     try:
         proc = subprocess.Popen(list(argv), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, cwd=cwd, env=command_env(env),
-                                text=True, errors="replace", bufsize=1, start_new_session=False)
+                                text=True, errors="replace", bufsize=1,
+                                # pip or conda must not build on after hpcwizard was killed
+                                preexec_fn=die_with_parent())
     except FileNotFoundError:
         return 127, [f"{argv[0]}: command not found"]
     assert proc.stdout is not None
