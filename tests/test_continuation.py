@@ -71,8 +71,8 @@ LONG = {"max_train_steps": 40, "seconds_per_step": 3.0, "checkpointing_steps": 5
 # and no signal handler (the warning ends the trainer unsaved).
 STUCK = {"max_train_steps": 200, "seconds_per_step": 1.0, "checkpointing_steps": 1000,
          "signal_handling": False}
-# Follow-on jobs: 2 stages x 17 steps x 3 s = 102 s, more than one segment trains.
-FOLLOW = {"max_train_steps": 17, "seconds_per_step": 3.0, "checkpointing_steps": 5, "checkpoints_total_limit": 2}
+# Follow-on jobs: 2 stages x 20 steps x 3 s = 120 s, more than one 2-minute segment trains.
+FOLLOW = {"max_train_steps": 20, "seconds_per_step": 3.0, "checkpointing_steps": 5, "checkpoints_total_limit": 2}
 
 
 # ---------------------------------------------------------------- without the cluster
@@ -305,6 +305,26 @@ def _log_times(text: str, message: str) -> list[datetime]:
     return times
 
 
+def test_a_segment_that_saves_nothing_stops_the_continuation(chains: Chains, slurm_runner):
+    chain = chains.stuck
+    slurm = SlurmClient(slurm_runner)
+    states = _wait(slurm, [chain.train_id], lambda s: s[chain.train_id].is_finished,
+                   "the stuck training", 120 + chains.requeue_wait + chains.sched_interval + 120)
+    text = chain.log_text()
+    assert states[chain.train_id] is JobState.FAILED, text
+    events = [e for e in map(parse_line, text.splitlines()) if e is not None]
+    assert [(e.kind, e.segment) for e in events] == [
+        (SegmentEventKind.STARTING, 1), (SegmentEventKind.NO_PROGRESS, 1)], text
+    assert "[hpcwizard] segment 1 saved no new checkpoint (still no checkpoint): not continuing" in text
+    # Nothing loops: never requeued (one start in the log), and the job stays failed.
+    assert text.count(f"job {chain.train_id} (") == 1
+    restarts = re.search(r"Restarts=(\d+)", slurm_runner.run(["scontrol", "show", "job", chain.train_id]).stdout)
+    assert restarts is None or restarts.group(1) == "0"  # None: Slurm forgot the job (MinJobAge)
+    state = read_segment_state(plan_from_file(chain.plan_file), chain.train_name)
+    assert state is not None and state.state == "stopped" and state.segment == 1
+    assert not list((chain.home / "demo" / "stage1").glob("checkpoint-*"))
+
+
 def test_a_training_longer_than_its_limit_completes_by_itself(chains: Chains, slurm_runner):
     chain = chains.long
     slurm = SlurmClient(slurm_runner)
@@ -359,25 +379,6 @@ def test_a_training_longer_than_its_limit_completes_by_itself(chains: Chains, sl
 
 def plan_from_file(path: Path):
     return plan_from_dict(yaml.safe_load(path.read_text()))
-
-
-def test_a_segment_that_saves_nothing_stops_the_continuation(chains: Chains, slurm_runner):
-    chain = chains.stuck
-    slurm = SlurmClient(slurm_runner)
-    states = _wait(slurm, [chain.train_id], lambda s: s[chain.train_id].is_finished,
-                   "the stuck training", 120 + chains.requeue_wait + chains.sched_interval + 120)
-    text = chain.log_text()
-    assert states[chain.train_id] is JobState.FAILED, text
-    events = [e for e in map(parse_line, text.splitlines()) if e is not None]
-    assert [(e.kind, e.segment) for e in events] == [
-        (SegmentEventKind.STARTING, 1), (SegmentEventKind.NO_PROGRESS, 1)], text
-    assert "[hpcwizard] segment 1 saved no new checkpoint (still no checkpoint): not continuing" in text
-    # Nothing loops: never requeued, and the job stays failed.
-    restarts = re.search(r"Restarts=(\d+)", slurm_runner.run(["scontrol", "show", "job", chain.train_id]).stdout)
-    assert restarts and restarts.group(1) == "0"
-    state = read_segment_state(plan_from_file(chain.plan_file), chain.train_name)
-    assert state is not None and state.state == "stopped" and state.segment == 1
-    assert not list((chain.home / "demo" / "stage1").glob("checkpoint-*"))
 
 
 def test_without_requeue_a_follow_on_job_continues_and_dependents_wait_for_it(chains: Chains, slurm_runner):
