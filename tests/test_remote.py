@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -244,7 +245,7 @@ def test_runner_errors_like_local_runner(conn: SshConnection) -> None:
     runner = SshRunner(conn)
     result = runner.run(["sh", "-c", "echo out; echo err >&2; exit 3"])
     assert (result.returncode, result.stdout, result.stderr) == (3, "out\n", "err\n")
-    with pytest.raises(UserError, match="no-such-program-hpcw not found on root@127.0.0.1:2222"):
+    with pytest.raises(UserError, match=f"no-such-program-hpcw not found on {re.escape(conn.host.display)}"):
         runner.run(["no-such-program-hpcw", "--version"])
     assert runner.which("sinfo") == shutil.which("sinfo")
     assert runner.which("no-such-program-hpcw") is None

@@ -321,7 +321,8 @@ class SftpReads:
             monkeypatch.setattr(SshFiles, name, spy)
 
 
-def test_check_and_download_over_ssh(tmp_path, capsys, monkeypatch, ssh_config, remote_token):
+def test_check_and_download_over_ssh(tmp_path, capsys, monkeypatch, ssh_config, remote_token, sshd):
+    PORT = sshd.port  # noqa: N806 - the login node's port, as messages show it
     hub_root = tmp_path / "hub"
     build_demo_hub(hub_root, user="alice", token=CANARY)
     recipe = get_recipe("demo")
@@ -341,7 +342,7 @@ def test_check_and_download_over_ssh(tmp_path, capsys, monkeypatch, ssh_config, 
         for group, place in [("token", "laptop"), ("access", "laptop"), ("space", "login node"),
                              ("slurm", "login node"), ("environment", "login node")]:
             assert f"-- {group}: ran on the {place}" in out, out
-        assert f"ok    token       token on the cluster: jobs will read {remote_token} on root@127.0.0.1:2222" in out
+        assert f"ok    token       token on the cluster: jobs will read {remote_token} on root@127.0.0.1:{PORT}" in out
         assert "ok    slurm       sbatch --test-only setup: would start at" in out
         assert "ready to submit" in out
         row = next(line for line in out.splitlines() if line.startswith("ok    space       still to write: "))
@@ -354,7 +355,7 @@ def test_check_and_download_over_ssh(tmp_path, capsys, monkeypatch, ssh_config, 
         code, out, err = run_cli(capsys, "download", str(plans["fetched"]), *remote_args(ssh_config))
         assert code == 0, out + err
         remote_plan = tmp_path / "fetched" / "hpcwizard" / "download" / "plan.yaml"
-        assert f"running `hpcwizard prepare {remote_plan}` on root@127.0.0.1:2222" in out
+        assert f"running `hpcwizard prepare {remote_plan}` on root@127.0.0.1:{PORT}" in out
         assert "5 files" in out and "unpacked 2" in out, out  # the remote hpcwizard's summary line
         assert (tmp_path / "fetched" / "demo" / "code_base" / "train.py").is_file()
         # Part of it gone again: the base model must be fetched anew and the
@@ -365,7 +366,7 @@ def test_check_and_download_over_ssh(tmp_path, capsys, monkeypatch, ssh_config, 
         reads.paths.clear()
         code, out, err = run_cli(capsys, "check", str(plans["fetched"]), "--json", *remote_args(ssh_config))
         fetched = json.loads(out)
-        assert code == 0 and fetched["ok"] and fetched["host"] == "root@127.0.0.1:2222", out + err
+        assert code == 0 and fetched["ok"] and fetched["host"] == f"root@127.0.0.1:{PORT}", out + err
         assert fetched["ran_on"]["space"] == "login node" and fetched["ran_on"]["token"] == "laptop"
         row = next(c for c in fetched["checks"] if c["group"] == "space" and c["name"] == "still to write")
         fetched_bytes, files, parts = still_to_write(row["message"])
