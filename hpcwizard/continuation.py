@@ -509,6 +509,7 @@ class SegmentState:
     checkpoint: str | None
     state: str
     updated: str
+    script: str = ""  # the rendered script every segment runs
 
 
 def read_segment_state(plan: Plan, job_name: str, files: ProjectFiles | None = None) -> SegmentState | None:
@@ -522,6 +523,7 @@ def read_segment_state(plan: Plan, job_name: str, files: ProjectFiles | None = N
             job_ids=tuple(str(j) for j in data.get("job_ids") or ()), segment=int(data["segment"]),
             expected_segments=int(data["expected_segments"]) if data.get("expected_segments") else None,
             max_segments=int(data["max_segments"]), restart_count=int(data.get("restart_count") or 0),
-            checkpoint=data.get("checkpoint") or None, state=str(data["state"]), updated=str(data.get("updated", "")))
+            checkpoint=data.get("checkpoint") or None, state=str(data["state"]), updated=str(data.get("updated", "")),
+            script=str(data.get("script") or ""))
     except (OSError, ValueError, KeyError, TypeError, UserError):
         return None
