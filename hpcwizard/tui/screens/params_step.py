@@ -191,9 +191,22 @@ class ParamsStep(StepScreen):
             text.append(f" ({per_stage}) from {source}\n")
         if cost.fits_time_limit:
             text.append(f"      ✔ fits the train time limit {limit}", style="green")
+            return text
+        from hpcwizard.continuation import plan_continuation, segments_text
+
+        try:
+            cont = plan_continuation(self.plan.with_changes(params=self.changed_params() or {}), self.recipe,
+                                     rate=self.rate.rate_its if self.rate else None,
+                                     stage_rates=self.rate.stage_rates if self.rate else None)
+        except (UserError, ValueError):
+            cont = None
+        if cont is not None and cont.enabled and (cont.expected_segments or 0) <= cont.max_segments:
+            # Longer than one job may run is no problem: the train job continues by itself.
+            text.append(f"      → {segments_text(cont)}: the train job continues across its limit by itself",
+                        style="green")
         else:
-            text.append(f"      ✘ longer than the train time limit {limit}: raise it at the Slurm step "
-                        "or train fewer steps", style="yellow")
+            text.append(f"      ✘ longer than the train time limit {limit}: raise it at the Slurm step, "
+                        "allow more train.segments, or train fewer steps", style="yellow")
         return text
 
     # -- answer --------------------------------------------------------------------
