@@ -4,7 +4,9 @@ real terminal program under tmux."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -523,6 +525,21 @@ async def test_review_shows_the_scripts_and_the_diff_with_the_previous_run(make,
         assert tabs.active == "review-tab-0"
         diff = app.screen.query_one("#review-diff")
         assert "-echo old setup" in diff.text and "+#SBATCH" in diff.text
+
+
+async def test_review_says_how_many_segments_a_long_training_takes(make, home):
+    """6 steps × 2 stages at 30 s a step in a 2-minute train job: the review says
+    the training continues across the limit, in how many segments."""
+    plan = demo_plan(home)
+    plan = plan.with_changes(params={"seconds_per_step": 30},
+                             train=dataclasses.replace(plan.train, time="00:02:00"))
+    saved_at(home, "review", plan)
+    app = make(home)
+    async with app.run_test(size=SIZE) as pilot:
+        await resume(pilot, "review")
+        await wait_for(pilot, lambda: app.screen.ready, 20)
+        status = str(app.screen.query_one("#step-status").render())
+        assert re.search(r"train: ~\d+ segments of 2m, continued across its limit by itself", status), status
 
 
 async def test_download_stops_on_a_key_keeps_the_parts_and_resumes(make, home, hub):

@@ -174,6 +174,7 @@ class PreviewRendered(_Message):
     diff: str
     previous: str | None = None
     error: str | None = None
+    segments: str = ""  # "~3 segments of 48h" when the training outlasts one job
 
 
 class DownloadProgressed(_Message):

@@ -90,7 +90,19 @@ class ReviewStep(StepScreen):
         if latest is not None and self.context.files.is_dir(latest.scripts_dir):
             previous = latest.scripts_dir
             diff = diff_against(Path(previous), files, self.context.files)
-        self.post_message(PreviewRendered(files, diff, previous))
+        self.post_message(PreviewRendered(files, diff, previous, segments=self._segments()))
+
+    def _segments(self) -> str:
+        """How many segments the training takes, when more than one job's time (issue: long trainings)."""
+        from hpcwizard.continuation import load_continuation, segments_text
+
+        try:
+            cont = load_continuation(self.plan, session.recipe_of(self.plan), self.context.files)
+        except (UserError, OSError, ValueError):
+            return ""
+        if not cont.enabled or (cont.expected_segments or 0) <= 1:
+            return ""
+        return f"train: {segments_text(cont)}, continued across its limit by itself"
 
     async def on_preview_rendered(self, message: PreviewRendered) -> None:
         self.query_one("#review-busy").display = False
@@ -108,7 +120,8 @@ class ReviewStep(StepScreen):
         self.ready = True
         self.allow_next(True)
         against = f"; compared with {message.previous}" if message.previous else ""
-        self.set_status(f"{len(message.files)} files{against}")
+        segments = f"; {message.segments}" if message.segments else ""
+        self.set_status(f"{len(message.files)} files{against}{segments}")
 
     def submit(self) -> None:
         if self.ready:
