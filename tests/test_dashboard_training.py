@@ -117,8 +117,10 @@ async def test_a_requeued_training_is_shown_continuing_then_its_next_segment_wit
             assert cells(screen, train)["state"] == "RUNNING"
             assert "segment 1 of ~3" in progress.text and "stage 1/2 300/600" in progress.text
 
-            scontrol("requeue", train)
-            await pilot.press("r")  # look now: the requeued job starts again within ~20 s
+            # Requeued AND held: without the hold it starts again ~20 s later
+            # (cred_expire), and a loaded machine could miss the window between.
+            scontrol("requeuehold", train)
+            await pilot.press("r")
             await until(pilot, "train continuing", lambda: cells(screen, train).get("state") == "CONTINUING"
                         and cells(screen, train).get("reason") == "segment 2 of ~3")
             await until(pilot, "the panel to say so", lambda: progress.text.startswith("continuing: segment 2 of ~3"))
@@ -128,6 +130,7 @@ async def test_a_requeued_training_is_shown_continuing_then_its_next_segment_wit
             assert waiting.state == "PENDING" and waiting.reason == "Dependency" and not screen.diagnoses
             assert not any(mark in cells(screen, train)["state"] for mark in ("FAILED", "CANCELLED", "TIMEOUT"))
 
+            scontrol("release", train)
             scontrol("update", f"JobId={train}", "StartTime=now")  # Slurm holds a requeued job back a while
             await pilot.press("r")
             await until(pilot, "segment 2 running, in stage 2",
