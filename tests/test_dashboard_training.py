@@ -132,6 +132,14 @@ async def test_a_requeued_training_is_shown_continuing_then_its_next_segment_wit
 
             scontrol("release", train)
             scontrol("update", f"JobId={train}", "StartTime=now")  # Slurm holds a requeued job back a while
+            # Wait for Slurm to run segment 2 (its log says stage 2), then refresh
+            # as a user would: the idle poll may be 30 s away.
+            log = next((home / "logs").glob(f"*-{train}.out"))
+            deadline = time.monotonic() + 90
+            while "stage 2" not in log.read_text(errors="replace") or not any(
+                    e.state.value == "RUNNING" for e in SlurmClient(slurm_runner).queue([train])):
+                assert time.monotonic() < deadline, "segment 2 did not start within 90 s"
+                await pilot.pause(0.5)
             await pilot.press("r")
             await until(pilot, "segment 2 running, in stage 2",
                         lambda: cells(screen, train).get("state") == "RUNNING"
