@@ -37,12 +37,12 @@ os.environ.setdefault("TEXTUAL_ANIMATIONS", "none")
 
 from textual.app import App
 
-from hpcwizard.plan import job_prefix_for
+from hpcwizard.jobs.status import JobRow
+from hpcwizard.project.plan import job_prefix_for
+from hpcwizard.project.state import Submission, SubmittedJob, now_iso, update_state
 from hpcwizard.shell import LocalRunner
 from hpcwizard.slurm import SlurmClient
 from hpcwizard.slurm.parse import FIELD_SEPARATOR, parse_squeue
-from hpcwizard.state import Submission, SubmittedJob, now_iso, update_state
-from hpcwizard.status import JobRow
 from hpcwizard.tui.app import make_app
 from hpcwizard.tui.widgets.job_table import JobTable
 

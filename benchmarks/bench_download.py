@@ -41,7 +41,7 @@ HW_SCRIPT = """
 import sys
 from pathlib import Path
 from hpcwizard.download import download_repos
-from hpcwizard.recipe import ResolvedRepo
+from hpcwizard.project.recipe import ResolvedRepo
 repo = ResolvedRepo(repo_id=sys.argv[2], repo_type="model", purpose="", dest=Path(sys.argv[3]), include=("*",),
                     size_bytes=0, gated=False, archives=())
 download_repos([repo], endpoint=sys.argv[1])
@@ -71,7 +71,7 @@ def make_file(path: Path, size: int) -> None:
 
 def run_hw(url: str, dest: Path) -> float:
     from hpcwizard.download import download_repos
-    from hpcwizard.recipe import ResolvedRepo
+    from hpcwizard.project.recipe import ResolvedRepo
 
     repo = ResolvedRepo(repo_id=REPO, repo_type="model", purpose="", dest=dest, include=("*",), size_bytes=0,
                         gated=False, archives=())

@@ -84,7 +84,7 @@ def write_log(path: Path, size: int, block: bytes) -> None:
 FOLLOWER_CODE = """
 import json, resource, sys, time
 sys.path.insert(0, {repo!r})
-from hpcwizard.logtail import LocalFileSource, LogFollower
+from hpcwizard.jobs.logtail import LocalFileSource, LogFollower
 class Counting(LocalFileSource):
     bytes_read = 0
     def read_at(self, offset, length):
@@ -174,7 +174,7 @@ def measure_tail(path: Path, repeat: int) -> dict:
 
 def measure_poll_and_search(path: Path, append_mb: int) -> dict:
     sys.path.insert(0, str(REPO))
-    from hpcwizard.logtail import LocalFileSource, LogFollower
+    from hpcwizard.jobs.logtail import LocalFileSource, LogFollower
 
     f = LogFollower(LocalFileSource(path))
     f.open_tail(200)

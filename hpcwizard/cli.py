@@ -16,7 +16,7 @@ from typing import Any
 
 from hpcwizard import __version__
 from hpcwizard.errors import UserError
-from hpcwizard.files import LOCAL_FILES, ProjectFiles
+from hpcwizard.project.files import LOCAL_FILES, ProjectFiles
 from hpcwizard.shell import LocalRunner, Runner
 
 INSTALL_HINT = ("install it there (`python3 -m pip install --user hpcwizard`, or pipx) "
@@ -60,7 +60,7 @@ def make_files(args: argparse.Namespace) -> ProjectFiles:
     conn = _connection(args)
     if conn is None:
         return LOCAL_FILES
-    from hpcwizard.files import SshFiles
+    from hpcwizard.project.files import SshFiles
 
     files = getattr(args, "_ssh_files", None)
     if files is None:
@@ -94,14 +94,14 @@ def remote_hpcwizard(args: argparse.Namespace, runner: Runner) -> list[str]:
 def _remote_plan(args: argparse.Namespace, files: ProjectFiles) -> tuple[Any, Any]:
     """Load the LOCAL plan file; in remote mode ``~`` in its paths means the
     login node's home (the plan describes folders there)."""
-    from hpcwizard.recipe import fill_namespace, load_plan_for_recipe
+    from hpcwizard.project.recipe import fill_namespace, load_plan_for_recipe
 
     if files.remote:
         import tempfile
 
         import yaml
 
-        from hpcwizard.files import expand_home
+        from hpcwizard.project.files import expand_home
 
         try:
             data = yaml.safe_load(Path(args.plan).read_text(encoding="utf-8"))
@@ -126,12 +126,12 @@ def print_json(data: Any) -> None:
 
 
 def cmd_recipes(args: argparse.Namespace) -> int:
-    from hpcwizard.recipe import all_recipes
+    from hpcwizard.project.recipe import all_recipes
     from hpcwizard.sizes import human_bytes
 
     recipes = all_recipes()
     if args.markdown:
-        from hpcwizard.recipe_docs import recipes_markdown
+        from hpcwizard.project.recipe_docs import recipes_markdown
 
         sys.stdout.write(recipes_markdown(list(recipes.values())))
         return 0
@@ -186,13 +186,13 @@ def recipe_summary(recipe: Any) -> dict[str, Any]:
 
 
 def cmd_render(args: argparse.Namespace) -> int:
-    from hpcwizard.render import render
+    from hpcwizard.project.render import render
 
     files = make_files(args)
     plan, recipe = _remote_plan(args, files)
     command = None
     if files.remote:
-        from hpcwizard.files import expand_home
+        from hpcwizard.project.files import expand_home
 
         out = Path(expand_home(files, args.out))
         if not out.is_absolute():  # relative to the remote home, as with scp
@@ -217,7 +217,7 @@ REMOTE_GROUP_PLACES = {"token": "laptop", "access": "laptop", "space": "login no
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from hpcwizard.preflight import CheckResult, run_preflight
+    from hpcwizard.checks.preflight import CheckResult, run_preflight
 
     files = make_files(args)
     plan, recipe = _remote_plan(args, files)
@@ -273,7 +273,7 @@ def remote_prepare(args: argparse.Namespace, files: Any) -> int:
     streaming its output here."""
     import os
 
-    from hpcwizard.preflight import remote_token_path
+    from hpcwizard.checks.preflight import remote_token_path
 
     plan, _ = _remote_plan(args, files)
     runner = make_runner(args)
@@ -298,14 +298,14 @@ def remote_prepare(args: argparse.Namespace, files: Any) -> int:
 def _is_project_home(home: Path, files: ProjectFiles) -> bool:
     """A project state, or the journal of a first submit that was interrupted
     (``status`` is how it gets settled)."""
-    from hpcwizard.journal import JOURNAL_FILE
+    from hpcwizard.jobs.journal import JOURNAL_FILE
 
     return any(files.exists(home / "hpcwizard" / name) for name in ("state.json", JOURNAL_FILE))
 
 
 def _project_home(args: argparse.Namespace, files: ProjectFiles = LOCAL_FILES) -> Path:
     if files.remote:
-        from hpcwizard.files import expand_home
+        from hpcwizard.project.files import expand_home
 
         if not args.project_home:
             raise UserError("--project-home is required with --host", "pass the plan's project_home on the login node")
@@ -324,7 +324,7 @@ def _project_home(args: argparse.Namespace, files: ProjectFiles = LOCAL_FILES) -
 
 
 def print_status_table(snapshot: Any) -> None:
-    from hpcwizard.status import format_elapsed_limit
+    from hpcwizard.jobs.status import format_elapsed_limit
 
     if snapshot.error:
         print(f"controller unreachable: {snapshot.error}")
@@ -354,15 +354,15 @@ def note(line: str) -> None:
 
 def settle_interrupted_submit(home: Path, runner: Runner, files: ProjectFiles) -> list[str]:
     """Finish or undo a submit of ``home`` that was interrupted (its journal
-    is left; see :mod:`hpcwizard.journal`); the lines saying what was done.
+    is left; see :mod:`hpcwizard.jobs.journal`); the lines saying what was done.
     Runs at the start of ``status`` and of the wizard and dashboard."""
-    from hpcwizard.journal import reconcile
+    from hpcwizard.jobs.journal import reconcile
 
     return reconcile(home / "hpcwizard", runner, files)
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from hpcwizard.status import take_snapshot
+    from hpcwizard.jobs.status import take_snapshot
 
     if args.json and not args.once:
         raise UserError("--json needs --once", "run `hpcwizard status --once --json`")
@@ -382,14 +382,14 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
-    from hpcwizard.submit import submit_chain
+    from hpcwizard.jobs.submit import submit_chain
 
     files = make_files(args)
     plan, recipe = _remote_plan(args, files)
     runner = make_runner(args)
     command = None
     if files.remote:
-        from hpcwizard.preflight import remote_token_path
+        from hpcwizard.checks.preflight import remote_token_path
 
         command = remote_hpcwizard(args, runner)
         if remote_token_path(runner) is None:
@@ -398,7 +398,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
                 "the setup job reads it there; nothing was submitted",
                 "store it with the wizard's token step (`hpcwizard --host ...`) or `huggingface-cli login` there")
     elif plan.download == "job" and recipe.repos_for(plan):
-        from hpcwizard.hub import token_file_path
+        from hpcwizard.checks.hub import token_file_path
 
         token_file = token_file_path()
         try:
@@ -411,7 +411,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
                 "(HF_TOKEN is not passed into jobs); nothing was submitted",
                 "save it with `hpcwizard` (its token step) or `hf auth login`; `hpcwizard check PLAN` checks the rest")
     if not files.remote:
-        from hpcwizard.preflight import Level, check_login_download
+        from hpcwizard.checks.preflight import Level, check_login_download
 
         downloaded = check_login_download(plan, recipe, required=True)
         if downloaded is not None and downloaded.level is Level.BLOCK:
@@ -548,8 +548,8 @@ def build_tui(args: argparse.Namespace, start_mode: str) -> Any:
     yet: the app's connect screen connects (asking host-key and passphrase
     questions as modals), then finds the project home, takes its lock and
     the login node's hpcwizard, in a worker."""
+    from hpcwizard.project.session import acquire_project_lock
     from hpcwizard.tui.app import RemoteSetup, make_app
-    from hpcwizard.tui.screens.session import acquire_project_lock
 
     if not args.host:
         if start_mode == "wizard":
@@ -559,7 +559,7 @@ def build_tui(args: argparse.Namespace, start_mode: str) -> Any:
             if home is not None and home.exists():
                 acquire_project_lock(home, LOCAL_FILES)
             elif home is not None:
-                from hpcwizard.tui.screens.session import check_folder
+                from hpcwizard.project.session import check_folder
 
                 _, why = check_folder(str(home))  # one that could never be created: said before the TUI
                 if why is not None:
@@ -626,7 +626,7 @@ def run_tui(args: argparse.Namespace, start_mode: str) -> int:
 
 
 def _remote_home(text: str, files: ProjectFiles) -> Path:
-    from hpcwizard.files import expand_home
+    from hpcwizard.project.files import expand_home
 
     home = Path(expand_home(files, text))
     return home if home.is_absolute() else Path(files.home()) / home

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 _UNITS = ("B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB")
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from hpcwizard.demo import write_token_file
-from hpcwizard.recipe import get_recipe
+from hpcwizard.project.recipe import get_recipe
 
 pytestmark = pytest.mark.timeout(120)
 

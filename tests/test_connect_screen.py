@@ -15,18 +15,18 @@ from pathlib import Path
 
 import pytest
 from textual.app import App
-from test_remote_cli import ALIAS, REMOTE_HPCWIZARD, write_ssh_config
-from test_wizard import screen_text, wait_for
 
 from conftest import Sshd
 from hpcwizard.cli import build_parser, build_tui
 from hpcwizard.errors import UserError
+from hpcwizard.project import session
+from hpcwizard.project.state import ProjectLock
 from hpcwizard.shell import LocalRunner
 from hpcwizard.tui.app import make_app
-from hpcwizard.state import ProjectLock
-from hpcwizard.tui.screens import session
 from hpcwizard.tui.screens.connect import ConnectScreen
 from hpcwizard.tui.screens.ssh_questions import HostKeyQuestion, PassphraseQuestion
+from test_remote_cli import ALIAS, REMOTE_HPCWIZARD, write_ssh_config
+from test_wizard import screen_text, wait_for
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(120)]
 

@@ -44,7 +44,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from hpcwizard.continuation import (
+from hpcwizard.checks.preflight import check_continuation
+from hpcwizard.demo import build_demo_hub, write_token_file
+from hpcwizard.devhub import DevHub
+from hpcwizard.jobs.continuation import (
     SegmentEventKind,
     describe,
     parse_line,
@@ -53,12 +56,9 @@ from hpcwizard.continuation import (
     save_site_answer,
     segments_text,
 )
-from hpcwizard.demo import build_demo_hub, write_token_file
-from hpcwizard.devhub import DevHub
-from hpcwizard.plan import plan_from_dict
-from hpcwizard.preflight import check_continuation
-from hpcwizard.recipe import get_recipe
-from hpcwizard.render import render
+from hpcwizard.project.plan import plan_from_dict
+from hpcwizard.project.recipe import get_recipe
+from hpcwizard.project.render import render
 from hpcwizard.shell import LocalRunner
 from hpcwizard.slurm import JobState, SlurmClient
 

@@ -16,14 +16,13 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
-from test_resubmit import all_ids, rewrite_body, submit_test_chain
 from textual.app import App
 from textual.geometry import Region
 
-from hpcwizard.logtail import LocalFileSource
+from hpcwizard.jobs.logtail import LocalFileSource
+from hpcwizard.jobs.status import JobRow
+from hpcwizard.project.state import load_state, update_state
 from hpcwizard.slurm import SlurmClient
-from hpcwizard.state import load_state, update_state
-from hpcwizard.status import JobRow
 from hpcwizard.tui.app import make_app
 from hpcwizard.tui.screens.dashboard import (
     DashboardCommands,
@@ -43,6 +42,7 @@ from hpcwizard.tui.widgets.job_table import (
 )
 from hpcwizard.tui.widgets.log_panel import LogPanel
 from hpcwizard.tui.widgets.progress_panel import ProgressPanel
+from test_resubmit import all_ids, rewrite_body, submit_test_chain
 
 pytestmark = [pytest.mark.timeout(150), pytest.mark.anyio]
 
@@ -316,7 +316,7 @@ async def test_the_wizard_opens_again_from_the_dashboard_it_handed_over_to(tmp_p
     wizard again at its welcome step; it used to show the wizard's idle
     "Starting the wizard…" box with only q to quit. A project home typed
     into the wizard (none on the command line) is the one the dashboard watches."""
-    from hpcwizard.tui.screens import session
+    from hpcwizard.project import session
     from hpcwizard.tui.screens.welcome import WelcomeStep
 
     home = tmp_path / "proj"
@@ -352,7 +352,7 @@ async def test_the_wizard_opens_again_from_the_dashboard_it_handed_over_to(tmp_p
 async def test_back_from_the_wizard_the_dashboard_selects_the_new_chain(tmp_path, slurm_runner):
     """Dashboard → Open wizard → a new chain submitted → the dashboard shows
     that chain selected (the one left for the wizard still had the old one)."""
-    from hpcwizard.tui.screens import session
+    from hpcwizard.project import session
 
     home = tmp_path / "proj"
     old = submit_test_chain(home, slurm_runner, [("old", "sleep 60")])
@@ -858,7 +858,7 @@ async def test_a_damaged_state_says_so_in_full_and_what_to_do(tmp_path, slurm_ru
 async def test_the_doctor_says_a_timeout_needs_more_time_not_a_fix(tmp_path):
     """It said "exit code 0:0 … Fix the cause first (edit the script or the
     data)" for a job that simply hit its time limit."""
-    from hpcwizard.resubmit import Diagnosis
+    from hpcwizard.jobs.resubmit import Diagnosis
 
     app = make_app(project_home=None, start_mode="dashboard")
     base = replace(job_row(tmp_path), script="/p/runs/train.sbatch", exit_code="0:0")

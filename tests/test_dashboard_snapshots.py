@@ -27,7 +27,8 @@ from pathlib import Path
 
 import pytest
 
-from hpcwizard.plan import job_prefix_for
+from hpcwizard.project.plan import job_prefix_for
+from hpcwizard.project.state import Submission, SubmittedJob, update_state
 from hpcwizard.slurm import (
     ExitStatus,
     FinishedJob,
@@ -36,7 +37,6 @@ from hpcwizard.slurm import (
     QueueEntry,
     SlurmClient,
 )
-from hpcwizard.state import Submission, SubmittedJob, update_state
 from hpcwizard.tui.app import make_app
 from hpcwizard.tui.screens.dashboard import DashboardScreen, PollPolicy
 from hpcwizard.tui.widgets.progress_panel import ProgressPanel
@@ -268,7 +268,7 @@ async def continuing_train_selected(pilot):
 
 
 def test_dashboard_snapshot_of_a_continuing_training_at_80x24(snap_compare, monkeypatch):
-    from hpcwizard.recipe import get_recipe
+    from hpcwizard.project.recipe import get_recipe
 
     RUNS.mkdir(parents=True, exist_ok=True)
     plan = get_recipe("demo").default_plan(HOME, HOME / "data", hf_namespace="alice",

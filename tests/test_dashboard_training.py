@@ -20,17 +20,17 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
-from test_resubmit import all_ids, submit_test_chain
 
-from hpcwizard.recipe import get_recipe
+from hpcwizard.jobs.status import JobRow, TrainingStatus
+from hpcwizard.jobs.triage import OverallProgress, TrainingProgress, parse_segment_line
+from hpcwizard.project.recipe import get_recipe
 from hpcwizard.slurm import SlurmClient
-from hpcwizard.status import JobRow, TrainingStatus
-from hpcwizard.triage import OverallProgress, TrainingProgress, parse_segment_line
 from hpcwizard.tui.app import make_app
 from hpcwizard.tui.screens.dashboard import DashboardScreen
 from hpcwizard.tui.widgets.confirm import ChoiceScreen
 from hpcwizard.tui.widgets.job_table import COLUMNS, row_cells
 from hpcwizard.tui.widgets.progress_panel import ProgressPanel, describe
+from test_resubmit import all_ids, submit_test_chain
 
 pytestmark = [pytest.mark.anyio]
 

@@ -15,7 +15,7 @@ import time
 
 from hpcwizard.demo import build_demo_hub, write_token_file
 from hpcwizard.devhub import DevHub
-from hpcwizard.recipe import get_recipe
+from hpcwizard.project.recipe import get_recipe
 from hpcwizard.slurm import JobState, SlurmClient
 
 CANARY = "hf_demo_canary_7f3a9c1e5b"

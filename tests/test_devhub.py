@@ -30,8 +30,6 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from devhub_fixtures import TOKENS
-from helpers import wait_for
 from huggingface_hub import HfApi, get_hf_file_metadata, hf_hub_download, hf_hub_url, snapshot_download
 from huggingface_hub.errors import (
     EntryNotFoundError,
@@ -41,6 +39,8 @@ from huggingface_hub.errors import (
     RevisionNotFoundError,
 )
 
+from devhub_fixtures import TOKENS
+from helpers import wait_for
 from hpcwizard.devhub import DevHub, configure_repo, make_tar, write_file, write_repo
 
 ALICE, BOB, CAROL = TOKENS["alice"], TOKENS["bob"], TOKENS["carol"]

@@ -47,8 +47,8 @@ from hpcwizard.download import (
 from hpcwizard.download.records import part_path, sidecar_path, write_sidecar
 from hpcwizard.download.transfer import FileFetcher
 from hpcwizard.errors import UserError
-from hpcwizard.recipe import ResolvedRepo, get_recipe
-from hpcwizard.state import load_state
+from hpcwizard.project.recipe import ResolvedRepo, get_recipe
+from hpcwizard.project.state import load_state
 
 FAST = TransferSettings(backoff_base=0.01, backoff_cap=0.05, stall_timeout=5.0, sidecar_interval=0.2)
 TOKEN = "hf_alice_secret"
@@ -151,7 +151,7 @@ KILL_SCRIPT = """
 import sys
 from pathlib import Path
 from hpcwizard.download import download_repos
-from hpcwizard.recipe import ResolvedRepo
+from hpcwizard.project.recipe import ResolvedRepo
 repo = ResolvedRepo(repo_id="alice/m", repo_type="model", purpose="", dest=Path(sys.argv[2]), include=("*",),
                     size_bytes=0, gated=False, archives=())
 print(download_repos([repo], endpoint=sys.argv[1]).bytes_transferred)

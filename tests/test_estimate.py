@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from hpcwizard.estimate import (
+from hpcwizard.jobs.estimate import (
     estimate,
     format_duration,
     measured_rate,
@@ -15,9 +15,9 @@ from hpcwizard.estimate import (
     stage_steps,
     training_rate_from_log,
 )
-from hpcwizard.plan import PlanError
-from hpcwizard.recipe import get_recipe
-from hpcwizard.state import Submission, SubmittedJob, now_iso, update_state
+from hpcwizard.project.plan import PlanError
+from hpcwizard.project.recipe import get_recipe
+from hpcwizard.project.state import Submission, SubmittedJob, now_iso, update_state
 
 GiB = 1024 ** 3
 
@@ -100,7 +100,7 @@ def test_measured_rate_over_ssh_reads_the_login_nodes_state_and_log_tail(tmp_pat
     """Remote mode: state over SFTP, the log's tail with SFTP range reads
     (the login node is this machine through the local sshd)."""
 
-    from hpcwizard.files import SshFiles
+    from hpcwizard.project.files import SshFiles
     from hpcwizard.remote import SshConnection
     from hpcwizard.remote.files import SftpFileSource
     from hpcwizard.remote.target import resolve

@@ -1,4 +1,4 @@
-"""hpcwizard.hub against a DevHub: token discovery, validation, storage, access matrix, file metadata.
+"""hpcwizard.checks.hub against a DevHub: token discovery, validation, storage, access matrix, file metadata.
 
 The hub functions take ``endpoint=`` explicitly (see test_devhub.py for why);
 ``login()`` only knows the import-time HF_ENDPOINT/HF_HOME, so the test of
@@ -16,12 +16,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from devhub_fixtures import TOKENS
 from huggingface_hub import get_hf_file_metadata
 
-from hpcwizard.devhub import DevHub, write_repo
-from hpcwizard.errors import UserError
-from hpcwizard.hub import (
+from devhub_fixtures import TOKENS
+from hpcwizard.checks.hub import (
     AccessStatus,
     HubUser,
     RepoRef,
@@ -34,6 +32,8 @@ from hpcwizard.hub import (
     token_file_path,
     validate_token,
 )
+from hpcwizard.devhub import DevHub, write_repo
+from hpcwizard.errors import UserError
 
 ALICE, BOB, CAROL = TOKENS["alice"], TOKENS["bob"], TOKENS["carol"]
 BIG = os.urandom(1_500_000)
@@ -136,7 +136,7 @@ def test_store_token_own_writer(devhub: DevHub, hf_home: Path) -> None:
 def test_store_token_through_login(devhub: DevHub, tmp_path: Path) -> None:
     home = tmp_path / "home"
     home.mkdir(mode=0o755)
-    code = f"from hpcwizard.hub import store_token; print(store_token({BOB!r}))"
+    code = f"from hpcwizard.checks.hub import store_token; print(store_token({BOB!r}))"
     env = {**os.environ, "HF_ENDPOINT": devhub.url, "HF_HOME": str(home)}
     for name in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_TOKEN_PATH"):
         env.pop(name, None)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from hpcwizard.logtail import (
+from hpcwizard.jobs.logtail import (
     AnsiSpan,
     FileStat,
     LocalFileSource,
@@ -230,7 +230,7 @@ def test_ansi_split_between_polls_is_never_decoded_half(tmp_path: Path) -> None:
 
 
 def test_open_tail_backwards_with_tiny_chunks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import hpcwizard.logtail as logtail
+    import hpcwizard.jobs.logtail as logtail
 
     monkeypatch.setattr(logtail, "BACKWARD_CHUNK", 7)
     log = tmp_path / "a.out"
@@ -410,7 +410,7 @@ def test_file_deleted_and_recreated_is_read_from_start(tmp_path: Path) -> None:
 
 
 def test_last_markers_finds_each_newest_line_in_one_bounded_backward_pass(tmp_path: Path) -> None:
-    from hpcwizard.logtail import LineMarker
+    from hpcwizard.jobs.logtail import LineMarker
 
     markers = {
         "segment": LineMarker(re.compile(r"\[hpcwizard\] segment \d"), b"[hpcwizard] segment "),
@@ -441,7 +441,7 @@ def test_backward_reads_end_above_a_line_longer_than_a_chunk(tmp_path: Path) -> 
     """A line longer than a chunk above the lines read (a sparse or binary
     log) made the backward reader yield empty blocks for ever, its carry
     growing by a chunk per read: search and the marker scan never returned."""
-    from hpcwizard.logtail import LineMarker
+    from hpcwizard.jobs.logtail import LineMarker
 
     log = tmp_path / "sparse.out"
     with open(log, "wb") as handle:

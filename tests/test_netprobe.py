@@ -18,18 +18,18 @@ import time
 from pathlib import Path
 
 import pytest
+
 import test_wizard as tw
 from devhub_fixtures import hf_home  # noqa: F401
 from helpers import pilot_wait_for
-from test_remote_cli import conn, ssh_config  # noqa: F401
-
-from hpcwizard import netprobe
+from hpcwizard.checks import netprobe
+from hpcwizard.checks.netprobe import ProbeResult, TargetKind, TargetResult
+from hpcwizard.checks.preflight import NETWORK_ROW, Level, check_network
 from hpcwizard.demo import build_demo_hub, write_token_file
 from hpcwizard.devhub import DevHub
-from hpcwizard.netprobe import ProbeResult, TargetKind, TargetResult
-from hpcwizard.preflight import NETWORK_ROW, Level, check_network
-from hpcwizard.recipe import get_recipe
+from hpcwizard.project.recipe import get_recipe
 from hpcwizard.shell import LocalRunner
+from test_remote_cli import conn, ssh_config  # noqa: F401
 
 CANARY = "hf_netprobe_canary_0123456789"
 
@@ -267,7 +267,7 @@ def test_giving_up_on_the_wait_cancels_the_probe(tmp_path, slurm_conf):
 def test_the_probe_runs_from_the_login_node_in_remote_mode(tmp_path, conn, monkeypatch):  # noqa: F811
     """Over SSH: sbatch, squeue and the index lookup run on the login node,
     the script, result and cache are written and read there over SFTP."""
-    from hpcwizard.files import SshFiles
+    from hpcwizard.project.files import SshFiles
     from hpcwizard.remote import SshRunner
 
     with DevHub(tmp_path / "hub") as served:

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
 from helpers import wait_for
 
 pytestmark = [pytest.mark.slurm, pytest.mark.timeout(300)]

@@ -10,9 +10,9 @@ import pytest
 import yaml
 
 from hpcwizard.cli import main
-from hpcwizard.plan import PlanError
-from hpcwizard.recipe import all_recipes, get_recipe
-from hpcwizard.render import render
+from hpcwizard.project.plan import PlanError
+from hpcwizard.project.recipe import all_recipes, get_recipe
+from hpcwizard.project.render import render
 
 
 def rendered(tmp_path: Path, recipe_name: str, params: dict, variant: str | None = None) -> dict[str, str]:
@@ -150,7 +150,7 @@ def test_cli_refuses_a_bad_parameter_in_one_line(tmp_path, capsys):
 
 
 def test_params_round_trip_through_the_plan_file(tmp_path):
-    from hpcwizard.recipe import load_plan_for_recipe
+    from hpcwizard.project.recipe import load_plan_for_recipe
 
     plan = get_recipe("diffueraser").default_plan(tmp_path / "proj", hf_namespace="alice",
                                                   params={"stage1_learning_rate": 5e-6, "stages": "stage1"})
@@ -173,7 +173,7 @@ def test_params_round_trip_through_the_plan_file(tmp_path):
 )
 def test_numbers_typed_as_text_are_written_plainly(kind, text, expected):
     # Python's int() and float() take "12_3" (as 123) and "+6": nobody types those on purpose.
-    from hpcwizard.recipe import Parameter
+    from hpcwizard.project.recipe import Parameter
 
     param = Parameter("n", kind, 1, "a number", minimum=-10, maximum=10000)
     if expected is None:
@@ -184,7 +184,7 @@ def test_numbers_typed_as_text_are_written_plainly(kind, text, expected):
 
 
 def test_a_quoted_number_with_an_underscore_in_a_plan_file_is_refused_saying_how_to_write_it(tmp_path):
-    from hpcwizard.recipe import load_plan_for_recipe
+    from hpcwizard.project.recipe import load_plan_for_recipe
 
     plan = get_recipe("demo").default_plan(tmp_path / "proj", hf_namespace="alice")
     data = plan.to_dict()
@@ -223,7 +223,7 @@ def test_expected_outputs_follow_the_checkpoint_limit(tmp_path):
 
 
 def test_readme_recipe_sections_match_the_recipes():
-    from hpcwizard.recipe_docs import BEGIN, END, recipes_markdown
+    from hpcwizard.project.recipe_docs import BEGIN, END, recipes_markdown
 
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
     start, end = readme.index(BEGIN), readme.index(END) + len(END) + 1
@@ -232,7 +232,7 @@ def test_readme_recipe_sections_match_the_recipes():
 
 
 def test_a_recipe_with_a_typo_or_a_cut_help_text_is_refused(tmp_path):
-    from hpcwizard.recipe import RecipeError, _load_recipe
+    from hpcwizard.project.recipe import RecipeError, _load_recipe
 
     folder = tmp_path / "mine"
     folder.mkdir()

@@ -8,13 +8,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from hpcwizard.recipe import get_recipe, load_plan_for_recipe
+from helpers import pilot_wait_for, step_of
+from hpcwizard.project import session
+from hpcwizard.project.recipe import get_recipe, load_plan_for_recipe
+from hpcwizard.project.state import Submission, SubmittedJob, now_iso, update_state
 from hpcwizard.shell import LocalRunner
 from hpcwizard.sizes import human_bytes
-from hpcwizard.state import Submission, SubmittedJob, now_iso, update_state
 from hpcwizard.tui.app import make_app
-from helpers import pilot_wait_for, step_of
-from hpcwizard.tui.screens import session
 from hpcwizard.tui.widgets.param_form import ParamRow
 
 SIZE = (100, 30)

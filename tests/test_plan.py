@@ -8,8 +8,8 @@ import pytest
 import yaml
 
 from hpcwizard.cli import main
-from hpcwizard.plan import PlanError, load_plan, parse_memory_mb, parse_time_limit, plan_from_dict
-from hpcwizard.recipe import all_recipes, get_recipe, load_plan_for_recipe
+from hpcwizard.project.plan import PlanError, load_plan, parse_memory_mb, parse_time_limit, plan_from_dict
+from hpcwizard.project.recipe import all_recipes, get_recipe, load_plan_for_recipe
 
 GOOD = {
     "recipe": "demo",

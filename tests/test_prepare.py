@@ -19,7 +19,6 @@ import yaml
 
 from hpcwizard.demo import DEMO_TQDM, build_demo_hub, write_token_file
 from hpcwizard.devhub import DevHub
-from hpcwizard.plan import PlanError, plan_from_dict
 from hpcwizard.prepare.code import code_problem, prepare_code
 from hpcwizard.prepare.environment import (
     STAMP,
@@ -32,7 +31,8 @@ from hpcwizard.prepare.environment import (
 )
 from hpcwizard.prepare.spec import CodeSpec, EnvironmentSpec, PythonSpec
 from hpcwizard.prepare.steps import PrepareError
-from hpcwizard.recipe import RecipeError, get_recipe
+from hpcwizard.project.plan import PlanError, plan_from_dict
+from hpcwizard.project.recipe import RecipeError, get_recipe
 from hpcwizard.slurm import JobState, SlurmClient
 
 TOKEN = "hf_demo_prepare_0001"

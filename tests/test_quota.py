@@ -15,10 +15,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from hpcwizard.checks.quota import GPFS_BIN, QuotaEntry, QuotaReport, parse, probe_quota, quota_command
+from hpcwizard.checks.space import FreeSpace, assess
 from hpcwizard.errors import CommandFailed, CommandTimeout
-from hpcwizard.quota import GPFS_BIN, QuotaEntry, QuotaReport, parse, probe_quota, quota_command
 from hpcwizard.shell import CommandResult, LocalRunner
-from hpcwizard.space import FreeSpace, assess
 
 DATA = Path(__file__).parent / "data" / "quota"
 K, M, G, T = 1024, 1024**2, 1024**3, 1024**4

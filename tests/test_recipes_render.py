@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from hpcwizard.recipe import all_recipes, get_recipe
-from hpcwizard.render import _environment, render
+from hpcwizard.project.recipe import all_recipes, get_recipe
+from hpcwizard.project.render import _environment, render
 
 CANARY = "hf_canaryTOKEN0123456789abcdefghijklmnop"
 HOSTILE_HOME = "/tmp/a b/it's $(touch PWNED)"
@@ -195,7 +195,7 @@ def test_fff_vdi_params_override_and_stay_numbers(tmp_path):
 
 
 def test_fff_vdi_unbounded_checkpoints_are_refused(tmp_path):
-    from hpcwizard.plan import PlanError
+    from hpcwizard.project.plan import PlanError
 
     with pytest.raises(PlanError, match=r"params.checkpoints_total_limit has a bad value 0; allowed: a whole number from 1 to 100"):
         render_to(tmp_path / "out", "fff-vdi", None, tmp_path / "p", params={"checkpoints_total_limit": 0})

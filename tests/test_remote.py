@@ -25,8 +25,9 @@ from typing import TypeVar
 import paramiko
 import pytest
 
+from conftest import Sshd  # the sshd fixture lives in conftest.py (shared with test_remote_cli.py)
 from hpcwizard.errors import CommandTimeout, UserError
-from hpcwizard.logtail import FileStat, LogFollower
+from hpcwizard.jobs.logtail import FileStat, LogFollower
 from hpcwizard.remote import (
     AuthenticationFailed,
     ConnectionEvent,
@@ -45,8 +46,6 @@ from hpcwizard.remote import (
 from hpcwizard.remote.prompts import ask_host_key_on_terminal
 from hpcwizard.remote.target import HostSpecError
 from hpcwizard.slurm import SlurmClient
-
-from conftest import Sshd  # the sshd fixture lives in conftest.py (shared with test_remote_cli.py)
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -218,7 +217,7 @@ def test_a_token_exported_on_the_login_node_never_reaches_a_command(conn: SshCon
 
 
 def test_token_stored_on_the_login_node_is_private_from_the_first_byte(conn: SshConnection, tmp_path: Path) -> None:
-    from hpcwizard.preflight import remote_token_status, store_remote_token
+    from hpcwizard.checks.preflight import remote_token_status, store_remote_token
 
     home = tmp_path / "hf home"
     seen_argv: list[list[str]] = []

@@ -25,12 +25,12 @@ from conftest import Sshd
 from hpcwizard.cli import main
 from hpcwizard.demo import build_demo_hub
 from hpcwizard.devhub import DevHub
-from hpcwizard.files import SshFiles
-from hpcwizard.recipe import get_recipe
+from hpcwizard.project.files import SshFiles
+from hpcwizard.project.recipe import get_recipe
+from hpcwizard.project.state import ProjectLock, StateError, update_state
 from hpcwizard.remote import SshConnection, SshRunner
 from hpcwizard.sizes import human_bytes
 from hpcwizard.slurm import JobState, SlurmClient
-from hpcwizard.state import ProjectLock, StateError, update_state
 
 pytestmark = pytest.mark.timeout(120)
 

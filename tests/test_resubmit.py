@@ -1,7 +1,7 @@
 """The DependencyNeverSatisfied doctor without the TUI, on the real local cluster.
 
 Chains are tiny sbatch scripts written here and recorded in the project state
-exactly as :func:`hpcwizard.submit.submit_chain` records them. The cluster is
+exactly as :func:`hpcwizard.jobs.submit.submit_chain` records them. The cluster is
 shared with other modules: every test cancels what it submitted.
 """
 
@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from hpcwizard.plan import job_prefix_for
-from hpcwizard.resubmit import (
+from helpers import wait_for
+from hpcwizard.jobs.resubmit import (
     Diagnosis,
     ResubmitError,
     cancel_chain,
@@ -22,9 +22,9 @@ from hpcwizard.resubmit import (
     resubmit_failed,
     with_exit_code,
 )
-from helpers import wait_for
-from hpcwizard.slurm import SlurmClient
-from hpcwizard.state import (
+from hpcwizard.jobs.status import take_snapshot
+from hpcwizard.project.plan import job_prefix_for
+from hpcwizard.project.state import (
     ProjectState,
     Submission,
     SubmittedJob,
@@ -32,7 +32,7 @@ from hpcwizard.state import (
     now_iso,
     update_state,
 )
-from hpcwizard.status import take_snapshot
+from hpcwizard.slurm import SlurmClient
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -129,8 +129,8 @@ def test_dependents_follow_the_recorded_chain_transitively():
 def test_a_timeout_or_oom_is_explained_as_such_not_as_an_exit_code():
     """A TIMEOUT's "exit code 0:0" read as success; the advice to "fix the
     cause (edit the script or the data)" fits neither a time nor a memory limit."""
-    from hpcwizard.resubmit import fix_advice, how_it_ended
-    from hpcwizard.status import JobRow
+    from hpcwizard.jobs.resubmit import fix_advice, how_it_ended
+    from hpcwizard.jobs.status import JobRow
 
     def parent(state: str, exit_code: str) -> JobRow:
         return JobRow("10", "train", "p-train", state, None, None, "gpu", 7200, 7200, None, exit_code, "squeue",
@@ -253,9 +253,9 @@ def test_cancel_chain_cancels_every_active_job_of_the_chain(tmp_path, slurm_runn
 def test_a_train_job_of_the_recipe_resumes_from_its_checkpoint_and_a_timeout_of_it_needs_no_fix(tmp_path):
     from dataclasses import replace
 
-    from hpcwizard.recipe import get_recipe
-    from hpcwizard.resubmit import continues_from_checkpoint, fix_advice, resumes_from_checkpoint
-    from hpcwizard.status import JobRow
+    from hpcwizard.jobs.resubmit import continues_from_checkpoint, fix_advice, resumes_from_checkpoint
+    from hpcwizard.jobs.status import JobRow
+    from hpcwizard.project.recipe import get_recipe
 
     runs = tmp_path / "runs"
     runs.mkdir()

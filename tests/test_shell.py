@@ -7,9 +7,9 @@ import time
 
 import pytest
 
+from helpers import wait_for
 from hpcwizard.errors import CommandFailed, CommandTimeout
 from hpcwizard.shell import LocalRunner, stop_running_commands
-from helpers import wait_for
 
 
 def test_values_reach_the_program_verbatim(tmp_path):

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from hpcwizard.shell import LocalRunner
 from helpers import wait_for
+from hpcwizard.shell import LocalRunner
 from hpcwizard.slurm import (
     FinishedSource,
     JobState,

@@ -7,10 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from hpcwizard.errors import CommandFailed
-from hpcwizard.quota import QuotaEntry, QuotaReport, SiteOutput
-from hpcwizard.shell import LocalRunner
-from hpcwizard.space import (
+from hpcwizard.checks.quota import QuotaEntry, QuotaReport, SiteOutput
+from hpcwizard.checks.space import (
     FreeSpace,
     Level,
     assess,
@@ -22,6 +20,8 @@ from hpcwizard.space import (
     parse_df_probe,
     worst,
 )
+from hpcwizard.errors import CommandFailed
+from hpcwizard.shell import LocalRunner
 
 K, M, G, T = 1024, 1024**2, 1024**3, 1024**4
 

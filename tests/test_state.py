@@ -8,7 +8,7 @@ import textwrap
 
 import pytest
 
-from hpcwizard.state import (
+from hpcwizard.project.state import (
     FileProgress,
     ProjectLock,
     StateError,
@@ -44,7 +44,7 @@ def test_a_submission_keeps_its_chain_id_and_older_states_load(tmp_path):
 def test_concurrent_updates_lose_nothing(tmp_path):
     worker = textwrap.dedent(f"""
         from pathlib import Path
-        from hpcwizard.state import update_state
+        from hpcwizard.project.state import update_state
         for _ in range(40):
             update_state(Path({str(tmp_path)!r}), lambda s: setattr(s, "wizard_step", str(int(s.wizard_step or 0) + 1)))
     """)
@@ -58,7 +58,7 @@ def test_a_second_wizard_on_the_same_project_is_refused(tmp_path):
         [sys.executable, "-c", textwrap.dedent(f"""
             import sys, time
             from pathlib import Path
-            from hpcwizard.state import ProjectLock
+            from hpcwizard.project.state import ProjectLock
             lock = ProjectLock(Path({str(tmp_path)!r}))
             lock.acquire()
             print("locked", flush=True)

@@ -7,19 +7,19 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from helpers import wait_for
-from test_resubmit import all_ids, submit_test_chain
 
+from helpers import wait_for
 from hpcwizard.cli import print_status_table
-from hpcwizard.slurm import SlurmClient
-from hpcwizard.status import (
+from hpcwizard.jobs.status import (
     JobRow,
     StatusSnapshot,
     current_reason,
     format_elapsed_limit,
     take_snapshot,
 )
+from hpcwizard.slurm import SlurmClient
 from hpcwizard.tui.widgets.job_table import format_start, row_cells
+from test_resubmit import all_ids, submit_test_chain
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -100,8 +100,8 @@ def test_a_job_cancelled_while_pending_shows_no_reason_and_no_start(tmp_path: Pa
 def training_project(tmp_path: Path, *, steps: int = 600, signal: bool = False):
     """A project whose chain (setup → train) was submitted with a demo plan
     of two stages of ``steps`` steps; returns (home, train log path)."""
-    from hpcwizard.recipe import get_recipe
-    from hpcwizard.state import Submission, SubmittedJob, update_state
+    from hpcwizard.project.recipe import get_recipe
+    from hpcwizard.project.state import Submission, SubmittedJob, update_state
 
     home = tmp_path / "proj"
     runs = home / "hpcwizard" / "runs" / "1"
@@ -133,8 +133,8 @@ def bar(step: int, total: int, remaining: str, rate: str = "2.00it/s") -> str:
 
 
 def test_a_continuing_training_shows_its_segment_and_overall_progress(tmp_path):
-    from hpcwizard.state import load_state
-    from hpcwizard.status import TrainingWatch
+    from hpcwizard.jobs.status import TrainingWatch
+    from hpcwizard.project.state import load_state
 
     home, log = training_project(tmp_path, steps=600)
     log.write_text(
@@ -167,8 +167,8 @@ def test_a_continuing_training_shows_its_segment_and_overall_progress(tmp_path):
 
 
 def test_a_training_without_continuation_is_warned_before_its_time_limit(tmp_path):
-    from hpcwizard.state import load_state
-    from hpcwizard.status import TrainingWatch
+    from hpcwizard.jobs.status import TrainingWatch
+    from hpcwizard.project.state import load_state
 
     home, log = training_project(tmp_path, steps=600)
     log.write_text("[2026-01-02 01:00:00] stage 1\n" + bar(100, 600, "4:10"))
@@ -188,8 +188,8 @@ def test_a_training_without_continuation_is_warned_before_its_time_limit(tmp_pat
 
 
 def test_a_requeued_job_without_separators_still_continues_and_one_that_stopped_says_why(tmp_path):
-    from hpcwizard.state import load_state
-    from hpcwizard.status import TrainingWatch
+    from hpcwizard.jobs.status import TrainingWatch
+    from hpcwizard.project.state import load_state
 
     home, log = training_project(tmp_path)
     state = load_state(home / "hpcwizard")
@@ -217,8 +217,8 @@ def test_a_follow_on_job_is_the_train_job_it_continues(tmp_path: Path, slurm_run
     continues whom. Real jobs on the local cluster."""
     import json
 
-    from hpcwizard.state import load_state
-    from hpcwizard.status import TrainingWatch
+    from hpcwizard.jobs.status import TrainingWatch
+    from hpcwizard.project.state import load_state
 
     home = tmp_path / "proj"
     bookkeeping = home / "hpcwizard" / "continuation"

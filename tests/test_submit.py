@@ -9,10 +9,10 @@ import pytest
 from helpers import wait_for
 from hpcwizard.cli import main
 from hpcwizard.demo import write_token_file
-from hpcwizard.recipe import get_recipe
+from hpcwizard.jobs.submit import ChainRefused, submit_chain
+from hpcwizard.project.recipe import get_recipe
+from hpcwizard.project.state import load_state
 from hpcwizard.slurm import JobState, SlurmClient
-from hpcwizard.state import load_state
-from hpcwizard.submit import ChainRefused, submit_chain
 
 
 def test_refused_chain_leaves_no_job_queued(tmp_path, slurm_runner):

@@ -26,14 +26,14 @@ from pathlib import Path
 import pytest
 
 from helpers import wait_for
-from hpcwizard import submit as submit_module
 from hpcwizard.demo import write_token_file
-from hpcwizard.journal import JOURNAL_FILE, Journal, Phase, load_journal, write_journal
-from hpcwizard.recipe import get_recipe
+from hpcwizard.jobs import submit as submit_module
+from hpcwizard.jobs.journal import JOURNAL_FILE, Journal, Phase, load_journal, write_journal
+from hpcwizard.jobs.submit import ChainRefused, submit_chain
+from hpcwizard.project.recipe import get_recipe
+from hpcwizard.project.state import load_state
 from hpcwizard.shell import LocalRunner
 from hpcwizard.slurm import SlurmClient
-from hpcwizard.state import load_state
-from hpcwizard.submit import ChainRefused, submit_chain
 
 LOCAL_SLURM = Path(__file__).resolve().parent.parent / "scripts" / "local-slurm"
 SEP = "\x1f"
@@ -384,7 +384,7 @@ def test_status_settles_a_first_submit_that_was_killed(project, faults):
 
 def test_the_wizard_start_settles_an_interrupted_submit(project, faults, capsys):
     from hpcwizard.cli import build_parser, build_tui
-    from hpcwizard.tui.screens.session import release_project_lock
+    from hpcwizard.project.session import release_project_lock
 
     faults.set("scontrol", 1, "before")
     first = project.start("submit", str(project.plan_file), faults=faults)

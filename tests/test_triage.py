@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from hpcwizard.logtail import LocalFileSource, LogFollower
-from hpcwizard.triage import (
+from hpcwizard.jobs.logtail import LocalFileSource, LogFollower
+from hpcwizard.jobs.triage import (
     Kind,
     LossHistory,
     SegmentEvent,

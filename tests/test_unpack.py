@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from hpcwizard.devhub import make_tar
-from hpcwizard.unpack import UnpackError, is_unpacked, unpack
+from hpcwizard.download.unpack import UnpackError, is_unpacked, unpack
 
 
 def test_unpack_once_then_skip_until_the_archive_changes(tmp_path):
@@ -238,8 +238,8 @@ def test_zstd_archives_are_checked_through_zstd(tmp_path):
 
 def _setup_train_tar_branch(tmp_path: Path) -> Path:
     """The train.tar branch of the rendered fff-vdi setup script, runnable on its own."""
-    from hpcwizard.recipe import get_recipe
-    from hpcwizard.render import render
+    from hpcwizard.project.recipe import get_recipe
+    from hpcwizard.project.render import render
 
     recipe = get_recipe("fff-vdi")
     plan = recipe.default_plan(tmp_path / "project", tmp_path / "data", hf_namespace="alice")

@@ -34,9 +34,9 @@ import pytest
 import yaml
 
 from hpcwizard.cli import main
-from hpcwizard.plan import PlanError, plan_from_dict
-from hpcwizard.recipe import get_recipe
-from hpcwizard.render import render
+from hpcwizard.project.plan import PlanError, plan_from_dict
+from hpcwizard.project.recipe import get_recipe
+from hpcwizard.project.render import render
 
 # ---------------------------------------------------------------- upstream facts
 
@@ -349,7 +349,7 @@ def _every_rendering(tmp_path: Path):
 
 
 def test_every_job_appends_to_its_log(tmp_path):
-    for name, variant, files in _every_rendering(tmp_path):
+    for name, _variant, files in _every_rendering(tmp_path):
         for script in (text for file, text in files.items() if file.endswith(".sbatch")):
             header = [line for line in script.splitlines() if line.startswith("#SBATCH")]
             assert "#SBATCH --open-mode=append" in header, name

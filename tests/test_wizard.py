@@ -15,18 +15,18 @@ from pathlib import Path
 
 import pytest
 import yaml
-from devhub_fixtures import hf_home  # noqa: F401
 
+from devhub_fixtures import hf_home  # noqa: F401
+from helpers import pilot_wait_for, step_of
 from hpcwizard.demo import build_demo_hub, write_token_file
 from hpcwizard.devhub import DevHub
 from hpcwizard.errors import CommandTimeout
-from hpcwizard.recipe import get_recipe
+from hpcwizard.project import session
+from hpcwizard.project.recipe import get_recipe
+from hpcwizard.project.state import ProjectLock, Submission, SubmittedJob, load_state, now_iso, update_state
 from hpcwizard.shell import LocalRunner
 from hpcwizard.slurm import JobState, SlurmClient
-from hpcwizard.state import ProjectLock, Submission, SubmittedJob, load_state, now_iso, update_state
 from hpcwizard.tui.app import make_app
-from helpers import pilot_wait_for, step_of
-from hpcwizard.tui.screens import session
 from hpcwizard.tui.screens.slurm_step import SlurmStep
 from hpcwizard.tui.screens.wizard import WizardScreen
 

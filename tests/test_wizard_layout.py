@@ -9,14 +9,13 @@ import time
 from contextlib import asynccontextmanager
 
 import pytest
+from rich.console import Console
+
 import test_wizard as tw
 from devhub_fixtures import hf_home  # noqa: F401
 from helpers import step_of
-from rich.console import Console
-
+from hpcwizard.checks.preflight import CheckResult, Level, Preflight
 from hpcwizard.download import DownloadProgress, DownloadSummary, FileState, FileStatus
-from hpcwizard.preflight import CheckResult, Level, Preflight
-
 from test_wizard import at_step, demo_plan, resume, saved_at, wait_for
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(180)]

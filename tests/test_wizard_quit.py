@@ -5,9 +5,9 @@ traceback), and ctrl+n on a shut Next (it says what opens it)."""
 from __future__ import annotations
 
 import pytest
+
 import test_wizard as tw
 from devhub_fixtures import hf_home  # noqa: F401
-
 from test_wizard import SIZE, demo_plan, saved_at, wait_for
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(180)]
@@ -60,7 +60,7 @@ async def test_open_wizard_from_a_dashboard_while_the_project_is_open_elsewhere(
     home = tmp_path / "proj"
     (home / "hpcwizard").mkdir(parents=True)
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time\nfrom hpcwizard.state import ProjectLock\n"
+        [sys.executable, "-c", "import sys, time\nfrom hpcwizard.project.state import ProjectLock\n"
          f"lock = ProjectLock({str(home / 'hpcwizard')!r}); lock.acquire(); print('held', flush=True); time.sleep(60)"],
         stdout=subprocess.PIPE, text=True)
     try:

@@ -18,6 +18,17 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+
+from conftest import Sshd
+from hpcwizard.demo import build_demo_hub
+from hpcwizard.devhub import DevHub
+from hpcwizard.project import session
+from hpcwizard.project.files import SshFiles
+from hpcwizard.project.state import load_state
+from hpcwizard.remote import SshConnection, SshRunner
+from hpcwizard.remote.target import resolve
+from hpcwizard.slurm import JobState, SlurmClient
+from hpcwizard.tui.app import make_app
 from test_wizard import (
     SIZE,
     TOKEN,
@@ -33,18 +44,6 @@ from test_wizard import (
     start_new,
     wait_for,
 )
-
-from conftest import Sshd
-from hpcwizard.demo import build_demo_hub
-from hpcwizard.devhub import DevHub
-from hpcwizard.files import SshFiles
-from hpcwizard.remote import SshConnection, SshRunner
-from hpcwizard.remote.target import resolve
-from hpcwizard.slurm import JobState, SlurmClient
-from hpcwizard.state import load_state
-from hpcwizard.tui.app import make_app
-from hpcwizard.tui.screens import session
-
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(180)]
 

@@ -14,14 +14,14 @@ from pathlib import Path
 
 import pytest
 
+from hpcwizard.checks.preflight import CheckResult, Level, Preflight
 from hpcwizard.download import DownloadProgress, DownloadSummary, FileState, FileStatus
-from hpcwizard.preflight import CheckResult, Level, Preflight
-from hpcwizard.recipe import get_recipe
+from hpcwizard.project import session
+from hpcwizard.project.recipe import get_recipe
+from hpcwizard.project.state import Submission, SubmittedJob, update_state
 from hpcwizard.shell import LocalRunner
 from hpcwizard.slurm import PartitionInfo, PartitionState
-from hpcwizard.state import Submission, SubmittedJob, update_state
 from hpcwizard.tui.app import make_app
-from hpcwizard.tui.screens import session
 
 ROOT = Path("/tmp/hpcwizard-snapshots")
 HOME = ROOT / "proj"
@@ -95,7 +95,7 @@ def fixed_world(monkeypatch):
     monkeypatch.setattr("hpcwizard.tui.screens.paths.measure",
                         lambda runner, path, need: ("120 GiB free of 500 GiB on /scratch (lustre); quota: "
                                                     "80 GiB left; the recipe needs about 2.1 MiB", False))
-    monkeypatch.setattr("hpcwizard.render.hpcwizard_command", lambda: ["/opt/hpcwizard/bin/python", "-m", "hpcwizard"])
+    monkeypatch.setattr("hpcwizard.project.render.hpcwizard_command", lambda: ["/opt/hpcwizard/bin/python", "-m", "hpcwizard"])
     _deadline[0] = time.monotonic() + 20
     yield
     shutil.rmtree(ROOT, ignore_errors=True)

@@ -6,17 +6,16 @@ from __future__ import annotations
 import time
 
 import pytest
-import test_wizard as tw
 import yaml
+
+import test_wizard as tw
 from devhub_fixtures import hf_home  # noqa: F401
 from helpers import step_of
-
+from hpcwizard.project import session
+from hpcwizard.project.state import Submission, SubmittedJob, load_state, now_iso, update_state
 from hpcwizard.shell import LocalRunner
 from hpcwizard.slurm import SlurmClient
-from hpcwizard.state import Submission, SubmittedJob, load_state, now_iso, update_state
-from hpcwizard.tui.screens import session
 from hpcwizard.tui.widgets.confirm import ConfirmScreen
-
 from test_wizard import SIZE, at_step, demo_plan, resume, saved_at, screen_text, wait_for
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(180)]

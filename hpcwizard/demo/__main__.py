@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from hpcwizard.demo import build_demo_hub, write_token_file
-from hpcwizard.recipe import get_recipe
+from hpcwizard.project.recipe import get_recipe
 
 
 def main(argv: list[str] | None = None) -> int:

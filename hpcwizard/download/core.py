@@ -1,7 +1,7 @@
 """Download the repos of a plan: list, skip what is complete, fetch the rest in parallel, unpack.
 
 The listing (sizes, etags, sha256) comes from the Hub's API through
-:mod:`hpcwizard.hub`; the bytes come from :mod:`.transfer`. Worker threads
+:mod:`hpcwizard.checks.hub`; the bytes come from :mod:`.transfer`. Worker threads
 fetch files (a small bounded pool: the Hub and a shared filesystem both prefer
 a few streams to many); the calling thread drives progress callbacks and
 records progress in the project state every few seconds and at each file's end.
@@ -35,8 +35,8 @@ from hpcwizard.download.records import (
     Manifest,
     dest_lock,
     part_path,
-    read_manifest,
     raise_write_error,
+    read_manifest,
     read_sidecar,
     record_complete,
     update_manifest,
@@ -51,13 +51,13 @@ from hpcwizard.download.transfer import (
     TransferSettings,
     check_repo_path,
 )
+from hpcwizard.download.unpack import UnpackResult, unpack
 from hpcwizard.errors import UserError
-from hpcwizard.files import ProjectFiles, local_or
-from hpcwizard.plan import Plan
-from hpcwizard.recipe import Recipe, ResolvedRepo
+from hpcwizard.project.files import ProjectFiles, local_or
+from hpcwizard.project.plan import Plan
+from hpcwizard.project.recipe import Recipe, ResolvedRepo
+from hpcwizard.project.state import FileProgress, ProjectState, now_iso, update_state
 from hpcwizard.sizes import human_bytes, human_duration
-from hpcwizard.state import FileProgress, ProjectState, now_iso, update_state
-from hpcwizard.unpack import UnpackResult, unpack
 
 log = logging.getLogger("hpcwizard.download")
 
@@ -112,7 +112,7 @@ def _page(endpoint: str, repo: ResolvedRepo) -> str:
 
 def list_repo(repo: ResolvedRepo, token: str | None, endpoint: str) -> _RepoListing:
     """The wanted files of ``repo`` with url, size, etag and sha256 (metadata is readable even when gated)."""
-    from hpcwizard.hub import RepoRef, repo_files
+    from hpcwizard.checks.hub import RepoRef, repo_files
 
     remote = repo_files(RepoRef(repo.repo_id, repo.repo_type), token, endpoint)
     listing = _RepoListing(repo, remote[0].commit if remote else None)
@@ -132,7 +132,7 @@ def list_repo(repo: ResolvedRepo, token: str | None, endpoint: str) -> _RepoList
 
 def _check_access(listings: list[_RepoListing], needed: set[str], token: str | None, endpoint: str) -> None:
     """Fail before any byte moves if a repo with files still to fetch refuses this token."""
-    from hpcwizard.hub import RepoRef, check_access
+    from hpcwizard.checks.hub import RepoRef, check_access
 
     repos = [lst.repo for lst in listings if lst.repo.repo_id in needed]
     if not repos:
@@ -514,7 +514,7 @@ def plan_download_size(plan: Plan, recipe: Recipe, token: str | None = None, end
 
 
 def _find_token() -> str | None:
-    from hpcwizard.hub import find_token
+    from hpcwizard.checks.hub import find_token
 
     found = find_token()
     return found.token if found else None
@@ -522,7 +522,7 @@ def _find_token() -> str | None:
 
 def run_download_command(plan_path: str, *, in_job: bool) -> int:
     """``hpcwizard download PLAN [--in-job]``: download with a progress display, print one summary line."""
-    from hpcwizard.recipe import fill_namespace, load_plan_for_recipe
+    from hpcwizard.project.recipe import fill_namespace, load_plan_for_recipe
 
     plan, recipe = load_plan_for_recipe(plan_path)
     plan = fill_namespace(plan, recipe)  # a no-op for the filled copy a job reads

@@ -26,7 +26,7 @@ of a Slurm job) knows exactly where it stands without asking the network:
   entry is trusted while the file keeps its size and mtime, so a rerun does not
   re-hash 13 GB to find out nothing changed.
 
-The readers take an optional :class:`~hpcwizard.files.ProjectFiles` so that
+The readers take an optional :class:`~hpcwizard.project.files.ProjectFiles` so that
 ``check --host`` counts what is already on the LOGIN NODE (over SFTP, where
 mtimes have whole seconds only: a complete file is then recognised by its size
 and its mtime to the second). Writing is the downloader's, always local.
@@ -47,8 +47,8 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from hpcwizard.errors import UserError
-from hpcwizard.files import ProjectFiles, local_or
-from hpcwizard.state import now_iso
+from hpcwizard.project.files import ProjectFiles, local_or
+from hpcwizard.project.state import now_iso
 
 RECORD_VERSION = 1
 MANIFEST_NAME = ".hpcwizard-complete.json"

@@ -32,8 +32,8 @@ from urllib.parse import urlsplit
 from hpcwizard.download.progress import FileState, ProgressTracker
 from hpcwizard.download.records import PartInfo, drop_part, part_path, read_sidecar, sidecar_path, write_sidecar
 from hpcwizard.errors import UserError
+from hpcwizard.project.state import now_iso
 from hpcwizard.sizes import human_bytes
-from hpcwizard.state import now_iso
 
 log = logging.getLogger("hpcwizard.download")
 

@@ -32,8 +32,8 @@ from hpcwizard.prepare.steps import PrepareError
 
 if TYPE_CHECKING:
     from hpcwizard.download.progress import ProgressCallback
-    from hpcwizard.plan import Plan
-    from hpcwizard.recipe import Recipe
+    from hpcwizard.project.plan import Plan
+    from hpcwizard.project.recipe import Recipe
 
 PARTS = ("files", "code", "environment")
 #: ``on_line(part, line)``: one line of a part's progress (git, pip, conda output).
@@ -60,7 +60,7 @@ class PrepareSummary:
 def _generated_requirements(plan: "Plan", recipe: "Recipe", spec: EnvironmentSpec) -> Optional[str]:
     if spec.generated_requirements is None:
         return None
-    from hpcwizard.render import render
+    from hpcwizard.project.render import render
 
     rendering = render(plan, recipe, plan.state_dir / "prepare")
     return next(f.text for f in rendering.files if f.name == spec.generated_requirements)
@@ -178,7 +178,7 @@ def run_prepare_command(plan_path: str, *, in_job: bool, files_only: bool = Fals
     ``prepare`` existed (they build their environment themselves)."""
     from hpcwizard.download.core import _find_token
     from hpcwizard.download.progress import PlainProgressLog, TerminalProgressBar
-    from hpcwizard.recipe import fill_namespace, load_plan_for_recipe
+    from hpcwizard.project.recipe import fill_namespace, load_plan_for_recipe
 
     plan, recipe = load_plan_for_recipe(plan_path)
     plan = fill_namespace(plan, recipe)  # a no-op for the filled copy a job reads

@@ -15,10 +15,10 @@ from typing import TYPE_CHECKING, Optional
 from hpcwizard.errors import UserError
 
 if TYPE_CHECKING:
-    from hpcwizard.files import ProjectFiles
-    from hpcwizard.plan import Plan
-    from hpcwizard.preflight import CheckResult
-    from hpcwizard.recipe import Recipe
+    from hpcwizard.checks.preflight import CheckResult
+    from hpcwizard.project.files import ProjectFiles
+    from hpcwizard.project.plan import Plan
+    from hpcwizard.project.recipe import Recipe
     from hpcwizard.shell import Runner
 
 ROW = "environment pins"
@@ -44,11 +44,11 @@ def check_environment_pins(plan: "Plan", recipe: "Recipe", *, token: Optional[st
     """One row: every pin of the environment is on the package index, or which are not and the override to add."""
     from dataclasses import replace
 
+    from hpcwizard.checks.preflight import _block, _ok, _warn
     from hpcwizard.prepare import _generated_requirements
     from hpcwizard.prepare.environment import read_requirements
     from hpcwizard.prepare.pins import index_urls, unsatisfiable
     from hpcwizard.prepare.spec import environment_spec
-    from hpcwizard.preflight import _block, _ok, _warn
 
     spec = environment_spec(recipe, plan)
     if spec is None:
@@ -104,8 +104,8 @@ done
 def check_environment_python(plan: "Plan", recipe: "Recipe", runner: "Runner") -> list["CheckResult"]:
     """A venv needs a Python the recipe supports on the machine that builds it
     (the login node for ``download: login``); conda brings its own."""
+    from hpcwizard.checks.preflight import _block, _ok, _warn
     from hpcwizard.prepare.spec import environment_spec
-    from hpcwizard.preflight import _block, _ok, _warn
 
     spec = environment_spec(recipe, plan)
     if spec is None:

@@ -25,8 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
-from hpcwizard.plan import Plan
-from hpcwizard.recipe import Recipe, RecipeError, fill_placeholders
+from hpcwizard.project.plan import Plan
+from hpcwizard.project.recipe import Recipe, RecipeError, fill_placeholders
 
 _GIT_URL = re.compile(r"^https://[A-Za-z0-9.-]+(?::[0-9]+)?/[A-Za-z0-9._/~-]+$")
 _COMMIT = re.compile(r"^[0-9a-f]{7,40}$")

@@ -1,6 +1,6 @@
 """Files on the login node over SFTP (the connection's one SFTP session).
 
-:class:`SftpFileSource` is :mod:`hpcwizard.logtail`'s ``FileSource`` over SFTP,
+:class:`SftpFileSource` is :mod:`hpcwizard.jobs.logtail`'s ``FileSource`` over SFTP,
 so the dashboard follows multi-GB logs remotely as cheaply as locally: a poll
 is one ``stat`` plus reads of the appended bytes only (one round trip per
 32 KiB, paramiko's request size).
@@ -31,7 +31,7 @@ if TYPE_CHECKING:  # typing.Self is Python 3.11+; annotations are not evaluated 
 
 import paramiko
 
-from hpcwizard.logtail import FileStat
+from hpcwizard.jobs.logtail import FileStat
 from hpcwizard.remote.connection import SshConnection
 
 
@@ -40,7 +40,7 @@ class SftpFileSource:
 
     The handle stays open between reads (cheap polls) and is reopened after a
     reconnect. One follower (one worker thread) per source, as for
-    :class:`~hpcwizard.logtail.LocalFileSource`; a lock makes concurrent use
+    :class:`~hpcwizard.jobs.logtail.LocalFileSource`; a lock makes concurrent use
     safe but serial.
     """
 

@@ -9,16 +9,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from textual.app import App
 from textual.binding import Binding
 from textual.screen import Screen
 
 from hpcwizard import __version__
-from hpcwizard.files import LOCAL_FILES, ProjectFiles
+from hpcwizard.project.files import LOCAL_FILES, ProjectFiles
 from hpcwizard.shell import LocalRunner, Runner
 
 
@@ -130,7 +130,7 @@ class HpcWizardApp(App[int]):
         dashboard (the wizard showed "already open… Press q to quit", and q
         closed the whole program)."""
         from hpcwizard.errors import UserError
-        from hpcwizard.tui.screens import session
+        from hpcwizard.project import session
 
         home = self.context.project_home
         if home is None:

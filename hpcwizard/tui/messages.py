@@ -6,10 +6,8 @@ updates the UI.
 
 from __future__ import annotations
 
-
 # --------------------------------------------------------------------------
 # Dashboard (job table, log panel, actions)
-
 from dataclasses import dataclass as _dataclass  # noqa: E402
 from typing import Any as _Any  # noqa: E402
 
@@ -28,10 +26,10 @@ _Message = WorkerAnswer
 class SnapshotTaken(_Message):
     """One poll of the job table finished: the snapshot and how long it took."""
 
-    snapshot: _Any  # hpcwizard.status.StatusSnapshot
+    snapshot: _Any  # hpcwizard.jobs.status.StatusSnapshot
     duration: float  # seconds the squeue (+ sacct) took
-    diagnoses: list | None = None  # hpcwizard.resubmit.Diagnosis: chains stuck on a failed parent
-    training: dict | None = None  # job id -> hpcwizard.status.TrainingStatus, for train jobs
+    diagnoses: list | None = None  # hpcwizard.jobs.resubmit.Diagnosis: chains stuck on a failed parent
+    training: dict | None = None  # job id -> hpcwizard.jobs.status.TrainingStatus, for train jobs
 
 
 @_dataclass
@@ -53,10 +51,10 @@ class LogChunk(_Message):
     reset: bool  # the view must be cleared first (open, or context jump)
     counts: dict  # finding kind -> count, for the whole followed file
     first_error_offset: int | None
-    progress: _Any  # hpcwizard.triage.TrainingProgress | None
+    progress: _Any  # hpcwizard.jobs.triage.TrainingProgress | None
     losses: list  # recent loss values for the sparkline
     note: str | None = None  # e.g. "showing the context of offset 123 (paused)"
-    segment: _Any = None  # hpcwizard.triage.SegmentMark: the log's last separator, if any
+    segment: _Any = None  # hpcwizard.jobs.triage.SegmentMark: the log's last separator, if any
     stage: int | None = None  # the stage the log's last "stage N" line started
 
 
@@ -66,7 +64,7 @@ class SearchResult(_Message):
 
     generation: int
     query: str
-    match: _Any  # hpcwizard.logtail.SearchMatch | None
+    match: _Any  # hpcwizard.jobs.logtail.SearchMatch | None
     context: list | None  # lines to show when the match is outside the view
 
 
@@ -136,10 +134,10 @@ class DataRootChecked(_Message):
 @_dataclass
 class NetworkProbeRead(_Message):
     """The paths step read the project's cached network probe
-    (``hpcwizard.netprobe``): ``offline`` when it says compute nodes of the
+    (``hpcwizard.checks.netprobe``): ``offline`` when it says compute nodes of the
     setup partition miss something the jobs need, else None."""
 
-    offline: _Any | None  # hpcwizard.netprobe.ProbeResult
+    offline: _Any | None  # hpcwizard.checks.netprobe.ProbeResult
     what: str = ""  # "the package index https://pypi.org/simple or ..."
 
 
@@ -212,7 +210,7 @@ class ChainSubmitted(_Message):
 @_dataclass
 class TrainingRateRead(_Message):
     """The training rate of this project's newest train run with one in its log
-    (a ``hpcwizard.estimate.MeasuredRate``), or None when there is no such run."""
+    (a ``hpcwizard.jobs.estimate.MeasuredRate``), or None when there is no such run."""
 
     rate: _Any | None
 

@@ -2,7 +2,7 @@
 
 Users leave it open for days, so it must cost the cluster almost nothing:
 
-* one :func:`~hpcwizard.status.take_snapshot` per refresh (one squeue for all
+* one :func:`~hpcwizard.jobs.status.take_snapshot` per refresh (one squeue for all
   jobs, at most one sacct), in a thread worker; the next refresh is armed
   with ``set_timer`` only when the previous one finished, so a slow
   controller never gets overlapping requests;
@@ -33,9 +33,9 @@ from textual.widgets import DataTable, Footer, Static
 from textual.worker import Worker, WorkerState
 
 from hpcwizard.errors import UserError
+from hpcwizard.jobs.status import JobRow, StatusSnapshot, TrainingStatus, TrainingWatch, take_snapshot
+from hpcwizard.project.state import StateError
 from hpcwizard.slurm import JobState, SlurmClient
-from hpcwizard.state import StateError
-from hpcwizard.status import JobRow, StatusSnapshot, TrainingStatus, TrainingWatch, take_snapshot
 from hpcwizard.tui.messages import ActionFinished, ConnectionChanged, LogChunk, SnapshotTaken
 from hpcwizard.tui.widgets.confirm import ChoiceScreen, ConfirmScreen
 from hpcwizard.tui.widgets.job_table import JobTable
@@ -296,8 +296,8 @@ class DashboardScreen(Screen):
 
     @work(thread=True, exclusive=True, group="poll", exit_on_error=False)
     def _poll_worker(self, project_home: Path) -> None:
-        from hpcwizard.resubmit import diagnose
-        from hpcwizard.state import load_state
+        from hpcwizard.jobs.resubmit import diagnose
+        from hpcwizard.project.state import load_state
 
         # The state once per refresh, for the snapshot, the doctor and the trainings.
         state = load_state(project_home / "hpcwizard", self.context.files)
@@ -457,7 +457,7 @@ class DashboardScreen(Screen):
         first = self.diagnoses[0]
         stuck = ", ".join(f"{job.name} ({job.job_id})" for job in first.stuck)
         more = f" (+{len(self.diagnoses) - 1} more)" if len(self.diagnoses) > 1 else ""
-        from hpcwizard.resubmit import continues_from_checkpoint
+        from hpcwizard.jobs.resubmit import continues_from_checkpoint
 
         parent = first.parent
         todo = ("press d to continue it from its latest checkpoint"
@@ -470,7 +470,7 @@ class DashboardScreen(Screen):
     def _show_training_hint(self) -> None:
         """A train job without continuation that will run out of time before
         its training ends: say when, and what to do about it."""
-        from hpcwizard.status import format_clock
+        from hpcwizard.jobs.status import format_clock
 
         hint = self.query_one("#dash-training", Static)
         warned = [(job_id, t) for job_id, t in self.training.items() if t.limit_in is not None and not t.ended]
@@ -509,7 +509,7 @@ class DashboardScreen(Screen):
     def _show_progress(self) -> None:
         """The followed log's progress, over every stage of the selected
         train job's plan, with its segment; no ETA once the job ended."""
-        from hpcwizard.triage import overall_progress
+        from hpcwizard.jobs.triage import overall_progress
 
         chunk = self._last_chunk
         panel = self.query_one(ProgressPanel)
@@ -609,8 +609,8 @@ class DashboardScreen(Screen):
                       partial(self._slurm_action, "cancel", [job.job_id]), yes="Cancel job")
 
     def action_cancel_chain(self) -> None:
-        from hpcwizard.resubmit import chain_of
-        from hpcwizard.state import load_state
+        from hpcwizard.jobs.resubmit import chain_of
+        from hpcwizard.project.state import load_state
 
         job = self._require_job()
         if job is None:
@@ -669,7 +669,7 @@ class DashboardScreen(Screen):
     # -- the DependencyNeverSatisfied doctor ---------------------------------------
 
     def _diagnosis_for(self, job: JobRow):
-        from hpcwizard.resubmit import Diagnosis
+        from hpcwizard.jobs.resubmit import Diagnosis
 
         for diagnosis in self.diagnoses:
             if job.job_id == diagnosis.parent.job_id or job.job_id in {s.job_id for s in diagnosis.stuck}:
@@ -691,13 +691,13 @@ class DashboardScreen(Screen):
 
     @work(thread=True, exclusive=True, group="doctor", exit_on_error=False)
     def _doctor_worker(self, diagnosis) -> None:
-        from hpcwizard.resubmit import with_exit_code
+        from hpcwizard.jobs.resubmit import with_exit_code
 
         # squeue has no exit codes: one sacct/scontrol for the failed parent.
         self.app.call_from_thread(self._show_doctor, with_exit_code(diagnosis, SlurmClient(self.context.runner)))
 
     def _show_doctor(self, diagnosis) -> None:
-        from hpcwizard.resubmit import continues_from_checkpoint, fix_advice, how_it_ended
+        from hpcwizard.jobs.resubmit import continues_from_checkpoint, fix_advice, how_it_ended
 
         parent = diagnosis.parent
         training = self.training.get(parent.job_id)
@@ -735,7 +735,7 @@ class DashboardScreen(Screen):
 
     @work(thread=True, exclusive=True, group="action", exit_on_error=False)
     def _resubmit_worker(self, parent_id: str, carry_on: bool = False) -> None:
-        from hpcwizard.resubmit import resubmit_failed
+        from hpcwizard.jobs.resubmit import resubmit_failed
 
         result = resubmit_failed(Path(self.context.project_home), self.context.runner, parent_id,
                                  files=self.context.files)

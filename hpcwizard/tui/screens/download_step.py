@@ -16,11 +16,11 @@ from textual.binding import Binding
 from textual.widget import Widget
 from textual.widgets import Button, Label
 
-from hpcwizard import hub
+from hpcwizard.checks import hub
 from hpcwizard.errors import UserError
-from hpcwizard.plan import Plan
+from hpcwizard.project import session
+from hpcwizard.project.plan import Plan
 from hpcwizard.tui.messages import DownloadEnded, DownloadProgressed
-from hpcwizard.tui.screens import session
 from hpcwizard.tui.screens.step import StepScreen
 from hpcwizard.tui.widgets.download_bars import DownloadBars
 

@@ -21,18 +21,18 @@ from textual.widget import Widget
 from textual.widgets import Input, Static
 
 from hpcwizard.errors import UserError
-from hpcwizard.estimate import (
+from hpcwizard.jobs.estimate import (
     Estimate,
     MeasuredRate,
     estimate,
     format_duration,
     measured_rate,
 )
-from hpcwizard.plan import Plan
+from hpcwizard.project import session
+from hpcwizard.project.plan import Plan
 from hpcwizard.sizes import human_bytes
 from hpcwizard.slurm import format_slurm_duration
 from hpcwizard.tui.messages import TrainingRateRead
-from hpcwizard.tui.screens import session
 from hpcwizard.tui.screens.step import StepScreen
 from hpcwizard.tui.widgets.param_form import GENERAL, ParamRow, grouped
 
@@ -192,7 +192,7 @@ class ParamsStep(StepScreen):
         if cost.fits_time_limit:
             text.append(f"      ✔ fits the train time limit {limit}", style="green")
             return text
-        from hpcwizard.continuation import plan_continuation, segments_text
+        from hpcwizard.jobs.continuation import plan_continuation, segments_text
 
         try:
             cont = plan_continuation(self.plan.with_changes(params=self.changed_params() or {}), self.recipe,

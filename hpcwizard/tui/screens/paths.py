@@ -11,13 +11,13 @@ from textual.timer import Timer
 from textual.widget import Widget
 from textual.widgets import Input, Label, RadioButton, RadioSet, Static
 
+from hpcwizard.checks.quota import probe_quota
+from hpcwizard.checks.space import free_space
 from hpcwizard.errors import UserError
-from hpcwizard.plan import Plan
-from hpcwizard.quota import probe_quota
+from hpcwizard.project import session
+from hpcwizard.project.plan import Plan
 from hpcwizard.sizes import human_bytes
-from hpcwizard.space import free_space
 from hpcwizard.tui.messages import DataRootChecked, FolderMeasured, NetworkProbeRead
-from hpcwizard.tui.screens import session
 from hpcwizard.tui.screens.step import StepScreen
 from hpcwizard.tui.widgets.dir_picker import DirPicker
 
@@ -142,7 +142,7 @@ class PathsStep(StepScreen):
     @work(thread=True, exclusive=True, group="paths-netprobe", exit_on_error=False)
     def read_network_probe(self) -> None:
         """The project's cached probe (no new job, no Slurm call without a cache)."""
-        from hpcwizard.netprobe import cached_offline, needed_kinds
+        from hpcwizard.checks.netprobe import cached_offline, needed_kinds
 
         recipe = session.recipe_of(self.plan)
         try:

@@ -10,10 +10,10 @@ from textual.widget import Widget
 from textual.widgets import Button, Label, LoadingIndicator
 from textual.worker import get_current_worker
 
-from hpcwizard.plan import Plan
-from hpcwizard.preflight import run_preflight
+from hpcwizard.checks.preflight import run_preflight
+from hpcwizard.project import session
+from hpcwizard.project.plan import Plan
 from hpcwizard.tui.messages import CheckArrived, PreflightDone
-from hpcwizard.tui.screens import session
 from hpcwizard.tui.screens.step import StepScreen
 from hpcwizard.tui.widgets.check_table import CheckTable
 

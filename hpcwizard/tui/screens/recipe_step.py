@@ -11,10 +11,10 @@ from textual.widget import Widget
 from textual.widgets import Input, Label, OptionList, RadioButton, RadioSet, Static
 from textual.widgets.option_list import Option
 
-from hpcwizard import hub
+from hpcwizard.checks import hub
 from hpcwizard.errors import UserError
-from hpcwizard.plan import _HF_NAME, Plan
-from hpcwizard.recipe import Recipe, all_recipes
+from hpcwizard.project.plan import _HF_NAME, Plan
+from hpcwizard.project.recipe import Recipe, all_recipes
 from hpcwizard.sizes import human_bytes
 from hpcwizard.tui.messages import TokenChecked
 from hpcwizard.tui.screens.step import StepScreen

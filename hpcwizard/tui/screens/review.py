@@ -11,12 +11,12 @@ from textual.widget import Widget
 from textual.widgets import Label, LoadingIndicator, TabbedContent, TabPane
 
 from hpcwizard.errors import UserError
-from hpcwizard.plan import Plan
-from hpcwizard.render import render
-from hpcwizard.files import ProjectFiles, local_or
-from hpcwizard.state import load_state
+from hpcwizard.project import session
+from hpcwizard.project.files import ProjectFiles, local_or
+from hpcwizard.project.plan import Plan
+from hpcwizard.project.render import render
+from hpcwizard.project.state import load_state
 from hpcwizard.tui.messages import PreviewRendered
-from hpcwizard.tui.screens import session
 from hpcwizard.tui.screens.step import StepScreen
 from hpcwizard.tui.widgets.code_view import code_view
 
@@ -94,7 +94,7 @@ class ReviewStep(StepScreen):
 
     def _segments(self) -> str:
         """How many segments the training takes, when more than one job's time (issue: long trainings)."""
-        from hpcwizard.continuation import load_continuation, segments_text
+        from hpcwizard.jobs.continuation import load_continuation, segments_text
 
         try:
             cont = load_continuation(self.plan, session.recipe_of(self.plan), self.context.files)

@@ -18,7 +18,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Footer, Static
 
 from hpcwizard.errors import UserError
-from hpcwizard.files import ProjectFiles, local_or
+from hpcwizard.project.files import ProjectFiles, local_or
 
 
 class SbatchViewer(ModalScreen[None]):

@@ -12,11 +12,11 @@ from textual.containers import Horizontal, Vertical
 from textual.widget import Widget
 from textual.widgets import Button, DataTable, Input, Label, LoadingIndicator, Select, Static
 
+from hpcwizard.checks.preflight import job_limits
+from hpcwizard.checks.space import Level
 from hpcwizard.errors import UserError
-from hpcwizard.plan import Plan, PlanError, plan_from_dict
-from hpcwizard.preflight import job_limits
+from hpcwizard.project.plan import Plan, PlanError, plan_from_dict
 from hpcwizard.slurm import PartitionInfo, SlurmClient, format_slurm_duration
-from hpcwizard.space import Level
 from hpcwizard.tui.messages import PartitionsLoaded
 from hpcwizard.tui.screens.step import StepScreen
 

@@ -11,10 +11,10 @@ from textual.widgets import Button, LoadingIndicator, Static
 from textual.worker import Worker, WorkerState
 
 from hpcwizard.errors import UserError
-from hpcwizard.plan import Plan
-from hpcwizard.submit import AlreadySubmitted, submit_chain
+from hpcwizard.jobs.submit import AlreadySubmitted, submit_chain
+from hpcwizard.project import session
+from hpcwizard.project.plan import Plan
 from hpcwizard.tui.messages import ChainSubmitted
-from hpcwizard.tui.screens import session
 from hpcwizard.tui.screens.step import StepScreen
 
 

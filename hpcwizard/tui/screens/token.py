@@ -14,7 +14,7 @@ from textual.containers import Horizontal
 from textual.widget import Widget
 from textual.widgets import Button, Input, Label, LoadingIndicator, Static
 
-from hpcwizard import hub
+from hpcwizard.checks import hub
 from hpcwizard.errors import UserError
 from hpcwizard.tui.messages import TokenChecked
 from hpcwizard.tui.screens.step import StepScreen
@@ -122,7 +122,7 @@ class TokenStep(StepScreen):
         this (validated) token there: on the
         command's stdin, into a file created 0600 in a private folder; never
         in argv or env."""
-        from hpcwizard.preflight import make_remote_token_private, remote_token_status, store_remote_token
+        from hpcwizard.checks.preflight import make_remote_token_private, remote_token_status, store_remote_token
 
         files, runner = self.context.files, self.context.runner
         existing = remote_token_status(runner)

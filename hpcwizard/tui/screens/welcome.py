@@ -10,8 +10,8 @@ from textual.containers import Horizontal
 from textual.widget import Widget
 from textual.widgets import Button, Input, Label, Static
 
+from hpcwizard.project import session
 from hpcwizard.tui.messages import SessionRead
-from hpcwizard.tui.screens import session
 from hpcwizard.tui.screens.step import StepScreen
 from hpcwizard.tui.widgets.confirm import ConfirmScreen
 from hpcwizard.tui.widgets.dir_picker import DirPicker

@@ -24,9 +24,9 @@ from textual.screen import Screen
 from textual.widgets import Footer, Label
 
 from hpcwizard.errors import UserError
-from hpcwizard.plan import Plan
-from hpcwizard.tui.screens import session
-from hpcwizard.tui.screens.session import STEP_KEYS, STEPS, TITLES, step_index
+from hpcwizard.project import session
+from hpcwizard.project.plan import Plan
+from hpcwizard.project.session import STEP_KEYS, STEPS, TITLES, step_index
 from hpcwizard.tui.screens.step import BACK, Jump, StepScreen
 
 
@@ -279,7 +279,7 @@ class WizardScreen(Screen[None]):
         return "token"
 
     def _apply_recipe(self, choice: RecipeChoice) -> None:
-        from hpcwizard.recipe import get_recipe
+        from hpcwizard.project.recipe import get_recipe
 
         assert self.project_home is not None
         recipe = get_recipe(choice.recipe)
@@ -294,7 +294,7 @@ class WizardScreen(Screen[None]):
             self.plan = self.plan.with_changes(variant=choice.variant, hf_namespace=choice.hf_namespace)
 
     def _apply_params(self, choice: ParamsChoice) -> None:
-        from hpcwizard.recipe import get_recipe
+        from hpcwizard.project.recipe import get_recipe
 
         plan = self._plan()
         get_recipe(plan.recipe).resolve_params(choice.params)  # PlanError names a bad one: not saved

@@ -6,7 +6,7 @@ from textual.containers import VerticalScroll
 from textual.content import Content
 from textual.widgets import Collapsible, Static
 
-from hpcwizard.preflight import CheckResult, Level
+from hpcwizard.checks.preflight import CheckResult, Level
 
 MARKS = {Level.OK: ("✔", "green"), Level.WARN: ("!", "yellow"), Level.BLOCK: ("✘", "red")}
 

@@ -17,7 +17,7 @@ from rich.text import Text
 from textual.widgets import DataTable
 from textual.widgets.data_table import ColumnKey, RowKey
 
-from hpcwizard.status import JobRow, TrainingStatus, format_clock, format_elapsed_limit
+from hpcwizard.jobs.status import JobRow, TrainingStatus, format_clock, format_elapsed_limit
 
 COLUMNS: tuple[tuple[str, str], ...] = (
     ("id", "Job"),

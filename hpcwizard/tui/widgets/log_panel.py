@@ -1,6 +1,6 @@
 """Follow one job's log: tail, live updates, search, triage highlights.
 
-The toolong approach: a :class:`~hpcwizard.logtail.LogFollower` keeps byte
+The toolong approach: a :class:`~hpcwizard.jobs.logtail.LogFollower` keeps byte
 offsets and reads only what was appended, in a thread worker, once a second
 (the next poll is armed when the previous one finished, so a slow disk never
 stacks reads). Opening a multi-GB log reads its last lines backwards, never
@@ -29,9 +29,9 @@ from textual.timer import Timer
 from textual.widgets import Input, RichLog, Static
 from textual.worker import Worker, WorkerState, get_current_worker
 
-from hpcwizard.logtail import FileSource, LocalFileSource, LogFollower, LogUpdate
+from hpcwizard.jobs.logtail import FileSource, LocalFileSource, LogFollower, LogUpdate
+from hpcwizard.jobs.triage import DEFAULT_SEVERITY, Kind, Severity, Triage
 from hpcwizard.slurm import JobState
-from hpcwizard.triage import DEFAULT_SEVERITY, Kind, Severity, Triage
 from hpcwizard.tui.messages import LogChunk, SearchResult
 
 #: Lines kept in the view; older ones scroll out (search still finds them).
@@ -156,7 +156,7 @@ class LogPanel(Vertical):
         super().__init__(**kwargs)
         self.source_factory = source_factory
         self.generation = 0
-        self.job = None  # hpcwizard.status.JobRow | None
+        self.job = None  # hpcwizard.jobs.status.JobRow | None
         self.path: str | None = None
         self._session: _Session | None = None
         self._timer: Timer | None = None
@@ -297,7 +297,7 @@ class LogPanel(Vertical):
             if session.opened and not reopen:
                 # The last separator and stage line of a training may lie
                 # above the tail: one bounded backward scan finds them.
-                from hpcwizard.status import scan_markers
+                from hpcwizard.jobs.status import scan_markers
 
                 triage.seed(*scan_markers(follower, end=update.offset))
         else:
@@ -347,7 +347,7 @@ class LogPanel(Vertical):
                     kind = max(found, key=lambda f: f.severity).kind.value
                 session.triaged_upto = offset + 1
             else:
-                from hpcwizard.triage import classify_line
+                from hpcwizard.jobs.triage import classify_line
 
                 classified = classify_line(text)
                 kind = classified.value if classified is not None else None
@@ -547,7 +547,7 @@ class LogPanel(Vertical):
     @staticmethod
     def _first_error_in(follower: LogFollower, worker):
         """The first line triage calls an error, scanning from the start."""
-        from hpcwizard.triage import classify_line
+        from hpcwizard.jobs.triage import classify_line
 
         match, start = None, 0
         while not worker.is_cancelled:
@@ -651,7 +651,7 @@ class LogPanel(Vertical):
         self.view.clear()
         self._offsets.clear()
         self._plain.clear()
-        from hpcwizard.triage import classify_line
+        from hpcwizard.jobs.triage import classify_line
 
         lines = []
         for line in context:

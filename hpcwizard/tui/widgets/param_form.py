@@ -1,7 +1,7 @@
 """One row of the parameters form: name, an editor suited to the type, default, reset, help, target.
 
 A :class:`ParamRow` validates its value as it changes with
-:meth:`hpcwizard.recipe.Parameter.convert`, shows what is allowed inline when
+:meth:`hpcwizard.project.recipe.Parameter.convert`, shows what is allowed inline when
 the value is not, and posts :class:`ParamRow.Edited` so the screen can update
 Next and the estimate.
 """
@@ -21,7 +21,7 @@ from textual.validation import Function
 from textual.widget import Widget
 from textual.widgets import Button, Checkbox, Input, Label, Select, Static
 
-from hpcwizard.recipe import Parameter
+from hpcwizard.project.recipe import Parameter
 
 _STAGE_PREFIX = re.compile(r"^stage(\d+)_")
 GENERAL = "General"

@@ -1,6 +1,6 @@
 """Training progress of the followed log: step N of M, ETA, a loss sparkline.
 
-Fed from :class:`~hpcwizard.triage.Triage` (via the log panel's worker);
+Fed from :class:`~hpcwizard.jobs.triage.Triage` (via the log panel's worker);
 hidden until a log reports progress. With the plan's stages known, the bar,
 the step and the ETA cover the whole training (every stage, every segment
 of a job that continues across its time limit); a job that ended shows
@@ -13,7 +13,7 @@ from rich.text import Text
 from textual.containers import Horizontal
 from textual.widgets import ProgressBar, Sparkline, Static
 
-from hpcwizard.triage import OverallProgress, SegmentMark, TrainingProgress
+from hpcwizard.jobs.triage import OverallProgress, SegmentMark, TrainingProgress
 
 
 def format_eta(seconds: float | None) -> str:

@@ -2,12 +2,12 @@
 
 When a parent job fails, Slurm leaves its ``afterok`` dependents pending
 forever with the reason ``DependencyNeverSatisfied``. :func:`diagnose` finds
-them in a :class:`~hpcwizard.status.StatusSnapshot` and names the parent that
+them in a :class:`~hpcwizard.jobs.status.StatusSnapshot` and names the parent that
 failed (state, exit code, log). :func:`resubmit_failed` submits the failed
 parent's recorded script again (same working directory: the project home),
 cancels the stuck dependents and submits them again with
 ``--dependency=afterok:<new id>`` in chain order, then records the new jobs
-in the project state as a new :class:`~hpcwizard.state.Submission`.
+in the project state as a new :class:`~hpcwizard.project.state.Submission`.
 
 Like the first submission it is all or nothing: every new job is submitted
 held; if Slurm refuses one, the new ones are cancelled and the old chain is
@@ -25,12 +25,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hpcwizard.errors import UserError
-from hpcwizard.files import ProjectFiles, local_or
-from hpcwizard.shell import Runner
-from hpcwizard.slurm import SlurmClient
-from hpcwizard.slurm.models import JobState
-from hpcwizard.slurm.parse import parse_dependency
-from hpcwizard.state import (
+from hpcwizard.jobs.status import JobRow, StatusSnapshot, format_clock
+from hpcwizard.project.files import ProjectFiles, local_or
+from hpcwizard.project.state import (
     ProjectState,
     Submission,
     SubmittedJob,
@@ -38,7 +35,10 @@ from hpcwizard.state import (
     now_iso,
     update_state,
 )
-from hpcwizard.status import JobRow, StatusSnapshot, format_clock
+from hpcwizard.shell import Runner
+from hpcwizard.slurm import SlurmClient
+from hpcwizard.slurm.models import JobState
+from hpcwizard.slurm.parse import parse_dependency
 
 NEVER_SATISFIED = "DependencyNeverSatisfied"
 
@@ -103,7 +103,7 @@ def continues_from_checkpoint(job: JobRow, *, resumes: bool = True) -> bool:
 def resumes_from_checkpoint(state: ProjectState, job_id: str, files: ProjectFiles | None = None) -> bool:
     """``job_id`` is a train job of its chain's recipe (read from the plan
     submitted with it): its script resumes from the latest checkpoint."""
-    from hpcwizard.status import submission_train_jobs
+    from hpcwizard.jobs.status import submission_train_jobs
 
     for submission in state.submissions:
         for job in submission.jobs:

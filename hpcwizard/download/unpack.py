@@ -14,7 +14,7 @@ the metadata of existing folders (``--no-overwrite-dir``). Every member is
 checked before tar starts (:func:`check_members`): a bad one refuses the
 whole archive, so nothing of it is written.
 
-``python -m hpcwizard.unpack ARCHIVE INTO`` does the same for job scripts
+``python -m hpcwizard.download.unpack ARCHIVE INTO`` does the same for job scripts
 that unpack an archive themselves (fff-vdi's train.tar).
 """
 
@@ -33,8 +33,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hpcwizard.errors import UserError
-from hpcwizard.files import ProjectFiles, local_or
-from hpcwizard.state import atomic_write
+from hpcwizard.project.files import ProjectFiles, local_or
+from hpcwizard.project.state import atomic_write
 
 MARKER_PREFIX = ".hpcwizard-unpacked-"
 _REFUSE = "refusing to unpack it; get the archive from a source you trust"
@@ -297,10 +297,10 @@ def unpack(archive: Path, into: Path, *, sha256: str | None = None) -> UnpackRes
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m hpcwizard.unpack ARCHIVE INTO``: print one line, exit non-zero on failure."""
+    """``python -m hpcwizard.download.unpack ARCHIVE INTO``: print one line, exit non-zero on failure."""
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 2:
-        print("usage: python -m hpcwizard.unpack ARCHIVE INTO", file=sys.stderr)
+        print("usage: python -m hpcwizard.download.unpack ARCHIVE INTO", file=sys.stderr)
         return 2
     archive, into = Path(args[0]).absolute(), Path(args[1]).absolute()
     try:

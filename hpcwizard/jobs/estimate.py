@@ -23,7 +23,7 @@ GPUs): a changed setting changes the real rate, which is why the wizard shows
 where the rate came from. No Textual here; reading a log is disk work, so the
 wizard calls :func:`measured_rate` from a worker.
 
-In remote mode (``files`` an :class:`~hpcwizard.files.SshFiles`) the state and
+In remote mode (``files`` an :class:`~hpcwizard.project.files.SshFiles`) the state and
 the logs are the login node's: the state is read over SFTP and a log's tail
 with SFTP range reads (only the last lines travel).
 """
@@ -37,12 +37,12 @@ from pathlib import Path
 from typing import Any
 
 from hpcwizard.errors import UserError
-from hpcwizard.files import ProjectFiles, local_or
-from hpcwizard.logtail import LogFollower
-from hpcwizard.plan import Plan
-from hpcwizard.recipe import Recipe
-from hpcwizard.state import load_state
-from hpcwizard.triage import parse_progress
+from hpcwizard.jobs.logtail import LogFollower
+from hpcwizard.jobs.triage import parse_progress
+from hpcwizard.project.files import ProjectFiles, local_or
+from hpcwizard.project.plan import Plan
+from hpcwizard.project.recipe import Recipe
+from hpcwizard.project.state import load_state
 
 TAIL_LINES = 400  # the last few hundred lines of a log: enough samples, bounded work
 RATE_SAMPLES = 50  # the median of the newest samples: a slow first step or a pause does not skew it

@@ -2,7 +2,7 @@
 
 Every value that reaches a shell goes through the ``sh`` filter
 (:func:`shlex.quote`); values that go into ``#SBATCH`` directives, which are
-not shell and cannot be quoted, were validated by :mod:`hpcwizard.plan`.
+not shell and cannot be quoted, were validated by :mod:`hpcwizard.project.plan`.
 Templates use ``StrictUndefined`` so a typo in a template is an error at
 render time, not an empty string in a job script.
 
@@ -23,11 +23,11 @@ from typing import Any
 
 import jinja2
 
-from hpcwizard.continuation import Continuation, load_continuation
 from hpcwizard.errors import UserError
-from hpcwizard.files import LOCAL_FILES, ProjectFiles
-from hpcwizard.plan import JobResources, Plan
-from hpcwizard.recipe import SHARED_FOLDER, Recipe, templates_root
+from hpcwizard.jobs.continuation import Continuation, load_continuation
+from hpcwizard.project.files import LOCAL_FILES, ProjectFiles
+from hpcwizard.project.plan import JobResources, Plan
+from hpcwizard.project.recipe import SHARED_FOLDER, Recipe, templates_root
 
 # A path that can stand unquoted in an #SBATCH directive.
 _DIRECTIVE_SAFE = re.compile(r"^[A-Za-z0-9_./+-]+$")
@@ -121,7 +121,7 @@ def render(plan: Plan, recipe: Recipe, out_dir: Path, *, hf_endpoint: str | None
     its spool directory, so a script cannot find its own folder).
 
     ``continuation``: how the train job continues across its time limit;
-    by default :func:`hpcwizard.continuation.load_continuation` with this
+    by default :func:`hpcwizard.jobs.continuation.load_continuation` with this
     machine's files (the rate an earlier run of the project logged, the
     check's answer whether the cluster requeues). Remote callers pass the
     login node's (``load_continuation(plan, recipe, files)``).

@@ -1,6 +1,6 @@
 """The submit journal: a submit that dies half-way is finished or undone later.
 
-``submit`` (:mod:`hpcwizard.submit`) writes ``<state_dir>/submit-journal.json``
+``submit`` (:mod:`hpcwizard.jobs.submit`) writes ``<state_dir>/submit-journal.json``
 BEFORE its first sbatch: the plan's fingerprint, a new chain id and the time.
 Each job id is added the moment sbatch prints it, and the phase moves from
 ``submitting`` (jobs go in held, none may run) to ``releasing`` (every job was
@@ -43,12 +43,12 @@ from datetime import datetime
 from pathlib import Path
 
 from hpcwizard.errors import UserError
-from hpcwizard.files import LockBusy, ProjectFiles, local_or
+from hpcwizard.project.files import LockBusy, ProjectFiles, local_or
+from hpcwizard.project.state import StateError, Submission, SubmittedJob, fsync_folder, load_state, update_state
 from hpcwizard.shell import Runner
 from hpcwizard.slurm import JobState, SlurmClient, SlurmCommandError, SlurmUnavailable
 from hpcwizard.slurm.errors import slurm_error_line
 from hpcwizard.slurm.parse import FIELD_SEPARATOR
-from hpcwizard.state import StateError, Submission, SubmittedJob, fsync_folder, load_state, update_state
 
 JOURNAL_FILE = "submit-journal.json"
 #: Held by ``submit`` for its whole run; serialises submits and recoveries.

@@ -12,7 +12,7 @@ all for ``hpcwizard check``.
 - slurm: partitions exist and are up, time/GPUs/CPUs/memory fit, account and
   QoS allowed, then ``sbatch --test-only`` with the estimated start; whether
   compute nodes reach the network the jobs need (a probe job, cached:
-  :mod:`hpcwizard.netprobe`);
+  :mod:`hpcwizard.checks.netprobe`);
 - environment: conda-like tool or venv, Lmod, whether the hub is reachable.
 """
 
@@ -29,18 +29,18 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from hpcwizard import hub
+from hpcwizard.checks import hub
+from hpcwizard.checks.quota import probe_quota
+from hpcwizard.checks.space import FreeSpace, Level, assess, free_space
 from hpcwizard.errors import UserError
-from hpcwizard.files import ProjectFiles, local_or
-from hpcwizard.plan import JobResources, Plan
-from hpcwizard.quota import probe_quota
-from hpcwizard.recipe import Recipe, ResolvedRepo
-from hpcwizard.render import render
-from hpcwizard.shell import Runner
 from hpcwizard.prepare.check import check_environment_pins, check_environment_python
+from hpcwizard.project.files import ProjectFiles, local_or
+from hpcwizard.project.plan import JobResources, Plan
+from hpcwizard.project.recipe import Recipe, ResolvedRepo
+from hpcwizard.project.render import render
+from hpcwizard.shell import Runner
 from hpcwizard.sizes import human_bytes
 from hpcwizard.slurm import PartitionInfo, PartitionState, SlurmClient, format_slurm_duration
-from hpcwizard.space import FreeSpace, Level, assess, free_space
 
 __all__ = ["CheckResult", "Level", "Preflight", "job_limits", "run_preflight"]
 
@@ -231,7 +231,7 @@ def space_needs(plan: Plan, recipe: Recipe, token: str | None, endpoint: str | N
     manifest, ``.part`` sizes and unpack markers are read on the login node
     over SFTP, and a plain tar's headers are read there by ``runner``."""
     from hpcwizard.download import read_manifest, repo_download_size
-    from hpcwizard.unpack import is_unpacked
+    from hpcwizard.download.unpack import is_unpacked
 
     files = local_or(files)
     needs = []
@@ -456,10 +456,10 @@ def check_continuation(plan: Plan, recipe: Recipe, runner: Runner,
                        files: ProjectFiles | None = None) -> list[CheckResult]:
     """How the train job continues across its time limit (README "Long
     trainings"): whether the cluster requeues (the answer is kept for render:
-    :func:`hpcwizard.continuation.site_requeues`), and the segments the
+    :func:`hpcwizard.jobs.continuation.site_requeues`), and the segments the
     estimated training takes ("~3 segments of 48h"): a training longer than
     the partition allows is not a problem, only one the bound cannot cover."""
-    from hpcwizard.continuation import describe, load_continuation, probe_requeue, save_site_answer
+    from hpcwizard.jobs.continuation import describe, load_continuation, probe_requeue, save_site_answer
 
     results = []
     try:
@@ -610,11 +610,11 @@ def check_network(plan: Plan, recipe: Recipe, runner: Runner, *, files: ProjectF
                   cache_only: bool = False, wait: float | None = None, sbatch_args: Iterable[str] = (),
                   cancelled: Callable[[], bool] | None = None) -> list[CheckResult]:
     """Do compute nodes of the setup partition reach what the jobs need
-    (:mod:`hpcwizard.netprobe`)? A cached probe result unless ``probe``; a
+    (:mod:`hpcwizard.checks.netprobe`)? A cached probe result unless ``probe``; a
     ``download: login`` plan never waits for a new one (its jobs run offline),
     nor does ``cache_only`` (the Slurm rows block). ``wait``: seconds a probe
     may stay pending (tests shorten it)."""
-    from hpcwizard import netprobe
+    from hpcwizard.checks import netprobe
 
     login = plan.download == "login"
     answer = netprobe.network_status(
@@ -694,7 +694,7 @@ def run_preflight(plan: Plan, recipe: Recipe, runner: Runner, *, endpoint: str |
 
     ``probe_network``: probe the compute nodes' network again even when a
     result is cached (``check --probe``); ``network_wait``: seconds the probe
-    may stay pending (default :data:`hpcwizard.netprobe.PENDING_WAIT`);
+    may stay pending (default :data:`hpcwizard.checks.netprobe.PENDING_WAIT`);
     ``cancelled``: polled while waiting for the probe (the wizard quit).
 
     Remote mode (``files`` remote): token, access and the hub checks run HERE

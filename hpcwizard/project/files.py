@@ -49,7 +49,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from hpcwizard.errors import UserError
-from hpcwizard.logtail import FileSource, LocalFileSource
+from hpcwizard.jobs.logtail import FileSource, LocalFileSource
 
 if TYPE_CHECKING:
     from hpcwizard.remote.connection import SshConnection
@@ -138,7 +138,7 @@ class ProjectFiles(Protocol):
         ...
 
     def open_source(self, path: str) -> FileSource:
-        """A :class:`~hpcwizard.logtail.FileSource` for following a log."""
+        """A :class:`~hpcwizard.jobs.logtail.FileSource` for following a log."""
         ...
 
     def lock(self, path: PathLike, *, blocking: bool = True, note: str | None = None,
@@ -170,7 +170,7 @@ class LocalFiles:
         return Path(path).read_text(encoding="utf-8")
 
     def write_text_atomic(self, path: PathLike, text: str, mode: int = 0o644) -> None:
-        from hpcwizard.state import atomic_write
+        from hpcwizard.project.state import atomic_write
 
         atomic_write(Path(path), text, mode)
 

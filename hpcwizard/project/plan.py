@@ -69,7 +69,7 @@ class JobResources:
     gpus: int = 0
     #: train only: how many segments the job may run, continuing across its
     #: time limit (README "Long trainings"); None is ``auto`` (the estimated
-    #: need plus 50 %, see :mod:`hpcwizard.continuation`)
+    #: need plus 50 %, see :mod:`hpcwizard.jobs.continuation`)
     segments: int | None = None
 
     def time_seconds(self) -> int:

@@ -32,7 +32,7 @@ from hpcwizard.errors import CommandFailed
 from hpcwizard.shell import Runner
 
 if TYPE_CHECKING:  # space imports this module; only the type is needed here
-    from hpcwizard.space import FreeSpace
+    from hpcwizard.checks.space import FreeSpace
 
 __all__ = [
     "QuotaEntry",
@@ -760,7 +760,7 @@ def probe_quota(
 ) -> QuotaReport:
     """Ask the quota tool of the filesystem holding ``path``; never raises.
 
-    ``free`` is a :class:`hpcwizard.space.FreeSpace` already measured for
+    ``free`` is a :class:`hpcwizard.checks.space.FreeSpace` already measured for
     ``path`` (saves a ``df``); without it the probe measures one itself.
     """
     try:
@@ -781,7 +781,7 @@ def _probe_quota(
     timeout: float,
     site_wrappers: bool,
 ) -> QuotaReport:
-    from hpcwizard.space import free_space  # space imports this module
+    from hpcwizard.checks.space import free_space  # space imports this module
 
     warnings: list[str] = []
     if free is None:

@@ -22,10 +22,10 @@ from dataclasses import dataclass, replace
 from enum import Enum, IntEnum
 from typing import TYPE_CHECKING, NamedTuple
 
-from hpcwizard.logtail import strip_ansi
+from hpcwizard.jobs.logtail import strip_ansi
 
 if TYPE_CHECKING:
-    from hpcwizard.logtail import LogUpdate
+    from hpcwizard.jobs.logtail import LogUpdate
 
 
 class Severity(IntEnum):

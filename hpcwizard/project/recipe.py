@@ -28,9 +28,9 @@ from typing import Any
 
 import yaml
 
-from hpcwizard.continuation import ContinuationSettings, parse_settings
 from hpcwizard.errors import UserError
-from hpcwizard.plan import JobResources, Plan, PlanError, plan_from_dict
+from hpcwizard.jobs.continuation import ContinuationSettings, parse_settings
+from hpcwizard.project.plan import JobResources, Plan, PlanError, plan_from_dict
 
 SHARED_FOLDER = "_shared"
 RECIPE_KEYS = ("name", "title", "description", "variants", "parameters", "repos", "jobs", "files",
@@ -56,7 +56,7 @@ def templates_root() -> Path:
     Installed from a wheel, the recipes ship inside the package; in a source
     checkout (editable install) they sit at the top of the repository.
     """
-    package = Path(__file__).resolve().parent
+    package = Path(__file__).resolve().parent.parent  # hpcwizard/, above project/
     for candidate in (package / "sbatch_templates", package.parent / "sbatch_templates"):
         if candidate.is_dir():
             return candidate
@@ -584,7 +584,7 @@ def fill_namespace(plan: Plan, recipe: Recipe) -> Plan:
     """
     if plan.hf_namespace or not recipe.needs_namespace:
         return plan
-    from hpcwizard import hub
+    from hpcwizard.checks import hub
 
     source = hub.find_token()
     if source is None:
@@ -595,7 +595,7 @@ def fill_namespace(plan: Plan, recipe: Recipe) -> Plan:
 
 def load_plan_for_recipe(path: Path | str) -> tuple[Plan, Recipe]:
     """Load a plan and its recipe, validating the variant against the recipe."""
-    from hpcwizard.plan import load_plan
+    from hpcwizard.project.plan import load_plan
 
     recipes = all_recipes()
     return checked_against_recipe(load_plan(path, recipe_names=tuple(recipes)), recipes)

@@ -9,7 +9,7 @@ so reopening hpcwizard never submits twice.
 
 A submit that dies half-way (``kill -9``, a dropped ssh session, a power
 cut) is finished or undone by the next start, from the journal written
-before the first sbatch (:mod:`hpcwizard.journal`); the sbatch it was
+before the first sbatch (:mod:`hpcwizard.jobs.journal`); the sbatch it was
 waiting for dies with it (:func:`hpcwizard.shell.die_with_parent`). A cleanup
 that fails is said as such, and retried on the next start. A refused submit
 leaves nothing behind: the run folder, the logs folder, and the project home
@@ -24,8 +24,7 @@ from datetime import datetime
 from pathlib import Path
 
 from hpcwizard.errors import UserError
-from hpcwizard.files import ProjectFiles, local_or
-from hpcwizard.journal import (
+from hpcwizard.jobs.journal import (
     SUBMIT_LOCK,
     Journal,
     Phase,
@@ -41,12 +40,13 @@ from hpcwizard.journal import (
     remove_run_folder,
     write_journal,
 )
-from hpcwizard.plan import Plan
-from hpcwizard.recipe import Recipe
-from hpcwizard.render import render
+from hpcwizard.project.files import ProjectFiles, local_or
+from hpcwizard.project.plan import Plan
+from hpcwizard.project.recipe import Recipe
+from hpcwizard.project.render import render
+from hpcwizard.project.state import Submission, SubmittedJob, load_state, now_iso, update_state
 from hpcwizard.shell import Runner
 from hpcwizard.slurm import SlurmClient, SlurmRefused
-from hpcwizard.state import Submission, SubmittedJob, load_state, now_iso, update_state
 
 
 class AlreadySubmitted(UserError):
@@ -76,7 +76,7 @@ def submit_chain(plan: Plan, recipe: Recipe, runner: Runner, *, force: bool = Fa
     node's (the run folder, logs and state are written there, and
     ``hpcwizard_cmd`` is the login node's hpcwizard for the jobs to call).
     ``on_note``: gets one line per thing done to settle an interrupted
-    earlier submit of the project (see :mod:`hpcwizard.journal`)."""
+    earlier submit of the project (see :mod:`hpcwizard.jobs.journal`)."""
     files = local_or(files)
     # What is missing now is what this submit creates; a refused one removes it again.
     made = _missing_folders(plan, files)

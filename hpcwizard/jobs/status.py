@@ -17,13 +17,8 @@ from datetime import datetime
 from pathlib import Path
 
 from hpcwizard.errors import UserError
-from hpcwizard.files import ProjectFiles, local_or
-from hpcwizard.logtail import MARKER_SCAN_BYTES, LogFollower
-from hpcwizard.plan import job_prefix_for
-from hpcwizard.shell import Runner
-from hpcwizard.slurm import JobState, SlurmClient
-from hpcwizard.state import ProjectState, load_state
-from hpcwizard.triage import (
+from hpcwizard.jobs.logtail import MARKER_SCAN_BYTES, LogFollower
+from hpcwizard.jobs.triage import (
     SEGMENT_NEEDLE,
     STAGE_NEEDLE,
     OverallProgress,
@@ -36,6 +31,11 @@ from hpcwizard.triage import (
     parse_segment_line,
     parse_stage_start,
 )
+from hpcwizard.project.files import ProjectFiles, local_or
+from hpcwizard.project.plan import job_prefix_for
+from hpcwizard.project.state import ProjectState, load_state
+from hpcwizard.shell import Runner
+from hpcwizard.slurm import JobState, SlurmClient
 
 HELD_REASONS = ("JobHeldUser", "JobHeldAdmin")
 
@@ -358,7 +358,7 @@ def scan_markers(follower: LogFollower, *, end: int | None = None,
                  max_bytes: int = MARKER_SCAN_BYTES) -> tuple[SegmentMark | None, int | None]:
     """The last separator (with the ~N of the last one that said it) and the
     last stage start in a log, looking back at most ``max_bytes``."""
-    from hpcwizard.logtail import LineMarker
+    from hpcwizard.jobs.logtail import LineMarker
 
     markers = {
         "segment": LineMarker(re.compile(re.escape(SEGMENT_NEEDLE) + r"\d"), SEGMENT_NEEDLE.encode()),
@@ -520,8 +520,8 @@ def _read_submission_facts(files: ProjectFiles, scripts_dir: str) -> _Submission
     try:
         import yaml
 
-        from hpcwizard.estimate import stage_steps, train_job_names
-        from hpcwizard.recipe import plan_for_recipe_from_dict
+        from hpcwizard.jobs.estimate import stage_steps, train_job_names
+        from hpcwizard.project.recipe import plan_for_recipe_from_dict
 
         plan, recipe = plan_for_recipe_from_dict(yaml.safe_load(text))
         outline = tuple(stage_steps(recipe, recipe.resolve_params(plan.params)))

@@ -21,10 +21,10 @@ from pathlib import Path
 import yaml
 
 from hpcwizard.errors import UserError
-from hpcwizard.plan import Plan, PlanError
-from hpcwizard.recipe import Recipe, all_recipes, plan_for_recipe_from_dict
-from hpcwizard.files import ProjectFiles, expand_home, local_or
-from hpcwizard.state import ProjectLock, atomic_write, load_state, update_state
+from hpcwizard.project.files import ProjectFiles, expand_home, local_or
+from hpcwizard.project.plan import Plan, PlanError
+from hpcwizard.project.recipe import Recipe, all_recipes, plan_for_recipe_from_dict
+from hpcwizard.project.state import ProjectLock, atomic_write, load_state, update_state
 
 PLAN_FILE = "plan.yaml"
 
@@ -181,7 +181,7 @@ def acquire_project_lock(project_home: Path, files: ProjectFiles | None = None) 
 
     Returns True when this call took it, False when this process held it
     already (the CLI takes it before the TUI starts; the wizard asks again).
-    Raises :class:`hpcwizard.state.StateError` when another process holds it.
+    Raises :class:`hpcwizard.project.state.StateError` when another process holds it.
     """
     home = Path(project_home) if files is not None and files.remote else Path(project_home).absolute()
     if home in _HELD:

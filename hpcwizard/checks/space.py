@@ -19,10 +19,10 @@ from enum import Enum
 
 import psutil
 
+from hpcwizard.checks.quota import QuotaEntry, QuotaReport
 from hpcwizard.errors import CommandFailed
-from hpcwizard.quota import QuotaEntry, QuotaReport
-from hpcwizard.sizes import human_bytes
 from hpcwizard.shell import LocalRunner, Runner
+from hpcwizard.sizes import human_bytes
 
 __all__ = [
     "FreeSpace",

@@ -44,9 +44,9 @@ from typing import TYPE_CHECKING, Any
 from hpcwizard.errors import UserError
 
 if TYPE_CHECKING:
-    from hpcwizard.files import ProjectFiles
-    from hpcwizard.plan import Plan
-    from hpcwizard.recipe import Recipe
+    from hpcwizard.project.files import ProjectFiles
+    from hpcwizard.project.plan import Plan
+    from hpcwizard.project.recipe import Recipe
     from hpcwizard.shell import Runner
 
 #: The signal the batch script asks Slurm for (``--signal=B:USR1@lead``).
@@ -188,7 +188,7 @@ _FILE_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 
 def parse_settings(data: Any, where: str, parameter_names: set[str]) -> ContinuationSettings:
     """Validate a recipe's ``continuation:`` block (None: the defaults)."""
-    from hpcwizard.recipe import RecipeError
+    from hpcwizard.project.recipe import RecipeError
 
     if data is None:
         return ContinuationSettings()
@@ -273,7 +273,7 @@ def _stop_wait(settings: ContinuationSettings, step: float | None) -> int:
 
 def step_seconds_of(recipe: Recipe, params: dict[str, Any]) -> float | None:
     """The step time a parameter sets (the recipe's ``continuation.step_seconds``), or None."""
-    from hpcwizard.recipe import fill_placeholders
+    from hpcwizard.project.recipe import fill_placeholders
 
     template = recipe.continuation.step_seconds
     if template is None:
@@ -296,10 +296,10 @@ def plan_continuation(plan: Plan, recipe: Recipe, *, rate: float | None = None,
     """The continuation of ``plan``'s train job.
 
     ``rate``/``stage_rates``: iterations per second an earlier run logged
-    (:func:`hpcwizard.estimate.measured_rate`); a recipe whose step time is a
+    (:func:`hpcwizard.jobs.estimate.measured_rate`); a recipe whose step time is a
     parameter (the demo) uses that instead. ``requeue``: the cluster requeues
     (the check's answer, :func:`site_requeues`)."""
-    from hpcwizard.estimate import estimate
+    from hpcwizard.jobs.estimate import estimate
 
     settings = recipe.continuation
     params = recipe.resolve_params(plan.params)
@@ -373,7 +373,7 @@ def plan_continuation(plan: Plan, recipe: Recipe, *, rate: float | None = None,
 def load_continuation(plan: Plan, recipe: Recipe, files: ProjectFiles | None = None) -> Continuation:
     """:func:`plan_continuation` with what the project knows: the rate its last
     train log reports and the check's answer whether the cluster requeues."""
-    from hpcwizard.estimate import measured_rate
+    from hpcwizard.jobs.estimate import measured_rate
 
     measured = measured_rate(plan.project_home, recipe, files=files) if recipe.continuation.step_seconds is None else None
     return plan_continuation(plan, recipe, rate=measured.rate_its if measured else None,
@@ -433,7 +433,7 @@ def site_file(plan: Plan) -> Path:
 
 def site_requeues(plan: Plan, files: ProjectFiles | None = None) -> bool:
     """The check's last answer whether the cluster requeues (True when never checked)."""
-    from hpcwizard.files import local_or
+    from hpcwizard.project.files import local_or
 
     try:
         data = json.loads(local_or(files).read_text(site_file(plan)))
@@ -443,8 +443,8 @@ def site_requeues(plan: Plan, files: ProjectFiles | None = None) -> bool:
 
 
 def save_site_answer(plan: Plan, requeue: bool, reason: str, files: ProjectFiles | None = None) -> None:
-    from hpcwizard.files import local_or
-    from hpcwizard.state import now_iso
+    from hpcwizard.project.files import local_or
+    from hpcwizard.project.state import now_iso
 
     text = json.dumps({"requeue": requeue, "reason": reason, "checked_at": now_iso()}, indent=2) + "\n"
     local_or(files).write_text_atomic(site_file(plan), text)
@@ -514,7 +514,7 @@ class SegmentState:
 
 def read_segment_state(plan: Plan, job_name: str, files: ProjectFiles | None = None) -> SegmentState | None:
     """The bookkeeping of train job ``job_name`` (its Slurm name), or None."""
-    from hpcwizard.files import local_or
+    from hpcwizard.project.files import local_or
 
     try:
         data = json.loads(local_or(files).read_text(state_dir(plan) / f"{job_name}.json"))

@@ -49,11 +49,11 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from hpcwizard.errors import UserError
-from hpcwizard.files import ProjectFiles, local_or
-from hpcwizard.plan import Plan
+from hpcwizard.project.files import ProjectFiles, local_or
+from hpcwizard.project.plan import Plan
+from hpcwizard.project.state import now_iso
 from hpcwizard.shell import Runner
 from hpcwizard.slurm import JobState, SlurmClient
-from hpcwizard.state import now_iso
 
 CACHE_FILE = "netprobe.json"
 CACHE_VERSION = 1
@@ -497,7 +497,7 @@ def network_status(plan: Plan, recipe: Any, runner: Runner, *, files: ProjectFil
     """The compute nodes' network for the plan's setup partition: the cached
     result when it covers the same URLs (unless ``probe``), else a new probe
     (unless ``use_cache_only``: then NOT_PROBED)."""
-    from hpcwizard.render import hpcwizard_command
+    from hpcwizard.project.render import hpcwizard_command
 
     partition = plan.setup.partition
     if use_cache_only and not any(r.partition == partition for r in load_cache(plan.state_dir, files).values()):

@@ -7,7 +7,7 @@ Read-modify-write goes through :func:`update_state`, which holds a short
 never lose each other's updates. A separate long-lived lock
 (:class:`ProjectLock`) keeps a second wizard off the same project home.
 
-Every function takes an optional ``files`` (:mod:`hpcwizard.files`): this
+Every function takes an optional ``files`` (:mod:`hpcwizard.project.files`): this
 machine by default, the login node over SSH in remote mode (where the locks
 are ``flock``s held on the login node itself, so both sides exclude each other).
 """
@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from hpcwizard.errors import UserError
-from hpcwizard.files import LockBusy, ProjectFiles, holder_note, local_or, open_lock_file
+from hpcwizard.project.files import LockBusy, ProjectFiles, holder_note, local_or, open_lock_file
 
 STATE_FILE = "state.json"
 STATE_VERSION = 1
@@ -56,7 +56,7 @@ class Submission:
     scripts_dir: str
     jobs: tuple[SubmittedJob, ...]
     #: The submit's chain id: its jobs carry ``--comment=hpcwizard:<chain>``
-    #: (:mod:`hpcwizard.journal`). Empty in states written before journals.
+    #: (:mod:`hpcwizard.jobs.journal`). Empty in states written before journals.
     chain: str = ""
 
     @property
@@ -202,7 +202,7 @@ class ProjectLock:
     An ``flock`` dies with its process, so a crashed wizard never leaves a
     stale lock behind; the pid and host written inside only serve the message.
     In remote mode the ``flock`` is held on the login node for as long as the
-    SSH connection lives (see :mod:`hpcwizard.files`).
+    SSH connection lives (see :mod:`hpcwizard.project.files`).
     """
 
     def __init__(self, state_dir: Path, files: ProjectFiles | None = None) -> None:
