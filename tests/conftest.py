@@ -69,6 +69,35 @@ def offline_slurm_conf(request: pytest.FixtureRequest) -> str:
     return out.stdout.strip().split("=", 1)[1].strip("'\"")
 
 
+# The two-node cluster (scripts/local-slurm with HPCWIZARD_SLURM_NODES=2): node1
+# and node2, each a slurmd in its own network namespace on one bridge with the
+# controller, for multi-node jobs. Like the offline cluster: its own DIR and
+# ports next to the others, started by this fixture only, stopped at the end.
+TWO_NODE_SLURM_DIR = os.environ.get("HPCWIZARD_SLURM_TWO_NODES_DIR", "/tmp/hpcwizard-slurm-2nodes")
+TWO_NODE_SLURM_PORT = os.environ.get("HPCWIZARD_SLURM_TWO_NODES_PORT", "16837")
+
+
+@pytest.fixture(scope="session")
+def two_node_slurm_conf(request: pytest.FixtureRequest) -> str:
+    """Path of the two-node cluster's slurm.conf. Does not touch os.environ's SLURM_CONF."""
+    env = {
+        **os.environ,
+        "HPCWIZARD_SLURM_NODES": "2",
+        "HPCWIZARD_SLURM_DIR": TWO_NODE_SLURM_DIR,
+        "HPCWIZARD_SLURM_PORT": TWO_NODE_SLURM_PORT,
+    }
+
+    def stop() -> None:
+        subprocess.run([str(LOCAL_SLURM), "stop"], env=env, capture_output=True, text=True, check=False)
+
+    request.addfinalizer(stop)  # before starting: a half-started cluster is cleaned up too
+    started = subprocess.run([str(LOCAL_SLURM), "start"], env=env, capture_output=True, text=True, check=False)
+    if started.returncode != 0:
+        pytest.fail(f"two-node Slurm cluster did not start: {started.stderr or started.stdout}")
+    out = subprocess.run([str(LOCAL_SLURM), "env"], env=env, capture_output=True, text=True, check=True)
+    return out.stdout.strip().split("=", 1)[1].strip("'\"")
+
+
 # The local sshd (scripts/local-sshd): the "login node" of remote-mode tests
 # (tests/test_remote.py, tests/test_remote_cli.py). Module scope: each module
 # starts it (a no-op when running) and stops it when done.
