@@ -20,6 +20,7 @@ from textual.app import App
 from textual.geometry import Region
 
 from hpcwizard.jobs.logtail import LocalFileSource
+from hpcwizard.jobs.poll import FinishedJobsCache, PollPolicy
 from hpcwizard.jobs.status import JobRow
 from hpcwizard.project.state import load_state, update_state
 from hpcwizard.slurm import SlurmClient
@@ -27,7 +28,6 @@ from hpcwizard.tui.app import make_app
 from hpcwizard.tui.screens.dashboard import (
     DashboardCommands,
     DashboardScreen,
-    PollPolicy,
     human_seconds,
 )
 from hpcwizard.tui.screens.sbatch_viewer import SbatchViewer
@@ -96,11 +96,15 @@ def test_poll_policy_speeds_up_on_change_backs_off_when_idle_or_down():
     assert policy.next(changed=True, error=False) == 2
     # A slow controller (3 s per squeue) is asked at most every 30 s.
     assert policy.next(changed=True, error=False, duration=3.0) == 30
-    # Down: 5 s, then doubling to 120 s; recovery goes back to fast.
+    # Down: no squeue backoff, a cheap probe every 3 s; recovery goes back to fast.
     down = [policy.next(changed=False, error=True) for _ in range(7)]
-    assert down == [5, 10, 20, 40, 80, 120, 120]
+    assert down == [3] * 7 and policy.down
     assert policy.next(changed=False, error=False) == 2
     assert policy.poke() == 2
+    # A job ending any moment caps the wait below fast.
+    for _ in range(6):
+        policy.next(changed=False, error=False)
+    assert policy.next(changed=False, error=False, soon=1.0) == 1.0
 
 
 def test_intervals_are_said_in_round_seconds():
@@ -117,8 +121,6 @@ def test_finished_jobs_are_asked_about_once(monkeypatch):
     from hpcwizard.slurm import JobState
     from hpcwizard.slurm import SlurmClient as Client
     from hpcwizard.slurm.models import FinishedJob, FinishedSource
-    from hpcwizard.tui.screens.dashboard import FinishedJobsCache
-
     asked: list[list[str]] = []
     states = {"1": JobState.COMPLETED, "2": JobState.FAILED, "3": JobState.FINISHED_UNKNOWN}
 
@@ -390,7 +392,7 @@ async def test_controller_down_shows_a_banner_and_the_dashboard_recovers(tmp_pat
     try:
         async with app.run_test(size=(120, 36)) as pilot:
             screen = app.screen
-            screen.policy = PollPolicy(fast=0.5, idle_max=1, down_start=0.5, down_max=1, slow_factor=0)
+            screen.policy = PollPolicy(fast=0.5, idle_max=1, probe=0.5, slow_factor=0)
             await until(pilot, "the job", lambda: job in screen.table.rows_by_id)
             try:
                 # Another session's fixture may restart the shared cluster

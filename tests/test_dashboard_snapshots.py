@@ -27,6 +27,7 @@ from pathlib import Path
 
 import pytest
 
+from hpcwizard.jobs.poll import PollPolicy
 from hpcwizard.project.plan import job_prefix_for
 from hpcwizard.project.state import Submission, SubmittedJob, update_state
 from hpcwizard.slurm import (
@@ -38,7 +39,7 @@ from hpcwizard.slurm import (
     SlurmClient,
 )
 from hpcwizard.tui.app import make_app
-from hpcwizard.tui.screens.dashboard import DashboardScreen, PollPolicy
+from hpcwizard.tui.screens.dashboard import DashboardScreen
 from hpcwizard.tui.widgets.progress_panel import ProgressPanel
 
 ROOT = Path("/tmp/hpcwizard-snapshots-dashboard")

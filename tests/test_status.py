@@ -17,7 +17,7 @@ from hpcwizard.jobs.status import (
     format_elapsed_limit,
     take_snapshot,
 )
-from hpcwizard.slurm import SlurmClient
+from hpcwizard.slurm import JobState, SlurmClient
 from hpcwizard.tui.widgets.job_table import format_start, row_cells
 from test_resubmit import all_ids, submit_test_chain
 
@@ -33,16 +33,16 @@ def a_row(**changes) -> JobRow:
 
 
 def test_an_ended_job_keeps_only_a_reason_that_explains_its_end():
-    assert current_reason("PENDING", "Resources") == "Resources"
-    assert current_reason("PENDING", "Dependency") == "Dependency"
+    assert current_reason(JobState.PENDING, "Resources") == "Resources"
+    assert current_reason(JobState.PENDING, "Dependency") == "Dependency"
     # squeue keeps a cancelled job's last pending reason: stale news.
-    assert current_reason("CANCELLED", "Resources") is None
-    assert current_reason("CANCELLED", "Dependency") is None
-    assert current_reason("CANCELLED", "JobHeldUser") is None
+    assert current_reason(JobState.CANCELLED, "Resources") is None
+    assert current_reason(JobState.CANCELLED, "Dependency") is None
+    assert current_reason(JobState.CANCELLED, "JobHeldUser") is None
     # Reasons that say why it ended, or why it never ran, stay.
-    assert current_reason("FAILED", "NonZeroExitCode") == "NonZeroExitCode"
-    assert current_reason("TIMEOUT", "TimeLimit") == "TimeLimit"
-    assert current_reason("CANCELLED", "DependencyNeverSatisfied") == "DependencyNeverSatisfied"
+    assert current_reason(JobState.FAILED, "NonZeroExitCode") == "NonZeroExitCode"
+    assert current_reason(JobState.TIMEOUT, "TimeLimit") == "TimeLimit"
+    assert current_reason(JobState.CANCELLED, "DependencyNeverSatisfied") == "DependencyNeverSatisfied"
 
 
 def test_a_held_job_shows_held_not_an_estimate_and_a_job_that_never_started_no_start():

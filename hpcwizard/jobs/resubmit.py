@@ -83,10 +83,10 @@ def how_it_ended(job: JobRow) -> str:
     """``ended FAILED, exit code 3:0``; for a job Slurm stopped, why in words:
     a TIMEOUT's exit code 0:0 read as "it succeeded" and sent people looking
     for a bug in the script."""
-    if job.state == JobState.TIMEOUT.value:
+    if job.state is JobState.TIMEOUT:
         limit = f" of {format_clock(job.time_limit)}" if job.time_limit else ""
         return f"hit its time limit{limit} (TIMEOUT)"
-    if job.state == JobState.OUT_OF_MEMORY.value:
+    if job.state is JobState.OUT_OF_MEMORY:
         return "ran out of memory (OUT_OF_MEMORY)"
     exit_code = f", exit code {job.exit_code}" if job.exit_code and job.exit_code != "0:0" else ""
     return f"ended {job.state}{exit_code}"
@@ -97,7 +97,7 @@ def continues_from_checkpoint(job: JobRow, *, resumes: bool = True) -> bool:
     continues the training from its latest checkpoint (the recipes' train
     jobs resume from it by themselves), nothing to fix first. ``resumes``:
     the job is such a train job (:func:`resumes_from_checkpoint`)."""
-    return resumes and job.state == JobState.TIMEOUT.value
+    return resumes and job.state is JobState.TIMEOUT
 
 
 def resumes_from_checkpoint(state: ProjectState, job_id: str, files: ProjectFiles | None = None) -> bool:
@@ -121,10 +121,10 @@ def fix_advice(job: JobRow, *, resumes: bool = False) -> str:
     if continues_from_checkpoint(job, resumes=resumes):
         return ("Nothing to change first: it resumes from its latest checkpoint, so each run adds its "
                 "time limit's worth of training.")
-    if job.state == JobState.TIMEOUT.value:
+    if job.state is JobState.TIMEOUT:
         return ("Give it more time first: raise `#SBATCH --time=` in its sbatch file (Resubmit runs that "
                 "file), or raise this job's time in the plan (the wizard's Slurm step) and submit the plan again.")
-    if job.state == JobState.OUT_OF_MEMORY.value:
+    if job.state is JobState.OUT_OF_MEMORY:
         return ("Give it more memory first: raise `#SBATCH --mem=` in its sbatch file (Resubmit runs that "
                 "file), or raise this job's mem in the plan (the wizard's Slurm step) and submit the plan again.")
     return "Fix the cause first (edit the script or the data)."
@@ -216,11 +216,11 @@ def diagnose(snapshot: StatusSnapshot, state: ProjectState | None = None,
         row = rows.get(job_id)
         if row is None:
             return False
-        return not row.active and row.state != JobState.COMPLETED.value
+        return not row.active and row.state is not JobState.COMPLETED
 
     roots: dict[str, list[JobRow]] = {}
     for row in snapshot.jobs:
-        if not (row.state == JobState.PENDING.value and row.reason == NEVER_SATISFIED):
+        if not (row.state is JobState.PENDING and row.reason == NEVER_SATISFIED):
             continue
         # Walk up through stuck ancestors to the job that actually failed.
         current, seen = row, set()

@@ -71,10 +71,10 @@ def format_elapsed_limit(elapsed: int | None, limit: int | None) -> str:
     return f"{format_clock(elapsed)} / {format_clock(limit) if limit is not None else '?'}"
 
 
-def current_reason(state: str, reason: str | None) -> str | None:
+def current_reason(state: JobState, reason: str | None) -> str | None:
     """The reason worth showing: any while pending; once ended, only one that
     explains the end (squeue keeps a cancelled job's last pending reason)."""
-    if state == JobState.PENDING.value or reason in END_REASONS:
+    if state is JobState.PENDING or reason in END_REASONS:
         return reason
     return None
 
@@ -96,7 +96,7 @@ class JobRow:
     job_id: str
     name: str  # the chain's job name (setup, train...) or the Slurm name for others
     slurm_name: str
-    state: str  # a JobState value, or FINISHED_UNKNOWN
+    state: JobState
     reason: str | None
     dependency: str | None
     partition: str
@@ -114,9 +114,13 @@ class JobRow:
     continues: str | None = None
     continued_by: str | None = None
 
+    def __post_init__(self) -> None:
+        if not isinstance(self.state, JobState):  # JSON read back, a caller's "RUNNING"
+            object.__setattr__(self, "state", JobState.from_slurm(str(self.state)))
+
     @property
     def active(self) -> bool:
-        return JobState.from_slurm(self.state).is_active
+        return self.state.is_active
 
     @property
     def never_runs(self) -> bool:
@@ -125,7 +129,7 @@ class JobRow:
     @property
     def held(self) -> bool:
         """Held by ``scontrol hold`` (the user or an admin), not waiting on its own."""
-        return self.state == "PENDING" and self.reason in HELD_REASONS
+        return self.state is JobState.PENDING and self.reason in HELD_REASONS
 
 
 @dataclass(frozen=True)
@@ -141,7 +145,7 @@ class StatusSnapshot:
             "taken_at": self.taken_at,
             "controller_ok": self.error is None,
             "error": self.error,
-            "jobs": [asdict(job) for job in self.jobs],
+            "jobs": [{**asdict(job), "state": job.state.value} for job in self.jobs],
         }
 
     @property
@@ -199,8 +203,8 @@ def take_snapshot(project_home: Path, runner: Runner, *, slurm: SlurmClient | No
         out, err = log_paths(entry.name, first or entry.job_id)
         never_started = entry.state.is_finished and not _ran(entry.nodelist, entry.elapsed)
         rows[entry.job_id] = JobRow(
-            job_id=entry.job_id, name=name, slurm_name=entry.name, state=entry.state.value,
-            reason=current_reason(entry.state.value, entry.reason), dependency=entry.dependency_raw,
+            job_id=entry.job_id, name=name, slurm_name=entry.name, state=entry.state,
+            reason=current_reason(entry.state, entry.reason), dependency=entry.dependency_raw,
             partition=entry.partition, elapsed=entry.elapsed, time_limit=entry.time_limit,
             start=None if never_started else _iso(entry.start_time),
             exit_code=_exit(entry.exit_status), source="squeue", log_out=out, log_err=err,
@@ -218,7 +222,7 @@ def take_snapshot(project_home: Path, runner: Runner, *, slurm: SlurmClient | No
         name, slurm_name, partition, script, dep = known[done.job_id]
         out, err = log_paths(slurm_name, done.job_id)
         rows[done.job_id] = JobRow(
-            job_id=done.job_id, name=name, slurm_name=slurm_name, state=done.state.value, reason=None,
+            job_id=done.job_id, name=name, slurm_name=slurm_name, state=done.state, reason=None,
             dependency=dep, partition=done.partition or partition, elapsed=done.elapsed, time_limit=None,
             start=_iso(done.start_time) if _ran(done.nodelist, done.elapsed) else None,
             exit_code=_exit(done.exit_status), source=done.source.value,
@@ -231,7 +235,7 @@ def take_snapshot(project_home: Path, runner: Runner, *, slurm: SlurmClient | No
         out, err = log_paths(slurm_name, job_id)
         rows[job_id] = JobRow(
             job_id=job_id, name=name, slurm_name=slurm_name,
-            state="UNKNOWN" if error else JobState.FINISHED_UNKNOWN.value, reason=None,
+            state=JobState.UNKNOWN if error else JobState.FINISHED_UNKNOWN, reason=None,
             dependency=dep, partition=partition, elapsed=None, time_limit=None, start=None, exit_code=None,
             source="state", log_out=out, log_err=err, script=script,
         )
@@ -282,7 +286,7 @@ def _follow_on_jobs(project_home: Path, names: set[str], known: dict[str, object
 # Train jobs as trainings: segments, stages, overall progress, the time limit
 
 #: Slurm states of a job put back in the queue to run again.
-REQUEUE_STATES = frozenset(state.value for state in JobState if state.is_requeued)  # incl. 25.11's EXPEDITING
+REQUEUE_STATES = frozenset(state for state in JobState if state.is_requeued)  # incl. 25.11's EXPEDITING
 #: The job script asks Slurm for the warning signal before its time limit:
 #: the train job continues across it (the log's separators say so too).
 _SIGNAL_DIRECTIVE = re.compile(r"^#SBATCH\s+--signal[= ]", re.MULTILINE)
@@ -443,7 +447,7 @@ class TrainingWatch:
         segment, stage, progress = triage.segment, triage.stage, triage.progress
         continues = segment is not None or self._asks_for_signal(script)
         state = row.state
-        waiting = state == JobState.PENDING.value or state in REQUEUE_STATES
+        waiting = state is JobState.PENDING or state in REQUEUE_STATES
         # A pending job whose log exists ran before (Slurm creates the log
         # as a job starts): Slurm requeued it, its restart count is above 0.
         # So did one whose last separator says it requeued itself, while
@@ -452,7 +456,7 @@ class TrainingWatch:
                                or (segment is not None and segment.waiting_for_next))
         overall = overall_progress(facts.outline, stage, progress) if facts.outline else None
         limit_in = None
-        if active and not continues and not requeued and state == JobState.RUNNING.value and row.time_limit:
+        if active and not continues and not requeued and state is JobState.RUNNING and row.time_limit:
             eta = overall.eta_seconds if overall is not None else (progress.eta_seconds if progress else None)
             left = row.time_limit - (row.elapsed or 0)
             if eta is not None and eta > left:

@@ -17,7 +17,7 @@ comes back as a message and triggers a fast refresh.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 from typing import ClassVar
@@ -33,6 +33,7 @@ from textual.widgets import DataTable, Footer, Static
 from textual.worker import Worker, WorkerState
 
 from hpcwizard.errors import UserError
+from hpcwizard.jobs.poll import FinishedJobsCache, PollPolicy
 from hpcwizard.jobs.status import JobRow, StatusSnapshot, TrainingStatus, TrainingWatch, take_snapshot
 from hpcwizard.project.state import StateError
 from hpcwizard.slurm import JobState, SlurmClient
@@ -41,74 +42,6 @@ from hpcwizard.tui.widgets.confirm import ChoiceScreen, ConfirmScreen
 from hpcwizard.tui.widgets.job_table import JobTable
 from hpcwizard.tui.widgets.log_panel import LogPanel
 from hpcwizard.tui.widgets.progress_panel import ProgressPanel
-
-
-@dataclass
-class PollPolicy:
-    """How long to wait before the next refresh (seconds). No Textual here.
-
-    * ``fast`` after any change (a job appeared, vanished, changed state or
-      reason) or a user action, and on recovery from an outage;
-    * doubled after each refresh that changed nothing, up to ``idle_max``
-      while jobs are active and ``finished_max`` once all are finished;
-    * when the controller does not answer: ``down_start``, doubling up to
-      ``down_max``;
-    * never less than ``slow_factor`` × the time the last refresh took, so a
-      struggling controller spends at most ~1/slow_factor of its time on us.
-    """
-
-    fast: float = 2.0
-    idle_max: float = 32.0
-    finished_max: float = 120.0
-    down_start: float = 5.0
-    down_max: float = 120.0
-    slow_factor: float = 10.0
-    interval: float = 2.0
-    down: bool = False
-
-    def next(self, *, changed: bool, error: bool, duration: float = 0.0, all_finished: bool = False) -> float:
-        if error:
-            self.interval = min(self.interval * 2, self.down_max) if self.down else self.down_start
-            self.down = True
-        elif self.down or changed:
-            self.down = False
-            self.interval = self.fast
-        else:
-            cap = self.finished_max if all_finished else self.idle_max
-            self.interval = min(self.interval * 2, cap)
-        slow_floor = min(duration * self.slow_factor, self.down_max)
-        self.interval = max(self.interval, slow_floor, self.fast)
-        return self.interval
-
-    def poke(self) -> float:
-        """A user action: things are about to change, look again soon."""
-        self.interval = self.fast
-        return self.interval
-
-
-class FinishedJobsCache(SlurmClient):
-    """A SlurmClient that asks accounting about each finished job once.
-
-    A finished job never changes, yet :func:`take_snapshot` asks sacct about
-    every job squeue has forgotten on every refresh; over a days-long run
-    that is one sacct per refresh for nothing. Jobs whose final state is
-    known are answered from memory; only the others reach Slurm.
-    """
-
-    def __init__(self, runner) -> None:
-        super().__init__(runner)
-        self._final: dict = {}
-
-    def finished(self, job_ids):
-        ids = [str(job_id) for job_id in job_ids]
-        missing = [job_id for job_id in ids if job_id not in self._final]
-        fresh = {}
-        if missing:
-            for job in super().finished(missing):
-                fresh[job.job_id] = job
-                if job.state.is_finished and job.state is not JobState.FINISHED_UNKNOWN:
-                    self._final[job.job_id] = job
-        return [self._final.get(job_id) or fresh[job_id] for job_id in ids if job_id in self._final or job_id in fresh]
 
 
 def _jobs(count: int) -> str:
@@ -141,7 +74,7 @@ class DashboardCommands(Provider):
             ("Cancel chain", "Cancel the selected job's whole chain (asks first)", screen.action_cancel_chain),
         ]
         job = screen.selected_job
-        if job is not None and job.state == "PENDING":  # offered only where they do something
+        if job is not None and job.state is JobState.PENDING:  # offered only where they do something
             if job.held:
                 commands.append(("Release job", "Let the selected held job start", screen.action_release))
             else:
@@ -635,7 +568,7 @@ class DashboardScreen(Screen):
             self.notify(f"job {job.job_id} is already held ({job.reason}): u releases it", severity="warning",
                         markup=False)
             return
-        if job.state != "PENDING":
+        if job.state is not JobState.PENDING:
             self.notify(f"only a pending job can be held: job {job.job_id} is {job.state}", severity="warning",
                         markup=False)
             return
@@ -647,7 +580,7 @@ class DashboardScreen(Screen):
         if job is None:
             return
         if not job.held:
-            why = f"it waits for {job.reason}" if job.state == "PENDING" and job.reason else f"it is {job.state}"
+            why = f"it waits for {job.reason}" if job.state is JobState.PENDING and job.reason else f"it is {job.state}"
             self.notify(f"job {job.job_id} is not held ({why}): only a held job can be released",
                         severity="warning", markup=False)
             return
@@ -674,7 +607,7 @@ class DashboardScreen(Screen):
         for diagnosis in self.diagnoses:
             if job.job_id == diagnosis.parent.job_id or job.job_id in {s.job_id for s in diagnosis.stuck}:
                 return diagnosis
-        if not job.active and job.state != "COMPLETED" and job.script:
+        if not job.active and job.state is not JobState.COMPLETED and job.script:
             return Diagnosis(parent=job, stuck=())  # a failed job with nothing waiting on it
         return None
 

@@ -18,6 +18,7 @@ from textual.widgets import DataTable
 from textual.widgets.data_table import ColumnKey, RowKey
 
 from hpcwizard.jobs.status import JobRow, TrainingStatus, format_clock, format_elapsed_limit
+from hpcwizard.slurm import JobState
 
 COLUMNS: tuple[tuple[str, str], ...] = (
     ("id", "Job"),
@@ -30,19 +31,19 @@ COLUMNS: tuple[tuple[str, str], ...] = (
 )
 
 STATE_STYLES = {
-    "RUNNING": "bold green",
-    "PENDING": "yellow",
-    "COMPLETING": "green",
-    "CONFIGURING": "green",
-    "COMPLETED": "blue",
-    "FAILED": "bold red",
-    "TIMEOUT": "bold red",
-    "OUT_OF_MEMORY": "bold red",
-    "NODE_FAIL": "bold red",
-    "BOOT_FAIL": "bold red",
-    "CANCELLED": "magenta",
-    "FINISHED_UNKNOWN": "dim",
-    "UNKNOWN": "dim",
+    JobState.RUNNING: "bold green",
+    JobState.PENDING: "yellow",
+    JobState.COMPLETING: "green",
+    JobState.CONFIGURING: "green",
+    JobState.COMPLETED: "blue",
+    JobState.FAILED: "bold red",
+    JobState.TIMEOUT: "bold red",
+    JobState.OUT_OF_MEMORY: "bold red",
+    JobState.NODE_FAIL: "bold red",
+    JobState.BOOT_FAIL: "bold red",
+    JobState.CANCELLED: "magenta",
+    JobState.FINISHED_UNKNOWN: "dim",
+    JobState.UNKNOWN: "dim",
 }
 
 #: What the State column says for a train job back in the queue for its next
@@ -69,7 +70,7 @@ def format_start(row: JobRow) -> str:
         return row.start
     text = moment.strftime("%m-%d %H:%M")
     # While pending, Slurm's start time is only an estimate.
-    return f"~{text}" if row.state == "PENDING" else text
+    return f"~{text}" if row.state is JobState.PENDING else text
 
 
 _DEPENDENCY_STATUS = re.compile(r"\((unfulfilled|failed)\)")
@@ -93,7 +94,7 @@ def reason_cell(row: JobRow) -> Text:
     dependency = short_dependency(row.dependency)
     if reason == "DependencyNeverSatisfied":
         failed = dependency.replace("afterok:", "") if dependency else "never satisfied"
-        text = Text(failed, style="bold red" if row.state == "PENDING" else "")
+        text = Text(failed, style="bold red" if row.state is JobState.PENDING else "")
     elif reason == "Dependency" and dependency:
         text = Text(dependency)
     else:
@@ -115,13 +116,13 @@ def training_reason(row: JobRow, training: TrainingStatus) -> Text | None:
         return None
     if training.requeued:
         text = Text(training.segment_text or "requeued")
-        if row.held or row.state == "REQUEUE_HOLD":
+        if row.held or row.state is JobState.REQUEUE_HOLD:
             text.append(", held")
         return text
     if training.limit_in is not None:
         return Text(f"limit in ~{format_clock(training.limit_in)}", style="bold yellow")
     segment = training.segment_text
-    return Text(segment) if segment and row.state != "PENDING" else None
+    return Text(segment) if segment and row.state is not JobState.PENDING else None
 
 
 def row_cells(row: JobRow, training: TrainingStatus | None = None) -> tuple[Text, ...]:
@@ -133,8 +134,8 @@ def row_cells(row: JobRow, training: TrainingStatus | None = None) -> tuple[Text
     queue for its next segment reads CONTINUING, never as a failure."""
     state_style = STATE_STYLES.get(row.state, "")
     # An exit code is news only when it is not 0:0.
-    failed_exit = row.exit_code and row.exit_code != "0:0" and row.state not in ("RUNNING", "PENDING")
-    state = f"{row.state} {row.exit_code}" if failed_exit else row.state
+    failed_exit = row.exit_code and row.exit_code != "0:0" and row.state not in (JobState.RUNNING, JobState.PENDING)
+    state = f"{row.state.value} {row.exit_code}" if failed_exit else row.state.value
     reason = reason_cell(row)
     if training is not None:
         if training.requeued and not training.ended:

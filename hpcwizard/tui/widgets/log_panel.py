@@ -52,7 +52,8 @@ ERROR_CANDIDATE = re.compile(
 #: End states where the reason is worth looking for in stderr too: Python
 #: tracebacks, Slurm's "CANCELLED AT ... DUE TO TIME LIMIT" and the OOM
 #: killer's note all go there, while the panel opens stdout.
-ENDED_BADLY = frozenset({"FAILED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "BOOT_FAIL", "CANCELLED"})
+ENDED_BADLY = frozenset({JobState.FAILED, JobState.TIMEOUT, JobState.OUT_OF_MEMORY, JobState.NODE_FAIL,
+                         JobState.BOOT_FAIL, JobState.CANCELLED})
 
 SEVERITY_STYLES = {
     Severity.HIGH: "bold white on dark_red",
@@ -440,10 +441,10 @@ class LogPanel(Vertical):
 
     def _missing_note(self) -> str:
         """Why the followed log does not exist, from the job's state."""
-        state = getattr(self.job, "state", "") or ""
-        if state == "PENDING":
+        state = self.job.state if self.job is not None else None
+        if state is JobState.PENDING:
             return "no log yet (the job has not started yet); it appears when the job starts"
-        if self.job is not None and state and JobState.from_slurm(state).is_finished:
+        if state is not None and state.is_finished:
             if getattr(self.job, "elapsed", None) == 0:  # None: Slurm no longer knows
                 return f"no log: the job never started (it ended {state})"
             return f"no log was written (the job ended {state})"
