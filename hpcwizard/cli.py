@@ -192,11 +192,9 @@ def cmd_render(args: argparse.Namespace) -> int:
     plan, recipe = _remote_plan(args, files)
     command = None
     if files.remote:
-        from hpcwizard.project.files import expand_home
+        from hpcwizard.project.home import home_path
 
-        out = Path(expand_home(files, args.out))
-        if not out.is_absolute():  # relative to the remote home, as with scp
-            out = Path(files.home()) / out
+        out = home_path(args.out, files)  # relative to the remote home, as with scp
         command = remote_hpcwizard(args, make_runner(args))
     else:
         out = Path(args.out).absolute()
@@ -282,7 +280,7 @@ def remote_prepare(args: argparse.Namespace, files: Any) -> int:
         raise UserError(f"no Hugging Face token file on {files.where} ($HF_HOME/token or ~/.cache/huggingface/token); "
                         "the download there reads it",
                         "store it with the wizard's token step (`hpcwizard --host ...`) or `huggingface-cli login` there")
-    remote_plan = plan.state_dir / "download" / "plan.yaml"
+    remote_plan = plan.layout.remote_prepare_plan
     files.write_text_atomic(remote_plan, plan.to_yaml())
     env = {"HF_ENDPOINT": os.environ["HF_ENDPOINT"]} if os.environ.get("HF_ENDPOINT") else None
     print(f"running `hpcwizard prepare {remote_plan}` on {files.where}", flush=True)
@@ -295,32 +293,18 @@ def remote_prepare(args: argparse.Namespace, files: Any) -> int:
     return status if 0 <= status < 256 else 1
 
 
-def _is_project_home(home: Path, files: ProjectFiles) -> bool:
-    """A project state, or the journal of a first submit that was interrupted
-    (``status`` is how it gets settled)."""
-    from hpcwizard.jobs.journal import JOURNAL_FILE
-
-    return any(files.exists(home / "hpcwizard" / name) for name in ("state.json", JOURNAL_FILE))
-
-
 def _project_home(args: argparse.Namespace, files: ProjectFiles = LOCAL_FILES) -> Path:
-    if files.remote:
-        from hpcwizard.project.files import expand_home
+    """The existing project home of ``--project-home`` (the current folder by default)."""
+    from hpcwizard.project.home import Project
 
-        if not args.project_home:
-            raise UserError("--project-home is required with --host", "pass the plan's project_home on the login node")
-        home = Path(expand_home(files, args.project_home))
-        if not home.is_absolute():
-            home = Path(files.home()) / home
-        if not _is_project_home(home, files):
-            raise UserError(f"{home} on {files.where} is not an hpcwizard project home (no hpcwizard/state.json)",
-                            "pass --project-home DIR: the project_home of your plan")
-        return home
-    home = Path(args.project_home or ".").expanduser().absolute()
-    if not _is_project_home(home, files):
-        raise UserError(f"{home} is not an hpcwizard project home (no hpcwizard/state.json)",
+    if files.remote and not args.project_home:
+        raise UserError("--project-home is required with --host", "pass the plan's project_home on the login node")
+    project = Project.at(args.project_home or ".", files)
+    if not project.is_initialised():
+        where = f" on {files.where}" if files.remote else ""
+        raise UserError(f"{project.home}{where} is not an hpcwizard project home (no hpcwizard/state.json)",
                         "pass --project-home DIR: the project_home of your plan")
-    return home
+    return project.home
 
 
 def print_status_table(snapshot: Any) -> None:
@@ -357,8 +341,9 @@ def settle_interrupted_submit(home: Path, runner: Runner, files: ProjectFiles) -
     is left; see :mod:`hpcwizard.jobs.journal`); the lines saying what was done.
     Runs at the start of ``status`` and of the wizard and dashboard."""
     from hpcwizard.jobs.journal import reconcile
+    from hpcwizard.project.home import ProjectLayout
 
-    return reconcile(home / "hpcwizard", runner, files)
+    return reconcile(ProjectLayout(home).state_dir, runner, files)
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -548,12 +533,13 @@ def build_tui(args: argparse.Namespace, start_mode: str) -> Any:
     yet: the app's connect screen connects (asking host-key and passphrase
     questions as modals), then finds the project home, takes its lock and
     the login node's hpcwizard, in a worker."""
+    from hpcwizard.project.home import home_path
     from hpcwizard.project.session import acquire_project_lock
     from hpcwizard.tui.app import RemoteSetup, make_app
 
     if not args.host:
         if start_mode == "wizard":
-            home = Path(args.project_home).expanduser().absolute() if args.project_home else None
+            home = home_path(args.project_home) if args.project_home else None
             # A folder that does not exist yet is created (and locked) by the
             # wizard once the user goes on: quitting at once leaves nothing behind.
             if home is not None and home.exists():
@@ -590,7 +576,7 @@ def build_tui(args: argparse.Namespace, start_mode: str) -> Any:
             home = _project_home(args, files)
             args._settled = settle_interrupted_submit(home, runner, files)
             return RemoteSetup(home)
-        home = _remote_home(args.project_home, files)
+        home = home_path(args.project_home, files)
         command = remote_hpcwizard(args, runner)
         acquire_project_lock(home, files)
         args._settled = settle_interrupted_submit(home, runner, files)
@@ -623,10 +609,3 @@ def run_tui(args: argparse.Namespace, start_mode: str) -> int:
     if isinstance(app.failure, UserError):
         raise app.failure  # printed as one line by main, with its exit code
     return app.return_code or 0
-
-
-def _remote_home(text: str, files: ProjectFiles) -> Path:
-    from hpcwizard.project.files import expand_home
-
-    home = Path(expand_home(files, text))
-    return home if home.is_absolute() else Path(files.home()) / home

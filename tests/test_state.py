@@ -8,13 +8,13 @@ import textwrap
 
 import pytest
 
+from hpcwizard.project.files import SaveError, atomic_write
 from hpcwizard.project.state import (
     FileProgress,
     ProjectLock,
     StateError,
     Submission,
     SubmittedJob,
-    atomic_write,
     load_state,
     update_state,
 )
@@ -93,7 +93,7 @@ def test_a_full_disk_keeps_the_previous_file(tmp_path):
     try:
         target = small / "state.json"
         atomic_write(target, "previous\n")
-        with pytest.raises(StateError, match="the disk or your quota is full; free some space"):
+        with pytest.raises(SaveError, match="the disk or your quota is full; free some space"):
             atomic_write(target, "x" * 200_000)
         assert target.read_text() == "previous\n"
         assert [p.name for p in small.iterdir()] == ["state.json"]  # no temp file left behind

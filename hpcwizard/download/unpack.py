@@ -33,8 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hpcwizard.errors import UserError
-from hpcwizard.project.files import ProjectFiles, local_or
-from hpcwizard.project.state import atomic_write
+from hpcwizard.project.files import ProjectFiles, atomic_write, local_or
 
 MARKER_PREFIX = ".hpcwizard-unpacked-"
 _REFUSE = "refusing to unpack it; get the archive from a source you trust"

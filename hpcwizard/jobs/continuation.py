@@ -66,9 +66,8 @@ SIGNAL_EARLY = 30
 #: Without a known step time, a trainer that ignores the signal gets this long
 #: (after the recipe's save time) to exit on SIGTERM before SIGKILL.
 UNKNOWN_STEP_STOP_WAIT = 60
-#: The bookkeeping folder under the project's state dir: ``<job-name>.json`` per train job.
-STATE_FOLDER = "continuation"
-#: The check's answer whether the cluster requeues (``requeue.json`` in STATE_FOLDER).
+#: The check's answer whether the cluster requeues (``requeue.json`` beside the
+#: train jobs' ``<job-name>.json`` in ``ProjectLayout.continuation_dir``).
 SITE_FILE = "requeue.json"
 STOP_SIGNALS = ("USR1", "TERM", "INT")
 SETTINGS_KEYS = ("stop_signal", "saves_on_signal", "min_lead", "save_seconds", "step_seconds",
@@ -428,7 +427,7 @@ def describe(cont: Continuation) -> str:
 
 
 def site_file(plan: Plan) -> Path:
-    return plan.state_dir / STATE_FOLDER / SITE_FILE
+    return plan.layout.continuation_dir / SITE_FILE
 
 
 def site_requeues(plan: Plan, files: ProjectFiles | None = None) -> bool:
@@ -487,7 +486,7 @@ def probe_requeue(plan: Plan, runner: Runner) -> RequeueAnswer:
 
 def state_dir(plan: Plan) -> Path:
     """Where train jobs keep ``<job-name>.json`` (segment, last checkpoint...)."""
-    return plan.state_dir / STATE_FOLDER
+    return plan.layout.continuation_dir
 
 
 @dataclass(frozen=True)

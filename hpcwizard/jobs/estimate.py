@@ -40,6 +40,7 @@ from hpcwizard.errors import UserError
 from hpcwizard.jobs.logtail import LogFollower
 from hpcwizard.jobs.triage import parse_progress
 from hpcwizard.project.files import ProjectFiles, local_or
+from hpcwizard.project.home import ProjectLayout
 from hpcwizard.project.plan import Plan
 from hpcwizard.project.recipe import Recipe
 from hpcwizard.project.state import load_state
@@ -164,9 +165,9 @@ def measured_rate(project_home: Path, recipe: Recipe, lines: int = TAIL_LINES,
     templates write them. A damaged state file counts as no run. ``files``:
     where the project home is (the login node in remote mode).
     """
-    home = Path(project_home)
+    layout = ProjectLayout(Path(project_home))
     try:
-        state = load_state(home / "hpcwizard", files)
+        state = load_state(layout.state_dir, files)
     except UserError:
         return None
     names = train_job_names(recipe)
@@ -174,7 +175,7 @@ def measured_rate(project_home: Path, recipe: Recipe, lines: int = TAIL_LINES,
         for job in reversed(submission.jobs):
             if job.name not in names:
                 continue
-            log = home / "logs" / f"{job.slurm_name}-{job.job_id}.out"
+            log = layout.log_path(job.slurm_name, job.job_id)
             rates = training_rates_from_log(log, lines, files)
             if rates is not None:
                 return MeasuredRate(rates.overall, job.job_id, job.name, log, rates.stages)

@@ -43,8 +43,8 @@ from datetime import datetime
 from pathlib import Path
 
 from hpcwizard.errors import UserError
-from hpcwizard.project.files import LockBusy, ProjectFiles, local_or
-from hpcwizard.project.state import StateError, Submission, SubmittedJob, fsync_folder, load_state, update_state
+from hpcwizard.project.files import LockBusy, ProjectFiles, fsync_folder, local_or
+from hpcwizard.project.state import StateError, Submission, SubmittedJob, load_state, update_state
 from hpcwizard.shell import Runner
 from hpcwizard.slurm import JobState, SlurmClient, SlurmCommandError, SlurmUnavailable
 from hpcwizard.slurm.errors import slurm_error_line

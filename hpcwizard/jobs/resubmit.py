@@ -27,6 +27,7 @@ from pathlib import Path
 from hpcwizard.errors import UserError
 from hpcwizard.jobs.status import JobRow, StatusSnapshot, format_clock
 from hpcwizard.project.files import ProjectFiles, local_or
+from hpcwizard.project.home import ProjectLayout
 from hpcwizard.project.state import (
     ProjectState,
     Submission,
@@ -203,7 +204,7 @@ def diagnose(snapshot: StatusSnapshot, state: ProjectState | None = None,
     """One :class:`Diagnosis` per failed parent with never-satisfiable dependents."""
     rows = {row.job_id: row for row in snapshot.jobs}
     if state is None:
-        state = load_state(Path(snapshot.project_home) / "hpcwizard", files)
+        state = load_state(ProjectLayout(Path(snapshot.project_home)).state_dir, files)
     recorded = recorded_jobs(state)
 
     def parents(row: JobRow) -> list[str]:
@@ -284,7 +285,8 @@ def resubmit_failed(
     every dependent is submitted again after its (new) parent, in order.
     """
     project_home = Path(project_home)
-    state_dir = project_home / "hpcwizard"
+    layout = ProjectLayout(project_home)
+    state_dir = layout.state_dir
     files = local_or(files)
     state = load_state(state_dir, files)
     recorded = recorded_jobs(state)
@@ -297,7 +299,7 @@ def resubmit_failed(
                             "render the plan again (`hpcwizard render`) and submit it")
     dependents = dependents_of(state, parent_id)
     slurm = slurm or SlurmClient(runner)
-    files.mkdir_p(project_home / "logs")
+    files.mkdir_p(layout.logs_dir)
 
     new_ids: dict[str, str] = {}
     accepted: list[SubmittedJob] = []
@@ -348,7 +350,7 @@ def cancel_chain(project_home: Path, runner: Runner, job_id: str, *, include_fin
     are still queued or running; without it every recorded job is named
     (scancel ignores finished ones).
     """
-    state = load_state(Path(project_home) / "hpcwizard", files)
+    state = load_state(ProjectLayout(Path(project_home)).state_dir, files)
     ids = [job.job_id for job in chain_of(state, job_id)] or [job_id]
     if active_ids is not None and not include_finished:
         active = set(active_ids)

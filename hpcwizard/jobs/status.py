@@ -32,6 +32,7 @@ from hpcwizard.jobs.triage import (
     parse_stage_start,
 )
 from hpcwizard.project.files import ProjectFiles, local_or
+from hpcwizard.project.home import ProjectLayout
 from hpcwizard.project.plan import job_prefix_for
 from hpcwizard.project.state import ProjectState, load_state
 from hpcwizard.shell import Runner
@@ -168,9 +169,9 @@ def take_snapshot(project_home: Path, runner: Runner, *, slurm: SlurmClient | No
     ``files``: where the project state lives (the login node in remote mode);
     ``state``: the project state when the caller has just read it."""
     project_home = Path(project_home)
+    layout = ProjectLayout(project_home)
     if state is None:
-        state = load_state(project_home / "hpcwizard", files)
-    logs = project_home / "logs"
+        state = load_state(layout.state_dir, files)
     known = {}  # job id -> (chain name, slurm name, partition, script, dependency)
     for submission in state.submissions:
         for job in submission.jobs:
@@ -181,8 +182,7 @@ def take_snapshot(project_home: Path, runner: Runner, *, slurm: SlurmClient | No
     taken_at = datetime.now().astimezone().isoformat(timespec="seconds")
 
     def log_paths(slurm_name: str, job_id: str) -> tuple[str, str]:
-        stem = logs / f"{slurm_name}-{job_id}"
-        return f"{stem}.out", f"{stem}.err"
+        return str(layout.log_path(slurm_name, job_id)), str(layout.log_path(slurm_name, job_id, "err"))
 
     rows: dict[str, JobRow] = {}
     try:
@@ -251,10 +251,9 @@ def _number(job_id: str) -> int:
     return int(head) if head.isdigit() else 0
 
 
-#: Where a continuing train job keeps its bookkeeping (written by its script):
-#: ``<project_home>/hpcwizard/continuation/<slurm job name>.json`` with the
-#: first job's id and every job of its chain of segments.
-CONTINUATION_FOLDER = "continuation"
+# A continuing train job keeps its bookkeeping (written by its script) in
+# ``ProjectLayout.continuation_dir / "<slurm job name>.json"``, with the first
+# job's id and every job of its chain of segments.
 
 
 def _follow_on_jobs(project_home: Path, names: set[str], known: dict[str, object],
@@ -272,7 +271,7 @@ def _follow_on_jobs(project_home: Path, names: set[str], known: dict[str, object
     found: dict[str, str] = {}
     for name in sorted(names):
         try:
-            data = json.loads(files.read_text(project_home / "hpcwizard" / CONTINUATION_FOLDER / f"{name}.json"))
+            data = json.loads(files.read_text(ProjectLayout(project_home).continuation_dir / f"{name}.json"))
             first = str(data["first_job_id"])
             ids = [str(job_id) for job_id in data.get("job_ids") or ()]
         except (OSError, ValueError, KeyError, TypeError, UserError):

@@ -63,7 +63,7 @@ class SubmitUnsettled(UserError):
 
 
 def runs_dir(plan: Plan) -> Path:
-    return plan.state_dir / "runs"
+    return plan.layout.runs_dir
 
 
 def submit_chain(plan: Plan, recipe: Recipe, runner: Runner, *, force: bool = False,

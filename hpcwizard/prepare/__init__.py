@@ -62,7 +62,7 @@ def _generated_requirements(plan: "Plan", recipe: "Recipe", spec: EnvironmentSpe
         return None
     from hpcwizard.project.render import render
 
-    rendering = render(plan, recipe, plan.state_dir / "prepare")
+    rendering = render(plan, recipe, plan.layout.prepare_dir)
     return next(f.text for f in rendering.files if f.name == spec.generated_requirements)
 
 

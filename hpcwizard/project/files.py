@@ -41,6 +41,7 @@ import fcntl
 import os
 import posixpath
 import socket
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -160,6 +161,52 @@ def expand_home(files: ProjectFiles, path: str) -> str:
 # This machine
 
 
+class SaveError(UserError):
+    """A project file could not be written (the previous one is intact)."""
+
+
+def atomic_write(path: Path, text: str, mode: int = 0o644) -> None:
+    """Write ``text`` to ``path`` so readers see the old or the new file, never half.
+
+    Durable once it returns: the file is fsynced before the rename and the
+    folder after it, so a crash (or a power cut) right after keeps the new
+    file; the submit journal relies on that."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+        fsync_folder(path.parent)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise SaveError(f"cannot save {path}: the disk or your quota is full",
+                             "free some space; nothing was lost, the previous file is intact") from None
+        raise SaveError(f"cannot save {path}: {exc.strerror}") from None
+
+
+def fsync_folder(folder: Path) -> None:
+    """Make a rename or unlink in ``folder`` durable (best effort: some
+    filesystems cannot fsync a folder, and then there is nothing more to do)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+
+
 class LocalFiles:
     """Today's behaviour: the local disk, atomic writes, ``flock``."""
 
@@ -170,8 +217,6 @@ class LocalFiles:
         return Path(path).read_text(encoding="utf-8")
 
     def write_text_atomic(self, path: PathLike, text: str, mode: int = 0o644) -> None:
-        from hpcwizard.project.state import atomic_write
-
         atomic_write(Path(path), text, mode)
 
     def exists(self, path: PathLike) -> bool:

@@ -22,6 +22,7 @@ from typing import Any
 import yaml
 
 from hpcwizard.errors import UserError
+from hpcwizard.project.home import ProjectLayout
 
 DOWNLOAD_MODES = ("job", "login")
 PLAN_KEYS = (
@@ -101,13 +102,18 @@ class Plan:
     notify_mail: str | None = None
 
     @property
+    def layout(self) -> ProjectLayout:
+        """Where this project's state, scripts and logs live."""
+        return ProjectLayout(self.project_home)
+
+    @property
     def state_dir(self) -> Path:
         """Where hpcwizard keeps this project's plan, state and scripts."""
-        return self.project_home / "hpcwizard"
+        return self.layout.state_dir
 
     @property
     def logs_dir(self) -> Path:
-        return self.project_home / "logs"
+        return self.layout.logs_dir
 
     @property
     def job_prefix(self) -> str:

@@ -153,6 +153,7 @@ def render(plan: Plan, recipe: Recipe, out_dir: Path, *, hf_endpoint: str | None
             "data_root": plan.data_root,
             "state_dir": plan.state_dir,
             "logs_dir": plan.logs_dir,
+            "continuation_dir": plan.layout.continuation_dir,
             "out_dir": out_dir,
             "plan_file": out_dir / "plan.yaml",
         },

@@ -4,7 +4,7 @@ No Textual here: the CLI takes the project lock through :func:`acquire_project_l
 before starting the TUI, and tests read and write sessions directly.
 
 - The answers are the plan, ``<project_home>/hpcwizard/plan.yaml``, written with
-  :meth:`Plan.to_yaml` (exactly the documented format) by ``atomic_write``.
+  :meth:`Plan.to_yaml` (exactly the documented format), written atomically.
 - The step to resume at is ``state.wizard_step`` (``update_state``).
 - Before the recipe is chosen there is no plan yet (a plan needs a recipe):
   only the step is saved.
@@ -22,11 +22,10 @@ import yaml
 
 from hpcwizard.errors import UserError
 from hpcwizard.project.files import ProjectFiles, expand_home, local_or
+from hpcwizard.project.home import ProjectLayout
 from hpcwizard.project.plan import Plan, PlanError
 from hpcwizard.project.recipe import Recipe, all_recipes, plan_for_recipe_from_dict
-from hpcwizard.project.state import ProjectLock, atomic_write, load_state, update_state
-
-PLAN_FILE = "plan.yaml"
+from hpcwizard.project.state import ProjectLock, load_state, update_state
 
 
 @dataclass(frozen=True)
@@ -59,11 +58,11 @@ def step_index(key: str | None) -> int:
 
 
 def state_dir(project_home: Path) -> Path:
-    return project_home / "hpcwizard"
+    return ProjectLayout(project_home).state_dir
 
 
 def plan_path(project_home: Path) -> Path:
-    return state_dir(project_home) / PLAN_FILE
+    return ProjectLayout(project_home).plan_path
 
 
 @dataclass(frozen=True)
@@ -111,10 +110,7 @@ def save_step(project_home: Path, step: str, files: ProjectFiles | None = None) 
 
 def save_plan(plan: Plan, files: ProjectFiles | None = None) -> Path:
     path = plan_path(plan.project_home)
-    if files is not None and files.remote:
-        files.write_text_atomic(path, plan.to_yaml())
-    else:
-        atomic_write(path, plan.to_yaml())
+    local_or(files).write_text_atomic(path, plan.to_yaml())
     return path
 
 

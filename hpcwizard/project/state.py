@@ -15,19 +15,15 @@ are ``flock``s held on the login node itself, so both sides exclude each other).
 from __future__ import annotations
 
 import contextlib
-import errno
-import fcntl
 import json
-import os
-import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from hpcwizard.errors import UserError
-from hpcwizard.project.files import LockBusy, ProjectFiles, holder_note, local_or, open_lock_file
+from hpcwizard.project.files import LockBusy, ProjectFiles, holder_note, local_or
 
 STATE_FILE = "state.json"
 STATE_VERSION = 1
@@ -117,46 +113,6 @@ def now_iso() -> str:
     return datetime.now(timezone.utc).astimezone().isoformat(timespec="seconds")
 
 
-def atomic_write(path: Path, text: str, mode: int = 0o644) -> None:
-    """Write ``text`` to ``path`` so readers see the old or the new file, never half.
-
-    Durable once it returns: the file is fsynced before the rename and the
-    folder after it, so a crash (or a power cut) right after keeps the new
-    file; the submit journal relies on that."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-        fsync_folder(path.parent)
-    except OSError as exc:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-            raise StateError(f"cannot save {path}: the disk or your quota is full",
-                             "free some space; nothing was lost, the previous file is intact") from None
-        raise StateError(f"cannot save {path}: {exc.strerror}") from None
-
-
-def fsync_folder(folder: Path) -> None:
-    """Make a rename or unlink in ``folder`` durable (best effort: some
-    filesystems cannot fsync a folder, and then there is nothing more to do)."""
-    try:
-        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def load_state(state_dir: Path, files: ProjectFiles | None = None) -> ProjectState:
     path = Path(state_dir) / STATE_FILE
     try:
@@ -168,27 +124,11 @@ def load_state(state_dir: Path, files: ProjectFiles | None = None) -> ProjectSta
                          "move it aside to start over; Slurm jobs are not affected") from None
 
 
-@contextlib.contextmanager
-def file_lock(path: Path, *, blocking: bool) -> Iterator[int]:
-    """An exclusive ``flock`` on ``path`` (created if needed) for the ``with`` block."""
-    fd = open_lock_file(path)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
-        yield fd
-    finally:
-        os.close(fd)  # closing releases the lock
-
-
 def update_state(state_dir: Path, change: Callable[[ProjectState], Any],
                  files: ProjectFiles | None = None) -> ProjectState:
     """Apply ``change`` to the saved state under a lock; save and return it."""
     state_dir = Path(state_dir)
-    if files is None or not files.remote:
-        with file_lock(state_dir / ".state.lock", blocking=True):
-            state = load_state(state_dir)
-            change(state)
-            atomic_write(state_dir / STATE_FILE, state.to_json())
-            return state
+    files = local_or(files)
     with files.lock(state_dir / ".state.lock"):
         state = load_state(state_dir, files)
         change(state)

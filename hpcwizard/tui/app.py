@@ -19,6 +19,7 @@ from textual.screen import Screen
 
 from hpcwizard import __version__
 from hpcwizard.project.files import LOCAL_FILES, ProjectFiles
+from hpcwizard.project.home import Project
 from hpcwizard.shell import LocalRunner, Runner
 
 
@@ -36,6 +37,13 @@ class AppContext:
     connection: Any = None
     #: How jobs call hpcwizard (remote mode: the login node's installation).
     hpcwizard_cmd: list[str] | None = None
+
+    @property
+    def project(self) -> Project:
+        """The project of ``project_home`` (set once the wizard knows it)."""
+        if self.project_home is None:
+            raise RuntimeError("no project home yet: the wizard has not asked for it")
+        return Project(self.project_home, self.files, self.runner)
 
 
 @dataclass(frozen=True)

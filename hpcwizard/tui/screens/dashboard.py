@@ -543,13 +543,12 @@ class DashboardScreen(Screen):
 
     def action_cancel_chain(self) -> None:
         from hpcwizard.jobs.resubmit import chain_of
-        from hpcwizard.project.state import load_state
 
         job = self._require_job()
         if job is None:
             return
         # A small JSON file; reading it here keeps the question synchronous.
-        chain = chain_of(load_state(Path(self.context.project_home) / "hpcwizard", self.context.files), job.job_id)
+        chain = chain_of(self.context.project.load_state(), job.job_id)
         rows = self.table.rows_by_id
         ids = [j.job_id for j in chain if j.job_id in rows and rows[j.job_id].active] or (
             [job.job_id] if job.active else [])

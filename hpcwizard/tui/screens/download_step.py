@@ -124,7 +124,7 @@ class DownloadStep(StepScreen):
         try:
             if not context.hpcwizard_cmd:
                 raise UserError(f"hpcwizard was not found on {files.where}", "install it there, then reopen the wizard")
-            remote_plan = self.plan.state_dir / "download" / "plan.yaml"
+            remote_plan = self.plan.layout.remote_prepare_plan
             files.write_text_atomic(remote_plan, self.plan.to_yaml())
             endpoint = context.hf_endpoint or os.environ.get("HF_ENDPOINT")
             status = files.run_streaming([*context.hpcwizard_cmd, "prepare", str(remote_plan)], lines,

@@ -20,8 +20,6 @@ from hpcwizard.tui.messages import PreviewRendered
 from hpcwizard.tui.screens.step import StepScreen
 from hpcwizard.tui.widgets.code_view import code_view
 
-PREVIEW_FOLDER = "preview"
-
 
 def language_for(name: str) -> str | None:
     if name.endswith((".sbatch", ".sh")):
@@ -57,7 +55,7 @@ class ReviewStep(StepScreen):
         self.ready = False
 
     def compose_body(self) -> Iterable[Widget]:
-        yield Label(f"Rendered into {self.plan.state_dir / PREVIEW_FOLDER} (nothing is submitted yet). "
+        yield Label(f"Rendered into {self.plan.layout.preview_dir} (nothing is submitted yet). "
                     "Tab to the files, arrows to scroll.", classes="hint", id="review-where", markup=False)
         yield LoadingIndicator(id="review-busy")
         yield TabbedContent(id="review-tabs")
@@ -69,7 +67,7 @@ class ReviewStep(StepScreen):
 
     @work(thread=True, exclusive=True, group="review-render", exit_on_error=False)
     def build(self) -> None:
-        out = self.plan.state_dir / PREVIEW_FOLDER
+        out = self.plan.layout.preview_dir
         try:
             rendering = render(self.plan, session.recipe_of(self.plan), out, hf_endpoint=self.context.hf_endpoint,
                                hpcwizard_cmd=self.context.hpcwizard_cmd)

@@ -1,0 +1,149 @@
+"""A project home and everything hpcwizard keeps in it, in one place.
+
+A project home is the folder of one training project (``project_home`` in
+the plan)::
+
+    <home>/
+      hpcwizard/              the state folder (:attr:`ProjectLayout.state_dir`)
+        plan.yaml             the wizard's answers
+        state.json            what was submitted and downloaded
+        runs/<stamp>/         the scripts of each submitted chain
+        continuation/         per train job: its segments
+        preview/              the review step's rendering
+        download/plan.yaml    the plan a remote prepare runs with
+        prepare/              the prepare job's rendering
+      logs/                   every job's log, <slurm name>-<job id>.out/.err
+
+:class:`ProjectLayout` is that tree as paths (no I/O), the only place that
+spells them. :class:`Project` adds where the files live (this machine or the
+login node over SSH: a :class:`~hpcwizard.project.files.ProjectFiles`) and how
+commands run there (a :class:`~hpcwizard.shell.Runner`), and reads and writes
+the project's state through them.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from hpcwizard.project.files import LOCAL_FILES, ProjectFiles, expand_home
+from hpcwizard.project.state import STATE_FILE, ProjectState, load_state, update_state
+
+if TYPE_CHECKING:
+    from hpcwizard.shell import Runner
+
+#: The state folder's name inside a project home.
+STATE_FOLDER = "hpcwizard"
+LOGS_FOLDER = "logs"
+PLAN_FILE = "plan.yaml"
+RUNS_FOLDER = "runs"
+CONTINUATION_FOLDER = "continuation"
+PREVIEW_FOLDER = "preview"
+
+
+@dataclass(frozen=True)
+class ProjectLayout:
+    """Where each thing of a project lives; paths of the machine holding it."""
+
+    home: Path
+
+    @property
+    def state_dir(self) -> Path:
+        """Where hpcwizard keeps the plan, the state and the rendered scripts."""
+        return self.home / STATE_FOLDER
+
+    @property
+    def plan_path(self) -> Path:
+        return self.state_dir / PLAN_FILE
+
+    @property
+    def state_path(self) -> Path:
+        return self.state_dir / STATE_FILE
+
+    @property
+    def runs_dir(self) -> Path:
+        """One folder per submitted chain, holding its scripts and plan."""
+        return self.state_dir / RUNS_FOLDER
+
+    @property
+    def continuation_dir(self) -> Path:
+        """A train job's segment records (``<job name>.json``)."""
+        return self.state_dir / CONTINUATION_FOLDER
+
+    @property
+    def preview_dir(self) -> Path:
+        return self.state_dir / PREVIEW_FOLDER
+
+    @property
+    def prepare_dir(self) -> Path:
+        """The prepare job's rendering."""
+        return self.state_dir / "prepare"
+
+    @property
+    def remote_prepare_plan(self) -> Path:
+        """The plan a prepare on the login node runs with (``--host``)."""
+        return self.state_dir / "download" / PLAN_FILE
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.home / LOGS_FOLDER
+
+    def log_path(self, slurm_name: str, job_id: str, stream: str = "out") -> Path:
+        """A job's log as the scripts name it: ``logs/%x-%j.out`` (``.err``)."""
+        return self.logs_dir / f"{slurm_name}-{job_id}.{stream}"
+
+
+def home_path(text: str, files: ProjectFiles = LOCAL_FILES) -> Path:
+    """The project home (or any folder) the user typed, as an absolute path
+    of the machine holding the files: ``~`` is that machine's home (the login
+    node's over SSH), and a relative path is taken from there (remote) or from
+    the current folder (here). Never resolved: symlinks stay as typed."""
+    if files.remote:
+        path = Path(expand_home(files, text))
+        return path if path.is_absolute() else Path(files.home()) / path
+    return Path(os.path.expanduser(text)).absolute()
+
+
+@dataclass
+class Project:
+    """One project home, its files (here or on the login node) and the
+    runner of the machine its jobs are submitted from."""
+
+    home: Path
+    files: ProjectFiles = LOCAL_FILES
+    runner: Runner | None = None
+    layout: ProjectLayout = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.home = Path(self.home)
+        self.layout = ProjectLayout(self.home)
+
+    @classmethod
+    def at(cls, text: str, files: ProjectFiles = LOCAL_FILES, runner: Runner | None = None) -> Project:
+        """The project at a folder the user typed (see :func:`home_path`)."""
+        return cls(home_path(text, files), files, runner)
+
+    @property
+    def state_dir(self) -> Path:
+        return self.layout.state_dir
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.layout.logs_dir
+
+    def is_initialised(self) -> bool:
+        """Whether hpcwizard has recorded anything here: a state, or the
+        journal of a first submit that was interrupted (which ``status`` settles)."""
+        from hpcwizard.jobs.journal import JOURNAL_FILE  # jobs/ builds on project/: no import at load
+
+        return any(self.files.exists(self.state_dir / name) for name in (STATE_FILE, JOURNAL_FILE))
+
+    def load_state(self) -> ProjectState:
+        return load_state(self.state_dir, self.files)
+
+    def update_state(self, change: Callable[[ProjectState], Any]) -> ProjectState:
+        """Apply ``change`` to the saved state under the state lock; save and return it."""
+        return update_state(self.state_dir, change, self.files)
