@@ -6,9 +6,11 @@ Users leave it open for days, so it must cost the cluster almost nothing:
   jobs, at most one sacct), in a thread worker; the next refresh is armed
   with ``set_timer`` only when the previous one finished, so a slow
   controller never gets overlapping requests;
-* the interval adapts (:class:`PollPolicy`): fast right after a change,
-  doubling while nothing changes, longer still when every job has finished,
-  and backing off when the controller is slow or down.
+* the interval adapts (:class:`~hpcwizard.jobs.poll.PollPolicy`): fast
+  right after a change, doubling while nothing changes, longer still when
+  every job has finished, longer when the controller is slow; while it does
+  not answer, a ``scontrol ping`` every few seconds instead of any squeue,
+  and a refresh as soon as it answers again.
 
 Every Slurm action runs in a worker after a confirmation modal; its result
 comes back as a message and triggers a fast refresh.
@@ -33,7 +35,7 @@ from textual.widgets import DataTable, Footer, Static
 from textual.worker import Worker, WorkerState
 
 from hpcwizard.errors import UserError
-from hpcwizard.jobs.poll import FinishedJobsCache, PollPolicy
+from hpcwizard.jobs.poll import FinishedJobsCache, PollPolicy, controller_answers
 from hpcwizard.jobs.status import JobRow, StatusSnapshot, TrainingStatus, TrainingWatch, take_snapshot
 from hpcwizard.project.state import StateError
 from hpcwizard.slurm import JobState, SlurmClient
@@ -140,6 +142,7 @@ class DashboardScreen(Screen):
         self.last_duration = 0.0
         self.down_since = None
         self.polls = 0  # refreshes completed (tests and the benchmark read it)
+        self.probes = 0  # scontrol pings while the controller did not answer
         self._timer: Timer | None = None
         self._poll_active: Worker | None = None
         self._refresh_again = False
@@ -220,12 +223,21 @@ class DashboardScreen(Screen):
     def polling(self) -> bool:
         return self._poll_active is not None
 
-    def _start_poll(self) -> None:
+    def _start_poll(self, *, probed: bool = False) -> None:
         if self._timer is not None:
             self._timer.stop()
             self._timer = None
-        self._poll_active = self._poll_worker(Path(self.context.project_home))
+        if self.policy.down and not probed:
+            # A squeue takes ~10 s to fail against a controller that is away;
+            # a ping answers in milliseconds either way.
+            self._poll_active = self._probe_worker()
+        else:
+            self._poll_active = self._poll_worker(Path(self.context.project_home))
         self._show_status()
+
+    @work(thread=True, exclusive=True, group="probe", exit_on_error=False)
+    def _probe_worker(self) -> bool:
+        return controller_answers(self.context.runner)
 
     @work(thread=True, exclusive=True, group="poll", exit_on_error=False)
     def _poll_worker(self, project_home: Path) -> None:
@@ -259,7 +271,7 @@ class DashboardScreen(Screen):
         if worker.group == "poll" and worker is self._poll_active:
             if event.state is WorkerState.ERROR:
                 # take_snapshot raised (a damaged state file...): show it, back off.
-                self.policy.next(changed=False, error=True)
+                self.policy.next(changed=False, error=False)
                 error = worker.error
                 self._set_banner(f"refresh failed: {error.one_line() if isinstance(error, UserError) else error}")
                 if self.snapshot is None:
@@ -275,6 +287,17 @@ class DashboardScreen(Screen):
                 delay = 0.01 if self._refresh_again else self.policy.interval
                 self._refresh_again = False
                 self._timer = self.set_timer(delay, self._start_poll)
+                self._show_status()
+        elif worker.group == "probe" and worker is self._poll_active:
+            if event.state in (WorkerState.SUCCESS, WorkerState.ERROR, WorkerState.CANCELLED):
+                self._poll_active = None
+                self.probes += 1
+                if event.state is WorkerState.SUCCESS and worker.result:
+                    self._start_poll(probed=True)  # it answers again: refresh at once
+                else:
+                    self._timer = self.set_timer(0.01 if self._refresh_again else self.policy.probe,
+                                                 self._start_poll)
+                self._refresh_again = False
                 self._show_status()
         elif worker.group == "action" and event.state is WorkerState.ERROR:
             error = worker.error
@@ -297,7 +320,8 @@ class DashboardScreen(Screen):
             if self.down_since is None:
                 self.down_since = self.last_refresh
             self._set_banner(f"controller unreachable since {_hhmmss(self.down_since)} — {snapshot.error} — "
-                             f"showing the last known states; retrying in {human_seconds(self.policy.interval)}")
+                             f"showing the last known states; asking it again every "
+                             f"{human_seconds(self.policy.probe)} (scontrol ping)")
         else:
             self.down_since = None
             self._set_banner(None)
@@ -351,7 +375,10 @@ class DashboardScreen(Screen):
         parts = []
         if self.last_refresh is not None:
             parts.append(f"refreshed {_hhmmss(self.last_refresh)} ({self.last_duration:.1f} s)")
-        parts.append(f"every {human_seconds(self.policy.interval)}" + (" (refreshing…)" if self.polling else ""))
+        if self.policy.down:
+            parts.append(f"controller down, pinged every {human_seconds(self.policy.probe)}")
+        else:
+            parts.append(f"every {human_seconds(self.policy.interval)}" + (" (refreshing…)" if self.polling else ""))
         if self.snapshot is not None:
             active = sum(1 for job in self.snapshot.jobs if job.active)
             parts.append(f"{len(self.snapshot.jobs)} jobs, {active} active")
