@@ -68,6 +68,23 @@ class SlurmChoice:
 
 DASHBOARD_MODULE = "hpcwizard.tui.screens.dashboard"
 
+#: Each step's screen class, as ``module:class`` under ``hpcwizard.tui.screens``:
+#: a step's module (and what it needs: the hub client, Jinja, psutil…) is
+#: imported when the wizard first shows that step, so the welcome step opens fast.
+STEP_SCREENS = {
+    "welcome": "welcome:WelcomeStep", "token": "token:TokenStep", "recipe": "recipe_step:RecipeStep",
+    "params": "params_step:ParamsStep", "paths": "paths:PathsStep", "slurm": "slurm_step:SlurmStep",
+    "preflight": "preflight_step:PreflightStep", "review": "review:ReviewStep",
+    "download": "download_step:DownloadStep", "submit": "submit_step:SubmitStep",
+}
+
+
+def step_screen_class(step: str) -> Callable[..., StepScreen]:
+    """The screen class of ``step``, its module imported on first use."""
+    module, name = STEP_SCREENS[step].split(":")
+    screen: Callable[..., StepScreen] = getattr(importlib.import_module(f"hpcwizard.tui.screens.{module}"), name)
+    return screen
+
 
 def dashboard_available() -> str | None:
     """None when the dashboard can open; else why not."""
@@ -138,30 +155,16 @@ class WizardScreen(Screen[None]):
     # -- the flow ---------------------------------------------------------------
 
     def make_step(self, step: str, error: str | None = None) -> StepScreen:
-        from hpcwizard.tui.screens.download_step import DownloadStep
-        from hpcwizard.tui.screens.params_step import ParamsStep
-        from hpcwizard.tui.screens.paths import PathsStep
-        from hpcwizard.tui.screens.preflight_step import PreflightStep
-        from hpcwizard.tui.screens.recipe_step import RecipeStep
-        from hpcwizard.tui.screens.review import ReviewStep
-        from hpcwizard.tui.screens.slurm_step import SlurmStep
-        from hpcwizard.tui.screens.submit_step import SubmitStep
-        from hpcwizard.tui.screens.token import TokenStep
-        from hpcwizard.tui.screens.welcome import WelcomeStep
-
+        screen = step_screen_class(step)
         reached = self.reached
         if step == "welcome":
-            return WelcomeStep(self.project_home, error=error, reached=reached)
+            return screen(self.project_home, error=error, reached=reached)
         if step == "token":
-            return TokenStep(reached=reached)
+            return screen(reached=reached)
         if step == "recipe":
-            return RecipeStep(self.plan, default_namespace=self.token_user, reached=reached)
+            return screen(self.plan, default_namespace=self.token_user, reached=reached)
         assert self.plan is not None, f"step {step} needs a plan"
-        screens: dict[str, Callable[..., StepScreen]] = {
-            "params": ParamsStep, "paths": PathsStep, "slurm": SlurmStep, "preflight": PreflightStep,
-            "review": ReviewStep, "download": DownloadStep, "submit": SubmitStep,
-        }
-        return screens[step](self.plan, reached=reached)
+        return screen(self.plan, reached=reached)
 
     def show(self, step: str, error: str | None = None) -> None:
         if step_index(step) > step_index("recipe") and self.plan is None:

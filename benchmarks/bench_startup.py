@@ -1,0 +1,223 @@
+"""How light is the start? Prints figures; not a test.
+
+hpcwizard and a bare Textual app (an App with one Static) are started side by
+side, alternately, in the same run with the same venv, each in a real 100x30
+tmux pane (a private tmux server), as a user would start them:
+
+* hpcwizard as the README's ``hpcwizard --project-home DIR`` (the console
+  script's ``main``), on a fresh empty project home in a temporary folder;
+* the bare app, ``App.run()``.
+
+First paint: the moment ``tmux capture-pane`` shows the first screen's text
+(the welcome step's introduction; the bare app's Static), polled, timed from
+just before ``tmux new-session`` starts the process. Both pay the interpreter
+start, the imports and the first frame.
+
+Modules: at that moment the benchmark sends SIGUSR1; a handler the child
+installed before anything else writes its ``sys.modules``. On the Lustre or
+GPFS filesystems where login-node venvs live, every module is metadata round
+trips, so the count is the figure that travels. Goals (issue 16): modules at
+most 1.3x, first paint at most 1.5x the bare app's.
+
+A warm-up run of each comes first (it compiles bytecode into a private cache,
+``PYTHONPYCACHEPREFIX``, as pip does at install; and warms the page cache),
+then ``--runs`` measured runs of each; the figures are medians.
+
+    .venv/bin/python benchmarks/bench_startup.py [--runs 7] [--list] [--tree DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+# Installed first thing in the child: on SIGUSR1, write sys.modules (atomically,
+# the benchmark waits for the file). `signal` is imported by Textual's driver
+# anyway, so it adds nothing to either count.
+DUMP_MODULES = """\
+import os, signal, sys
+_modules_file = sys.argv[1]
+def _dump(signum, frame):
+    with open(_modules_file + ".tmp", "w") as out:
+        out.write("\\n".join(sorted(sys.modules)))
+    os.replace(_modules_file + ".tmp", _modules_file)
+signal.signal(signal.SIGUSR1, _dump)
+"""
+
+BARE_TEXT = "A bare Textual app: one Static."
+BARE_APP = DUMP_MODULES + f"""\
+from textual.app import App
+from textual.widgets import Static
+class BareApp(App):
+    def compose(self):
+        yield Static({BARE_TEXT!r})
+BareApp().run()
+"""
+
+# What the console script `hpcwizard` runs, with the project home as argument.
+HPCWIZARD_TEXT = "hpcwizard prepares and submits a training run"
+HPCWIZARD_APP = DUMP_MODULES + """\
+sys.argv = ["hpcwizard", "--project-home", sys.argv[2]]
+from hpcwizard.cli import main
+sys.exit(main())
+"""
+
+
+@dataclass(frozen=True)
+class Contender:
+    name: str
+    code: str
+    first_screen_text: str
+    needs_project_home: bool
+
+
+BARE = Contender("bare Textual app (App + one Static)", BARE_APP, BARE_TEXT, False)
+HPCWIZARD = Contender("hpcwizard --project-home DIR (welcome step)", HPCWIZARD_APP, HPCWIZARD_TEXT, True)
+
+
+@dataclass(frozen=True)
+class Start:
+    first_paint_s: float
+    modules: frozenset[str]
+
+
+class Tmux:
+    """A private tmux server (its own socket), so nobody else's sessions are touched."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.base = ["tmux", "-S", str(workdir / "tmux.sock"), "-f", "/dev/null"]
+
+    def __call__(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        return subprocess.run([*self.base, *args], capture_output=True, text=True, check=check)
+
+    def has(self, session: str) -> bool:
+        return self("has-session", "-t", session, check=False).returncode == 0
+
+    def kill_server(self) -> None:
+        self("kill-server", check=False)
+
+
+def wait_for(condition, timeout: float, what: str, poll: float = 0.005):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(poll)
+    raise SystemExit(f"bench_startup: timed out after {timeout:g} s waiting for {what}")
+
+
+def start_once(tmux: Tmux, contender: Contender, run: int, workdir: Path, tree: Path | None) -> Start:
+    session = f"run{run}"
+    modules_file = workdir / f"{session}.modules"
+    argv = [sys.executable, "-c", contender.code, str(modules_file)]
+    if contender.needs_project_home:
+        home = workdir / f"{session}-home"
+        home.mkdir()
+        argv.append(str(home))
+    env = {
+        "HF_HOME": str(workdir / "hf-home"),  # no real token is read or shown
+        # Bytecode as an installed package has it (pip compiles at install): the
+        # warm-up round writes it to a private cache, the measured rounds read it.
+        "PYTHONDONTWRITEBYTECODE": "",
+        "PYTHONPYCACHEPREFIX": str(workdir / "pycache"),
+    }
+    if tree is not None and contender.needs_project_home:
+        env["PYTHONPATH"] = str(tree)  # another hpcwizard (a baseline checkout), ahead of the installed one
+    env_args = [arg for key, value in env.items() for arg in ("-e", f"{key}={value}")]
+    t0 = time.perf_counter()
+    pid = int(tmux("new-session", "-d", "-P", "-F", "#{pane_pid}", "-s", session, "-x", "100", "-y", "30",
+                   "-c", str(workdir), *env_args, "--", *argv).stdout.strip())
+
+    def painted() -> bool:
+        screen = tmux("capture-pane", "-p", "-t", session, check=False)
+        if screen.returncode != 0:
+            raise SystemExit(f"bench_startup: {contender.name} ended before its first screen")
+        return contender.first_screen_text in screen.stdout
+
+    wait_for(painted, 60, f"the first screen of {contender.name}")
+    first_paint = time.perf_counter() - t0
+    os.kill(pid, signal.SIGUSR1)
+    wait_for(modules_file.exists, 10, f"the module list of {contender.name}")
+    modules = frozenset(modules_file.read_text().split())
+    tmux("send-keys", "-t", session, "C-q")  # both apps quit on ctrl+q
+    try:
+        wait_for(lambda: not tmux.has(session), 10, f"{contender.name} to quit", poll=0.02)
+    except SystemExit:
+        tmux("kill-session", "-t", session, check=False)
+        raise
+    return Start(first_paint, modules)
+
+
+def top_level_counts(modules: frozenset[str]) -> collections.Counter:
+    return collections.Counter(name.split(".")[0] for name in modules)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--runs", type=int, default=7, help="measured starts of each app (default 7)")
+    parser.add_argument("--list", action="store_true", help="also list every module hpcwizard adds")
+    parser.add_argument("--tree", type=Path, help="start the hpcwizard of this source tree (e.g. "
+                        "`git archive BASE | tar -x -C DIR`: a before/after comparison) instead of the installed one")
+    args = parser.parse_args()
+    if shutil.which("tmux") is None:
+        print("bench_startup: needs tmux (apt-get install tmux)", file=sys.stderr)
+        return 2
+
+    workdir = Path(tempfile.mkdtemp(prefix="bench-startup-"))
+    tmux = Tmux(workdir)
+    results: dict[Contender, list[Start]] = {BARE: [], HPCWIZARD: []}
+    try:
+        # A session that only keeps the server up, so each start pays a client, not a server.
+        tmux("new-session", "-d", "-s", "keep", "-x", "100", "-y", "30", "--", "sleep", "100000")
+        run = 0
+        for measured in [False] + [True] * args.runs:  # the first round warms bytecode and page cache
+            for contender in (BARE, HPCWIZARD):
+                run += 1
+                start = start_once(tmux, contender, run, workdir, args.tree)
+                if measured:
+                    results[contender].append(start)
+    finally:
+        tmux.kill_server()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+    bare, wizard = results[BARE], results[HPCWIZARD]
+    bare_modules = statistics.median(len(s.modules) for s in bare)
+    wizard_modules = statistics.median(len(s.modules) for s in wizard)
+    print(f"== Modules imported by the time the first screen shows (sys.modules, python "
+          f"{sys.version.split()[0]}, same venv; median of {args.runs}) ==")
+    print(f"  {BARE.name:<46} {bare_modules:>5.0f}")
+    print(f"  {HPCWIZARD.name:<46} {wizard_modules:>5.0f}")
+    print(f"  ratio hpcwizard / bare: {wizard_modules / bare_modules:.2f}x (goal <= 1.3x)")
+    extra = wizard[-1].modules - bare[-1].modules
+    by_package = top_level_counts(extra).most_common()
+    print(f"  {len(extra)} modules beyond the bare app's, by top-level package: "
+          + ", ".join(f"{name} {count}" for name, count in by_package))
+    if args.list:
+        for name in sorted(extra):
+            print(f"    {name}")
+
+    print()
+    print(f"== Time to first paint in a real 100x30 tmux pane ({args.runs} runs each, alternating) ==")
+    for contender, starts in ((BARE, bare), (HPCWIZARD, wizard)):
+        times = sorted(s.first_paint_s * 1e3 for s in starts)
+        print(f"  {contender.name:<46} median {statistics.median(times):6.0f} ms "
+              f"(min {times[0]:.0f}, max {times[-1]:.0f})")
+    bare_ms = statistics.median(s.first_paint_s for s in bare)
+    wizard_ms = statistics.median(s.first_paint_s for s in wizard)
+    print(f"  ratio hpcwizard / bare: {wizard_ms / bare_ms:.2f}x (goal <= 1.5x)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
