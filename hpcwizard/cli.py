@@ -198,7 +198,7 @@ def cmd_render(args: argparse.Namespace) -> int:
         command = remote_hpcwizard(args, make_runner(args))
     else:
         out = Path(args.out).absolute()
-    rendering = render(plan, recipe, out, hpcwizard_cmd=command)
+    rendering = render(plan, recipe, out, hpcwizard_cmd=command, files=files)
     try:
         written = rendering.write(out, files)
     except OSError as exc:

@@ -105,3 +105,21 @@ def test_a_project_on_the_login_node(tmp_path, ssh_files):
     assert project.is_initialised()
     # The same machine here: what SFTP wrote is the file a local hpcwizard reads.
     assert Project(tmp_path / "remote-proj").load_state().latest_submission.job_ids == ["9"]
+
+
+def test_a_remote_rendering_reads_the_login_nodes_requeue_answer(tmp_path, ssh_files, monkeypatch):
+    """The train job's continuation follows what the check found on the
+    cluster (here: no requeue, so follow-on jobs), read through the login
+    node's files, not this machine's."""
+    from test_remote_cli import SftpReads
+
+    from hpcwizard.jobs.continuation import save_site_answer, site_file
+
+    recipe = get_recipe("demo")
+    plan = recipe.default_plan(tmp_path / "proj", tmp_path / "data", hf_namespace="alice")
+    save_site_answer(plan, False, "JobRequeue=0", ssh_files)
+    reads = SftpReads(monkeypatch)
+    rendering = render(plan, recipe, tmp_path / "out", files=ssh_files)
+    train = next(f.text for f in rendering.files if f.name.endswith("train.sbatch"))
+    assert "C_REQUEUE=0" in train and "#SBATCH --requeue" not in train
+    assert str(site_file(plan)) in reads.paths

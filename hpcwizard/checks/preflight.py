@@ -434,7 +434,7 @@ def check_slurm(plan: Plan, recipe: Recipe, runner: Runner, files: ProjectFiles 
         return results
     # Render into a scratch folder: --test-only reads the script and submits nothing.
     with _scratch_dir(runner, files) as scratch:
-        rendering = render(plan, recipe, Path(scratch), hpcwizard_cmd=hpcwizard_cmd)
+        rendering = render(plan, recipe, Path(scratch), hpcwizard_cmd=hpcwizard_cmd, files=files)
         rendering.write(Path(scratch), files, logs=False)  # testing the scripts creates nothing
         for job in rendering.jobs:
             try:

@@ -124,7 +124,7 @@ def _submit_locked(plan: Plan, recipe: Recipe, slurm: SlurmClient, files: Projec
         suffix += 1
         scripts_dir = runs_dir(plan) / f"{stamp}-{suffix}"
     made.append(scripts_dir)
-    rendering = render(plan, recipe, scripts_dir, hf_endpoint=hf_endpoint, hpcwizard_cmd=hpcwizard_cmd)
+    rendering = render(plan, recipe, scripts_dir, hf_endpoint=hf_endpoint, hpcwizard_cmd=hpcwizard_cmd, files=files)
     # The logs folder only once the chain is going in (below): a refused
     # submit leaves none behind.
     rendering.write(scripts_dir, files, logs=False)

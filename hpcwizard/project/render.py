@@ -113,7 +113,8 @@ def _environment(recipe: Recipe) -> jinja2.Environment:
 
 
 def render(plan: Plan, recipe: Recipe, out_dir: Path, *, hf_endpoint: str | None = None,
-           hpcwizard_cmd: list[str] | None = None, continuation: Continuation | None = None) -> Rendering:
+           hpcwizard_cmd: list[str] | None = None, continuation: Continuation | None = None,
+           files: ProjectFiles | None = None) -> Rendering:
     """Render the plan's chain; ``out_dir`` is where the files will live.
 
     ``out_dir`` must be known here because the scripts refer to the plan copy
@@ -121,10 +122,10 @@ def render(plan: Plan, recipe: Recipe, out_dir: Path, *, hf_endpoint: str | None
     its spool directory, so a script cannot find its own folder).
 
     ``continuation``: how the train job continues across its time limit;
-    by default :func:`hpcwizard.jobs.continuation.load_continuation` with this
-    machine's files (the rate an earlier run of the project logged, the
-    check's answer whether the cluster requeues). Remote callers pass the
-    login node's (``load_continuation(plan, recipe, files)``).
+    by default :func:`hpcwizard.jobs.continuation.load_continuation` reading
+    the project through ``files`` (the rate an earlier run of the project
+    logged, the check's answer whether the cluster requeues): this machine's
+    by default, the login node's in remote mode.
     """
     out_dir = Path(out_dir)
     if not out_dir.is_absolute():  # a local relative --out; remote ones arrive absolute
@@ -161,7 +162,7 @@ def render(plan: Plan, recipe: Recipe, out_dir: Path, *, hf_endpoint: str | None
         "hpcwizard_cmd": list(hpcwizard_cmd) if hpcwizard_cmd else hpcwizard_command(),
         "hf_endpoint": endpoint,
         "jobs": jobs,
-        "continuation": continuation if continuation is not None else load_continuation(plan, recipe),
+        "continuation": continuation if continuation is not None else load_continuation(plan, recipe, files),
     }
     files = [RenderedFile("plan.yaml", plan.to_yaml())]
     for generated in recipe.files:

@@ -70,7 +70,7 @@ class ReviewStep(StepScreen):
         out = self.plan.layout.preview_dir
         try:
             rendering = render(self.plan, session.recipe_of(self.plan), out, hf_endpoint=self.context.hf_endpoint,
-                               hpcwizard_cmd=self.context.hpcwizard_cmd)
+                               hpcwizard_cmd=self.context.hpcwizard_cmd, files=self.context.files)
             rendering.write(out, self.context.files)
         except (UserError, OSError) as exc:
             text = exc.one_line() if isinstance(exc, UserError) else str(exc)
