@@ -30,8 +30,12 @@ PLAN_KEYS = (
     "download", "setup", "train", "account", "qos", "params", "env_overrides", "notify",
 )
 RESOURCE_KEYS = ("partition", "gpus", "cpus", "mem", "time")
-#: Keys only the train section has: ``segments`` (continuing across the time limit).
-TRAIN_ONLY_KEYS = ("segments",)
+#: Keys only the train section has: ``segments`` (continuing across the time
+#: limit) and ``nodes`` (machines, each with ``gpus`` GPUs).
+TRAIN_ONLY_KEYS = ("segments", "nodes")
+#: ``train.nodes`` at most (a typo guard; the partition's size is the real bound, checked by preflight).
+MAX_NODES = 1024
+_TRAIN_ONLY_DEFAULTS: dict[str, Any] = {"segments": None, "nodes": 1}
 #: ``train.segments`` at most (a bound against loops, not a goal).
 MAX_SEGMENTS = 1000
 NOTIFY_KEYS = ("mail",)
@@ -72,6 +76,13 @@ class JobResources:
     #: time limit (README "Long trainings"); None is ``auto`` (the estimated
     #: need plus 50 %, see :mod:`hpcwizard.jobs.continuation`)
     segments: int | None = None
+    #: train only: machines the job spans; ``gpus`` (and cpus, mem) are per node
+    nodes: int = 1
+
+    @property
+    def total_gpus(self) -> int:
+        """GPUs over all nodes: the training's process count."""
+        return self.gpus * self.nodes
 
     def time_seconds(self) -> int:
         return parse_time_limit(self.time)
@@ -136,6 +147,8 @@ class Plan:
                 # auto, the default: left out, so plans written before
                 # segments existed keep their fingerprint
                 del res["segments"]
+            if res["nodes"] == 1:
+                del res["nodes"]  # one node, the default: plans keep their fingerprint
             data[kind] = res
         data["account"] = self.account
         data["qos"] = self.qos
@@ -247,13 +260,16 @@ def _check_resources(kind: str, value: Any, defaults: JobResources | None) -> Jo
     if not isinstance(value, dict):
         raise PlanError(f"{kind} must be a mapping", f"e.g. {kind}: {{partition: cpu, cpus: 4, mem: 16G, time: \"12:00:00\"}}")
     allowed = RESOURCE_KEYS + (TRAIN_ONLY_KEYS if kind == "train" else ())
-    # segments: null anywhere is "not set" (a JobResources turned into a dict carries it)
-    unknown = sorted(k for k in set(value) - set(allowed) if not (k in TRAIN_ONLY_KEYS and value[k] is None))
+    # A train-only key at its default anywhere is "not set" (a JobResources
+    # turned into a dict carries segments: null and nodes: 1).
+    unknown = sorted(k for k in set(value) - set(allowed)
+                     if not (k in TRAIN_ONLY_KEYS and value[k] == _TRAIN_ONLY_DEFAULTS[k]))
     if unknown:
         raise PlanError(f"unknown key {kind}.{unknown[0]}", f"allowed keys: {', '.join(allowed)}")
     merged = asdict(defaults) if defaults else {}
     merged.update(value)
     merged["segments"] = _check_segments(kind, merged.get("segments"))
+    merged["nodes"] = _check_nodes(kind, merged.get("nodes", 1))
     if "partition" not in merged:
         raise PlanError(f"{kind}.partition is missing", "name the Slurm partition (see `sinfo`)")
     _check_name(f"{kind}.partition", merged["partition"], _SLURM_NAME, "a Slurm partition name (letters, digits, _ . -)", False)
@@ -278,6 +294,16 @@ def _check_resources(kind: str, value: Any, defaults: JobResources | None) -> Jo
         raise PlanError(f"{kind}.time has a bad value {time!r}: {problem}",
                         "allowed: a Slurm time like 12:00:00, 2-00:00:00 or 90 (minutes), quoted in YAML")
     return JobResources(**merged)
+
+
+def _check_nodes(kind: str, value: Any) -> int:
+    """``train.nodes``: how many machines, each with ``train.gpus`` GPUs."""
+    if value is None:
+        return 1
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_NODES:
+        raise PlanError(f"{kind}.nodes has a bad value {value!r}",
+                        f"allowed: a whole number from 1 to {MAX_NODES} (machines; train.gpus is per node)")
+    return value
 
 
 def _check_segments(kind: str, value: Any) -> int | None:
