@@ -696,7 +696,11 @@ async def test_log_panel_search_follow_truncation_and_streams(tmp_path):
         assert len(panel.shown_lines) == 200  # only the tail was read
         assert "done" in panel.shown_lines and not any("\r" in line for line in panel.shown_lines)
 
-        # Scrolling up to read pauses following; f resumes it.
+        # Scrolling up to read pauses following; f resumes it. First the
+        # view must have reached the end (a refresh after the lines came):
+        # scrolling to the top from the top is no scroll at all.
+        await until(pilot, "the view at the end",
+                    lambda: panel.view.max_scroll_y > 0 and panel.view.scroll_y >= panel.view.max_scroll_y)
         panel.view.scroll_to(y=0, animate=False, immediate=True)
         await until(pilot, "following to pause", lambda: not panel.following)
         panel.toggle_follow()
