@@ -10,7 +10,12 @@ Users leave it open for days, so it must cost the cluster almost nothing:
   right after a change, doubling while nothing changes, longer still when
   every job has finished, longer when the controller is slow; while it does
   not answer, a ``scontrol ping`` every few seconds instead of any squeue,
-  and a refresh as soon as it answers again.
+  and a refresh as soon as it answers again;
+* once a second, without asking Slurm: the Elapsed of running jobs ticks on
+  from the last refresh, and the stdout logs of running jobs are read for
+  the line every job script prints last (its exit trap): a job that says it
+  ends, or that ran past its time limit, gets a refresh at once and then
+  every second or two until Slurm shows its end.
 
 Every Slurm action runs in a worker after a confirmation modal; its result
 comes back as a message and triggers a fast refresh.
@@ -35,7 +40,7 @@ from textual.widgets import DataTable, Footer, Static
 from textual.worker import Worker, WorkerState
 
 from hpcwizard.errors import UserError
-from hpcwizard.jobs.poll import FinishedJobsCache, PollPolicy, controller_answers
+from hpcwizard.jobs.poll import EndingJobs, EndWatch, FinishedJobsCache, PollPolicy, controller_answers
 from hpcwizard.jobs.status import JobRow, StatusSnapshot, TrainingStatus, TrainingWatch, take_snapshot
 from hpcwizard.project.state import StateError
 from hpcwizard.slurm import JobState, SlurmClient
@@ -44,6 +49,22 @@ from hpcwizard.tui.widgets.confirm import ChoiceScreen, ConfirmScreen
 from hpcwizard.tui.widgets.job_table import JobTable
 from hpcwizard.tui.widgets.log_panel import LogPanel
 from hpcwizard.tui.widgets.progress_panel import ProgressPanel
+
+#: Seconds between two ticks (Elapsed, end markers, time limits).
+TICK_SECONDS = 1.0
+#: Logs read each tick at most (a stat each; over SSH, a round trip each).
+WATCHED_LOGS = 32
+
+
+def logs_to_watch(jobs) -> dict[str, str]:
+    """Job id -> stdout log, for the jobs whose end (or start and end) may
+    come before the next refresh: the running ones, then the pending ones
+    that may start any moment (not held, not waiting on another job, whose
+    end brings a refresh by itself)."""
+    running = [job for job in jobs if job.state is JobState.RUNNING]
+    startable = [job for job in jobs if job.state is JobState.PENDING and not job.held
+                 and job.reason not in ("Dependency", "DependencyNeverSatisfied")]
+    return {job.job_id: job.log_out for job in [*running, *startable][:WATCHED_LOGS]}
 
 
 def _jobs(count: int) -> str:
@@ -153,6 +174,11 @@ class DashboardScreen(Screen):
         self._watch: TrainingWatch | None = None  # the train jobs' logs, followed by the poll worker
         self.training: dict[str, TrainingStatus] = {}  # job id -> where its training stands
         self._last_chunk: LogChunk | None = None  # the followed log's latest progress
+        self._polled_at: float | None = None  # time.monotonic() of the last snapshot
+        self._ticker: Timer | None = None
+        self._end_watch: EndWatch | None = None
+        self._end_check: Worker | None = None
+        self._ending = EndingJobs()  # jobs that said they end, or ran past their limit
 
     # -- layout --------------------------------------------------------------
 
@@ -186,6 +212,8 @@ class DashboardScreen(Screen):
             connection.on_event = lambda event: self.post_message(ConnectionChanged(event))
         self._slurm = FinishedJobsCache(self.context.runner)
         self._watch = TrainingWatch(self.context.files)
+        self._end_watch = EndWatch(self.context.files.open_source)
+        self._ticker = self.set_interval(TICK_SECONDS, self._tick)
         self.table.focus()
         if self.context.project_home is None:
             self._set_empty("No project home: start with `hpcwizard status --project-home DIR`.")
@@ -197,8 +225,12 @@ class DashboardScreen(Screen):
     def on_unmount(self) -> None:
         if self._timer is not None:
             self._timer.stop()
+        if self._ticker is not None:
+            self._ticker.stop()
         if self._watch is not None:
             self._watch.close()
+        if self._end_watch is not None:
+            self._end_watch.close()
         connection = getattr(self.context, "connection", None)
         if connection is not None:
             connection.on_event = None
@@ -299,6 +331,9 @@ class DashboardScreen(Screen):
                                                  self._start_poll)
                 self._refresh_again = False
                 self._show_status()
+        elif worker.group == "end-watch" and worker is self._end_check:
+            if event.state in (WorkerState.SUCCESS, WorkerState.ERROR, WorkerState.CANCELLED):
+                self._end_checked(worker)
         elif worker.group == "action" and event.state is WorkerState.ERROR:
             error = worker.error
             text = error.one_line() if isinstance(error, UserError) else str(error)
@@ -313,9 +348,14 @@ class DashboardScreen(Screen):
         self.last_refresh = self.context.clock()
         self.training = dict(message.training or {})
         changed = self.table.apply(snapshot.jobs, self.training)
+        self._polled_at = time.monotonic()  # Elapsed ticks on from here
         all_finished = bool(snapshot.jobs) and not any(job.active for job in snapshot.jobs)
+        for job in snapshot.jobs:
+            if job.state is JobState.COMPLETING:
+                self._ending.marker(job.job_id)  # over: COMPLETED (or not) any moment
+        self._ending.update(job.job_id for job in snapshot.jobs if job.active)
         self.policy.next(changed=changed, error=snapshot.error is not None, duration=message.duration,
-                         all_finished=all_finished)
+                         all_finished=all_finished, soon=self._ending.soon())
         if snapshot.error is not None:
             if self.down_since is None:
                 self.down_since = self.last_refresh
@@ -361,12 +401,47 @@ class DashboardScreen(Screen):
     def refresh_soon(self) -> None:
         """Poll now (or right after the poll under way): a user acted."""
         self.policy.poke()
+        self._poll_now()
+
+    def _poll_now(self) -> None:
         if self.context.project_home is None:
             return
         if self.polling:
             self._refresh_again = True
         else:
             self._start_poll()
+
+    # -- between refreshes: elapsed, end markers, time limits ------------------
+
+    def _tick(self) -> None:
+        """Once a second, asking Slurm nothing: running jobs' Elapsed goes on
+        from the last refresh; a job past its time limit, or whose log says
+        it ends (read in a worker), is refreshed at once."""
+        if self.snapshot is None or self._polled_at is None or self.policy.down:
+            return
+        since = time.monotonic() - self._polled_at
+        self.table.tick(since)
+        running = {job.job_id: job for job in self.snapshot.jobs if job.state is JobState.RUNNING}
+        past_limit = [job_id for job_id, job in running.items()
+                      if job.time_limit and (job.elapsed or 0) + since >= job.time_limit
+                      and self._ending.past_its_limit(job_id)]
+        if past_limit:
+            self._poll_now()
+        if self._end_check is None and self._end_watch is not None:
+            self._end_check = self._end_worker(logs_to_watch(self.snapshot.jobs))
+
+    @work(thread=True, exclusive=True, group="end-watch", exit_on_error=False)
+    def _end_worker(self, logs: dict[str, str]) -> list[str]:
+        assert self._end_watch is not None
+        return self._end_watch.check(logs)
+
+    def _end_checked(self, worker: Worker) -> None:
+        self._end_check = None
+        ending = worker.result if worker.state is WorkerState.SUCCESS else None
+        if ending:
+            for job_id in ending:
+                self._ending.marker(job_id)
+            self._poll_now()
 
     # -- status lines ----------------------------------------------------------
 

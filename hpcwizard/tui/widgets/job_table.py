@@ -242,6 +242,26 @@ class JobTable(DataTable):
             return None
         return key.value
 
+    def tick(self, since_refresh: float) -> int:
+        """Running jobs' Elapsed, ``since_refresh`` seconds after Slurm said
+        it (a refresh may be 30 s away; the clock on screen should not stop
+        meanwhile). Returns the cells rewritten."""
+        updated = 0
+        time_index = [key for key, _ in COLUMNS].index("time")
+        with self.app.batch_update():
+            for job_id, row in self.rows_by_id.items():
+                if row.state is not JobState.RUNNING or row.elapsed is None:
+                    continue
+                text = format_elapsed_limit(row.elapsed + int(since_refresh), row.time_limit)
+                shown = self._shown.get(job_id)
+                if shown is None or shown[time_index] == text:
+                    continue
+                grow = cell_len(text) > self.columns[ColumnKey("time")].content_width
+                self.update_cell(job_id, "time", Text(text), update_width=grow)
+                self._shown[job_id] = (*shown[:time_index], text, *shown[time_index + 1:])
+                updated += 1
+        return updated
+
     def apply(self, rows: Sequence[JobRow], training: Mapping[str, TrainingStatus] | None = None) -> bool:
         """Show ``rows`` (and what ``training`` says of train jobs, by job
         id); returns True when any job appeared, vanished or changed
