@@ -122,47 +122,59 @@ def _node_addr(conf: str, node: str) -> str:
     return re.search(r"NodeAddr=(\S+)", shown).group(1)
 
 
-def test_a_two_node_demo_training_completes_with_both_ranks_joined(tmp_path, two_node_slurm_conf):
-    """The demo chain with train.nodes: 2 on the two-node cluster: setup, then
-    one trainer per node meeting at node1's NodeAddr; every step's loss is
-    averaged over both ranks, so both nodes log the same losses."""
+def _run_two_node_demo(tmp_path: Path, conf: str, *, params: dict | None = None, time_limit: str | None = None,
+                       timeout: float = 240) -> tuple[Path, list[str], dict[str, JobState], dict[str, str]]:
+    """Prepare (download: login: the nodes have no network) and submit the
+    demo chain with train.nodes: 2; wait for it to end. The project home,
+    the job ids, their final states and the logs' texts by file name."""
     build_demo_hub(tmp_path / "hub", user="alice", token=TOKEN)
     recipe = get_recipe("demo")
     plan = recipe.default_plan(tmp_path / "proj", tmp_path / "data", hf_namespace="alice", download="login")
-    plan = replace(plan, train=replace(plan.train, nodes=2))
+    data = plan.to_dict()
+    data["train"] = {**data["train"], "nodes": 2, **({"time": time_limit} if time_limit else {})}
+    data["params"] = {**data.get("params", {}), **(params or {})}
     plan_file = tmp_path / "plan.yaml"
-    plan_file.write_text(plan.to_yaml())
+    plan_file.write_text(plan_from_dict(data).to_yaml())
     write_token_file(tmp_path / "hf-home", TOKEN)
-    runner = LocalRunner(extra_env={"SLURM_CONF": two_node_slurm_conf})
-    slurm = SlurmClient(runner)
+    slurm = SlurmClient(LocalRunner(extra_env={"SLURM_CONF": conf}))
     with DevHub(tmp_path / "hub") as hub:
         env = {k: v for k, v in os.environ.items() if k not in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")}
-        env.update(HF_ENDPOINT=hub.url, HF_HOME=str(tmp_path / "hf-home"), SLURM_CONF=two_node_slurm_conf)
+        env.update(HF_ENDPOINT=hub.url, HF_HOME=str(tmp_path / "hf-home"), SLURM_CONF=conf)
         prepared = _hpcwizard(env, "prepare", str(plan_file))
         assert prepared.returncode == 0, prepared.stderr
         submitted = _hpcwizard(env, "submit", str(plan_file), "--json")
     assert submitted.returncode == 0, submitted.stderr
-    jobs = json.loads(submitted.stdout)["jobs"]
-    ids = [job["id"] for job in jobs]
-    train_id = ids[1]
-    logs = plan.project_home / "logs"
+    ids = [job["id"] for job in json.loads(submitted.stdout)["jobs"]]
+    states: dict[str, JobState] = {}
     try:
-        deadline = time.monotonic() + 240
-        states: dict[str, JobState] = {}
+        deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             queued = {e.job_id: e.state for e in slurm.queue(ids)}
             gone = [i for i in ids if i not in queued]
             states = {**queued, **({f.job_id: f.state for f in slurm.finished(gone)} if gone else {})}
             if len(states) == len(ids) and all(s.is_finished for s in states.values()):
                 break
-            time.sleep(0.5)
+            time.sleep(1.0)
     finally:
         slurm.cancel(ids)
-    texts = {p.name: p.read_text(errors="replace") for p in logs.glob("*")}
-    assert [states.get(i) for i in ids] == [JobState.COMPLETED, JobState.COMPLETED], texts
+    home = tmp_path / "proj"
+    texts = {p.name: p.read_text(errors="replace") for p in (home / "logs").glob("*")}
+    return home, ids, states, texts
 
-    node_logs = {int(m.group(1)): text for name, text in texts.items()
-                 if (m := re.fullmatch(rf".*-{train_id}\.node(\d)\.out", name))}
+
+def _node_logs(texts: dict[str, str], job_id: str) -> dict[int, str]:
+    return {int(m.group(1)): text for name, text in texts.items()
+            if (m := re.fullmatch(rf".*-{job_id}\.node(\d)\.out", name))}
+
+
+def test_a_two_node_demo_training_completes_with_both_ranks_joined(tmp_path, two_node_slurm_conf):
+    """The demo chain with train.nodes: 2 on the two-node cluster: setup, then
+    one trainer per node meeting at node1's NodeAddr; every step's loss is
+    averaged over both ranks, so both nodes log the same losses."""
+    home, ids, states, texts = _run_two_node_demo(tmp_path, two_node_slurm_conf)
+    assert [states.get(i) for i in ids] == [JobState.COMPLETED, JobState.COMPLETED], texts
+    train_id = ids[1]
+    node_logs = _node_logs(texts, train_id)
     assert sorted(node_logs) == [0, 1], sorted(texts)
     main = _node_addr(two_node_slurm_conf, "node1")
     for rank, text in node_logs.items():
@@ -174,5 +186,28 @@ def test_a_two_node_demo_training_completes_with_both_ranks_joined(tmp_path, two
     job_log = next(text for name, text in texts.items() if name.endswith(f"-{train_id}.out"))
     assert "rank 0 of 2 joined main at" in job_log and "rank 1 of 2 joined" not in job_log
     assert f"2 nodes (node[1-2]), 0 GPU(s) each: main process at {main}:" in job_log
-    weights = json.loads((plan.project_home / "demo" / "converted_weights" / "weights.json").read_text())
+    weights = json.loads((home / "demo" / "converted_weights" / "weights.json").read_text())
     assert weights["stage"] == 2
+
+
+def test_a_two_node_training_continues_across_its_time_limit(tmp_path, two_node_slurm_conf):
+    """2 stages x 20 steps x 3 s on both nodes, a 2-minute limit: the time-limit
+    warning stops both ranks at the same step (srun forwards it), the job
+    requeues itself, and the next segment meets again and resumes there."""
+    from test_continuation import FOLLOW, LIMIT
+
+    home, ids, states, texts = _run_two_node_demo(tmp_path, two_node_slurm_conf, params=FOLLOW,
+                                                  time_limit=LIMIT, timeout=600)
+    assert [states.get(i) for i in ids] == [JobState.COMPLETED, JobState.COMPLETED], texts
+    train_id = ids[1]
+    job_log = next(text for name, text in texts.items() if name.endswith(f"-{train_id}.out"))
+    assert "[hpcwizard] segment 1 of ~" in job_log and "stopped at the time limit; requeued to continue from" in job_log
+    resumed = re.findall(r"\[hpcwizard\] segment (\d+) of ~\d+, resumed from (checkpoint-\d+)", job_log)
+    assert resumed and resumed[0][0] == "2", job_log
+    node_logs = _node_logs(texts, train_id)
+    assert sorted(node_logs) == [0, 1], sorted(texts)
+    for rank, text in node_logs.items():
+        # Every segment's launch meets again (at least two joins per rank).
+        assert len(re.findall(rf"rank {rank} of 2 joined main at", text)) >= 2, text
+    weights = json.loads((home / "demo" / "converted_weights" / "weights.json").read_text())
+    assert (weights["stage"], weights["step"]) == (2, FOLLOW["max_train_steps"])
