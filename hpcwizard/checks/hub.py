@@ -18,28 +18,27 @@ import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import quote
-
-from huggingface_hub import HfApi, constants
-from huggingface_hub.errors import (
-    GatedRepoError,
-    HfHubHTTPError,
-    RepositoryNotFoundError,
-    RevisionNotFoundError,
-)
-from huggingface_hub.utils import filter_repo_objects
 
 from hpcwizard.errors import UserError
 
-try:  # huggingface_hub >= 2 ships its own fork of httpx
-    import httpx2 as _httpx
-except ImportError:  # pragma: no cover - huggingface_hub 1.x
-    import httpx as _httpx  # type: ignore[no-redef]
+if TYPE_CHECKING:
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import HfHubHTTPError
 
 TOKENS_PAGE = "https://huggingface.co/settings/tokens"
 DEFAULT_ENDPOINT = "https://huggingface.co"
 ENV_SOURCE = "HF_TOKEN environment variable"
-_TRANSPORT_ERRORS = (_httpx.TransportError, OSError)
+
+
+def _transport_errors() -> tuple[type[BaseException], ...]:
+    """What a request that never reached the hub raises."""
+    try:  # huggingface_hub >= 2 ships its own fork of httpx
+        import httpx2 as httpx
+    except ImportError:  # pragma: no cover - huggingface_hub 1.x
+        import httpx  # type: ignore[no-redef]
+    return (httpx.TransportError, OSError)
 
 
 def default_endpoint() -> str:
@@ -125,6 +124,10 @@ def validate_token(token: str, endpoint: str | None = None) -> HubUser:
     token = _clean(token) or ""
     if not token:
         raise UserError("The Hugging Face token is empty", f"create one at {TOKENS_PAGE} and paste it")
+    # huggingface_hub brings httpx (~300 modules): imported on the first hub call, not at startup.
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import HfHubHTTPError
+
     try:
         data = HfApi(endpoint=ep, token=token).whoami(token=token)
     except HfHubHTTPError as exc:
@@ -138,7 +141,7 @@ def validate_token(token: str, endpoint: str | None = None) -> HubUser:
             f"{ep} answered HTTP {status} when checking the token",
             "try again later, or check HF_ENDPOINT points to a Hugging Face Hub",
         ) from None
-    except _TRANSPORT_ERRORS as exc:
+    except _transport_errors() as exc:
         raise UserError(
             f"Cannot reach the Hugging Face Hub at {ep} ({type(exc).__name__})",
             "check the network or proxy of this machine, or HF_ENDPOINT",
@@ -160,6 +163,8 @@ def store_token(token: str, endpoint: str | None = None) -> Path:
     validate_token(token, ep)  # friendly errors before anything is written
     token = _clean(token) or ""
     path = token_file_path()
+    from huggingface_hub import constants  # imported (with huggingface_hub) by validate_token above
+
     same_file = Path(constants.HF_TOKEN_PATH).expanduser().absolute() == path.absolute()
     if same_file and ep == constants.ENDPOINT.rstrip("/"):
         from huggingface_hub import login
@@ -256,6 +261,8 @@ def check_access(repos: list[RepoRef], token: str | None, endpoint: str | None =
     remaining repos get the same answer without more requests.
     """
     ep = _endpoint(endpoint)
+    from huggingface_hub import HfApi  # heavy (httpx): imported on the first hub call, not at startup
+
     api = HfApi(endpoint=ep, token=token or False)
     results: list[RepoAccess] = []
     shared: RepoAccess | None = None
@@ -271,6 +278,8 @@ def check_access(repos: list[RepoRef], token: str | None, endpoint: str | None =
 
 
 def _check_one(api: HfApi, repo: RepoRef, token: str | None, ep: str) -> RepoAccess:
+    from huggingface_hub.errors import GatedRepoError, HfHubHTTPError, RepositoryNotFoundError  # see check_access
+
     page = repo.page(ep)
     kind = repo.repo_type
     try:
@@ -324,7 +333,7 @@ def _check_one(api: HfApi, repo: RepoRef, token: str | None, ep: str) -> RepoAcc
             f"{ep} answered HTTP {status} for {kind} {repo.repo_id}",
             "try again later, or check HF_ENDPOINT",
         )
-    except _TRANSPORT_ERRORS as exc:
+    except _transport_errors() as exc:
         return RepoAccess(
             repo,
             AccessStatus.UNREACHABLE,
@@ -362,6 +371,11 @@ def repo_files(
     Works for gated repos without access (metadata is public on the Hub).
     """
     ep = _endpoint(endpoint)
+    # huggingface_hub brings httpx (~300 modules): imported on the first hub call, not at startup.
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError, RevisionNotFoundError
+    from huggingface_hub.utils import filter_repo_objects
+
     api = HfApi(endpoint=ep, token=token or False)
     try:
         info = api.repo_info(
@@ -383,7 +397,7 @@ def repo_files(
                 "The Hugging Face token is invalid or expired", f"create a new one at {TOKENS_PAGE}"
             ) from None
         raise UserError(f"{ep} answered HTTP {status} for {repo}", "try again later, or check HF_ENDPOINT") from None
-    except _TRANSPORT_ERRORS as exc:
+    except _transport_errors() as exc:
         raise UserError(
             f"Cannot reach the Hugging Face Hub at {ep} ({type(exc).__name__})",
             "check the network or proxy of this machine, or HF_ENDPOINT",

@@ -17,8 +17,6 @@ import posixpath
 from dataclasses import dataclass
 from enum import Enum
 
-import psutil
-
 from hpcwizard.checks.quota import QuotaEntry, QuotaReport
 from hpcwizard.errors import CommandFailed
 from hpcwizard.shell import LocalRunner, Runner
@@ -104,6 +102,8 @@ def free_space_local(path: str) -> FreeSpace:
     st = os.statvfs(existing)
     mount = _mount_point_local(existing)
     fstype, device = "", ""
+    import psutil  # imported when a folder is first measured, not at startup
+
     # /proc/mounts order: the last entry for a mount point is the visible one.
     for part in psutil.disk_partitions(all=True):
         if part.mountpoint == mount:

@@ -19,15 +19,16 @@ import shlex
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import jinja2
+from typing import TYPE_CHECKING, Any
 
 from hpcwizard.errors import UserError
 from hpcwizard.jobs.continuation import Continuation, load_continuation
 from hpcwizard.project.files import LOCAL_FILES, ProjectFiles
 from hpcwizard.project.plan import JobResources, Plan
 from hpcwizard.project.recipe import SHARED_FOLDER, Recipe, templates_root
+
+if TYPE_CHECKING:
+    import jinja2
 
 # A path that can stand unquoted in an #SBATCH directive.
 _DIRECTIVE_SAFE = re.compile(r"^[A-Za-z0-9_./+-]+$")
@@ -100,6 +101,8 @@ def _sh(value: Any) -> str:
 
 
 def _environment(recipe: Recipe) -> jinja2.Environment:
+    import jinja2  # imported when a plan is first rendered, not at startup
+
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader([str(recipe.folder), str(templates_root() / SHARED_FOLDER)]),
         undefined=jinja2.StrictUndefined,
@@ -174,6 +177,8 @@ def render(plan: Plan, recipe: Recipe, out_dir: Path, *, hf_endpoint: str | None
 
 
 def _render_one(env: jinja2.Environment, template: str, context: dict[str, Any]) -> str:
+    import jinja2  # loaded already by _environment
+
     try:
         return env.get_template(template).render(context)
     except jinja2.UndefinedError as exc:

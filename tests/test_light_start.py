@@ -1,0 +1,81 @@
+"""A light start: what the first screen imports (functional; the timings are in
+benchmarks/bench_startup.py).
+
+Login-node venvs live on Lustre or GPFS, where every imported module costs
+metadata round trips: the welcome step must not pull in the hub client, SSH,
+Jinja, psutil or the later steps' screens. Each check runs in a fresh
+interpreter, so nothing another test imported hides a regression.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+from hpcwizard.tui.screens.wizard import DASHBOARD_MODULE, STEP_SCREENS
+
+# Imported when first needed (a hub call, an SSH connection, a render, a
+# folder measured), never by merely showing a screen.
+HEAVY = ("huggingface_hub", "httpx", "httpx2", "paramiko", "jinja2", "psutil")
+LATER_SCREENS = sorted(
+    f"hpcwizard.tui.screens.{spec.split(':')[0]}" for step, spec in STEP_SCREENS.items() if step != "welcome"
+) + [DASHBOARD_MODULE]
+
+# The CLI's own path to the wizard (`hpcwizard --project-home DIR`: parse,
+# build_tui, which takes the project lock and settles an interrupted submit),
+# then the app headless until the welcome step has read the project's session.
+WELCOME = textwrap.dedent("""
+    import asyncio, json, sys, time
+    from hpcwizard.cli import build_parser, build_tui
+
+    async def main():
+        app = build_tui(build_parser().parse_args(["--project-home", sys.argv[1]]), "wizard")
+        async with app.run_test(size=(100, 30)) as pilot:
+            deadline = time.monotonic() + 60
+            while getattr(app.screen, "STEP", None) != "welcome" or app.screen.saved is None:
+                if time.monotonic() > deadline:
+                    raise SystemExit(f"no welcome step with its session after 60 s (on {app.screen!r})")
+                await pilot.pause(0.05)
+            print(json.dumps({"screen": type(app.screen).__name__, "modules": sorted(sys.modules)}))
+
+    asyncio.run(main())
+""")
+
+
+def run_python(code: str, *args: str, home: Path) -> dict:
+    env = {**os.environ, "HF_HOME": str(home / "hf"), "TEXTUAL_ANIMATIONS": "none"}
+    done = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def loaded(modules: list[str], package: str) -> list[str]:
+    return [name for name in modules if name == package or name.startswith(package + ".")]
+
+
+def test_the_welcome_step_shows_without_the_heavy_packages_or_later_screens(tmp_path):
+    home = tmp_path / "project"
+    home.mkdir()
+    seen = run_python(WELCOME, str(home), home=tmp_path)
+    modules = seen["modules"]
+    assert seen["screen"] == "WelcomeStep"
+    assert "hpcwizard.tui.screens.welcome" in modules
+    for package in HEAVY:
+        assert not loaded(modules, package), f"{package} imported by the time the welcome step shows"
+    assert [name for name in LATER_SCREENS if name in modules] == []
+
+
+def test_showing_any_screen_imports_no_heavy_package(tmp_path):
+    # Each step's screen imports what it needs when it calls it (a hub check
+    # in a worker, a render, a measured folder), not when it is shown.
+    code = "import importlib, json, sys\n" + "".join(
+        f"importlib.import_module({name!r})\n" for name in LATER_SCREENS
+    ) + "print(json.dumps({'modules': sorted(sys.modules)}))\n"
+    modules = run_python(code, home=tmp_path)["modules"]
+    assert set(LATER_SCREENS) <= set(modules)
+    for package in HEAVY:
+        assert not loaded(modules, package), f"{package} imported by importing the screens"
