@@ -211,3 +211,22 @@ def test_a_two_node_training_continues_across_its_time_limit(tmp_path, two_node_
         assert len(re.findall(rf"rank {rank} of 2 joined main at", text)) >= 2, text
     weights = json.loads((home / "demo" / "converted_weights" / "weights.json").read_text())
     assert (weights["stage"], weights["step"]) == (2, FOLLOW["max_train_steps"])
+
+
+def test_the_check_says_what_a_multi_node_training_costs(tmp_path, slurm_runner):
+    """2 stages × 1000 steps × 36 s on 2 nodes × 4 GPUs: 20 h of training, 160 GPU-hours."""
+    from hpcwizard.checks.preflight import check_continuation
+    from hpcwizard.jobs.continuation import cost_text, plan_continuation
+
+    recipe = get_recipe("demo")
+    data = recipe.default_plan(tmp_path / "p", tmp_path / "d", hf_namespace="alice").to_dict()
+    data["train"] = {**data["train"], "nodes": 2, "gpus": 4, "partition": "gpu", "time": "4:00:00"}
+    data["params"] = {"max_train_steps": 1000, "seconds_per_step": 36}
+    plan = plan_from_dict(data)
+    cont = plan_continuation(plan, recipe, requeue=True)
+    assert cont.training_seconds == pytest.approx(72000, rel=0.01)
+    assert cost_text(cont, plan.train) == "≈ 160 GPU-hours (2 nodes × 4 GPUs × ≈ 20h)"
+    one = replace(plan.train, nodes=1, gpus=0)
+    assert cost_text(cont, one) == "≈ 20 node-hours (no GPU × ≈ 20h)"
+    rows = {r.name: r for r in check_continuation(plan, recipe, slurm_runner)}
+    assert rows["train cost"].message == "≈ 160 GPU-hours (2 nodes × 4 GPUs × ≈ 20h)"

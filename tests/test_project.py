@@ -111,9 +111,8 @@ def test_a_remote_rendering_reads_the_login_nodes_requeue_answer(tmp_path, ssh_f
     """The train job's continuation follows what the check found on the
     cluster (here: no requeue, so follow-on jobs), read through the login
     node's files, not this machine's."""
-    from test_remote_cli import SftpReads
-
     from hpcwizard.jobs.continuation import save_site_answer, site_file
+    from test_remote_cli import SftpReads
 
     recipe = get_recipe("demo")
     plan = recipe.default_plan(tmp_path / "proj", tmp_path / "data", hf_namespace="alice")

@@ -459,7 +459,13 @@ def check_continuation(plan: Plan, recipe: Recipe, runner: Runner,
     :func:`hpcwizard.jobs.continuation.site_requeues`), and the segments the
     estimated training takes ("~3 segments of 48h"): a training longer than
     the partition allows is not a problem, only one the bound cannot cover."""
-    from hpcwizard.jobs.continuation import describe, load_continuation, probe_requeue, save_site_answer
+    from hpcwizard.jobs.continuation import (
+        cost_text,
+        describe,
+        load_continuation,
+        probe_requeue,
+        save_site_answer,
+    )
 
     results = []
     try:
@@ -487,6 +493,9 @@ def check_continuation(plan: Plan, recipe: Recipe, runner: Runner,
         results.append(_warn("slurm", "train continuation", message + "; " + "; ".join(cont.concerns), fix))
     else:
         results.append(_ok("slurm", "train continuation", message))
+    cost = cost_text(cont, plan.train)
+    if cost is not None:
+        results.append(_ok("slurm", "train cost", cost))
     return results
 
 

@@ -45,7 +45,7 @@ from hpcwizard.errors import UserError
 
 if TYPE_CHECKING:
     from hpcwizard.project.files import ProjectFiles
-    from hpcwizard.project.plan import Plan
+    from hpcwizard.project.plan import JobResources, Plan
     from hpcwizard.project.recipe import Recipe
     from hpcwizard.shell import Runner
 
@@ -421,6 +421,19 @@ def describe(cont: Continuation) -> str:
                 f"would continue by {how} ({bound}); {warning}")
     return (f"training ≈ {_short(cont.training_seconds)}: {segments_text(cont)}, continued by {how}; "
             f"{bound}; {warning}")
+
+
+def cost_text(cont: Continuation, train: JobResources) -> str | None:
+    """``≈ 96 GPU-hours (2 nodes × 4 GPUs × ≈ 12h)``: what the estimated
+    training costs in the unit sites bill; None before a first run logs its rate."""
+    if cont.training_seconds is None:
+        return None
+    hours = cont.training_seconds / 3600
+    nodes = f"{train.nodes} nodes × " if train.nodes > 1 else ""
+    if train.gpus:
+        gpus = "1 GPU" if train.gpus == 1 else f"{train.gpus} GPUs"
+        return f"≈ {train.total_gpus * hours:.3g} GPU-hours ({nodes}{gpus} × ≈ {_short(cont.training_seconds)})"
+    return f"≈ {train.nodes * hours:.3g} node-hours ({nodes}no GPU × ≈ {_short(cont.training_seconds)})"
 
 
 # ---------------------------------------------------------------- the site: requeue or follow-on jobs
