@@ -293,12 +293,19 @@ def remote_prepare(args: argparse.Namespace, files: Any) -> int:
     return status if 0 <= status < 256 else 1
 
 
+def _require_remote_project_home(args: argparse.Namespace) -> None:
+    """With ``--host`` the project home cannot default to this folder: say so
+    before connecting (and asking SSH's questions)."""
+    if getattr(args, "host", None) and not args.project_home:
+        raise UserError("--project-home is required with --host",
+                        "pass the plan's project_home on the login node, e.g. --project-home ~/runs/demo")
+
+
 def _project_home(args: argparse.Namespace, files: ProjectFiles = LOCAL_FILES) -> Path:
     """The existing project home of ``--project-home`` (the current folder by default)."""
     from hpcwizard.project.home import Project
 
-    if files.remote and not args.project_home:
-        raise UserError("--project-home is required with --host", "pass the plan's project_home on the login node")
+    _require_remote_project_home(args)
     project = Project.at(args.project_home or ".", files)
     if not project.is_initialised():
         where = f" on {files.where}" if files.remote else ""
@@ -353,6 +360,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         raise UserError("--json needs --once", "run `hpcwizard status --once --json`")
     if not args.once:
         return run_tui(args, "dashboard")
+    _require_remote_project_home(args)  # before connecting: no host-key question for a command that cannot run
     files = make_files(args)
     home = _project_home(args, files)
     runner = make_runner(args)
@@ -360,7 +368,10 @@ def cmd_status(args: argparse.Namespace) -> int:
         note(line)
     snapshot = take_snapshot(home, runner, files=files)
     if args.json:
-        print_json(snapshot.to_dict())
+        data = snapshot.to_dict()
+        if files.remote:
+            data["host"] = files.where  # as `check --json` says it
+        print_json(data)
     else:
         print_status_table(snapshot)
     return 0
@@ -561,9 +572,7 @@ def build_tui(args: argparse.Namespace, start_mode: str) -> Any:
                 note(line)
         return make_app(project_home=home, runner=runner, start_mode=start_mode)
 
-    if not args.project_home:
-        raise UserError("--project-home is required with --host",
-                        "pass the project home on the login node, e.g. --project-home ~/runs/demo")
+    _require_remote_project_home(args)
     from hpcwizard.tui.screens.ssh_questions import TuiSshPrompts
 
     prompts = TuiSshPrompts()

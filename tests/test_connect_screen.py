@@ -104,11 +104,23 @@ async def test_an_encrypted_key_asks_its_passphrase_in_a_masked_modal(tmp_path, 
             await pilot.press(*"wrong")
             assert "wrong" not in screen_text(app)  # masked
             await pilot.press("enter")
+            # A wrong passphrase is asked again, saying so (OpenSSH gives 3 tries).
+            await wait_for(pilot, lambda: on_screen(app, PassphraseQuestion) and app.screen.retry,
+                           what="the question again")
+            await wait_for(pilot, lambda: "Wrong passphrase. Try again for" in screen_text(app),
+                           what="the retry said")
+            for typo in ("wrong again", "still wrong"):
+                await pilot.press(*typo, "enter")
+                if typo == "wrong again":
+                    await wait_for(pilot, lambda: on_screen(app, PassphraseQuestion) and not app.screen.query_one(
+                        "#passphrase").value, what="a fresh question")
             await wait_for(pilot, lambda: on_screen(app, ConnectScreen) and app.screen.failure is not None,
                            what="the failed login")
-            assert "wrong passphrase" in app.screen.failure.one_line()
+            line = app.screen.failure.one_line()
+            assert "wrong passphrase" in line and "3 tries" in line and "ssh-add" in line, line
             await pilot.press("r")
-            await wait_for(pilot, lambda: on_screen(app, PassphraseQuestion), what="the question again")
+            await wait_for(pilot, lambda: on_screen(app, PassphraseQuestion) and not app.screen.retry,
+                           what="the question again")
             await pilot.press(*secret)
             assert secret not in screen_text(app)
             await pilot.press("enter")

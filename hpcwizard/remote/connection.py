@@ -30,6 +30,7 @@ connecting and reconnecting are serialised by a lock here.
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import socket
 import threading
@@ -69,11 +70,23 @@ from hpcwizard.remote.target import DEFAULT_IDENTITIES, ResolvedHost, resolve
 
 T = TypeVar("T")
 
+# paramiko logs a failed handshake ("Error reading SSH protocol banner") with
+# two tracebacks at ERROR level; with no handler configured Python prints them
+# on stderr, over the terminal or the TUI. Every failure it logs also reaches
+# us as an exception, which becomes one line with a fix: its log says nothing more.
+_paramiko_log = logging.getLogger("paramiko")
+_paramiko_log.addHandler(logging.NullHandler())
+_paramiko_log.propagate = False
+
+#: Passphrase tries per key, as OpenSSH gives.
+PASSPHRASE_TRIES = 3
+
 #: ``(known_hosts name, key type, "SHA256:...") -> accept?`` — asked for an
 #: unknown host key. ``known_hosts name`` is ``host`` or ``[host]:port``.
 HostKeyPrompt = Callable[[str, str, str], bool]
-#: ``(key file path) -> passphrase``; None skips that key.
-PassphrasePrompt = Callable[[str], "str | None"]
+#: ``(key file path, retry) -> passphrase``; None skips that key. ``retry``
+#: is True when the passphrase given before was wrong (ask again, saying so).
+PassphrasePrompt = Callable[..., "str | None"]
 
 DEFAULT_KNOWN_HOSTS = "~/.ssh/known_hosts"
 SYSTEM_KNOWN_HOSTS = ("/etc/ssh/ssh_known_hosts",)
@@ -213,11 +226,13 @@ class _KeyFile(PrivateKey):
     the sources before it did not log us in."""
 
     def __init__(self, username: str, path: str, ask: PassphrasePrompt | None, notes: list[str],
-                 unlocked: dict[str, paramiko.PKey] | None = None) -> None:
+                 unlocked: dict[str, paramiko.PKey] | None = None, wrong_passphrase: list[str] | None = None) -> None:
         super().__init__(username=username)
         self.path = path
         self.ask = ask
         self.notes = notes
+        #: Keys whose passphrase was given wrong every time (shared with the strategy).
+        self.wrong_passphrase = wrong_passphrase if wrong_passphrase is not None else []
         self.unlocked = unlocked if unlocked is not None else {}
 
     def __repr__(self) -> str:
@@ -246,15 +261,18 @@ class _KeyFile(PrivateKey):
                 f"{self.path} is encrypted and there is no terminal to ask its passphrase; add it to ssh-agent first: ssh-add {self.path}"
             )
             raise AuthenticationException("encrypted key, no passphrase prompt")
-        passphrase = self.ask(self.path)
-        if passphrase is None:
-            self.notes.append(f"{self.path} skipped (no passphrase given)")
-            raise AuthenticationException("no passphrase")
-        try:
-            return paramiko.PKey.from_path(self.path, passphrase.encode("utf-8"))
-        except (TypeError, ValueError, SSHException) as exc:
-            self.notes.append(f"wrong passphrase for {self.path}")
-            raise AuthenticationException("wrong passphrase") from exc
+        for attempt in range(PASSPHRASE_TRIES):
+            passphrase = self.ask(self.path, retry=True) if attempt else self.ask(self.path)
+            if passphrase is None:
+                self.notes.append(f"{self.path} skipped (no passphrase given)")
+                raise AuthenticationException("no passphrase")
+            try:
+                return paramiko.PKey.from_path(self.path, passphrase.encode("utf-8"))
+            except (TypeError, ValueError, SSHException):
+                continue  # OpenSSH's "Bad passphrase, try again"
+        self.notes.append(f"wrong passphrase for {self.path}")
+        self.wrong_passphrase.append(self.path)
+        raise AuthenticationException("wrong passphrase")
 
 
 class _KeysStrategy(AuthStrategy):
@@ -269,16 +287,36 @@ class _KeysStrategy(AuthStrategy):
         self.ask = ask
         self.unlocked = unlocked if unlocked is not None else {}
         self.notes: list[str] = []
+        self.wrong_passphrase: list[str] = []
 
     def get_sources(self) -> Iterator[PrivateKey]:
         for key in self.agent_keys:
             yield InMemoryPrivateKey(self.username, key)
         for path in self.files:
-            yield _KeyFile(self.username, path, self.ask, self.notes, self.unlocked)
+            yield _KeyFile(self.username, path, self.ask, self.notes, self.unlocked, self.wrong_passphrase)
 
 
 # --------------------------------------------------------------------------
 # The connection
+
+
+def _silent_server(exc: BaseException) -> str | None:
+    """How a server that does not speak SSH failed us, in words: it sent no
+    SSH greeting in time ("it sent no SSH greeting"), or went silent in the key
+    exchange ("the SSH handshake stalled"; paramiko then says "No existing
+    session", which a silent server can also get), or hung up without a
+    greeting ("closed"). None for anything else."""
+    if not isinstance(exc, SSHException):
+        return None
+    text = str(exc)
+    if "protocol banner" in text:
+        context = exc.__context__
+        if isinstance(context, (socket.timeout, TimeoutError)):
+            return "it sent no SSH greeting"
+        return "closed"
+    if "No existing session" in text:
+        return "the SSH handshake stalled"
+    return None
 
 
 def _is_connection_error(exc: BaseException) -> bool:
@@ -553,7 +591,7 @@ class SshConnection:
             client.close()
             if isinstance(exc, SshError):
                 raise
-            raise self._connect_error(hop, exc, agent_keys, files, strategy.notes) from exc
+            raise self._connect_error(hop, exc, agent_keys, files, strategy) from exc
         finally:
             if agent is not None:
                 agent.close()
@@ -563,8 +601,10 @@ class SshConnection:
         return client
 
     def _connect_error(self, hop: ResolvedHost, exc: BaseException, agent_keys: Sequence[paramiko.PKey],
-                       files: Sequence[str], notes: Sequence[str]) -> SshError:
+                       files: Sequence[str], strategy: _KeysStrategy) -> SshError:
         where = hop.display
+        config = hop.config_display
+        notes = strategy.notes
         if isinstance(exc, BadHostKeyException):
             return _changed_key_error(hop.known_hosts_name, exc, self.known_hosts_display)
         if isinstance(exc, (AuthFailure, AuthenticationException)):
@@ -573,20 +613,42 @@ class SshConnection:
                 return AuthenticationFailed(
                     f"no SSH key to log in to {where}: ssh-agent has none and no key file was found "
                     f"(IdentityFile, or {self.identity_dir}/id_ed25519, id_ecdsa, id_rsa)",
-                    f"create one (ssh-keygen -t ed25519), install it on the cluster (ssh-copy-id), or set IdentityFile for {hop.alias} in ~/.ssh/config",
+                    f"create one (ssh-keygen -t ed25519), install it on the cluster (ssh-copy-id), or set IdentityFile for {hop.alias} in {config}",
+                )
+            if strategy.wrong_passphrase:
+                # The key could not even be unlocked: the server's
+                # authorized_keys has nothing to do with it.
+                key = strategy.wrong_passphrase[0]
+                others = [note for note in notes if key not in note]
+                detail = f" ({'; '.join(others)})" if others else ""
+                return AuthenticationFailed(
+                    f"wrong passphrase for {key} ({PASSPHRASE_TRIES} tries): could not log in to {where}{detail}",
+                    f"connect again and type the passphrase that protects this key (`ssh-keygen -y -f {key}` "
+                    f"checks it), or unlock it once in ssh-agent: ssh-add {key}",
                 )
             detail = f" ({'; '.join(notes)})" if notes else ""
             return AuthenticationFailed(
                 f"could not log in to {where} with the key(s) tried: {', '.join(tried)}{detail}",
                 f"check that your public key is in ~/.ssh/authorized_keys on {hop.hostname} "
-                f"or set IdentityFile for {hop.alias} in ~/.ssh/config; test with: {hop.ssh_command()}",
+                f"or set IdentityFile for {hop.alias} in {config}; test with: {hop.ssh_command()}",
             )
         if isinstance(exc, socket.gaierror):
-            return ConnectFailed(f"cannot resolve host name {hop.hostname}", f"check the spelling or HostName for {hop.alias} in ~/.ssh/config")
+            return ConnectFailed(f"cannot resolve host name {hop.hostname}", f"check the spelling or HostName for {hop.alias} in {config}")
         if isinstance(exc, (NoValidConnectionsError, ConnectionRefusedError)):
             return ConnectFailed(f"{hop.hostname} port {hop.port} refused the connection", "check the host and port (is sshd running there?)")
         if isinstance(exc, (socket.timeout, TimeoutError)):
-            return ConnectFailed(f"no answer from {where} within {self.connect_timeout:g} s", "check the network or VPN (ConnectTimeout in ~/.ssh/config raises the limit)")
+            return ConnectFailed(f"no answer from {where} within {self.connect_timeout:g} s", f"check the network or VPN (ConnectTimeout in {config} raises the limit)")
+        silent = _silent_server(exc)
+        if silent is not None:
+            if silent == "closed":
+                return ConnectFailed(
+                    f"{hop.hostname} port {hop.port} closed the connection without an SSH greeting: "
+                    "it is not an SSH server, or it refused this client",
+                    f"check the host and port (`{hop.ssh_command()}` should work)")
+            return ConnectFailed(
+                f"the server at {hop.hostname} port {hop.port} did not answer as an SSH server within "
+                f"{self.connect_timeout:g} s ({silent})",
+                f"check the host and port, and the network or VPN (ConnectTimeout in {config} raises the limit)")
         if isinstance(exc, (SSHException, EOFError, OSError)):
             text = str(exc) or type(exc).__name__
             if isinstance(exc, OSError) and exc.errno in (errno.ENETUNREACH, errno.EHOSTUNREACH):

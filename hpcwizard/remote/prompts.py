@@ -35,9 +35,11 @@ def ask_host_key_on_terminal(
     return answer.lower() == "yes" or answer == fingerprint
 
 
-def ask_passphrase_on_terminal(path: str) -> str | None:
-    """getpass for a key's passphrase; an empty answer skips the key."""
-    passphrase = getpass.getpass(f"Enter passphrase for key '{path}': ")
+def ask_passphrase_on_terminal(path: str, retry: bool = False) -> str | None:
+    """getpass for a key's passphrase; an empty answer skips the key.
+    ``retry``: the one typed before was wrong (OpenSSH's wording)."""
+    question = "Bad passphrase, try again for" if retry else "Enter passphrase for key"
+    passphrase = getpass.getpass(f"{question} '{path}': ")
     return passphrase or None
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import getpass
 import os
 import re
+import shlex
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -90,9 +91,19 @@ class ResolvedHost:
         port = "" if self.port == DEFAULT_PORT else f":{self.port}"
         return f"{self.user}@{host}{port}"
 
+    @property
+    def config_display(self) -> str:
+        """The SSH config file hints should name: ``--ssh-config``'s when one
+        was given, else ``~/.ssh/config``."""
+        return self.config_path or DEFAULT_CONFIG
+
     def ssh_command(self) -> str:
         """The equivalent ``ssh`` command line, for hints."""
         port = "" if self.port == DEFAULT_PORT else f"-p {self.port} "
+        if self.config_path and self.config_path != os.path.expanduser(DEFAULT_CONFIG):
+            # --ssh-config: ssh reads that file only with -F, and finds the
+            # host's block by the name as typed.
+            return f"ssh -F {shlex.quote(self.config_path)} {port}{self.user}@{self.alias}"
         return f"ssh {port}{self.user}@{self.hostname}"
 
 

@@ -85,14 +85,17 @@ class PassphraseQuestion(ModalScreen["str | None"]):
     CSS_PATH = "ssh_questions.tcss"
     BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "skip", "Skip this key")]
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, retry: bool = False) -> None:
         super().__init__()
         self.path = path
+        self.retry = retry  # the passphrase typed before was wrong
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="ssh-question"):
             yield Static("SSH key passphrase", classes="ssh-question-title")
-            yield Static(f"Enter the passphrase for {self.path}", classes="ssh-question-body", markup=False)
+            question = (f"Wrong passphrase. Try again for {self.path}" if self.retry
+                        else f"Enter the passphrase for {self.path}")
+            yield Static(question, classes="ssh-question-body", markup=False)
             yield Input(password=True, placeholder="passphrase", id="passphrase")
             with Horizontal(classes="ssh-question-buttons"):
                 yield Button("Skip this key (esc)", id="skip")
@@ -135,8 +138,8 @@ class TuiSshPrompts:
     def ask_host_key(self, hostname: str, key_type: str, fingerprint: str) -> bool:
         return bool(self._ask(lambda: HostKeyQuestion(hostname, key_type, fingerprint), False))
 
-    def passphrase(self, path: str) -> str | None:
-        return self._ask(lambda: PassphraseQuestion(path), None)
+    def passphrase(self, path: str, retry: bool = False) -> str | None:
+        return self._ask(lambda: PassphraseQuestion(path, retry), None)
 
     def _ask(self, make_screen, safe_answer: T) -> T:
         app = self.app

@@ -1,0 +1,223 @@
+"""Remote mode under faults (issue 15, "Remote mode (--host)"): servers that
+are not SSH servers, wrong passphrases, hints that name the config in use,
+flags checked before connecting; the real sshd on loopback
+(scripts/local-sshd) and real processes, never a mocked connection.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from conftest import Sshd
+from hpcwizard.devhub import DevHub
+from hpcwizard.remote import AuthenticationFailed, SshConnection
+from hpcwizard.remote.connection import PASSPHRASE_TRIES
+from test_remote_cli import ALIAS, remote_args, run_cli, write_ssh_config
+
+pytestmark = pytest.mark.timeout(120)
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def hpcwizard(*argv: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """hpcwizard as a user runs it: its own process, stdin not a terminal."""
+    return subprocess.run([sys.executable, "-m", "hpcwizard", *argv], capture_output=True, text=True,
+                          stdin=subprocess.DEVNULL, timeout=90, cwd=cwd or REPO)
+
+
+def config_for_port(path: Path, port: int, known_hosts: Path, key: str) -> Path:
+    """An SSH config naming a server on ``port`` with a 2 s ConnectTimeout."""
+    path.write_text(f"Host notssh\n  HostName 127.0.0.1\n  Port {port}\n  User root\n"
+                    f"  IdentityFile {key}\n  IdentitiesOnly yes\n  UserKnownHostsFile {known_hosts}\n"
+                    "  ConnectTimeout 2\n")
+    return path
+
+
+@pytest.fixture
+def login_config(tmp_path: Path, sshd: Sshd) -> Path:
+    """An SSH config naming the local sshd (host key pinned), as a user's would."""
+    known = tmp_path / "known_hosts"
+    known.write_text(sshd.known_hosts_line)
+    return write_ssh_config(tmp_path / "ssh_config", sshd, known, sshd.key)
+
+
+@pytest.fixture
+def silent_port() -> Iterator[int]:
+    """A port that accepts TCP connections (the kernel completes them from the
+    backlog) and never says a word: a hung or firewalled service."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)
+        yield listener.getsockname()[1]
+
+
+def one_line_error(result: subprocess.CompletedProcess[str]) -> str:
+    assert result.returncode != 0, result
+    assert "Traceback" not in result.stderr, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("hpcwizard: "), lines
+    return lines[0]
+
+
+def test_a_port_that_is_not_an_ssh_server_gives_one_line_and_no_traceback(tmp_path, sshd: Sshd, devhub_root):
+    known = tmp_path / "known_hosts"
+    known.write_text("")
+    # An HTTP server (the local hub) answers paramiko's greeting with an HTTP error and hangs up.
+    with DevHub(devhub_root) as hub:
+        port = int(hub.url.rsplit(":", 1)[1])
+        config = config_for_port(tmp_path / "http_config", port, known, sshd.key)
+        line = one_line_error(hpcwizard("status", "--once", "--host", "notssh", "--ssh-config", str(config),
+                                        "--project-home", "/tmp/x"))
+    assert f"127.0.0.1 port {port} closed the connection without an SSH greeting" in line, line
+    assert "paramiko" not in line and "protocol banner" not in line
+
+
+def test_a_silent_server_is_said_to_not_answer(tmp_path, sshd: Sshd, silent_port):
+    known = tmp_path / "known_hosts"
+    known.write_text("")
+    config = config_for_port(tmp_path / "silent_config", silent_port, known, sshd.key)
+    line = one_line_error(hpcwizard("status", "--once", "--host", "notssh", "--ssh-config", str(config),
+                                    "--project-home", "/tmp/x"))
+    assert f"the server at 127.0.0.1 port {silent_port} did not answer as an SSH server within 2 s" in line, line
+    assert "No existing session" not in line
+    # The hint names the config that was used, where ConnectTimeout goes.
+    assert f"ConnectTimeout in {config}" in line, line
+
+
+def test_hints_name_the_ssh_config_given_with_ssh_config(tmp_path, capsys, sshd: Sshd):
+    known = tmp_path / "known_hosts"
+    known.write_text(sshd.known_hosts_line)
+    stranger = tmp_path / "id_stranger"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(stranger)], check=True)
+    config = write_ssh_config(tmp_path / "my_config", sshd, known, str(stranger))
+    code, out, err = run_cli(capsys, "status", "--once", "--project-home", "/tmp/x", *remote_args(config))
+    assert code != 0
+    assert f"set IdentityFile for {ALIAS} in {config}" in err, err
+    assert "~/.ssh/config" not in err, err
+    # The command to test with reads the same config, by the host's name in it.
+    assert f"test with: ssh -F {config} -p {sshd.port} root@{ALIAS}" in err, err
+
+    config.write_text(f"Host {ALIAS}\n  HostName no-such-host.invalid\n")
+    code, out, err = run_cli(capsys, "status", "--once", "--project-home", "/tmp/x", *remote_args(config))
+    assert code != 0 and f"check the spelling or HostName for {ALIAS} in {config}" in err, err
+
+
+def test_status_with_host_but_no_project_home_says_so_before_any_host_key_question(tmp_path, capsys, sshd):
+    known = tmp_path / "known_hosts"
+    known.write_text("")  # the host key is unknown: connecting would have to ask (or refuse)
+    config = write_ssh_config(tmp_path / "ssh_config", sshd, known, sshd.key)
+    for argv in (["status", "--once", *remote_args(config)], [*remote_args(config), "status", "--once"]):
+        code, out, err = run_cli(capsys, *argv)
+        assert code != 0
+        assert "--project-home is required with --host" in err, err
+        assert "host key" not in err, err
+    assert known.read_text() == ""
+
+
+def test_status_json_over_ssh_says_which_host(tmp_path, capsys, login_config, sshd: Sshd):
+    from hpcwizard.project.state import update_state
+
+    home = tmp_path / "json home"
+    update_state(home / "hpcwizard", lambda s: setattr(s, "wizard_step", "done"))
+    code, out, err = run_cli(capsys, "status", "--once", "--json", "--project-home", str(home),
+                             *remote_args(login_config))
+    assert code == 0, err
+    data = json.loads(out)
+    assert data["host"] == f"root@127.0.0.1:{sshd.port}"
+    assert data["jobs"] == []
+
+
+@pytest.fixture
+def locked_key(tmp_path: Path, sshd: Sshd) -> Iterator[Path]:
+    """A passphrase-protected key the local sshd accepts (removed afterwards)."""
+    key = tmp_path / "id_locked"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "right-one", "-f", str(key)], check=True)
+    original = sshd.authorized.read_text()
+    sshd.authorized.write_text(original + (tmp_path / "id_locked.pub").read_text())
+    try:
+        yield key
+    finally:
+        sshd.authorized.write_text(original)
+
+
+def test_a_wrong_passphrase_is_asked_again_and_its_error_is_about_the_passphrase(tmp_path, sshd, locked_key):
+    known = tmp_path / "known_hosts"
+    known.write_text(sshd.known_hosts_line)
+    config = write_ssh_config(tmp_path / "ssh_config", sshd, known, str(locked_key))
+    asked: list[bool] = []
+
+    def answers(*typed: str):
+        replies = list(typed)
+
+        def passphrase(path: str, retry: bool = False) -> str:
+            assert path == str(locked_key)
+            asked.append(retry)
+            return replies.pop(0)
+
+        return passphrase
+
+    # Two typos, then the right one: OpenSSH's "Bad passphrase, try again", and in.
+    with SshConnection.from_spec(ALIAS, config_path=config, system_known_hosts=(), use_agent=False,
+                                 passphrase=answers("typo", "typo again", "right-one")) as conn:
+        conn.connect()
+        assert conn.connected
+    assert asked == [False, True, True]
+
+    asked.clear()
+    with pytest.raises(AuthenticationFailed) as failed:
+        SshConnection.from_spec(ALIAS, config_path=config, system_known_hosts=(), use_agent=False,
+                                passphrase=answers(*["wrong"] * PASSPHRASE_TRIES)).connect()
+    assert asked == [False] + [True] * (PASSPHRASE_TRIES - 1)
+    line = failed.value.one_line()
+    assert f"wrong passphrase for {locked_key} ({PASSPHRASE_TRIES} tries)" in line, line
+    assert f"ssh-add {locked_key}" in line
+    assert "authorized_keys" not in line, line  # the server never saw the key
+
+
+def test_the_terminal_prompt_says_a_retry_is_a_retry(tmp_path, sshd, locked_key):
+    """The CLI's prompt on a real terminal (a pty): OpenSSH's words for a retry."""
+    known = tmp_path / "known_hosts"
+    known.write_text(sshd.known_hosts_line)
+    config = write_ssh_config(tmp_path / "ssh_config", sshd, known, str(locked_key))
+    home = tmp_path / "home"
+    from hpcwizard.project.state import update_state
+
+    update_state(home / "hpcwizard", lambda s: setattr(s, "wizard_step", "done"))
+    import pty
+
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: hpcwizard with the pty as its terminal
+        os.execv(sys.executable, [sys.executable, "-m", "hpcwizard", "status", "--once", "--project-home",
+                                  str(home), *remote_args(config)])
+    seen = b""
+
+    def read_until(text: bytes) -> None:
+        nonlocal seen
+        while text not in seen:
+            try:
+                chunk = os.read(fd, 4096)
+            except OSError:
+                chunk = b""
+            if not chunk:
+                pytest.fail(f"hpcwizard ended before {text!r}; it wrote {seen!r}")
+            seen += chunk
+
+    try:
+        read_until(f"Enter passphrase for key '{locked_key}'".encode())
+        os.write(fd, b"nope\n")
+        read_until(f"Bad passphrase, try again for '{locked_key}'".encode())
+        os.write(fd, b"right-one\n")
+        read_until(b"no jobs submitted from this project yet")
+    finally:
+        _, status = os.waitpid(pid, 0)
+        os.close(fd)
+    assert os.waitstatus_to_exitcode(status) == 0, seen
