@@ -354,7 +354,8 @@ def settle_interrupted_submit(home: Path, runner: Runner, files: ProjectFiles) -
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from hpcwizard.jobs.status import take_snapshot
+    from hpcwizard.jobs.status import TrainingWatch, take_snapshot
+    from hpcwizard.project.home import Project
 
     if args.json and not args.once:
         raise UserError("--json needs --once", "run `hpcwizard status --once --json`")
@@ -366,15 +367,37 @@ def cmd_status(args: argparse.Namespace) -> int:
     runner = make_runner(args)
     for line in settle_interrupted_submit(home, runner, files):
         note(line)
-    snapshot = take_snapshot(home, runner, files=files)
+    state = Project(home, files).load_state()
+    snapshot = take_snapshot(home, runner, files=files, state=state)
+    watch = TrainingWatch(files)  # the dashboard's reading of the train logs: their tails only
+    try:
+        trainings = watch.update(snapshot, state)
+    finally:
+        watch.close()
     if args.json:
         data = snapshot.to_dict()
+        data["trainings"] = [training.to_dict() for training in trainings.values()]
         if files.remote:
             data["host"] = files.where  # as `check --json` says it
         print_json(data)
     else:
         print_status_table(snapshot)
+        for training in trainings.values():
+            print(f"training {training.job_id}: {training_line(training)}")
     return 0
+
+
+def training_line(training: Any) -> str:
+    """``segment 2 of ~4 · step 660/1200 · ETA 3:36``: a train job as the dashboard's panel sums it up."""
+    from hpcwizard.jobs.estimate import format_duration
+
+    facts = training.to_dict()
+    parts = [facts["summary"] or facts["segment"] or ("ended" if facts["ended"] else "running")]
+    if facts["step"] is not None and facts["total_steps"]:
+        parts.append(f"step {facts['step']}/{facts['total_steps']}")
+    if facts["eta_seconds"] is not None:
+        parts.append(f"ETA {format_duration(facts['eta_seconds'])}")
+    return " · ".join(str(p) for p in parts)
 
 
 def cmd_submit(args: argparse.Namespace) -> int:

@@ -12,8 +12,10 @@ recorded with a demo plan of two stages of 600 steps beside its scripts, as
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
+import sys
 import time
 from dataclasses import replace
 from datetime import datetime
@@ -157,6 +159,17 @@ async def test_a_requeued_training_is_shown_continuing_then_its_next_segment_wit
             shown = screen.log_panel.shown_lines
             assert any(line.endswith("[hpcwizard] segment 1 of ~3, starting") for line in shown)
             assert any(line.endswith("segment 2 of ~3, resumed from checkpoint-300") for line in shown)
+        # Scripts see the same: status --once (--json) reads the train log's tail.
+        said = subprocess.run([sys.executable, "-m", "hpcwizard", "status", "--once", "--json", "--project-home",
+                               str(home)], capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+        assert said.returncode == 0, said.stderr
+        [training] = json.loads(said.stdout)["trainings"]
+        assert (training["job_id"], training["segment"], training["step"], training["total_steps"]) == (
+            train, "segment 2 of ~3", 660, 1200)
+        assert training["continues"] and not training["ended"] and training["stage"] == 2
+        table = subprocess.run([sys.executable, "-m", "hpcwizard", "status", "--once", "--project-home", str(home)],
+                               capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+        assert f"training {train}: segment 2 of ~3 · step 660/1200 · ETA " in table.stdout, table.stdout
     finally:
         SlurmClient(slurm_runner).cancel(all_ids(home))
 

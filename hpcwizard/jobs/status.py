@@ -324,6 +324,23 @@ class TrainingStatus:
         """``segment 2 of ~4``: the segment running, or the next one while requeued."""
         return self.segment.phrase(requeued=self.requeued and not self.ended) if self.segment else None
 
+    def to_dict(self) -> dict[str, object]:
+        """What ``status --once --json`` says of the training (steps over every stage)."""
+        overall, bar = self.overall, self.progress
+        return {
+            "job_id": self.job_id,
+            "summary": self.summary(),
+            "segment": self.segment_text,
+            "continues": self.continues,
+            "requeued": self.requeued,
+            "ended": self.ended,
+            "stage": self.stage,
+            "step": overall.step if overall else (bar.step if bar else None),
+            "total_steps": overall.total if overall else (bar.max_steps if bar else None),
+            "eta_seconds": None if self.eta_seconds is None else round(self.eta_seconds),
+            "limit_in_seconds": self.limit_in,
+        }
+
     @property
     def stopped(self) -> bool:
         """The last segment saved no new checkpoint: the continuation ended."""
