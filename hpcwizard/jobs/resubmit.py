@@ -318,6 +318,7 @@ def resubmit_failed(
         accepted.append(SubmittedJob(
             name=job.name, slurm_name=job.slurm_name, job_id=job_id, partition=job.partition,
             script=job.script, dependency=tuple(f"afterok:{p}" for p in new_parents),
+            time_limit=_script_time_limit(files, job),
         ))
 
     # All accepted: the old dependents can go, then the new chain may run.
@@ -339,6 +340,17 @@ def resubmit_failed(
     )
     update_state(state_dir, lambda s: s.submissions.append(submission), files)
     return Resubmission(new_ids=new_ids, cancelled=tuple(old), submission=submission)
+
+
+def _script_time_limit(files: ProjectFiles, job: SubmittedJob) -> int | None:
+    """The limit the script asks for now: the doctor's advice for a
+    TIMEOUT is to raise ``#SBATCH --time`` in it before resubmitting."""
+    from hpcwizard.jobs.submit import sbatch_time_limit
+
+    try:
+        return sbatch_time_limit(files.read_text(job.script)) or job.time_limit
+    except (OSError, UnicodeDecodeError, UserError):
+        return job.time_limit
 
 
 def cancel_chain(project_home: Path, runner: Runner, job_id: str, *, include_finished: bool = False,

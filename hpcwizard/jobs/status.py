@@ -34,7 +34,7 @@ from hpcwizard.jobs.triage import (
 from hpcwizard.project.files import ProjectFiles, local_or
 from hpcwizard.project.home import ProjectLayout
 from hpcwizard.project.plan import job_prefix_for
-from hpcwizard.project.state import ProjectState, load_state
+from hpcwizard.project.state import ProjectState, SubmittedJob, load_state
 from hpcwizard.shell import Runner
 from hpcwizard.slurm import JobState, SlurmClient
 
@@ -172,11 +172,7 @@ def take_snapshot(project_home: Path, runner: Runner, *, slurm: SlurmClient | No
     layout = ProjectLayout(project_home)
     if state is None:
         state = load_state(layout.state_dir, files)
-    known = {}  # job id -> (chain name, slurm name, partition, script, dependency)
-    for submission in state.submissions:
-        for job in submission.jobs:
-            dep = job.dependency[0] if job.dependency else None
-            known[job.job_id] = (job.name, job.slurm_name, job.partition, job.script, dep)
+    known = {job.job_id: job for submission in state.submissions for job in submission.jobs}
     prefix = job_prefix_for(project_home)
     slurm = slurm or SlurmClient(runner)
     taken_at = datetime.now().astimezone().isoformat(timespec="seconds")
@@ -198,17 +194,19 @@ def take_snapshot(project_home: Path, runner: Runner, *, slurm: SlurmClient | No
         if entry.job_id not in known and not entry.name.startswith(prefix):
             continue
         first = follow_ons.get(entry.job_id)
-        name = known.get(entry.job_id, known.get(first or "", (entry.name,)))[0]
+        recorded = known.get(entry.job_id) or known.get(first or "")
+        name = recorded.name if recorded is not None else entry.name
         # A follow-on job appends to the log of the job it continues.
         out, err = log_paths(entry.name, first or entry.job_id)
         never_started = entry.state.is_finished and not _ran(entry.nodelist, entry.elapsed)
         rows[entry.job_id] = JobRow(
             job_id=entry.job_id, name=name, slurm_name=entry.name, state=entry.state,
             reason=current_reason(entry.state, entry.reason), dependency=entry.dependency_raw,
-            partition=entry.partition, elapsed=entry.elapsed, time_limit=entry.time_limit,
+            partition=entry.partition, elapsed=entry.elapsed,
+            time_limit=entry.time_limit if entry.time_limit is not None else _recorded_limit(recorded),
             start=None if never_started else _iso(entry.start_time),
             exit_code=_exit(entry.exit_status), source="squeue", log_out=out, log_err=err,
-            script=known.get(entry.job_id, known.get(first or "", (None,) * 4))[3], continues=first,
+            script=recorded.script if recorded is not None else None, continues=first,
         )
 
     forgotten = [job_id for job_id in known if job_id not in rows]
@@ -219,31 +217,40 @@ def take_snapshot(project_home: Path, runner: Runner, *, slurm: SlurmClient | No
         except UserError:
             finished = []
     for done in finished:
-        name, slurm_name, partition, script, dep = known[done.job_id]
-        out, err = log_paths(slurm_name, done.job_id)
+        job = known[done.job_id]
+        out, err = log_paths(job.slurm_name, done.job_id)
+        # Accounting does not say the limit: the one recorded at submit.
         rows[done.job_id] = JobRow(
-            job_id=done.job_id, name=name, slurm_name=slurm_name, state=done.state, reason=None,
-            dependency=dep, partition=done.partition or partition, elapsed=done.elapsed, time_limit=None,
-            start=_iso(done.start_time) if _ran(done.nodelist, done.elapsed) else None,
+            job_id=done.job_id, name=job.name, slurm_name=job.slurm_name, state=done.state, reason=None,
+            dependency=_first_dependency(job), partition=done.partition or job.partition, elapsed=done.elapsed,
+            time_limit=job.time_limit, start=_iso(done.start_time) if _ran(done.nodelist, done.elapsed) else None,
             exit_code=_exit(done.exit_status), source=done.source.value,
-            log_out=out, log_err=err, script=script,
+            log_out=out, log_err=err, script=job.script,
         )
     for job_id in forgotten:
         if job_id in rows:
             continue
-        name, slurm_name, partition, script, dep = known[job_id]
-        out, err = log_paths(slurm_name, job_id)
+        job = known[job_id]
+        out, err = log_paths(job.slurm_name, job_id)
         rows[job_id] = JobRow(
-            job_id=job_id, name=name, slurm_name=slurm_name,
+            job_id=job_id, name=job.name, slurm_name=job.slurm_name,
             state=JobState.UNKNOWN if error else JobState.FINISHED_UNKNOWN, reason=None,
-            dependency=dep, partition=partition, elapsed=None, time_limit=None, start=None, exit_code=None,
-            source="state", log_out=out, log_err=err, script=script,
+            dependency=_first_dependency(job), partition=job.partition, elapsed=None, time_limit=job.time_limit,
+            start=None, exit_code=None, source="state", log_out=out, log_err=err, script=job.script,
         )
     for follow_on, first in sorted(follow_ons.items(), key=lambda kv: _number(kv[0])):
         if first in rows and follow_on in rows:
             rows[first] = replace(rows[first], continued_by=follow_on)
     ordered = sorted(rows.values(), key=lambda row: _number(row.job_id))
     return StatusSnapshot(str(project_home), taken_at, tuple(ordered), error)
+
+
+def _first_dependency(job: SubmittedJob) -> str | None:
+    return job.dependency[0] if job.dependency else None
+
+
+def _recorded_limit(job: SubmittedJob | None) -> int | None:
+    return job.time_limit if job is not None else None
 
 
 def _number(job_id: str) -> int:

@@ -19,6 +19,7 @@ itself when the submit created them, are removed again.
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -60,6 +61,21 @@ class ChainRefused(UserError):
 
 class SubmitUnsettled(UserError):
     """An earlier submit of the project could not be finished or undone yet."""
+
+
+_TIME_DIRECTIVE = re.compile(r"^#SBATCH\s+(?:--time[= ]|-t\s*)(\S+)", re.MULTILINE)
+
+
+def sbatch_time_limit(script_text: str) -> int | None:
+    """Seconds of the ``#SBATCH --time`` a script asks for (the last one,
+    as sbatch reads them); None when it asks for none or none that reads."""
+    from hpcwizard.slurm.parse import parse_slurm_duration
+
+    found = _TIME_DIRECTIVE.findall(script_text)
+    try:
+        return parse_slurm_duration(found[-1]) if found else None
+    except ValueError:
+        return None
 
 
 def runs_dir(plan: Plan) -> Path:
@@ -149,7 +165,8 @@ def _submit_locked(plan: Plan, recipe: Recipe, slurm: SlurmClient, files: Projec
         scripts_dir=str(scripts_dir),
         phase=Phase.SUBMITTING,
         jobs=tuple(SubmittedJob(name=job.name, slurm_name=job.slurm_name, job_id="",
-                                partition=job.resources.partition, script=str(scripts_dir / job.script))
+                                partition=job.resources.partition, script=str(scripts_dir / job.script),
+                                time_limit=job.resources.time_seconds())
                    for job in rendering.jobs),
         created=tuple(str(p) for p in made),
     )

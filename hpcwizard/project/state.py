@@ -41,6 +41,9 @@ class SubmittedJob:
     partition: str
     script: str
     dependency: tuple[str, ...] = ()
+    #: Seconds, as submitted (``#SBATCH --time``): accounting does not say a
+    #: finished job's limit. None: not recorded (older states), or no limit.
+    time_limit: int | None = None
 
 
 @dataclass(frozen=True)

@@ -391,12 +391,24 @@ class DashboardScreen(Screen):
 
     def _keep_last_known(self, snapshot: StatusSnapshot) -> StatusSnapshot:
         """During an outage the state file only says "UNKNOWN": show what
-        Slurm last told us instead (the banner says it is not live)."""
-        if snapshot.error is None or self.snapshot is None:
+        Slurm last told us instead (the banner says it is not live). A limit
+        nobody says any more (a job squeue forgot, submitted before limits
+        were recorded) stays the last one Slurm said, never "?"."""
+        if self.snapshot is None:
             return snapshot
         known = {job.job_id: job for job in self.snapshot.jobs}
-        jobs = tuple(known.get(job.job_id, job) if job.source == "state" else job for job in snapshot.jobs)
-        return replace(snapshot, jobs=jobs)
+
+        def kept(job: JobRow) -> JobRow:
+            last = known.get(job.job_id)
+            if last is None:
+                return job
+            if snapshot.error is not None and job.source == "state":
+                return last
+            if job.time_limit is None and last.time_limit is not None:
+                return replace(job, time_limit=last.time_limit)
+            return job
+
+        return replace(snapshot, jobs=tuple(kept(job) for job in snapshot.jobs))
 
     def refresh_soon(self) -> None:
         """Poll now (or right after the poll under way): a user acted."""
