@@ -22,6 +22,8 @@ from hpcwizard.tui.screens.step import StepScreen
 
 FIELDS = {"setup": ("partition", "cpus", "mem", "time"), "train": ("partition", "gpus", "cpus", "mem", "time")}
 LABELS = {"cpus": "CPUs", "gpus": "GPUs", "mem": "mem", "time": "time"}
+# Whole numbers typed into the form (the plan refuses anything else, naming it).
+NUMBERS = ("cpus", "gpus", "nodes")
 _TIME_FIELD = re.compile(r"(setup|train)\.time has a bad value ")
 
 
@@ -67,6 +69,12 @@ class SlurmStep(StepScreen):
                         yield Label(LABELS[name], classes="slurm-field-label")
                         yield Input(str(getattr(res, name)), compact=True, id=f"{kind}-{name}",
                                     classes=f"slurm-{name}")
+            # Its own row: the train row is full at 80 columns.
+            with Horizontal(classes="slurm-row"):
+                yield Label("", classes="slurm-kind")
+                yield Label("nodes", classes="slurm-field-label")
+                yield Input(str(self.plan.train.nodes), compact=True, id="train-nodes", classes="slurm-nodes")
+                yield Label("machines; GPUs, CPUs and mem are per node", classes="slurm-hint")
             with Horizontal(classes="slurm-row"):
                 yield Label("account", classes="slurm-kind")
                 yield Input(self.plan.account or "", placeholder="default", compact=True, id="slurm-account")
@@ -151,11 +159,13 @@ class SlurmStep(StepScreen):
             for name in fields:
                 widget = self.query_one(f"#{kind}-{name}")
                 value: Any = widget.value if isinstance(widget, (Input, Select)) else None
-                if name in ("cpus", "gpus"):
+                if name in NUMBERS:
                     text = str(value).strip()
                     value = int(text) if text.isdigit() else text
                 section[name] = value
             data[kind] = section
+        nodes = self.query_one("#train-nodes", Input).value.strip()
+        data["train"] = {**data["train"], "nodes": int(nodes) if nodes.isdigit() else nodes}
         data["account"] = self.query_one("#slurm-account", Input).value.strip() or None
         data["qos"] = self.query_one("#slurm-qos", Input).value.strip() or None
         return data
@@ -165,7 +175,7 @@ class SlurmStep(StepScreen):
         quitting keep those; a field that is not keeps its saved value)."""
         data = self.plan.to_dict()
         changes = [(kind, name) for kind, fields in FIELDS.items() for name in fields]
-        changes += [(None, "account"), (None, "qos")]
+        changes += [("train", "nodes"), (None, "account"), (None, "qos")]
         for kind, name in changes:
             if kind is None:
                 trial = {**data, name: draft[name]}
