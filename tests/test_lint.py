@@ -1,4 +1,4 @@
-"""The tree stays clean: pyproject's ruff rules hold, no shell warnings."""
+"""The tree stays clean: pyproject's ruff and mypy rules hold, no shell warnings."""
 
 from __future__ import annotations
 
@@ -17,6 +17,16 @@ def test_python_passes_the_projects_ruff_rules():
     done = subprocess.run([str(ruff), "check", "--output-format", "concise",
                            "hpcwizard", "tests", "benchmarks", "screenshots"],
                           cwd=REPO, capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_hpcwizard_passes_mypy_for_the_oldest_python():
+    """pyproject's [tool.mypy]: the package type-checks as Python 3.9 code, so
+    3.10-only typing (typing.Self, `X | Y` evaluated at run time, zip(strict=))
+    fails here rather than on a login node's python3."""
+    mypy = Path(sys.executable).with_name("mypy")
+    assert mypy.exists(), "mypy is a test dependency: pip install -e '.[test]'"
+    done = subprocess.run([str(mypy)], cwd=REPO, capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr
 
 
