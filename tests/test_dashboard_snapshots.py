@@ -172,8 +172,7 @@ async def train_selected(pilot):
 
     await until("the first refresh", refreshed)
     screen = app.screen
-    await until("the setup log", lambda: "setup done in 5:12" in screen.log_panel.shown_lines)
-    await pilot.press("down")
+    # The newest chain's running job is selected: train, not the finished setup.
     train_log = str(HOME / "logs" / f"{PREFIX}train-{TRAIN}.out")
 
     def log_shown():
@@ -204,8 +203,9 @@ def anyio_backend() -> str:
 
 @pytest.mark.anyio
 async def test_the_newest_submission_is_selected_and_shown_on_first_fill():
-    """Opened after a submission, the dashboard selects the new chain's first
-    job (not the oldest job of an earlier chain) and scrolls it into view at 80x24."""
+    """Opened after a submission, the dashboard selects the new chain's
+    running job (not the oldest job of an earlier chain, not the chain's
+    finished setup) and scrolls it into view at 80x24."""
     older = tuple(SubmittedJob(f"old{i}", f"{PREFIX}old{i}", str(4001 + i), "cpu", str(RUNS / "old.sbatch"))
                   for i in range(8))
     update_state(HOME / "hpcwizard", lambda state: state.submissions.insert(
@@ -218,12 +218,12 @@ async def test_the_newest_submission_is_selected_and_shown_on_first_fill():
             await pilot.pause(0.05)
         screen = app.screen
         table = screen.table
-        assert table.row_count == 11 and table.selected_job_id == SETUP
+        assert table.row_count == 11 and table.selected_job_id == TRAIN
         await pilot.pause(0.3)
         row = table.cursor_row
         shown = table.size.height - 1  # the header stays
         assert table.scroll_y <= row < table.scroll_y + shown, (row, table.scroll_y, shown)
-        assert screen.log_panel.path == str(HOME / "logs" / f"{PREFIX}setup-{SETUP}.out")
+        assert screen.log_panel.path == str(HOME / "logs" / f"{PREFIX}train-{TRAIN}.out")
 
 
 # A train job that continues across its time limit, back in the queue for its
@@ -261,10 +261,11 @@ async def continuing_train_selected(pilot):
     await until("the first refresh", lambda: isinstance(app.screen, DashboardScreen) and app.screen.polls >= 1
                 and not app.screen.polling)
     screen = app.screen
-    await pilot.press("down")
+    # Nothing runs: the newest chain's next job to run, the continuing train job, is selected.
     await until("the continuing train job", lambda: screen.log_panel.path is not None
                 and screen.log_panel.path.endswith(f"train-{TRAIN}.out")
-                and screen.query_one(ProgressPanel).text.startswith("continuing: segment 2 of ~3 · step 1400/2000"))
+                and screen.query_one(ProgressPanel).text.startswith(
+                    "continuing: segment 2 of ~3 · stage 2/2 · step 400/1000"))
     await pilot.pause(0.2)
 
 

@@ -115,9 +115,9 @@ async def test_a_requeued_training_is_shown_continuing_then_its_next_segment_wit
             # The first fill selects the new chain's first job: train.
             await until(pilot, "segment 1 with its overall progress",
                         lambda: cells(screen, train).get("reason") == "segment 1 of ~3"
-                        and "step 300/1200" in progress.text)
+                        and "stage 1/2 · step 300/600" in progress.text)
             assert cells(screen, train)["state"] == "RUNNING"
-            assert "segment 1 of ~3" in progress.text and "stage 1/2 300/600" in progress.text
+            assert "segment 1 of ~3" in progress.text
 
             # Requeued AND held: without the hold it starts again ~20 s later
             # (cred_expire), and a loaded machine could miss the window between.
@@ -126,7 +126,7 @@ async def test_a_requeued_training_is_shown_continuing_then_its_next_segment_wit
             await until(pilot, "train continuing", lambda: cells(screen, train).get("state") == "CONTINUING"
                         and cells(screen, train).get("reason") == "segment 2 of ~3")
             await until(pilot, "the panel to say so", lambda: progress.text.startswith("continuing: segment 2 of ~3"))
-            assert "step 300/1200" in progress.text
+            assert "stage 1/2 · step 300/600" in progress.text
             # Never a failure: what waits on it still just waits.
             waiting = screen.table.rows_by_id[convert]
             assert waiting.state == "PENDING" and waiting.reason == "Dependency" and not screen.diagnoses
@@ -152,8 +152,9 @@ async def test_a_requeued_training_is_shown_continuing_then_its_next_segment_wit
             await until(pilot, "segment 2 running, in stage 2",
                         lambda: cells(screen, train).get("state") == "RUNNING"
                         and cells(screen, train).get("reason") == "segment 2 of ~3"
-                        and "step 660/1200" in progress.text)
-            assert "ETA 3:36" in progress.text and "stage 2/2 60/600" in progress.text
+                        and "stage 2/2 · step 60/600" in progress.text)
+            # convert waits on it: the ETA is the training's, not the chain's.
+            assert "training ETA ~3:36" in progress.text
             assert not progress.text.startswith("continuing")
             # One log, appended to by every segment.
             shown = screen.log_panel.shown_lines
@@ -211,13 +212,14 @@ async def test_a_training_without_continuation_is_warned_then_continued_by_the_d
             text = str(hint.render())
             assert f"train ({train}) will hit the time limit in ~" in text and "of training left" in text
             assert "d continues it from its latest checkpoint" in text
-            await until(pilot, "the progress", lambda: "step 60/1200" in screen.query_one(ProgressPanel).text)
+            await until(pilot, "the progress",
+                        lambda: "stage 1/2 · step 60/600" in screen.query_one(ProgressPanel).text)
 
             # It ends TIMEOUT (Slurm checks limits every 30 s or so); convert can never start.
             await until(pilot, "train TIMEOUT and convert stuck",
                         lambda: screen.table.rows_by_id[train].state == "TIMEOUT" and screen.diagnoses, timeout=150)
             assert not hint.has_class("shown")  # ended: no more warning, no live ETA
-            assert "ETA" not in screen.query_one(ProgressPanel).text
+            assert screen.query_one(ProgressPanel).text == "TIMEOUT · stage 1/2 · step 60/600 · loss 0.2"
             doctor = str(screen.query_one("#dash-doctor").render())
             assert f"train ({train}) ended TIMEOUT — press d to continue it from its latest checkpoint" in doctor
 
@@ -296,13 +298,16 @@ def test_the_progress_line_covers_the_whole_training():
     overall = OverallProgress(step=660, total=1200, eta_seconds=216.0, stage=2, stages=2, stage_step=60,
                               stage_total=600)
     segment = parse_segment_line("[hpcwizard] segment 2 of ~3, resumed from checkpoint-300")
-    assert describe(stage, overall, segment) == ("step 660/1200 · ETA 3:36 · segment 2 of ~3 · stage 2/2 60/600 · "
-                                                 "loss 0.02 · 2.5 it/s")
+    assert describe(stage, overall, segment) == ("stage 2/2 · step 60/600 · training ETA ~3:36 · "
+                                                 "segment 2 of ~3 · loss 0.02 · 2.5 it/s")
+    assert describe(stage, overall, chain_end=True).startswith("stage 2/2 · step 60/600 · chain ETA ~3:36")
     requeued = parse_segment_line("[hpcwizard] segment 2 stopped at the time limit; requeued to continue from "
                                   "checkpoint-400")
     assert describe(stage, overall, replace(requeued, of=3), requeued=True).startswith(
-        "continuing: segment 3 of ~3 · step 660/1200 · ETA 3:36")
+        "continuing: segment 3 of ~3 · stage 2/2 · step 60/600 · training ETA ~3:36")
     # Ended: where it stopped, no ETA.
-    assert describe(stage, overall, segment, active=False).startswith("step 660/1200 · segment 2 of ~3 ·")
+    assert describe(stage, overall, segment, active=False) == "stage 2/2 · step 60/600 · segment 2 of ~3 · loss 0.02"
+    # The plan's stages unknown: the stage the log names, the bar's own ETA.
+    assert describe(stage, stage=2) == "stage 2 · step 60/600 · ETA 3:36 · loss 0.02 · 2.5 it/s"
     # Without the plan's stages: the bar as it is.
     assert describe(stage) == "step 60/600 · ETA 3:36 · loss 0.02 · 2.5 it/s"

@@ -10,10 +10,13 @@ Real Slurm where Slurm is involved; Textual's pilot for the screens.
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import replace
 from datetime import datetime
 
+import anyio
 import pytest
+from textual.widgets import ProgressBar
 
 from hpcwizard.jobs.status import JobRow, StatusSnapshot
 from hpcwizard.jobs.submit import sbatch_time_limit, submit_chain
@@ -23,7 +26,10 @@ from hpcwizard.slurm import JobState, SlurmClient
 from hpcwizard.tui.app import make_app
 from hpcwizard.tui.messages import SnapshotTaken
 from hpcwizard.tui.screens.dashboard import DashboardScreen
+from hpcwizard.tui.widgets.confirm import ConfirmScreen
+from hpcwizard.tui.widgets.progress_panel import ProgressPanel
 from test_dashboard import anyio_backend, until  # noqa: F401 (a fixture)
+from test_resubmit import all_ids, submit_test_chain
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(150)]
 
@@ -101,3 +107,145 @@ async def test_a_limit_nobody_says_any_more_stays_the_last_one_slurm_said(tmp_pa
         screen.post_message(SnapshotTaken(StatusSnapshot(home, "t2", (done,)), 0.1))
         await until(pilot, "the ended job", lambda: screen.table.rows_by_id["5"].state is JobState.COMPLETED)
         assert cells(screen, "5")["time"] == "1:10 / 1:00:00"
+
+
+# --------------------------------------------------------------------------
+# 4. Ended means final state, last step, no ETA
+
+
+async def test_a_stopped_download_says_no_time_left():
+    from textual.app import App
+    from textual.widgets import Label
+
+    from hpcwizard.download import DownloadProgress, FileState, FileStatus
+    from hpcwizard.tui.widgets.download_bars import DownloadBars
+
+    class BarsApp(App):
+        def compose(self):
+            yield DownloadBars()
+
+    moving = FileStatus("alice/weights", "model.bin", 40 << 20, 100 << 20, 2 << 20, FileState.DOWNLOADING)
+    progress = DownloadProgress((moving,), 40 << 20, 100 << 20, 0, 1, 2 << 20, 21.0, 20.0)
+    app = BarsApp()
+    async with app.run_test(size=(80, 24)) as pilot:
+        bars = app.query_one(DownloadBars)
+        bars.show(progress)
+        summary = app.query_one("#download-summary", Label)
+        await until(pilot, "the live line", lambda: "21s left" in str(summary.render()))
+        assert "at 2 MiB/s" in str(summary.render())
+        bars.stopped()
+        await pilot.pause()
+        line = str(summary.render())
+        assert "left" not in line and "/s" not in line and line.endswith("· stopped"), line
+        assert "40 MiB of 100 MiB, 0/1 files" in line
+        state = app.query_one(".file-state", Label)
+        await until(pilot, "the file's word", lambda: str(state.render()) == "stopped")
+
+
+BAR_65 = "Steps:  65%|######5   | 65/100 [01:05<00:35,  1.00it/s, loss=0.1000]"
+
+
+async def test_a_cancelled_job_shows_its_final_state_and_last_step_not_live_figures(tmp_path, slurm_runner):
+    home = tmp_path / "proj"
+    submission = submit_test_chain(home, slurm_runner, [("train", f"echo '{BAR_65}'\nsleep 300")])
+    (job,) = submission.job_ids
+    app = make_app(project_home=home, runner=slurm_runner, clock=lambda: FIXED, start_mode="dashboard")
+    try:
+        async with app.run_test(size=(100, 30)) as pilot:
+            screen = await the_dashboard(pilot)
+            progress = screen.query_one(ProgressPanel)
+            await until(pilot, "the live progress", lambda: "ETA 0:35" in progress.text, timeout=60)
+            assert "1 it/s" in progress.text
+            await pilot.press("c")
+            await until(pilot, "the question", lambda: isinstance(app.screen, ConfirmScreen))
+            await pilot.press("y")
+            await until(pilot, "CANCELLED", lambda: screen.table.rows_by_id[job].state is JobState.CANCELLED)
+            await until(pilot, "the final figures", lambda: progress.text.startswith("CANCELLED"))
+            assert progress.text == "CANCELLED · step 65/100 · loss 0.1"
+    finally:
+        SlurmClient(slurm_runner).cancel(all_ids(home))
+
+
+# --------------------------------------------------------------------------
+# 10. Two-stage progress
+
+
+TWO_STAGES = r"""
+stamp() { date '+[%Y-%m-%d %H:%M:%S]'; }
+echo "$(stamp) stage 1"
+echo "Steps: 100%|##########| 60/60 [00:30<00:00,  2.00it/s, loss=0.3000]"
+echo "$(stamp) stage 2"
+echo "Steps:  23%|##3       | 14/60 [00:07<00:23,  2.00it/s, loss=0.2000]"
+sleep 300
+"""
+
+
+async def test_two_stage_progress_names_its_stage_and_gives_the_chains_eta(tmp_path, slurm_runner):
+    """It jumped from 97 % to "23 % step 14/60" with no stage label."""
+    from test_dashboard_training import write_plan
+
+    home = tmp_path / "proj"
+    write_plan(home, steps=60)
+    submission = submit_test_chain(home, slurm_runner, [("train", TWO_STAGES)])
+    (job,) = submission.job_ids
+    app = make_app(project_home=home, runner=slurm_runner, clock=lambda: FIXED, start_mode="dashboard")
+    try:
+        async with app.run_test(size=(80, 24)) as pilot:
+            screen = await the_dashboard(pilot)
+            progress = screen.query_one(ProgressPanel)
+            await until(pilot, "stage 2's progress", lambda: "step 14/60" in progress.text, timeout=60)
+            await until(pilot, "the plan's stages", lambda: progress.text.startswith("stage 2/2 · step 14/60"))
+            # Nothing runs after it: 46 steps of stage 2 at 2 it/s is the chain's end.
+            assert "· chain ETA ~0:23 ·" in progress.text, progress.text
+            bar = progress.query_one(ProgressBar)
+            assert (bar.progress, bar.total) == (74, 120)  # the bar covers both stages: 62 %, never 23 %
+    finally:
+        SlurmClient(slurm_runner).cancel(all_ids(home))
+
+
+# --------------------------------------------------------------------------
+# 11. Selection
+
+
+async def test_the_running_job_of_the_newest_chain_is_selected(tmp_path, slurm_runner):
+    """It selected the newest chain's first job (setup, long finished), not
+    its running train job."""
+    home = tmp_path / "proj"
+    older = submit_test_chain(home, slurm_runner, [("old", "sleep 120")])
+    newest = submit_test_chain(home, slurm_runner, [("setup", "echo set up"), ("train", "sleep 120")])
+    setup, train = newest.job_ids
+    try:
+        deadline = time.monotonic() + 90
+        while not any(e.state is JobState.RUNNING for e in SlurmClient(slurm_runner).queue([train])):
+            assert time.monotonic() < deadline, "the train job did not start within 90 s"
+            await anyio.sleep(0.2)
+        app = make_app(project_home=home, runner=slurm_runner, clock=lambda: FIXED, start_mode="dashboard")
+        async with app.run_test(size=(80, 24)) as pilot:
+            screen = await the_dashboard(pilot)
+            await until(pilot, "the first fill", lambda: screen.polls >= 1 and screen.table.selected_job_id)
+            assert screen.table.selected_job_id == train
+            assert screen.table.rows_by_id[setup].state is JobState.COMPLETED
+            assert older.job_ids[0] in screen.table.rows_by_id
+            await until(pilot, "its log followed", lambda: screen.log_panel.path == screen.table.rows_by_id[train].log_out)
+    finally:
+        SlurmClient(slurm_runner).cancel(all_ids(home))
+
+
+async def test_the_selected_row_stays_in_view_after_a_resize(tmp_path):
+    from test_dashboard import TableApp, table_showing
+
+    rows = [a_row(str(100 + i), state=JobState.PENDING) for i in range(30)]
+    app = TableApp()
+    async with app.run_test(size=(100, 60)) as pilot:
+        table = await table_showing(pilot, rows)
+        table.move_cursor(row=25)
+
+        def in_view() -> bool:
+            shown = table.scrollable_content_region.height - 1  # the header stays
+            return table.scroll_y <= table.cursor_row < table.scroll_y + shown
+
+        await until(pilot, "row 25 in view", in_view)
+        await pilot.resize_terminal(100, 16)
+        await until(pilot, "a shorter table", lambda: table.size.height < 10)
+        await until(pilot, "row 25 still in view", in_view, timeout=5)
+        assert table.selected_job_id == "125"

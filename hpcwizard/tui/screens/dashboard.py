@@ -46,7 +46,7 @@ from hpcwizard.project.state import StateError
 from hpcwizard.slurm import JobState, SlurmClient
 from hpcwizard.tui.messages import ActionFinished, ConnectionChanged, LogChunk, SnapshotTaken
 from hpcwizard.tui.widgets.confirm import ChoiceScreen, ConfirmScreen
-from hpcwizard.tui.widgets.job_table import JobTable
+from hpcwizard.tui.widgets.job_table import JobTable, short_dependency
 from hpcwizard.tui.widgets.log_panel import LogPanel
 from hpcwizard.tui.widgets.progress_panel import ProgressPanel
 
@@ -380,14 +380,21 @@ class DashboardScreen(Screen):
         self._show_status()
 
     def _select_first(self, jobs) -> None:
-        """On the first fill: the newest submission's first job (what the
-        wizard just submitted), else the first active job; scrolled into
-        view (rows go oldest first, so a new chain may be below the fold)."""
-        shown = [job.job_id for job in jobs]
-        pick = next((job_id for job_id in self._newest_chain if job_id in shown), None)
-        if pick is None:
-            pick = next((job.job_id for job in jobs if job.active), shown[0])
-        self.table.move_cursor(row=self.table.get_row_index(pick), scroll=True)
+        """On the first fill, the job worth watching: the running job of the
+        newest submission (what the wizard just submitted; its setup job has
+        long finished while its train job runs), else its next job to run,
+        else its last one; without one, the first running or active job.
+        Scrolled into view (rows go oldest first, so a new chain may be
+        below the fold)."""
+        rows = {job.job_id: job for job in jobs}
+        newest = [rows[job_id] for job_id in self._newest_chain if job_id in rows]
+        pick = (next((job for job in newest if job.state is JobState.RUNNING), None)
+                or next((job for job in newest if job.active), None)
+                or (newest[-1] if newest else None)
+                or next((job for job in jobs if job.state is JobState.RUNNING), None)
+                or next((job for job in jobs if job.active), None)
+                or jobs[0])
+        self.table.move_cursor(row=self.table.get_row_index(pick.job_id), scroll=True)
 
     def _keep_last_known(self, snapshot: StatusSnapshot) -> StatusSnapshot:
         """During an outage the state file only says "UNKNOWN": show what
@@ -570,8 +577,13 @@ class DashboardScreen(Screen):
             overall = overall_progress(training.outline, chunk.stage, chunk.progress)
         active = job is None or job.active
         requeued = training is not None and training.requeued and active
+        # Nothing of the chain waits on it: the training's ETA is the chain's.
+        chain_end = job is not None and not any(
+            job.job_id in short_dependency(row.dependency).replace(",", " ").replace(":", " ").split()
+            for row in self.table.rows_by_id.values() if row.active)
         panel.show(chunk.progress, chunk.losses, overall=overall, segment=chunk.segment, active=active,
-                   requeued=requeued)
+                   requeued=requeued, stage=chunk.stage, ended=None if active or job is None else job.state,
+                   chain_end=chain_end)
 
     # -- actions: view ------------------------------------------------------------
 

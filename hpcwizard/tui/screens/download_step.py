@@ -151,6 +151,8 @@ class DownloadStep(StepScreen):
 
     def on_download_ended(self, message: DownloadEnded) -> None:
         self.running = False
+        if message.cancelled or message.error:
+            self.query_one(DownloadBars).stopped()  # no rate, no time left
         if message.cancelled:
             self.set_status("stopped; partial files kept. r resumes where it stopped", error=True)
             return

@@ -41,11 +41,16 @@ class FileBar(Horizontal):
         yield ProgressBar(total=max(self.status.size, 1), show_eta=False)
         yield Label("", classes="file-state")
 
-    def show(self, status: FileStatus) -> None:
+    def show(self, status: FileStatus, *, stopped: bool = False) -> None:
         self.status = status
+        if not self.query(ProgressBar):  # mounted a moment ago, not composed yet
+            self.call_after_refresh(self.show, status, stopped=stopped)
+            return
         self.query_one(ProgressBar).update(total=max(status.size, 1), progress=status.done)
         word = _STATE_WORDS.get(status.state, status.state.value)
-        if status.state is FileState.DOWNLOADING and status.rate:
+        if stopped and status.state.active:  # a queued file stays "queued"
+            word = "stopped"  # not a rate it no longer has
+        elif status.state is FileState.DOWNLOADING and status.rate:
             word = f"{human_bytes(status.rate)}/s"
         self.query_one(".file-state", Label).update(word)
 
@@ -63,6 +68,7 @@ class DownloadBars(Vertical):
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
         self._keys: dict[tuple[str, str], int] = {}
+        self._last: DownloadProgress | None = None
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="download-total-line"):
@@ -70,14 +76,22 @@ class DownloadBars(Vertical):
         yield Label("waiting for the file list…", id="download-summary")
         yield VerticalScroll(id="download-files")
 
-    def show(self, progress: DownloadProgress) -> None:
+    def stopped(self) -> None:
+        """The download stopped (cancelled, failed): sizes and files stay as
+        they were; the rate and the time left go (they would never come true)."""
+        if self._last is not None:
+            self.show(self._last, stopped=True)
+
+    def show(self, progress: DownloadProgress, *, stopped: bool = False) -> None:
+        self._last = progress
         total = self.query_one("#download-total", ProgressBar)
         total.update(total=max(progress.bytes_total, 1), progress=progress.bytes_done)
-        eta = f", {human_duration(progress.eta)} left" if progress.eta is not None and not progress.finished else ""
-        rate = f" at {human_bytes(progress.rate)}/s" if progress.rate else ""
+        live = not progress.finished and not stopped
+        eta = f", {human_duration(progress.eta)} left" if progress.eta is not None and live else ""
+        rate = f" at {human_bytes(progress.rate)}/s" if progress.rate and live else ""
         self.query_one("#download-summary", Label).update(
             f"{human_bytes(progress.bytes_done)} of {human_bytes(progress.bytes_total)}, "
-            f"{progress.files_done}/{progress.files_total} files{rate}{eta}")
+            f"{progress.files_done}/{progress.files_total} files{rate}{eta}" + (" · stopped" if stopped else ""))
         files = self.query_one("#download-files", VerticalScroll)
         with self.app.batch_update():
             for status in progress.files:
@@ -86,8 +100,8 @@ class DownloadBars(Vertical):
                     self._keys[key] = len(self._keys)
                     bar = FileBar(status, id=_file_id(self._keys[key]))
                     files.mount(bar)
-                    bar.call_after_refresh(bar.show, status)
+                    bar.call_after_refresh(bar.show, status, stopped=stopped)
                 else:
                     bars = files.query(f"#{_file_id(self._keys[key])}")
                     if bars:
-                        bars.first(FileBar).show(status)
+                        bars.first(FileBar).show(status, stopped=stopped)

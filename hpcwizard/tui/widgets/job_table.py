@@ -217,6 +217,13 @@ class JobTable(DataTable):
 
     def on_resize(self) -> None:
         self._update_dimensions([])  # the Reason column's room changed
+        # A shorter table (a smaller terminal, a banner above) must not leave
+        # the selected row below the fold.
+        self.call_after_refresh(self._keep_cursor_in_view)
+
+    def _keep_cursor_in_view(self) -> None:
+        if self.row_count and self.is_mounted:
+            self.move_cursor(row=self.cursor_row, scroll=True, animate=False)
 
     def _fit_reason(self) -> None:
         """The Reason column takes what the other columns leave (between

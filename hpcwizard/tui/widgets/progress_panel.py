@@ -14,6 +14,7 @@ from textual.containers import Horizontal
 from textual.widgets import ProgressBar, Sparkline, Static
 
 from hpcwizard.jobs.triage import OverallProgress, SegmentMark, TrainingProgress
+from hpcwizard.slurm import JobState
 
 
 def format_eta(seconds: float | None) -> str:
@@ -35,30 +36,53 @@ def segment_phrase(segment: SegmentMark | None, *, requeued: bool = False) -> st
     return f"continuing: {segment.phrase(requeued=True)}" if requeued else segment.phrase()
 
 
-def describe(progress: TrainingProgress, overall: OverallProgress | None = None,
-             segment: SegmentMark | None = None, *, active: bool = True, requeued: bool = False) -> str:
-    """``step 1200/10000 · ETA 1:13:20 · loss 0.123 · 2 it/s · epoch 3``
-    (most important first: the line is cut at the panel's width).
+def where_it_stands(progress: TrainingProgress, overall: OverallProgress | None, stage: int | None) -> list[str]:
+    """``stage 2/2 · step 14/60``: the stage first, then the step within it
+    (the bar shows the whole training); ``stage 2 · step 14/60`` when the
+    plan's stages are not known; ``step 14/60`` for a one-stage training."""
+    if overall is not None and overall.stages > 1 and overall.stage_step is not None:
+        return [f"stage {overall.stage}/{overall.stages}", f"step {overall.stage_step}/{overall.stage_total}"]
+    if overall is not None:
+        return [f"step {overall.step}/{overall.total}"]
+    parts = [f"stage {stage}"] if stage is not None else []
+    if progress.step is not None:
+        parts.append(f"step {progress.step}" + (f"/{progress.max_steps}" if progress.max_steps else ""))
+    return parts
 
-    With ``overall`` (every stage of the plan): ``step 660/1200 · ETA 4:30
-    · segment 2 of ~3 · stage 2/2 60/600 · ...``; a job waiting for its next
-    segment starts with ``continuing: segment 2 of ~3``. No ETA once the job
-    ended (``active`` False): it would never come true."""
+
+def describe(progress: TrainingProgress, overall: OverallProgress | None = None,
+             segment: SegmentMark | None = None, *, active: bool = True, requeued: bool = False,
+             stage: int | None = None, ended: JobState | None = None, chain_end: bool = False) -> str:
+    """``stage 2/2 · step 14/60 · chain ETA ~4:30 · segment 2 of ~3 ·
+    loss 0.02 · 2.5 it/s`` (most important first: the line is cut at the
+    panel's width).
+
+    With ``overall`` (every stage of the plan) the ETA is the whole
+    training's: "chain ETA" when nothing of the chain runs after this
+    job (``chain_end``), else "training ETA"; without, the current bar's
+    ``ETA``. A job waiting for its next segment starts with ``continuing:
+    segment 2 of ~3``. A job that ended (``ended``, or ``active`` False)
+    shows its final state and where it stopped: no ETA, no rate, which
+    would never come true."""
+    if ended is not None or not active:
+        parts = [ended.value] if ended is not None else []
+        parts += where_it_stands(progress, overall, stage)
+        if segment is not None:
+            parts.append(segment.phrase())
+        if progress.loss is not None:
+            parts.append(f"loss {progress.loss:.4g}")
+        return " · ".join(parts)
     parts = []
     phrase = segment_phrase(segment, requeued=requeued)
     if phrase and requeued:
         parts.append(phrase)
-    if overall is not None:
-        parts.append(f"step {overall.step}/{overall.total}")
-    elif progress.step is not None:
-        parts.append(f"step {progress.step}" + (f"/{progress.max_steps}" if progress.max_steps else ""))
-    eta = overall.eta_seconds if overall is not None else progress.eta_seconds
-    if eta is not None and active:
-        parts.append(f"ETA {format_eta(eta)}")
+    parts += where_it_stands(progress, overall, stage)
+    if overall is not None and overall.eta_seconds is not None:
+        parts.append(f"{'chain' if chain_end else 'training'} ETA ~{format_eta(overall.eta_seconds)}")
+    elif overall is None and progress.eta_seconds is not None:
+        parts.append(f"ETA {format_eta(progress.eta_seconds)}")
     if phrase and not requeued:
         parts.append(phrase)
-    if overall is not None and overall.stages > 1 and overall.stage_step is not None:
-        parts.append(f"stage {overall.stage}/{overall.stages} {overall.stage_step}/{overall.stage_total}")
     if progress.loss is not None:
         parts.append(f"loss {progress.loss:.4g}")
     if progress.rate_its:
@@ -85,7 +109,9 @@ class ProgressPanel(Horizontal):
         height: 1;
     }
     ProgressPanel ProgressBar Bar {
-        width: 20;
+        /* 14, not 20: at 80 columns the text's two lines must hold the
+           stage, the step and the ETA of a continuing training. */
+        width: 14;
     }
     ProgressPanel #progress-text {
         /* Two lines at most: at 80 columns one left "step 660/1200 · ETA"
@@ -109,10 +135,12 @@ class ProgressPanel(Horizontal):
 
     def show(self, progress: TrainingProgress | None, losses: list[float], *,
              overall: OverallProgress | None = None, segment: SegmentMark | None = None,
-             active: bool = True, requeued: bool = False) -> None:
-        """``overall``: over every stage when the plan's are known; ``active``
-        False for a job that ended (no ETA); ``requeued`` while it waits for
-        its next segment."""
+             active: bool = True, requeued: bool = False, stage: int | None = None,
+             ended: JobState | None = None, chain_end: bool = False) -> None:
+        """``overall``: over every stage when the plan's are known; ``ended``
+        (or ``active`` False) for a job that ended (its final state, no ETA);
+        ``requeued`` while it waits for its next segment; ``stage``: the
+        stage the log says runs; ``chain_end``: no job of the chain after it."""
         if progress is None:
             self.remove_class("has-progress")
             return
@@ -122,7 +150,8 @@ class ProgressPanel(Horizontal):
             bar.update(total=overall.total, progress=min(overall.step, overall.total))
         elif progress.max_steps:
             bar.update(total=progress.max_steps, progress=min(progress.step or 0, progress.max_steps))
-        text = describe(progress, overall, segment, active=active, requeued=requeued)
+        text = describe(progress, overall, segment, active=active, requeued=requeued, stage=stage, ended=ended,
+                        chain_end=chain_end)
         self.query_one("#progress-text", Static).update(Text(text, overflow="ellipsis"))
         self.query_one(Sparkline).data = list(losses)
 
