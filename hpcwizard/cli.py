@@ -568,23 +568,22 @@ def build_tui(args: argparse.Namespace, start_mode: str) -> Any:
     questions as modals), then finds the project home, takes its lock and
     the login node's hpcwizard, in a worker."""
     from hpcwizard.project.home import home_path
-    from hpcwizard.project.session import acquire_project_lock
+    from hpcwizard.project.session import acquire_project_lock, check_folder
     from hpcwizard.tui.app import RemoteSetup, make_app
 
     if not args.host:
         if start_mode == "wizard":
             home = home_path(args.project_home) if args.project_home else None
+            if home is not None:
+                # One that could never be written (or created) is said before the TUI.
+                _, why = check_folder(str(home))
+                if why is not None:
+                    raise UserError(f"cannot write the project's files in {home} ({why})",
+                                    "choose a folder you can write (--project-home, or project_home in the plan)")
             # A folder that does not exist yet is created (and locked) by the
             # wizard once the user goes on: quitting at once leaves nothing behind.
             if home is not None and home.exists():
                 acquire_project_lock(home, LOCAL_FILES)
-            elif home is not None:
-                from hpcwizard.project.session import check_folder
-
-                _, why = check_folder(str(home))  # one that could never be created: said before the TUI
-                if why is not None:
-                    raise UserError(f"cannot write the project's files in {home} ({why})",
-                                    "choose a folder you can write (--project-home, or project_home in the plan)")
         else:
             home = _project_home(args, LOCAL_FILES)
         runner = LocalRunner()
@@ -609,10 +608,17 @@ def build_tui(args: argparse.Namespace, start_mode: str) -> Any:
             args._settled = settle_interrupted_submit(home, runner, files)
             return RemoteSetup(home)
         home = home_path(args.project_home, files)
-        command = remote_hpcwizard(args, runner)
-        acquire_project_lock(home, files)
-        args._settled = settle_interrupted_submit(home, runner, files)
-        return RemoteSetup(home, command)
+        # One that could never be written (or created) is said first, in one line.
+        _, why = check_folder(str(home), files)
+        if why is not None:
+            raise UserError(f"cannot write the project's files in {home} on {files.where} ({why})",
+                            "choose a folder you can write there (--project-home)")
+        # As in local mode, a new folder is created (and locked) only once
+        # the user goes on from the welcome step.
+        if files.exists(home):
+            acquire_project_lock(home, files)
+            args._settled = settle_interrupted_submit(home, runner, files)
+        return RemoteSetup(home, remote_hpcwizard(args, runner))
 
     return make_app(runner=runner, files=files, start_mode=start_mode, connection=conn,
                     connecting=connecting, ssh_prompts=prompts)

@@ -50,11 +50,16 @@ def write_ssh_config(path: Path, sshd: Sshd, known_hosts: Path, key: str) -> Pat
     return path
 
 
-@pytest.fixture
-def ssh_config(tmp_path: Path, sshd: Sshd) -> Path:
+def pinned_ssh_config(tmp_path: Path, sshd: Sshd) -> Path:
+    """An SSH config naming the local sshd as ALIAS, its host key pinned."""
     known = tmp_path / "known_hosts"
     known.write_text(sshd.known_hosts_line)
     return write_ssh_config(tmp_path / "ssh_config", sshd, known, sshd.key)
+
+
+@pytest.fixture
+def ssh_config(tmp_path: Path, sshd: Sshd) -> Path:
+    return pinned_ssh_config(tmp_path, sshd)
 
 
 def remote_args(ssh_config: Path) -> list[str]:

@@ -20,7 +20,7 @@ from conftest import Sshd
 from hpcwizard.devhub import DevHub
 from hpcwizard.remote import AuthenticationFailed, SshConnection
 from hpcwizard.remote.connection import PASSPHRASE_TRIES
-from test_remote_cli import ALIAS, remote_args, run_cli, write_ssh_config
+from test_remote_cli import ALIAS, REMOTE_HPCWIZARD, pinned_ssh_config, remote_args, run_cli, write_ssh_config
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -44,9 +44,7 @@ def config_for_port(path: Path, port: int, known_hosts: Path, key: str) -> Path:
 @pytest.fixture
 def login_config(tmp_path: Path, sshd: Sshd) -> Path:
     """An SSH config naming the local sshd (host key pinned), as a user's would."""
-    known = tmp_path / "known_hosts"
-    known.write_text(sshd.known_hosts_line)
-    return write_ssh_config(tmp_path / "ssh_config", sshd, known, sshd.key)
+    return pinned_ssh_config(tmp_path, sshd)
 
 
 @pytest.fixture
@@ -221,3 +219,92 @@ def test_the_terminal_prompt_says_a_retry_is_a_retry(tmp_path, sshd, locked_key)
         _, status = os.waitpid(pid, 0)
         os.close(fd)
     assert os.waitstatus_to_exitcode(status) == 0, seen
+
+
+# --------------------------------------------------------------------------
+# The project home: nothing created on connect, a forbidden one in one line
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+def tui_for(config: Path, *argv: str):
+    """The app exactly as ``hpcwizard --host ... --project-home ...`` builds it."""
+    from hpcwizard.cli import build_parser, build_tui
+
+    args = build_parser().parse_args([*argv, "--host", ALIAS, "--ssh-config", str(config),
+                                      "--remote-hpcwizard", REMOTE_HPCWIZARD])
+    return args, build_tui(args, "wizard")
+
+
+def user_config(tmp_path: Path, sshd: Sshd, user: str) -> Path:
+    """:func:`pinned_ssh_config` for another user of the login node."""
+    config = pinned_ssh_config(tmp_path, sshd)
+    config.write_text(config.read_text().replace("User root", f"User {user}"))
+    return config
+
+
+@pytest.mark.anyio
+async def test_the_remote_wizard_creates_the_project_home_only_once_the_user_goes_on(tmp_path, login_config):
+    from hpcwizard.project import session
+    from test_wizard import screen_text, start_new, wait_for
+
+    home = tmp_path / "nope" / "deeper"
+    args, app = tui_for(login_config, "--project-home", str(home))
+    try:
+        async with app.run_test(size=(100, 30)) as pilot:
+            await wait_for(pilot, lambda: type(app.screen).__name__ == "WelcomeStep"
+                           and app.screen.saved is not None, what="the welcome step")
+            assert not app.screen.saved.exists
+            await wait_for(pilot, lambda: "does not exist yet: it is created when you start" in screen_text(app),
+                           what="the welcome's words")
+            assert not (tmp_path / "nope").exists()  # connecting created nothing, no lock either
+            await start_new(pilot)  # going on creates it, and locks it as locally
+            assert (home / "hpcwizard" / "wizard.lock").is_file()
+    finally:
+        args._ssh_connection.close()
+        session.release_project_lock(home)
+
+
+@pytest.mark.anyio
+async def test_a_project_home_the_login_node_user_cannot_create_is_one_line(tmp_path, sshd: Sshd):
+    from hpcwizard.tui.screens.connect import ConnectScreen
+    from test_wizard import wait_for
+
+    assert (os.stat("/root").st_mode & 0o077) == 0, "the test needs /root closed to other users"
+    config = user_config(tmp_path, sshd, sshd.test_user)
+    args, app = tui_for(config, "--project-home", "/root/forbidden/x")
+    try:
+        async with app.run_test(size=(100, 30)) as pilot:
+            await wait_for(pilot, lambda: isinstance(app.screen, ConnectScreen) and app.screen.failure is not None,
+                           what="the failure")
+            line = app.screen.failure.one_line()
+    finally:
+        args._ssh_connection.close()
+    assert line.startswith(f"cannot write the project's files in /root/forbidden/x on {sshd.test_user}@"), line
+    assert "/root" in line and "ermission denied" in line, line
+    assert "could not connect" not in line and "bug" not in line and "PermissionError" not in line, line
+
+
+def test_a_local_project_home_a_user_cannot_create_is_one_line(tmp_path, sshd: Sshd):
+    """Locally, as a user who is not root (root may write anywhere): the
+    wizard refuses before the TUI, in one line. The process drops to the
+    login node's test user after importing hpcwizard (this machine's Python
+    lives under /root, which that user cannot read)."""
+    import pwd
+
+    user = pwd.getpwnam(sshd.test_user)
+    script = (
+        "import os, sys\n"
+        "import hpcwizard.cli, hpcwizard.project.home, hpcwizard.project.session, hpcwizard.tui.app\n"
+        f"os.setgroups([]); os.setgid({user.pw_gid}); os.setuid({user.pw_uid})\n"
+        f"os.environ['HOME'] = {user.pw_dir!r}\n"
+        "sys.exit(hpcwizard.cli.main(['--project-home', '/root/forbidden/x']))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
+                            stdin=subprocess.DEVNULL, cwd="/tmp")
+    line = one_line_error(result)
+    assert line == ("hpcwizard: cannot write the project's files in /root/forbidden/x (/root is not writable "
+                    "by you); choose a folder you can write (--project-home, or project_home in the plan)"), line

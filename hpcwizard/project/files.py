@@ -41,13 +41,14 @@ import fcntl
 import os
 import posixpath
 import socket
+import stat as stat_mode
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, Union
 
 from hpcwizard.errors import UserError
 from hpcwizard.jobs.logtail import FileSource, LocalFileSource
@@ -55,7 +56,8 @@ from hpcwizard.jobs.logtail import FileSource, LocalFileSource
 if TYPE_CHECKING:
     from hpcwizard.remote.connection import SshConnection
 
-PathLike = str | os.PathLike[str]
+# Union, not `|`: an alias is evaluated at run time, and Python 3.9 has no `|` on types.
+PathLike = Union[str, "os.PathLike[str]"]
 
 
 def open_lock_file(path: Path) -> int:
@@ -77,6 +79,31 @@ class LockBusy(UserError):
         super().__init__(f"{path} is locked by {holder or 'another process'}")
         self.path = path
         self.holder = holder
+
+
+class LockTimeout(LockBusy):
+    """A blocking lock still held by someone else when its wait ran out."""
+
+    def __init__(self, path: str, holder: str, where: str, timeout: float) -> None:
+        super().__init__(path, holder)
+        self.message = f"could not lock {path} on {where} within {timeout:g} s"
+        self.hint = "another hpcwizard or a job holds it; try again"
+
+
+class LockHandle(Protocol):
+    """A lock held for a ``with`` block of :meth:`ProjectFiles.lock`."""
+
+    def held(self) -> bool:
+        """Whether the lock is still ours: a lock held through an SSH
+        channel is gone with the connection that carried it."""
+        ...
+
+
+class _FdHold:
+    """A local ``flock``: held as long as its descriptor is open."""
+
+    def held(self) -> bool:
+        return True
 
 
 def holder_note() -> str:
@@ -106,8 +133,11 @@ class ProjectFiles(Protocol):
 
     #: True when the files live on another machine (paths are the login node's).
     remote: bool
-    #: Where the files are, for messages ("this machine", "root@login1").
-    where: str
+    @property
+    def where(self) -> str:
+        """Where the files are, for messages ("this machine", "root@login1");
+        read-only (SshFiles derives it from its connection)."""
+        ...
 
     def read_text(self, path: PathLike) -> str:
         """The file's text; FileNotFoundError when absent."""
@@ -126,7 +156,15 @@ class ProjectFiles(Protocol):
 
     def is_dir(self, path: PathLike) -> bool: ...
 
-    def mkdir_p(self, path: PathLike) -> None: ...
+    def mkdir_p(self, path: PathLike) -> None:
+        """``mkdir -p``; a folder that cannot be made is a :class:`UserError` naming it."""
+        ...
+
+    def creatable(self, path: PathLike) -> str | None:
+        """None when ``path`` is a folder this user can write, or can be
+        created (a probe folder is made and removed in its nearest existing
+        parent); else why not, in a few words."""
+        ...
 
     def listdir(self, path: PathLike) -> list[str]:
         """Names in ``path``, sorted."""
@@ -143,11 +181,35 @@ class ProjectFiles(Protocol):
         ...
 
     def lock(self, path: PathLike, *, blocking: bool = True, note: str | None = None,
-             timeout: float = 120.0) -> contextlib.AbstractContextManager[None]:
+             timeout: float = 120.0) -> contextlib.AbstractContextManager[LockHandle]:
         """An exclusive lock on ``path`` (created if needed) for the ``with``
         block. Non-blocking: raises :class:`LockBusy` when held. ``note``
         (who holds it) is written into the lock file once it is taken."""
         ...
+
+    def on_reconnect(self, hook: Callable[[], None]) -> Callable[[], None]:
+        """Call ``hook()`` whenever the way to the files was lost and made
+        again (an SSH reconnect; never, for this machine's files): locks held
+        on the old connection are gone. Returns the function that removes it."""
+        ...
+
+
+def cannot_write(folder: PathLike, exc: OSError, where: str) -> UserError:
+    """A folder of the project that could not be made or written, in one line."""
+    place = "" if where == "this machine" else f" on {where}"
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    culprit = f"{exc.filename}: " if exc.filename and os.fspath(exc.filename) != os.fspath(folder) else ""
+    return UserError(f"cannot write the project's files in {folder}{place} ({culprit}{reason})",
+                     "choose a folder you can write (--project-home, or project_home in the plan)")
+
+
+def _visible(path: Path) -> bool:
+    """``path.exists()``, where a parent this user may not enter counts as
+    not there (Path.exists raises PermissionError for it)."""
+    try:
+        return path.exists()
+    except PermissionError:
+        return False
 
 
 def expand_home(files: ProjectFiles, path: str) -> str:
@@ -230,7 +292,27 @@ class LocalFiles:
         return Path(path).is_dir()
 
     def mkdir_p(self, path: PathLike) -> None:
-        Path(path).mkdir(parents=True, exist_ok=True)
+        try:
+            Path(path).mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise cannot_write(Path(path), exc, self.where) from None
+
+    def creatable(self, path: PathLike) -> str | None:
+        path = Path(path)
+        existing = path
+        while not _visible(existing) and existing.parent != existing:
+            existing = existing.parent
+        if not existing.is_dir():
+            return f"{existing} is a file, not a folder"
+        if not os.access(existing, os.W_OK | os.X_OK):
+            return f"{'it' if existing == path else existing} is not writable by you"
+        if existing != path:
+            # os.access says yes to root everywhere (/proc too): try, leaving nothing behind.
+            try:
+                os.rmdir(tempfile.mkdtemp(prefix=".hpcwizard-probe-", dir=existing))
+            except OSError as exc:
+                return f"cannot create folders in {existing} ({exc.strerror or exc})"
+        return None
 
     def listdir(self, path: PathLike) -> list[str]:
         return sorted(os.listdir(path))
@@ -246,7 +328,7 @@ class LocalFiles:
 
     @contextlib.contextmanager
     def lock(self, path: PathLike, *, blocking: bool = True, note: str | None = None,
-             timeout: float = 120.0) -> Iterator[None]:
+             timeout: float = 120.0) -> Iterator[LockHandle]:
         # ``timeout`` is for the remote lock; a local flock waits as long as it takes
         # (the holders are short read-modify-writes).
         path = Path(path)
@@ -260,9 +342,12 @@ class LocalFiles:
             if note is not None:
                 os.ftruncate(fd, 0)
                 os.pwrite(fd, f"{note}\n".encode(), 0)
-            yield
+            yield _FdHold()
         finally:
             os.close(fd)  # closing releases the lock
+
+    def on_reconnect(self, hook: Callable[[], None]) -> Callable[[], None]:
+        return lambda: None  # this machine's files never go away
 
 
 LOCAL_FILES = LocalFiles()
@@ -285,6 +370,17 @@ _LOCK_SCRIPT = (
     'if [ -n "$3" ]; then printf "%s\\n" "$3" >"$1"; fi; '
     'echo locked; exec cat >/dev/null'
 )
+
+
+class _ChannelHold:
+    """A lock held on the login node by ``cat`` at the end of an SSH channel:
+    held until that channel ends (released, or its connection dropped)."""
+
+    def __init__(self, channel: Any) -> None:
+        self.channel = channel
+
+    def held(self) -> bool:
+        return not (self.channel.closed or self.channel.exit_status_ready())
 
 
 class SshFiles:
@@ -330,7 +426,31 @@ class SshFiles:
         return self.files.is_dir(os.fspath(path))
 
     def mkdir_p(self, path: PathLike) -> None:
-        self.files.mkdir_p(os.fspath(path))
+        try:
+            self.files.mkdir_p(os.fspath(path))
+        except OSError as exc:  # SFTP's PermissionError, NotADirectoryError...
+            raise cannot_write(os.fspath(path), exc, self.where) from None
+
+    def creatable(self, path: PathLike) -> str | None:
+        path = posixpath.normpath(os.fspath(path))
+        existing = path
+        while True:
+            try:
+                mode = self.files.stat(existing).st_mode or 0
+                break
+            except (FileNotFoundError, PermissionError):  # absent, or behind a folder we may not enter
+                parent = posixpath.dirname(existing)
+                if parent == existing:
+                    return f"cannot see any folder of {path}"
+                existing = parent
+        if not stat_mode.S_ISDIR(mode):
+            return f"{existing} is a file, not a folder"
+        try:
+            self.files.probe_create(existing)
+        except OSError as exc:
+            where = "it" if existing == path else existing
+            return f"cannot create folders in {where} ({exc.strerror or exc})"
+        return None
 
     def listdir(self, path: PathLike) -> list[str]:
         return self.files.listdir(os.fspath(path))
@@ -348,9 +468,12 @@ class SshFiles:
 
         return SftpFileSource(self.connection, path)
 
+    def on_reconnect(self, hook: Callable[[], None]) -> Callable[[], None]:
+        return self.connection.add_reconnect_hook(hook)
+
     @contextlib.contextmanager
     def lock(self, path: PathLike, *, blocking: bool = True, note: str | None = None,
-             timeout: float = 120.0) -> Iterator[None]:
+             timeout: float = 120.0) -> Iterator[LockHandle]:
         from hpcwizard.remote.runner import remote_command
 
         path = os.fspath(path)
@@ -374,17 +497,17 @@ class SshFiles:
             if b"locked\n" not in answer:
                 status = channel.recv_exit_status()
                 if status == 75:
+                    holder = answer.decode(errors="replace").strip()
                     if blocking:
-                        raise UserError(f"could not lock {path} on {self.where} within {timeout:g} s",
-                                        "another hpcwizard or a job holds it; try again")
-                    raise LockBusy(path, answer.decode(errors="replace").strip())
+                        raise LockTimeout(path, holder, self.where, timeout)
+                    raise LockBusy(path, holder)
                 if status == 127:
                     raise UserError(f"flock not found on {self.where}",
                                     "hpcwizard needs util-linux's flock on the login node; ask the admins")
                 err = channel.recv_stderr(4096).decode(errors="replace").strip() if channel.recv_stderr_ready() else ""
                 raise UserError(f"cannot lock {path} on {self.where}" + (f": {err}" if err else f" (exit {status})"),
                                 "check that the folder is writable by you")
-            yield
+            yield _ChannelHold(channel)
         finally:
             # EOF on the holder's stdin: `cat` ends, the lock is released. Wait
             # (briefly) for it, so a lock taken right after ours sees it free.

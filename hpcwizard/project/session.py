@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -73,8 +73,9 @@ class SavedSession:
     step: str | None  # None: nothing saved
     plan: Plan | None
     problem: str | None = None  # the saved plan could not be read: why
-    submitted: int = 0  # chains submitted from this project
+    submitted: int = 0  # chains submitted from this project (by the wizard or the CLI)
     exists: bool = True  # False: the folder is created only when the user goes on
+    jobs_submitted: int = 0  # the jobs of those chains
 
     @property
     def resumable(self) -> bool:
@@ -101,14 +102,17 @@ def read_session(project_home: Path, files: ProjectFiles | None = None) -> Saved
     step = state.wizard_step
     if step is not None and step != DONE and step_index(step) > step_index("recipe") and plan is None:
         step = "recipe"  # answers after the recipe need a plan to stand on
-    return SavedSession(project_home, step, plan, problem, len(state.submissions))
+    return SavedSession(project_home, step, plan, problem, len(state.submissions),
+                        jobs_submitted=sum(len(sub.jobs) for sub in state.submissions))
 
 
 def save_step(project_home: Path, step: str, files: ProjectFiles | None = None) -> None:
+    ensure_writable(project_home)
     update_state(state_dir(project_home), lambda state: setattr(state, "wizard_step", step), files)
 
 
 def save_plan(plan: Plan, files: ProjectFiles | None = None) -> Path:
+    ensure_writable(plan.project_home)
     path = plan_path(plan.project_home)
     local_or(files).write_text_atomic(path, plan.to_yaml())
     return path
@@ -116,6 +120,7 @@ def save_plan(plan: Plan, files: ProjectFiles | None = None) -> Path:
 
 def forget_plan(project_home: Path, files: ProjectFiles | None = None) -> None:
     """Start over: the saved answers go, the submissions stay in the state."""
+    ensure_writable(project_home)
     with contextlib.suppress(FileNotFoundError):
         local_or(files).remove(plan_path(project_home))
     save_step(project_home, "token", files)
@@ -128,42 +133,24 @@ def recipe_of(plan: Plan) -> Recipe:
 def check_folder(text: str, files: ProjectFiles | None = None) -> tuple[Path | None, str | None]:
     """A folder the user typed: absolute, and writable or creatable. ``(path, None)`` or ``(None, why)``.
 
-    Remote mode: a folder of the login node (``~`` is its home); writability
-    shows at the first write there."""
+    Remote mode: a folder of the login node (``~`` is its home), probed there."""
     text = text.strip()
     if not text:
         return None, "enter a folder"
     if any(ord(ch) < 32 or ord(ch) == 127 for ch in text):
         return None, "the path contains a control character"
-    if files is not None and files.remote:
+    files = local_or(files)
+    if files.remote:
         path = Path(expand_home(files, text))
-        if not path.is_absolute():
-            return None, f"use an absolute path, e.g. {files.home()}/{text}"
-        existing = path
-        while not files.exists(existing) and existing.parent != existing:
-            existing = existing.parent
-        if not files.is_dir(existing):
-            return None, f"{existing} is a file, not a folder"
-        return Path(os.path.normpath(path)), None
-    path = Path(os.path.expanduser(text))
+        example = f"{files.home()}/{text}"
+    else:
+        path = Path(os.path.expanduser(text))
+        example = str(Path.cwd() / text)
     if not path.is_absolute():
-        return None, f"use an absolute path, e.g. {Path.cwd() / text}"
-    existing = path
-    while not existing.exists():
-        if existing.parent == existing:
-            break
-        existing = existing.parent
-    if not existing.is_dir():
-        return None, f"{existing} is a file, not a folder"
-    if not os.access(existing, os.W_OK | os.X_OK):
-        where = "it" if existing == path else f"{existing}"
-        return None, f"{where} is not writable by you"
-    if existing != path:
-        # os.access says yes to root everywhere (/proc too): try, leaving nothing behind.
-        try:
-            os.rmdir(tempfile.mkdtemp(prefix=".hpcwizard-probe-", dir=existing))
-        except OSError as exc:
-            return None, f"cannot create folders in {existing} ({exc.strerror or exc})"
+        return None, f"use an absolute path, e.g. {example}"
+    why = files.creatable(path)
+    if why is not None:
+        return None, why
     return Path(os.path.normpath(path)), None
 
 
@@ -186,6 +173,35 @@ def acquire_project_lock(project_home: Path, files: ProjectFiles | None = None) 
     lock.acquire()
     _HELD[home] = lock
     return True
+
+
+def _held_lock(project_home: Path) -> ProjectLock | None:
+    return _HELD.get(Path(project_home)) or _HELD.get(Path(project_home).absolute())
+
+
+def ensure_writable(project_home: Path) -> None:
+    """Refuse (:class:`~hpcwizard.project.state.ProjectReadOnly`) to write a
+    project whose wizard lock this process lost to another hpcwizard while
+    its SSH connection was down. A project this process does not hold the
+    lock of (the CLI's commands) is not checked here."""
+    lock = _held_lock(project_home)
+    if lock is not None:
+        lock.ensure()
+
+
+def watch_project_lock(project_home: Path, listener: Callable[[str], object]) -> Callable[[], None]:
+    """Call ``listener(why)`` (from any thread) if the wizard lock of
+    ``project_home`` is lost; returns the function that stops watching."""
+    lock = _held_lock(project_home)
+    if lock is None:
+        return lambda: None
+    lock.on_lost.append(listener)
+
+    def stop() -> None:
+        if listener in lock.on_lost:
+            lock.on_lost.remove(listener)
+
+    return stop
 
 
 def release_project_lock(project_home: Path) -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import threading
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -23,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from hpcwizard.errors import UserError
-from hpcwizard.project.files import LockBusy, ProjectFiles, holder_note, local_or
+from hpcwizard.project.files import LockBusy, LockHandle, ProjectFiles, holder_note, local_or
 
 STATE_FILE = "state.json"
 STATE_VERSION = 1
@@ -139,34 +140,117 @@ def update_state(state_dir: Path, change: Callable[[ProjectState], Any],
         return state
 
 
+class ProjectBusy(StateError):
+    """Another hpcwizard holds the project; ``holder`` is what its lock file says."""
+
+    def __init__(self, holder: str) -> None:
+        super().__init__(f"this project home is already open in hpcwizard ({holder or 'another process'})",
+                         "close the other hpcwizard first, or use another --project-home")
+        self.holder = holder
+
+
+class ProjectReadOnly(StateError):
+    """This wizard lost its project lock to another hpcwizard: it may not save or submit."""
+
+
 class ProjectLock:
     """Keeps one interactive hpcwizard per project home.
 
     An ``flock`` dies with its process, so a crashed wizard never leaves a
     stale lock behind; the pid and host written inside only serve the message.
     In remote mode the ``flock`` is held on the login node for as long as the
-    SSH connection lives (see :mod:`hpcwizard.project.files`).
+    SSH connection lives (see :mod:`hpcwizard.project.files`): when the
+    connection comes back after a drop, the lock is taken again at once. If
+    another hpcwizard took it meanwhile, this one is read-only from then on
+    (:attr:`lost` says why; :meth:`ensure` refuses writes) and the
+    ``on_lost`` listeners are told.
     """
+
+    #: How long a retake waits for our own holder on the old connection to
+    #: end (the login node notices the dropped channel within moments).
+    RETAKE_WAIT = 10.0
 
     def __init__(self, state_dir: Path, files: ProjectFiles | None = None) -> None:
         self.path = Path(state_dir) / "wizard.lock"
         self.files = local_or(files)
         self._held: contextlib.ExitStack | None = None
+        self._handle: LockHandle | None = None
+        self._unhook: Callable[[], None] | None = None
+        self._retaking = threading.Lock()
+        self.note = holder_note() + (" (over ssh)" if self.files.remote else "")
+        #: Why this wizard may no longer write (another one holds the project); None while it may.
+        self.lost: str | None = None
+        self.on_lost: list[Callable[[str], object]] = []
 
-    def acquire(self) -> None:
+    def _take(self, *, wait: float = 0.0) -> None:
         stack = contextlib.ExitStack()
-        note = holder_note() + (" (over ssh)" if self.files.remote else "")
         try:
-            stack.enter_context(self.files.lock(self.path, blocking=False, note=note))
+            self._handle = stack.enter_context(
+                self.files.lock(self.path, blocking=wait > 0, note=self.note, timeout=wait or 120.0))
         except LockBusy as exc:
-            raise StateError(f"this project home is already open in hpcwizard ({exc.holder or 'another process'})",
-                             "close the other hpcwizard first, or use another --project-home") from None
+            stack.close()
+            raise ProjectBusy(exc.holder) from None
         self._held = stack
 
+    def acquire(self) -> None:
+        self._take()
+        self._unhook = self.files.on_reconnect(self.retake)
+
+    def held(self) -> bool:
+        return self._held is not None and self._handle is not None and self._handle.held()
+
+    def retake(self) -> None:
+        """After a reconnect: take the lock again if the old connection took
+        it away; mark it :attr:`lost` when another hpcwizard holds it now."""
+        with self._retaking:
+            if self._unhook is None or self.lost is not None or self.held():
+                return
+            old, self._held, self._handle = self._held, None, None
+            if old is not None:
+                with contextlib.suppress(Exception):  # its channel died with the connection
+                    old.close()
+            try:
+                try:
+                    self._take()
+                except ProjectBusy as busy:
+                    if busy.holder != self.note:
+                        self._lose(busy.holder)
+                        return
+                    # Our own holder on the dropped connection has not ended yet.
+                    self._take(wait=self.RETAKE_WAIT)
+            except ProjectBusy as busy:
+                self._lose(busy.holder)
+            except UserError:
+                pass  # the connection went again: the next reconnect (or ensure) tries again
+
+    def _lose(self, holder: str) -> None:
+        where = f" to {self.files.where}" if self.files.remote else ""
+        self.lost = (f"another hpcwizard ({holder or 'another process'}) opened this project while the "
+                     f"connection{where} was down: this wizard is read-only now, nothing more is saved or submitted")
+        for listener in list(self.on_lost):
+            with contextlib.suppress(Exception):
+                listener(self.lost)
+
+    def ensure(self) -> None:
+        """Before a write: raise :class:`ProjectReadOnly` when the lock is lost
+        (retaking it first if its connection dropped unnoticed)."""
+        if self.lost is None and self._unhook is not None and not self.held():
+            self.retake()
+        if self.lost is not None:
+            raise ProjectReadOnly(self.lost, "quit; close the other hpcwizard, then open the project again")
+        if self._unhook is not None and not self.held():
+            raise ProjectReadOnly(f"this wizard no longer holds the lock of {self.path.parent.parent}"
+                                  f"{' on ' + self.files.where if self.files.remote else ''} (the connection dropped)",
+                                  "check the connection; the next step tries again")
+
     def release(self) -> None:
+        if self._unhook is not None:
+            self._unhook()
+            self._unhook = None
         if self._held is not None:
             self._held.close()
             self._held = None
+            self._handle = None
 
     def __enter__(self) -> "ProjectLock":
         self.acquire()

@@ -38,7 +38,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 if TYPE_CHECKING:  # typing.Self is Python 3.11+; annotations are not evaluated at run time
     from typing_extensions import Self
@@ -119,11 +119,14 @@ def key_type_label(key_type: str) -> str:
 # Events the dashboard can show
 
 
+EventKind = Literal["connected", "lost", "retrying", "reconnected", "failed", "closed"]
+
+
 @dataclass(frozen=True)
 class ConnectionEvent:
     """Something that happened to the connection (for the dashboard's footer)."""
 
-    kind: Literal["connected", "lost", "retrying", "reconnected", "failed", "closed"]
+    kind: EventKind
     at: float  # time.time()
     detail: str = ""
     attempt: int = 0
@@ -267,7 +270,9 @@ class _KeyFile(PrivateKey):
                 self.notes.append(f"{self.path} skipped (no passphrase given)")
                 raise AuthenticationException("no passphrase")
             try:
-                return paramiko.PKey.from_path(self.path, passphrase.encode("utf-8"))
+                # bytes: what paramiko 3.x takes; 5.x takes str or bytes (its
+                # types-paramiko stub says str only).
+                return paramiko.PKey.from_path(self.path, passphrase.encode("utf-8"))  # type: ignore[arg-type]
             except (TypeError, ValueError, SSHException):
                 continue  # OpenSSH's "Bad passphrase, try again"
         self.notes.append(f"wrong passphrase for {self.path}")
@@ -280,7 +285,7 @@ class _KeysStrategy(AuthStrategy):
 
     def __init__(self, username: str, agent_keys: Sequence[paramiko.PKey], files: Sequence[str],
                  ask: PassphrasePrompt | None, unlocked: dict[str, paramiko.PKey] | None = None) -> None:
-        super().__init__(ssh_config=None)
+        super().__init__(ssh_config=paramiko.SSHConfig())  # unused: the sources come from get_sources below
         self.username = username
         self.agent_keys = agent_keys
         self.files = files
@@ -392,6 +397,8 @@ class SshConnection:
         self.revoked = paramiko.HostKeys()
         self._ever_connected = False
         self._closed = False
+        self._reconnect_hooks: list[Callable[[], None]] = []
+        self._in_hooks = threading.local()
         #: Increases at every successful (re)connect; SFTP handles compare it.
         self.generation = 0
         self.reconnects = 0
@@ -400,9 +407,9 @@ class SshConnection:
 
     @classmethod
     def from_spec(cls, spec: str, *, config_path: str | os.PathLike[str] | None = None,
-                  **options: object) -> SshConnection:
+                  **options: Any) -> SshConnection:
         """``--host`` value + SSH config → an (unconnected) connection."""
-        return cls(resolve(spec, config_path=config_path), **options)  # type: ignore[arg-type]
+        return cls(resolve(spec, config_path=config_path), **options)
 
     # -- public state ---------------------------------------------------------
 
@@ -421,10 +428,10 @@ class SshConnection:
             last_error=self.last_error,
         )
 
-    def _emit(self, kind: str, detail: str = "", attempt: int = 0) -> None:
+    def _emit(self, kind: EventKind, detail: str = "", attempt: int = 0) -> None:
         if self.on_event is not None:
             try:
-                self.on_event(ConnectionEvent(kind, time.time(), detail, attempt))  # type: ignore[arg-type]
+                self.on_event(ConnectionEvent(kind, time.time(), detail, attempt))
             except Exception:  # noqa: BLE001, S110 - a broken listener must not break the connection
                 pass
 
@@ -447,8 +454,43 @@ class SshConnection:
                 self._open()  # first connection: errors go straight to the user
                 self._ever_connected = True
                 self._emit("connected", self.host.display)
-                return self._client  # type: ignore[return-value]
-            return self._reconnect()
+                assert self._client is not None  # _open() set it or raised
+                return self._client
+            client = self._reconnect()
+        # Outside the connection lock: a hook uses the connection (SFTP, a
+        # channel), and another thread may hold the SFTP turn while it waits
+        # for that lock.
+        self._run_reconnect_hooks()
+        return client
+
+    def add_reconnect_hook(self, hook: Callable[[], None]) -> Callable[[], None]:
+        """Call ``hook()`` after every reconnect (in the thread that
+        reconnected): what lived on the old connection, such as a lock held
+        by a channel, is gone. Returns the function that removes it."""
+        with self._lock:
+            self._reconnect_hooks.append(hook)
+
+        def remove() -> None:
+            with self._lock:
+                if hook in self._reconnect_hooks:
+                    self._reconnect_hooks.remove(hook)
+
+        return remove
+
+    def _run_reconnect_hooks(self) -> None:
+        if getattr(self._in_hooks, "active", False):
+            return  # a hook's own use of the connection reconnected again: the outer run goes on
+        self._in_hooks.active = True
+        try:
+            with self._lock:
+                hooks = list(self._reconnect_hooks)
+            for hook in hooks:
+                try:
+                    hook()
+                except Exception:  # noqa: BLE001, S110 - one broken hook must not break the call that reconnected
+                    pass
+        finally:
+            self._in_hooks.active = False
 
     def transport(self) -> paramiko.Transport:
         transport = self.client().get_transport()
@@ -474,7 +516,8 @@ class SshConnection:
             self.reconnects += 1
             self.last_reconnect_at = time.time()
             self._emit("reconnected", self.host.display, attempt)
-            return self._client  # type: ignore[return-value]
+            assert self._client is not None  # the attempt above set it
+            return self._client
         self._emit("failed", self.last_error or "", self.reconnect_attempts)
         raise ConnectFailed(
             f"lost the connection to {self.host.display} and could not reconnect "
@@ -695,7 +738,9 @@ class SshConnection:
                     if _is_connection_error(exc) and not self.connected:
                         raise
                     raise SshError(f"{self.host.display} refused SFTP: {exc}", "the server must enable the sftp subsystem") from exc
-                sftp.get_channel().settimeout(self.sftp_timeout)
+                channel = sftp.get_channel()
+                if channel is not None:  # always, for a client just opened
+                    channel.settimeout(self.sftp_timeout)
                 self._sftp, self._sftp_generation = sftp, self.generation
             return self._sftp
 

@@ -183,6 +183,17 @@ class RemoteFiles:
 
         self.connection.with_sftp(op)
 
+    def probe_create(self, folder: str) -> None:
+        """Make and remove a probe folder in ``folder``: OSError (e.g.
+        PermissionError) when this user cannot create anything there."""
+        probe = posixpath.join(folder, f".hpcwizard-probe-{secrets.token_hex(6)}")
+
+        def op(sftp: paramiko.SFTPClient) -> None:
+            sftp.mkdir(probe, 0o700)
+            sftp.rmdir(probe)
+
+        self.connection.with_sftp(op)
+
     def mkdir_p(self, path: str, *, mode: int = 0o755) -> None:
         """``mkdir -p``: create ``path`` and missing parents; fine if it exists."""
 

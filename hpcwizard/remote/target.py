@@ -153,13 +153,16 @@ def load_config(path: str | os.PathLike[str] | None = None) -> tuple[paramiko.SS
     explicitly is an error.
     """
     explicit = path is not None
-    config_path = Path(os.path.expanduser(os.fspath(path if explicit else DEFAULT_CONFIG)))
+    config_path = Path(os.path.expanduser(os.fspath(path if path is not None else DEFAULT_CONFIG)))
     if not config_path.exists():
         if explicit:
             raise UserError(f"SSH config {config_path} does not exist", "check the path")
         return paramiko.SSHConfig(), None
     try:
-        return paramiko.SSHConfig.from_path(str(config_path)), str(config_path)
+        config = paramiko.SSHConfig.from_path(str(config_path))
+        # `--ssh-config /dev/null`: no config at all, as `ssh -F /dev/null`;
+        # hints then name no file of it.
+        return config, (None if str(config_path) == os.devnull else str(config_path))
     except Exception as exc:  # paramiko raises ConfigParseError, ValueError...
         raise UserError(f"cannot read SSH config {config_path}: {exc}", "fix the file (ssh -G HOST shows how ssh reads it)") from exc
 

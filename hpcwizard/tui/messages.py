@@ -202,6 +202,8 @@ class ChainSubmitted(_Message):
     submission: _Any | None
     error: str | None = None
     already: bool = False
+    #: What settling an interrupted earlier submit did first (the journal's lines).
+    notes: tuple[str, ...] = ()
 
 
 # --------------------------------------------------------------------------
@@ -221,3 +223,11 @@ class ConnectionChanged(_Message):
     (a :class:`hpcwizard.remote.ConnectionEvent`)."""
 
     event: _Any
+
+
+@_dataclass
+class ProjectLockLost(_Message):
+    """Remote mode: after a reconnect another hpcwizard held the project;
+    this wizard is read-only now. ``why`` says so in one line."""
+
+    why: str

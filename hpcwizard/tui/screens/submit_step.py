@@ -36,9 +36,8 @@ class SubmitStep(StepScreen):
         text.append("The chain, each job after the previous one succeeded:\n", style="bold")
         for i, job in enumerate(recipe.jobs, start=1):
             res = getattr(self.plan, job.resources)
-            gpus = f"{res.gpus} GPUs, " if res.gpus else ""
             text.append(f"  {i}. {job.name}", style="bold")
-            text.append(f" on {res.partition}: {gpus}{res.cpus} CPUs, {res.mem}, {res.time}\n")
+            text.append(f" on {res.partition}: {res.describe()}\n")  # "1 CPU", a time as Slurm reads it
         text.append(f"\nLogs go to {self.plan.logs_dir}. All or nothing: if Slurm refuses one job, "
                     "none stays queued.")
         yield Static(text, id="submit-chain", markup=False)
@@ -66,10 +65,13 @@ class SubmitStep(StepScreen):
 
     @work(thread=True, exclusive=True, group="submit", exit_on_error=False)
     def send(self) -> None:
+        # Settling an interrupted earlier submit comes first; its lines are shown with the answer.
+        notes: list[str] = []
         try:
+            session.ensure_writable(self.plan.project_home)  # read-only after losing the project: no submit
             submission = submit_chain(self.plan, session.recipe_of(self.plan), self.context.runner,
                                       hf_endpoint=self.context.hf_endpoint, files=self.context.files,
-                                      hpcwizard_cmd=self.context.hpcwizard_cmd)
+                                      hpcwizard_cmd=self.context.hpcwizard_cmd, on_note=notes.append)
         except AlreadySubmitted as exc:
             # The library's hint names the CLI's --force, which the wizard does not have.
             files = self.context.files
@@ -77,12 +79,13 @@ class SubmitStep(StepScreen):
             plan_file = session.plan_path(self.plan.project_home)
             self.post_message(ChainSubmitted(None, error=(
                 f"{exc.message}. The dashboard (Next) shows its jobs. To submit again, change the plan "
-                f"(← Back), or run `hpcwizard submit {plan_file} --force`{where} from a shell"), already=True))
+                f"(← Back), or run `hpcwizard submit {plan_file} --force`{where} from a shell"), already=True,
+                notes=tuple(notes)))
             return
         except UserError as exc:
-            self.post_message(ChainSubmitted(None, error=exc.one_line()))
+            self.post_message(ChainSubmitted(None, error=exc.one_line(), notes=tuple(notes)))
             return
-        self.post_message(ChainSubmitted(submission))
+        self.post_message(ChainSubmitted(submission, notes=tuple(notes)))
 
     def action_back(self) -> None:
         if not self.running:  # leaving mid-submit would lose the job ids of a chain that is queued
@@ -103,8 +106,11 @@ class SubmitStep(StepScreen):
         self.query_one("#submit-busy").display = False
         result = self.query_one("#submit-result", Static)
         next_button = self.query_one("#step-next", Button)
+        # An interrupted earlier submit settled first (cancelled orphans, an adopted chain): said before the answer.
+        text = Text("".join(f"ⓘ {line}\n" for line in message.notes), style="yellow")
         if message.submission is None:
-            result.update(Text(f"✘ {message.error}", style="red"))
+            text.append(f"✘ {message.error}", style="red")
+            result.update(text)
             if message.already:
                 # Nothing to submit again from the wizard: the dashboard shows those jobs.
                 self.submission = "already"
@@ -117,7 +123,7 @@ class SubmitStep(StepScreen):
             next_button.focus()
             return
         self.submission = message.submission
-        text = Text("✔ Submitted:\n", style="green bold")
+        text.append("✔ Submitted:\n", style="green bold")
         for job in message.submission.jobs:
             after = f" (after {job.dependency[0].split(':', 1)[1]})" if job.dependency else ""
             text.append(f"  {job.name}: job {job.job_id} on {job.partition}{after}\n")
@@ -126,6 +132,9 @@ class SubmitStep(StepScreen):
         next_button.label = "Dashboard →"
         self.allow_next(True)
         next_button.focus()
+        if message.notes:  # lines to read: the dashboard waits for Enter
+            self.set_status("submitted; Enter opens the dashboard")
+            return
         self.set_status(f"submitted; the dashboard opens in {self.AUTO_DASHBOARD:g} s (Enter: now)")
         self.set_timer(self.AUTO_DASHBOARD, self._auto_dashboard)
 

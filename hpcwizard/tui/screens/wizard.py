@@ -113,6 +113,7 @@ class WizardScreen(Screen[None]):
         self.token_user: str | None = None
         self.current: StepScreen | None = None
         self._took_lock: Path | None = None
+        self._unwatch_lock: Callable[[], None] | None = None
 
     def compose(self) -> ComposeResult:
         with Middle(), Center():
@@ -137,6 +138,9 @@ class WizardScreen(Screen[None]):
         if self.current is not None:  # quitting mid-step: its edits are kept like on Back
             self.keep_edits(self.step, self.current)
             self.current = None
+        if self._unwatch_lock is not None:
+            self._unwatch_lock()
+            self._unwatch_lock = None
         if self._took_lock is not None:
             session.release_project_lock(self._took_lock)
             self._took_lock = None
@@ -146,6 +150,17 @@ class WizardScreen(Screen[None]):
             if self._took_lock is not None and self._took_lock != home:
                 session.release_project_lock(self._took_lock)  # the welcome step moved to another folder
             self._took_lock = home
+        if self._unwatch_lock is not None:
+            self._unwatch_lock()
+        # Remote mode: a reconnect that finds the project taken by another
+        # hpcwizard makes this one read-only; say so at once, from any thread.
+        from hpcwizard.tui.messages import ProjectLockLost
+
+        self._unwatch_lock = session.watch_project_lock(home, lambda why: self.post_message(ProjectLockLost(why)))
+
+    def on_project_lock_lost(self, message: Any) -> None:
+        self.app.sub_title = "read-only: the project is open in another hpcwizard"
+        self.notify(message.why, title="Read-only", severity="error", timeout=60, markup=False)
 
     def show_message(self, text: str, *, error: bool = False) -> None:
         label = self.query_one("#wizard-message", Label)
