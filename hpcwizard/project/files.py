@@ -27,10 +27,11 @@ the channel's stdin) for the ``with`` block. Consequences:
 - the lock can never go stale: when the laptop closes the channel, crashes
   or loses the network, sshd closes the process's stdin, ``cat`` ends and the
   kernel releases the lock;
-- hence a wizard's project lock lasts as long as its SSH connection: after a
-  reconnect it is NOT re-taken automatically (another wizard could have
-  opened the project in between; the state file stays consistent because
-  every read-modify-write takes its own short lock).
+- hence a lock lasts as long as its SSH connection. The wizard's project
+  lock (:class:`~hpcwizard.project.state.ProjectLock`) is taken again on
+  reconnect (:meth:`ProjectFiles.on_reconnect`); if another wizard opened the
+  project in between, the first one turns read-only. (The state file stays
+  consistent either way: every read-modify-write takes its own short lock.)
 """
 
 from __future__ import annotations
