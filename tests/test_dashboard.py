@@ -865,7 +865,7 @@ async def test_a_long_reason_leaves_elapsed_and_start_on_an_80_column_screen(tmp
         widths = {column.label.plain: column.get_render_width(table) for column in table.ordered_columns}
         assert sum(widths.values()) <= 80, widths
         drawn = [table.render_lines(Region(0, y, table.size.width, 1))[0].text for y in range(1, 5)]
-        assert "317 failed" in drawn[2] and drawn[2].rstrip().endswith("-")
+        assert "317 FAILED" in drawn[2] and drawn[2].rstrip().endswith("-")  # how 317 ended, in its own word
         assert drawn[3].rstrip().endswith("~12-02 18:00") and "…" in drawn[3]
         assert "1:05 / ?" in drawn[0]
 

@@ -26,7 +26,7 @@ from hpcwizard.slurm import JobState, SlurmClient
 from hpcwizard.tui.app import make_app
 from hpcwizard.tui.messages import SnapshotTaken
 from hpcwizard.tui.screens.dashboard import DashboardScreen
-from hpcwizard.tui.widgets.confirm import ConfirmScreen
+from hpcwizard.tui.widgets.confirm import ChoiceScreen, ConfirmScreen
 from hpcwizard.tui.widgets.progress_panel import ProgressPanel
 from test_dashboard import anyio_backend, until  # noqa: F401 (a fixture)
 from test_resubmit import all_ids, submit_test_chain
@@ -249,3 +249,40 @@ async def test_the_selected_row_stays_in_view_after_a_resize(tmp_path):
         await until(pilot, "a shorter table", lambda: table.size.height < 10)
         await until(pilot, "row 25 still in view", in_view, timeout=5)
         assert table.selected_job_id == "125"
+
+
+# --------------------------------------------------------------------------
+# 3. The doctor and a cancelled parent
+
+
+async def test_a_cancelled_parent_makes_its_child_repairable_at_once_and_the_reason_says_so(tmp_path, slurm_runner):
+    """Right after a setup job was cancelled, d on its train job said "nothing
+    to repair" until Slurm set DependencyNeverSatisfied (~25 s), and the
+    Reason column read "20 failed" for a cancelled 20."""
+    from test_dashboard import select
+
+    home = tmp_path / "proj"
+    submission = submit_test_chain(home, slurm_runner, [("setup", "sleep 120"), ("train", "echo trained")])
+    setup, train = submission.job_ids
+    app = make_app(project_home=home, runner=slurm_runner, clock=lambda: FIXED, start_mode="dashboard")
+    try:
+        async with app.run_test(size=(100, 30)) as pilot:
+            screen = await the_dashboard(pilot)
+            await until(pilot, "the chain", lambda: {setup, train} <= set(screen.table.rows_by_id))
+            select(screen, setup)
+            await pilot.press("c")
+            await until(pilot, "the question", lambda: isinstance(app.screen, ConfirmScreen))
+            await pilot.press("y")
+            await until(pilot, "setup CANCELLED", lambda: screen.table.rows_by_id[setup].state is JobState.CANCELLED)
+            # The same refresh: from the recorded chain, not Slurm's later verdict.
+            assert [d.parent.job_id for d in screen.diagnoses] == [setup]
+            assert cells(screen, train)["reason"] == f"{setup} CANCELLED"
+            hint = str(screen.query_one("#dash-doctor").render())
+            assert f"train ({train}) can never start: setup ({setup}) ended CANCELLED" in hint
+            select(screen, train)
+            await pilot.press("d")
+            doctor = await until(pilot, "the doctor", lambda: isinstance(app.screen, ChoiceScreen) and app.screen)
+            assert doctor.title_text == f"Doctor: setup ({setup}) CANCELLED"
+            assert f"for setup ({setup}) to succeed, but it ended CANCELLED" in doctor.body_text
+    finally:
+        SlurmClient(slurm_runner).cancel(all_ids(home))

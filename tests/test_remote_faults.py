@@ -308,3 +308,50 @@ def test_a_local_project_home_a_user_cannot_create_is_one_line(tmp_path, sshd: S
     line = one_line_error(result)
     assert line == ("hpcwizard: cannot write the project's files in /root/forbidden/x (/root is not writable "
                     "by you); choose a folder you can write (--project-home, or project_home in the plan)"), line
+
+
+# --------------------------------------------------------------------------
+# The dashboard's log over SSH: an error note goes once reading works again
+
+
+@pytest.mark.anyio
+async def test_the_log_header_drops_its_read_error_once_the_connection_is_back(tmp_path, sshd: Sshd):
+    from hpcwizard.remote import SftpFileSource, SshRunner
+    from hpcwizard.tui.widgets.log_panel import READ_ERROR_NOTE, LogPanel
+    from test_dashboard import PanelApp, job_row, until
+    from test_remote import kill_and_wait, make_connection, session_process
+
+    known = tmp_path / "known_hosts"
+    known.write_text(sshd.known_hosts_line)
+    # One reconnect attempt: with the sshd down, a read fails at once.
+    conn = make_connection(sshd, known, reconnect_attempts=1, backoff_initial=0.05)
+    row = job_row(tmp_path)
+    log = Path(row.log_out)
+    log.parent.mkdir(parents=True)
+    log.write_text("".join(f"line {i}\n" for i in range(1, 21)))
+    local_sshd = REPO / "scripts" / "local-sshd"
+    app = PanelApp(lambda path: SftpFileSource(conn, path))
+    try:
+        async with app.run_test(size=(120, 36)) as pilot:
+            panel = app.query_one(LogPanel)
+            panel.follow(row)
+            await until(pilot, "the log over SFTP", lambda: "line 20" in panel.shown_lines)
+            header = panel.query_one("#log-header")
+            # The login node goes away: its sshd stops listening and this connection dies.
+            serving = session_process(sshd, SshRunner(conn))
+            subprocess.run([str(local_sshd), "stop"], check=True, capture_output=True)
+            kill_and_wait(serving)
+            await until(pilot, "the read error in the header",
+                        lambda: READ_ERROR_NOTE in str(header.render()), timeout=30)
+            # Back: the next poll reconnects and reads the lines written meanwhile.
+            subprocess.run([str(local_sshd), "start"], check=True, capture_output=True)
+            with log.open("a") as handle:  # noqa: ASYNC230 - a local test file
+                handle.write("line 21 after the reconnect\n")
+            await until(pilot, "the new line", lambda: "line 21 after the reconnect" in panel.shown_lines,
+                        timeout=30)
+            await until(pilot, "the header without the old error",
+                        lambda: READ_ERROR_NOTE not in str(header.render()), timeout=5)
+            assert conn.reconnects >= 1
+    finally:
+        subprocess.run([str(local_sshd), "start"], capture_output=True)  # whatever happened, the module's sshd runs
+        conn.close()

@@ -201,7 +201,13 @@ def _id_key(job_id: str) -> tuple[int, str]:
 
 def diagnose(snapshot: StatusSnapshot, state: ProjectState | None = None,
              files: ProjectFiles | None = None) -> list[Diagnosis]:
-    """One :class:`Diagnosis` per failed parent with never-satisfiable dependents."""
+    """One :class:`Diagnosis` per failed parent with never-satisfiable dependents.
+
+    A job pending after a parent that ended badly (``afterok`` on a job that
+    failed, was cancelled, timed out) is stuck at once, from the chain
+    hpcwizard recorded: Slurm says DependencyNeverSatisfied only at a later
+    scheduler pass (the doctor said "nothing to repair" for ~25 s after a
+    parent was cancelled)."""
     rows = {row.job_id: row for row in snapshot.jobs}
     if state is None:
         state = load_state(ProjectLayout(Path(snapshot.project_home)).state_dir, files)
@@ -219,9 +225,15 @@ def diagnose(snapshot: StatusSnapshot, state: ProjectState | None = None,
             return False
         return not row.active and row.state is not JobState.COMPLETED
 
+    def waits_on_a_failed_job(row: JobRow) -> bool:
+        recorded_job = recorded.get(row.job_id)
+        terms = recorded_job.dependency if recorded_job is not None else (row.dependency or "",)
+        return any(dep.kind == "afterok" and dep.job_id and failed(dep.job_id)
+                   for term in terms for dep in parse_dependency(term))
+
     roots: dict[str, list[JobRow]] = {}
     for row in snapshot.jobs:
-        if not (row.state is JobState.PENDING and row.reason == NEVER_SATISFIED):
+        if not (row.state is JobState.PENDING and (row.reason == NEVER_SATISFIED or waits_on_a_failed_job(row))):
             continue
         # Walk up through stuck ancestors to the job that actually failed.
         current, seen = row, set()

@@ -284,7 +284,9 @@ class DashboardScreen(Screen):
         duration = time.monotonic() - started
         diagnoses = []
         try:
-            if any(job.never_runs for job in snapshot.jobs):
+            # From the recorded chain: a job waiting on one that just ended
+            # badly is stuck before Slurm says DependencyNeverSatisfied.
+            if any(job.state is JobState.PENDING for job in snapshot.jobs):
                 diagnoses = diagnose(snapshot, state)
         except UserError:
             diagnoses = []

@@ -84,15 +84,25 @@ def short_dependency(text: str | None) -> str:
     return _DEPENDENCY_STATUS.sub(lambda m: " failed" if m.group(1) == "failed" else "", text)
 
 
-def reason_cell(row: JobRow) -> Text:
+_AFTEROK = re.compile(r"afterok:([0-9][0-9_+]*)")
+
+
+def reason_cell(row: JobRow, ended: Mapping[str, JobState] | None = None) -> Text:
     """Why a job waits, in one column: for a dependency, on what (Slurm's
     Reason and Dependency columns together keep the table within 80 columns).
-    A dependency that can never be satisfied says which job failed ("317
-    failed", red while the job pends): "DependencyNeverSatisfied: afterok:317
-    failed" filled an 80-column screen by itself."""
+    A dependency that can never be satisfied says which job ended and how
+    ("317 CANCELLED", red while the job pends; from ``ended``, the states of
+    the table's finished jobs): "DependencyNeverSatisfied: afterok:317 failed"
+    filled an 80-column screen by itself, and "failed" was said of a
+    cancelled job. A parent's bad end shows at once, before Slurm says the
+    dependency can never be satisfied."""
     reason = row.reason or ""
     dependency = short_dependency(row.dependency)
-    if reason == "DependencyNeverSatisfied":
+    how = [f"{job_id} {ended[job_id].value}" for job_id in _AFTEROK.findall(row.dependency or "")
+           if ended and job_id in ended and ended[job_id] is not JobState.COMPLETED]
+    if how and reason in ("Dependency", "DependencyNeverSatisfied"):
+        text = Text(", ".join(how), style="bold red" if row.state is JobState.PENDING else "")
+    elif reason == "DependencyNeverSatisfied":
         failed = dependency.replace("afterok:", "") if dependency else "never satisfied"
         text = Text(failed, style="bold red" if row.state is JobState.PENDING else "")
     elif reason == "Dependency" and dependency:
@@ -125,7 +135,8 @@ def training_reason(row: JobRow, training: TrainingStatus) -> Text | None:
     return Text(segment) if segment and row.state is not JobState.PENDING else None
 
 
-def row_cells(row: JobRow, training: TrainingStatus | None = None) -> tuple[Text, ...]:
+def row_cells(row: JobRow, training: TrainingStatus | None = None, *,
+              ended: Mapping[str, JobState] | None = None) -> tuple[Text, ...]:
     """The table cells of one job, in COLUMNS order. All ``Text``: DataTable
     reads a ``str`` cell as markup, so a job named ``x[/]`` stopped the
     dashboard with a MarkupError and ``[bold]`` in a name restyled it.
@@ -136,7 +147,7 @@ def row_cells(row: JobRow, training: TrainingStatus | None = None) -> tuple[Text
     # An exit code is news only when it is not 0:0.
     failed_exit = row.exit_code and row.exit_code != "0:0" and row.state not in (JobState.RUNNING, JobState.PENDING)
     state = f"{row.state.value} {row.exit_code}" if failed_exit else row.state.value
-    reason = reason_cell(row)
+    reason = reason_cell(row, ended)
     if training is not None:
         if training.requeued and not training.ended:
             state, state_style = CONTINUING, "bold green"
@@ -276,6 +287,7 @@ class JobTable(DataTable):
         changed = False
         training = training or {}
         wanted = {row.job_id: row for row in rows}
+        ended = {row.job_id: row.state for row in rows if row.state.is_finished}  # how parents ended
         with self.app.batch_update():
             for job_id in [j for j in self._shown if j not in wanted]:
                 self.remove_row(job_id)
@@ -283,7 +295,7 @@ class JobTable(DataTable):
                 self.rows_by_id.pop(job_id, None)
                 changed = True
             for job_id, row in wanted.items():
-                cells = row_cells(row, training.get(job_id))
+                cells = row_cells(row, training.get(job_id), ended=ended)
                 plain = tuple(cell.plain for cell in cells)
                 old = self._shown.get(job_id)
                 if old is None:

@@ -42,6 +42,8 @@ OPEN_TAIL_LINES = 200
 MAX_DISPLAY_CHARS = 4000
 #: Seconds between two polls of the followed file.
 LOG_POLL_SECONDS = 1.0
+#: The header's note while the log cannot be read (cleared once it can again).
+READ_ERROR_NOTE = "cannot read the log"
 
 # Lines worth asking triage about (the words its rules look for).
 ERROR_CANDIDATE = re.compile(
@@ -363,7 +365,12 @@ class LogPanel(Vertical):
         if event.state not in (WorkerState.SUCCESS, WorkerState.ERROR, WorkerState.CANCELLED):
             return
         if event.state is WorkerState.ERROR:
-            self.status_note = f"cannot read the log: {event.worker.error}"
+            self.status_note = f"{READ_ERROR_NOTE}: {event.worker.error}"
+            self._refresh_header()
+        elif event.state is WorkerState.SUCCESS and (self.status_note or "").startswith(READ_ERROR_NOTE):
+            # Reading works again (remote mode: the connection is back): the
+            # old error would otherwise stay above the lines now arriving.
+            self.status_note = None
             self._refresh_header()
         # Re-arm only for the current file, and never twice.
         self._active_poll = None
