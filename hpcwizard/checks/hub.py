@@ -37,7 +37,7 @@ def _transport_errors() -> tuple[type[BaseException], ...]:
     try:  # huggingface_hub >= 2 ships its own fork of httpx
         import httpx2 as httpx
     except ImportError:  # pragma: no cover - huggingface_hub 1.x
-        import httpx  # type: ignore[no-redef]
+        import httpx
     return (httpx.TransportError, OSError)
 
 

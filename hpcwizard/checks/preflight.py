@@ -690,7 +690,7 @@ def check_environment(runner: Runner, endpoint: str | None) -> list[CheckResult]
 
 
 def run_preflight(plan: Plan, recipe: Recipe, runner: Runner, *, endpoint: str | None = None,
-                  on_result: Callable[[CheckResult], None] | None = None,
+                  on_result: Callable[[CheckResult], object] | None = None,  # its answer is ignored
                   files: ProjectFiles | None = None, hpcwizard_cmd: list[str] | None = None,
                   downloads_required: bool = False, probe_network: bool = False,
                   network_wait: float | None = None,

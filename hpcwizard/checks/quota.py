@@ -25,7 +25,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
 from hpcwizard.errors import CommandFailed
@@ -377,7 +377,7 @@ def _parse_mmlsquota_y(text: str) -> list[QuotaEntry]:
         names = headers.get(section)
         if names is None:
             raise ValueError("mmlsquota: data row before its HEADER row")
-        row = {name: unquote(value) for name, value in zip(names, fields, strict=False)}
+        row = {name: unquote(value) for name, value in zip(names, fields)}  # shorter rows: checked below
         short = [k for k in _GPFS_REQUIRED if k not in row]
         if short:
             # A row shorter than its HEADER (a cut line) lacks these columns.
@@ -795,7 +795,7 @@ def _probe_quota(
     device = getattr(free, "device", None)
     existing = getattr(free, "existing", None) or path
     sites = _run_site_wrappers(runner, min(timeout, WRAPPER_TIMEOUT)) if site_wrappers else ()
-    base = dict(path=path, fstype=fstype, mount=mount, site_outputs=sites)
+    base: dict[str, Any] = dict(path=path, fstype=fstype, mount=mount, site_outputs=sites)  # every report's start
 
     if user is None:
         user = _current_user(runner)

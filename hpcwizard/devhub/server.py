@@ -335,7 +335,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _flag(self, name: str) -> bool:
         values = self._query.get(name.lower())
-        return bool(values) and values[-1].lower() in ("1", "true", "yes")
+        return bool(values and values[-1].lower() in ("1", "true", "yes"))
 
     # -- auth ------------------------------------------------------------------
     def _user(self, config: HubConfig) -> TokenUser | None:
@@ -610,7 +610,7 @@ class _Handler(BaseHTTPRequestHandler):
         if range_header and self.command == "GET" and self.hub.knobs.range_support and self._if_range_ok(entry):
             self.hub.stats_counter.add_request(f"RANGE {key}")
             parsed = _parse_range(range_header, entry.size)
-            if parsed == "unsatisfiable":
+            if isinstance(parsed, str):  # "unsatisfiable", the only text _parse_range returns
                 headers["Content-Range"] = f"bytes */{entry.size}"
                 return self._error(416, "Range Not Satisfiable", None, headers)
             if parsed is not None:

@@ -477,8 +477,9 @@ def download_plan(
                 f"{len(missing)} file(s) are not downloaded or incomplete: {shown}",
                 "the plan says download: login, so run `hpcwizard download PLAN` on the login node, then submit again",
             )
-        files = sum(len(read_manifest(r.dest).expected) for r in repos)  # type: ignore[union-attr]
-        total = sum(sum(e.size for e in read_manifest(r.dest).expected.values()) for r in repos)  # type: ignore[union-attr]
+        manifests = [m for m in (read_manifest(r.dest) for r in repos) if m is not None]  # all there: verified above
+        files = sum(len(m.expected) for m in manifests)
+        total = sum(e.size for m in manifests for e in m.expected.values())
         summary = DownloadSummary(files_total=files, files_downloaded=0, files_skipped=files, bytes_total=total,
                                   bytes_transferred=0, seconds=0.0)
     else:

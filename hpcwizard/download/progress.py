@@ -82,7 +82,7 @@ class DownloadProgress:
         return 1.0 if self.bytes_total <= 0 else min(self.bytes_done / self.bytes_total, 1.0)
 
 
-ProgressCallback = Callable[[DownloadProgress], None]
+ProgressCallback = Callable[[DownloadProgress], object]  # what it returns is ignored (post_message's bool)
 
 
 class _Rate:

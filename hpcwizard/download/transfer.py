@@ -155,7 +155,8 @@ class _CrossHostSafeRedirect(urllib.request.HTTPRedirectHandler):
     """
 
     def redirect_request(self, req: Any, fp: Any, code: int, msg: str, headers: Any, newurl: str) -> Any:
-        new = super().redirect_request(req, fp, code, msg, headers, newurl)
+        # Any, like req: the request carries two attributes of ours (hw_*) across redirects.
+        new: Any = super().redirect_request(req, fp, code, msg, headers, newurl)
         if new is None:
             return None
         origin = getattr(req, "hw_origin", _origin(req.full_url))
@@ -370,8 +371,9 @@ class FileFetcher:
                 # If the file changed on the server since the part began, it sends the whole
                 # new file (200) instead of a range of it, and we restart cleanly.
                 headers["If-Range"] = f'"{self.task.etag}"'
-        req = urllib.request.Request(self.task.url, headers=headers, method="GET")
-        req.hw_origin = _origin(self.task.url)  # type: ignore[attr-defined]
+        # Any: it carries an attribute of ours, hw_origin, for _CrossHostSafeRedirect.
+        req: Any = urllib.request.Request(self.task.url, headers=headers, method="GET")
+        req.hw_origin = _origin(self.task.url)
         return req
 
     def _attempt(self) -> None:
@@ -492,7 +494,8 @@ class FileFetcher:
         still = self.task.size - self.done
         self._save_sidecar()
         what = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "your disk quota is full",
-                errno.EFBIG: "the file is larger than this filesystem or a limit allows"}[exc.errno]
+                errno.EFBIG: "the file is larger than this filesystem or a limit allows"}.get(
+                    exc.errno or 0, exc.strerror or "the disk is full")
         raise DiskFullError(
             f"cannot write {self.part}: {what}; {human_bytes(still)} still needed for this file "
             f"({human_bytes(self.done)} of {human_bytes(self.task.size)} kept)",

@@ -28,9 +28,10 @@ import subprocess
 import sys
 import tarfile
 import zlib
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 from hpcwizard.errors import UserError
 from hpcwizard.project.files import ProjectFiles, atomic_write, local_or
@@ -94,7 +95,7 @@ def is_unpacked(archive: Path, into: Path, sha256: str | None = None,
 class _Format:
     tar_flags: tuple[str, ...]
     # How tarfile reads the headers. None: through ``zstd -dc`` (Python 3.11 has no zstd).
-    mode: str | None
+    mode: Literal["r:gz", "r:bz2", "r:xz", "r:*"] | None
 
 
 _FORMATS: dict[tuple[str, ...], _Format] = {
@@ -125,10 +126,11 @@ class _StrictHeader(tarfile.TarInfo):
     unpacked without being checked."""
 
     @classmethod
-    def frombuf(cls, buf: bytes, encoding: str, errors: str) -> tarfile.TarInfo:
+    def frombuf(cls, buf: bytes, encoding: str, errors: str) -> _StrictHeader:
         try:
             return super().frombuf(buf, encoding, errors)
-        except (tarfile.InvalidHeaderError, tarfile.TruncatedHeaderError) as exc:
+        # Both exist in every Python 3 tarfile; typeshed leaves them out (not in __all__).
+        except (tarfile.InvalidHeaderError, tarfile.TruncatedHeaderError) as exc:  # type: ignore[attr-defined]
             raise tarfile.ReadError(f"a damaged header ({exc})") from None
 
 
@@ -136,7 +138,7 @@ def _each(tar: tarfile.TarFile) -> Iterator[tarfile.TarInfo]:
     # next() rather than iterating: TarFile keeps every header it read in
     # tar.members, gigabytes for a dataset of millions of files.
     while (member := tar.next()) is not None:
-        tar.members.clear()
+        tar.members.clear()  # type: ignore[attr-defined]  # TarFile's header list; typeshed omits it
         yield member
 
 
@@ -159,7 +161,7 @@ def _zstd_headers(archive: Path) -> Iterator[tarfile.TarInfo]:
             raise tarfile.ReadError(zstd.stderr.read().decode(errors="replace").strip() or "zstd failed")
 
 
-def _headers(archive: Path, fmt: _Format) -> Iterator[tarfile.TarInfo]:
+def _headers(archive: Path, fmt: _Format) -> Generator[tarfile.TarInfo, None, None]:
     """Every member's header, in one pass: an uncompressed tar by seeking over the
     data, a compressed one by decompressing it once (as ``tar -t`` does)."""
     if fmt.mode is None:

@@ -236,7 +236,8 @@ def diagnose(snapshot: StatusSnapshot, state: ProjectState | None = None,
         if not (row.state is JobState.PENDING and (row.reason == NEVER_SATISFIED or waits_on_a_failed_job(row))):
             continue
         # Walk up through stuck ancestors to the job that actually failed.
-        current, seen = row, set()
+        current: JobRow | None = row
+        seen: set[str] = set()
         root: str | None = None
         while current is not None and current.job_id not in seen:
             seen.add(current.job_id)
@@ -256,9 +257,9 @@ def diagnose(snapshot: StatusSnapshot, state: ProjectState | None = None,
         # downstream of the failed one.
         found = {r.job_id: r for r in stuck}
         for job in dependents_of(state, root):
-            row = rows.get(job.job_id)
-            if row is not None and row.active:
-                found.setdefault(row.job_id, row)
+            dependent = rows.get(job.job_id)
+            if dependent is not None and dependent.active:
+                found.setdefault(dependent.job_id, dependent)
         ordered = sorted(found.values(), key=lambda r: _id_key(r.job_id))
         diagnoses.append(Diagnosis(parent=rows[root], stuck=tuple(ordered)))
     return sorted(diagnoses, key=lambda d: _id_key(d.parent.job_id))

@@ -12,6 +12,7 @@ both use :func:`take_snapshot`.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime
 from pathlib import Path
@@ -36,7 +37,7 @@ from hpcwizard.project.home import ProjectLayout
 from hpcwizard.project.plan import job_prefix_for
 from hpcwizard.project.state import ProjectState, SubmittedJob, load_state
 from hpcwizard.shell import Runner
-from hpcwizard.slurm import JobState, SlurmClient
+from hpcwizard.slurm import ExitStatus, JobState, SlurmClient
 
 HELD_REASONS = ("JobHeldUser", "JobHeldAdmin")
 
@@ -158,8 +159,8 @@ def _iso(moment: datetime | None) -> str | None:
     return moment.isoformat(timespec="seconds") if moment else None
 
 
-def _exit(status: object | None) -> str | None:
-    return f"{status.code}:{status.signal}" if status is not None else None  # type: ignore[attr-defined]
+def _exit(status: ExitStatus | None) -> str | None:
+    return f"{status.code}:{status.signal}" if status is not None else None
 
 
 def take_snapshot(project_home: Path, runner: Runner, *, slurm: SlurmClient | None = None,
@@ -263,7 +264,7 @@ def _number(job_id: str) -> int:
 # job's id and every job of its chain of segments.
 
 
-def _follow_on_jobs(project_home: Path, names: set[str], known: dict[str, object],
+def _follow_on_jobs(project_home: Path, names: set[str], known: Mapping[str, object],
                     files: ProjectFiles | None) -> dict[str, str]:
     """Follow-on job id -> the recorded job it continues, for the queue's
     jobs hpcwizard did not submit itself (``names``: their Slurm names).

@@ -283,14 +283,14 @@ def _parse_clean(text: str) -> ProgressSample | None:
     epoch = _EPOCH.search(text) if "poch" in text else None
     if step is None and epoch is None:
         return None
-    loss = _LOSS.search(text) if "loss" in text else None
+    loss_match = _LOSS.search(text) if "loss" in text else None
     rate = _RATE.search(text) if "/s" in text or "s/" in text else None
-    if step is not None and loss is None and rate is None and step["total"] is None:
+    if step is not None and loss_match is None and rate is None and step["total"] is None:
         return None  # "saving step 5 checkpoint": a step number alone proves nothing
     return ProgressSample(
         step=int(step["step"]) if step else None,
         max_steps=int(step["total"]) if step and step["total"] else None,
-        loss=_float(loss["loss"]) if loss else None,
+        loss=_float(loss_match["loss"]) if loss_match else None,
         rate_its=_rate_its(rate["rate"], rate["unit"]) if rate else None,
         epoch=float(epoch["epoch"]) if epoch else None,
     )
@@ -556,7 +556,7 @@ class LossHistory:
         return downsample(self.overview() if whole_run else self.recent(), width)
 
     def clear(self) -> None:
-        self.__init__(self.capacity)  # type: ignore[misc]
+        self.__init__(self.capacity)  # type: ignore[misc]  # every field back to its start, as built
 
 
 def downsample(values: list[float], width: int) -> list[float]:
@@ -603,7 +603,7 @@ class Triage:
 
     def reset(self) -> None:
         """Forget everything (the log was truncated or replaced)."""
-        self.__init__(  # type: ignore[misc]
+        self.__init__(  # type: ignore[misc]  # every field back to its start, as built
             recent_findings=self.recent.maxlen or 200, history_capacity=self.losses.capacity
         )
 
@@ -706,7 +706,7 @@ class Triage:
         if sample.eta_seconds is not None:
             eta = sample.eta_seconds
         elif sample.step is not None:
-            eta = max(0, max_steps - step) / rate if rate and max_steps else None
+            eta = max(0, max_steps - sample.step) / rate if rate and max_steps else None
         self._fields = _Fields(
             step,
             max_steps,

@@ -416,10 +416,10 @@ class _PlanLoader(yaml.SafeLoader):
     """SafeLoader that refuses a key given twice in one mapping (``recipe: demo``
     then ``recipe: diffueraser``): plain YAML keeps the last one without a word."""
 
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:  # type: ignore[override]
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
         seen: dict[object, int] = {}
         for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
+            key = self.construct_object(key_node, deep=deep)
             line = key_node.start_mark.line + 1
             if not isinstance(key, (str, int, float, bool)):
                 continue  # a complex key: SafeLoader says what is wrong with it

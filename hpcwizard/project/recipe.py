@@ -495,7 +495,7 @@ def _load_recipe(folder: Path) -> Recipe:
         raise RecipeError(f"{where} declares a parameter named {sorted(reserved)[0]}", "that name is a placeholder; rename it")
     return Recipe(
         name=_require(data, "name", where),
-        title=data.get("title", data["name"]),
+        title=str(data.get("title", data["name"])),
         description=" ".join(str(data.get("description", "")).split()),
         folder=folder,
         repos=tuple(repos),

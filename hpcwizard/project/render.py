@@ -167,13 +167,13 @@ def render(plan: Plan, recipe: Recipe, out_dir: Path, *, hf_endpoint: str | None
         "jobs": jobs,
         "continuation": continuation if continuation is not None else load_continuation(plan, recipe, files),
     }
-    files = [RenderedFile("plan.yaml", plan.to_yaml())]
+    rendered = [RenderedFile("plan.yaml", plan.to_yaml())]
     for generated in recipe.files:
-        files.append(RenderedFile(generated.name, _render_one(env, generated.template, context)))
+        rendered.append(RenderedFile(generated.name, _render_one(env, generated.template, context)))
     for job, recipe_job in zip(jobs, recipe.jobs):
         text = _render_one(env, recipe_job.template, {**context, "job": job})
-        files.append(RenderedFile(job.script, text, executable=True))
-    return Rendering(jobs, tuple(files), logs_dir=plan.logs_dir)
+        rendered.append(RenderedFile(job.script, text, executable=True))
+    return Rendering(jobs, tuple(rendered), logs_dir=plan.logs_dir)
 
 
 def _render_one(env: jinja2.Environment, template: str, context: dict[str, Any]) -> str:

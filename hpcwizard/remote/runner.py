@@ -28,6 +28,7 @@ import shlex
 import threading
 import time
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import paramiko
 from paramiko.common import cMSG_CHANNEL_REQUEST
@@ -81,7 +82,10 @@ def _send_signal(channel: paramiko.Channel, name: str) -> None:
         m.add_string("signal")
         m.add_boolean(False)
         m.add_string(name)
-        channel.transport._send_user_message(m)
+        # Any: paramiko has no public call for a signal request, only this private sender.
+        transport: Any = channel.transport
+        if transport is not None:
+            transport._send_user_message(m)
     except (OSError, EOFError, paramiko.SSHException):
         pass  # the connection is going away anyway
 

@@ -169,7 +169,9 @@ def _leading_int(text: str) -> int:
 
 def _split_top_level(text: str, sep: str = ",") -> list[str]:
     """Split on ``sep`` outside parentheses: ``gpu:a100:2(S:2,5),gpu:v100:1``."""
-    items, depth, current = [], 0, []
+    items: list[str] = []
+    current: list[str] = []
+    depth = 0
     for char in text:
         if char == "(":
             depth += 1

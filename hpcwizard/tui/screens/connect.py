@@ -24,10 +24,15 @@ from textual.worker import Worker, WorkerState
 from hpcwizard.errors import UserError
 
 if TYPE_CHECKING:
+    from textual import getters
+
     from hpcwizard.tui.app import HpcWizardApp
 
 
 class ConnectScreen(Screen[None]):
+    if TYPE_CHECKING:  # self.app is the HpcWizardApp (for the type checker only: no check at run time)
+        app = getters.app(HpcWizardApp)
+
     CSS_PATH = "connect.tcss"
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("r", "retry", "Retry", show=False),
@@ -41,7 +46,7 @@ class ConnectScreen(Screen[None]):
 
     @property
     def wizard_app(self) -> HpcWizardApp:
-        return self.app  # type: ignore[return-value]
+        return self.app
 
     def compose(self) -> ComposeResult:
         with Vertical(id="connect-box"):
@@ -66,13 +71,18 @@ class ConnectScreen(Screen[None]):
     @work(thread=True, exclusive=True, group="connect", exit_on_error=False)
     def prepare(self) -> Any:
         """The blocking part: SSH handshake (and its questions), then set-up."""
-        return self.wizard_app.connecting()
+        connecting = self.wizard_app.connecting
+        if connecting is None:  # the app shows this screen only when it has one
+            raise RuntimeError("the connect screen was shown without a connection to make")
+        return connecting()
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         if event.worker.group != "connect":
             return
         if event.state is WorkerState.SUCCESS:
-            self.wizard_app.connected(event.worker.result)
+            setup = event.worker.result
+            assert setup is not None  # connecting() returns a RemoteSetup or raises
+            self.wizard_app.connected(setup)
         elif event.state is WorkerState.ERROR:
             error = event.worker.error
             if not isinstance(error, UserError):

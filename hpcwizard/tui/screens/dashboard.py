@@ -27,7 +27,7 @@ import time
 from dataclasses import replace
 from functools import partial
 from pathlib import Path
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from rich.text import Text
 from textual import on, work
@@ -49,6 +49,13 @@ from hpcwizard.tui.widgets.confirm import ChoiceScreen, ConfirmScreen
 from hpcwizard.tui.widgets.job_table import JobTable, short_dependency
 from hpcwizard.tui.widgets.log_panel import LogPanel
 from hpcwizard.tui.widgets.progress_panel import ProgressPanel
+
+if TYPE_CHECKING:
+    from datetime import datetime
+
+    from textual import getters
+
+    from hpcwizard.tui.app import AppContext, HpcWizardApp
 
 #: Seconds between two ticks (Elapsed, end markers, time limits).
 TICK_SECONDS = 1.0
@@ -128,6 +135,9 @@ class DashboardCommands(Provider):
 class DashboardScreen(Screen):
     """The ``dashboard`` mode's screen (and the wizard's last one)."""
 
+    if TYPE_CHECKING:  # self.app is the HpcWizardApp (for the type checker only: no check at run time)
+        app = getters.app(HpcWizardApp)
+
     CSS_PATH = "dashboard.tcss"
     COMMANDS: ClassVar[set] = {DashboardCommands}
 
@@ -159,9 +169,9 @@ class DashboardScreen(Screen):
         self.policy = policy or PollPolicy()
         self.snapshot: StatusSnapshot | None = None
         self.diagnoses: list = []
-        self.last_refresh = None  # datetime from the app's clock
+        self.last_refresh: datetime | None = None  # from the app's clock
         self.last_duration = 0.0
-        self.down_since = None
+        self.down_since: datetime | None = None
         self.polls = 0  # refreshes completed (tests and the benchmark read it)
         self.probes = 0  # scontrol pings while the controller did not answer
         self._timer: Timer | None = None
@@ -190,12 +200,12 @@ class DashboardScreen(Screen):
         yield JobTable(id="jobs")
         yield Static("", id="dash-empty", markup=False)
         yield ProgressPanel(id="progress")
-        yield LogPanel(id="log", source_factory=self.app.context.files.open_source)  # type: ignore[attr-defined]
+        yield LogPanel(id="log", source_factory=self.app.context.files.open_source)
         yield Footer()
 
     @property
-    def context(self):
-        return self.app.context  # type: ignore[attr-defined]
+    def context(self) -> AppContext:
+        return self.app.context
 
     @property
     def table(self) -> JobTable:
@@ -797,7 +807,7 @@ class DashboardScreen(Screen):
     def _resubmit_worker(self, parent_id: str, carry_on: bool = False) -> None:
         from hpcwizard.jobs.resubmit import resubmit_failed
 
-        result = resubmit_failed(Path(self.context.project_home), self.context.runner, parent_id,
+        result = resubmit_failed(self.context.project.home, self.context.runner, parent_id,
                                  files=self.context.files)
         pairs = ", ".join(f"{old}→{new}" for old, new in result.new_ids.items())
         if carry_on:

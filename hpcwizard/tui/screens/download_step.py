@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable
+from typing import Any
 
 from textual import work
 from textual.binding import Binding
@@ -105,7 +106,10 @@ class DownloadStep(StepScreen):
         network and token file), showing its last output lines here."""
         import os
 
-        files, context = self.context.files, self.context
+        # Any: run_streaming is SshFiles' alone until the ProjectFiles protocol
+        # has it (issue 16, "remote download/prepare"); this runs in remote mode only.
+        files: Any = self.context.files
+        context = self.context
         screen = self
 
         class Lines:

@@ -17,6 +17,7 @@ from rich.text import Text
 from textual import on, work
 from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
+from textual.dom import DOMNode
 from textual.widget import Widget
 from textual.widgets import Input, Static
 
@@ -105,9 +106,9 @@ class ParamsStep(StepScreen):
 
     def action_reset(self) -> None:
         """Reset the parameter whose editor has the focus."""
-        node = self.focused
+        node: DOMNode | None = self.focused
         while node is not None and not isinstance(node, ParamRow):
-            node = node.parent  # type: ignore[assignment]
+            node = node.parent
         if isinstance(node, ParamRow):
             node.reset()
 

@@ -16,6 +16,7 @@ from hpcwizard.checks.space import free_space
 from hpcwizard.errors import UserError
 from hpcwizard.project import session
 from hpcwizard.project.plan import Plan
+from hpcwizard.shell import Runner
 from hpcwizard.sizes import human_bytes
 from hpcwizard.tui.messages import DataRootChecked, FolderMeasured, NetworkProbeRead
 from hpcwizard.tui.screens.step import StepScreen
@@ -24,13 +25,13 @@ from hpcwizard.tui.widgets.dir_picker import DirPicker
 DEBOUNCE = 0.4  # seconds of quiet typing before measuring
 
 
-def measure(runner: object, path: Path, need: int) -> tuple[str, bool]:
+def measure(runner: Runner, path: Path, need: int) -> tuple[str, bool]:
     """``(summary, warn)``: free space and quota where ``path`` lives (disk and commands: a worker's job)."""
-    free = free_space(runner, str(path))  # type: ignore[arg-type]
+    free = free_space(runner, str(path))
     fs = f"{free.mount} ({free.fstype})" if free.fstype else free.mount
     parts = [f"{human_bytes(free.bytes_free)} free of {human_bytes(free.bytes_total)} on {fs}"]
     warn = free.bytes_free < need
-    quota = probe_quota(runner, str(path), free=free, site_wrappers=False)  # type: ignore[arg-type]
+    quota = probe_quota(runner, str(path), free=free, site_wrappers=False)
     if quota.entries and quota.bytes_free is not None:
         parts.append(f"quota: {human_bytes(quota.bytes_free)} left")
         warn = warn or quota.bytes_free < need or quota.over_quota

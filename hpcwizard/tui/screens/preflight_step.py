@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 from textual import on, work
 from textual.binding import Binding
@@ -55,8 +56,8 @@ class PreflightStep(StepScreen):
         try:
             # Only remote mode passes the remote extras (keeps run_preflight's
             # local call exactly as it was).
-            remote = ({"files": self.context.files, "hpcwizard_cmd": self.context.hpcwizard_cmd}
-                      if self.context.files.remote else {})
+            remote: dict[str, Any] = ({"files": self.context.files, "hpcwizard_cmd": self.context.hpcwizard_cmd}
+                                      if self.context.files.remote else {})
             result = run_preflight(self.plan, session.recipe_of(self.plan), self.context.runner,
                                    endpoint=self.context.hf_endpoint,
                                    on_result=lambda row: self.post_message(CheckArrived(row)),

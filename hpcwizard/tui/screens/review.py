@@ -33,7 +33,7 @@ def language_for(name: str) -> str | None:
 
 def diff_against(previous: Path, files: list[tuple[str, str]], where: ProjectFiles | None = None) -> str:
     """A unified diff of every file against the same name in ``previous`` (a run folder)."""
-    chunks = []
+    chunks: list[str] = []
     where = local_or(where)
     for name, text in files:
         try:

@@ -174,7 +174,7 @@ class SlurmStep(StepScreen):
         """The plan with each field of ``draft`` that is valid on its own (Back and
         quitting keep those; a field that is not keeps its saved value)."""
         data = self.plan.to_dict()
-        changes = [(kind, name) for kind, fields in FIELDS.items() for name in fields]
+        changes: list[tuple[str | None, str]] = [(kind, name) for kind, fields in FIELDS.items() for name in fields]
         changes += [("train", "nodes"), (None, "account"), (None, "qos")]
         for kind, name in changes:
             if kind is None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
-from typing import TYPE_CHECKING, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
@@ -147,8 +147,12 @@ class TuiSshPrompts:
             return safe_answer
         answer: Future = Future()
 
+        def settle(value: Any) -> None:
+            if not answer.done():
+                answer.set_result(value)
+
         def push() -> None:
-            app.push_screen(make_screen(), callback=lambda value: answer.done() or answer.set_result(value))
+            app.push_screen(make_screen(), callback=settle)
 
         try:
             app.call_from_thread(push)

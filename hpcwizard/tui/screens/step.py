@@ -25,7 +25,9 @@ from hpcwizard.tui.messages import WorkerAnswer
 from hpcwizard.tui.widgets.step_header import StepHeader
 
 if TYPE_CHECKING:
-    from hpcwizard.tui.app import AppContext
+    from textual import getters
+
+    from hpcwizard.tui.app import AppContext, HpcWizardApp
 
 
 class _Back:
@@ -65,6 +67,9 @@ NEXT_SHUT = {
 class StepScreen(Screen[Any]):
     """Base of the step screens. Subclasses set ``STEP`` and write ``compose_body``."""
 
+    if TYPE_CHECKING:  # self.app is the HpcWizardApp (for the type checker only: no check at run time)
+        app = getters.app(HpcWizardApp)
+
     STEP: ClassVar[str] = ""
     NEXT_LABEL: ClassVar[str] = "Next"
     #: The answer to save when the user leaves without Next (Back, a jump, quitting):
@@ -87,7 +92,7 @@ class StepScreen(Screen[Any]):
 
     @property
     def context(self) -> AppContext:
-        return self.app.context  # type: ignore[attr-defined,no-any-return]
+        return self.app.context
 
     async def _on_message(self, message: Message) -> None:
         # A worker's answer can arrive after quitting (or Back) began taking

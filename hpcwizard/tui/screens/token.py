@@ -94,15 +94,16 @@ class TokenStep(StepScreen):
                 source = hub.find_token()
                 if source is None:
                     raise UserError("the token found earlier is gone", "paste a token below")
-                user = hub.validate_token(source.token, endpoint)
+                token = source.token
+                user = hub.validate_token(token, endpoint)
                 saved = str(hub.keep_private(source.path)) if source.path else None
                 if source.path is None:  # from HF_TOKEN only: jobs read the token file
                     saved = str(hub.store_token(source.token, endpoint))
             else:
+                token = typed
                 user = hub.validate_token(typed, endpoint)
                 saved = str(hub.store_token(typed, endpoint))
             if self.context.files.remote:
-                token = typed if typed is not None else source.token
                 # A token typed now replaces the login node's (it may be the
                 # expired one being fixed); a found one keeps what is there.
                 remote = self._store_on_login_node(token, replace=typed is not None)

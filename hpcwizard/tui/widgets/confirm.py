@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import ClassVar, Optional
 
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
@@ -83,7 +83,7 @@ class ConfirmScreen(ModalScreen[bool]):
         self.dismiss(answer)
 
 
-class ChoiceScreen(ModalScreen[str | None]):
+class ChoiceScreen(ModalScreen[Optional[str]]):  # a base class is evaluated at run time: no `|` on 3.9
     """Several answers (the doctor: resubmit / cancel / close); dismisses the
     chosen id, or None."""
 

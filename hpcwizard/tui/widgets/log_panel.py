@@ -20,6 +20,7 @@ import os
 import re
 from collections import deque
 from collections.abc import Callable
+from typing import Literal
 
 from rich.text import Text
 from textual import on, work
@@ -598,7 +599,7 @@ class LogPanel(Vertical):
             self.search(self.last_query, "forward", match.end_offset if match else None)
         return f"searching {self.last_query!r}…"
 
-    def search(self, query: str, direction: str, from_offset: int | None) -> None:
+    def search(self, query: str, direction: Literal["forward", "backward"], from_offset: int | None) -> None:
         if self.path is None:
             return
         self._search_older = direction == "backward"
@@ -607,7 +608,7 @@ class LogPanel(Vertical):
         self._search_worker(self.generation, self.path, query, direction, from_offset)
 
     @work(thread=True, exclusive=True, group="log-search", exit_on_error=False)
-    def _search_worker(self, generation: int, path: str, query: str, direction: str,
+    def _search_worker(self, generation: int, path: str, query: str, direction: Literal["forward", "backward"],
                        from_offset: int | None) -> None:
         worker = get_current_worker()
         follower = LogFollower(self.source_factory(path))

@@ -171,8 +171,8 @@ class ParamRow(Vertical):
         default = self.param.default
         if isinstance(editor, Input):
             editor.value = as_text(default)
-        else:
-            editor.value = default  # type: ignore[attr-defined]
+        elif isinstance(editor, (Checkbox, Select)):
+            editor.value = default
         self.refresh_state()
 
     def refresh_state(self) -> None:
