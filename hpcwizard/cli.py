@@ -586,7 +586,7 @@ def build_tui(args: argparse.Namespace, start_mode: str) -> Any:
                 acquire_project_lock(home, LOCAL_FILES)
         else:
             home = _project_home(args, LOCAL_FILES)
-        runner = LocalRunner()
+        runner: Runner = LocalRunner()
         if home is not None and home.exists():
             # Before the TUI takes the terminal: these lines stay on it
             # after the TUI quits.

@@ -78,19 +78,8 @@ class ActionFinished(_Message):
 
 
 # --------------------------------------------------------------------------
-# Wizard (token, folders, partitions, preflight, preview, download, submit)
-
-from dataclasses import dataclass as _dataclass  # noqa: E402
-
-from textual.message import Message  # noqa: E402
-
-
-class WorkerAnswer(Message):
-    """Base of the messages below: what a worker found, for a screen to show.
-    A screen may be going away when one arrives (see ``StepScreen._on_message``)."""
-
-
-_Message = WorkerAnswer
+# Wizard (token, folders, partitions, preflight, preview, download, submit),
+# on the same WorkerAnswer base as the dashboard's (one class, defined above).
 
 
 @_dataclass
@@ -182,7 +171,7 @@ class DownloadProgressed(_Message):
         super().__init__()
         self.progress = progress
 
-    def can_replace(self, message: _Message) -> bool:
+    def can_replace(self, message: Message) -> bool:
         return isinstance(message, DownloadProgressed) and not message.progress.notes
 
 

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -28,6 +28,11 @@ from hpcwizard.project import session
 from hpcwizard.project.plan import Plan
 from hpcwizard.project.session import STEP_KEYS, STEPS, TITLES, step_index
 from hpcwizard.tui.screens.step import BACK, Jump, StepScreen
+
+if TYPE_CHECKING:
+    from textual import getters
+
+    from hpcwizard.tui.app import HpcWizardApp
 
 
 @dataclass(frozen=True)
@@ -98,6 +103,9 @@ def dashboard_available() -> str | None:
 class WizardScreen(Screen[None]):
     """Holds the plan and the flow; the steps are screens pushed on top."""
 
+    if TYPE_CHECKING:  # self.app is the HpcWizardApp (for the type checker only: no check at run time)
+        app = getters.app(HpcWizardApp)
+
     BINDINGS = [Binding("q", "app.quit", "Quit")]
     DEFAULT_CSS = """
     WizardScreen #wizard-message { width: auto; max-width: 76; padding: 1 2; border: round $primary; }
@@ -121,12 +129,12 @@ class WizardScreen(Screen[None]):
         yield Footer()
 
     def on_mount(self) -> None:
-        home = self.app.context.project_home  # type: ignore[attr-defined]
+        home = self.app.context.project_home
         if home is not None:
             try:
                 # A folder that does not exist yet is locked (and so created)
                 # only when the user goes on from the welcome step.
-                if self.app.context.files.exists(home):  # type: ignore[attr-defined]
+                if self.app.context.files.exists(home):
                     self._lock(home)
             except UserError as exc:
                 self.show_message(f"{exc.one_line()}\n\nPress q to quit.", error=True)
