@@ -18,8 +18,10 @@ from hpcwizard.jobs.status import (
     take_snapshot,
 )
 from hpcwizard.slurm import JobState, SlurmClient
-from hpcwizard.tui.widgets.job_table import format_start, row_cells
+from hpcwizard.tui.widgets.job_table import COLUMNS, format_start, row_cells
 from test_resubmit import all_ids, submit_test_chain
+
+TIME, START = ([key for key, _ in COLUMNS].index(key) for key in ("time", "start"))
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -60,7 +62,7 @@ def test_elapsed_and_limit_read_the_same_in_the_table_and_the_cli(capsys):
     assert format_elapsed_limit(None, None) == "-"
     rows = [a_row(job_id="5", elapsed=1, time_limit=None, state="COMPLETED", source="sacct"),
             a_row(job_id="6", state="PENDING", reason="JobHeldUser", elapsed=0, time_limit=120)]
-    assert [row_cells(r)[5].plain for r in rows] == ["0:01 / ?", "0:00 / 2:00"]
+    assert [row_cells(r)[TIME].plain for r in rows] == ["0:01 / ?", "0:00 / 2:00"]
     print_status_table(StatusSnapshot("/p", "now", tuple(rows)))
     out = capsys.readouterr().out
     assert "0:01 / ?" in out and "0:00 / 2:00" in out
@@ -86,9 +88,9 @@ def test_a_job_cancelled_while_pending_shows_no_reason_and_no_start(tmp_path: Pa
         row = rows[waiter]
         assert row.reason is None and row.start is None
         cells = [cell.plain for cell in row_cells(row)]
-        assert cells[3] == "" and cells[6] == "-"
+        assert cells[3] == "" and cells[START] == "-"
         # The job that runs keeps its real start.
-        assert rows[blocker].start is not None and row_cells(rows[blocker])[6].plain != "-"
+        assert rows[blocker].start is not None and row_cells(rows[blocker])[START].plain != "-"
     finally:
         slurm.cancel(all_ids(home))
 

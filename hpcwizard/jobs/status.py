@@ -115,6 +115,12 @@ class JobRow:
     # appends to. On that job: the follow-on job that continues it.
     continues: str | None = None
     continued_by: str | None = None
+    # The nodes it runs (or ran) on, or asks for while pending (None: not
+    # known); its node list (``node[1-2]``) once it has nodes; and, on
+    # several nodes, each node's log (node K's at index K).
+    node_count: int | None = None
+    nodelist: str | None = None
+    node_logs: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not isinstance(self.state, JobState):  # JSON read back, a caller's "RUNNING"
@@ -132,6 +138,16 @@ class JobRow:
     def held(self) -> bool:
         """Held by ``scontrol hold`` (the user or an admin), not waiting on its own."""
         return self.state is JobState.PENDING and self.reason in HELD_REASONS
+
+    @property
+    def hosts(self) -> list[str]:
+        """Its nodes' names, node 0 first (``$SLURM_NODEID`` order); [] before it has any."""
+        from hpcwizard.slurm.parse import expand_hostlist
+
+        try:
+            return expand_hostlist(self.nodelist)
+        except ValueError:
+            return []
 
 
 @dataclass(frozen=True)
@@ -181,6 +197,13 @@ def take_snapshot(project_home: Path, runner: Runner, *, slurm: SlurmClient | No
     def log_paths(slurm_name: str, job_id: str) -> tuple[str, str]:
         return str(layout.log_path(slurm_name, job_id)), str(layout.log_path(slurm_name, job_id, "err"))
 
+    def node_logs(slurm_name: str, job_id: str, nodes: int | None) -> tuple[str, ...]:
+        # One launcher per node writes logs/%x-%j.node<K>.out (a follow-on
+        # job appends to those of the job it continues, as to its log).
+        if not nodes or nodes < 2:
+            return ()
+        return tuple(str(layout.node_log_path(slurm_name, job_id, k)) for k in range(nodes))
+
     rows: dict[str, JobRow] = {}
     try:
         entries = slurm.queue(me=True, all_states=True)
@@ -208,6 +231,8 @@ def take_snapshot(project_home: Path, runner: Runner, *, slurm: SlurmClient | No
             start=None if never_started else _iso(entry.start_time),
             exit_code=_exit(entry.exit_status), source="squeue", log_out=out, log_err=err,
             script=recorded.script if recorded is not None else None, continues=first,
+            node_count=entry.node_count or None, nodelist=entry.nodelist or None,
+            node_logs=node_logs(entry.name, first or entry.job_id, entry.node_count),
         )
 
     forgotten = [job_id for job_id in known if job_id not in rows]
@@ -221,12 +246,17 @@ def take_snapshot(project_home: Path, runner: Runner, *, slurm: SlurmClient | No
         job = known[done.job_id]
         out, err = log_paths(job.slurm_name, done.job_id)
         # Accounting does not say the limit: the one recorded at submit.
+        # Nor (in hpcwizard's sacct format) the node count: its node list does.
+        ran = _ran(done.nodelist, done.elapsed)
+        nodes = _node_count(done.nodelist) if ran else None
         rows[done.job_id] = JobRow(
             job_id=done.job_id, name=job.name, slurm_name=job.slurm_name, state=done.state, reason=None,
             dependency=_first_dependency(job), partition=done.partition or job.partition, elapsed=done.elapsed,
-            time_limit=job.time_limit, start=_iso(done.start_time) if _ran(done.nodelist, done.elapsed) else None,
+            time_limit=job.time_limit, start=_iso(done.start_time) if ran else None,
             exit_code=_exit(done.exit_status), source=done.source.value,
             log_out=out, log_err=err, script=job.script,
+            node_count=nodes, nodelist=done.nodelist if ran else None,
+            node_logs=node_logs(job.slurm_name, done.job_id, nodes),
         )
     for job_id in forgotten:
         if job_id in rows:
@@ -244,6 +274,15 @@ def take_snapshot(project_home: Path, runner: Runner, *, slurm: SlurmClient | No
             rows[first] = replace(rows[first], continued_by=follow_on)
     ordered = sorted(rows.values(), key=lambda row: _number(row.job_id))
     return StatusSnapshot(str(project_home), taken_at, tuple(ordered), error)
+
+
+def _node_count(nodelist: str | None) -> int | None:
+    from hpcwizard.slurm.parse import expand_hostlist
+
+    try:
+        return len(expand_hostlist(nodelist)) or None
+    except ValueError:
+        return None
 
 
 def _first_dependency(job: SubmittedJob) -> str | None:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 import re
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from enum import Enum, IntEnum
 from typing import TYPE_CHECKING, NamedTuple
@@ -39,6 +39,7 @@ class Kind(str, Enum):
     EXCEPTION = "exception"  # the final "SomeError: message" line of a traceback
     CUDA_OOM = "cuda_oom"
     NCCL = "nccl"
+    RENDEZVOUS = "rendezvous"  # a rank never joined the others (launcher, store or process-group timeout)
     OOM_KILL = "oom_kill"  # host memory: the kernel or Slurm's cgroup killed us
     TIME_LIMIT = "time_limit"
     CANCELLED = "cancelled"
@@ -50,6 +51,7 @@ DEFAULT_SEVERITY = {
     Kind.EXCEPTION: Severity.HIGH,
     Kind.CUDA_OOM: Severity.HIGH,
     Kind.NCCL: Severity.HIGH,
+    Kind.RENDEZVOUS: Severity.HIGH,
     Kind.OOM_KILL: Severity.HIGH,
     Kind.TIME_LIMIT: Severity.HIGH,
     Kind.CANCELLED: Severity.MEDIUM,
@@ -65,7 +67,19 @@ _ORIGIN_PREFIX = re.compile(r"^(?:\[(?:rank|default)\d+\]:[ ]?|\d+: )")
 # checks run.
 _ANY_SIGNAL = re.compile(
     r"Traceback|out of memory|OutOfMemory|NCCL|nccl|Watchdog|Killed|oom[-_]kill|Out Of Memory"
-    r"|OUT_OF_MEMORY|TIME LIMIT|CANCELLED|Error|ERROR"
+    r"|OUT_OF_MEMORY|TIME LIMIT|CANCELLED|Error|ERROR|imed out|never joined|could not join"
+)
+#: The lines worth asking :func:`classify_line` about (a cheap first search).
+CANDIDATE = _ANY_SIGNAL
+# A rank that never joined the others: the demo trainer's rendezvous lines
+# ("rendezvous timed out after 30 s: rank 1 of 2 never joined main at H:P",
+# "rank 1 of 2 could not join main at H:P within 30 s (...)"), torchrun's and
+# accelerate's (torch.distributed.elastic), c10d's TCPStore and the store
+# barrier of init_process_group.
+_RENDEZVOUS = re.compile(
+    r"never joined main at|could not join main at|rendezvous timed out|RendezvousTimeoutError"
+    r"|Timed out initializing process group|DistNetworkError|The client socket has timed out"
+    r"|Timed out after \d+ seconds waiting for clients"
 )
 # Ordered: the first rule that matches names the line (a Slurm time-limit
 # line also says CANCELLED; a CUDA OOM line is also an exception line).
@@ -75,6 +89,7 @@ _RULES: tuple[tuple[Kind, re.Pattern[str]], ...] = (
         Kind.NCCL,
         re.compile(r"NCCL error|nccl\w*Error|NCCL WARN|Watchdog caught collective operation timeout"),
     ),
+    (Kind.RENDEZVOUS, _RENDEZVOUS),
     (Kind.TIME_LIMIT, re.compile(r"DUE TO TIME LIMIT")),
     (
         Kind.OOM_KILL,
@@ -761,3 +776,164 @@ class Triage:
     def last_exception(self) -> Finding | None:
         """The final line of the latest traceback: usually why the job died."""
         return self.last.get(Kind.EXCEPTION)
+
+
+# --------------------------------------------------------------------------
+# Trouble between nodes: which node a rendezvous or NCCL failure is about
+#
+# A job on several nodes writes one log per node (logs/%x-%j.node<K>.out, K its
+# $SLURM_NODEID). A rank that never joined the others, or an NCCL failure, is
+# read there and said with the node it concerns: the node whose log says it,
+# or, where the line names the machine rank that never came ("rank 1 of 2
+# never joined"), that rank's node (one launcher per node: machine rank K runs
+# on node K).
+
+#: The kinds of trouble said per node.
+NODE_TROUBLE = frozenset({Kind.RENDEZVOUS, Kind.NCCL})
+#: What a node finding says at most (the line itself is kept whole).
+NODE_WHAT_CHARS = 120
+
+_NEVER_JOINED = re.compile(
+    r"rendezvous timed out after (?P<after>[^:]+): rank (?P<ranks>\d+(?:, \d+)*) of (?P<of>\d+) "
+    r"never joined main at (?P<main>\S+)")
+_COULD_NOT_JOIN = re.compile(
+    r"rank (?P<rank>\d+) of (?P<of>\d+) could not join main at (?P<main>\S+) within [^(]*\((?P<why>[^)]*)\)")
+_CLIENT_SOCKET = re.compile(
+    r"The client socket has timed out after (?P<after>\S+) while trying to connect to "
+    r"\((?P<host>[^,()]+), (?P<port>\d+)\)")
+_STORE_BARRIER = re.compile(
+    r"Timed out initializing process group in store based ?barrier on rank:? (?P<rank>\d+)"
+    r"(?:.*?world_size=(?P<world>\d+), (?:num_workers_joined|worker_count)=(?P<joined>\d+))?")
+_STORE_CLIENTS = re.compile(r"Timed out after (?P<after>\d+) seconds waiting for clients\. (?P<joined>\d+)/(?P<world>\d+)")
+_EXCEPTION_MESSAGE = re.compile(r"(?P<name>(?:\w+\.)*(?P<short>\w+(?:Error|Exception))):?\s*(?P<message>.*)$")
+_WATCHDOG = re.compile(r"(?:\[Rank (?P<rank>\d+)\] )?Watchdog caught collective operation timeout")
+_WATCHDOG_RAN = re.compile(r"ran for (?P<ms>\d+) milliseconds")
+_NCCL_ERROR_IN = re.compile(r"NCCL error in: [^,]*, (?P<message>.*?)(?:, NCCL version [\d.]+\S*)?$")
+_NCCL_RESULT = re.compile(r"(?P<name>nccl[A-Z]\w*Error):?\s*(?P<message>.*)$")
+_NCCL_WARN = re.compile(r"NCCL WARN\s*(?P<message>.*)$")
+_LINE_RANK = re.compile(r"^\[rank(?P<a>\d+)\]:|\[Rank (?P<b>\d+)\]|\bon rank:? (?P<c>\d+)")
+
+
+@dataclass(frozen=True)
+class NodeFinding:
+    """One node's trouble: ``node 1 (node2): rank 1 never joined main at
+    10.0.0.2:21234 (rendezvous timeout)``."""
+
+    node: int  # the node it is about ($SLURM_NODEID)
+    host: str | None  # that node's name, when Slurm said the job's nodes
+    kind: Kind
+    what: str  # what happened, in a few words
+    seen_on: int  # the node whose log says it
+    line: str  # the log line, cleaned
+
+    @property
+    def severity(self) -> Severity:
+        return Severity.MEDIUM if self.kind is Kind.NCCL and _NCCL_WARN.search(self.line) else DEFAULT_SEVERITY[self.kind]
+
+    @property
+    def where(self) -> str:
+        return f"node {self.node} ({self.host})" if self.host else f"node {self.node}"
+
+    @property
+    def text(self) -> str:
+        # Said by another node (rank 0 names the rank that never came): whose log to read.
+        seen = f" [node {self.seen_on}'s log]" if self.seen_on != self.node else ""
+        return f"{self.where}: {self.what}{seen}"
+
+    def __str__(self) -> str:
+        return self.text
+
+
+def node_findings(line: str, *, seen_on: int, nodes: int, hosts: Sequence[str] = ()) -> list[NodeFinding]:
+    """The rendezvous or NCCL trouble one line of node ``seen_on``'s log
+    reports (usually none), each with the node it is about. ``nodes``: how
+    many nodes the job has; ``hosts``: their names, node 0 first."""
+    raw = strip_ansi(line).rstrip("\n")  # with torchrun's "[rank3]:" prefix, which says the rank
+    text = _clean(line)
+    kind = _classify_clean(text)
+    if kind not in NODE_TROUBLE:
+        return []
+    found = []
+    for rank, what in _describe(kind, text, nodes, raw):
+        # A machine rank of the job's own count is that node (one launcher a node).
+        node = rank if rank is not None and 0 <= rank < nodes else seen_on
+        host = hosts[node] if node < len(hosts) else None
+        found.append(NodeFinding(node, host, kind, _shorten(what), seen_on, text))
+    return found
+
+
+def _shorten(what: str) -> str:
+    return what if len(what) <= NODE_WHAT_CHARS else what[: NODE_WHAT_CHARS - 1].rstrip() + "…"
+
+
+def _describe(kind: Kind, text: str, nodes: int, raw: str) -> list[tuple[int | None, str]]:
+    """(machine rank it is about, or None: the node that says it; what happened)."""
+    if kind is Kind.RENDEZVOUS:
+        return _describe_rendezvous(text, nodes, raw)
+    return [(None, _describe_nccl(text, raw))]
+
+
+def _of_machines(of: str, nodes: int) -> bool:
+    return int(of) == nodes  # "rank R of N" counts machines (nodes), not processes
+
+
+def _describe_rendezvous(text: str, nodes: int, raw: str) -> list[tuple[int | None, str]]:
+    match = _NEVER_JOINED.search(text)
+    if match is not None:
+        machines = _of_machines(match["of"], nodes)
+        return [(int(rank) if machines else None, f"rank {rank} never joined main at {match['main']} (rendezvous timeout)")
+                for rank in match["ranks"].split(", ")]
+    match = _COULD_NOT_JOIN.search(text)
+    if match is not None:
+        rank = int(match["rank"]) if _of_machines(match["of"], nodes) else None
+        return [(rank, f"rank {match['rank']} never joined main at {match['main']} (rendezvous timeout: {match['why']})")]
+    who = _line_rank(raw)
+    match = _CLIENT_SOCKET.search(text)
+    if match is not None:
+        return [(None, f"{who} never reached main at {match['host']}:{match['port']} "
+                       f"(rendezvous timeout after {match['after']})")]
+    match = _STORE_BARRIER.search(text)
+    if match is not None:
+        joined = f"{match['joined']} of {match['world']} joined, " if match["world"] else ""
+        return [(None, f"rank {match['rank']} timed out initializing the process group ({joined}rendezvous timeout)")]
+    match = _STORE_CLIENTS.search(text)
+    if match is not None:
+        return [(None, f"main waited {match['after']} s for the other ranks: {match['joined']} of {match['world']} "
+                       "joined (rendezvous timeout)")]
+    match = _EXCEPTION_MESSAGE.search(text)
+    if match is not None and match["short"] in ("RendezvousTimeoutError", "DistNetworkError"):
+        what = "rendezvous timeout" if match["short"] == "RendezvousTimeoutError" else "network error at the rendezvous"
+        message = match["message"].strip()
+        return [(None, f"{what} ({match['short']}{': ' + message if message else ''})")]
+    return [(None, f"{text.strip()} (rendezvous)")]
+
+
+def _describe_nccl(text: str, raw: str) -> str:
+    match = _WATCHDOG.search(text)
+    if match is not None:
+        op = re.search(r"OpType=(\w+)", text)
+        ran = _WATCHDOG_RAN.search(text)
+        rank = match["rank"] if match["rank"] is not None else _line_rank(raw, bare=True)
+        who = f"rank {rank}: " if rank else ""
+        took = f" after {int(ran['ms']) / 1000:g} s" if ran else ""
+        return f"{who}NCCL {op.group(1) if op else 'collective'} timed out{took} (watchdog)"
+    match = _NCCL_ERROR_IN.search(text)
+    if match is not None:
+        return f"NCCL error: {match['message'].strip()}"
+    match = _NCCL_RESULT.search(text)
+    if match is not None:
+        return f"NCCL error: {match['name']}{': ' + match['message'].strip() if match['message'].strip() else ''}"
+    match = _NCCL_WARN.search(text)
+    if match is not None:
+        return f"NCCL warning: {match['message'].strip()}"
+    return text.strip()
+
+
+def _line_rank(text: str, *, bare: bool = False) -> str:
+    """``rank 3`` for a line that says its rank (torchrun's ``[rank3]:``, c10d's
+    ``[Rank 3]``); else "a rank" (or "" with ``bare``)."""
+    match = _LINE_RANK.search(text)
+    rank = next((g for g in match.groups() if g is not None), None) if match else None
+    if bare:
+        return rank or ""
+    return f"rank {rank}" if rank is not None else "a rank"

@@ -95,6 +95,11 @@ class ProjectLayout:
         """A job's log as the scripts name it: ``logs/%x-%j.out`` (``.err``)."""
         return self.logs_dir / f"{slurm_name}-{job_id}.{stream}"
 
+    def node_log_path(self, slurm_name: str, job_id: str, node: int) -> Path:
+        """Node ``node``'s output of a job on several nodes (stdout and stderr
+        together): ``logs/%x-%j.node<K>.out``, K its ``$SLURM_NODEID``."""
+        return self.logs_dir / f"{slurm_name}-{job_id}.node{node}.out"
+
 
 def home_path(text: str, files: ProjectFiles = LOCAL_FILES) -> Path:
     """The project home (or any folder) the user typed, as an absolute path

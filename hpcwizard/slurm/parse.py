@@ -186,6 +186,61 @@ def _split_top_level(text: str, sep: str = ",") -> list[str]:
     return [item.strip() for item in items if item.strip()]
 
 
+# --- host lists --------------------------------------------------------------
+
+#: More hosts than any job holds: a longer list is not expanded.
+MAX_HOSTS = 100_000
+_BRACKETS = re.compile(r"\[([^\[\]]*)\]")
+
+
+def expand_hostlist(text: str | None) -> list[str]:
+    """A Slurm node list, one name per node, in Slurm's order (the order of
+    ``scontrol show hostnames``, which is also ``$SLURM_NODEID``'s):
+    ``node[1-2]`` → node1, node2; ``gpu[01-02,07],cpu5`` → gpu01, gpu02,
+    gpu07, cpu5 (zero padding kept); ``rack[1-2]-n[1-2]`` → all four.
+    Nothing assigned (``""``, ``None assigned``, ``(null)``) → []."""
+    value = (text or "").strip()
+    if value.lower() in _NO_VALUE or value.lower() in ("none assigned", "none"):
+        return []
+    hosts: list[str] = []
+    for item in _split_top_level(value.replace("[", "(").replace("]", ")")):
+        item = item.replace("(", "[").replace(")", "]")
+        names = [""]
+        rest = item
+        while rest:
+            match = _BRACKETS.search(rest)
+            if match is None:
+                if "[" in rest or "]" in rest:
+                    raise ValueError(f"unbalanced brackets in node list {text!r}")
+                names = [name + rest for name in names]
+                break
+            prefix, rest = rest[: match.start()], rest[match.end():]
+            if "[" in prefix or "]" in prefix:
+                raise ValueError(f"unbalanced brackets in node list {text!r}")
+            numbers = _host_numbers(match.group(1), text)
+            if len(names) * len(numbers) + len(hosts) > MAX_HOSTS:
+                raise ValueError(f"node list {text!r} names more than {MAX_HOSTS} nodes")
+            names = [name + prefix + number for name in names for number in numbers]
+        hosts.extend(names)
+        if len(hosts) > MAX_HOSTS:
+            raise ValueError(f"node list {text!r} names more than {MAX_HOSTS} nodes")
+    return hosts
+
+
+def _host_numbers(ranges: str, text: str | None) -> list[str]:
+    """``01-03,07`` → 01, 02, 03, 07 (the width of the first bound kept)."""
+    numbers: list[str] = []
+    for part in ranges.split(","):
+        low, _, high = part.strip().partition("-")
+        if not low.isdigit() or (high and not high.isdigit()):
+            raise ValueError(f"bad range {part!r} in node list {text!r}")
+        start, end = int(low), int(high or low)
+        if end < start or len(numbers) + end - start >= MAX_HOSTS:
+            raise ValueError(f"bad range {part!r} in node list {text!r}")
+        numbers.extend(str(n).zfill(len(low)) for n in range(start, end + 1))
+    return numbers
+
+
 # --- GRES --------------------------------------------------------------------
 
 

@@ -113,6 +113,7 @@ class DashboardCommands(Provider):
             ("Doctor: resubmit failed job", "Explain a stuck chain; resubmit or cancel it", screen.action_doctor),
             ("View sbatch file", "Show the selected job's batch script", screen.action_view_sbatch),
             ("Toggle stdout/stderr", "Follow the other log of the selected job", screen.action_toggle_stream),
+            ("Next node's log", "A job on several nodes: show its next node's log", screen.action_next_node),
             ("Jump to first error", "Scroll the log to its first error line", screen.action_first_error),
         ]
         if hasattr(screen.app, "open_wizard"):
@@ -156,6 +157,7 @@ class DashboardScreen(Screen):
         Binding("u", "release", "Release", show=False),
         Binding("v", "view_sbatch", "Sbatch", show=False),
         Binding("o", "toggle_stream", "out/err", show=False),
+        Binding("m", "next_node", "Next node's log", show=False),
         Binding("f", "toggle_follow", "Follow", show=False),
         Binding("n", "search_next", "Older match", show=False),
         Binding("N", "search_previous", "Newer match", show=False),
@@ -197,7 +199,7 @@ class DashboardScreen(Screen):
         yield Static("", id="dash-banner", markup=False)
         yield Static("", id="dash-doctor", markup=False)
         yield Static("", id="dash-training", markup=False)
-        yield JobTable(id="jobs")
+        yield JobTable(id="jobs", clock=self.context.clock)
         yield Static("", id="dash-empty", markup=False)
         yield ProgressPanel(id="progress")
         yield LogPanel(id="log", source_factory=self.app.context.files.open_source)
@@ -613,6 +615,9 @@ class DashboardScreen(Screen):
     def action_toggle_stream(self) -> None:
         self.log_panel.toggle_stream()
 
+    def action_next_node(self) -> None:
+        self.notify(self.log_panel.next_node(), timeout=2, markup=False)
+
     def action_toggle_follow(self) -> None:
         self.log_panel.toggle_follow()
 
@@ -761,12 +766,16 @@ class DashboardScreen(Screen):
 
     @work(thread=True, exclusive=True, group="doctor", exit_on_error=False)
     def _doctor_worker(self, diagnosis) -> None:
+        from hpcwizard.jobs.nodelogs import node_trouble
         from hpcwizard.jobs.resubmit import with_exit_code
 
         # squeue has no exit codes: one sacct/scontrol for the failed parent.
-        self.app.call_from_thread(self._show_doctor, with_exit_code(diagnosis, SlurmClient(self.context.runner)))
+        diagnosis = with_exit_code(diagnosis, SlurmClient(self.context.runner))
+        # On several nodes: what its node logs say went wrong between them.
+        trouble = node_trouble(diagnosis.parent, self.context.files)
+        self.app.call_from_thread(self._show_doctor, diagnosis, trouble)
 
-    def _show_doctor(self, diagnosis) -> None:
+    def _show_doctor(self, diagnosis, node_trouble=()) -> None:
         from hpcwizard.jobs.resubmit import continues_from_checkpoint, fix_advice, how_it_ended
 
         parent = diagnosis.parent
@@ -778,6 +787,8 @@ class DashboardScreen(Screen):
         else:
             body = (f"{parent.name} ({parent.job_id}) {how_it_ended(parent)}.\n"
                     f"Its log: {parent.log_out} (stderr: {parent.log_err}).")
+        if node_trouble:
+            body += "\n\nIts node logs say:\n" + "\n".join(f"  {finding.text}" for finding in node_trouble[:6])
         verb = "Continue" if carry_on else "Resubmit"
         body += (f"\n\n{verb} runs {parent.script} again in {self.context.project_home}"
                  + (", cancels the stuck jobs and submits them again after it (afterok)." if diagnosis.stuck else ".")

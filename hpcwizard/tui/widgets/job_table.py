@@ -9,8 +9,8 @@ one ``app.batch_update()``. See dolphie's ``Panels/Processlist.py``.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
-from datetime import datetime
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import date, datetime
 
 from rich.cells import cell_len
 from rich.text import Text
@@ -26,6 +26,7 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("state", "State"),
     ("reason", "Reason"),
     ("partition", "Part."),
+    ("nodes", "Nodes"),
     ("time", "Elapsed/Limit"),
     ("start", "Start"),
 )
@@ -58,8 +59,14 @@ CONTINUING = "CONTINUING"
 REASON_MIN = 10
 REASON_MAX = 24
 
+#: Shown only while a job of the table runs on several nodes: a column of
+#: 1s says nothing, and at 80 columns the others need its 7 cells.
+NODES_COLUMN = "nodes"
 
-def format_start(row: JobRow) -> str:
+
+def format_start(row: JobRow, today: date | None = None) -> str:
+    """``01-02 06:00``; ``06:00`` on ``today`` (the date says nothing then,
+    and the Nodes column of a multi-node job needs the room at 80 columns)."""
     if row.held:
         return "held"  # Slurm's estimate assumes a release that may never come
     if not row.start:
@@ -68,7 +75,7 @@ def format_start(row: JobRow) -> str:
         moment = datetime.fromisoformat(row.start)
     except ValueError:
         return row.start
-    text = moment.strftime("%m-%d %H:%M")
+    text = moment.strftime("%H:%M" if today is not None and moment.date() == today else "%m-%d %H:%M")
     # While pending, Slurm's start time is only an estimate.
     return f"~{text}" if row.state is JobState.PENDING else text
 
@@ -135,7 +142,12 @@ def training_reason(row: JobRow, training: TrainingStatus) -> Text | None:
     return Text(segment) if segment and row.state is not JobState.PENDING else None
 
 
-def row_cells(row: JobRow, training: TrainingStatus | None = None, *,
+def nodes_cell(row: JobRow) -> Text:
+    """How many nodes it runs on (asks for, while pending); ``-`` when not known."""
+    return Text(str(row.node_count) if row.node_count else "-")
+
+
+def row_cells(row: JobRow, training: TrainingStatus | None = None, *, today: date | None = None,
               ended: Mapping[str, JobState] | None = None) -> tuple[Text, ...]:
     """The table cells of one job, in COLUMNS order. All ``Text``: DataTable
     reads a ``str`` cell as markup, so a job named ``x[/]`` stopped the
@@ -164,8 +176,9 @@ def row_cells(row: JobRow, training: TrainingStatus | None = None, *,
         Text(state, style=state_style),
         reason,
         Text(row.partition or ""),
+        nodes_cell(row),
         Text(format_elapsed_limit(row.elapsed, row.time_limit)),
-        Text(format_start(row)),
+        Text(format_start(row, today)),
     )
 
 
@@ -180,10 +193,14 @@ class JobTable(DataTable):
     }
     """
 
-    def __init__(self, **kwargs) -> None:
+    def __init__(self, *, clock: Callable[[], datetime] | None = None, **kwargs) -> None:
         super().__init__(cursor_type="row", zebra_stripes=True, **kwargs)
+        self.clock = clock or datetime.now  # what "today" is for the Start column
         self.rows_by_id: dict[str, JobRow] = {}
+        # The plain text of every cell of each row, in COLUMNS order (the
+        # Nodes cell too while its column is hidden).
         self._shown: dict[str, tuple[str, ...]] = {}
+        self.nodes_shown = False  # the Nodes column is on (a job runs on several nodes)
         self.cell_updates = 0  # cells rewritten by apply(): what a refresh really cost
         self._measured_widths: tuple[int, ...] = ()
 
@@ -210,7 +227,7 @@ class JobTable(DataTable):
             if plain is None or self._row_locations.get(row_key) is None:
                 others.append(row_key)
                 continue
-            for column, text in zip(columns, plain):
+            for column, text in zip(columns, self._displayed(plain)):
                 width = cell_len(text)
                 if width > column.content_width:
                     column.content_width = width
@@ -223,8 +240,29 @@ class JobTable(DataTable):
             self.refresh()
 
     def on_mount(self) -> None:
+        self._add_columns()
+
+    def _add_columns(self) -> None:
         for key, label in COLUMNS:
-            self.add_column(label, key=key)
+            if key != NODES_COLUMN or self.nodes_shown:
+                self.add_column(label, key=key)
+
+    def _displayed(self, cells: Sequence):
+        """``cells`` (in COLUMNS order) of the columns on screen."""
+        if self.nodes_shown:
+            return tuple(cells)
+        return tuple(cell for (key, _), cell in zip(COLUMNS, cells) if key != NODES_COLUMN)
+
+    def _show_nodes(self, shown: bool) -> str | None:
+        """The Nodes column on or off: DataTable only appends columns, so the
+        table is emptied to be filled again; returns the job to select again."""
+        selected = self.selected_job_id
+        self.nodes_shown = shown
+        self.clear(columns=True)
+        self._add_columns()
+        self._shown.clear()
+        self.rows_by_id.clear()
+        return selected
 
     def on_resize(self) -> None:
         self._update_dimensions([])  # the Reason column's room changed
@@ -288,26 +326,32 @@ class JobTable(DataTable):
         training = training or {}
         wanted = {row.job_id: row for row in rows}
         ended = {row.job_id: row.state for row in rows if row.state.is_finished}  # how parents ended
+        today = self.clock().date()
+        reselect = None
         with self.app.batch_update():
+            nodes = any((row.node_count or 0) > 1 for row in rows)
+            if nodes != self.nodes_shown:
+                reselect = self._show_nodes(nodes)
             for job_id in [j for j in self._shown if j not in wanted]:
                 self.remove_row(job_id)
                 del self._shown[job_id]
                 self.rows_by_id.pop(job_id, None)
                 changed = True
             for job_id, row in wanted.items():
-                cells = row_cells(row, training.get(job_id), ended=ended)
+                cells = row_cells(row, training.get(job_id), today=today, ended=ended)
                 plain = tuple(cell.plain for cell in cells)
                 old = self._shown.get(job_id)
                 if old is None:
-                    self.add_row(*cells, key=job_id)
-                    self.cell_updates += len(cells)
+                    shown = self._displayed(cells)
+                    self.add_row(*shown, key=job_id)
+                    self.cell_updates += len(shown)
                     changed = True
                 elif old != plain:
                     previous = self.rows_by_id.get(job_id)
                     if previous is None or (previous.state, previous.reason) != (row.state, row.reason):
                         changed = True
                     for (key, _), cell, before, after in zip(COLUMNS, cells, old, plain):
-                        if before != after:
+                        if before != after and (key != NODES_COLUMN or self.nodes_shown):
                             # Ask for a width update only when the column must
                             # grow: a narrower value makes DataTable re-measure
                             # the whole column (10,000 cells) for each cell.
@@ -316,4 +360,6 @@ class JobTable(DataTable):
                             self.cell_updates += 1
                 self._shown[job_id] = plain
                 self.rows_by_id[job_id] = row
+            if reselect is not None and reselect in self._shown:
+                self.move_cursor(row=self.get_row_index(reselect), scroll=True)
         return changed

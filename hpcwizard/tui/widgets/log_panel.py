@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import bisect
 import os
-import re
 from collections import deque
 from collections.abc import Callable
 from typing import Literal
@@ -31,7 +30,8 @@ from textual.widgets import Input, RichLog, Static
 from textual.worker import Worker, WorkerState, get_current_worker
 
 from hpcwizard.jobs.logtail import FileSource, LocalFileSource, LogFollower, LogUpdate
-from hpcwizard.jobs.triage import DEFAULT_SEVERITY, Kind, Severity, Triage
+from hpcwizard.jobs.nodelogs import NodeLogWatch
+from hpcwizard.jobs.triage import CANDIDATE, DEFAULT_SEVERITY, Kind, NodeFinding, Severity, Triage
 from hpcwizard.slurm import JobState
 from hpcwizard.tui.messages import LogChunk, SearchResult
 
@@ -47,10 +47,10 @@ LOG_POLL_SECONDS = 1.0
 READ_ERROR_NOTE = "cannot read the log"
 
 # Lines worth asking triage about (the words its rules look for).
-ERROR_CANDIDATE = re.compile(
-    r"Traceback|out of memory|OutOfMemory|NCCL|nccl|Watchdog|Killed|oom[-_]kill|Out Of Memory"
-    r"|OUT_OF_MEMORY|TIME LIMIT|CANCELLED|Error|ERROR"
-)
+ERROR_CANDIDATE = CANDIDATE
+#: Seconds between two reads of a running multi-node job's node logs (for
+#: trouble between its nodes; the shown log is read every LOG_POLL_SECONDS).
+NODE_LOGS_POLL_SECONDS = 5.0
 
 #: End states where the reason is worth looking for in stderr too: Python
 #: tracebacks, Slurm's "CANCELLED AT ... DUE TO TIME LIMIT" and the OOM
@@ -134,6 +134,14 @@ class LogPanel(Vertical):
         text-overflow: ellipsis;
         color: $warning;
     }
+    LogPanel #log-nodes {
+        display: none;  /* shown while a multi-node job's node logs tell of trouble */
+        height: auto;
+        max-height: 1;
+        text-wrap: nowrap;
+        text-overflow: ellipsis;
+        color: $error;
+    }
     LogPanel #log-view {
         height: 1fr;
         background: $surface;
@@ -179,10 +187,21 @@ class LogPanel(Vertical):
         self._search_older = True  # the direction of the search under way
         self._error_jump_pending = False  # switched to stderr for its first error: jump once it is read
         self.status_note: str | None = None
+        # A job on several nodes: the node whose log is shown (0: the job
+        # log, which carries node 0's output), and what its node logs say.
+        self.node = 0
+        self.node_findings: list[NodeFinding] = []
+        self._node_watch: NodeLogWatch | None = None
+        self._node_job = None  # the newest JobRow of the watched job
+        self._node_check: Worker | None = None
+        self._node_check_watch: NodeLogWatch | None = None
+        self._node_state_read = None  # the job's state at the last read
+        self._node_timer: Timer | None = None
 
     def compose(self):
         yield Static("no job selected", id="log-header", markup=False)
         yield Static("", id="log-triage", markup=False)
+        yield Static("", id="log-nodes", markup=False)
         yield RichLog(id="log-view", max_lines=MAX_VIEW_LINES, wrap=False, auto_scroll=True)
         yield Static("", id="log-partial")
         yield Input(placeholder="search the log (Enter: newest match; n older, N newer; Esc closes)",
@@ -201,11 +220,12 @@ class LogPanel(Vertical):
 
     def follow(self, job, *, force: bool = False) -> None:
         """Follow ``job``'s log (a JobRow; None shows nothing)."""
-        path = None
-        if job is not None:
-            path = job.log_out if self.stream == "out" else job.log_err
+        if job is None or self.job is None or job.job_id != self.job.job_id:
+            self.node = 0  # another job: its job log first
+        path = self._path_of(job)
         same = path == self.path
         self.job = job
+        self._watch_nodes(job)
         if same and not force:
             self._refresh_header()  # the job's state may have changed (pending → running)
             return
@@ -270,7 +290,108 @@ class LogPanel(Vertical):
         self._refresh_header()
 
     def toggle_stream(self) -> None:
+        if self.node:
+            # A node log holds both streams: back to the job log's.
+            self.node = 0
+            self.follow(self.job, force=True)
+            return
         self.stream = "err" if self.stream == "out" else "out"
+
+    # -- the nodes of a multi-node job -----------------------------------------
+
+    def _path_of(self, job) -> str | None:
+        if job is None:
+            return None
+        node_logs = getattr(job, "node_logs", ())
+        if self.node and self.node < len(node_logs):
+            return node_logs[self.node]
+        return job.log_out if self.stream == "out" else job.log_err
+
+    def next_node(self) -> str:
+        """Show the next node's log of a job on several nodes (after the
+        last, the job log again, which is node 0's)."""
+        job = self.job
+        if job is None:
+            return "select a job first"
+        count = len(getattr(job, "node_logs", ()))
+        if count < 2:
+            return f"job {job.job_id} runs on one node: its log is the job log"
+        self.node = (self.node + 1) % count
+        self.follow(job, force=True)
+        return f"{self._node_label(job)}'s log"
+
+    def _node_label(self, job) -> str:
+        hosts = job.hosts
+        host = f" ({hosts[self.node]})" if self.node < len(hosts) else ""
+        return f"node {self.node} of {len(job.node_logs)}{host}"
+
+    def _watch_nodes(self, job) -> None:
+        """Read the node logs of a job on several nodes for trouble between
+        its nodes: now, every NODE_LOGS_POLL_SECONDS while it is active, and
+        once more when it ends."""
+        if job is None or len(getattr(job, "node_logs", ())) < 2:
+            self._stop_node_watch()
+            return
+        if self._node_watch is None or self._node_watch.job_id != job.job_id:
+            self._stop_node_watch()
+            self._node_watch = NodeLogWatch(job, self.source_factory)
+        self._node_job = job
+        if self._node_check is None and self._node_timer is None and job.state != self._node_state_read:
+            self._read_nodes()
+
+    def _stop_node_watch(self, *, show: bool = True) -> None:
+        if self._node_timer is not None:
+            self._node_timer.stop()
+            self._node_timer = None
+        watch, self._node_watch, self._node_job, self._node_state_read = self._node_watch, None, None, None
+        if watch is not None and self._node_check_watch is not watch:
+            watch.close()  # (one a worker still reads is closed when it is done)
+        if self.node_findings and show:
+            self._show_node_findings([])
+
+    def _read_nodes(self) -> None:
+        self._node_timer = None
+        watch, job = self._node_watch, self._node_job
+        if watch is None or job is None or self._node_check is not None:
+            return
+        self._node_state_read = job.state
+        self._node_check_watch = watch
+        self._node_check = self._node_worker(watch, job)
+
+    @work(thread=True, group="node-logs", exit_on_error=False)
+    def _node_worker(self, watch: NodeLogWatch, job) -> list[NodeFinding]:
+        return watch.update(job)
+
+    def _node_read(self, event: Worker.StateChanged) -> None:
+        if event.worker is not self._node_check or event.state not in (
+                WorkerState.SUCCESS, WorkerState.ERROR, WorkerState.CANCELLED):
+            return
+        watch = self._node_check_watch
+        self._node_check = self._node_check_watch = None
+        if watch is not self._node_watch:
+            if watch is not None:
+                watch.close()  # another job is selected now
+            return
+        if event.state is WorkerState.SUCCESS:
+            self._show_node_findings(event.worker.result or [])
+        job = self._node_job
+        if job is not None and (job.active or job.state != self._node_state_read):
+            self._node_timer = self.set_timer(NODE_LOGS_POLL_SECONDS if job.active else 0.01, self._read_nodes)
+
+    def _show_node_findings(self, findings: list[NodeFinding]) -> None:
+        self.node_findings = list(findings)
+        line = self.query_one("#log-nodes", Static)
+        line.display = bool(findings)
+        if not findings:
+            line.update("")
+            return
+        worst = max(finding.severity for finding in findings)
+        first = next(finding for finding in findings if finding.severity == worst)
+        more = f" (+{len(findings) - 1} more)" if len(findings) > 1 else ""
+        line.update(Text(f"⚠ {first.text}{more} · m: next node's log"))
+
+    def on_unmount(self) -> None:
+        self._stop_node_watch(show=False)  # (the lines are gone already)
 
     def toggle_follow(self) -> None:
         self.following = not self.following
@@ -361,6 +482,9 @@ class LogPanel(Vertical):
         return out
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        if event.worker.group == "node-logs":
+            self._node_read(event)
+            return
         if event.worker.group != "log-poll" or event.worker is not self._active_poll:
             return
         if event.state not in (WorkerState.SUCCESS, WorkerState.ERROR, WorkerState.CANCELLED):
@@ -431,6 +555,9 @@ class LogPanel(Vertical):
             header.update("no job selected")
             return
         label = "stdout" if self.stream == "out" else "stderr"
+        if self.job is not None and len(getattr(self.job, "node_logs", ())) > 1:
+            where = self._node_label(self.job)
+            label = where if self.node else f"{where} · {label}"  # a node log holds both streams
         name = os.path.relpath(self.path) if not os.path.isabs(self.path) else self.path
         if self.job is not None:
             home = os.path.dirname(os.path.dirname(self.path))
@@ -511,7 +638,7 @@ class LogPanel(Vertical):
     def _stderr_fallback(self) -> str | None:
         """The stderr log to search when stdout has no error, if any."""
         job = self.job
-        if job is None or self.stream != "out" or getattr(job, "state", None) not in ENDED_BADLY:
+        if job is None or self.stream != "out" or self.node or getattr(job, "state", None) not in ENDED_BADLY:
             return None
         return job.log_err
 
