@@ -15,6 +15,8 @@ try:
 except ImportError:  # Python < 3.11: pytest's own dependency
     import tomli as tomllib
 
+from test_layering import package_modules
+
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -33,6 +35,24 @@ def test_a_host_command_reaches_the_login_node_on_this_python(tmp_path):
     assert done.stderr.strip() == (f"hpcwizard: 127.0.0.1 port {port} refused the connection; "
                                    "check the host and port (is sshd running there?)")
     assert done.returncode == 2
+
+
+def test_every_module_imports_on_this_python():
+    """The TUI's screens too, which the wizard imports only when it reaches
+    them: a base class like ``ModalScreen[str | None]`` is evaluated at import
+    and is a TypeError on 3.9, where no test of the core suite would load it."""
+    modules = package_modules()
+    assert "hpcwizard.tui.app" in modules and "hpcwizard.tui.widgets.confirm" in modules
+    script = ("import importlib, sys\n"
+              "for name in sys.stdin.read().split():\n"
+              "    try:\n"
+              "        importlib.import_module(name)\n"
+              "    except Exception as exc:\n"
+              "        print(f'{name}: {type(exc).__name__}: {exc}')\n")
+    done = subprocess.run([sys.executable, "-c", script], input="\n".join(modules), cwd=REPO,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "", done.stdout
 
 
 def test_the_oldest_python_is_the_same_everywhere():

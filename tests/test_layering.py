@@ -46,9 +46,9 @@ print(json.dumps({"blocked": blocked, "failed": failed, "textual_loaded": loaded
 """
 
 
-def core_modules() -> list[str]:
-    """Every importable module of the package outside ``hpcwizard.tui``, from
-    the tree (importing packages to walk them would import the TUI too)."""
+def package_modules() -> list[str]:
+    """Every importable module of the package but the ``__main__`` entry
+    points, from the tree (importing packages to walk them would import all)."""
     names = []
     for path in sorted(PACKAGE.rglob("*.py")):
         parts = path.relative_to(REPO).with_suffix("").parts
@@ -56,10 +56,14 @@ def core_modules() -> list[str]:
         # Only files inside packages (the demo's code_base is data, run as scripts on the cluster).
         if not all((REPO.joinpath(*folders[: i + 1]) / "__init__.py").exists() for i in range(len(folders))):
             continue
-        if parts[-1] == "__main__" or parts[:2] == ("hpcwizard", "tui"):
-            continue
-        names.append(".".join(parts[:-1] if parts[-1] == "__init__" else parts))
+        if parts[-1] != "__main__":
+            names.append(".".join(parts[:-1] if parts[-1] == "__init__" else parts))
     return names
+
+
+def core_modules() -> list[str]:
+    """The modules outside ``hpcwizard.tui``."""
+    return [name for name in package_modules() if not name.startswith("hpcwizard.tui")]
 
 
 def test_every_module_outside_the_tui_imports_without_textual():
