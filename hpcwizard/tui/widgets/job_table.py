@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import date, datetime
+from operator import itemgetter
 
 from rich.cells import cell_len
 from rich.text import Text
@@ -62,6 +63,7 @@ REASON_MAX = 24
 #: Shown only while a job of the table runs on several nodes: a column of
 #: 1s says nothing, and at 80 columns the others need its 7 cells.
 NODES_COLUMN = "nodes"
+_WITHOUT_NODES = itemgetter(*(i for i, (key, _) in enumerate(COLUMNS) if key != NODES_COLUMN))
 
 
 def format_start(row: JobRow, today: date | None = None) -> str:
@@ -249,9 +251,7 @@ class JobTable(DataTable):
 
     def _displayed(self, cells: Sequence):
         """``cells`` (in COLUMNS order) of the columns on screen."""
-        if self.nodes_shown:
-            return tuple(cells)
-        return tuple(cell for (key, _), cell in zip(COLUMNS, cells) if key != NODES_COLUMN)
+        return tuple(cells) if self.nodes_shown else _WITHOUT_NODES(cells)
 
     def _show_nodes(self, shown: bool) -> str | None:
         """The Nodes column on or off: DataTable only appends columns, so the
