@@ -215,7 +215,7 @@ REMOTE_GROUP_PLACES = {"token": "laptop", "access": "laptop", "space": "login no
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from hpcwizard.checks.preflight import CheckResult, run_preflight
+    from hpcwizard.checks.preflight import CheckResult, run_preflight, start_fresh
 
     files = make_files(args)
     plan, recipe = _remote_plan(args, files)
@@ -223,6 +223,12 @@ def cmd_check(args: argparse.Namespace) -> int:
     runner = make_runner(args)
     command = remote_hpcwizard(args, runner) if files.remote else None
     shown: set[str] = set()
+    moved = start_fresh(plan, recipe, runner, files) if args.start_fresh else []
+    if args.start_fresh and not args.json:
+        for move in moved:
+            print(f"moved {move.source} to {move.target}")
+        if not moved:
+            print("no earlier checkpoints to move")
 
     def show(row: CheckResult) -> None:
         if args.json:
@@ -244,6 +250,8 @@ def cmd_check(args: argparse.Namespace) -> int:
         if files.remote:
             data["host"] = files.where
             data["ran_on"] = REMOTE_GROUP_PLACES
+        if args.start_fresh:
+            data["moved"] = [{"from": str(m.source), "to": str(m.target)} for m in moved]
         print_json(data)
     else:
         counts = preflight.counts()
@@ -507,6 +515,10 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--probe", action="store_true",
                        help="probe the compute nodes' network again (a 2-minute job on the setup partition) "
                             "instead of using the cached result")
+    check.add_argument("--start-fresh", action="store_true",
+                       help="first move the checkpoints an earlier run left (and what was converted from them) "
+                            "into a dated folder of the project home, so training starts from step 0; "
+                            "nothing is deleted")
     add_remote_options(check)
     check.set_defaults(handler=cmd_check)
 

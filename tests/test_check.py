@@ -217,15 +217,19 @@ def test_a_project_home_that_cannot_be_written_blocks_before_submit(tmp_path, de
 
 def test_checkpoints_of_an_earlier_run_are_pointed_out(tmp_path, demo_hub, slurm_conf):
     """Training resumes from the latest checkpoint: a new plan in the same
-    project home would silently train nothing up to that step."""
+    project home would silently skip the steps up to it (at or beyond the
+    plan's steps it blocks: tests/test_check_checkpoints.py)."""
     hub, built = demo_hub
     stage1 = tmp_path / "proj" / "demo" / "stage1"
     for step in (4, 60):
         (stage1 / f"checkpoint-{step}").mkdir(parents=True)
-    code, report, _ = run_check(tmp_path, hub, write_plan(tmp_path), built.token, slurm_conf)
+    plan = write_plan(tmp_path)
+    plan.write_text(plan.read_text() + "params: {max_train_steps: 100}\n")
+    code, report, _ = run_check(tmp_path, hub, plan, built.token, slurm_conf)
     [row] = rows(report, "training")
     assert row["level"] == "warn" and f"{stage1} has checkpoint-60 from an earlier run" in row["message"]
-    assert row["fix"].startswith(f"to train from the start, move it aside first: mv {stage1} {stage1}.old")
+    assert row["fix"].startswith("to train from the start: `hpcwizard check --start-fresh PLAN` moves the old "
+                                 f"checkpoints into {tmp_path / 'proj' / 'old-checkpoints'}/<date>/")
     assert code == 0
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from hpcwizard.jobs.estimate import (
+    MeasuredSettings,
     estimate,
     format_duration,
     measured_rate,
@@ -16,7 +17,7 @@ from hpcwizard.jobs.estimate import (
     training_rate_from_log,
 )
 from hpcwizard.project.plan import PlanError
-from hpcwizard.project.recipe import get_recipe
+from hpcwizard.project.recipe import RecipeError, get_recipe
 from hpcwizard.project.state import Submission, SubmittedJob, now_iso, update_state
 
 GiB = 1024 ** 3
@@ -219,6 +220,80 @@ def test_a_bad_parameter_is_refused_by_name():
     plan = demo.default_plan(Path("/p"), params={"checkpoints_total_limit": 0})
     with pytest.raises(PlanError, match="checkpoints_total_limit"):
         estimate(plan, demo, 1.0)
+
+
+# -- what the measured run had: scaled where the recipe says how, named otherwise (issue 14, item 2) ---
+
+def settings_of(plan, recipe) -> MeasuredSettings:
+    return MeasuredSettings(recipe.resolve_params(plan.params), plan.train.gpus, plan.train.nodes)
+
+
+def test_a_declared_step_time_parameter_scales_the_rate_and_is_named():
+    """Measured at 0.2 s/step (4 it/s), planned at 60 s/step: the demo's old estimate said ≈ 3 s and ✔;
+    the job then timed out. seconds_per_step is declared proportional in recipe.yaml."""
+    demo = get_recipe("demo")
+    measured = demo.default_plan(Path("/p"))  # seconds_per_step 0.2
+    plan = measured.with_changes(params={"seconds_per_step": 60})
+    cost = estimate(plan, demo, 4.0, measured_with=settings_of(measured, demo))
+    assert cost.seconds == pytest.approx(2 * 6 * 60 / 0.2 / 4.0)  # 900 s: 300x slower steps
+    assert [(s.name, s.measured, s.planned) for s in cost.scaled] == [("seconds_per_step", 0.2, 60.0)]
+    assert cost.differences == ("seconds_per_step 0.2",)
+    assert cost.fits_time_limit is False and not cost.exact
+
+
+def test_only_the_steps_differ_the_estimate_is_exact():
+    demo = get_recipe("demo")
+    measured = demo.default_plan(Path("/p"))
+    plan = measured.with_changes(params={"max_train_steps": 60, "checkpoints_total_limit": 5})
+    cost = estimate(plan, demo, 4.0, measured_with=settings_of(measured, demo))
+    assert cost.seconds == pytest.approx(2 * 60 / 4.0) and cost.scaled == () and cost.differences == ()
+    assert cost.exact and cost.fits_time_limit
+    # Without the measured run's settings nothing vouches for it.
+    assert not estimate(plan, demo, 4.0).exact
+
+
+def test_a_setting_without_a_declared_cost_is_named_not_scaled():
+    demo = get_recipe("demo")
+    measured = demo.default_plan(Path("/p"))
+    plan = measured.with_changes(params={"checkpointing_steps": 1},
+                                 train=measured.train.__class__(**{**vars(measured.train), "gpus": 2}))
+    cost = estimate(plan, demo, 4.0, measured_with=settings_of(measured, demo))
+    assert cost.seconds == pytest.approx(3.0) and cost.scaled == ()
+    assert cost.differences == ("checkpointing_steps 2", "0 GPUs") and not cost.exact
+
+
+def test_a_stage_parameter_scales_its_own_stage_only():
+    """DiffuEraser: stage 2 at 44 frames instead of 22 takes twice as long per step; stage 1 is as measured."""
+    diffueraser = get_recipe("diffueraser")
+    measured = diffueraser.default_plan(Path("/p"), hf_namespace="alice",
+                                        params={"stage1_max_train_steps": 100, "stage2_max_train_steps": 100})
+    plan = measured.with_changes(params={**measured.params, "stage2_nframes": 44})
+    cost = estimate(plan, diffueraser, 1.0, {1: 2.0, 2: 1.0}, measured_with=settings_of(measured, diffueraser))
+    assert [(s.name, s.seconds) for s in cost.stages] == [("stage 1", 50.0), ("stage 2", 200.0)]
+    assert cost.differences == ("stage2_nframes 22",)
+
+
+def test_measured_rate_reads_the_settings_the_run_kept_in_its_run_folder(tmp_path):
+    home = tmp_path / "proj"
+    demo = get_recipe("demo")
+    plan = demo.default_plan(home, params={"seconds_per_step": 0.5})
+    record_submission(home, ("train", "hw-p-train", "12"))
+    write_log(home / "logs" / "hw-p-train-12.out", demo_trainer_lines(6, 0.5))
+    assert measured_rate(home, demo).settings is None  # no plan kept: the settings are not known
+    run = home / "hpcwizard" / "runs" / "x"
+    run.mkdir(parents=True)
+    (run / "plan.yaml").write_text(plan.to_yaml())
+    settings = measured_rate(home, demo).settings
+    assert settings is not None and settings.params["seconds_per_step"] == 0.5 and settings.gpus == 0
+
+
+def test_step_time_is_recipe_data_and_checked(tmp_path):
+    assert [p.name for p in get_recipe("demo").parameters if p.step_time == "proportional"] == ["seconds_per_step"]
+    from hpcwizard.project.recipe import _load_parameter
+
+    with pytest.raises(RecipeError, match="step_time"):
+        _load_parameter({"name": "x", "type": "choice", "choices": [1], "default": 1, "help": "h",
+                         "step_time": "proportional"}, "r.yaml")
 
 
 @pytest.mark.parametrize(("seconds", "text"), [

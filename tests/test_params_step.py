@@ -76,6 +76,12 @@ async def type_into(pilot, name: str, text: str):
     await pilot.press(*text)
 
 
+def keep_run_plan(plan, run: Path) -> None:
+    """What submit leaves in a run folder: the scripts and the plan they were rendered from."""
+    run.mkdir(parents=True, exist_ok=True)
+    (run / "plan.yaml").write_text(plan.to_yaml())
+
+
 def demo_trainer_lines(steps: int, seconds_per_step: float, stage: int) -> list[str]:
     """What hpcwizard/demo/code_base/train.py prints."""
     lines = [f"stage {stage}: 5 frames, base model tiny, steps 0->{steps}"]
@@ -223,6 +229,7 @@ async def test_time_estimate_from_the_log_of_an_earlier_run(home):
     setup = SubmittedJob("setup", f"{plan.job_prefix}setup", "4241", "cpu", str(home / "y.sbatch"))
     update_state(home / "hpcwizard", lambda s: s.submissions.append(
         Submission(plan.fingerprint(), now_iso(), str(home / "hpcwizard" / "runs" / "1"), (setup, job))))
+    keep_run_plan(plan, home / "hpcwizard" / "runs" / "1")
     (logs / f"{job.slurm_name}-4242.out").write_text(
         "\n".join(demo_trainer_lines(6, 0.5, 1) + demo_trainer_lines(6, 0.5, 2)) + "\n")  # 2.00 it/s
     app = at_params(home, train={**vars(plan.train), "time": "00:01:00"})
@@ -247,6 +254,7 @@ async def test_each_stage_at_its_own_measured_speed(home):
     job = SubmittedJob("train", f"{plan.job_prefix}train", "4242", "cpu", str(home / "x.sbatch"))
     update_state(home / "hpcwizard", lambda s: s.submissions.append(
         Submission(plan.fingerprint(), now_iso(), str(home / "hpcwizard" / "runs" / "1"), (job,))))
+    keep_run_plan(plan, home / "hpcwizard" / "runs" / "1")
     log = (["[2026-12-02 10:00:00] stage 1"] + demo_trainer_lines(6, 0.5, 1)  # 2 it/s
            + ["[2026-12-02 10:00:05] stage 2"] + demo_trainer_lines(6, 1.0, 2))  # 1 it/s
     (home / "logs" / f"{job.slurm_name}-4242.out").write_text("\n".join(log) + "\n")
@@ -279,3 +287,61 @@ async def test_usable_at_80x24_with_the_longest_form(home):
             field.focus()
             await pilot.pause(0.1)
             assert field.region.right <= 78 and field.region.width >= 10
+
+
+# -- the time estimate scales by what is known, and says what it is built on (issue 14, item 2) ------
+
+def measured_demo_run(home: Path, plan, rate_seconds_per_step: float = 0.25) -> None:
+    """A finished demo train job of this project: its log (4 it/s) and its run folder's plan."""
+    job = SubmittedJob("train", f"{plan.job_prefix}train", "4242", "cpu", str(home / "x.sbatch"))
+    run = home / "hpcwizard" / "runs" / "1"
+    update_state(home / "hpcwizard", lambda s: s.submissions.append(
+        Submission(plan.fingerprint(), now_iso(), str(run), (job,))))
+    keep_run_plan(plan, run)
+    (home / "logs").mkdir(parents=True, exist_ok=True)
+    (home / "logs" / f"{job.slurm_name}-4242.out").write_text(
+        "\n".join(demo_trainer_lines(6, rate_seconds_per_step, 1) + demo_trainer_lines(6, rate_seconds_per_step, 2))
+        + "\n")
+
+
+@pytest.mark.parametrize("size", [(80, 24), (100, 30)])
+async def test_a_slower_step_scales_the_time_and_an_estimate_on_other_settings_gets_no_check_mark(home, size):
+    """The issue's case: measured at 0.2 s/step, planned at 60 s/step. It said "≈ 3 s ✔ fits the limit"
+    and the job timed out. Now: 300x the time, said to be measured with other settings, no ✔, and
+    the whole Time line and its verdict on screen at 80 and 100 columns."""
+    from test_wizard_layout import screen_lines, words
+
+    measured = get_recipe("demo").default_plan(home, hf_namespace="alice")  # seconds_per_step 0.2
+    measured_demo_run(home, measured)
+    app = at_params(home, params={"seconds_per_step": 60})
+    async with app.run_test(size=size) as pilot:
+        await resume_params(pilot)
+        panel = app.screen.query_one("#params-estimate")
+        await wait_for(pilot, lambda: "≈" in text_of(panel))
+        await pilot.pause()
+        shown = words(" ".join(screen_lines(app)))
+        time_line = ("Time ≈ 15m 00s (stage 1 6 steps 7m 30s + stage 2 6 steps 7m 30s) at 0.0133 it/s "
+                     "from job 4242's log")
+        assert time_line in shown, shown
+        assert "measured with seconds_per_step 0.2 (scaled to 60): an estimate, not a promise" in shown
+        assert "→ ~2 segments of 10m: the train job continues across its limit by itself" in shown
+        assert "✔" not in text_of(panel)
+        # Back to the measured settings: now the estimate is the measurement's, and fits: ✔.
+        await type_into(pilot, "seconds_per_step", "0.2")
+        await wait_for(pilot, lambda: "✔ fits the train time limit 00:10:00" in text_of(panel))
+        assert "measured with" not in text_of(panel)
+        await pilot.pause()
+        assert "✔ fits the train time limit 00:10:00" in words(" ".join(screen_lines(app)))
+
+
+async def test_an_estimate_within_the_limit_on_other_settings_says_so_without_a_check_mark(home):
+    measured = get_recipe("demo").default_plan(home, hf_namespace="alice")
+    measured_demo_run(home, measured)
+    app = at_params(home, params={"checkpointing_steps": 3})  # no declared cost: named, not scaled
+    async with app.run_test(size=SIZE) as pilot:
+        await resume_params(pilot)
+        panel = app.screen.query_one("#params-estimate")
+        await wait_for(pilot, lambda: "≈" in text_of(panel))
+        text = " ".join(text_of(panel).split())
+        assert "measured with checkpointing_steps 2: an estimate, not a promise" in text
+        assert "≈ within the train time limit 00:10:00, if the estimate holds" in text and "✔" not in text

@@ -154,7 +154,7 @@ def test_resources_refuse_a_trailing_newline(tmp_path, field, value):
 @pytest.mark.parametrize("time, why", [
     ("25:99", "minutes and seconds go up to 59"),
     ("99:99:99", "minutes and seconds go up to 59"),
-    ("1-24", "hours after D- up to 23"),
+    ("1-24", "hours up to 23 once days are given (2-23:59:59)"),
     ("0", "no time at all"),
     ("00:00:00", "no time at all"),
     (43200, "quote it in YAML"),  # an unquoted 12:00:00, as YAML reads it

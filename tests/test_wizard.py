@@ -538,8 +538,9 @@ async def test_review_says_how_many_segments_a_long_training_takes(make, home):
     async with app.run_test(size=SIZE) as pilot:
         await resume(pilot, "review")
         await wait_for(pilot, lambda: app.screen.ready, 20)
-        status = str(app.screen.query_one("#step-status").render())
-        assert re.search(r"train: ~\d+ segments of 2m, continued across its limit by itself", status), status
+        # In the hint, which wraps (the one-line status was cut at 80-100 columns).
+        hint = str(app.screen.query_one("#review-where").render())
+        assert re.search(r"Train: ~\d+ segments of 2m, continued across its limit by itself\.", hint), hint
 
 
 async def test_download_stops_on_a_key_keeps_the_parts_and_resumes(make, home, hub):

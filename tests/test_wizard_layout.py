@@ -62,7 +62,7 @@ async def resumed_at(make, home, step, plan=None, size=SMALL):
         yield pilot, app.screen
 
 
-# -- A. preflight rows wrap ----------------------------------------------------------
+# -- A. preflight rows: one line each, the whole message and the fix on Enter -----------
 
 BLOCK = CheckResult("access", "dataset demo/DiffuEraser-finetune-code", Level.BLOCK,
                     "not found, or no access with this token: the repo is private or its name is wrong [x]",
@@ -82,28 +82,29 @@ def long_preflight(plan, recipe, runner, *, endpoint=None, on_result=None, **_):
     return result
 
 
-async def test_preflight_rows_wrap_their_whole_message_and_expanding_adds_only_the_fix(make, home, monkeypatch):
+async def test_preflight_rows_are_one_line_each_and_enter_opens_the_whole_message_and_fix(make, home, monkeypatch):
     monkeypatch.setattr("hpcwizard.tui.screens.preflight_step.run_preflight", long_preflight)
     async with resumed_at(make, home, "preflight") as (pilot, screen):
         app = pilot.app
-        await wait_for(pilot, lambda: not screen.running and len(screen.query("CheckRow")) == 2, 30, "preflight")
+        await wait_for(pilot, lambda: not screen.running and len(screen.query("CheckRow")) == 3, 30, "preflight")
         await pilot.pause()
-        # The hint says how to see a fix: wrapped, not "Enter on a ro".
-        assert readable(app, "Enter on a row shows its fix.")
-        for row in (BLOCK, WARN):
-            assert readable(app, f"{row.name}: {row.message}"), "\n".join(screen_lines(app))
+        # The hint says how to see a fix, on one line.
+        assert any("Enter on a row shows its fix" in line for line in screen_lines(app))
         for title in screen.query("CheckRow CollapsibleTitle"):
-            assert fits(app, title) and title.region.height >= 2  # wrapped, not cut
-        assert "[x]" in " ".join(screen_lines(app))  # the message is text, not markup
+            assert fits(app, title) and title.region.height == 1  # one line, never wrapped
+        shown = screen_lines(app)
+        block_line = next(line for line in shown if BLOCK.name in line)
+        assert "✘" in block_line and block_line.rstrip().endswith("…")  # cut with …, not mid-screen
+        assert "[x]" not in " ".join(shown)  # cut before it here; below, it is text, not markup
         block = screen.query_one("CheckRow.-block")
         assert block.collapsed
         await pilot.press("enter")  # the blocking row has the focus
         await wait_for(pilot, lambda: not block.collapsed)
         await pilot.pause()
-        shown = words(" ".join(screen_lines(app)))
-        # Expanded: the whole message still there once, and the fix below it once.
-        assert shown.count(words(BLOCK.message)) == 1
-        assert shown.count(words(f"fix: {BLOCK.fix}")) == 1
+        shown_words = words(" ".join(screen_lines(app)))
+        # Open: the whole message once (the title keeps only the mark and name), the fix once.
+        assert shown_words.count(words(BLOCK.message)) == 1
+        assert shown_words.count(words(f"fix: {BLOCK.fix}")) == 1
         assert fits(app, screen.query_one("#step-next"))
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from hpcwizard.checks.preflight import CheckResult, Level, Preflight
+from hpcwizard.checks.space import Gauge
 from hpcwizard.download import DownloadProgress, DownloadSummary, FileState, FileStatus
 from hpcwizard.project import session
 from hpcwizard.project.recipe import get_recipe
@@ -33,15 +34,19 @@ PARTITIONS = [
 ]
 
 CHECKS = [
-    CheckResult("token", "Hugging Face token", Level.OK, "valid for alice (from /tmp/hpcwizard-snapshots/hf/token)"),
+    CheckResult("token", "Hugging Face token", Level.OK, "valid for alice",
+                detail="read from /tmp/hpcwizard-snapshots/hf/token"),
     CheckResult("access", "model alice/hpcwizard-demo-code", Level.OK, "access granted"),
     CheckResult("access", "model hpcwizard-demo/tiny-base-model", Level.BLOCK,
-                "gated_not_accepted: you have not accepted the conditions",
+                "gated, conditions not accepted: you have not accepted the conditions",
                 "open https://huggingface.co/hpcwizard-demo/tiny-base-model and accept them"),
     CheckResult("space", "still to write", Level.OK, "2.1 MiB in 5 files"),
-    CheckResult("space", "quota on /", Level.WARN, "quota not checked: quota not found on this host",
+    CheckResult("space", "space on /scratch", Level.OK, "2.1 MiB needed, 120 GiB free on /scratch (lustre)",
+                gauge=Gauge(380 * 1024 ** 3, 2202009, 500 * 1024 ** 3)),
+    CheckResult("space", "quota on /scratch", Level.WARN, "not checked: no lfs command on this host",
                 "ask your admins how quota is reported here"),
-    CheckResult("slurm", "setup on cpu", Level.OK, "fits: 1 CPUs, 0 GPUs, 1G, 00:10:00"),
+    CheckResult("slurm", "setup on cpu", Level.OK, "fits: 1 CPU, no GPU, 1G, 00:10:00"),
+    CheckResult("environment", "hub", Level.OK, "https://huggingface.co is reachable from this node"),
 ]
 
 
@@ -150,6 +155,9 @@ def test_params_snapshot(snap_compare):
     job = SubmittedJob("train", f"{plan.job_prefix}train", "4242", "cpu", str(HOME / "x.sbatch"))
     update_state(HOME / "hpcwizard", lambda s: s.submissions.append(
         Submission("fp", "2026-01-01T00:00:00+00:00", str(HOME / "hpcwizard" / "runs" / "1"), (job,))))
+    # The run kept its plan (the defaults): only the steps differ, so the estimate is the measurement's.
+    (HOME / "hpcwizard" / "runs" / "1").mkdir(parents=True)
+    (HOME / "hpcwizard" / "runs" / "1" / "plan.yaml").write_text(plan.to_yaml())
     (HOME / "logs").mkdir(parents=True)
     (HOME / "logs" / f"{job.slurm_name}-4242.out").write_text("".join(
         f"Steps: {100 * n // 6:3d}%|{'#' * (20 * n // 6):20}| {n}/6 [00:0{n}<00:00, 4.00it/s, loss=0.{n}]\n"

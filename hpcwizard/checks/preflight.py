@@ -27,15 +27,17 @@ import tempfile
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field, replace
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from hpcwizard.checks import hub
 from hpcwizard.checks.quota import probe_quota
-from hpcwizard.checks.space import FreeSpace, Level, assess, free_space
+from hpcwizard.checks.space import FreeSpace, Gauge, Level, assess, free_space
 from hpcwizard.errors import UserError
 from hpcwizard.prepare.check import check_environment_pins, check_environment_python
 from hpcwizard.project.files import ProjectFiles, local_or
-from hpcwizard.project.plan import JobResources, Plan
+from hpcwizard.project.plan import JobResources, Plan, count_of
 from hpcwizard.project.recipe import Recipe, ResolvedRepo
 from hpcwizard.project.render import render
 from hpcwizard.shell import Runner
@@ -47,13 +49,15 @@ __all__ = ["CheckResult", "Level", "Preflight", "job_limits", "run_preflight"]
 
 @dataclass(frozen=True)
 class CheckResult:
-    group: str  # token | access | space | slurm | environment
+    group: str  # token | access | space | training | slurm | environment
     name: str
     level: Level
-    message: str
+    message: str  # one short line: what a person takes in at a glance
     fix: str = ""
+    detail: str = ""  # more about it (where from, the breakdown), shown on request
+    gauge: Gauge | None = None  # space rows: needed against free (or the quota)
 
-    def to_dict(self) -> dict[str, str]:
+    def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["level"] = self.level.value
         return data
@@ -74,8 +78,8 @@ class Preflight:
         return counts
 
 
-def _ok(group: str, name: str, message: str) -> CheckResult:
-    return CheckResult(group, name, Level.OK, message)
+def _ok(group: str, name: str, message: str, detail: str = "") -> CheckResult:
+    return CheckResult(group, name, Level.OK, message, detail=detail)
 
 
 def _warn(group: str, name: str, message: str, fix: str) -> CheckResult:
@@ -106,7 +110,7 @@ def check_token(endpoint: str | None = None) -> TokenCheck:
     except UserError as exc:
         return TokenCheck([_block("token", "Hugging Face token", f"token from {source.source}: {exc.message}",
                                   exc.hint or "make a new token at https://huggingface.co/settings/tokens")])
-    rows = [_ok("token", "Hugging Face token", f"valid for {user.name} (from {source.source})")]
+    rows = [_ok("token", "Hugging Face token", f"valid for {user.name}", f"read from {source.source}")]
     loose = loose_token_file()
     if loose is not None:
         rows.append(loose)
@@ -293,29 +297,183 @@ def check_folders(plan: Plan, runner: Runner) -> list[CheckResult]:
 
 
 _CHECKPOINT = re.compile(r"checkpoint-(\d+)")
+EARLIER_CHECKPOINTS = "earlier checkpoints"  # the row's name: the wizard offers its two fixes on it
+NOTHING_TO_TRAIN = "nothing would be trained"
+FRESH_START_FOLDER = "old-checkpoints"
+
+
+@dataclass(frozen=True)
+class EarlierCheckpoints:
+    """Checkpoints an earlier run left where this plan's training resumes."""
+
+    folder: Path
+    latest: int  # the step of the newest checkpoint-N there
+    stage: str  # "stage 1", or "training" for a recipe without stages
+    steps: int | None  # what the plan trains in that stage; None: not trained by this plan, or unknown
+    steps_param: str | None  # the parameter that sets ``steps`` (what "continue" raises)
+
+    @property
+    def nothing_to_train(self) -> bool:
+        """Training resumes at ``latest`` and stops at once: it is at or beyond the plan's steps."""
+        return self.steps is not None and self.latest >= self.steps
+
+
+def _steps_by_folder(plan: Plan, recipe: Recipe, folders: list[Path]) -> list[tuple[str, int | None, str | None]]:
+    """``(stage, steps, steps parameter)`` for each checkpoint folder, in order.
+
+    A recipe with one folder trains once into it; with several, folder N
+    belongs to stage N (the recipes list them in stage order). A stage the
+    plan does not train (DiffuEraser's ``stages: stage2``) has no steps."""
+    from hpcwizard.jobs.estimate import STEPS_PARAM, stage_steps
+
+    try:
+        planned = stage_steps(recipe, recipe.resolve_params(plan.params))
+    except UserError:  # a bad parameter: the params rows say it
+        planned = []
+    names = {p.name for p in recipe.parameters}
+
+    def param_of(number: int | None) -> str | None:
+        staged = f"stage{number}_{STEPS_PARAM}"
+        return staged if number is not None and staged in names else (STEPS_PARAM if STEPS_PARAM in names else None)
+
+    if len(folders) == 1:
+        if len(planned) == 1:
+            return [(planned[0][0], planned[0][1], param_of(None))]
+        return [("training", None, None)]
+    by_stage = {name: steps for name, steps in planned}
+    return [(f"stage {i}", by_stage.get(f"stage {i}"), param_of(i)) for i in range(1, len(folders) + 1)]
+
+
+def against_plan(found: list[EarlierCheckpoints], plan: Plan, recipe: Recipe) -> list[EarlierCheckpoints]:
+    """``found`` measured against another plan's steps (the wizard's form as it is typed): no disk work."""
+    folders = recipe.checkpoint_dirs_for(plan)
+    by_folder = dict(zip(folders, _steps_by_folder(plan, recipe, folders)))
+    return [replace(c, stage=by_folder[c.folder][0], steps=by_folder[c.folder][1], steps_param=by_folder[c.folder][2])
+            for c in found if c.folder in by_folder]
+
+
+def stages_trained(plan: Plan, recipe: Recipe) -> int:
+    """How many checkpoint folders the plan trains into."""
+    folders = recipe.checkpoint_dirs_for(plan)
+    return sum(1 for _, steps, _ in _steps_by_folder(plan, recipe, folders) if steps is not None)
+
+
+def find_earlier_checkpoints(plan: Plan, recipe: Recipe, files: ProjectFiles | None = None) -> list[EarlierCheckpoints]:
+    """The recipe's checkpoint folders that already hold checkpoints (disk work)."""
+    files = local_or(files)
+    folders = recipe.checkpoint_dirs_for(plan)
+    found = []
+    for folder, (stage, steps, param) in zip(folders, _steps_by_folder(plan, recipe, folders)):
+        try:
+            names = files.listdir(folder) if files.is_dir(folder) else []
+        except (OSError, UserError):
+            continue
+        numbers = [int(m.group(1)) for name in names if (m := _CHECKPOINT.fullmatch(name))]
+        if numbers:
+            found.append(EarlierCheckpoints(folder, max(numbers), stage, steps, param))
+    return found
+
+
+def describe_nothing_to_train(found: list[EarlierCheckpoints], project_home: Path, stages_trained: int) -> str:
+    """``nothing would be trained: ...``, the words the check, the CLI and the wizard share.
+    ``stages_trained``: how many stages the plan trains (fewer stuck ones: it says which)."""
+    stuck = [c for c in found if c.nothing_to_train]
+
+    def short(folder: Path) -> str:
+        return str(folder.relative_to(project_home)) if folder.is_relative_to(project_home) else str(folder)
+
+    steps = {c.steps for c in stuck}
+    one = len(steps) == 1
+    where = ", ".join(f"checkpoint-{c.latest} in {short(c.folder)}" + ("" if one else f" ≥ {c.steps} steps")
+                      for c in stuck)
+    scope = "" if len(stuck) >= stages_trained else " in " + " and ".join(c.stage for c in stuck)
+    asked = f"the plan's {steps.pop()} steps" if one else "the plan's steps"
+    return f"{NOTHING_TO_TRAIN}{scope}: {asked} are done already ({where})"
+
+
+def continue_steps(found: list[EarlierCheckpoints]) -> dict[str, int]:
+    """"Continue": the step parameters to raise, each to its checkpoint plus the steps asked for now
+    (training resumes at the checkpoint and trains that many more)."""
+    raised: dict[str, int] = {}
+    for c in found:
+        if c.nothing_to_train and c.steps_param and c.steps is not None:
+            raised[c.steps_param] = max(raised.get(c.steps_param, 0), c.latest + c.steps)
+    return raised
+
+
+def fresh_start_folder(plan: Plan, when: datetime | None = None) -> Path:
+    """The dated folder a fresh start moves the old checkpoints into (nothing is deleted)."""
+    stamp = (when or datetime.now()).strftime("%Y-%m-%d_%H%M%S")
+    return plan.project_home / FRESH_START_FOLDER / stamp
+
+
+def _fresh_start_fix(plan: Plan, found: list[EarlierCheckpoints]) -> str:
+    raise_to = ", ".join(f"{name} to {value} or more" for name, value in continue_steps(found).items())
+    keep = f"continue: raise {raise_to} in the plan" if raise_to else "continue: raise the steps in the plan"
+    return (f"{keep}; or start fresh: `hpcwizard check --start-fresh PLAN` moves the old checkpoints into "
+            f"{plan.project_home / FRESH_START_FOLDER}/<date>/ (nothing is deleted)")
 
 
 def check_earlier_checkpoints(plan: Plan, recipe: Recipe, files: ProjectFiles | None = None) -> list[CheckResult]:
     """Training resumes from the latest checkpoint it finds: after a finished
     (or abandoned) run in the same project home, a new plan trains nothing
-    new up to that step, whatever its settings. Say so before submitting."""
+    new up to that step, whatever its settings, and nothing at all when the
+    checkpoint is at or beyond its steps: that blocks (the train job would
+    "complete" in seconds and convert the old checkpoint)."""
+    found = find_earlier_checkpoints(plan, recipe, files)
+    if not found:
+        return []
+    if any(c.nothing_to_train for c in found):
+        message = describe_nothing_to_train(found, plan.project_home, stages_trained(plan, recipe))
+        return [_block("training", EARLIER_CHECKPOINTS, message, _fresh_start_fix(plan, found))]
+    newest = max(found, key=lambda c: c.latest)
+    return [_warn("training", EARLIER_CHECKPOINTS,
+                  f"{newest.folder} has checkpoint-{newest.latest} from an earlier run: training resumes there "
+                  f"with this plan's settings (steps up to {newest.latest} are not trained again)",
+                  "to train from the start: `hpcwizard check --start-fresh PLAN` moves the old checkpoints into "
+                  f"{plan.project_home / FRESH_START_FOLDER}/<date>/ (nothing is deleted)")]
+
+
+@dataclass(frozen=True)
+class MovedAside:
+    source: Path
+    target: Path
+    into: Path  # the dated folder holding everything this fresh start moved
+
+
+def start_fresh(plan: Plan, recipe: Recipe, runner: Runner, files: ProjectFiles | None = None,
+                when: datetime | None = None) -> list[MovedAside]:
+    """Move the checkpoint folders that hold checkpoints, and what was converted
+    from them, into one dated folder under the project home (``mv``, through
+    ``runner``: here or on the login node). Nothing is deleted; a folder that
+    cannot be moved stops it with a UserError naming it (what was moved stays moved)."""
     files = local_or(files)
-    results = []
-    for folder in recipe.checkpoint_dirs_for(plan):
+    with_checkpoints = [c.folder for c in find_earlier_checkpoints(plan, recipe, files)]
+    if not with_checkpoints:
+        return []
+    converted = [d for d in recipe.converted_dirs_for(plan) if files.exists(d)]
+    target_root = fresh_start_folder(plan, when)
+    moved = []
+    for folder in with_checkpoints + converted:
         try:
-            names = files.listdir(folder) if files.is_dir(folder) else []
-        except (OSError, UserError):
-            continue
-        steps = [int(m.group(1)) for name in names if (m := _CHECKPOINT.fullmatch(name))]
-        if not steps:
-            continue
-        results.append(_warn(
-            "training", "earlier checkpoints",
-            f"{folder} has checkpoint-{max(steps)} from an earlier run: training resumes there with this "
-            "plan's settings (the steps it already did are not trained again)",
-            f"to train from the start, move it aside first: mv {shlex.quote(str(folder))} "
-            f"{shlex.quote(str(folder) + '.old')} (or use another project_home)"))
-    return results
+            relative = folder.relative_to(plan.project_home)
+        except ValueError:  # outside the project home: keep its name only
+            relative = Path(folder.name)
+        target = target_root / relative
+        made = runner.run(["mkdir", "-p", "--", str(target.parent)], timeout=30)
+        result = made if not made.ok else runner.run(["mv", "-T", "--", str(folder), str(target)], timeout=600)
+        if not result.ok:
+            why = (result.stderr.strip() or f"exit status {result.returncode}").splitlines()[-1]
+            raise UserError(f"could not move {folder} to {target}: {why}",
+                            "move it aside by hand (or free the folder), then check again")
+        moved.append(MovedAside(folder, target, target_root))
+    return moved
+
+
+def _and(words: Iterable[str]) -> str:
+    """``a``, ``a and b``, ``a, b and c``."""
+    items = list(words)
+    return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} and {items[-1]}"
 
 
 def check_login_download(plan: Plan, recipe: Recipe, *, required: bool) -> CheckResult | None:
@@ -336,10 +494,26 @@ def check_login_download(plan: Plan, recipe: Recipe, *, required: bool) -> Check
         return _ok("space", "prepared", f"prepared on this node: {names}")
     shown = "; ".join(f"{part.name}: {part.problem}" for part in missing)
     if not required:
-        return _ok("space", "to prepare", f"not prepared yet ({', '.join(p.name for p in missing)}); "
-                                          "the Prepare step does it")
+        # Said once ("to download: 3 not downloaded yet" repeated itself): what, and who does it.
+        return _ok("space", "prepare on this node", f"{_and(p.name for p in missing)}: the Prepare step does it next",
+                   shown)
     return _block("space", "not prepared", f"download: login, and not prepared yet: {shown}",
                   "run `hpcwizard prepare PLAN` on this login node first (it resumes), or set download: job")
+
+
+def still_to_write(needs: list[SpaceNeed]) -> CheckResult:
+    """The total the plan will still write; what it is made of in the details."""
+    total = sum(n.bytes for n in needs)
+    count = sum(n.files for n in needs)
+    # Checkpoints count bytes, not files (0): "1 MiB in 0 files" said nothing true.
+    files_part = f" in {count:,} file{'s' if count != 1 else ''}" if count else ""
+    return _ok("space", "still to write",
+               f"{human_bytes(total)}{files_part}" if total else "nothing left to download or unpack",
+               "; ".join(f"{n.what}: {human_bytes(n.bytes)}" for n in needs if n.bytes))
+
+
+#: How the space findings are named in the table (the verdict's keys are for code).
+_FINDING_NAMES = {"quota-bytes": "quota", "quota-files": "file quota"}
 
 
 def check_space(plan: Plan, recipe: Recipe, runner: Runner, token: str | None,
@@ -358,18 +532,14 @@ def check_space(plan: Plan, recipe: Recipe, runner: Runner, token: str | None,
         free = free_by_path[str(need.path)]
         by_mount[free.mount].append(need)
         free_by_mount[free.mount] = (free, need.path)
-    results = []
-    total = sum(n.bytes for n in needs)
-    results.append(_ok("space", "still to write",
-                       f"{human_bytes(total)} in {sum(n.files for n in needs)} files "
-                       f"({'; '.join(f'{n.what}: {human_bytes(n.bytes)}' for n in needs if n.bytes)})"
-                       if total else "nothing left to download or unpack"))
+    results = [still_to_write(needs)]
     for mount, group in by_mount.items():
         free, path = free_by_mount[mount]
         quota = probe_quota(runner, str(path), free=free)
         for finding in assess(sum(n.bytes for n in group), sum(n.files for n in group), free, quota):
-            results.append(CheckResult("space", f"{finding.check} on {mount}", finding.level,
-                                       finding.message, finding.fix or ""))
+            results.append(CheckResult("space", f"{_FINDING_NAMES.get(finding.check, finding.check)} on {mount}",
+                                       finding.level,
+                                       finding.message, finding.fix or "", gauge=finding.gauge))
     return results
 
 
@@ -384,14 +554,22 @@ def job_limits(kind: str, res: JobResources, part: PartitionInfo, plan: Plan) ->
                               "choose a partition that is up (see `sinfo`)"))
     limit = part.max_time
     if limit is not None and res.time_seconds() > limit:
-        results.append(_block("slurm", name, f"time {res.time} exceeds the partition's MaxTime {format_slurm_duration(limit)}",
+        results.append(_block("slurm", name, f"time {res.time_text()} exceeds the partition's MaxTime "
+                                             f"{format_slurm_duration(limit)}",
                               f"set {kind}.time to at most {format_slurm_duration(limit)}"))
+    if res.nodes > part.node_count:
+        gpus = f"{count_of(part.gpus_per_node, 'GPU')} each" if part.gpus_per_node else "no GPUs"
+        results.append(_block("slurm", name, f"{res.nodes} nodes asked, partition {part.name} has "
+                                             f"{count_of(part.node_count, 'node')} ({part.nodes or '?'}, {gpus})",
+                              f"set {kind}.nodes to at most {part.node_count}, or choose a partition with more nodes"))
     if res.gpus > part.gpus_per_node:
-        results.append(_block("slurm", name, f"{res.gpus} GPUs asked, a node of {part.name} has {part.gpus_per_node}",
+        results.append(_block("slurm", name, f"{count_of(res.gpus, 'GPU')} asked, a node of {part.name} has "
+                                             f"{part.gpus_per_node}",
                               f"set {kind}.gpus to at most {part.gpus_per_node}, or choose a partition with bigger GPU nodes"
                               if part.gpus_per_node else "choose a partition with GPUs"))
     if res.cpus > part.cpus_per_node:
-        results.append(_block("slurm", name, f"{res.cpus} CPUs asked, a node of {part.name} has {part.cpus_per_node}",
+        results.append(_block("slurm", name, f"{count_of(res.cpus, 'CPU')} asked, a node of {part.name} has "
+                                             f"{part.cpus_per_node}",
                               f"set {kind}.cpus to at most {part.cpus_per_node}"))
     if part.memory_mb_per_node and res.mem_megabytes() > part.memory_mb_per_node:
         results.append(_block("slurm", name, f"memory {res.mem} exceeds a node's {part.memory_mb_per_node} MB",
@@ -400,7 +578,7 @@ def job_limits(kind: str, res: JobResources, part: PartitionInfo, plan: Plan) ->
         results.append(_block("slurm", name, problem, fix))
     if not results:
         free = f", {part.gpus_free} GPUs free now" if part.gpus_free is not None and res.gpus else ""
-        results.append(_ok("slurm", name, f"fits: {res.cpus} CPUs, {res.gpus} GPUs, {res.mem}, {res.time}{free}"))
+        results.append(_ok("slurm", name, f"fits: {res.describe()}{free}"))
     return results
 
 
@@ -683,7 +861,10 @@ def check_environment(runner: Runner, endpoint: str | None) -> list[CheckResult]
         results.append(_ok("environment", "modules", "environment modules (`module`) available"))
     where = endpoint or hub.default_endpoint()
     answered, detail = hub.endpoint_reachable(endpoint)
-    results.append(_ok("environment", "hub", f"{where} answers ({detail})") if answered else
+    # Any HTTP answer means the hub is there (401: an anonymous request, as expected): a
+    # "✔ answers (HTTP 401)" read like a refusal, so the code goes into the details only.
+    results.append(_ok("environment", "hub", f"{where} is reachable from this node",
+                       f"it answered an anonymous request ({detail})") if answered else
                    _warn("environment", "hub", f"{where} did not answer from this node: {detail}",
                          "check the proxy settings (HTTPS_PROXY), or use `download: job` if compute nodes have internet"))
     return results

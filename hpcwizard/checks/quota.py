@@ -809,8 +809,8 @@ def _probe_quota(
     if not found and program == "mmlsquota":
         found = runner.which(GPFS_BIN)
     if not found:
-        where = f"{fstype} filesystem at {mount}" if fstype and mount else path
-        warnings.append(f"{program} not found on this host: quota of {where} not checked")
+        # Said once: the row already names the filesystem ("quota on /: not checked: ...").
+        warnings.append(f"no {program} command on this host")
         return QuotaReport(**base, tool=parser, command=argv, warnings=tuple(warnings))
     argv = (found,) + argv[1:] if program == "mmlsquota" else argv
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 import posixpath
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import Enum
 
 from hpcwizard.checks.quota import QuotaEntry, QuotaReport
@@ -24,6 +24,7 @@ from hpcwizard.sizes import human_bytes
 
 __all__ = [
     "FreeSpace",
+    "Gauge",
     "Level",
     "SpaceFinding",
     "assess",
@@ -210,6 +211,20 @@ class Level(str, Enum):
 
 
 @dataclass(frozen=True)
+class Gauge:
+    """Bytes needed against what is there, for a bar: used | needed | free, of ``total``
+    (the filesystem's usable size, or the quota's limit)."""
+
+    used: int
+    need: int
+    total: int
+
+    @property
+    def free(self) -> int:
+        return max(0, self.total - self.used)
+
+
+@dataclass(frozen=True)
 class SpaceFinding:
     """One line of the disk verdict: what was checked, how it went, how to fix it."""
 
@@ -217,6 +232,7 @@ class SpaceFinding:
     check: str  # "space", "inodes", "quota-bytes", "quota-files", "quota"
     message: str
     fix: str | None = None
+    gauge: Gauge | None = None
 
 
 def human_count(n: int) -> str:
@@ -230,6 +246,8 @@ def _where(free: FreeSpace) -> str:
 
 def _check_filesystem(need_bytes: int, need_files: int, free: FreeSpace) -> list[SpaceFinding]:
     found = []
+    # Root's reserved blocks are not ours: the bar's whole is what is used plus what we may still use.
+    gauge = Gauge(free.bytes_used, need_bytes, free.bytes_used + free.bytes_free)
     if need_bytes > free.bytes_free:
         short = need_bytes - free.bytes_free
         found.append(
@@ -240,6 +258,7 @@ def _check_filesystem(need_bytes: int, need_files: int, free: FreeSpace) -> list
                 f"is free on {_where(free)}",
                 f"free {human_bytes(short)} under {free.mount} or choose a data root on a "
                 "filesystem with more space",
+                gauge,
             )
         )
     elif free.bytes_total and (free.bytes_used + need_bytes) > FULL_FRACTION * free.bytes_total:
@@ -251,6 +270,7 @@ def _check_filesystem(need_bytes: int, need_files: int, free: FreeSpace) -> list
                 f"{_where(free)} will be {after:.0%} full after {human_bytes(need_bytes)} "
                 f"({human_bytes(free.bytes_free)} free)",
                 f"free space under {free.mount} or choose a data root on an emptier filesystem",
+                gauge,
             )
         )
     else:
@@ -259,6 +279,7 @@ def _check_filesystem(need_bytes: int, need_files: int, free: FreeSpace) -> list
                 Level.OK,
                 "space",
                 f"{human_bytes(need_bytes)} needed, {human_bytes(free.bytes_free)} free on {_where(free)}",
+                gauge=gauge,
             )
         )
     if need_files and free.files_free is not None and free.files_total:
@@ -287,6 +308,12 @@ def _check_filesystem(need_bytes: int, need_files: int, free: FreeSpace) -> list
 
 
 def _check_entry_bytes(need: int, entry: QuotaEntry, mount: str) -> SpaceFinding:
+    found = _entry_bytes_finding(need, entry, mount)
+    limit = entry.bytes_limit
+    return replace(found, gauge=Gauge(entry.bytes_used, need, limit)) if limit else found
+
+
+def _entry_bytes_finding(need: int, entry: QuotaEntry, mount: str) -> SpaceFinding:
     fs = entry.filesystem
     if entry.bytes_hard is not None and need > entry.bytes_hard - entry.bytes_used:
         room = max(0, entry.bytes_hard - entry.bytes_used)
@@ -384,9 +411,7 @@ def assess(need_bytes: int, need_files: int, free: FreeSpace, quota: QuotaReport
         fix = (
             f"check the output of {wrappers} below" if wrappers else "check your quota with your site's quota command"
         )
-        findings.append(
-            SpaceFinding(Level.WARN, "quota", f"quota not checked: {reason}", fix + " before a long download")
-        )
+        findings.append(SpaceFinding(Level.WARN, "quota", f"not checked: {reason}", fix + " before a long download"))
     return findings
 
 

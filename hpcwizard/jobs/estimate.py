@@ -19,8 +19,13 @@ first such line to the stage before it). A stage without a sample of its own
 takes the overall rate, and the wizard says which.
 
 The rate was measured with that run's settings (resolution, frames, batch,
-GPUs): a changed setting changes the real rate, which is why the wizard shows
-where the rate came from. No Textual here; reading a log is disk work, so the
+GPUs), read from its run folder's ``plan.yaml``. What is known scales it: the
+time is linear in the steps, and proportional to a parameter the recipe
+declares ``step_time: proportional`` (the demo's ``seconds_per_step``,
+DiffuEraser's ``stageN_nframes``: recipe.yaml data, not code). Any other
+setting that differs from the measured run is named (:attr:`Estimate.differences`):
+the estimate is then only an estimate, and the wizard never marks it ✔.
+No Textual here; reading a log is disk work, so the
 wizard calls :func:`measured_rate` from a worker.
 
 In remote mode (``files`` an :class:`~hpcwizard.project.files.SshFiles`) the state and
@@ -35,6 +40,8 @@ import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 from hpcwizard.errors import UserError
 from hpcwizard.jobs.logtail import LogFollower
@@ -56,6 +63,15 @@ _STAGE_START = re.compile(r"^\[[^\]]*\] stage (\d+)(?::|$)")
 
 
 @dataclass(frozen=True)
+class MeasuredSettings:
+    """What the measured run trained with (its run folder's ``plan.yaml``)."""
+
+    params: dict[str, Any]  # resolved: every parameter, defaults filled in
+    gpus: int
+    nodes: int
+
+
+@dataclass(frozen=True)
 class MeasuredRate:
     """A training rate read from a train job's log."""
 
@@ -64,6 +80,16 @@ class MeasuredRate:
     job_name: str
     log: Path
     stage_rates: dict[int, float] = field(default_factory=dict)  # stage number -> its own rate
+    settings: MeasuredSettings | None = None  # None: the run's plan could not be read
+
+
+@dataclass(frozen=True)
+class Scaled:
+    """A ``step_time: proportional`` parameter that differs from the measured run: the rate scales by it."""
+
+    name: str
+    measured: float
+    planned: float
 
 
 @dataclass(frozen=True)
@@ -86,6 +112,16 @@ class Estimate:
     stages: tuple[StageTime, ...] = ()
     rate_its: float | None = None
     checkpoints_kept: int = 0  # the sum of the plan's checkpoint limits
+    scaled: tuple[Scaled, ...] = ()  # parameters the rate was scaled by
+    #: The measured run's settings that differ from the plan, as it had them
+    #: ("seconds_per_step 0.2", "1 GPU"); scaled ones included.
+    differences: tuple[str, ...] = ()
+    settings_known: bool = False  # the measured run's settings were read
+
+    @property
+    def exact(self) -> bool:
+        """Built on the very settings measured (only the steps may differ): the one case for a ✔."""
+        return self.seconds is not None and self.settings_known and not self.differences
 
 
 @dataclass(frozen=True)
@@ -178,8 +214,20 @@ def measured_rate(project_home: Path, recipe: Recipe, lines: int = TAIL_LINES,
             log = layout.log_path(job.slurm_name, job.job_id)
             rates = training_rates_from_log(log, lines, files)
             if rates is not None:
-                return MeasuredRate(rates.overall, job.job_id, job.name, log, rates.stages)
+                settings = run_settings(Path(submission.scripts_dir), recipe, files)
+                return MeasuredRate(rates.overall, job.job_id, job.name, log, rates.stages, settings)
     return None
+
+
+def run_settings(scripts_dir: Path, recipe: Recipe, files: ProjectFiles | None = None) -> MeasuredSettings | None:
+    """The settings a submitted run trained with, from the plan its run folder keeps (None: unreadable)."""
+    try:
+        data = yaml.safe_load(local_or(files).read_text(scripts_dir / "plan.yaml"))
+        params = recipe.resolve_params(dict(data.get("params") or {}))
+        train = data.get("train") or {}
+        return MeasuredSettings(params, int(train.get("gpus", 0) or 0), int(train.get("nodes", 1) or 1))
+    except (OSError, UserError, yaml.YAMLError, AttributeError, TypeError, ValueError):
+        return None
 
 
 def stage_steps(recipe: Recipe, params: dict[str, Any]) -> list[tuple[str, int]]:
@@ -207,13 +255,75 @@ def stage_steps(recipe: Recipe, params: dict[str, Any]) -> list[tuple[str, int]]
     return []
 
 
+def _counts_steps(name: str) -> bool:
+    """A parameter that sets how many steps (the time is linear in them) or only which stages run."""
+    return name == STEPS_PARAM or bool(_STAGE_STEPS.match(name)) or name == "stages"
+
+
+_STAGE_OF_PARAM = re.compile(r"^stage(\d+)_")
+
+
+def stage_number(name: str) -> int | None:
+    """``stage 2`` → 2; ``training`` → None."""
+    match = _STAGE_NAME.match(name)
+    return int(match.group(1)) if match else None
+
+
+def _applies(param: str, stage: int | None) -> bool:
+    """A ``stageN_`` parameter concerns stage N only; any other one every stage."""
+    match = _STAGE_OF_PARAM.match(param)
+    return match is None or stage is None or int(match.group(1)) == stage
+
+
+def _number(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def differences(recipe: Recipe, params: dict[str, Any], plan: Plan, measured: MeasuredSettings) -> list[str]:
+    """The measured run's settings that differ from ``params`` and the plan's train resources,
+    as the run had them: ``seconds_per_step 0.2``, ``1 GPU``. Step counts do not count
+    (the estimate is linear in them), nor the checkpoint limits (what is kept, not how fast)."""
+    ignored = set(recipe.checkpoint_limit_params)
+    found = [f"{p.name} {_number(measured.params.get(p.name, p.default))}" for p in recipe.parameters
+             if not _counts_steps(p.name) and p.name not in ignored
+             and measured.params.get(p.name, p.default) != params.get(p.name, p.default)]
+    if measured.gpus != plan.train.gpus:
+        found.append(f"{measured.gpus} GPU{'s' if measured.gpus != 1 else ''}")
+    if measured.nodes != plan.train.nodes:
+        found.append(f"{measured.nodes} node{'s' if measured.nodes != 1 else ''}")
+    return found
+
+
+def _scaling(recipe: Recipe, params: dict[str, Any], measured: MeasuredSettings | None,
+             stage: int | None) -> tuple[float, list[Scaled]]:
+    """How much longer one step of ``stage`` takes than in the measured run, by the
+    ``step_time: proportional`` parameters that differ (1.0: none, or not measurable)."""
+    factor = 1.0
+    used: list[Scaled] = []
+    if measured is None:
+        return factor, used
+    for param in recipe.parameters:
+        if param.step_time != "proportional" or not _applies(param.name, stage):
+            continue
+        planned = float(params.get(param.name, param.default))
+        was = float(measured.params.get(param.name, param.default))
+        if planned == was or was <= 0 or planned <= 0:  # to or from zero nothing scales: still named
+            continue
+        factor *= planned / was
+        used.append(Scaled(param.name, was, planned))
+    return factor, used
+
+
 def estimate(plan: Plan, recipe: Recipe, rate: float | None,
-             stage_rates: dict[int, float] | None = None) -> Estimate:
+             stage_rates: dict[int, float] | None = None, *,
+             measured_with: MeasuredSettings | None = None) -> Estimate:
     """Disk and time for ``plan`` (its ``params`` validated: PlanError names a bad one).
 
     ``rate`` is iterations per second from an earlier run, or None;
     ``stage_rates`` the rates it measured per stage number (a stage without
-    one takes ``rate``).
+    one takes ``rate``); ``measured_with`` the settings of that run: the rate
+    is scaled by the ``step_time: proportional`` parameters that differ, and
+    every differing setting is named (without it, the settings are unknown).
     """
     params = recipe.resolve_params(plan.params)
     disk = recipe.output_bytes_for(plan)
@@ -222,15 +332,23 @@ def estimate(plan: Plan, recipe: Recipe, rate: float | None,
     usable = rate if rate is not None and rate > 0 else None
     own = {n: r for n, r in (stage_rates or {}).items() if r > 0} if usable else {}
     stages = []
+    scaled: dict[str, Scaled] = {}
     for name, steps in stage_steps(recipe, params):
-        number = _STAGE_NAME.match(name)
-        stage_rate = own.get(int(number.group(1))) if number else None
+        number = stage_number(name)
+        stage_rate = own.get(number) if number is not None else None
         used = stage_rate or usable
+        if used:
+            factor, by = _scaling(recipe, params, measured_with, number)
+            used = used / factor
+            scaled.update({s.name: s for s in by})
         stages.append(StageTime(name, steps, steps / used if used else None, used, stage_rate is not None))
+    diffs = tuple(differences(recipe, params, plan, measured_with)) if measured_with is not None else ()
+    known = measured_with is not None
     if usable is None or not stages:
-        return Estimate(disk, None, None, limit, tuple(stages), usable, kept)
+        return Estimate(disk, None, None, limit, tuple(stages), usable, kept, (), diffs, known)
     seconds = sum(s.seconds or 0.0 for s in stages)
-    return Estimate(disk, seconds, seconds <= limit, limit, tuple(stages), usable, kept)
+    return Estimate(disk, seconds, seconds <= limit, limit, tuple(stages), usable, kept,
+                    tuple(scaled.values()), diffs, known)
 
 
 def format_duration(seconds: float) -> str:

@@ -90,6 +90,25 @@ class JobResources:
     def mem_megabytes(self) -> int:
         return parse_memory_mb(self.mem)
 
+    def time_text(self) -> str:
+        """The time limit as Slurm reads it (``1`` is one minute: ``00:01:00``), never raw."""
+        from hpcwizard.slurm.parse import format_slurm_duration
+
+        try:
+            return format_slurm_duration(self.time_seconds())
+        except ValueError:  # not a time limit: validation says why
+            return str(self.time)
+
+    def describe(self) -> str:
+        """``1 CPU, no GPU, 1G, 00:10:00``: what the job asks for, as people say it."""
+        gpus = count_of(self.gpus, "GPU") if self.gpus else "no GPU"
+        return f"{count_of(self.cpus, 'CPU')}, {gpus}, {self.mem}, {self.time_text()}"
+
+
+def count_of(n: int, word: str) -> str:
+    """``1 CPU``, ``8 CPUs``."""
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
 
 @dataclass(frozen=True)
 class Plan:
@@ -204,7 +223,7 @@ def time_limit_problem(text: str) -> str | None:
     days, _, clock = text.rpartition("-")
     fields = [int(f) for f in clock.split(":")]
     if any(f >= 60 for f in fields[1:]) or (days and fields[0] >= 24):
-        return "minutes and seconds go up to 59, hours after D- up to 23"
+        return "minutes and seconds go up to 59, and hours up to 23 once days are given (2-23:59:59)"
     if not int(days or 0) and not any(fields):
         return "a zero time limit lets the job run for no time at all"
     return None

@@ -141,6 +141,10 @@ class Parameter:
     choices: tuple[Any, ...] = ()
     pattern: str | None = None
     multiple_of: int | None = None
+    #: ``proportional``: one training step takes time in proportion to this
+    #: value (the demo's ``seconds_per_step``, DiffuEraser's ``stageN_nframes``),
+    #: so the time estimate scales a measured rate by it; "" for no such claim.
+    step_time: str = ""
 
     def allowed(self) -> str:
         """What a valid value looks like, for error messages and help."""
@@ -282,6 +286,10 @@ class Recipe:
     #: Where training keeps its checkpoints (placeholders unfilled): training
     #: resumes from the latest one there, so the check points out old ones.
     checkpoint_dirs: tuple[str, ...] = ()
+    #: What training made from those checkpoints (converted weights and their
+    #: stage markers): a fresh start moves these aside with the checkpoints,
+    #: or a stage "already trained with these settings" would be skipped.
+    converted_dirs: tuple[str, ...] = ()
     final_bytes: int = 0
     needs_namespace: bool = False
     parameters: tuple[Parameter, ...] = ()
@@ -306,6 +314,10 @@ class Recipe:
     def checkpoint_dirs_for(self, plan: Plan) -> list[Path]:
         values = self.placeholders(plan)
         return [Path(_fill(folder, values)) for folder in self.checkpoint_dirs]
+
+    def converted_dirs_for(self, plan: Plan) -> list[Path]:
+        values = self.placeholders(plan)
+        return [Path(_fill(folder, values)) for folder in self.converted_dirs]
 
     def parameter(self, name: str) -> Parameter | None:
         return next((p for p in self.parameters if p.name == name), None)
@@ -509,6 +521,7 @@ def _load_recipe(folder: Path) -> Recipe:
         checkpoint_bytes=parse_size(outputs.get("checkpoint_size", 0)),
         checkpoint_limit_params=tuple(outputs.get("checkpoint_limits") or ()),
         checkpoint_dirs=tuple(str(d) for d in outputs.get("checkpoint_dirs") or ()),
+        converted_dirs=tuple(str(d) for d in outputs.get("converted_dirs") or ()),
         final_bytes=parse_size(outputs.get("final_size", 0)),
         needs_namespace="{namespace}" in text,
         parameters=parameters,
@@ -520,7 +533,9 @@ def _load_recipe(folder: Path) -> Recipe:
     )
 
 
-PARAMETER_KEYS = ("name", "type", "default", "help", "target", "min", "max", "choices", "pattern", "multiple_of")
+PARAMETER_KEYS = ("name", "type", "default", "help", "target", "min", "max", "choices", "pattern", "multiple_of",
+                  "step_time")
+STEP_TIME_KINDS = ("proportional",)
 
 
 def _load_parameter(data: dict[str, Any], where: str) -> Parameter:
@@ -545,7 +560,11 @@ def _load_parameter(data: dict[str, Any], where: str) -> Parameter:
         choices=tuple(data.get("choices") or ()),
         pattern=data.get("pattern"),
         multiple_of=data.get("multiple_of"),
+        step_time=str(data.get("step_time") or ""),
     )
+    if param.step_time and (param.step_time not in STEP_TIME_KINDS or kind not in ("int", "float")):
+        raise RecipeError(f"{where} ({name}) has step_time {param.step_time!r}",
+                          f"allowed: {', '.join(STEP_TIME_KINDS)}, on an int or float parameter")
     if kind == "choice" and not param.choices:
         raise RecipeError(f"{where} ({name}) is a choice without choices")
     try:

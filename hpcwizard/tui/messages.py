@@ -207,6 +207,22 @@ class TrainingRateRead(_Message):
 
 
 @_dataclass
+class EarlierCheckpointsRead(_Message):
+    """Checkpoints an earlier run left where this plan trains
+    (``hpcwizard.checks.preflight.EarlierCheckpoints`` list; empty: none)."""
+
+    found: list
+
+
+@_dataclass
+class CheckpointsMovedAside(_Message):
+    """A fresh start moved the old checkpoints (``MovedAside`` list), or why it could not."""
+
+    moved: list
+    error: str | None = None
+
+
+@_dataclass
 class ConnectionChanged(_Message):
     """Remote mode: the SSH connection was lost, is retrying, or came back
     (a :class:`hpcwizard.remote.ConnectionEvent`)."""

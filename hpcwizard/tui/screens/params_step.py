@@ -28,13 +28,15 @@ from hpcwizard.jobs.estimate import (
     estimate,
     format_duration,
     measured_rate,
+    stage_number,
 )
 from hpcwizard.project import session
 from hpcwizard.project.plan import Plan
 from hpcwizard.sizes import human_bytes
 from hpcwizard.slurm import format_slurm_duration
-from hpcwizard.tui.messages import TrainingRateRead
+from hpcwizard.tui.messages import CheckpointsMovedAside, EarlierCheckpointsRead, TrainingRateRead
 from hpcwizard.tui.screens.step import StepScreen
+from hpcwizard.tui.widgets.earlier_run import EarlierRunChoices
 from hpcwizard.tui.widgets.param_form import GENERAL, ParamRow, grouped
 
 
@@ -49,6 +51,8 @@ class ParamsStep(StepScreen):
         self.recipe = session.recipe_of(plan)
         self.rate: MeasuredRate | None = None
         self.rate_read = False
+        self.earlier: list[Any] = []  # EarlierCheckpoints an earlier run left (read in a worker)
+        self.earlier_read = False
         known = {p.name for p in self.recipe.parameters}
         self.dropped = sorted(set(plan.params) - known)  # hand-edited keys this recipe does not have
 
@@ -62,6 +66,7 @@ class ParamsStep(StepScreen):
                     group.border_title = "Parameters" if len(groups) == 1 and name == GENERAL else name
                     for param in params:
                         yield ParamRow(param, self.plan.params.get(param.name, param.default))
+        yield EarlierRunChoices(id="params-earlier")
         yield Static("", id="params-estimate")
 
     def on_mount(self) -> None:
@@ -70,6 +75,7 @@ class ParamsStep(StepScreen):
             self.query_one(f"#{rows[0].editor_id}").focus()
         self.update_estimate()
         self.read_rate()
+        self.read_checkpoints()
 
     # -- the values ----------------------------------------------------------------
 
@@ -119,6 +125,49 @@ class ParamsStep(StepScreen):
         self.post_message(TrainingRateRead(measured_rate(self.plan.project_home, self.recipe,
                                                          files=self.context.files)))
 
+    # -- an earlier run's checkpoints (nothing would be trained) -------------------
+
+    @work(thread=True, exclusive=True, group="params-checkpoints", exit_on_error=False)
+    def read_checkpoints(self) -> None:
+        from hpcwizard.checks.preflight import find_earlier_checkpoints
+
+        try:
+            found = find_earlier_checkpoints(self.plan, self.recipe, self.context.files)
+        except (UserError, OSError):
+            found = []  # only advice here: the preflight checks again
+        self.post_message(EarlierCheckpointsRead(found))
+
+    def on_earlier_checkpoints_read(self, message: EarlierCheckpointsRead) -> None:
+        self.earlier = message.found
+        self.earlier_read = True
+        self.update_estimate()
+
+    def on_earlier_run_choices_continue_chosen(self, message: EarlierRunChoices.ContinueChosen) -> None:
+        for row in self.rows:
+            if row.param.name in message.raised:
+                editor = row.query_one(f"#{row.editor_id}", Input)
+                editor.value = str(message.raised[row.param.name])  # its change re-validates, the choices go
+                editor.focus()
+
+    def on_checkpoints_moved_aside(self, message: CheckpointsMovedAside) -> None:
+        if message.error:
+            self.notify(message.error, title="Not moved", severity="error", timeout=10, markup=False)
+            return
+        if message.moved:
+            self.notify(f"{len(message.moved)} folder(s) moved into {message.moved[0].into}", title="Start fresh",
+                        markup=False)
+        self.read_checkpoints()
+
+    def _show_earlier(self, params: dict[str, Any]) -> None:
+        from hpcwizard.checks.preflight import against_plan
+
+        choices = self.query_one(EarlierRunChoices)
+        if not self.earlier:
+            choices.show(self.plan, [])
+            return
+        candidate = self.plan.with_changes(params=params)
+        choices.show(candidate, against_plan(self.earlier, candidate, self.recipe))
+
     def on_training_rate_read(self, message: TrainingRateRead) -> None:
         self.rate = message.rate
         self.rate_read = True
@@ -141,10 +190,12 @@ class ParamsStep(StepScreen):
         dropped = f"; params.{', params.'.join(self.dropped)} unknown to {self.recipe.name}: dropped" \
             if self.dropped else ""
         self.set_status(f"{self.recipe.name}: {changed}{dropped}")
+        self._show_earlier(params)
         try:
             cost = estimate(self.plan.with_changes(params=params), self.recipe,
                             self.rate.rate_its if self.rate else None,
-                            self.rate.stage_rates if self.rate else None)
+                            self.rate.stage_rates if self.rate else None,
+                            measured_with=self.rate.settings if self.rate else None)
         except (UserError, ValueError) as exc:  # a bad train time limit in a hand-edited plan
             panel.update(Text(f"Estimate unavailable: {exc}", style="dim"))
             return
@@ -180,25 +231,42 @@ class ParamsStep(StepScreen):
         source = f"job {self.rate.job_id if self.rate else '?'}'s log"
         text.append(f"≈ {format_duration(cost.seconds)}", style="bold")
         if len(cost.stages) == 1:
-            text.append(f" ({cost.stages[0].steps:,} steps) at {cost.rate_its:.3g} it/s from {source}\n")
+            text.append(f" ({cost.stages[0].steps:,} steps) at {cost.stages[0].rate_its or 0:.3g} it/s from {source}")
         elif len({f"{s.rate_its:.3g}" for s in cost.stages}) == 1:  # one speed for all stages
             per_stage = " + ".join(f"{s.name} {s.steps:,} steps {format_duration(s.seconds or 0)}"
                                    for s in cost.stages)
-            text.append(f" ({per_stage}) at {cost.rate_its:.3g} it/s from {source}\n")
+            text.append(f" ({per_stage}) at {cost.stages[0].rate_its or 0:.3g} it/s from {source}")
         else:  # each stage at its own measured speed
             per_stage = " + ".join(
                 f"{s.name} {s.steps:,} steps {format_duration(s.seconds or 0)} at {s.rate_its or 0:.3g} it/s"
                 + ("" if s.own_rate else " (not measured: the job's overall rate)") for s in cost.stages)
-            text.append(f" ({per_stage}) from {source}\n")
+            text.append(f" ({per_stage}) from {source}")
+        if not cost.settings_known:
+            text.append("\n      the measured run's settings are not known: an estimate, not a promise", style="yellow")
+        elif cost.differences:
+            # Each differing setting once, with what the estimate did about it.
+            scaled = {s.name: s for s in cost.scaled}
+            said = [f"{d} (scaled to {scaled[d.split()[0]].planned:g})" if d.split()[0] in scaled else d
+                    for d in cost.differences]
+            text.append(f"\n      measured with {', '.join(said)}: an estimate, not a promise", style="yellow")
+        text.append("\n")
         if cost.fits_time_limit:
-            text.append(f"      ✔ fits the train time limit {limit}", style="green")
+            # ✔ only for an estimate built on the very settings measured (steps aside).
+            if cost.exact:
+                text.append(f"      ✔ fits the train time limit {limit}", style="green")
+            else:
+                text.append(f"      ≈ within the train time limit {limit}, if the estimate holds", style="yellow")
             return text
         from hpcwizard.jobs.continuation import plan_continuation, segments_text
 
+        # The rates this estimate used (scaled), so the segments count agrees with the time shown.
+        total_steps = sum(s.steps for s in cost.stages)
+        stage_rates = {number: s.rate_its for s in cost.stages
+                       if (number := stage_number(s.name)) is not None and s.rate_its}
         try:
             cont = plan_continuation(self.plan.with_changes(params=self.changed_params() or {}), self.recipe,
-                                     rate=self.rate.rate_its if self.rate else None,
-                                     stage_rates=self.rate.stage_rates if self.rate else None)
+                                     rate=total_steps / cost.seconds if cost.seconds else None,
+                                     stage_rates=stage_rates or None)
         except (UserError, ValueError):
             cont = None
         if cont is not None and cont.enabled and (cont.expected_segments or 0) <= cont.max_segments:

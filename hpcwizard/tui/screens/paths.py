@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import posixpath
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -30,6 +31,10 @@ def measure(runner: Runner, path: Path, need: int) -> tuple[str, bool]:
     free = free_space(runner, str(path))
     fs = f"{free.mount} ({free.fstype})" if free.fstype else free.mount
     parts = [f"{human_bytes(free.bytes_free)} free of {human_bytes(free.bytes_total)} on {fs}"]
+    if free.existing and posixpath.normpath(free.existing) != posixpath.normpath(str(path)):
+        # Not there yet: measured where it will be made (the free space of "/" said nothing of that).
+        parts[0] = (f"does not exist yet: it will be created; its nearest existing folder {free.existing} has "
+                    + parts[0])
     warn = free.bytes_free < need
     quota = probe_quota(runner, str(path), free=free, site_wrappers=False)
     if quota.entries and quota.bytes_free is not None:

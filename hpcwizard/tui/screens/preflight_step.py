@@ -1,4 +1,11 @@
-"""Step 7: the preflight table, filled row by row; a blocking row keeps Next disabled."""
+"""Step 7: the preflight report, filled row by row under its headers; a blocking row keeps Next disabled.
+
+Focus starts on the report (Enter on a row shows its fix), never on Next: the
+first Enter must not leave the step. When an earlier run's checkpoints leave
+nothing to train, that row's fix offers continue (raise the steps: the
+wizard saves them and checks again) or start fresh (move the old checkpoints
+into a dated folder, then check again).
+"""
 
 from __future__ import annotations
 
@@ -11,12 +18,14 @@ from textual.widget import Widget
 from textual.widgets import Button, Label, LoadingIndicator
 from textual.worker import get_current_worker
 
-from hpcwizard.checks.preflight import run_preflight
+from hpcwizard.checks.preflight import EARLIER_CHECKPOINTS, CheckResult, Level, run_preflight
+from hpcwizard.errors import UserError
 from hpcwizard.project import session
 from hpcwizard.project.plan import Plan
-from hpcwizard.tui.messages import CheckArrived, PreflightDone
+from hpcwizard.tui.messages import CheckArrived, CheckpointsMovedAside, EarlierCheckpointsRead, PreflightDone
 from hpcwizard.tui.screens.step import StepScreen
 from hpcwizard.tui.widgets.check_table import CheckTable
+from hpcwizard.tui.widgets.earlier_run import EarlierRunChoices
 
 
 class PreflightStep(StepScreen):
@@ -31,8 +40,8 @@ class PreflightStep(StepScreen):
         self.blocked = True
 
     def compose_body(self) -> Iterable[Widget]:
-        yield Label("Token, gated access, space and quota, Slurm limits, environment. "
-                    "Enter on a row shows its fix.", classes="hint")
+        # The headers name what is checked; the hint says how to read more (one line at 80 columns).
+        yield Label("Enter on a row shows its fix and details; r checks again.", classes="hint")
         yield CheckTable(id="preflight-table")
         yield LoadingIndicator(id="preflight-busy")
 
@@ -68,7 +77,16 @@ class PreflightStep(StepScreen):
         self.post_message(PreflightDone(result.blocked))
 
     def on_check_arrived(self, message: CheckArrived) -> None:
-        self.query_one(CheckTable).add_row(message.row)
+        row: CheckResult = message.row
+        table = self.query_one(CheckTable)
+        if row.name == EARLIER_CHECKPOINTS and row.level is Level.BLOCK:
+            table.add_row(row, EarlierRunChoices(id="preflight-earlier", say=False))
+            self.read_checkpoints()
+        else:
+            table.add_row(row)
+        # The report has the focus from its first row on (Enter shows a fix), unless the user moved it.
+        if self.focused is None or self.focused.id in ("step-next", "step-back"):
+            self.call_after_refresh(table.focus_row)
 
     def on_preflight_done(self, message: PreflightDone) -> None:
         self.running = False
@@ -79,18 +97,44 @@ class PreflightStep(StepScreen):
         if message.error:
             self.set_status(message.error, error=True)
         elif self.blocked:
-            self.set_status(f"{counts['block']} blocking: fix them, then press r to check again", error=True)
+            self.set_status(f"{counts['block']} blocking: fix {'it' if counts['block'] == 1 else 'them'}, "
+                            "then r checks again", error=True)
             # The rows may not have composed yet: focus once they have.
-            self.call_after_refresh(self._focus_first_block)
+            self.call_after_refresh(table.focus_row, Level.BLOCK)
         else:
-            self.set_status(f"{counts['ok']} ok, {counts['warn']} warnings: ready")
-            self.query_one("#step-next", Button).focus()
+            self.set_status(f"{counts['ok']} ok, {counts['warn']} warnings: ready (ctrl+n or Next goes on)")
         self.allow_next(not self.blocked)
 
-    def _focus_first_block(self) -> None:
-        for title in self.query("CheckRow.-block CollapsibleTitle"):
-            title.focus()
+    # -- nothing would be trained: continue or start fresh -------------------------
+
+    @work(thread=True, exclusive=True, group="preflight-checkpoints", exit_on_error=False)
+    def read_checkpoints(self) -> None:
+        from hpcwizard.checks.preflight import find_earlier_checkpoints
+
+        try:
+            found = find_earlier_checkpoints(self.plan, session.recipe_of(self.plan), self.context.files)
+        except (UserError, OSError):
+            found = []
+        self.post_message(EarlierCheckpointsRead(found))
+
+    def on_earlier_checkpoints_read(self, message: EarlierCheckpointsRead) -> None:
+        for choices in self.query(EarlierRunChoices):
+            choices.show(self.plan, message.found)
+
+    def on_earlier_run_choices_continue_chosen(self, message: EarlierRunChoices.ContinueChosen) -> None:
+        from hpcwizard.tui.screens.wizard import ParamsChoice
+
+        # The wizard saves the raised steps and shows this step again: it checks anew.
+        self.dismiss(ParamsChoice({**self.plan.params, **message.raised}))
+
+    def on_checkpoints_moved_aside(self, message: CheckpointsMovedAside) -> None:
+        if message.error:
+            self.notify(message.error, title="Not moved", severity="error", timeout=10, markup=False)
             return
+        if message.moved:
+            self.notify(f"{len(message.moved)} folder(s) moved into {message.moved[0].into}",
+                        title="Start fresh", markup=False)
+        self.action_rerun()
 
     @on(Button.Pressed, "#preflight-rerun")
     def _rerun(self) -> None:

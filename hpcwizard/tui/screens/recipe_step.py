@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from rich.text import Text
 from textual import on, work
 from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.geometry import Size
 from textual.widget import Widget
 from textual.widgets import Input, Label, OptionList, RadioButton, RadioSet, Static
 from textual.widgets.option_list import Option
@@ -38,15 +39,26 @@ def describe(recipe: Recipe, variant: str | None, namespace: str | None = None) 
     text.append("Jobs (defaults, change them at the Slurm step):\n", style="bold")
     for job in recipe.jobs:
         res = recipe.defaults[job.resources]
-        gpus = f"{res.gpus} GPUs, " if res.gpus else "no GPU, "
         text.append(f"  {job.name}: ", style="bold")
-        text.append(f"{gpus}{res.cpus} CPUs, {res.mem}, up to {res.time} on {res.partition}\n")
+        text.append(f"{res.describe()} on {res.partition}\n")  # "1 CPU", "00:10:00": never "1 CPUs" or a raw "1"
         if job.description:
             text.append(f"    {job.description}\n", style="dim")
     if recipe.checkpoint_bytes or recipe.final_bytes:
         text.append(f"Outputs: checkpoints of about {human_bytes(recipe.checkpoint_bytes)} each, "
                     f"final weights about {human_bytes(recipe.final_bytes)}.\n")
     return text
+
+
+class VariantButton(RadioButton):
+    """A variant with its description, wrapped: a RadioButton is one line, and at
+    80-100 columns the description ended "work folde…"."""
+
+    DEFAULT_CSS = """
+    VariantButton { width: 1fr; height: auto; text-wrap: wrap; text-overflow: fold; }
+    """
+
+    def get_content_height(self, container: Size, viewport: Size, width: int) -> int:
+        return self.render().get_height(self.styles, width)
 
 
 class RecipeStep(StepScreen):
@@ -111,7 +123,7 @@ class RecipeStep(StepScreen):
         variants.remove_children()
         variants.display = bool(recipe.variants)
         if recipe.variants:
-            variants.mount_all([RadioButton(f"{v.name}: {v.description}" if v.description else v.name,
+            variants.mount_all([VariantButton(f"{v.name}: {v.description}" if v.description else v.name,
                                             value=v.name == self.variant, name=v.name)
                                 for v in recipe.variants])
         self.query_one("#recipe-namespace-row").display = recipe.needs_namespace

@@ -53,10 +53,11 @@ class ReviewStep(StepScreen):
         super().__init__(reached=reached)
         self.plan = plan
         self.ready = False
+        self.where_text = (f"Rendered into {plan.layout.preview_dir} (nothing is submitted yet). "
+                           "Tab to the files, arrows to scroll.")
 
     def compose_body(self) -> Iterable[Widget]:
-        yield Label(f"Rendered into {self.plan.layout.preview_dir} (nothing is submitted yet). "
-                    "Tab to the files, arrows to scroll.", classes="hint", id="review-where", markup=False)
+        yield Label(self.where_text, classes="hint", id="review-where", markup=False)
         yield LoadingIndicator(id="review-busy")
         yield TabbedContent(id="review-tabs")
 
@@ -117,9 +118,14 @@ class ReviewStep(StepScreen):
             await tabs.add_pane(TabPane("changes", changes, id="review-tab-diff"))
         self.ready = True
         self.allow_next(True)
-        against = f"; compared with {message.previous}" if message.previous else ""
-        segments = f"; {message.segments}" if message.segments else ""
-        self.set_status(f"{len(message.files)} files{against}{segments}")
+        # The one-line status was cut at 80-100 columns (a run folder's path is long): it says
+        # what there is; the hint above, which wraps, says against what and how long training takes.
+        against = "; changes since the last run" if message.previous else ""
+        self.set_status(f"{len(message.files)} files{against}")
+        more = [f"Compared with {message.previous}." if message.previous else "",
+                f"{message.segments[0].upper()}{message.segments[1:]}." if message.segments else ""]
+        if any(more):
+            self.query_one("#review-where", Label).update(" ".join([self.where_text, *(m for m in more if m)]))
 
     def submit(self) -> None:
         if self.ready:

@@ -52,7 +52,7 @@ class SlurmStep(StepScreen):
         self.candidate: Plan | None = plan
 
     def compose_body(self) -> Iterable[Widget]:
-        yield Label("Partitions", classes="section-title")
+        yield Label("Partitions (CPUs, mem and GPUs per node)", classes="section-title")
         yield LoadingIndicator(id="slurm-busy")
         with Horizontal(id="slurm-error-row"):
             yield Button("Retry", id="slurm-retry", compact=True)
@@ -84,7 +84,8 @@ class SlurmStep(StepScreen):
 
     def on_mount(self) -> None:
         table = self.query_one("#slurm-partitions", DataTable)
-        table.add_columns("partition", "state", "max time", "nodes", "CPUs/node", "mem/node", "GPUs/node", "GPUs free")
+        # Short headers ("per node" is said once, in the title): at 80 columns the last one read "GPUs fre".
+        table.add_columns("partition", "state", "max time", "nodes", "CPUs", "mem", "GPUs", "GPUs free")
         self.query_one("#slurm-error-row").display = False
         self.query_one("#train-gpus", Input).focus()
         self.load()

@@ -78,8 +78,17 @@ class StepScreen(Screen[Any]):
     kept: Any = None
     COMMANDS = {_wizard_commands}
     # The status sits in the one-line nav bar: a long message ends with … rather than being cut mid-word.
+    # Borderless (compact) fields showed focus only as a 5 % tint: unfocused they are a
+    # faint field, focused a clear cursor-coloured bar (the same on every step).
     DEFAULT_CSS = """
     StepScreen #step-status { text-wrap: nowrap; text-overflow: ellipsis; }
+    StepScreen Input.-textual-compact { background: $boost; }
+    StepScreen Input.-textual-compact:focus { background: $block-cursor-background 60%; text-style: bold; }
+    StepScreen Input.-textual-compact.-invalid:focus { background: $error 40%; }
+    StepScreen Select.-textual-compact > SelectCurrent { background: $boost; }
+    StepScreen Select.-textual-compact:focus > SelectCurrent {
+        background: $block-cursor-background 60%; text-style: bold;
+    }
     """
     BINDINGS = [
         Binding("escape", "back", "Back"),

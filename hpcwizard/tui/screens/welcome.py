@@ -11,6 +11,7 @@ from textual.widget import Widget
 from textual.widgets import Button, Input, Label, Static
 
 from hpcwizard.project import session
+from hpcwizard.project.plan import count_of
 from hpcwizard.tui.messages import SessionRead
 from hpcwizard.tui.screens.step import StepScreen
 from hpcwizard.tui.widgets.confirm import ConfirmScreen
@@ -22,6 +23,13 @@ INTRO = (
     "into a job, the generated sbatch scripts, then the chain of jobs and a live dashboard.\n"
     "Every answer is saved as you go: quit any time (ctrl+q) and run hpcwizard again to resume."
 )
+
+
+def submitted_text(saved: session.SavedSession) -> str:
+    """``2 chains (4 jobs) were submitted``: chains and jobs said, never a bare "4 in all"."""
+    chains = f"{saved.submitted} chain{'s' if saved.submitted != 1 else ''}"
+    jobs = f"{saved.jobs_submitted} job{'s' if saved.jobs_submitted != 1 else ''}"
+    return f"{chains} ({jobs}) {'was' if saved.submitted == 1 else 'were'} submitted"
 
 
 class WelcomeStep(StepScreen):
@@ -86,9 +94,15 @@ class WelcomeStep(StepScreen):
         lines = [f"Project home: {saved.project_home}"]
         buttons: list[Button] = []
         if saved.step == session.DONE:
-            lines.append(f"A chain was submitted from this project ({saved.submitted} in all).")
+            lines.append(f"{submitted_text(saved)} from this project.")
             buttons = [Button("Open the dashboard", id="welcome-dashboard", variant="primary", compact=True),
                        Button("Back to the last step", id="welcome-resume", compact=True),
+                       Button("Start a new plan", id="welcome-new", compact=True)]
+        elif saved.submitted and not saved.resumable:
+            # Submitted from the command line (`hpcwizard submit`, scripts/demo --batch): no wizard
+            # session, but jobs to watch ("Nothing saved here yet" hid them).
+            lines.append(f"{submitted_text(saved)} from this project (not from this wizard).")
+            buttons = [Button("Open the dashboard", id="welcome-dashboard", variant="primary", compact=True),
                        Button("Start a new plan", id="welcome-new", compact=True)]
         elif saved.resumable:
             lines.append(f"An unfinished session stopped at step {session.step_index(saved.step) + 1}: "
@@ -96,11 +110,14 @@ class WelcomeStep(StepScreen):
             if saved.plan is not None:
                 plan = saved.plan
                 variant = f" ({plan.variant})" if plan.variant else ""
+                gpus = count_of(plan.train.gpus, "GPU") if plan.train.gpus else "no GPU"
                 lines.append(f"Recipe {plan.recipe}{variant}, data in {plan.data_root}, "
-                             f"train on {plan.train.partition} with {plan.train.gpus} GPUs for {plan.train.time}.")
+                             f"train on {plan.train.partition} with {gpus} for {plan.train.time_text()}.")
             buttons = [Button(f"Resume at {session.TITLES.get(saved.step or '', '')}", id="welcome-resume",
                               variant="primary", compact=True),
                        Button("Start over", id="welcome-new", compact=True)]
+            if saved.submitted:
+                lines.append(f"Earlier: {submitted_text(saved)[0].lower()}{submitted_text(saved)[1:]}.")
         elif not saved.exists:
             # Said, not done: a mistyped --project-home must not leave folders behind.
             lines.append("This folder does not exist yet: it is created when you start.")
@@ -135,7 +152,7 @@ class WelcomeStep(StepScreen):
                 return
         if self.saved is None:
             return  # still reading
-        if self.saved.step == session.DONE:
+        if self.saved.step == session.DONE or (self.saved.submitted and not self.saved.resumable):
             self.dismiss(self._choice(resume=False, dashboard=True))
             return
         self.dismiss(self._choice(resume=self.saved.resumable))
@@ -153,6 +170,9 @@ class WelcomeStep(StepScreen):
     def _new(self) -> None:
         # Starting over deletes the saved plan: ask first, No by default.
         assert self.saved is not None
+        if not self.saved.resumable and self.saved.step != session.DONE:
+            self.dismiss(self._choice(resume=False))  # no saved answers to lose (chains from the CLI)
+            return
         where = f"step {session.step_index(self.saved.step) + 1}" if self.saved.step != session.DONE \
             else "the submitted plan"
         body = (f"The answers saved in {session.plan_path(self.saved.project_home)} (up to {where}) are "

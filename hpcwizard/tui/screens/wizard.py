@@ -246,6 +246,11 @@ class WizardScreen(Screen[None]):
             self.step = session.DONE
             self.open_dashboard()
             return None
+        elif step == "preflight" and isinstance(result, ParamsChoice):
+            # "Continue" on an earlier run's checkpoints: the raised steps, then the check again.
+            self._apply_params(result)
+            session.save_plan(self._plan(), self.app.context.files)
+            return "preflight"
         else:
             self._update_plan(step, result)
         if self.plan is not None:
