@@ -58,7 +58,9 @@ class VariantButton(RadioButton):
     """
 
     def get_content_height(self, container: Size, viewport: Size, width: int) -> int:
-        return self.render().get_height(self.styles, width)
+        # As Textual's own Widget.get_content_height does; Content.get_height's
+        # annotation asks for a RulesMap, though it reads the styles as one.
+        return self.render().get_height(self.styles, width)  # type: ignore[arg-type]
 
 
 class RecipeStep(StepScreen):
