@@ -481,6 +481,9 @@ class DashboardScreen(Screen):
     def _show_status(self) -> None:
         home = self.context.project_home
         parts = []
+        # First: the line is cut at its end, and at 80-100 columns a reconnect said fourth was lost.
+        if self.connection_note:
+            parts.append(self.connection_note)
         if self.last_refresh is not None:
             parts.append(f"refreshed {_hhmmss(self.last_refresh)} ({self.last_duration:.1f} s)")
         if self.policy.down:
@@ -490,8 +493,6 @@ class DashboardScreen(Screen):
         if self.snapshot is not None:
             active = sum(1 for job in self.snapshot.jobs if job.active)
             parts.append(f"{len(self.snapshot.jobs)} jobs, {active} active")
-        if self.connection_note:
-            parts.append(self.connection_note)
         files = self.context.files
         where = f"{files.where}:" if files.remote else ""
         parts.append(f"{where}{home}" if home else "no project home")
