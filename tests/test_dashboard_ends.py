@@ -29,6 +29,7 @@ from hpcwizard.project.render import render
 from hpcwizard.slurm import JobState, SlurmClient
 from hpcwizard.tui.app import make_app
 from hpcwizard.tui.screens.dashboard import DashboardScreen
+from hpcwizard.tui.widgets.job_table import COLUMNS
 from test_dashboard import anyio_backend, until  # noqa: F401 (a fixture)
 from test_resubmit import all_ids, submit_test_chain
 
@@ -189,8 +190,10 @@ async def test_a_job_past_its_time_limit_is_looked_at_until_slurm_ends_it(tmp_pa
 async def test_elapsed_ticks_between_refreshes(tmp_path, slurm_runner, idle_for_long):
     async with dashboard_on_one_job(tmp_path, slurm_runner, "ticking", "sleep 60") as (pilot, screen, job):
         polls = screen.polls
-        shown = screen.table._shown[job][5]
-        later = await until(pilot, "Elapsed to move on", lambda: (t := screen.table._shown[job][5]) != shown and t,
+        time_cell = [key for key, _ in COLUMNS].index("time")
+        shown = screen.table._shown[job][time_cell]
+        later = await until(pilot, "Elapsed to move on",
+                            lambda: (t := screen.table._shown[job][time_cell]) != shown and t,
                             timeout=10)
         assert screen.polls == polls  # no refresh: ticked locally
         assert later.endswith(" / 2:00")
