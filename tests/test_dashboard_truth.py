@@ -286,3 +286,50 @@ async def test_a_cancelled_parent_makes_its_child_repairable_at_once_and_the_rea
             assert f"for setup ({setup}) to succeed, but it ended CANCELLED" in doctor.body_text
     finally:
         SlurmClient(slurm_runner).cancel(all_ids(home))
+
+
+# --------------------------------------------------------------------------
+# 13. Help and palette
+
+
+async def test_help_lists_the_dashboards_keys_before_the_tables_generic_ones():
+    from textual.widgets import DataTable, HelpPanel
+    from textual.widgets._key_panel import BindingsTable
+
+    app = make_app(project_home=None, clock=lambda: FIXED, start_mode="dashboard")
+    async with app.run_test(size=(100, 30)) as pilot:
+        screen = await the_dashboard(pilot)
+        await pilot.press("question_mark")
+        panel = await until(pilot, "the keys panel", lambda: screen.query(HelpPanel) and screen.query_one(HelpPanel))
+        table = await until(pilot, "its table", lambda: panel.query(BindingsTable) and panel.query_one(BindingsTable))
+        rendered = table.render_bindings_table()
+        listed = [str(cell) for cell in rendered.columns[1]._cells]
+        own = [listed.index(text) for text in ("Dashboard", "Refresh", "Doctor", "Cancel chain")]
+        generic = [listed.index(b.description) for b in DataTable.BINDINGS if b.description in listed]
+        assert generic, listed  # the table's keys are still listed…
+        assert max(own) < min(generic), listed  # …after the dashboard's
+        assert screen.query_one("#jobs").has_focus  # the table keeps the focus
+
+
+async def test_the_palette_has_one_quit_in_the_dashboard_and_in_the_wizard(tmp_path):
+    from textual.command import CommandPalette
+
+    async def titles(app, pilot) -> list[str]:
+        await pilot.press("ctrl+p")
+        palette = await until(pilot, "the palette", lambda: isinstance(app.screen, CommandPalette) and app.screen)
+        from textual.widgets import OptionList
+
+        options = palette.query_one(OptionList)
+        await until(pilot, "its commands", lambda: options.option_count > 3)
+        await pilot.pause(0.3)  # every provider answered
+        shown = [str(options.get_option_at_index(i).prompt).split("\n")[0] for i in range(options.option_count)]
+        await pilot.press("escape")
+        return shown
+
+    for mode in ("dashboard", "wizard"):
+        app = make_app(project_home=tmp_path / mode, clock=lambda: FIXED, start_mode=mode)
+        async with app.run_test(size=(100, 30)) as pilot:
+            await pilot.pause(0.5)
+            shown = await titles(app, pilot)
+            quits = [title for title in shown if "quit" in title.lower()]
+            assert quits == ["Quit hpcwizard"], (mode, shown)

@@ -85,6 +85,18 @@ class HpcWizardApp(App[int]):
         #: Why the app gave up before its first screen (printed by the CLI).
         self.failure: Exception | None = None
 
+    def get_system_commands(self, screen: Screen):
+        """Textual's palette commands, with one quit: "Quit hpcwizard",
+        saying what is kept (the palette had both "Quit" and "Quit hpcwizard")."""
+        from textual.app import SystemCommand
+
+        for command in super().get_system_commands(screen):
+            if command.title == "Quit":
+                yield SystemCommand("Quit hpcwizard", "every answer and job is kept; run hpcwizard again to resume",
+                                    self.exit)
+            else:
+                yield command
+
     def on_mount(self) -> None:
         if self.ssh_prompts is not None:
             self.ssh_prompts.bind(self)

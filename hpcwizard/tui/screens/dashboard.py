@@ -141,6 +141,7 @@ class DashboardScreen(Screen):
 
     CSS_PATH = "dashboard.tcss"
     COMMANDS: ClassVar[set] = {DashboardCommands}
+    BINDING_GROUP_TITLE = "Dashboard"
 
     # The footer shows the few keys that matter most and fits 80 columns;
     # every key stays bound and is listed by ? (and the palette, ctrl+p).
@@ -605,6 +606,15 @@ class DashboardScreen(Screen):
     def action_refresh(self) -> None:
         self.refresh_soon()
         self.notify("refreshing", timeout=2)
+
+    @property
+    def active_bindings(self):
+        """The dashboard's own keys (and the app's) before the focused
+        table's: ? listed Textual's generic table keys (cursor up, page down…)
+        first and the dashboard's below them. Only the order changes."""
+        bindings = super().active_bindings
+        own = {key: active for key, active in bindings.items() if active.node in (self, self.app)}
+        return {**own, **{key: active for key, active in bindings.items() if key not in own}}
 
     def action_help(self) -> None:
         """? shows (or hides) every key of the dashboard, not only the footer's."""

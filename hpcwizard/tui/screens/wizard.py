@@ -363,7 +363,8 @@ def find_wizard(app: Any) -> WizardScreen | None:
 
 
 class WizardCommands(Provider):
-    """Palette entries: go back to a step already reached, open the dashboard, quit."""
+    """Palette entries: go back to a step already reached, open the dashboard
+    (quitting is the app's own "Quit hpcwizard")."""
 
     def _commands(self) -> list[tuple[str, str, Callable[[], Any]]]:
         wizard = find_wizard(self.app)
@@ -377,7 +378,6 @@ class WizardCommands(Provider):
                                  partial(wizard.jump, key)))
             commands.append(("Open the dashboard", "watch the submitted jobs of this project",
                              wizard.open_dashboard))
-        commands.append(("Quit hpcwizard", "every answer is saved; run hpcwizard again to resume", self.app.exit))
         return commands
 
     async def discover(self) -> Hits:
