@@ -904,8 +904,8 @@ async def test_the_doctor_says_a_timeout_needs_more_time_not_a_fix(tmp_path):
     base = replace(job_row(tmp_path), script="/p/runs/train.sbatch", exit_code="0:0")
     async with app.run_test(size=(100, 30)) as pilot:
         screen = await until(pilot, "the dashboard", lambda: isinstance(app.screen, DashboardScreen) and app.screen)
-        for state, said, hint in [("TIMEOUT", "hit its time limit of 1:00 (TIMEOUT)", "#SBATCH --time="),
-                                  ("OUT_OF_MEMORY", "ran out of memory (OUT_OF_MEMORY)", "#SBATCH --mem="),
+        for state, said, hint in [("TIMEOUT", "hit its time limit of 1:00 (TIMEOUT)", "job's time in the plan"),
+                                  ("OUT_OF_MEMORY", "ran out of memory (OUT_OF_MEMORY)", "job's mem in the plan"),
                                   ("FAILED", "ended FAILED.", "Fix the cause first")]:
             screen._show_doctor(Diagnosis(parent=replace(base, state=state), stuck=()))
             modal = await until(pilot, "the doctor", lambda: isinstance(app.screen, ChoiceScreen)

@@ -20,6 +20,7 @@ from textual.widgets import ProgressBar
 
 from hpcwizard.jobs.status import JobRow, StatusSnapshot
 from hpcwizard.jobs.submit import sbatch_time_limit, submit_chain
+from hpcwizard.project.plan import job_prefix_for
 from hpcwizard.project.recipe import get_recipe
 from hpcwizard.project.state import Submission, SubmittedJob, load_state, now_iso, update_state
 from hpcwizard.slurm import JobState, SlurmClient
@@ -333,3 +334,45 @@ async def test_the_palette_has_one_quit_in_the_dashboard_and_in_the_wizard(tmp_p
             shown = await titles(app, pilot)
             quits = [title for title in shown if "quit" in title.lower()]
             assert quits == ["Quit hpcwizard"], (mode, shown)
+
+
+# --------------------------------------------------------------------------
+# 14. The doctor's wording
+
+
+async def test_the_doctor_dialog_keeps_paths_whole_names_no_log_for_a_job_that_never_ran_and_says_edit_the_plan(
+        tmp_path):
+    from textual.geometry import Region
+
+    from hpcwizard.jobs.resubmit import Diagnosis
+
+    home = tmp_path / "a-project-home-with-a-rather-long-name" / "below-another-long-folder-name"
+    stem = home / "logs" / f"{job_prefix_for(home)}setup"  # as long as Slurm names get
+    setup = JobRow(job_id="20", name="setup", slurm_name=stem.name, state=JobState.CANCELLED, reason=None,
+                   dependency=None, partition="cpu", elapsed=0, time_limit=600, start=None, exit_code="0:15",
+                   source="squeue", log_out=f"{stem}-20.out", log_err=f"{stem}-20.err",
+                   script=str(home / "hpcwizard" / "runs" / "20261204-183000" / "01_setup.sbatch"))
+    train = replace(setup, job_id="21", name="train", state=JobState.PENDING, reason="Dependency",
+                    dependency="afterok:20(unfulfilled)", script=None)
+    failed = replace(setup, state=JobState.FAILED, elapsed=42, start="2026-01-02T03:00:00", exit_code="3:0")
+    app = make_app(project_home=None, clock=lambda: FIXED, start_mode="dashboard")
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await the_dashboard(pilot)
+        app.context.project_home = home
+        for parent, stuck in ((setup, (train,)), (failed, ())):
+            screen._show_doctor(Diagnosis(parent=parent, stuck=stuck))
+            modal = await until(pilot, "the doctor", lambda: isinstance(app.screen, ChoiceScreen)
+                                and app.screen.query("Button") and app.screen)
+            await pilot.pause()
+            body = modal.body_text
+            assert "edit the script" not in body and "in the plan" in body or "a change to the plan" in body, body
+            text = modal.query_one("#confirm-body Static")
+            drawn = [strip.text.rstrip() for strip in text.render_lines(Region(0, 0, text.size.width, text.size.height))]
+            # Each path whole, on a line of its own, below the project home.
+            assert "  hpcwizard/runs/20261204-183000/01_setup.sbatch" in drawn, drawn
+            if parent is setup:  # cancelled while pending: it never ran, it wrote nothing
+                assert "It never started, so it wrote no log." in drawn and ".out" not in body
+            else:
+                assert f"  logs/{stem.name}-20.out" in drawn and f"  logs/{stem.name}-20.err" in drawn
+            modal.dismiss(None)
+            await until(pilot, "the dashboard again", lambda: app.screen is screen)

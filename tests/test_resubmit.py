@@ -20,6 +20,7 @@ from hpcwizard.jobs.resubmit import (
     dependents_of,
     diagnose,
     resubmit_failed,
+    where_it_logged,
     with_exit_code,
 )
 from hpcwizard.jobs.status import take_snapshot
@@ -140,12 +141,15 @@ def test_a_timeout_or_oom_is_explained_as_such_not_as_an_exit_code():
                     0, 60, None, None, "squeue", "/p/logs/e.out", "/p/logs/e.err"),)
     timeout = Diagnosis(parent("TIMEOUT", "0:0"), stuck).explain()
     assert "hit its time limit of 2:00:00 (TIMEOUT)" in timeout and "exit code" not in timeout
-    assert "#SBATCH --time=" in fix_advice(parent("TIMEOUT", "0:0"))
+    # The sbatch files say "edit the plan, not this file": so does the advice.
+    assert "raise this job's time in the plan" in fix_advice(parent("TIMEOUT", "0:0"))
     assert "the wizard's Slurm step" in fix_advice(parent("TIMEOUT", "0:0"))
+    assert "#SBATCH" not in fix_advice(parent("TIMEOUT", "0:0"))
     assert how_it_ended(parent("OUT_OF_MEMORY", "0:125")) == "ran out of memory (OUT_OF_MEMORY)"
-    assert "#SBATCH --mem=" in fix_advice(parent("OUT_OF_MEMORY", "0:125"))
+    assert "raise this job's mem in the plan" in fix_advice(parent("OUT_OF_MEMORY", "0:125"))
     assert how_it_ended(parent("FAILED", "3:0")) == "ended FAILED, exit code 3:0"
-    assert fix_advice(parent("FAILED", "3:0")) == "Fix the cause first (edit the script or the data)."
+    assert fix_advice(parent("FAILED", "3:0")).startswith("Fix the cause first: in the data or the code")
+    assert "edit the script" not in fix_advice(parent("FAILED", "3:0"))
 
 
 # --------------------------------------------------------------------------
@@ -177,7 +181,8 @@ def test_doctor_explains_and_resubmit_completes_the_chain(tmp_path, slurm_runner
         assert [r.job_id for r in diagnosis.stuck] == [train, evaluate]
         text = diagnosis.explain()
         assert f"prep ({prep})" in text and "FAILED" in text and "3:0" in text
-        assert f"logs/{diagnosis.parent.slurm_name}-{prep}.err" in text
+        logs = where_it_logged(diagnosis.parent, str(home))
+        assert f"\n  logs/{diagnosis.parent.slurm_name}-{prep}.err" in logs  # a line of its own
 
         rewrite_body(submission.jobs[0].script, "echo fixed; exit 0")
         result = resubmit_failed(home, slurm_runner, prep)
@@ -273,7 +278,7 @@ def test_a_train_job_of_the_recipe_resumes_from_its_checkpoint_and_a_timeout_of_
                  partition="gpu", elapsed=60, time_limit=60, start=None, exit_code="0:0", source="sacct",
                  log_out="/p/logs/p-train-11.out", log_err="/p/logs/p-train-11.err", script=train.script)
     assert continues_from_checkpoint(row) and "Nothing to change first" in fix_advice(row, resumes=True)
-    assert "#SBATCH --time=" in fix_advice(row)  # not known to resume: more time first
+    assert "Give it more time first" in fix_advice(row)  # not known to resume: more time first
     assert not continues_from_checkpoint(replace(row, state="FAILED"))
     stuck = replace(row, job_id="12", name="convert", state="PENDING", reason="DependencyNeverSatisfied")
     explained = Diagnosis(parent=row, stuck=(stuck,)).explain(resumes=True)

@@ -75,9 +75,32 @@ class Diagnosis:
                 f"Fix the cause, then resubmit {parent.name} and its dependents, or cancel them.")
         return (
             f"{names} can never start: {'it waits' if len(self.stuck) == 1 else 'they wait'} for "
-            f"{parent.name} ({parent.job_id}) to succeed, but it {how_it_ended(parent)}. "
-            f"Its log: {parent.log_out} (stderr: {parent.log_err}). {todo}"
+            f"{parent.name} ({parent.job_id}) to succeed, but it {how_it_ended(parent)}. {todo}"
         )
+
+
+def _shown_path(path: str, project_home: str | None) -> str:
+    """A path below the project home as the user sees it there (``logs/…``):
+    short enough for a line of its own, so a dialog never wraps it mid-word."""
+    if project_home:
+        home = project_home.rstrip("/") + "/"
+        if path.startswith(home):
+            return path[len(home):]
+    return path
+
+
+def where_it_logged(job: JobRow, project_home: str | None = None) -> str:
+    """The logs to read, one per line; none for a job that never started
+    (the doctor named a log a job cancelled while pending never wrote)."""
+    if job.start is None and job.elapsed == 0:
+        return "It never started, so it wrote no log."
+    return (f"Its logs (stdout, then stderr):\n  {_shown_path(job.log_out, project_home)}\n"
+            f"  {_shown_path(job.log_err, project_home)}")
+
+
+def what_resubmit_runs(job: JobRow, project_home: str | None = None) -> str:
+    """The recorded sbatch file, on a line of its own."""
+    return f"  {_shown_path(job.script or '?', project_home)}"
 
 
 def how_it_ended(job: JobRow) -> str:
@@ -122,13 +145,17 @@ def fix_advice(job: JobRow, *, resumes: bool = False) -> str:
     if continues_from_checkpoint(job, resumes=resumes):
         return ("Nothing to change first: it resumes from its latest checkpoint, so each run adds its "
                 "time limit's worth of training.")
+    # The sbatch files say "edit the plan, not this file": so does the advice.
     if job.state is JobState.TIMEOUT:
-        return ("Give it more time first: raise `#SBATCH --time=` in its sbatch file (Resubmit runs that "
-                "file), or raise this job's time in the plan (the wizard's Slurm step) and submit the plan again.")
+        return ("Give it more time first: raise this job's time in the plan (the wizard's Slurm step, or "
+                "`time:` in the plan file) and submit the plan again; Resubmit runs the recorded sbatch file "
+                "with the same limit.")
     if job.state is JobState.OUT_OF_MEMORY:
-        return ("Give it more memory first: raise `#SBATCH --mem=` in its sbatch file (Resubmit runs that "
-                "file), or raise this job's mem in the plan (the wizard's Slurm step) and submit the plan again.")
-    return "Fix the cause first (edit the script or the data)."
+        return ("Give it more memory first: raise this job's mem in the plan (the wizard's Slurm step, or "
+                "`mem:` in the plan file) and submit the plan again; Resubmit runs the recorded sbatch file "
+                "with the same memory.")
+    return ("Fix the cause first: in the data or the code, then Resubmit; a change to the plan needs the plan "
+            "submitted again (Resubmit runs the recorded sbatch file as it is).")
 
 
 @dataclass(frozen=True)
@@ -356,8 +383,8 @@ def resubmit_failed(
 
 
 def _script_time_limit(files: ProjectFiles, job: SubmittedJob) -> int | None:
-    """The limit the script asks for now: the doctor's advice for a
-    TIMEOUT is to raise ``#SBATCH --time`` in it before resubmitting."""
+    """The limit the script asks for now (someone may have raised its
+    ``#SBATCH --time`` by hand)."""
     from hpcwizard.jobs.submit import sbatch_time_limit
 
     try:

@@ -787,23 +787,32 @@ class DashboardScreen(Screen):
         self.app.call_from_thread(self._show_doctor, diagnosis, trouble)
 
     def _show_doctor(self, diagnosis, node_trouble=()) -> None:
-        from hpcwizard.jobs.resubmit import continues_from_checkpoint, fix_advice, how_it_ended
+        from hpcwizard.jobs.resubmit import (
+            continues_from_checkpoint,
+            fix_advice,
+            how_it_ended,
+            what_resubmit_runs,
+            where_it_logged,
+        )
 
         parent = diagnosis.parent
         training = self.training.get(parent.job_id)
         resumes = training is not None  # a train job: its recipe resumes from the latest checkpoint
         carry_on = continues_from_checkpoint(parent, resumes=resumes)
+        home = str(self.context.project_home) if self.context.project_home else None
         if diagnosis.stuck:
             body = diagnosis.explain(resumes=resumes)
         else:
-            body = (f"{parent.name} ({parent.job_id}) {how_it_ended(parent)}.\n"
-                    f"Its log: {parent.log_out} (stderr: {parent.log_err}).")
+            body = f"{parent.name} ({parent.job_id}) {how_it_ended(parent)}."
+        # Paths on lines of their own, below the project home: wrapped in a
+        # sentence they were cut mid-word.
+        body += "\n\n" + where_it_logged(parent, home)
         if node_trouble:
             body += "\n\nIts node logs say:\n" + "\n".join(f"  {finding.text}" for finding in node_trouble[:6])
         verb = "Continue" if carry_on else "Resubmit"
-        body += (f"\n\n{verb} runs {parent.script} again in {self.context.project_home}"
-                 + (", cancels the stuck jobs and submits them again after it (afterok)." if diagnosis.stuck else ".")
-                 + f" {fix_advice(parent, resumes=resumes)}")
+        body += (f"\n\n{verb} runs its recorded sbatch file again:\n{what_resubmit_runs(parent, home)}\n"
+                 + ("and cancels the stuck jobs and submits them again after it (afterok). " if diagnosis.stuck else "")
+                 + fix_advice(parent, resumes=resumes))
         if carry_on and training is not None:
             body += (" It was to continue across its time limit by itself: the end of its log says why it did not."
                      if training.continues else
