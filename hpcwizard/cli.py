@@ -102,10 +102,11 @@ def _remote_plan(args: argparse.Namespace, files: ProjectFiles) -> tuple[Any, An
         import yaml
 
         from hpcwizard.project.files import expand_home
+        from hpcwizard.project.plan import read_plan_text
 
         try:
-            data = yaml.safe_load(Path(args.plan).read_text(encoding="utf-8"))
-        except (OSError, yaml.YAMLError):
+            data = yaml.safe_load(read_plan_text(args.plan))  # too large, missing...: one line, before YAML
+        except yaml.YAMLError:
             data = None  # load_plan_for_recipe says what is wrong
         if isinstance(data, dict) and any(str(data.get(k, "")).startswith("~") for k in ("project_home", "data_root")):
             for key in ("project_home", "data_root"):
@@ -188,6 +189,8 @@ def recipe_summary(recipe: Any) -> dict[str, Any]:
 def cmd_render(args: argparse.Namespace) -> int:
     from hpcwizard.project.render import render
 
+    if not args.out.strip():
+        raise UserError("--out is empty", "name the folder to write the scripts into, e.g. --out scripts")
     files = make_files(args)
     plan, recipe = _remote_plan(args, files)
     command = None
@@ -199,6 +202,13 @@ def cmd_render(args: argparse.Namespace) -> int:
     else:
         out = Path(args.out).absolute()
     rendering = render(plan, recipe, out, hpcwizard_cmd=command, files=files)
+    if not files.remote:  # the plan is a file of this machine: --out there may be its folder
+        source = Path(args.plan).resolve()
+        for file in rendering.files:
+            if (out / file.name).resolve() == source:
+                raise UserError(f"--out {args.out} would write over the plan {args.plan} (render writes its own "
+                                f"normalised copy there as {file.name}); nothing was written",
+                                "choose another --out folder")
     try:
         written = rendering.write(out, files)
     except OSError as exc:
@@ -273,27 +283,16 @@ def cmd_prepare(args: argparse.Namespace) -> int:
                                files_only=args.command == "download" and args.in_job)
 
 
-def remote_prepare(args: argparse.Namespace, files: Any) -> int:
-    """``prepare --host``: copy the plan to the login node and run
-    ``hpcwizard prepare`` THERE (its network, its disk, its token file),
-    streaming its output here."""
-    import os
-
-    from hpcwizard.checks.preflight import remote_token_path
+def remote_prepare(args: argparse.Namespace, files: ProjectFiles) -> int:
+    """``prepare --host``: ``hpcwizard prepare`` runs THERE (its network, its
+    disk, its token file), its output streamed here (:func:`prepare_on_login_node`)."""
+    from hpcwizard.prepare import prepare_on_login_node
 
     plan, _ = _remote_plan(args, files)
     runner = make_runner(args)
     command = remote_hpcwizard(args, runner)
-    if remote_token_path(runner) is None:
-        raise UserError(f"no Hugging Face token file on {files.where} ($HF_HOME/token or ~/.cache/huggingface/token); "
-                        "the download there reads it",
-                        "store it with the wizard's token step (`hpcwizard --host ...`) or `huggingface-cli login` there")
-    remote_plan = plan.layout.remote_prepare_plan
-    files.write_text_atomic(remote_plan, plan.to_yaml())
-    env = {"HF_ENDPOINT": os.environ["HF_ENDPOINT"]} if os.environ.get("HF_ENDPOINT") else None
-    print(f"running `hpcwizard prepare {remote_plan}` on {files.where}", flush=True)
     try:
-        status = files.run_streaming([*command, "prepare", str(remote_plan)], sys.stdout, env=env)
+        status = prepare_on_login_node(plan, files, runner, command, sys.stdout)
     except KeyboardInterrupt:
         print(f"\nhpcwizard: interrupted; prepare on {files.where} resumes where it stopped "
               "when you run the same command again", file=sys.stderr)
@@ -416,14 +415,15 @@ def cmd_submit(args: argparse.Namespace) -> int:
     runner = make_runner(args)
     command = None
     if files.remote:
-        from hpcwizard.checks.preflight import remote_token_path
+        from hpcwizard.checks.hftoken import inspect_token_file
 
         command = remote_hpcwizard(args, runner)
-        if remote_token_path(runner) is None:
+        on_login_node = inspect_token_file(runner)
+        if not on_login_node.present:
             raise UserError(
-                f"no Hugging Face token file on {files.where} ($HF_HOME/token or ~/.cache/huggingface/token): "
+                f"no Hugging Face token file on {files.where} ({on_login_node.path}): "
                 "the setup job reads it there; nothing was submitted",
-                "store it with the wizard's token step (`hpcwizard --host ...`) or `huggingface-cli login` there")
+                "store it with the wizard's token step (`hpcwizard --host ...`) or `hf auth login` there")
     elif plan.download == "job" and recipe.repos_for(plan):
         from hpcwizard.checks.hub import token_file_path
 

@@ -142,6 +142,17 @@ def die_with_parent() -> Callable[[], None] | None:
     return preexec
 
 
+def environment_without_secrets(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """This process's environment plus ``extra``, without the HF token
+    (:data:`SECRET_ENV`): what every child hpcwizard starts gets (sbatch would
+    copy a token into the job's record; tar, git and pip never need it)."""
+    merged = dict(os.environ)
+    merged.update(extra or {})
+    for name in SECRET_ENV:
+        merged.pop(name, None)
+    return merged
+
+
 class LocalRunner:
     """Runs commands on this machine with :mod:`subprocess` (no shell).
 
@@ -151,13 +162,7 @@ class LocalRunner:
         self.extra_env = dict(extra_env or {})
 
     def _environment(self, env: Mapping[str, str] | None) -> dict[str, str]:
-        merged = dict(os.environ)
-        merged.update(self.extra_env)
-        if env:
-            merged.update(env)
-        for name in SECRET_ENV:
-            merged.pop(name, None)
-        return merged
+        return environment_without_secrets({**self.extra_env, **(env or {})})
 
     def run(
         self,

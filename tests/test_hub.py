@@ -1,8 +1,9 @@
-"""hpcwizard.checks.hub against a DevHub: token discovery, validation, storage, access matrix, file metadata.
+"""hpcwizard.checks.hub against a DevHub: token discovery, validation, storage, access matrix, file metadata;
+the endpoint rule.
 
-The hub functions take ``endpoint=`` explicitly (see test_devhub.py for why);
-``login()`` only knows the import-time HF_ENDPOINT/HF_HOME, so the test of
-that path runs in a subprocess with both set.
+The hub functions take ``endpoint=`` explicitly (see test_devhub.py for why).
+Storing a token (hpcwizard.checks.hftoken) runs the real ``sh``, ``mktemp``
+and ``mv`` through the local runner, as on the login node.
 """
 
 from __future__ import annotations
@@ -11,14 +12,13 @@ import hashlib
 import os
 import socket
 import stat
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from huggingface_hub import get_hf_file_metadata
 
 from devhub_fixtures import TOKENS
+from hpcwizard.checks.hftoken import StoredToken, inspect_token_file, locate_token_file, store_token
 from hpcwizard.checks.hub import (
     AccessStatus,
     HubUser,
@@ -28,12 +28,12 @@ from hpcwizard.checks.hub import (
     download_size,
     find_token,
     repo_files,
-    store_token,
     token_file_path,
     validate_token,
 )
 from hpcwizard.devhub import DevHub, write_repo
 from hpcwizard.errors import UserError
+from hpcwizard.shell import LocalRunner
 
 ALICE, BOB, CAROL = TOKENS["alice"], TOKENS["bob"], TOKENS["carol"]
 BIG = os.urandom(1_500_000)
@@ -121,33 +121,75 @@ def _mode(path: Path) -> int:
     return stat.S_IMODE(path.stat().st_mode)
 
 
-def test_store_token_own_writer(devhub: DevHub, hf_home: Path) -> None:
-    # huggingface_hub's login() is bound to the import-time endpoint, so with another
-    # endpoint store_token writes the file itself, with the same modes.
-    path = store_token(ALICE, devhub.url)
-    assert path == hf_home / "token"
-    assert path.read_text() == ALICE and _mode(path) == 0o600 and _mode(path.parent) == 0o700
+def test_store_token_writes_only_the_token_file_in_folders_it_creates_private(hf_home: Path) -> None:
+    stored = store_token(ALICE, LocalRunner())
+    path = hf_home / "token"
+    assert stored == StoredToken(str(path), created_folder=True, warning=None)
+    assert path.read_text() == ALICE and _mode(path) == 0o600 and _mode(hf_home) == 0o700
     assert find_token() == TokenSource(ALICE, str(path), path)
-    with pytest.raises(UserError):
-        store_token("hf_bogus_secret", devhub.url)
-    assert path.read_text() == ALICE  # a refused token does not replace a good one
+    # One copy: huggingface_hub's login() would also write stored_tokens.
+    assert sorted(os.listdir(hf_home)) == ["token"]
+    store_token(BOB, LocalRunner())  # replaced, still 0600, still alone
+    assert path.read_text() == BOB and _mode(path) == 0o600 and sorted(os.listdir(hf_home)) == ["token"]
 
 
-def test_store_token_through_login(devhub: DevHub, tmp_path: Path) -> None:
+def test_store_token_leaves_folders_it_did_not_create_as_they_are(tmp_path: Path, hf_home: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """A shared 1777 folder, a 0755 $HF_HOME, the user's home with
+    HF_TOKEN_PATH=~/.hf_token: none is chmodded; others may write the first: said."""
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o1777)
+    monkeypatch.setenv("HF_TOKEN_PATH", str(shared / "token"))
+    stored = store_token(ALICE, LocalRunner())
+    assert stat.S_IMODE(shared.stat().st_mode) == 0o1777 and _mode(shared / "token") == 0o600
+    assert not stored.created_folder and stored.warning is not None
+    assert f"{shared} (mode 1777) is writable by other users" in stored.warning
+    assert inspect_token_file(LocalRunner()).warning == stored.warning  # the check says the same
+
+    hf_home.mkdir(mode=0o755)
+    hf_home.chmod(0o755)
+    monkeypatch.delenv("HF_TOKEN_PATH")
+    stored = store_token(ALICE, LocalRunner())
+    assert _mode(hf_home) == 0o755 and stored.warning is None and stored.path == str(hf_home / "token")
+
     home = tmp_path / "home"
-    home.mkdir(mode=0o755)
-    code = f"from hpcwizard.checks.hub import store_token; print(store_token({BOB!r}))"
-    env = {**os.environ, "HF_ENDPOINT": devhub.url, "HF_HOME": str(home)}
-    for name in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_TOKEN_PATH"):
-        env.pop(name, None)
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
-    assert out.returncode == 0, out.stderr
-    token_file = home / "token"
-    assert out.stdout.strip() == str(token_file)
-    assert token_file.read_text() == BOB and _mode(token_file) == 0o600
-    assert _mode(home) == 0o700  # login() tightens the directory too
-    assert (home / "stored_tokens").exists()  # proof it went through huggingface_hub's login()
-    assert BOB not in out.stdout + out.stderr
+    home.mkdir()
+    home.chmod(0o751)
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("HF_TOKEN_PATH", "~/.hf_token")
+    stored = store_token(ALICE, LocalRunner())
+    assert stored.path == str(home / ".hf_token") and _mode(home) == 0o751
+    assert (home / ".hf_token").read_text() == ALICE and _mode(home / ".hf_token") == 0o600
+
+
+def test_the_token_file_rule_here_and_through_a_runner(tmp_path: Path, hf_home: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """huggingface_hub's rule: HF_TOKEN_PATH, else HF_HOME, else XDG_CACHE_HOME,
+    else ~/.cache; the same whether read here or asked of a machine's shell."""
+    monkeypatch.delenv("HF_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "h"))
+    cases = [
+        ({}, tmp_path / "h" / ".cache" / "huggingface" / "token"),
+        ({"XDG_CACHE_HOME": str(tmp_path / "xdg")}, tmp_path / "xdg" / "huggingface" / "token"),
+        ({"XDG_CACHE_HOME": str(tmp_path / "xdg"), "HF_HOME": "~/hf"}, tmp_path / "h" / "hf" / "token"),
+        ({"HF_HOME": str(tmp_path / "hf"), "HF_TOKEN_PATH": "$HOME/tok"}, tmp_path / "h" / "tok"),
+    ]
+    for env, expected in cases:
+        for name in ("XDG_CACHE_HOME", "HF_HOME", "HF_TOKEN_PATH"):
+            monkeypatch.delenv(name, raising=False)
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        assert token_file_path() == expected, env
+        assert locate_token_file(LocalRunner()) == str(expected), env
+
+
+def test_a_refused_token_is_never_stored(devhub: DevHub, hf_home: Path) -> None:
+    """Validation comes first, and once: storing does not ask the hub again."""
+    store_token(ALICE, LocalRunner())
+    with pytest.raises(UserError):
+        validate_token("hf_bogus_secret", devhub.url)
+    assert (hf_home / "token").read_text() == ALICE
 
 
 # -- access matrix -----------------------------------------------------------------------
@@ -258,3 +300,30 @@ def test_repo_files_errors(devhub: DevHub, repos: Path) -> None:
     endpoint = _closed_port_endpoint()
     with pytest.raises(UserError, match=endpoint):
         repo_files(RepoRef("acme/open"), ALICE, endpoint)
+
+
+# -- which hub ----------------------------------------------------------------------------
+
+
+def test_the_hub_endpoint_rule(monkeypatch: pytest.MonkeyPatch) -> None:
+    from hpcwizard.checks.hub import DEFAULT_ENDPOINT, chosen_endpoint, default_endpoint, endpoint_env
+
+    monkeypatch.delenv("HF_ENDPOINT", raising=False)
+    assert chosen_endpoint() is None and default_endpoint() == DEFAULT_ENDPOINT and endpoint_env() is None
+    monkeypatch.setenv("HF_ENDPOINT", "http://mirror.example:8080/")
+    assert default_endpoint() == "http://mirror.example:8080" == chosen_endpoint()
+    assert endpoint_env() == {"HF_ENDPOINT": "http://mirror.example:8080"}
+    assert default_endpoint("http://app.example") == "http://app.example"  # the app's wins
+
+
+def test_only_the_hub_module_reads_hf_endpoint() -> None:
+    """One rule for which hub: every other module asks checks/hub.py."""
+    package = Path(__file__).resolve().parent.parent / "hpcwizard"
+    readers = []
+    for path in package.rglob("*.py"):
+        if path.parts[-2] in ("devhub", "demo") or "code_base" in path.parts:
+            continue  # the hub stand-in and the demo's own scripts are not hpcwizard's client side
+        text = path.read_text(encoding="utf-8")
+        if any(f'{call}("HF_ENDPOINT"' in text for call in ("environ.get", "getenv", "environ[")):
+            readers.append(path.relative_to(package).as_posix())
+    assert readers == ["checks/hub.py"], readers

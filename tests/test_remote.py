@@ -216,28 +216,57 @@ def test_a_token_exported_on_the_login_node_never_reaches_a_command(conn: SshCon
     assert "HF_TOKEN" not in seen.stdout and seen.ok
 
 
+class LoginNode(SshRunner):
+    """The login node with ``variables`` in its shell's environment (as a
+    user's .bashrc may set them), recording every argv."""
+
+    def __init__(self, connection: SshConnection, **variables: str) -> None:
+        super().__init__(connection)
+        self.variables = variables
+        self.argvs: list[list[str]] = []
+
+    def run(self, argv, **kwargs):
+        self.argvs.append(list(argv))
+        return super().run(argv, env={**(kwargs.pop("env", None) or {}), **self.variables}, **kwargs)
+
+
 def test_token_stored_on_the_login_node_is_private_from_the_first_byte(conn: SshConnection, tmp_path: Path) -> None:
-    from hpcwizard.checks.preflight import remote_token_status, store_remote_token
+    from hpcwizard.checks.hftoken import inspect_token_file, store_token
 
     home = tmp_path / "hf home"
-    seen_argv: list[list[str]] = []
-
-    class LoginNode(SshRunner):
-        """The login node with HF_HOME set (as the user's shell may), recording argv."""
-
-        def run(self, argv, **kwargs):
-            seen_argv.append(list(argv))
-            return super().run(argv, env={**(kwargs.pop("env", None) or {}), "HF_HOME": str(home)}, **kwargs)
-
+    login = LoginNode(conn, HF_HOME=str(home))
     token = "hf_store_canary_81f2"
-    path = store_remote_token(LoginNode(conn), token)
-    status = remote_token_status(LoginNode(conn))
-    assert path == str(home / "token") == status.path
+    stored = store_token(token, login)
+    found = inspect_token_file(login)
+    assert stored.path == str(home / "token") == found.path and stored.created_folder and stored.warning is None
     assert (home / "token").read_text() == token
-    assert oct((home / "token").stat().st_mode & 0o777) == "0o600" and status.mode == "600" and not status.loose
+    assert oct((home / "token").stat().st_mode & 0o777) == "0o600" and found.mode == 0o600 and not found.loose
+    assert found.present and found.size == len(token)
     assert oct(home.stat().st_mode & 0o777) == "0o700"
-    assert not [name for name in os.listdir(home) if name.startswith(".token.")]  # no temp file left
-    assert all(token not in " ".join(argv) for argv in seen_argv)  # only on stdin
+    assert os.listdir(home) == ["token"]  # no temp file left, no second copy
+    assert all(token not in " ".join(argv) for argv in login.argvs)  # only on stdin
+
+
+def test_the_login_nodes_token_file_follows_its_own_environment(conn: SshConnection, tmp_path: Path) -> None:
+    """HF_TOKEN_PATH and XDG_CACHE_HOME of the login node's shell decide where
+    its token file is (the jobs read it there), not this machine's."""
+    from hpcwizard.checks.hftoken import inspect_token_file, store_token
+
+    xdg = LoginNode(conn, XDG_CACHE_HOME=str(tmp_path / "xdg cache"))
+    stored = store_token("hf_xdg_canary", xdg)
+    assert stored.path == str(tmp_path / "xdg cache" / "huggingface" / "token")
+    assert inspect_token_file(xdg).present
+
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o1777)  # an existing folder others may write: kept as it is, and said
+    explicit = LoginNode(conn, HF_TOKEN_PATH=str(shared / "my token"), HF_HOME=str(tmp_path / "ignored"))
+    stored = store_token("hf_path_canary", explicit)
+    assert stored.path == str(shared / "my token") and not stored.created_folder
+    assert oct(shared.stat().st_mode & 0o7777) == "0o1777"
+    assert stored.warning is not None and "writable by other users" in stored.warning
+    assert inspect_token_file(explicit).warning == stored.warning
+    assert not (tmp_path / "ignored").exists()
 
 
 def test_runner_errors_like_local_runner(conn: SshConnection) -> None:

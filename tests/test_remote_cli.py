@@ -300,14 +300,15 @@ async def test_dashboard_reconnects_and_says_so(tmp_path, sshd, conn, slurm_conf
 # check / download --host
 
 
-def still_to_write(message: str) -> tuple[float, int, dict[str, str]]:
-    """The space group's "still to write" message: bytes (as shown, to 0.1
-    unit), files, and what each part needs."""
+def still_to_write(message: str, detail: str = "") -> tuple[float, int, dict[str, str]]:
+    """The space group's "still to write" row: bytes (as shown, to 0.1
+    unit), files, and what each part needs (in its detail, or in brackets
+    after the message as the text output shows it)."""
     total, _, rest = message.partition(" in ")
     value, unit = total.split()
     scale = 1024 ** ["B", "KiB", "MiB", "GiB", "TiB"].index(unit)
-    files = int(rest.split(" files", 1)[0])
-    parts = message.partition("(")[2].rstrip(")")
+    files = int(rest.split(" file", 1)[0].replace(",", ""))
+    parts = detail or message.partition("(")[2].rstrip(")")
     return float(value) * scale, files, dict(part.rsplit(": ", 1) for part in parts.split("; ") if part)
 
 
@@ -374,7 +375,7 @@ def test_check_and_download_over_ssh(tmp_path, capsys, monkeypatch, ssh_config, 
         assert code == 0 and fetched["ok"] and fetched["host"] == f"root@127.0.0.1:{PORT}", out + err
         assert fetched["ran_on"]["space"] == "login node" and fetched["ran_on"]["token"] == "laptop"
         row = next(c for c in fetched["checks"] if c["group"] == "space" and c["name"] == "still to write")
-        fetched_bytes, files, parts = still_to_write(row["message"])
+        fetched_bytes, files, parts = still_to_write(row["message"], row["detail"])
     assert {p for p in parts if p.startswith(("download", "unpacking"))} == {
         "download of hpcwizard-demo/tiny-base-model", "unpacking frames.tar"}, parts
     assert parts["download of hpcwizard-demo/tiny-base-model"] == fresh_parts["download of hpcwizard-demo/tiny-base-model"]

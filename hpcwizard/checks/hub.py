@@ -1,11 +1,14 @@
-"""Hugging Face token and access: find, validate and store the token; the gated-access matrix; file metadata.
+"""Hugging Face hub: which hub (the endpoint), validating a token, the gated-access matrix; file metadata.
 
-No Textual here: the CLI, the TUI workers and the tests all call these.
+No Textual here: the CLI, the TUI workers and the tests all call these. The
+token file (where, reading, storing, here and on the login node) is
+:mod:`hpcwizard.checks.hftoken`'s; its reading names are re-exported here.
 
 - The token never leaves this module in a printable form: :class:`TokenSource`
   masks it in ``repr``/``str``, and no message built here contains it.
-- ``endpoint`` defaults to ``HF_ENDPOINT`` (read at call time) or the real Hub,
-  and is passed explicitly to every huggingface_hub call, so a DevHub or mirror
+- Which hub: :func:`default_endpoint` is the one rule (an explicit endpoint,
+  else ``HF_ENDPOINT`` read at call time, else the real Hub), and the result
+  is passed explicitly to every huggingface_hub call, so a DevHub or mirror
   works even when huggingface_hub was imported before ``HF_ENDPOINT`` was set.
 - Metadata (:func:`repo_files`) is readable for gated repos without access;
   :func:`check_access` (``auth-check``) is what tells whether files can be downloaded.
@@ -15,12 +18,12 @@ from __future__ import annotations
 
 import enum
 import os
-import tempfile
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from urllib.parse import quote
 
+# The token file's reading names, for the callers that know them from here.
+from hpcwizard.checks.hftoken import ENV_SOURCE, TokenSource, clean_token, find_token, token_file_path  # noqa: F401
 from hpcwizard.errors import UserError
 
 if TYPE_CHECKING:
@@ -29,7 +32,6 @@ if TYPE_CHECKING:
 
 TOKENS_PAGE = "https://huggingface.co/settings/tokens"
 DEFAULT_ENDPOINT = "https://huggingface.co"
-ENV_SOURCE = "HF_TOKEN environment variable"
 
 
 def _transport_errors() -> tuple[type[BaseException], ...]:
@@ -41,9 +43,23 @@ def _transport_errors() -> tuple[type[BaseException], ...]:
     return (httpx.TransportError, OSError)
 
 
-def default_endpoint() -> str:
-    """``HF_ENDPOINT`` if set (read now, not at import), else the real Hub."""
-    return (os.environ.get("HF_ENDPOINT") or DEFAULT_ENDPOINT).rstrip("/")
+def chosen_endpoint(endpoint: str | None = None) -> str | None:
+    """The hub the user chose: ``endpoint`` (the app's or a caller's), else
+    ``HF_ENDPOINT`` (read now, not at import); None when neither is set."""
+    return (endpoint or os.environ.get("HF_ENDPOINT") or "").rstrip("/") or None
+
+
+def default_endpoint(endpoint: str | None = None) -> str:
+    """The hub to talk to: :func:`chosen_endpoint`, else the real Hub."""
+    return chosen_endpoint(endpoint) or DEFAULT_ENDPOINT
+
+
+def endpoint_env(endpoint: str | None = None) -> dict[str, str] | None:
+    """``HF_ENDPOINT`` for a command run elsewhere (the login node's
+    hpcwizard), only when the user chose a hub: otherwise that machine's
+    own setting (a site mirror) stands."""
+    chosen = chosen_endpoint(endpoint)
+    return {"HF_ENDPOINT": chosen} if chosen else None
 
 
 def endpoint_reachable(endpoint: str | None = None, timeout: float = 10.0) -> tuple[bool, str]:
@@ -51,7 +67,7 @@ def endpoint_reachable(endpoint: str | None = None, timeout: float = 10.0) -> tu
     import urllib.error
     import urllib.request
 
-    url = _endpoint(endpoint) + "/api/whoami-v2"
+    url = default_endpoint(endpoint) + "/api/whoami-v2"
     try:
         with urllib.request.urlopen(urllib.request.Request(url, method="GET"), timeout=timeout) as reply:
             return True, f"HTTP {reply.status}"
@@ -62,54 +78,7 @@ def endpoint_reachable(endpoint: str | None = None, timeout: float = 10.0) -> tu
         return False, str(reason)
 
 
-def _endpoint(endpoint: str | None) -> str:
-    return (endpoint or default_endpoint()).rstrip("/")
-
-
 # -- token -----------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class TokenSource:
-    """A token and where it was found. ``repr``/``str`` never show the token."""
-
-    token: str = field(repr=False)
-    source: str  # "HF_TOKEN environment variable" or the token file's path
-    path: Path | None = None  # the token file, when it came from one
-
-    def __str__(self) -> str:
-        return f"Hugging Face token from {self.source}"
-
-
-def token_file_path() -> Path:
-    """The standard token file: ``$HF_TOKEN_PATH``, else ``$HF_HOME/token``, else ``~/.cache/huggingface/token``."""
-    explicit = os.environ.get("HF_TOKEN_PATH")
-    if explicit:
-        return Path(os.path.expandvars(os.path.expanduser(explicit)))
-    home = os.environ.get("HF_HOME")
-    if not home:
-        cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-        home = os.path.join(cache, "huggingface")
-    return Path(os.path.expandvars(os.path.expanduser(home))) / "token"
-
-
-def _clean(token: str | None) -> str | None:
-    if token is None:
-        return None
-    return token.replace("\r", "").replace("\n", "").strip() or None
-
-
-def find_token() -> TokenSource | None:
-    """The token huggingface_hub would use: ``HF_TOKEN`` first, then the token file."""
-    from_env = _clean(os.environ.get("HF_TOKEN"))
-    if from_env:
-        return TokenSource(from_env, ENV_SOURCE)
-    path = token_file_path()
-    try:
-        from_file = _clean(path.read_text(encoding="utf-8"))
-    except (FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError, UnicodeDecodeError):
-        return None
-    return TokenSource(from_file, str(path), path) if from_file else None
 
 
 @dataclass(frozen=True)
@@ -120,8 +89,8 @@ class HubUser:
 
 def validate_token(token: str, endpoint: str | None = None) -> HubUser:
     """Ask ``whoami`` who the token belongs to; a refused token or unreachable hub is a UserError."""
-    ep = _endpoint(endpoint)
-    token = _clean(token) or ""
+    ep = default_endpoint(endpoint)
+    token = clean_token(token) or ""
     if not token:
         raise UserError("The Hugging Face token is empty", f"create one at {TOKENS_PAGE} and paste it")
     # huggingface_hub brings httpx (~300 modules): imported on the first hub call, not at startup.
@@ -152,57 +121,6 @@ def validate_token(token: str, endpoint: str | None = None) -> HubUser:
     return HubUser(name=str(data.get("name")), orgs=orgs)
 
 
-def store_token(token: str, endpoint: str | None = None) -> Path:
-    """Validate ``token`` and save it as the standard token file (mode 0600); returns the file.
-
-    Uses huggingface_hub's own ``login()`` when it would write the same file and
-    check against the same hub (both are fixed when huggingface_hub is imported);
-    otherwise writes the file itself the same way. The mode is enforced either way.
-    """
-    ep = _endpoint(endpoint)
-    validate_token(token, ep)  # friendly errors before anything is written
-    token = _clean(token) or ""
-    path = token_file_path()
-    from huggingface_hub import constants  # imported (with huggingface_hub) by validate_token above
-
-    same_file = Path(constants.HF_TOKEN_PATH).expanduser().absolute() == path.absolute()
-    if same_file and ep == constants.ENDPOINT.rstrip("/"):
-        from huggingface_hub import login
-
-        login(token=token, add_to_git_credential=False)
-    else:
-        _write_secret(path, token)
-    _enforce_private(path)
-    return path
-
-
-def _write_secret(path: Path, content: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".token.", suffix=".tmp")  # created 0600
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(content)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def keep_private(path: Path) -> Path:
-    """The token file this user chose to use, made private (0600, its folder
-    closed to others) if it was not; returns it."""
-    _enforce_private(path)
-    return path
-
-
-def _enforce_private(path: Path) -> None:
-    if path.stat().st_mode & 0o777 != 0o600:
-        path.chmod(0o600)
-    parent_mode = path.parent.stat().st_mode & 0o777
-    if parent_mode & 0o077:
-        path.parent.chmod(parent_mode & 0o700)
-
-
 # -- access matrix ----------------------------------------------------------------
 
 
@@ -222,7 +140,7 @@ class RepoRef:
 
     def page(self, endpoint: str | None = None) -> str:
         """The repo's web page, where its access conditions are accepted."""
-        return f"{_endpoint(endpoint)}/{self.url_path}"
+        return f"{default_endpoint(endpoint)}/{self.url_path}"
 
     def __str__(self) -> str:
         return self.url_path
@@ -260,7 +178,7 @@ def check_access(repos: list[RepoRef], token: str | None, endpoint: str | None =
     A refused token or an unreachable hub is the same for every repo, so the
     remaining repos get the same answer without more requests.
     """
-    ep = _endpoint(endpoint)
+    ep = default_endpoint(endpoint)
     from huggingface_hub import HfApi  # heavy (httpx): imported on the first hub call, not at startup
 
     api = HfApi(endpoint=ep, token=token or False)
@@ -370,7 +288,7 @@ def repo_files(
 
     Works for gated repos without access (metadata is public on the Hub).
     """
-    ep = _endpoint(endpoint)
+    ep = default_endpoint(endpoint)
     # huggingface_hub brings httpx (~300 modules): imported on the first hub call, not at startup.
     from huggingface_hub import HfApi
     from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError, RevisionNotFoundError

@@ -69,7 +69,6 @@ PENDING_WAIT = 60.0
 #: Seconds a RUNNING probe may take (its own time limit is 2 minutes; the
 #: targets are tried in parallel, so it normally ends in ~TARGET_TIMEOUT).
 RUNNING_WAIT = 130.0
-DEFAULT_HUB = "https://huggingface.co"
 DEFAULT_INDEX = "https://pypi.org/simple"
 DEFAULT_CODE_HOST = "https://github.com"
 
@@ -252,9 +251,9 @@ def index_url(runner: Runner, python: str) -> str:
 def probe_targets(recipe: Any, runner: Runner, python: str, endpoint: str | None = None) -> tuple[Target, ...]:
     """The three targets, as the login node would name them. The code host is
     tried whatever the recipe needs, so one cached result serves every recipe."""
-    import os
+    from hpcwizard.checks.hub import default_endpoint
 
-    hub = public_url(endpoint or os.environ.get("HF_ENDPOINT") or DEFAULT_HUB)
+    hub = public_url(default_endpoint(endpoint))
     return (Target(TargetKind.HUB, hub), Target(TargetKind.INDEX, index_url(runner, python)),
             Target(TargetKind.CODE, code_host(recipe)))
 

@@ -698,91 +698,26 @@ def _scratch_dir(runner: Runner, files: ProjectFiles | None) -> Iterator[str]:
 
 
 def check_remote_token(runner: Runner, where: str) -> CheckResult:
-    """Jobs read ``$HF_HOME/token`` on the cluster: is there one on the login node?
+    """Jobs read the token file on the cluster, where the login node's
+    environment puts it (HF_TOKEN_PATH, HF_HOME, XDG_CACHE_HOME): is there one?
 
-    Only ``test -s`` and ``stat`` run there: the token itself never travels."""
-    found = remote_token_status(runner)
-    if found.path and found.loose:
+    Only ``stat`` runs there: the token itself never travels."""
+    from hpcwizard.checks.hftoken import FOLDER_FIX, inspect_token_file
+
+    found = inspect_token_file(runner)
+    if found.present and found.loose:
         return _warn("token", "token on the cluster",
-                     f"{found.path} on {where} is readable by other users (mode {found.mode})",
+                     f"{found.path} on {where} is readable by other users (mode {found.mode:o})",
                      f"make it private on the login node: chmod 600 {shlex.quote(found.path)}")
-    if found.path:
+    if found.present and found.warning:
+        return _warn("token", "token on the cluster", f"jobs will read {found.path} on {where}; {found.warning}",
+                     FOLDER_FIX)
+    if found.present:
         return _ok("token", "token on the cluster", f"jobs will read {found.path} on {where}")
     return _block("token", "token on the cluster",
-                  f"no Hugging Face token file on {where} ($HF_HOME/token or ~/.cache/huggingface/token); "
-                  "the setup job reads it there",
+                  f"no Hugging Face token file on {where} ({found.path}); the setup job reads it there",
                   "store it there with the wizard's token step (`hpcwizard --host ...`), or run "
-                  "`huggingface-cli login` on the login node")
-
-
-# A fixed snippet: where the jobs' token file is, if it exists and is not empty.
-_TOKEN_PROBE = ('f="${HF_HOME:-$HOME/.cache/huggingface}/token"; '
-                'if [ -s "$f" ]; then printf "%s\n" "$f"; stat -c %a -- "$f" 2>/dev/null; fi')
-
-
-@dataclass(frozen=True)
-class TokenFileStatus:
-    """The token file the jobs read on the login node: where, and its mode."""
-
-    path: str | None  # None: no (non-empty) token file there
-    mode: str | None = None  # octal, as `stat -c %a` prints it; None when unknown
-
-    @property
-    def loose(self) -> bool:
-        """Group or others may read it."""
-        return self.mode is not None and bool(int(self.mode, 8) & 0o077)
-
-
-def remote_token_status(runner: Runner) -> TokenFileStatus:
-    result = runner.run(["sh", "-c", _TOKEN_PROBE], timeout=30)
-    lines = result.stdout.split("\n") if result.ok else []
-    path = lines[0].strip() if lines else ""
-    mode = lines[1].strip() if len(lines) > 1 and lines[1].strip().isdigit() else None
-    return TokenFileStatus(path or None, mode)
-
-
-def remote_token_path(runner: Runner) -> str | None:
-    """The non-empty token file the jobs will read on the runner's machine, or None."""
-    return remote_token_status(runner).path
-
-
-# Writes the token from stdin (never argv or env) as $1: a folder only the user
-# can enter, a file created 0600 by mktemp (no window where it is readable),
-# then renamed over the old one.
-_TOKEN_STORE = r"""
-umask 077
-f=$1
-d=$(dirname -- "$f")
-mkdir -p -- "$d" && chmod go-rwx -- "$d" || exit 1
-t=$(mktemp "$d/.token.XXXXXX") || exit 1
-if cat > "$t" && mv -f -- "$t" "$f"; then exit 0; fi
-rm -f -- "$t"
-exit 1
-"""
-
-
-def store_remote_token(runner: Runner, token: str) -> str:
-    """Save ``token`` as the token file the jobs read on the runner's machine; returns its path."""
-    path = remote_token_file(runner)
-    result = runner.run(["sh", "-c", _TOKEN_STORE, "sh", path], stdin=token.strip(), timeout=30)
-    if not result.ok:
-        raise UserError(f"cannot save the token as {path} on the login node: "
-                        f"{(result.stderr.strip().splitlines() or ['exit status ' + str(result.returncode)])[-1]}",
-                        "check that your home there is writable and not full")
-    return path
-
-
-def make_remote_token_private(runner: Runner, path: str) -> None:
-    runner.run(["chmod", "600", "--", path], timeout=30).check()
-
-
-def remote_token_file(runner: Runner) -> str:
-    """Where the jobs look for the token on the runner's machine (it may not exist)."""
-    result = runner.run(["sh", "-c", 'printf "%s\n" "${HF_HOME:-$HOME/.cache/huggingface}/token"'], timeout=30)
-    path = result.stdout.strip()
-    if not result.ok or not path.startswith("/"):
-        raise UserError("cannot tell where the token file belongs on the login node", result.stderr.strip())
-    return path
+                  "`hf auth login` on the login node")
 
 
 # --- compute nodes' network ---------------------------------------------------------

@@ -13,7 +13,6 @@ import concurrent.futures
 import contextlib
 import dataclasses
 import logging
-import os
 import random
 import sys
 import threading
@@ -22,6 +21,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from hpcwizard.checks.hub import default_endpoint as resolve_endpoint  # the one rule; light (no huggingface_hub)
 from hpcwizard.download.progress import (
     DownloadProgress,
     FileState,
@@ -61,13 +61,8 @@ from hpcwizard.sizes import human_bytes, human_duration
 
 log = logging.getLogger("hpcwizard.download")
 
-DEFAULT_ENDPOINT = "https://huggingface.co"
 STATE_INTERVAL = 5.0  # seconds between progress records in state.json
 _HF_LEFTOVER_AGE = 600.0  # seconds: younger .incomplete files may belong to a running hf download
-
-
-def resolve_endpoint(endpoint: str | None) -> str:
-    return (endpoint or os.environ.get("HF_ENDPOINT") or DEFAULT_ENDPOINT).rstrip("/")
 
 
 @dataclass(frozen=True)

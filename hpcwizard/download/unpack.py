@@ -35,6 +35,7 @@ from typing import Literal
 
 from hpcwizard.errors import UserError
 from hpcwizard.project.files import ProjectFiles, atomic_write, local_or
+from hpcwizard.shell import LocalRunner, Runner, environment_without_secrets
 
 MARKER_PREFIX = ".hpcwizard-unpacked-"
 _REFUSE = "refusing to unpack it; get the archive from a source you trust"
@@ -55,6 +56,8 @@ def marker_path(archive: Path, into: Path) -> Path:
     return into / f"{MARKER_PREFIX}{archive.name}.json"
 
 
+#: A 13 GB dataset takes minutes; the runner's default (seconds) is for Slurm commands.
+TAR_TIMEOUT = 24 * 3600.0
 MAX_TOP_NAMES = 200  # top-level entries recorded in a marker (checked on every setup run)
 
 
@@ -145,7 +148,7 @@ def _each(tar: tarfile.TarFile) -> Iterator[tarfile.TarInfo]:
 def _zstd_headers(archive: Path) -> Iterator[tarfile.TarInfo]:
     try:
         zstd = subprocess.Popen(["zstd", "-dcq", "--", str(archive)], stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE)
+                                stderr=subprocess.PIPE, env=environment_without_secrets())
     except FileNotFoundError:
         raise UnpackError(f"{archive.name} is zstd-compressed and zstd is not installed here",
                           "install zstd (GNU tar needs it too) or use a .tar.gz archive") from None
@@ -269,8 +272,9 @@ def check_members(archive: Path, into: Path) -> list[str]:
     return sorted(check.top)
 
 
-def unpack(archive: Path, into: Path, *, sha256: str | None = None) -> UnpackResult:
-    """Unpack ``archive`` into ``into`` unless its marker says it is done."""
+def unpack(archive: Path, into: Path, *, sha256: str | None = None, runner: Runner | None = None) -> UnpackResult:
+    """Unpack ``archive`` into ``into`` unless its marker says it is done
+    (``tar`` runs through ``runner``: this machine's by default)."""
     if not archive.is_file():
         raise UnpackError(f"archive {archive} is missing", "run the download first")
     if is_unpacked(archive, into, sha256):
@@ -280,12 +284,14 @@ def unpack(archive: Path, into: Path, *, sha256: str | None = None) -> UnpackRes
     into.mkdir(parents=True, exist_ok=True)
     marker = marker_path(archive, into)
     marker.unlink(missing_ok=True)
-    done = subprocess.run(
+    # Through the runner: HF_TOKEN (exported in the user's shell) never
+    # reaches tar, and tar dies with hpcwizard.
+    done = (runner or LocalRunner()).run(
         ["tar", *flags, str(archive), "-C", str(into),
          "--no-same-owner", "--no-same-permissions", "--no-overwrite-dir"],
-        capture_output=True, text=True,
+        timeout=TAR_TIMEOUT,
     )
-    if done.returncode != 0:
+    if not done.ok:
         last = (done.stderr.strip().splitlines() or ["tar failed"])[-1]
         if "No space left" in done.stderr or "Disk quota exceeded" in done.stderr:
             raise UnpackError(f"unpacking {archive.name} ran out of space: {last}",

@@ -32,8 +32,10 @@ from hpcwizard.prepare.steps import PrepareError
 
 if TYPE_CHECKING:
     from hpcwizard.download.progress import ProgressCallback
+    from hpcwizard.project.files import ProjectFiles, TextSink
     from hpcwizard.project.plan import Plan
     from hpcwizard.project.recipe import Recipe
+    from hpcwizard.shell import Runner
 
 PARTS = ("files", "code", "environment")
 #: ``on_line(part, line)``: one line of a part's progress (git, pip, conda output).
@@ -202,6 +204,32 @@ def run_prepare_command(plan_path: str, *, in_job: bool, files_only: bool = Fals
     return 0
 
 
+def prepare_on_login_node(plan: "Plan", files: "ProjectFiles", runner: "Runner", hpcwizard_cmd: list[str],
+                          out: "TextSink", *, endpoint: Optional[str] = None,
+                          cancel: Optional[threading.Event] = None) -> int:
+    """``prepare`` for a laptop (``--host``): ``hpcwizard prepare`` runs ON
+    the login node, with its network, its disk and its token file; a copy of
+    ``plan`` is written there for it, and its output streams to ``out`` (the
+    CLI's stdout, the wizard's last lines). Its exit status (130: cancelled).
+
+    The one way both the CLI and the wizard do it. The hub the user chose
+    (``endpoint``, else ``HF_ENDPOINT`` here) goes with it; the token does not
+    travel: the login node's token file must be there first."""
+    from hpcwizard.checks.hftoken import inspect_token_file
+    from hpcwizard.checks.hub import endpoint_env
+
+    token_file = inspect_token_file(runner)
+    if not token_file.present:
+        raise UserError(f"no Hugging Face token file on {files.where} ({token_file.path}): prepare reads it there",
+                        "store it with the wizard's token step (`hpcwizard --host ...`) or `hf auth login` there")
+    remote_plan = plan.layout.remote_prepare_plan
+    files.write_text_atomic(remote_plan, plan.to_yaml())
+    out.write(f"running `hpcwizard prepare {remote_plan}` on {files.where}\n")
+    out.flush()
+    return files.run_streaming([*hpcwizard_cmd, "prepare", str(remote_plan)], out, env=endpoint_env(endpoint),
+                               cancel=cancel)
+
+
 __all__ = [
     "PARTS",
     "PrepareCancelled",
@@ -209,6 +237,7 @@ __all__ = [
     "PreparePart",
     "PrepareSummary",
     "parts_of",
+    "prepare_on_login_node",
     "prepare_plan",
     "run_prepare_command",
     "verify_prepared",

@@ -36,17 +36,19 @@ the channel's stdin) for the ``with`` block. Consequences:
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import errno
 import fcntl
 import os
 import posixpath
+import re
 import socket
 import stat as stat_mode
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, Union
@@ -110,6 +112,15 @@ class _FdHold:
 def holder_note() -> str:
     """What a lock file says about its holder (for the other side's message only)."""
     return f"pid {os.getpid()} on {socket.gethostname()}"
+
+
+class TextSink(Protocol):
+    """Where a streamed command's output goes: a text file (``sys.stdout``)
+    or anything with ``write`` and ``flush``."""
+
+    def write(self, text: str, /) -> object: ...
+
+    def flush(self) -> object: ...
 
 
 @dataclass(frozen=True)
@@ -188,6 +199,15 @@ class ProjectFiles(Protocol):
         (who holds it) is written into the lock file once it is taken."""
         ...
 
+    def run_streaming(self, argv: list[str], out: TextSink, *, env: Mapping[str, str] | None = None,
+                      cancel: threading.Event | None = None) -> int:
+        """Run ``argv`` on the machine holding the files, copying its output
+        (stderr merged, as a terminal shows it) to ``out`` as it arrives; its
+        exit status. No timeout (a download takes hours); ``cancel`` or
+        Ctrl-C stops it (SIGINT; 130 when cancelled). The HF token is never
+        in its environment."""
+        ...
+
     def on_reconnect(self, hook: Callable[[], None]) -> Callable[[], None]:
         """Call ``hook()`` whenever the way to the files was lost and made
         again (an SSH reconnect; never, for this machine's files): locks held
@@ -244,6 +264,7 @@ def atomic_write(path: Path, text: str, mode: int = 0o644) -> None:
         os.chmod(tmp, mode)
         os.replace(tmp, path)
         fsync_folder(path.parent)
+        remove_stale_temps(path)
     except OSError as exc:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
@@ -251,6 +272,36 @@ def atomic_write(path: Path, text: str, mode: int = 0o644) -> None:
             raise SaveError(f"cannot save {path}: the disk or your quota is full",
                              "free some space; nothing was lost, the previous file is intact") from None
         raise SaveError(f"cannot save {path}: {exc.strerror}") from None
+
+
+#: A temporary file of an atomic write older than this was left by a save
+#: that was killed (a save takes milliseconds): the next save removes it.
+STALE_TEMP_AGE = 600.0
+
+
+def is_stale_temp(name: str, target: str, age: float) -> bool:
+    """Whether ``name`` is an old temporary file of an atomic write of
+    ``target``: ``.NAME.<8 of mkstemp's>.tmp`` here, ``.NAME.tmp-<12 hex>``
+    over SFTP (:meth:`~hpcwizard.remote.files.RemoteFiles.write_bytes_atomic`)."""
+    if age < STALE_TEMP_AGE or not name.startswith(f".{target}."):
+        return False
+    rest = name[len(target) + 2:]
+    return bool(re.fullmatch(r"[A-Za-z0-9_]{8}\.tmp|tmp-[0-9a-f]{12}", rest))
+
+
+def remove_stale_temps(path: Path) -> None:
+    """Best effort: remove what killed saves of ``path`` left beside it."""
+    now = time.time()
+    try:
+        entries = list(os.scandir(path.parent))
+    except OSError:
+        return
+    for entry in entries:
+        try:
+            if is_stale_temp(entry.name, path.name, now - entry.stat(follow_symlinks=False).st_mtime):
+                os.unlink(entry.path)
+        except OSError:
+            continue  # gone already, or not ours to remove
 
 
 def fsync_folder(folder: Path) -> None:
@@ -349,6 +400,56 @@ class LocalFiles:
 
     def on_reconnect(self, hook: Callable[[], None]) -> Callable[[], None]:
         return lambda: None  # this machine's files never go away
+
+    def run_streaming(self, argv: list[str], out: TextSink, *, env: Mapping[str, str] | None = None,
+                      cancel: threading.Event | None = None) -> int:
+        import selectors
+        import signal
+        import subprocess
+
+        from hpcwizard.shell import die_with_parent, environment_without_secrets
+
+        try:
+            # Its own process group: a stop reaches the command's children too.
+            process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                       stderr=subprocess.STDOUT, env=environment_without_secrets(env),
+                                       preexec_fn=die_with_parent(), start_new_session=True)
+        except OSError as exc:
+            raise UserError(f"{argv[0]} cannot run: {exc.strerror or exc}") from None
+        assert process.stdout is not None
+
+        def interrupt() -> None:  # as Ctrl-C would; then SIGKILL if it does not end
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGINT)
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        try:
+            with selectors.DefaultSelector() as selector:
+                selector.register(process.stdout, selectors.EVENT_READ)
+                while True:
+                    if cancel is not None and cancel.is_set():
+                        interrupt()
+                        return 130
+                    if not selector.select(timeout=0.5):
+                        continue
+                    chunk = os.read(process.stdout.fileno(), 65536)
+                    if not chunk:
+                        break
+                    out.write(decoder.decode(chunk))
+                    out.flush()
+            out.write(decoder.decode(b"", final=True))
+            return process.wait()
+        except KeyboardInterrupt:
+            interrupt()
+            raise
+        finally:
+            process.stdout.close()
 
 
 LOCAL_FILES = LocalFiles()
@@ -519,24 +620,26 @@ class SshFiles:
                     time.sleep(0.01)
             channel.close()
 
-    def run_streaming(self, argv: list[str], out: Any, *, env: dict[str, str] | None = None,
+    def run_streaming(self, argv: list[str], out: TextSink, *, env: Mapping[str, str] | None = None,
                       cancel: threading.Event | None = None) -> int:
-        """Run ``argv`` on the login node, copying its output to ``out`` as it
-        arrives (stderr merged, as a terminal would show it); its exit status.
-        No timeout (a download takes hours); Ctrl-C or ``cancel`` stops the
-        remote command (SIGINT, then the channel closes)."""
-        from hpcwizard.remote.runner import _send_signal, remote_command
+        from hpcwizard.remote.runner import remote_command
 
+        # The command says its pid first (then becomes the command: exec), so
+        # a stop can signal it by pid: sshd's own "signal" request is ignored
+        # for root sessions and by OpenSSH before 7.9 (RHEL 7's 7.4).
         channel = self.connection.open_session()
+        pid = ""
         try:
             channel.set_combine_stderr(True)
-            channel.exec_command(remote_command(argv, env))
+            channel.exec_command(remote_command(["sh", "-c", 'echo "$$"; exec "$@"', "sh", *argv], env))
             channel.shutdown_write()
             channel.settimeout(0.5)
+            decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")  # a character may span two chunks
+            head = b""
             try:
                 while True:
                     if cancel is not None and cancel.is_set():
-                        _send_signal(channel, "INT")
+                        self._interrupt(channel, pid)
                         return 130
                     try:
                         chunk = channel.recv(65536)
@@ -544,11 +647,31 @@ class SshFiles:
                         continue
                     if not chunk:
                         break
-                    out.write(chunk.decode("utf-8", errors="replace"))
+                    if not pid:  # the first line is the pid, not output
+                        head += chunk
+                        if b"\n" not in head:
+                            continue
+                        line, _, chunk = head.partition(b"\n")
+                        pid = line.decode(errors="replace").strip()
+                    out.write(decoder.decode(chunk))
                     out.flush()
+                out.write(decoder.decode(b"", final=True))
             except KeyboardInterrupt:
-                _send_signal(channel, "INT")
+                self._interrupt(channel, pid)
                 raise
             return channel.recv_exit_status()
         finally:
             channel.close()
+
+    def _interrupt(self, channel: Any, pid: str, wait: float = 10.0) -> None:
+        """SIGINT to a streamed command (as Ctrl-C would), then wait a little
+        for it to end: a resume right after must not run beside it."""
+        from hpcwizard.remote.runner import SshRunner, _send_signal
+
+        _send_signal(channel, "INT")
+        if pid.isdigit():
+            with contextlib.suppress(UserError):
+                SshRunner(self.connection).run(["kill", "-INT", "--", pid], timeout=15)
+        deadline = time.monotonic() + wait
+        while not channel.exit_status_ready() and time.monotonic() < deadline:
+            time.sleep(0.05)

@@ -448,11 +448,22 @@ class _PlanLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
-def load_plan(path: Path | str, *, recipe_names: tuple[str, ...] | None = None) -> Plan:
-    """Read and validate a plan file."""
+#: A plan is a few KB; anything past this is not one (a 100 MB file took
+#: 26 s and 330 MB of memory before YAML said so).
+MAX_PLAN_BYTES = 1024 * 1024
+
+
+def read_plan_text(path: Path | str) -> str:
+    """A plan file's text; missing, unreadable, too large or not UTF-8 is a
+    :class:`PlanError` in one line (the size is checked before reading)."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        size = path.stat().st_size
+        if size > MAX_PLAN_BYTES:
+            raise PlanError(f"the plan {path} is {size / 1024 / 1024:.1f} MB: a plan file is a few KB "
+                            f"(at most {MAX_PLAN_BYTES // 1024 // 1024} MB)",
+                            "pass the YAML plan file `hpcwizard` wrote")
+        return path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise PlanError(f"no plan file at {path}", "check the path, or run `hpcwizard` to create one") from None
     except OSError as exc:
@@ -460,6 +471,12 @@ def load_plan(path: Path | str, *, recipe_names: tuple[str, ...] | None = None) 
     except UnicodeDecodeError:
         raise PlanError(f"the plan {path} is not a text file (not UTF-8)",
                         "pass the YAML plan file; `hpcwizard` writes one") from None
+
+
+def load_plan(path: Path | str, *, recipe_names: tuple[str, ...] | None = None) -> Plan:
+    """Read and validate a plan file."""
+    path = Path(path)
+    text = read_plan_text(path)
     try:
         data = yaml.load(text, Loader=_PlanLoader)  # noqa: S506 - a SafeLoader
     except DuplicateKey as exc:

@@ -13,7 +13,6 @@ token file at run time, so no rendering mistake can leak it.
 from __future__ import annotations
 
 import contextlib
-import os
 import re
 import shlex
 import sys
@@ -21,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from hpcwizard.checks.hub import chosen_endpoint
 from hpcwizard.errors import UserError
 from hpcwizard.jobs.continuation import Continuation, load_continuation
 from hpcwizard.project.files import LOCAL_FILES, ProjectFiles
@@ -145,7 +145,7 @@ def render(plan: Plan, recipe: Recipe, out_dir: Path, *, hf_endpoint: str | None
         )
         for i, job in enumerate(recipe.jobs, start=1)
     )
-    endpoint = hf_endpoint if hf_endpoint is not None else os.environ.get("HF_ENDPOINT")
+    endpoint = chosen_endpoint(hf_endpoint)
     context: dict[str, Any] = {
         "plan": plan,
         "recipe": recipe,

@@ -19,6 +19,7 @@ home (SFTP's start directory); ``~`` is NOT expanded (use :meth:`home`).
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import posixpath
 import secrets
@@ -31,6 +32,7 @@ if TYPE_CHECKING:  # typing.Self is Python 3.11+; annotations are not evaluated 
 
 import paramiko
 
+from hpcwizard.errors import UserError
 from hpcwizard.jobs.logtail import FileStat
 from hpcwizard.remote.connection import SshConnection
 
@@ -169,6 +171,26 @@ class RemoteFiles:
                 raise
 
         self.connection.with_sftp(op)
+        self._remove_stale_temps(path)
+
+    def _remove_stale_temps(self, path: str) -> None:
+        """Best effort: what writes cut off with their connection left beside
+        ``path``. Ages are taken on the login node's clock (the file just
+        written is "now"), never this machine's."""
+        from hpcwizard.project.files import is_stale_temp
+
+        directory, name = posixpath.split(path)
+
+        def op(sftp: paramiko.SFTPClient) -> None:
+            entries = sftp.listdir_attr(directory or ".")
+            now = next((e.st_mtime for e in entries if e.filename == name), None)
+            for entry in entries:
+                if now is not None and is_stale_temp(entry.filename, name, now - (entry.st_mtime or now)):
+                    with contextlib.suppress(OSError):
+                        sftp.remove(posixpath.join(directory, entry.filename))
+
+        with contextlib.suppress(OSError, EOFError, paramiko.SSHException, UserError):
+            self.connection.with_sftp(op)
 
     def write_text_atomic(self, path: str, text: str, *, mode: int = 0o644, encoding: str = "utf-8") -> None:
         self.write_bytes_atomic(path, text.encode(encoding), mode=mode)

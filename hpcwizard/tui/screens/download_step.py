@@ -9,8 +9,7 @@ byte it reached, and skips every part already done.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Callable, Iterable
 
 from textual import work
 from textual.binding import Binding
@@ -24,6 +23,23 @@ from hpcwizard.project.plan import Plan
 from hpcwizard.tui.messages import DownloadEnded, DownloadProgressed
 from hpcwizard.tui.screens.step import StepScreen
 from hpcwizard.tui.widgets.download_bars import DownloadBars
+
+
+class _LastLines:
+    """A :class:`~hpcwizard.project.files.TextSink` keeping the streamed
+    output's last lines (a progress bar's ``\r`` redraws as new lines) and
+    showing the last three through ``show``."""
+
+    def __init__(self, show: Callable[[str], object]) -> None:
+        self.show = show
+        self.text = ""
+
+    def write(self, chunk: str) -> None:
+        self.text = (self.text + chunk.replace("\r", "\n"))[-4000:]
+        self.show("\n".join([line for line in self.text.splitlines() if line.strip()][-3:]))
+
+    def flush(self) -> None:
+        pass
 
 
 class DownloadStep(StepScreen):
@@ -102,37 +118,19 @@ class DownloadStep(StepScreen):
         self.post_message(DownloadEnded(summary=summary.one_line()))
 
     def _fetch_on_login_node(self, cancel: threading.Event) -> None:
-        """Remote mode: run ``hpcwizard prepare`` ON the login node (its disk,
-        network and token file), showing its last output lines here."""
-        import os
+        """Remote mode: ``hpcwizard prepare`` runs ON the login node (its disk,
+        network and token file; :func:`~hpcwizard.prepare.prepare_on_login_node`,
+        as ``hpcwizard prepare --host`` runs it), its last lines shown here."""
+        from hpcwizard.prepare import prepare_on_login_node
 
-        # Any: run_streaming is SshFiles' alone until the ProjectFiles protocol
-        # has it (issue 16, "remote download/prepare"); this runs in remote mode only.
-        files: Any = self.context.files
-        context = self.context
-        screen = self
-
-        class Lines:
-            def __init__(self) -> None:
-                self.text = ""
-
-            def write(self, chunk: str) -> None:
-                self.text = (self.text + chunk.replace("\r", "\n"))[-4000:]
-                last = [line for line in self.text.splitlines() if line.strip()][-3:]
-                screen.app.call_from_thread(screen.query_one("#download-notes", Label).update, "\n".join(last))
-
-            def flush(self) -> None:
-                pass
-
-        lines = Lines()
+        files, context = self.context.files, self.context
+        lines = _LastLines(lambda text: self.app.call_from_thread(self.query_one("#download-notes", Label).update,
+                                                                  text))
         try:
             if not context.hpcwizard_cmd:
                 raise UserError(f"hpcwizard was not found on {files.where}", "install it there, then reopen the wizard")
-            remote_plan = self.plan.layout.remote_prepare_plan
-            files.write_text_atomic(remote_plan, self.plan.to_yaml())
-            endpoint = context.hf_endpoint or os.environ.get("HF_ENDPOINT")
-            status = files.run_streaming([*context.hpcwizard_cmd, "prepare", str(remote_plan)], lines,
-                                         env={"HF_ENDPOINT": endpoint} if endpoint else None, cancel=cancel)
+            status = prepare_on_login_node(self.plan, files, context.runner, context.hpcwizard_cmd, lines,
+                                           endpoint=context.hf_endpoint, cancel=cancel)
         except UserError as exc:
             self.post_message(DownloadEnded(error=exc.one_line(), cancelled=cancel.is_set()))
             return

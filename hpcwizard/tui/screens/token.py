@@ -2,7 +2,8 @@
 
 The token lives only in the masked Input and the worker that checks it; the
 messages carry the user name, never the token, and the only file written is
-the standard token file (``hub.store_token``).
+the standard token file (:func:`hpcwizard.checks.hftoken.store_token`; in
+remote mode the login node's too).
 """
 
 from __future__ import annotations
@@ -88,7 +89,12 @@ class TokenStep(StepScreen):
 
     @work(thread=True, exclusive=True, group="hub-token", exit_on_error=False)
     def check(self, typed: str | None) -> None:
+        from hpcwizard.checks import hftoken
+        from hpcwizard.shell import LocalRunner
+
         endpoint = self.context.hf_endpoint
+        here = LocalRunner()  # this machine's token file (the laptop's, in remote mode)
+        warnings: list[str] = []
         try:
             if typed is None:
                 source = hub.find_token()
@@ -96,43 +102,53 @@ class TokenStep(StepScreen):
                     raise UserError("the token found earlier is gone", "paste a token below")
                 token = source.token
                 user = hub.validate_token(token, endpoint)
-                saved = str(hub.keep_private(source.path)) if source.path else None
-                if source.path is None:  # from HF_TOKEN only: jobs read the token file
-                    saved = str(hub.store_token(source.token, endpoint))
+                if source.path is not None:  # the user's own file: kept where it is, made private
+                    found = hftoken.inspect_token_file(here)
+                    if found.loose:
+                        hftoken.make_private(found.path, here)
+                    saved, warning = found.path, found.warning
+                else:  # from HF_TOKEN only: jobs read the token file
+                    stored = hftoken.store_token(token, here)
+                    saved, warning = stored.path, stored.warning
             else:
                 token = typed
-                user = hub.validate_token(typed, endpoint)
-                saved = str(hub.store_token(typed, endpoint))
+                user = hub.validate_token(token, endpoint)  # once: storing does not ask the hub again
+                stored = hftoken.store_token(token, here)
+                saved, warning = stored.path, stored.warning
+            warnings += [warning] if warning else []
             if self.context.files.remote:
                 # A token typed now replaces the login node's (it may be the
                 # expired one being fixed); a found one keeps what is there.
-                remote = self._store_on_login_node(token, replace=typed is not None)
-                if remote:
-                    saved = f"{saved} and {remote}"
+                remote, warning = self._store_on_login_node(token, replace=typed is not None)
+                saved = f"{saved} and {remote}"
+                warnings += [warning] if warning else []
         except UserError as exc:
             self.post_message(TokenChecked(None, error=exc.one_line()))
             return
         except Exception as exc:  # never show the exception text: it could quote the token
             self.post_message(TokenChecked(None, error=f"the token could not be checked ({type(exc).__name__})"))
             return
-        self.post_message(TokenChecked(user.name, saved_to=saved))
+        notes = "".join(f" Note: {text}; {hftoken.FOLDER_FIX}." for text in warnings)
+        self.post_message(TokenChecked(user.name, saved_to=f"{saved}.{notes}"))
 
-    def _store_on_login_node(self, token: str, *, replace: bool = False) -> str | None:
-        """Remote mode: the jobs read ``$HF_HOME/token`` ON THE CLUSTER. When
-        the login node has none, or ``replace`` (a token typed now), store
-        this (validated) token there: on the
-        command's stdin, into a file created 0600 in a private folder; never
-        in argv or env."""
-        from hpcwizard.checks.preflight import make_remote_token_private, remote_token_status, store_remote_token
+    def _store_on_login_node(self, token: str, *, replace: bool = False) -> tuple[str, str | None]:
+        """Remote mode: the jobs read the token file ON THE CLUSTER, where
+        the login node's environment puts it. When it has none, or
+        ``replace`` (a token typed now), store this (validated) token there:
+        on the command's stdin, into a file created 0600; never in argv or
+        env. Where, and a warning about its folder (or None)."""
+        from hpcwizard.checks import hftoken
 
         files, runner = self.context.files, self.context.runner
-        existing = remote_token_status(runner)
-        if replace or not existing.path:
-            return f"{files.where}:{store_remote_token(runner, token)}"
+        existing = hftoken.inspect_token_file(runner)
+        if replace or not existing.present:
+            stored = hftoken.store_token(token, runner, existing.path)
+            return f"{files.where}:{stored.path}", stored.warning
         if existing.loose:
-            make_remote_token_private(runner, existing.path)
-            return f"{files.where}:{existing.path} (already there, kept; made private, it was mode {existing.mode})"
-        return f"{files.where}:{existing.path} (already there, kept)"
+            hftoken.make_private(existing.path, runner)
+            return (f"{files.where}:{existing.path} (already there, kept; made private, it was mode "
+                    f"{existing.mode:o})", existing.warning)
+        return f"{files.where}:{existing.path} (already there, kept)", existing.warning
 
     def on_token_checked(self, message: TokenChecked) -> None:
         self._busy(False)
@@ -148,7 +164,7 @@ class TokenStep(StepScreen):
         self.user = message.user
         self.query_one("#token-input", Input).value = ""
         result.set_class(False, "error")
-        result.update(f"✔ Logged in as {message.user}. Token saved (mode 0600) in {message.saved_to}.")
+        result.update(f"✔ Logged in as {message.user}. Token saved (mode 0600) in {message.saved_to}")
         self.set_status(f"logged in as {message.user}")
         self.allow_next(True)
         self.query_one("#step-next", Button).focus()
