@@ -102,7 +102,8 @@ class JobResources:
     def describe(self) -> str:
         """``1 CPU, no GPU, 1G, 00:10:00``: what the job asks for, as people say it."""
         gpus = count_of(self.gpus, "GPU") if self.gpus else "no GPU"
-        return f"{count_of(self.cpus, 'CPU')}, {gpus}, {self.mem}, {self.time_text()}"
+        text = f"{count_of(self.cpus, 'CPU')}, {gpus}, {self.mem}, {self.time_text()}"
+        return f"{self.nodes} nodes × ({text})" if self.nodes > 1 else text
 
 
 def count_of(n: int, word: str) -> str:
