@@ -247,7 +247,8 @@ def cmd_check(args: argparse.Namespace) -> int:
             shown.add(row.group)
             place = REMOTE_GROUP_PLACES.get(row.group, "login node")
             print(f"-- {row.group}: ran on the {place}")
-        print(f"{marks[row.level.value]} {row.group:<11} {row.name}: {row.message}")
+        detail = f" ({row.detail})" if row.detail else ""  # the wizard shows it on Enter; a terminal at once
+        print(f"{marks[row.level.value]} {row.group:<11} {row.name}: {row.message}{detail}")
         if row.fix and row.level.value != "ok":
             print(f"{'':17} fix: {row.fix}")
         sys.stdout.flush()

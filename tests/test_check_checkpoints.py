@@ -77,6 +77,8 @@ def test_checkpoints_at_or_beyond_the_steps_block_with_both_choices(tmp_path, de
     assert "continue: raise max_train_steps to 76 or more" in fix
     assert "start fresh: `hpcwizard check --start-fresh PLAN`" in fix and "nothing is deleted" in fix
     assert done.stdout.rstrip().endswith("blocked: fix the BLOCK rows, then check again")
+    # The details the wizard shows on Enter are on the terminal's line at once.
+    assert any("Hugging Face token: valid for alice (read from " in line for line in done.stdout.splitlines())
 
 
 def test_start_fresh_moves_the_old_checkpoints_into_a_dated_folder_and_the_check_passes(tmp_path, demo_hub,
