@@ -153,9 +153,7 @@ def cmd_recipes(args: argparse.Namespace) -> int:
             print(f"  param {param.name} = {param.default!r}: {param.help} ({param.allowed()}; {param.target})")
         for job in recipe.jobs:
             res = recipe.defaults[job.resources]
-            gpus = f", {res.gpus} GPUs" if res.gpus else ""
-            print(f"  job {job.name}: {job.description} "
-                  f"(default {res.partition}, {res.cpus} CPUs{gpus}, {res.mem}, {res.time})")
+            print(f"  job {job.name}: {job.description} (default {res.partition}: {res.describe()})")
         print()
     return 0
 
