@@ -14,7 +14,10 @@ Memory: the peak-RSS increase of a fresh process doing only that one thing
 (``ru_maxrss`` after minus before, so below the allocator's granularity it
 reads 0; ``/usr/bin/time -f %M`` for tail, whose figure is its whole RSS),
 and for the Python readers the tracemalloc peak of a second, traced run. Also: bytes read by the follower, one capped
-poll after a 256 MB append, and a whole-file search for an absent string.
+poll after a 256 MB append, and a whole-file search for an absent string;
+then a log of ``--size-mb`` that is all nested tqdm redraws (a validation bar
+under the training bar: newline, bar, cursor up, for every update), opened
+the same way, with how many of its raw lines the 200 shown lines stand for.
 All figures come from the same run; the page cache is warm (the file was just
 written), which favours the readers that read everything.
 
@@ -204,6 +207,43 @@ def measure_poll_and_search(path: Path, append_mb: int) -> dict:
     }
 
 
+def nested_bars_block(target: int = MB) -> bytes:
+    """About ``target`` bytes of what tqdm writes to a file for a validation
+    bar nested under the training bar: each update is a line of its own."""
+    parts: list[str] = []
+    size = 0
+    step = 0
+    while size < target:
+        for i in range(25):
+            part = f"\n\rvalidation: {4 * i:3d}%|{'#' * (i // 3):<9}| {i}/25 [00:01<00:02, 9.50it/s]\x1b[A"
+            parts.append(part)
+            size += len(part)
+        part = (f"\n\r{' ' * 70}\x1b[A\r{' ' * 70}\rstep {step} loss=0.{step % 1000:03d}\n"
+                f"\rSteps: {step % 100:3d}%|{'#' * (step % 10):<10}| {step}/100000 [10:00<20:00, 2.00it/s]")
+        parts.append(part)
+        size += len(part)
+        step += 1
+    return "".join(parts).encode()
+
+
+def measure_nested(path: Path, repeat: int) -> dict:
+    sys.path.insert(0, str(REPO))
+    from hpcwizard.jobs.logtail import LocalFileSource, LogFollower
+
+    times = []
+    for _ in range(repeat):
+        follower = LogFollower(LocalFileSource(path))
+        t0 = time.perf_counter()
+        update = follower.open_tail_update(200)
+        times.append(time.perf_counter() - t0)
+        follower.close()
+    with open(path, "rb") as fh:
+        fh.seek(max(0, path.stat().st_size - 4 * MB))
+        tail = fh.read()
+    return {"seconds": statistics.median(times), "lines": update.lines, "partial": update.partial,
+            "raw_lines_in_4mb_tail": tail.count(b"\n")}
+
+
 def fmt_kb(kb: float | None) -> str:
     return "n/a" if kb is None else f"{kb / 1024:8.1f} MB"
 
@@ -273,6 +313,21 @@ def main() -> int:
         print(f"search for an absent string over {extra['searched_mb']:.0f} MB: {extra['search_seconds']:.2f} s "
               f"({extra['searched_mb'] / extra['search_seconds']:.0f} MB/s); "
               f"ignore-case: {extra['search_ci_seconds']:.2f} s")
+        big.unlink()
+        small.unlink()
+        nested = workdir / "nested.out"
+        nested_block = nested_bars_block()
+        with open(nested, "wb") as fh:  # redraws to the very end, as a training still running
+            for _ in range(args.size_mb * MB // len(nested_block)):
+                fh.write(nested_block)
+        result = measure_nested(nested, args.repeat)
+        shown = result["lines"]
+        updates = [line for line in shown if "validation" in line]
+        assert shown and shown[-1].startswith("step ") and "Steps:" in (result["partial"] or ""), shown[-3:]
+        print(f"\nnested tqdm bars, {args.size_mb} MB: last 200 lines in {result['seconds'] * 1e3:.2f} ms (median of "
+              f"{args.repeat}); {len(shown)} lines shown, {len(updates)} of them validation updates (a terminal "
+              f"shows none); the 4 MB tail holds {result['raw_lines_in_4mb_tail']:,} raw lines; "
+              f"ratio to the plain {args.size_mb} MB log's open: x{result['seconds'] / fol_big['seconds']:.1f}")
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     return 0

@@ -17,6 +17,11 @@ an ANSI colour sequence split across two reads is never cut in half):
 * bytes are decoded as UTF-8 with ``errors="replace"``;
 * a line holding carriage returns (a tqdm bar redrawn in place) keeps only its
   final state, the last non-empty ``\\r`` segment;
+* lines redrawn from below, as a terminal shows them (:class:`TerminalRows`):
+  tqdm's nested bars (a validation bar under the training bar) write each
+  update as ``\\n`` + bar + cursor-up (``ESC[A``), one line per update in a
+  file (millions in a long training); the rows they redraw are kept back a
+  moment and shown once, in their last state;
 * ANSI SGR colour sequences stay as they are (the TUI feeds lines to
   ``rich.text.Text.from_ansi``); :func:`strip_ansi` removes them.
 """
@@ -208,6 +213,118 @@ def _utf8_complete_prefix(data: bytes) -> int:
     return len(data)
 
 
+# Cursor movements a progress display uses to redraw lines above: tqdm's
+# nested bars write ESC[A (and "\n" to come back down); rich and pip use
+# ESC[nA and ESC[nF. ESC[K / ESC[2K erase (to the end of) the line.
+_CURSOR_UP = re.compile(r"\x1b\[(\d*)[AF]")
+_CURSOR_UP_BYTES = re.compile(rb"\x1b\[\d*[AF]")
+_ERASE_LINE = re.compile(r"\x1b\[[0-2]?K")
+#: Rows a redraw may reach above the cursor, at most (tqdm draws at most 20).
+MAX_REDRAWN_ROWS = 20
+#: Lines without a cursor-up after which rows kept back are final again (a
+#: validation bar every few hundred steps keeps the training bar's row back).
+CALM_LINES = 1000
+
+
+class TerminalRows:
+    """Lines as a terminal leaves them, for logs that redraw lines above.
+
+    Fed complete lines (their text with escapes, their byte range), it
+    writes them on rows the way a terminal would (``\\r`` back to the
+    start, ``ESC[nA`` up, the newline down, ``ESC[K`` erases) and gives out
+    a row once no redraw can reach it any more: rows within the deepest
+    cursor-up seen so far are kept back (while redraws go on), so a nested
+    bar's thousand updates become its one last state. Lines that never move
+    the cursor up go straight through (``collapse_cr``), unchanged.
+    """
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self.rows: list[list] = []  # [offset, text] kept back; the cursor row among them
+        self.cursor = 0
+        self.depth = 0
+        self.calm = 0
+
+    def feed(self, text: str, offset: int, end: int, lines: list[str], offsets: list[int]) -> None:
+        """One complete line (``text`` without its newline) at ``offset``;
+        ``end`` is where the next line starts. Rows that became final are
+        appended to ``lines``/``offsets``."""
+        moves = "\x1b[" in text and _CURSOR_UP.search(text) is not None
+        if not self.rows and not moves:
+            lines.append(collapse_cr(text))
+            offsets.append(offset)
+            return
+        if not self.rows:
+            self.rows, self.cursor = [[offset, ""]], 0
+        self._write_moving(text)
+        self.calm = 0 if moves else self.calm + 1
+        self.cursor += 1  # the newline
+        if self.cursor == len(self.rows):
+            self.rows.append([end, ""])
+        keep = self.depth if self.calm < CALM_LINES else 0
+        self._give_out(self.cursor - keep, lines, offsets)
+        if not keep and self.cursor == len(self.rows) - 1 and not self.rows[-1][1]:
+            self.reset()  # calm again: straight through
+
+    def flush(self, lines: list[str], offsets: list[int]) -> None:
+        """Give out every row kept back (the end of a read)."""
+        rows = self.rows
+        if rows and not rows[-1][1] and self.cursor == len(rows) - 1:
+            rows = rows[:-1]  # the empty row after the last newline
+        for offset, text in rows:
+            lines.append(text.rstrip())
+            offsets.append(offset)
+        self.reset()
+
+    def preview(self, text: str) -> str | None:
+        """The rows kept back, with ``text`` (an unfinished line) written at
+        the cursor, on one line: what the panel shows under the last full line."""
+        if not self.rows and not ("\x1b[" in text and _CURSOR_UP.search(text)):
+            return collapse_cr(text) or None
+        saved = ([row[:] for row in self.rows], self.cursor, self.depth)
+        if not self.rows:
+            self.rows, self.cursor = [[0, ""]], 0
+        self._write_moving(text)
+        shown = " · ".join(text.strip() for _, text in self.rows if text.strip())
+        self.rows, self.cursor, self.depth = saved
+        return shown or None
+
+    def _write_moving(self, text: str) -> None:
+        pieces = _CURSOR_UP.split(text)  # text, count, text, count, text...
+        self._write(pieces[0])
+        for index in range(1, len(pieces), 2):
+            up = min(int(pieces[index] or 1), MAX_REDRAWN_ROWS)
+            self.depth = max(self.depth, up)
+            self.cursor = max(0, self.cursor - up)  # rows already given out stay as they are
+            self._write(pieces[index + 1])
+
+    def _write(self, piece: str) -> None:
+        if not piece:
+            return
+        row = self.rows[self.cursor]
+        text, column = row[1], 0
+        for number, segment in enumerate(piece.split("\r")):
+            if number:
+                column = 0
+            for part_number, part in enumerate(_ERASE_LINE.split(segment)):
+                if part_number:
+                    text = text[:column]
+                text = text[:column] + part + text[column + len(part):]
+                column += len(part)
+        row[1] = text
+
+    def _give_out(self, upto: int, lines: list[str], offsets: list[int]) -> None:
+        if upto <= 0:
+            return
+        for offset, text in self.rows[:upto]:
+            lines.append(text.rstrip())
+            offsets.append(offset)
+        del self.rows[:upto]
+        self.cursor -= upto
+
+
 def decode_line(raw: bytes) -> str:
     """One complete line (without its ``\\n``) as display text."""
     return collapse_cr(raw.decode("utf-8", errors="replace"))
@@ -219,11 +336,14 @@ def _keep_last_cr_state(buf: bytes | bytearray) -> bytes | bytearray:
     A tqdm bar in a ``.err`` file is one "line" that may grow for days
     without a newline; holding only its last state keeps memory flat.
     """
+    # A cursor-up moves to another row: what came before it is not overwritten.
+    moved = [match.end() for match in _CURSOR_UP_BYTES.finditer(buf)] if b"\x1b[" in buf else []
+    start = moved[-1] if moved else 0
     end = len(buf)
-    while end and buf[end - 1] == 0x0D:  # trailing \r: keep the segment before
+    while end > start and buf[end - 1] == 0x0D:  # trailing \r: keep the segment before
         end -= 1
-    cut = buf.rfind(b"\r", 0, end)
-    return buf[cut + 1 :] if cut >= 0 else buf
+    cut = buf.rfind(b"\r", start, end)
+    return buf[:start] + buf[cut + 1 :] if cut >= 0 else buf
 
 
 # --------------------------------------------------------------------------
@@ -316,6 +436,7 @@ class LogFollower:
         self._partial = bytearray()  # unfinished last line (\r-compacted)
         self._line_no: int | None = 0  # complete lines before _line_start, if known
         self._missing = False
+        self._rows = TerminalRows()  # lines redrawn from below, kept back until final
 
     # -- state ---------------------------------------------------------------
 
@@ -327,11 +448,12 @@ class LogFollower:
     @property
     def partial(self) -> str | None:
         """The unfinished last line as display text, or None."""
-        if not self._partial:
+        if not self._partial and not self._rows.rows:
             return None
         raw = bytes(self._partial)
         raw = raw[: _utf8_complete_prefix(raw)]
-        text = collapse_cr(raw.decode("utf-8", errors="replace"))
+        # With the rows kept back (nested bars), as they stand now.
+        text = self._rows.preview(raw.decode("utf-8", errors="replace")) or ""
         # A colour sequence cut by the end of the data would print as junk.
         return _INCOMPLETE_ANSI_TAIL.sub("", text) or None
 
@@ -339,6 +461,7 @@ class LogFollower:
         self._offset = self._line_start = offset
         self._partial = bytearray()
         self._line_no = line_no
+        self._rows.reset()
 
     def close(self) -> None:
         close = getattr(self.source, "close", None)
@@ -360,24 +483,43 @@ class LogFollower:
             self._restart(0, 0)
             return LogUpdate(missing=True)
         self._identity, self._missing = st.identity, False
-        found, start, tail, complete = _read_lines_backward(
-            self.source, st.size, lines, budget=self.max_tail_bytes, chunk=BACKWARD_CHUNK
-        )
+        # As a terminal shows them: redrawn rows once, the last ones kept
+        # back. Nested bars redraw ~25 raw lines per shown one: read further
+        # back (within the byte budget) until ``lines`` show.
+        wanted = lines
+        for _ in range(4):
+            found, start, tail, complete = _read_lines_backward(
+                self.source, st.size, wanted, budget=self.max_tail_bytes, chunk=BACKWARD_CHUNK, decode=_raw_text
+            )
+            self._rows.reset()
+            shown: list[str] = []
+            shown_offsets: list[int] = []
+            for number, line in enumerate(found):
+                end = found[number + 1].offset if number + 1 < len(found) else st.size - len(tail)
+                self._rows.feed(line.text, line.offset, end, shown, shown_offsets)
+            have = len(shown) + len(self._rows.rows)
+            if have >= lines or len(found) < wanted or start == 0:
+                break
+            # As many raw lines per shown one as this read had, and a margin.
+            wanted = max(wanted * 2, int(len(found) * lines / max(have, 1) * 1.5))
+        if len(shown) > lines:
+            shown, shown_offsets = shown[-lines:], shown_offsets[-lines:]
         # Lines are numbered only when the read reached the first byte (a
         # short file); counting the newlines of a big one would mean reading it.
         line_no: int | None = None
         first_no: int | None = None
         if start == 0:
             line_no = complete
-            first_no = complete - len(found) + 1 if found else None
+            first_no = complete - len(found) + 1 if found and len(shown) == len(found) else None
         self._offset = st.size
         self._line_start = st.size - len(tail)
         self._partial = bytearray(_keep_last_cr_state(tail))
         self._line_no = line_no
+        self._settle(shown, shown_offsets)
         self._cap_partial([], [])  # a giant unterminated tail is cut like any line
         return LogUpdate(
-            lines=[line.text for line in found],
-            line_offsets=[line.offset for line in found],
+            lines=shown,
+            line_offsets=shown_offsets,
             partial=self.partial,
             size=st.size,
             offset=st.size,
@@ -420,6 +562,7 @@ class LogFollower:
             self._restart(jump_to, None)
             first_line_no = None
             pos, skipped = self._skip_to_line_start(jump_to, end, skipped)
+        quiet = pos >= end
         while pos < end:
             chunk = self.source.read_at(pos, min(self.chunk_size, end - pos))
             if not chunk:  # shrank under our feet; the next poll will see it
@@ -427,6 +570,8 @@ class LogFollower:
             self._take(chunk, pos, lines, offsets)
             pos += len(chunk)
             self._offset = pos
+        if quiet:
+            self._settle(lines, offsets)
         if not lines:
             first_line_no = None
         return LogUpdate(
@@ -487,11 +632,20 @@ class LogFollower:
             del self._partial[: len(head)]
             self._line_start += len(head)
 
+    def _settle(self, lines: list[str], offsets: list[int]) -> None:
+        """Nothing new, nothing half-written: the rows kept back for redraws
+        are final (a finished log's last lines, the end marker among them)."""
+        if self._rows.rows and not self._partial:
+            before = len(lines)
+            self._rows.flush(lines, offsets)
+            if self._line_no is not None:
+                self._line_no += len(lines) - before
+
     def _emit(self, raw: bytes, offset: int, lines: list[str], offsets: list[int]) -> None:
-        lines.append(decode_line(raw))
-        offsets.append(offset)
+        before = len(lines)
+        self._rows.feed(_raw_text(raw), offset, offset + len(raw) + 1, lines, offsets)
         if self._line_no is not None:
-            self._line_no += 1
+            self._line_no += len(lines) - before
 
     # -- random access (the panel's scrollback and "jump to") ----------------
 
@@ -500,23 +654,34 @@ class LogFollower:
         ``offset``... precisely: at the first line starting at or after it."""
         size = self.source.stat().size
         start = _next_line_start(self.source, offset, size, self.chunk_size)
-        found: list[LogLine] = []
+        rows = TerminalRows()  # as displayed: redrawn rows once
+        lines: list[str] = []
+        offsets: list[int] = []
         for line_offset, raw in _iter_lines_forward(
             self.source, start, size, self.chunk_size, self.max_line_bytes
         ):
-            found.append(LogLine(line_offset, decode_line(raw)))
-            if len(found) >= count:
+            rows.feed(_raw_text(raw), line_offset, line_offset + len(raw) + 1, lines, offsets)
+            if len(lines) >= count:
                 break
-        return found
+        rows.flush(lines, offsets)
+        return [LogLine(o, text) for o, text in zip(offsets[:count], lines[:count])]
 
     def read_lines_before(self, offset: int, count: int) -> list[LogLine]:
         """Up to ``count`` complete lines ending at or before ``offset``
         (scrolling up through the file without reading it whole)."""
         size = self.source.stat().size
         found, _, _, _ = _read_lines_backward(
-            self.source, min(offset, size), count, budget=self.max_tail_bytes, chunk=BACKWARD_CHUNK
+            self.source, min(offset, size), count, budget=self.max_tail_bytes, chunk=BACKWARD_CHUNK,
+            decode=_raw_text,
         )
-        return found
+        rows = TerminalRows()  # as displayed: redrawn rows once
+        lines: list[str] = []
+        offsets: list[int] = []
+        for number, line in enumerate(found):
+            end = found[number + 1].offset if number + 1 < len(found) else min(offset, size)
+            rows.feed(line.text, line.offset, end, lines, offsets)
+        rows.flush(lines, offsets)
+        return [LogLine(o, text) for o, text in zip(offsets[-count:], lines[-count:])] if count > 0 else []
 
     # -- search --------------------------------------------------------------
 
@@ -609,8 +774,14 @@ class LogFollower:
 # Chunked readers shared by opening, scrollback and search
 
 
+def _raw_text(raw: bytes) -> str:
+    """A line's text with its ``\\r`` and escapes, for :class:`TerminalRows`."""
+    return raw.decode("utf-8", errors="replace")
+
+
 def _read_lines_backward(
-    source: FileSource, end: int, count: int, *, budget: int, chunk: int
+    source: FileSource, end: int, count: int, *, budget: int, chunk: int,
+    decode: Callable[[bytes], str] = decode_line,
 ) -> tuple[list[LogLine], int, bytes, int]:
     """The last ``count`` complete lines of ``source[:end]``.
 
@@ -649,7 +820,7 @@ def _read_lines_backward(
         parts, offsets = [], []
     else:
         parts, offsets = parts[-count:], offsets[-count:]
-    found = [LogLine(o, decode_line(raw)) for o, raw in zip(offsets, parts)]
+    found = [LogLine(o, decode(raw)) for o, raw in zip(offsets, parts)]
     return found, pos, blob[last_newline + 1 :], newlines
 
 
