@@ -26,7 +26,6 @@ from __future__ import annotations
 import time
 from dataclasses import replace
 from functools import partial
-from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
 from rich.text import Text
@@ -42,6 +41,7 @@ from textual.worker import Worker, WorkerState
 from hpcwizard.errors import UserError
 from hpcwizard.jobs.poll import EndingJobs, EndWatch, FinishedJobsCache, PollPolicy, controller_answers
 from hpcwizard.jobs.status import JobRow, StatusSnapshot, TrainingStatus, TrainingWatch, take_snapshot
+from hpcwizard.project.home import Project
 from hpcwizard.project.state import StateError
 from hpcwizard.slurm import JobState, SlurmClient
 from hpcwizard.tui.messages import ActionFinished, ConnectionChanged, LogChunk, SnapshotTaken
@@ -277,7 +277,7 @@ class DashboardScreen(Screen):
             # a ping answers in milliseconds either way.
             self._poll_active = self._probe_worker()
         else:
-            self._poll_active = self._poll_worker(Path(self.context.project_home))
+            self._poll_active = self._poll_worker(self.context.project)
         self._show_status()
 
     @work(thread=True, exclusive=True, group="probe", exit_on_error=False)
@@ -285,14 +285,13 @@ class DashboardScreen(Screen):
         return controller_answers(self.context.runner)
 
     @work(thread=True, exclusive=True, group="poll", exit_on_error=False)
-    def _poll_worker(self, project_home: Path) -> None:
+    def _poll_worker(self, project: Project) -> None:
         from hpcwizard.jobs.resubmit import diagnose
-        from hpcwizard.project.state import load_state
 
         # The state once per refresh, for the snapshot, the doctor and the trainings.
-        state = load_state(project_home / "hpcwizard", self.context.files)
+        state = project.load_state()
         started = time.monotonic()
-        snapshot = take_snapshot(project_home, self.context.runner, slurm=self._slurm, files=self.context.files,
+        snapshot = take_snapshot(project.home, self.context.runner, slurm=self._slurm, files=project.files,
                                  state=state)
         duration = time.monotonic() - started
         diagnoses = []
