@@ -462,6 +462,14 @@ def local_or(files: ProjectFiles | None) -> ProjectFiles:
 # --------------------------------------------------------------------------
 # The login node over SSH
 
+# $1 signal, $2 pid: signal the process group of pid (the pid alone when
+# its group cannot be read, e.g. it has just ended).
+_SIGNAL_GROUP = (
+    'g=$(ps -o pgid= -p "$2" 2>/dev/null | tr -d " "); '
+    'if [ -n "$g" ] && [ "$g" != 0 ]; then kill -s "$1" -- "-$g" 2>/dev/null; else kill -s "$1" -- "$2" 2>/dev/null; fi; '
+    'exit 0'
+)
+
 # $1 lock file, $2 seconds to wait (0: don't), $3 note ("" for none).
 # fd 9 holds the lock; `exec cat` inherits it and keeps it until the channel's
 # stdin closes (we are done, or the connection is gone).
@@ -669,9 +677,17 @@ class SshFiles:
         from hpcwizard.remote.runner import SshRunner, _send_signal
 
         _send_signal(channel, "INT")
-        if pid.isdigit():
-            with contextlib.suppress(UserError):
-                SshRunner(self.connection).run(["kill", "-INT", "--", pid], timeout=15)
+        if not pid.isdigit():
+            return
+        runner = SshRunner(self.connection)
+        # The command's whole process group, as Ctrl-C would reach it: a shell
+        # waiting for a child ignores a SIGINT sent to itself alone, and a
+        # child left behind would go on running on the login node.
+        with contextlib.suppress(UserError):
+            runner.run(["sh", "-c", _SIGNAL_GROUP, "sh", "INT", pid], timeout=15)
         deadline = time.monotonic() + wait
         while not channel.exit_status_ready() and time.monotonic() < deadline:
             time.sleep(0.05)
+        if not channel.exit_status_ready():  # deaf to SIGINT: never left running
+            with contextlib.suppress(UserError):
+                runner.run(["sh", "-c", _SIGNAL_GROUP, "sh", "KILL", pid], timeout=15)
