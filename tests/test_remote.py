@@ -252,7 +252,8 @@ def test_the_login_nodes_token_file_follows_its_own_environment(conn: SshConnect
     its token file is (the jobs read it there), not this machine's."""
     from hpcwizard.checks.hftoken import inspect_token_file, store_token
 
-    xdg = LoginNode(conn, XDG_CACHE_HOME=str(tmp_path / "xdg cache"))
+    # HF_HOME empty: the local sshd sets one for its users, and it would come first.
+    xdg = LoginNode(conn, XDG_CACHE_HOME=str(tmp_path / "xdg cache"), HF_HOME="")
     stored = store_token("hf_xdg_canary", xdg)
     assert stored.path == str(tmp_path / "xdg cache" / "huggingface" / "token")
     assert inspect_token_file(xdg).present

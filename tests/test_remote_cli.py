@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from conftest import Sshd
+from hpcwizard.checks.hftoken import locate_token_file
 from hpcwizard.cli import main
 from hpcwizard.demo import build_demo_hub
 from hpcwizard.devhub import DevHub
@@ -80,7 +81,7 @@ def remote_token(conn: SshConnection) -> Iterator[str]:
     """The token file the jobs read on the login node, written over SFTP
     (0600); whatever was there before is put back afterwards."""
     files = SshFiles(conn)
-    path = f"{files.home()}/.cache/huggingface/token"
+    path = locate_token_file(SshRunner(conn))  # the local sshd's own HF_HOME (scripts/local-sshd)
     before = files.read_text(path) if files.exists(path) else None
     files.write_text_atomic(path, CANARY, mode=0o600)
     try:
@@ -169,7 +170,7 @@ def test_render_submit_status_over_ssh(tmp_path, capsys, monkeypatch, ssh_config
 
 def test_submit_without_remote_token_says_so(tmp_path, capsys, conn, ssh_config, monkeypatch):
     files = SshFiles(conn)
-    path = f"{files.home()}/.cache/huggingface/token"
+    path = locate_token_file(SshRunner(conn))
     if files.exists(path):
         pytest.skip("the login node's user already has a token file")  # never clobber a real one
     plan = get_recipe("demo").default_plan(tmp_path / "p", tmp_path / "d", hf_namespace="alice")

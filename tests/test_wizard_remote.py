@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from conftest import Sshd
+from hpcwizard.checks.hftoken import locate_token_file
 from hpcwizard.demo import build_demo_hub
 from hpcwizard.devhub import DevHub
 from hpcwizard.project import session
@@ -68,7 +69,7 @@ def no_remote_token(connection: SshConnection):
     """The login node's user starts without a token file (the one there, if
     any, is put back afterwards): the token step must store one."""
     files = SshFiles(connection)
-    path = f"{files.home()}/.cache/huggingface/token"
+    path = locate_token_file(SshRunner(connection))  # the local sshd's own HF_HOME (scripts/local-sshd)
     before = files.read_text(path) if files.exists(path) else None
     files.remove(path, missing_ok=True)
     try:
