@@ -39,9 +39,8 @@ def recipe_markdown(recipe: Recipe) -> str:
     lines += ["", "Jobs, submitted as a chain (each starts when the previous one succeeded):", ""]
     for i, job in enumerate(recipe.jobs, start=1):
         res = recipe.defaults[job.resources]
-        gpus = f", {res.gpus} GPUs" if res.gpus else ""
         lines.append(f"{i}. `{job.name}`: {job.description} (defaults: partition `{res.partition}`, "
-                     f"{res.cpus} CPUs{gpus}, {res.mem}, {res.time})")
+                     f"{res.describe()})")
     lines += ["", *where_it_runs(recipe)]
     lines += ["", "Parameters (`params:` in the plan):", "", "| Name | Default | Allowed | Goes to | What |", "|---|---|---|---|---|"]
     for p in recipe.parameters:
