@@ -402,7 +402,8 @@ def training_line(training: Any) -> str:
     if facts["step"] is not None and facts["total_steps"]:
         parts.append(f"step {facts['step']}/{facts['total_steps']}")
     if facts["eta_seconds"] is not None:
-        parts.append(f"ETA {format_duration(facts['eta_seconds'])}")
+        waits = training.waits_text
+        parts.append(f"ETA {format_duration(facts['eta_seconds'])}" + (f" {waits}" if waits else ""))
     return " · ".join(str(p) for p in parts)
 
 

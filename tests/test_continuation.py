@@ -56,6 +56,7 @@ from hpcwizard.jobs.continuation import (
     save_site_answer,
     segments_text,
 )
+from hpcwizard.jobs.status import signal_lead, take_snapshot
 from hpcwizard.project.plan import plan_from_dict
 from hpcwizard.project.recipe import get_recipe
 from hpcwizard.project.render import render
@@ -155,6 +156,7 @@ def test_train_scripts_ask_for_the_warning_and_requeue_or_follow_on(tmp_path):
         train, setup = files["02_train.sbatch"], files["01_setup.sbatch"]
         assert f"#SBATCH --signal=B:USR1@{cont.lead}\n#SBATCH --requeue\n" in train
         assert "--signal" not in setup and "--requeue" not in setup
+        assert signal_lead(train) == cont.lead and signal_lead(setup) is None  # what the dashboard reads back
         for script in (train, setup):  # mail for the end, a failure and a requeue, on every job
             assert "#SBATCH --mail-type=END,FAIL,REQUEUE\n#SBATCH --mail-user=alice@example.org\n" in script
         assert "c_train " in train and "\nc_begin\n" in train
@@ -417,6 +419,15 @@ def test_without_requeue_a_follow_on_job_continues_and_dependents_wait_for_it(ch
     assert dependent[chains.follow_dependent_id] is JobState.COMPLETED
     ran_at = datetime.fromtimestamp(int(chains.follow_dependent_stamp.read_text().strip()))
     assert ran_at >= _log_times(text, "final weights in")[-1]
+
+    # The status shows every segment's job, each a continuation of the first
+    # (found from the bookkeeping, also once a follow-on left the queue), and
+    # the first job points to the last: its end is the training's.
+    rows = {row.job_id: row for row in take_snapshot(chain.home, slurm_runner).jobs}
+    assert set(jobs) <= set(rows), rows
+    assert all(rows[job].continues == jobs[0] and rows[job].name == "train" for job in jobs[1:])
+    assert rows[jobs[0]].continued_by == jobs[-1] and rows[jobs[-1]].state is JobState.COMPLETED
+    assert all(rows[job].log_out == rows[jobs[0]].log_out for job in jobs)
     warned = _log_times(text, "the time limit is near (USR1)")
     started = [t for job in jobs[1:] for t in _log_times(text, f"job {job} (")]
     print(f"\nfollow-on jobs: {len(jobs)} segments; from the warning to the next segment running: "

@@ -293,6 +293,26 @@ def test_train_job_cells_say_continuing_the_segment_and_the_time_limit():
     assert shown(train_row(state="COMPLETED", exit_code="0:0"), done) == ("COMPLETED", "")
 
 
+def test_an_eta_reaching_into_further_segments_says_their_queue_waits():
+    from hpcwizard.jobs.status import segments_beyond
+
+    # A 2-hour limit warned 10 minutes before: 110 minutes of training a segment.
+    assert segments_beyond(eta=30 * 60, limit=7200, lead=600, elapsed=3600) == 0  # ends in this one
+    assert segments_beyond(eta=60 * 60, limit=7200, lead=600, elapsed=3600) == 1  # 50 min here, 10 in the next
+    assert segments_beyond(eta=4 * 3600, limit=7200, lead=600, elapsed=0) == 2  # 110 + 110 + 20
+    assert segments_beyond(eta=3600, limit=7200, lead=600, elapsed=9000) == 1  # past its warning: all in the next
+    assert segments_beyond(eta=3600, limit=600, lead=600, elapsed=0) == 0  # nonsense lead: nothing said
+    ahead = TrainingStatus("7", continues=True, segments_ahead=2)
+    assert ahead.waits_text == "+ 2 queue waits" and ahead.to_dict()["segments_ahead"] == 2
+    assert TrainingStatus("7", continues=True, segments_ahead=1).waits_text == "+ 1 queue wait"
+    assert TrainingStatus("7", continues=True, segments_ahead=2, ended=True).waits_text is None
+    stage = TrainingProgress(step=60, max_steps=600, loss=0.02, rate_its=2.5, eta_seconds=216.0)
+    overall = OverallProgress(step=660, total=1200, eta_seconds=216.0, stage=2, stages=2, stage_step=60,
+                              stage_total=600)
+    assert describe(stage, overall, waits="+ 2 queue waits").startswith(
+        "stage 2/2 · step 60/600 · training ETA ~3:36 + 2 queue waits · loss")
+
+
 def test_the_progress_line_covers_the_whole_training():
     stage = TrainingProgress(step=60, max_steps=600, loss=0.02, rate_its=2.5, eta_seconds=216.0)
     overall = OverallProgress(step=660, total=1200, eta_seconds=216.0, stage=2, stages=2, stage_step=60,

@@ -212,8 +212,13 @@ def take_snapshot(project_home: Path, runner: Runner, *, slurm: SlurmClient | No
         entries = []
     else:
         error = None
-    strangers = {e.name for e in entries if e.job_id not in known and e.name.startswith(prefix)}
-    follow_ons = _follow_on_jobs(project_home, strangers, known, files) if strangers else {}
+    # Follow-on jobs (a site that does not requeue) are found through their
+    # train job's bookkeeping, whether squeue still lists them or not: one
+    # that ended and left the queue is asked of accounting like a recorded
+    # job, so the training's last segment, not its first, says how it ended.
+    names = {job.slurm_name for job in known.values()}
+    names |= {e.name for e in entries if e.job_id not in known and e.name.startswith(prefix)}
+    follow_ons = _follow_on_jobs(project_home, names, known, files) if names else {}
     for entry in entries:
         if entry.job_id not in known and not entry.name.startswith(prefix):
             continue
@@ -236,15 +241,18 @@ def take_snapshot(project_home: Path, runner: Runner, *, slurm: SlurmClient | No
         )
 
     forgotten = [job_id for job_id in known if job_id not in rows]
+    gone_follow_ons = [job_id for job_id in follow_ons if job_id not in rows]
     finished = []
-    if forgotten and error is None:
+    if (forgotten or gone_follow_ons) and error is None:
         try:
-            finished = slurm.finished(forgotten)
+            finished = slurm.finished(forgotten + gone_follow_ons)
         except UserError:
             finished = []
     for done in finished:
-        job = known[done.job_id]
-        out, err = log_paths(job.slurm_name, done.job_id)
+        first = follow_ons.get(done.job_id)
+        job = known[first or done.job_id]
+        # A follow-on job appends to the log of the job it continues.
+        out, err = log_paths(job.slurm_name, first or done.job_id)
         # Accounting does not say the limit: the one recorded at submit.
         # Nor (in hpcwizard's sacct format) the node count: its node list does.
         ran = _ran(done.nodelist, done.elapsed)
@@ -254,20 +262,22 @@ def take_snapshot(project_home: Path, runner: Runner, *, slurm: SlurmClient | No
             dependency=_first_dependency(job), partition=done.partition or job.partition, elapsed=done.elapsed,
             time_limit=job.time_limit, start=_iso(done.start_time) if ran else None,
             exit_code=_exit(done.exit_status), source=done.source.value,
-            log_out=out, log_err=err, script=job.script,
+            log_out=out, log_err=err, script=job.script, continues=first,
             node_count=nodes, nodelist=done.nodelist if ran else None,
-            node_logs=node_logs(job.slurm_name, done.job_id, nodes),
+            node_logs=node_logs(job.slurm_name, first or done.job_id, nodes),
         )
-    for job_id in forgotten:
+    for job_id in forgotten + gone_follow_ons:
         if job_id in rows:
             continue
-        job = known[job_id]
-        out, err = log_paths(job.slurm_name, job_id)
+        first = follow_ons.get(job_id)
+        job = known[first or job_id]
+        out, err = log_paths(job.slurm_name, first or job_id)
         rows[job_id] = JobRow(
             job_id=job_id, name=job.name, slurm_name=job.slurm_name,
             state=JobState.UNKNOWN if error else JobState.FINISHED_UNKNOWN, reason=None,
             dependency=_first_dependency(job), partition=job.partition, elapsed=None, time_limit=job.time_limit,
             start=None, exit_code=None, source="state", log_out=out, log_err=err, script=job.script,
+            continues=first,
         )
     for follow_on, first in sorted(follow_ons.items(), key=lambda kv: _number(kv[0])):
         if first in rows and follow_on in rows:
@@ -305,13 +315,14 @@ def _number(job_id: str) -> int:
 
 def _follow_on_jobs(project_home: Path, names: set[str], known: Mapping[str, object],
                     files: ProjectFiles | None) -> dict[str, str]:
-    """Follow-on job id -> the recorded job it continues, for the queue's
-    jobs hpcwizard did not submit itself (``names``: their Slurm names).
+    """Follow-on job id -> the recorded job it continues, for the jobs
+    hpcwizard did not submit itself (``names``: the Slurm names to look
+    up: the recorded jobs' and the queue's other jobs of the project).
 
     On a site that does not requeue, a train job continues by submitting
     itself again as a new job that appends to the first job's log; its
-    bookkeeping names them all. One small read per such name, only while
-    such jobs are queued."""
+    bookkeeping names them all, also once they left the queue. One small
+    read per name (a name without bookkeeping is a missing file)."""
     import json
 
     files = local_or(files)
@@ -336,6 +347,8 @@ REQUEUE_STATES = frozenset(state for state in JobState if state.is_requeued)  # 
 #: The job script asks Slurm for the warning signal before its time limit:
 #: the train job continues across it (the log's separators say so too).
 _SIGNAL_DIRECTIVE = re.compile(r"^#SBATCH\s+--signal[= ]", re.MULTILINE)
+#: ... and its lead: ``B:USR1@300`` right after the directive.
+_SIGNAL_LEAD = re.compile(r"[^@\s]*@(\d+)")
 #: Lines read when a log is first watched (its progress is in the last ones).
 WATCH_TAIL_LINES = 200
 
@@ -357,6 +370,9 @@ class TrainingStatus:
     requeued: bool = False  # back in the queue for its next segment (or its rerun)
     ended: bool = False  # the job is over: no live ETA
     limit_in: int | None = None  # seconds left before the time limit it will hit (no continuation)
+    #: further segments the ETA reaches into (a continuing job): each starts
+    #: after a wait in the queue that the ETA, training time only, leaves out
+    segments_ahead: int = 0
 
     @property
     def eta_seconds(self) -> float | None:
@@ -386,7 +402,15 @@ class TrainingStatus:
             "total_steps": overall.total if overall else (bar.max_steps if bar else None),
             "eta_seconds": None if self.eta_seconds is None else round(self.eta_seconds),
             "limit_in_seconds": self.limit_in,
+            "segments_ahead": self.segments_ahead,
         }
+
+    @property
+    def waits_text(self) -> str | None:
+        """``+ 2 queue waits``: what the ETA leaves out, when it reaches into further segments."""
+        if self.ended or not self.segments_ahead:
+            return None
+        return f"+ {self.segments_ahead} queue wait{'s' if self.segments_ahead > 1 else ''}"
 
     @property
     def stopped(self) -> bool:
@@ -460,7 +484,7 @@ class TrainingWatch:
         self.scan_bytes = scan_bytes
         self._logs: dict[str, _WatchedLog] = {}
         self._facts: dict[str, _SubmissionFacts] = {}
-        self._signal: dict[str, bool] = {}
+        self._signal: dict[str, tuple[bool, int | None]] = {}
         self.statuses: dict[str, TrainingStatus] = {}
 
     def close(self) -> None:
@@ -524,12 +548,19 @@ class TrainingWatch:
             left = row.time_limit - (row.elapsed or 0)
             if eta is not None and eta > left:
                 limit_in = max(0, left)
+        segments_ahead = 0
+        lead = self._signal_lead(script)
+        if active and continues and state is JobState.RUNNING and row.time_limit and lead is not None:
+            eta = overall.eta_seconds if overall is not None else (progress.eta_seconds if progress else None)
+            if eta is not None:
+                segments_ahead = segments_beyond(eta, row.time_limit, lead, row.elapsed or 0)
         if not active:
             watched.follower.close()
             self._logs.pop(row.job_id, None)
         return TrainingStatus(
             job_id=row.job_id, continues=continues, segment=segment, stage=stage, progress=progress,
             overall=overall, outline=facts.outline, requeued=requeued, ended=not active, limit_in=limit_in,
+            segments_ahead=segments_ahead,
         )
 
     def _read(self, watched: _WatchedLog) -> None:
@@ -559,14 +590,48 @@ class TrainingWatch:
         return facts
 
     def _asks_for_signal(self, script: str) -> bool:
+        known = self._script_facts(script)
+        return known is not None and known[0]
+
+    def _signal_lead(self, script: str) -> int | None:
+        """Seconds before its time limit the script asks for the warning (None: it does not)."""
+        known = self._script_facts(script)
+        return known[1] if known is not None else None
+
+    def _script_facts(self, script: str) -> tuple[bool, int | None] | None:
+        """(continues, the warning's lead) of a job script, read once; None while unreadable."""
         known = self._signal.get(script)
         if known is None:
             try:
                 text = self.files.read_text(script)
             except (OSError, UnicodeDecodeError):
-                return False  # unreadable now: ask again next time
-            known = self._signal[script] = bool(_SIGNAL_DIRECTIVE.search(text)) or SEGMENT_NEEDLE in text
+                return None  # unreadable now: ask again next time
+            lead = signal_lead(text)
+            known = self._signal[script] = (lead is not None or SEGMENT_NEEDLE in text, lead)
         return known
+
+
+def signal_lead(script_text: str) -> int | None:
+    """The seconds before its time limit a job script asks Slurm for the
+    warning signal (``#SBATCH --signal=B:USR1@300``); None when it does not."""
+    directive = _SIGNAL_DIRECTIVE.search(script_text)
+    if directive is None:
+        return None
+    lead = _SIGNAL_LEAD.match(script_text, directive.end())
+    return int(lead.group(1)) if lead else 60  # Slurm's default lead
+
+
+def segments_beyond(eta: float, limit: int, lead: int, elapsed: int) -> int:
+    """How many further segments a continuing training needs to train ``eta``
+    more seconds: this one trains until the warning (``lead`` seconds before
+    its ``limit``, ``elapsed`` in), each further one a limit less the lead."""
+    import math
+
+    per_segment = limit - lead
+    if per_segment <= 0:
+        return 0  # a lead as long as the limit: nothing sensible to say
+    left_here = max(0, per_segment - elapsed)
+    return 0 if eta <= left_here else math.ceil((eta - left_here) / per_segment)
 
 
 def submission_train_jobs(files: ProjectFiles, scripts_dir: str) -> frozenset[str]:

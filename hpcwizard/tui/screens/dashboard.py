@@ -598,7 +598,7 @@ class DashboardScreen(Screen):
             for row in self.table.rows_by_id.values() if row.active)
         panel.show(chunk.progress, chunk.losses, overall=overall, segment=chunk.segment, active=active,
                    requeued=requeued, stage=chunk.stage, ended=None if active or job is None else job.state,
-                   chain_end=chain_end)
+                   chain_end=chain_end, waits=training.waits_text if training is not None else None)
 
     # -- actions: view ------------------------------------------------------------
 

@@ -52,7 +52,8 @@ def where_it_stands(progress: TrainingProgress, overall: OverallProgress | None,
 
 def describe(progress: TrainingProgress, overall: OverallProgress | None = None,
              segment: SegmentMark | None = None, *, active: bool = True, requeued: bool = False,
-             stage: int | None = None, ended: JobState | None = None, chain_end: bool = False) -> str:
+             stage: int | None = None, ended: JobState | None = None, chain_end: bool = False,
+             waits: str | None = None) -> str:
     """``stage 2/2 · step 14/60 · chain ETA ~4:30 · segment 2 of ~3 ·
     loss 0.02 · 2.5 it/s`` (most important first: the line is cut at the
     panel's width).
@@ -63,7 +64,8 @@ def describe(progress: TrainingProgress, overall: OverallProgress | None = None,
     ``ETA``. A job waiting for its next segment starts with ``continuing:
     segment 2 of ~3``. A job that ended (``ended``, or ``active`` False)
     shows its final state and where it stopped: no ETA, no rate, which
-    would never come true."""
+    would never come true. ``waits`` (``+ 2 queue waits``) follows the ETA
+    when it reaches into further segments: it counts training time only."""
     if ended is not None or not active:
         parts = [ended.value] if ended is not None else []
         parts += where_it_stands(progress, overall, stage)
@@ -78,9 +80,10 @@ def describe(progress: TrainingProgress, overall: OverallProgress | None = None,
         parts.append(phrase)
     parts += where_it_stands(progress, overall, stage)
     if overall is not None and overall.eta_seconds is not None:
-        parts.append(f"{'chain' if chain_end else 'training'} ETA ~{format_eta(overall.eta_seconds)}")
+        parts.append(f"{'chain' if chain_end else 'training'} ETA ~{format_eta(overall.eta_seconds)}"
+                     + (f" {waits}" if waits else ""))
     elif overall is None and progress.eta_seconds is not None:
-        parts.append(f"ETA {format_eta(progress.eta_seconds)}")
+        parts.append(f"ETA {format_eta(progress.eta_seconds)}" + (f" {waits}" if waits else ""))
     if phrase and not requeued:
         parts.append(phrase)
     if progress.loss is not None:
@@ -136,7 +139,7 @@ class ProgressPanel(Horizontal):
     def show(self, progress: TrainingProgress | None, losses: list[float], *,
              overall: OverallProgress | None = None, segment: SegmentMark | None = None,
              active: bool = True, requeued: bool = False, stage: int | None = None,
-             ended: JobState | None = None, chain_end: bool = False) -> None:
+             ended: JobState | None = None, chain_end: bool = False, waits: str | None = None) -> None:
         """``overall``: over every stage when the plan's are known; ``ended``
         (or ``active`` False) for a job that ended (its final state, no ETA);
         ``requeued`` while it waits for its next segment; ``stage``: the
@@ -151,7 +154,7 @@ class ProgressPanel(Horizontal):
         elif progress.max_steps:
             bar.update(total=progress.max_steps, progress=min(progress.step or 0, progress.max_steps))
         text = describe(progress, overall, segment, active=active, requeued=requeued, stage=stage, ended=ended,
-                        chain_end=chain_end)
+                        chain_end=chain_end, waits=waits)
         self.query_one("#progress-text", Static).update(Text(text, overflow="ellipsis"))
         self.query_one(Sparkline).data = list(losses)
 
