@@ -25,14 +25,12 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import unquote
 
+from hpcwizard.checks.freespace import FreeSpace, free_space
 from hpcwizard.errors import CommandFailed
 from hpcwizard.shell import Runner
-
-if TYPE_CHECKING:  # space imports this module; only the type is needed here
-    from hpcwizard.checks.space import FreeSpace
 
 __all__ = [
     "QuotaEntry",
@@ -760,7 +758,7 @@ def probe_quota(
 ) -> QuotaReport:
     """Ask the quota tool of the filesystem holding ``path``; never raises.
 
-    ``free`` is a :class:`hpcwizard.checks.space.FreeSpace` already measured for
+    ``free`` is a :class:`hpcwizard.checks.freespace.FreeSpace` already measured for
     ``path`` (saves a ``df``); without it the probe measures one itself.
     """
     try:
@@ -781,8 +779,6 @@ def _probe_quota(
     timeout: float,
     site_wrappers: bool,
 ) -> QuotaReport:
-    from hpcwizard.checks.space import free_space  # space imports this module
-
     warnings: list[str] = []
     if free is None:
         try:
