@@ -432,8 +432,13 @@ def cost_text(cont: Continuation, train: JobResources) -> str | None:
     nodes = f"{train.nodes} nodes × " if train.nodes > 1 else ""
     if train.gpus:
         gpus = "1 GPU" if train.gpus == 1 else f"{train.gpus} GPUs"
-        return f"≈ {train.total_gpus * hours:.3g} GPU-hours ({nodes}{gpus} × ≈ {_short(cont.training_seconds)})"
-    return f"≈ {train.nodes * hours:.3g} node-hours ({nodes}no GPU × ≈ {_short(cont.training_seconds)})"
+        return f"{_about(train.total_gpus * hours)} GPU-hours ({nodes}{gpus} × ≈ {_short(cont.training_seconds)})"
+    return f"{_about(train.nodes * hours)} node-hours ({nodes}no GPU × ≈ {_short(cont.training_seconds)})"
+
+
+def _about(hours: float) -> str:
+    """``≈ 160``, ``≈ 0.25``; ``< 0.01`` for the demo's seconds (not ``≈ 0.000667``)."""
+    return "< 0.01" if hours < 0.01 else f"≈ {hours:.3g}"
 
 
 # ---------------------------------------------------------------- the site: requeue or follow-on jobs
