@@ -143,6 +143,35 @@ async def test_a_stopped_download_says_no_time_left():
         await until(pilot, "the file's word", lambda: str(state.render()) == "stopped")
 
 
+async def test_a_file_bar_shows_its_latest_status_however_its_updates_and_compose_interleave():
+    """Seen in the screenshots: a 2 MiB prepare ended with bars reading "0%
+    queued", "100% verifying", "31%" under a finished total. A status shown
+    before the bar was composed was painted later, after the newer ones."""
+    from textual.app import App
+    from textual.containers import Vertical
+    from textual.widgets import Label, ProgressBar
+
+    from hpcwizard.download import FileState, FileStatus
+    from hpcwizard.tui.widgets.download_bars import FileBar
+
+    class BarsApp(App):
+        def compose(self):
+            yield Vertical(id="files")
+
+    queued = FileStatus("alice/code", "requirements.txt", 0, 100, 0.0, FileState.QUEUED)
+    done = FileStatus("alice/code", "requirements.txt", 100, 100, 0.0, FileState.DONE)
+    app = BarsApp()
+    async with app.run_test(size=(100, 24)) as pilot:
+        bar = FileBar(queued, id="file-0")
+        bar.show(queued)  # before it is composed: painted once it is
+        await app.query_one("#files").mount(bar)
+        bar.show(done)  # composed now: painted at once
+        for _ in range(3):
+            await pilot.pause()
+        assert str(bar.query_one(".file-state", Label).render()) == "done"
+        assert bar.query_one(ProgressBar).percentage == 1.0
+
+
 BAR_65 = "Steps:  65%|######5   | 65/100 [01:05<00:35,  1.00it/s, loss=0.1000]"
 
 

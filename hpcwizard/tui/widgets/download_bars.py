@@ -35,6 +35,8 @@ class FileBar(Horizontal):
     def __init__(self, status: FileStatus, *, id: str) -> None:
         super().__init__(id=id)
         self.status = status
+        self.stopped = False
+        self._paint_pending = False
 
     def compose(self) -> ComposeResult:
         yield Label(f"{self.status.repo.split('/')[-1]}/{self.status.path}", classes="file-name", markup=False)
@@ -42,10 +44,24 @@ class FileBar(Horizontal):
         yield Label("", classes="file-state")
 
     def show(self, status: FileStatus, *, stopped: bool = False) -> None:
-        self.status = status
+        """Show ``status``; before the bar is composed, remember it and paint
+        the LATEST status once composed (a fast download sends its final
+        statuses while the bars it just mounted are not there yet: painting
+        each one later in turn left the first, "queued", on screen)."""
+        self.status, self.stopped = status, stopped
         if not self.query(ProgressBar):  # mounted a moment ago, not composed yet
-            self.call_after_refresh(self.show, status, stopped=stopped)
+            if not self._paint_pending:
+                self._paint_pending = True
+                self.call_after_refresh(self._paint_latest)
             return
+        self._paint()
+
+    def _paint_latest(self) -> None:
+        self._paint_pending = False
+        self.show(self.status, stopped=self.stopped)
+
+    def _paint(self) -> None:
+        status, stopped = self.status, self.stopped
         self.query_one(ProgressBar).update(total=max(status.size, 1), progress=status.done)
         word = _STATE_WORDS.get(status.state, status.state.value)
         if stopped and status.state.active:  # a queued file stays "queued"
@@ -67,7 +83,7 @@ class DownloadBars(Vertical):
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
-        self._keys: dict[tuple[str, str], int] = {}
+        self._bars: dict[tuple[str, str], FileBar] = {}
         self._last: DownloadProgress | None = None
 
     def compose(self) -> ComposeResult:
@@ -96,12 +112,10 @@ class DownloadBars(Vertical):
         with self.app.batch_update():
             for status in progress.files:
                 key = (status.repo, status.path)
-                if key not in self._keys:
-                    self._keys[key] = len(self._keys)
-                    bar = FileBar(status, id=_file_id(self._keys[key]))
+                bar = self._bars.get(key)
+                if bar is None:
+                    # Kept by key, not queried back: a bar mounted a moment
+                    # ago is not in the DOM yet, and its updates must not be lost.
+                    bar = self._bars[key] = FileBar(status, id=_file_id(len(self._bars)))
                     files.mount(bar)
-                    bar.call_after_refresh(bar.show, status, stopped=stopped)
-                else:
-                    bars = files.query(f"#{_file_id(self._keys[key])}")
-                    if bars:
-                        bars.first(FileBar).show(status, stopped=stopped)
+                bar.show(status, stopped=stopped)
