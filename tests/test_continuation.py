@@ -47,16 +47,16 @@ import yaml
 from hpcwizard.checks.preflight import check_continuation
 from hpcwizard.demo import build_demo_hub, write_token_file
 from hpcwizard.devhub import DevHub
+from hpcwizard.jobs import continuation as contract
 from hpcwizard.jobs.continuation import (
-    SegmentEventKind,
     describe,
-    parse_line,
     plan_continuation,
     read_segment_state,
     save_site_answer,
     segments_text,
 )
 from hpcwizard.jobs.status import signal_lead, take_snapshot
+from hpcwizard.jobs.triage import SegmentEvent, parse_segment_line
 from hpcwizard.project.plan import plan_from_dict
 from hpcwizard.project.recipe import get_recipe
 from hpcwizard.project.render import render
@@ -87,27 +87,32 @@ def _plan(name: str, tmp_path: Path, **train):
     return plan_from_dict(data), recipe
 
 
-def test_the_separator_lines_parse_back():
+def test_the_log_contract_lines_parse_back_with_the_dashboards_parser():
+    """The separator lines continuation.py documents (and continuation.j2
+    prints) are what the dashboard's one parser reads."""
     lines = {
-        "[hpcwizard] segment 1 of ~4, starting": (SegmentEventKind.STARTING, 1, 4, None),
-        "[hpcwizard] segment 2 of ~4, resumed from checkpoint-1400": (SegmentEventKind.RESUMED, 2, 4, "checkpoint-1400"),
-        "[hpcwizard] segment 2 stopped at the time limit; requeued to continue from checkpoint-2800":
-            (SegmentEventKind.REQUEUED, 2, None, "checkpoint-2800"),
-        "[hpcwizard] segment 3 saved no new checkpoint (still checkpoint-2800): not continuing":
-            (SegmentEventKind.NO_PROGRESS, 3, None, "checkpoint-2800"),
-        "[hpcwizard] segment 1 saved no new checkpoint (still no checkpoint): not continuing":
-            (SegmentEventKind.NO_PROGRESS, 1, None, None),
-        "[hpcwizard] segment 5 stopped at the time limit; train.segments allows 5: not continuing":
-            (SegmentEventKind.AT_BOUND, 5, None, None),
-        "[hpcwizard] segment 3 finished the training\n": (SegmentEventKind.FINISHED, 3, None, None),
+        contract.STARTING.format(segment=1, expected=4): (1, 4, SegmentEvent.STARTED, None),
+        contract.RESUMED.format(segment=2, expected=4, checkpoint="checkpoint-1400"):
+            (2, 4, SegmentEvent.RESUMED, "checkpoint-1400"),
+        contract.REQUEUED.format(segment=2, checkpoint="checkpoint-2800"):
+            (2, None, SegmentEvent.REQUEUED, "checkpoint-2800"),
+        contract.NO_PROGRESS.format(segment=3, checkpoint="checkpoint-2800"):
+            (3, None, SegmentEvent.STOPPED, "checkpoint-2800"),
+        contract.NO_PROGRESS.format(segment=1, checkpoint="no checkpoint"): (1, None, SegmentEvent.STOPPED, None),
+        contract.AT_BOUND.format(segment=5, maximum=5): (5, None, SegmentEvent.STOPPED, None),
+        contract.FINISHED.format(segment=3) + "\n": (3, None, SegmentEvent.FINISHED, None),
     }
-    for line, (kind, segment, expected, checkpoint) in lines.items():
-        event = parse_line(line)
-        assert event is not None, line
-        assert (event.kind, event.segment, event.expected, event.checkpoint) == (kind, segment, expected, checkpoint)
-    assert parse_line("[2026-01-01 00:00:00] segment 1 of ~4, starting") is None
-    assert parse_line("[hpcwizard] segment one") is None
-    assert parse_line("[hpcwizard] segment 2 stopped at the time limit; requeued to continue from checkpoint-7").continues
+    for line, expected in lines.items():
+        mark = parse_segment_line(line)
+        assert mark is not None, line
+        assert (mark.segment, mark.of, mark.event, mark.checkpoint) == expected, line
+    assert parse_segment_line("[2026-01-01 00:00:00] segment 1 of ~4, starting") is None
+    assert parse_segment_line(contract.REQUEUED.format(segment=2, checkpoint="checkpoint-7")).waiting_for_next
+
+
+def _separators(text: str):
+    """The separator lines of a train log, as the dashboard reads them."""
+    return [m for m in map(parse_segment_line, text.splitlines()) if m is not None]
 
 
 def test_a_long_real_training_is_planned_in_segments_with_a_lead_from_its_checkpoint_interval(tmp_path):
@@ -314,9 +319,8 @@ def test_a_segment_that_saves_nothing_stops_the_continuation(chains: Chains, slu
                    "the stuck training", 120 + chains.requeue_wait + chains.sched_interval + 120)
     text = chain.log_text()
     assert states[chain.train_id] is JobState.FAILED, text
-    events = [e for e in map(parse_line, text.splitlines()) if e is not None]
-    assert [(e.kind, e.segment) for e in events] == [
-        (SegmentEventKind.STARTING, 1), (SegmentEventKind.NO_PROGRESS, 1)], text
+    events = _separators(text)
+    assert [(e.event, e.segment) for e in events] == [(SegmentEvent.STARTED, 1), (SegmentEvent.STOPPED, 1)], text
     assert "[hpcwizard] segment 1 saved no new checkpoint (still no checkpoint): not continuing" in text
     # Nothing loops: never requeued (one start in the log), and the job stays failed.
     assert text.count(f"job {chain.train_id} (") == 1
@@ -344,12 +348,12 @@ def test_a_training_longer_than_its_limit_completes_by_itself(chains: Chains, sl
 
     # One log, every segment's separator line, in order, each resumed one from
     # the checkpoint the one before stopped at.
-    events = [e for e in map(parse_line, text.splitlines()) if e is not None]
-    kinds = [e.kind for e in events]
-    segments = sum(1 for e in events if e.kind in (SegmentEventKind.STARTING, SegmentEventKind.RESUMED))
+    events = _separators(text)
+    kinds = [e.event for e in events]
+    segments = sum(1 for e in events if e.event in (SegmentEvent.STARTED, SegmentEvent.RESUMED))
     assert segments >= 3, text
-    assert kinds[0] is SegmentEventKind.STARTING and kinds[-1] is SegmentEventKind.FINISHED, kinds
-    assert kinds[1:-1] == [SegmentEventKind.REQUEUED, SegmentEventKind.RESUMED] * (segments - 1), kinds
+    assert kinds[0] is SegmentEvent.STARTED and kinds[-1] is SegmentEvent.FINISHED, kinds
+    assert kinds[1:-1] == [SegmentEvent.REQUEUED, SegmentEvent.RESUMED] * (segments - 1), kinds
     for n, (stop, resume) in enumerate(zip(events[1:-1:2], events[2:-1:2]), start=1):
         assert (stop.segment, resume.segment) == (n, n + 1)
         assert stop.checkpoint == resume.checkpoint and stop.checkpoint is not None
@@ -406,9 +410,9 @@ def test_without_requeue_a_follow_on_job_continues_and_dependents_wait_for_it(ch
     assert set(states.values()) == {JobState.COMPLETED}, states
     weights = json.loads((chain.home / "demo" / "converted_weights" / "weights.json").read_text())
     assert (weights["stage"], weights["step"]) == (2, FOLLOW["max_train_steps"])
-    events = [e for e in map(parse_line, text.splitlines()) if e is not None]
-    assert [e.segment for e in events if e.kind is SegmentEventKind.REQUEUED] == list(range(1, len(jobs)))
-    assert events[-1].kind is SegmentEventKind.FINISHED and events[-1].segment == len(jobs)
+    events = _separators(text)
+    assert [e.segment for e in events if e.event is SegmentEvent.REQUEUED] == list(range(1, len(jobs)))
+    assert events[-1].event is SegmentEvent.FINISHED and events[-1].segment == len(jobs)
     for job in jobs[1:]:
         assert f"follow-on job {job} continues the training" in text
         assert f"now waits for job {job}" in text

@@ -27,7 +27,7 @@ Bounds: ``train.segments`` (``auto``: the estimated need plus 50 %, or
 checkpoint stops the continuation with one line and a non-zero exit.
 
 The separator lines below are a CONTRACT: the dashboard parses them
-(:func:`parse_line`). Each segment appends them to the same log
+(:func:`hpcwizard.jobs.triage.parse_segment_line`, the one parser). Each segment appends them to the same log
 (``--open-mode=append``). No Textual here.
 """
 
@@ -37,7 +37,6 @@ import json
 import math
 import re
 from dataclasses import dataclass, field
-from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -90,69 +89,6 @@ NO_PROGRESS = LINE_PREFIX + "segment {segment} saved no new checkpoint (still {c
 AT_BOUND = LINE_PREFIX + "segment {segment} stopped at the time limit; train.segments allows {maximum}: not continuing"
 #: ``[hpcwizard] segment 3 finished the training`` (the script ran to its end)
 FINISHED = LINE_PREFIX + "segment {segment} finished the training"
-
-_CHECKPOINT = r"(checkpoint-\d+|no checkpoint)"
-_PATTERNS = {
-    "starting": re.compile(r"^\[hpcwizard\] segment (\d+) of ~(\d+), starting$"),
-    "resumed": re.compile(r"^\[hpcwizard\] segment (\d+) of ~(\d+), resumed from (checkpoint-\d+)$"),
-    "requeued": re.compile(r"^\[hpcwizard\] segment (\d+) stopped at the time limit; requeued to continue from "
-                           r"(checkpoint-\d+)$"),
-    "no_progress": re.compile(r"^\[hpcwizard\] segment (\d+) saved no new checkpoint \(still " + _CHECKPOINT
-                              + r"\): not continuing$"),
-    "at_bound": re.compile(r"^\[hpcwizard\] segment (\d+) stopped at the time limit; train\.segments allows (\d+): "
-                           r"not continuing$"),
-    "finished": re.compile(r"^\[hpcwizard\] segment (\d+) finished the training$"),
-}
-
-
-class SegmentEventKind(str, Enum):
-    STARTING = "starting"
-    RESUMED = "resumed"
-    REQUEUED = "requeued"  # stopped by the time-limit signal; the next segment follows
-    NO_PROGRESS = "no_progress"  # stopped; continuation ends (the job fails)
-    AT_BOUND = "at_bound"  # stopped; train.segments reached (the job fails)
-    FINISHED = "finished"
-
-
-@dataclass(frozen=True)
-class SegmentEvent:
-    """One separator line of a train log."""
-
-    kind: SegmentEventKind
-    segment: int
-    expected: int | None = None  # the ~N of starting/resumed lines
-    checkpoint: str | None = None  # "checkpoint-1400"; None for "no checkpoint"
-    maximum: int | None = None  # train.segments, for at_bound
-
-    @property
-    def continues(self) -> bool:
-        """Another segment follows this one (the job is requeued, not failed)."""
-        return self.kind == SegmentEventKind.REQUEUED
-
-
-def parse_line(line: str) -> SegmentEvent | None:
-    """The separator line ``line`` is (trailing newline ignored), or None."""
-    line = line.rstrip("\r\n")
-    if not line.startswith(LINE_PREFIX):
-        return None
-    for kind, pattern in _PATTERNS.items():
-        match = pattern.match(line)
-        if not match:
-            continue
-        groups = match.groups()
-        segment = int(groups[0])
-        event_kind = SegmentEventKind(kind)
-        if event_kind in (SegmentEventKind.STARTING, SegmentEventKind.RESUMED):
-            return SegmentEvent(event_kind, segment, expected=int(groups[1]),
-                                checkpoint=groups[2] if len(groups) > 2 else None)
-        if event_kind in (SegmentEventKind.REQUEUED, SegmentEventKind.NO_PROGRESS):
-            checkpoint = groups[1] if groups[1] != "no checkpoint" else None
-            return SegmentEvent(event_kind, segment, checkpoint=checkpoint)
-        if event_kind == SegmentEventKind.AT_BOUND:
-            return SegmentEvent(event_kind, segment, maximum=int(groups[1]))
-        return SegmentEvent(event_kind, segment)
-    return None
-
 
 # ---------------------------------------------------------------- recipe settings
 
