@@ -340,6 +340,25 @@ def test_the_index_is_the_one_pip_would_use_without_its_credentials(tmp_path, mo
         "https://pypi.org/simple"
 
 
+def test_one_lookup_gives_every_index_pip_would_use_main_first(tmp_path, monkeypatch):
+    """The pins check asks every index pip would use; the probe tries the main one."""
+    from hpcwizard.prepare.pins import pip_indexes
+
+    for name in ("PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL"):
+        monkeypatch.delenv(name, raising=False)
+    config = tmp_path / "pip.conf"
+    config.write_text("[global]\nindex-url = https://mirror.example.org/pypi/simple/\n"
+                      "extra-index-url = https://extra.example.org/simple file:///opt/wheels\n")
+    runner = LocalRunner(extra_env={"PIP_CONFIG_FILE": str(config)})
+    assert pip_indexes(runner) == ["https://mirror.example.org/pypi/simple", "https://extra.example.org/simple"]
+    runner = LocalRunner(extra_env={"PIP_CONFIG_FILE": str(config), "PIP_INDEX_URL": "https://env.example.org/simple",
+                                    "PIP_EXTRA_INDEX_URL": "https://more.example.org/simple"})
+    assert pip_indexes(runner)[:2] == ["https://env.example.org/simple", "https://more.example.org/simple"]
+    # A file index cannot be asked: PyPI is not put in its place, nothing is.
+    assert pip_indexes(LocalRunner(extra_env={"PIP_CONFIG_FILE": os.devnull,
+                                              "PIP_INDEX_URL": "file:///opt/pypi/simple"})) == []
+
+
 # --- the wizard's folders step ------------------------------------------------------------
 
 # The fixtures of tests/test_wizard.py (imported by name, not its tests).

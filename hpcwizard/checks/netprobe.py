@@ -49,6 +49,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from hpcwizard.errors import UserError
+from hpcwizard.prepare.pins import DEFAULT_INDEX, pip_indexes
 from hpcwizard.project.files import ProjectFiles, local_or
 from hpcwizard.project.plan import Plan
 from hpcwizard.project.state import now_iso
@@ -69,7 +70,6 @@ PENDING_WAIT = 60.0
 #: Seconds a RUNNING probe may take (its own time limit is 2 minutes; the
 #: targets are tried in parallel, so it normally ends in ~TARGET_TIMEOUT).
 RUNNING_WAIT = 130.0
-DEFAULT_INDEX = "https://pypi.org/simple"
 DEFAULT_CODE_HOST = "https://github.com"
 
 # Directive values cannot be quoted: only plain Slurm names (the plan validated them already).
@@ -228,24 +228,10 @@ def needed_kinds(recipe: Any) -> tuple[TargetKind, ...]:
 # (the same rule as the check of the environment's pins, hpcwizard.prepare.pins,
 # but asked THERE: in remote mode the login node's environment and files count).
 # $1 is the Python of hpcwizard (its pip reads the same config files).
-_INDEX_URL = r"""
-if [ -n "${PIP_INDEX_URL:-}" ]; then printf 'env=%s\n' "$PIP_INDEX_URL"; exit 0; fi
-"$1" -m pip config list 2>/dev/null || pip config list 2>/dev/null
-"""
-
-
 def index_url(runner: Runner, python: str) -> str:
     """The package index pip would use on the runner's machine (credentials removed)."""
-    try:
-        found = runner.run(["sh", "-c", _INDEX_URL, "sh", python], timeout=30)
-    except UserError:
-        return DEFAULT_INDEX
-    for line in found.stdout.splitlines():
-        key, _, value = line.partition("=")
-        value = value.strip().strip("'\"")
-        if (key == "env" or key.endswith(".index-url")) and value.startswith(("http://", "https://")):
-            return public_url(value)
-    return DEFAULT_INDEX
+    indexes = pip_indexes(runner, python)
+    return public_url(indexes[0]) if indexes else DEFAULT_INDEX
 
 
 def probe_targets(recipe: Any, runner: Runner, python: str, endpoint: str | None = None) -> tuple[Target, ...]:

@@ -47,7 +47,7 @@ def check_environment_pins(plan: "Plan", recipe: "Recipe", *, token: Optional[st
     from hpcwizard.checks.preflight import _block, _ok, _warn
     from hpcwizard.prepare import _generated_requirements
     from hpcwizard.prepare.environment import read_requirements
-    from hpcwizard.prepare.pins import index_urls, unsatisfiable
+    from hpcwizard.prepare.pins import pip_indexes, unsatisfiable
     from hpcwizard.prepare.spec import environment_spec
 
     spec = environment_spec(recipe, plan)
@@ -70,7 +70,7 @@ def check_environment_pins(plan: "Plan", recipe: "Recipe", *, token: Optional[st
         except Exception as exc:  # the hub refused or is unreachable: its own rows say why
             return [_warn("environment", ROW, f"could not fetch {what} to check its pins ({type(exc).__name__})",
                           "the token and access rows say why; check again once they pass")]
-    indexes = indexes or index_urls()
+    indexes = indexes or pip_indexes()
     problems, unanswered = unsatisfiable(list(reqs.pip), indexes)
     rows: list[CheckResult] = []
     for key in reqs.unused_overrides:

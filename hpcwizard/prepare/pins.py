@@ -11,15 +11,16 @@ from __future__ import annotations
 
 import concurrent.futures
 import json
-import os
 import re
-import subprocess
 import sys
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from html.parser import HTMLParser
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
+
+if TYPE_CHECKING:
+    from hpcwizard.shell import Runner
 
 DEFAULT_INDEX = "https://pypi.org/simple"
 #: Pins known to come from elsewhere than the index, and what replaces them.
@@ -51,25 +52,41 @@ class PinProblem:
         return f"{name.group(1) if name else self.requirement}=={self.available[-1]}" if self.available else "<a requirement that exists>"
 
 
-def index_urls() -> list[str]:
-    """The indexes pip would use here: PIP_INDEX_URL / PIP_EXTRA_INDEX_URL, else
-    ``pip config``, else PyPI. Only http(s) ones can be asked."""
-    primary = os.environ.get("PIP_INDEX_URL")
-    extra = os.environ.get("PIP_EXTRA_INDEX_URL", "").split()
-    if primary is None:
-        try:
-            listed = subprocess.run([sys.executable, "-m", "pip", "config", "list"], capture_output=True, text=True,
-                                    timeout=30, stdin=subprocess.DEVNULL).stdout
-        except (OSError, subprocess.TimeoutExpired):
-            listed = ""
-        for line in listed.splitlines():
-            key, _, value = line.partition("=")
-            value = value.strip().strip("'\"")
-            if key.endswith(".index-url") and primary is None:
-                primary = value
-            elif key.endswith(".extra-index-url"):
-                extra.extend(value.split())
-    urls = [primary or DEFAULT_INDEX, *extra]
+# Run where pip will run (this machine, or the login node through its runner):
+# the environment's settings first, then pip's own configuration.
+_PIP_INDEX_SETTINGS = r"""
+printf 'env.index-url=%s\n' "${PIP_INDEX_URL:-}"
+printf 'env.extra-index-url=%s\n' "${PIP_EXTRA_INDEX_URL:-}"
+"$1" -m pip config list 2>/dev/null || pip config list 2>/dev/null
+exit 0
+"""
+
+
+def pip_indexes(runner: Optional[Runner] = None, python: str = sys.executable) -> list[str]:
+    """The package indexes pip would use on the runner's machine (default this
+    one), the main one first: PIP_INDEX_URL / PIP_EXTRA_INDEX_URL, else
+    ``pip config``, else PyPI. Only http(s) ones: a file index cannot be asked.
+    The one lookup behind the pins check and the network probe's target."""
+    from hpcwizard.errors import UserError
+    from hpcwizard.shell import LocalRunner
+
+    try:
+        listed = (runner or LocalRunner()).run(["sh", "-c", _PIP_INDEX_SETTINGS, "sh", python], timeout=30).stdout
+    except UserError:
+        listed = ""
+    from_env: Optional[str] = None
+    configured: Optional[str] = None
+    extra: list[str] = []
+    for line in listed.splitlines():
+        key, _, value = line.partition("=")
+        value = value.strip().strip("'\"")
+        if key == "env.index-url":
+            from_env = value or None
+        elif key == "env.extra-index-url" or key.endswith(".extra-index-url"):
+            extra.extend(value.split())
+        elif key.endswith(".index-url") and configured is None:
+            configured = value
+    urls = [from_env or configured or DEFAULT_INDEX, *extra]
     return [u.rstrip("/") for u in dict.fromkeys(urls) if u.startswith(("http://", "https://"))]
 
 
@@ -131,7 +148,7 @@ def unsatisfiable(requirements: list[str], indexes: Optional[list[str]] = None,
 
     Lines that are not ``name<specifier>`` (git+ URLs, paths, options) are
     not the index's business and are skipped."""
-    indexes = indexes or index_urls()
+    indexes = indexes or pip_indexes()
     checks = []
     for line in requirements:
         match = _REQ.match(line)
