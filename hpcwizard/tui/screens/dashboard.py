@@ -51,6 +51,7 @@ from hpcwizard.tui.widgets.log_panel import LogPanel
 from hpcwizard.tui.widgets.progress_panel import ProgressPanel
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from datetime import datetime
 
     from textual import getters
@@ -94,11 +95,11 @@ def human_seconds(seconds: float) -> str:
 class DashboardCommands(Provider):
     """Dashboard entries of the command palette (ctrl+p)."""
 
-    def _commands(self):
+    def _commands(self) -> list[tuple[str, str, Callable[[], object]]]:
         screen = self.screen
         if not isinstance(screen, DashboardScreen):
             return []
-        commands = [
+        commands: list[tuple[str, str, Callable[[], object]]] = [
             ("Refresh now", "Ask Slurm for the job states now", screen.action_refresh),
             ("Cancel job", "Cancel the selected job (asks first)", screen.action_cancel_job),
             ("Cancel chain", "Cancel the selected job's whole chain (asks first)", screen.action_cancel_chain),
