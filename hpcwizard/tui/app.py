@@ -69,7 +69,10 @@ def _dashboard() -> Screen:
 class HpcWizardApp(App[int]):
     TITLE = "hpcwizard"
     SUB_TITLE = f"v{__version__}"
-    CSS_PATH = "app.tcss"
+    # The welcome step's CSS is read with the app's: a screen's own CSS_PATH,
+    # read when the screen first shows, makes Textual parse every stylesheet
+    # again (the welcome step would pay that before the first paint).
+    CSS_PATH = ["app.tcss", "screens/welcome.tcss"]
     MODES = {"wizard": _wizard, "dashboard": _dashboard}
     # Shown in the wizard's footer: "quit any time" should not need the docs.
     # The dashboard hides it (its footer has q, and 80 columns are full).
@@ -77,6 +80,10 @@ class HpcWizardApp(App[int]):
 
     def __init__(self, context: AppContext, *, start_mode: str = "wizard",
                  connecting: Callable[[], RemoteSetup] | None = None, ssh_prompts: Any = None) -> None:
+        # The first screen is the start mode's own: no default screen first
+        # and no switch to the mode (each switch re-parses all the CSS). Remote
+        # mode starts on Textual's default screen, under the connect screen.
+        self.DEFAULT_MODE = start_mode if connecting is None else App.DEFAULT_MODE  # type: ignore[misc]
         super().__init__()
         self.context = context
         self.start_mode = start_mode
@@ -101,8 +108,7 @@ class HpcWizardApp(App[int]):
         if self.ssh_prompts is not None:
             self.ssh_prompts.bind(self)
         if self.connecting is None:
-            self.switch_mode(self.start_mode)
-            return
+            return  # already in the start mode (DEFAULT_MODE)
         from hpcwizard.tui.screens.connect import ConnectScreen
 
         where = self.context.connection.host.display if self.context.connection is not None else "the login node"
