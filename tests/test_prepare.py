@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import subprocess
 import sys
 import time
@@ -360,3 +361,27 @@ def test_check_says_which_python_a_venv_lacks_and_how_to_load_one(tmp_path):
     demo = get_recipe("demo")
     [row] = check_environment_python(demo.default_plan(tmp_path / "d", hf_namespace="alice"), demo, runner)
     assert row.level.value == "ok" and "(Python 3.9, the recipe needs >=3.8)" in row.message
+
+
+def test_a_conda_that_wants_anacondas_terms_accepted_is_said_in_one_line_with_both_ways_out(tmp_path, monkeypatch):
+    """conda >= 25.5 from Anaconda's installers refuses the defaults channel
+    (the user's fork lists it) until its Terms of Service are accepted, and
+    never asks without a terminal. No conda runs on this machine: a PATH
+    wrapper prints conda's real refusal (tests/data/conda/tos-not-accepted.txt,
+    as reported in beasteers/singuconda#10, 2025-07-23) and exits 1."""
+    recorded = Path(__file__).parent / "data" / "conda" / "tos-not-accepted.txt"
+    fake_bin = tmp_path / "bin"
+    fake_bin.mkdir()
+    (fake_bin / "conda").write_text(f"#!/bin/sh\ncat {shlex.quote(str(recorded))} >&2\nexit 1\n")
+    (fake_bin / "conda").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake_bin}:/usr/bin:/bin")
+    spec = _yml_spec(tmp_path, ["accelerate==0.25.0"])
+    reqs = read_requirements(spec, {})
+    with pytest.raises(PrepareError) as caught:
+        build_environment(spec, reqs, lambda line: None)
+    line = caught.value.one_line()
+    assert "\n" not in line
+    assert line.startswith("environment: conda env create failed: this conda wants Anaconda's Terms of Service "
+                           "accepted for https://repo.anaconda.com/pkgs/main, https://repo.anaconda.com/pkgs/r")
+    assert "conda tos accept --override-channels --channel https://repo.anaconda.com/pkgs/main" in line
+    assert "Miniforge" in line and not (spec.dir / STAMP).exists()

@@ -184,10 +184,29 @@ def environment_problem(spec: EnvironmentSpec, reqs: Requirements) -> Optional[s
     return None
 
 
+#: conda 25.5 and later (Anaconda's installers) refuse Anaconda's own
+#: channels (``defaults``, which the user's fork lists) until their Terms of
+#: Service are accepted, and never ask when run without a terminal.
+_TERMS_REFUSED = "Terms of Service have not been accepted"
+_ANACONDA_CHANNEL = re.compile(r"https://repo\.anaconda\.com/\S+")
+
+
 def _fail(status: int, tail: list[str], what: str) -> None:
-    if status != 0:
-        raise PrepareError(f"environment: {what} failed: {last_error_line(tail)}",
-                           "fix the cause above (a pin the package index lacks: env_overrides in the plan), then prepare again")
+    if status == 0:
+        return
+    if any(_TERMS_REFUSED in line for line in tail):
+        channels = list(dict.fromkeys(c.rstrip(".,;:") for line in tail if "tos accept" not in line
+                                      for c in _ANACONDA_CHANNEL.findall(line)))
+        named = ", ".join(channels) or "Anaconda's channels"
+        example = channels[0] if channels else "https://repo.anaconda.com/pkgs/main"
+        raise PrepareError(
+            f"environment: {what} failed: this conda wants Anaconda's Terms of Service accepted for {named} "
+            "(environment.yml lists the defaults channel)",
+            f"if your site may use them, accept once on this login node (`conda tos accept --override-channels "
+            f"--channel {example}`, for each channel), or use a conda without them (Miniforge, micromamba: "
+            "conda-forge only); then prepare again")
+    raise PrepareError(f"environment: {what} failed: {last_error_line(tail)}",
+                       "fix the cause above (a pin the package index lacks: env_overrides in the plan), then prepare again")
 
 
 def build_environment(spec: EnvironmentSpec, reqs: Requirements, on_line: LineCallback) -> str:
