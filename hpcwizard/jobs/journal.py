@@ -44,13 +44,13 @@ from pathlib import Path
 
 from hpcwizard.errors import UserError
 from hpcwizard.project.files import LockBusy, ProjectFiles, fsync_folder, local_or
+from hpcwizard.project.home import JOURNAL_FILE  # the project layout names it (the CLI checks for it cheaply)
 from hpcwizard.project.state import StateError, Submission, SubmittedJob, load_state, update_state
 from hpcwizard.shell import Runner
 from hpcwizard.slurm import JobState, SlurmClient, SlurmCommandError, SlurmUnavailable
 from hpcwizard.slurm.errors import slurm_error_line
 from hpcwizard.slurm.parse import FIELD_SEPARATOR
 
-JOURNAL_FILE = "submit-journal.json"
 #: Held by ``submit`` for its whole run; serialises submits and recoveries.
 SUBMIT_LOCK = ".submit.lock"
 COMMENT_PREFIX = "hpcwizard:"

@@ -42,6 +42,8 @@ PLAN_FILE = "plan.yaml"
 RUNS_FOLDER = "runs"
 CONTINUATION_FOLDER = "continuation"
 PREVIEW_FOLDER = "preview"
+#: Left by a submit until its chain is recorded (:mod:`hpcwizard.jobs.journal`).
+JOURNAL_FILE = "submit-journal.json"
 
 
 @dataclass(frozen=True)
@@ -67,6 +69,11 @@ class ProjectLayout:
     def runs_dir(self) -> Path:
         """One folder per submitted chain, holding its scripts and plan."""
         return self.state_dir / RUNS_FOLDER
+
+    @property
+    def submit_journal(self) -> Path:
+        """An interrupted submit's journal (see :mod:`hpcwizard.jobs.journal`)."""
+        return self.state_dir / JOURNAL_FILE
 
     @property
     def continuation_dir(self) -> Path:
@@ -142,9 +149,7 @@ class Project:
     def is_initialised(self) -> bool:
         """Whether hpcwizard has recorded anything here: a state, or the
         journal of a first submit that was interrupted (which ``status`` settles)."""
-        from hpcwizard.jobs.journal import JOURNAL_FILE  # jobs/ builds on project/: no import at load
-
-        return any(self.files.exists(self.state_dir / name) for name in (STATE_FILE, JOURNAL_FILE))
+        return any(self.files.exists(path) for path in (self.layout.state_path, self.layout.submit_journal))
 
     def load_state(self) -> ProjectState:
         return load_state(self.state_dir, self.files)
