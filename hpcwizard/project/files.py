@@ -54,9 +54,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, Union
 
 from hpcwizard.errors import UserError
-from hpcwizard.jobs.logtail import FileSource, LocalFileSource
 
 if TYPE_CHECKING:
+    from hpcwizard.jobs.logtail import FileSource
     from hpcwizard.remote.connection import SshConnection
 
 # Union, not `|`: an alias is evaluated at run time, and Python 3.9 has no `|` on types.
@@ -376,6 +376,8 @@ class LocalFiles:
         return os.path.expanduser("~")
 
     def open_source(self, path: str) -> FileSource:
+        from hpcwizard.jobs.logtail import LocalFileSource  # the log follower: when a log is followed
+
         return LocalFileSource(path)
 
     @contextlib.contextmanager

@@ -13,13 +13,10 @@ renderer instead.
 
 from __future__ import annotations
 
-import hashlib
 import re
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
-
-import yaml
 
 from hpcwizard.errors import UserError
 from hpcwizard.project.home import ProjectLayout
@@ -181,10 +178,16 @@ class Plan:
         return data
 
     def to_yaml(self) -> str:
+        import yaml  # PyYAML when a plan is written, not when the wizard starts
+
         return yaml.safe_dump(self.to_dict(), sort_keys=False, default_flow_style=None)
 
     def fingerprint(self) -> str:
         """A stable hash of the plan, to recognise a plan already submitted."""
+        import hashlib
+
+        import yaml
+
         canonical = yaml.safe_dump(self.to_dict(), sort_keys=True)
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
@@ -198,6 +201,8 @@ def job_prefix_for(project_home: Path) -> str:
     The folder name keeps it readable; a short hash of the whole path keeps
     two projects both called ``run1`` apart.
     """
+    import hashlib
+
     slug = re.sub(r"[^a-z0-9]+", "-", Path(project_home).name.lower()).strip("-")[:20]
     digest = hashlib.sha1(str(project_home).encode()).hexdigest()[:6]
     return f"hw-{slug or 'project'}-{digest}-"
@@ -426,29 +431,6 @@ def _check_env_overrides(value: Any) -> dict[str, str]:
     return out
 
 
-class DuplicateKey(yaml.YAMLError):
-    def __init__(self, key: object, first: int, again: int) -> None:
-        super().__init__(f"duplicate key {key!r}")
-        self.key, self.first, self.again = key, first, again
-
-
-class _PlanLoader(yaml.SafeLoader):
-    """SafeLoader that refuses a key given twice in one mapping (``recipe: demo``
-    then ``recipe: diffueraser``): plain YAML keeps the last one without a word."""
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
-        seen: dict[object, int] = {}
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)
-            line = key_node.start_mark.line + 1
-            if not isinstance(key, (str, int, float, bool)):
-                continue  # a complex key: SafeLoader says what is wrong with it
-            if key in seen:
-                raise DuplicateKey(key, seen[key], line)
-            seen[key] = line
-        return super().construct_mapping(node, deep=deep)
-
-
 #: A plan is a few KB; anything past this is not one (a 100 MB file took
 #: 26 s and 330 MB of memory before YAML said so).
 MAX_PLAN_BYTES = 1024 * 1024
@@ -476,10 +458,14 @@ def read_plan_text(path: Path | str) -> str:
 
 def load_plan(path: Path | str, *, recipe_names: tuple[str, ...] | None = None) -> Plan:
     """Read and validate a plan file."""
+    import yaml  # PyYAML when a plan is read, not when the wizard starts
+
+    from hpcwizard.project.strict_yaml import DuplicateKey, PlanLoader
+
     path = Path(path)
     text = read_plan_text(path)
     try:
-        data = yaml.load(text, Loader=_PlanLoader)  # noqa: S506 - a SafeLoader
+        data = yaml.load(text, Loader=PlanLoader)  # noqa: S506 - a SafeLoader
     except DuplicateKey as exc:
         raise PlanError(f"the plan {path} sets {exc.key!r} twice (lines {exc.first} and {exc.again})",
                         "keep one of them: YAML would silently use the last") from None

@@ -17,15 +17,16 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-
-import yaml
+from typing import TYPE_CHECKING
 
 from hpcwizard.errors import UserError
 from hpcwizard.project.files import ProjectFiles, expand_home, local_or
 from hpcwizard.project.home import ProjectLayout
 from hpcwizard.project.plan import Plan, PlanError
-from hpcwizard.project.recipe import Recipe, all_recipes, plan_for_recipe_from_dict
 from hpcwizard.project.state import ProjectLock, load_state, update_state
+
+if TYPE_CHECKING:
+    from hpcwizard.project.recipe import Recipe
 
 
 @dataclass(frozen=True)
@@ -95,6 +96,12 @@ def read_session(project_home: Path, files: ProjectFiles | None = None) -> Saved
     plan = None
     path = plan_path(project_home)
     if files.exists(path):
+        # The recipes and PyYAML only when there is a plan to read (the
+        # welcome step's start needs neither).
+        import yaml
+
+        from hpcwizard.project.recipe import plan_for_recipe_from_dict
+
         try:
             plan, _ = plan_for_recipe_from_dict(yaml.safe_load(files.read_text(path)))
         except (PlanError, yaml.YAMLError, OSError) as exc:
@@ -127,6 +134,8 @@ def forget_plan(project_home: Path, files: ProjectFiles | None = None) -> None:
 
 
 def recipe_of(plan: Plan) -> Recipe:
+    from hpcwizard.project.recipe import all_recipes
+
     return all_recipes()[plan.recipe]
 
 
