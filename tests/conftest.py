@@ -43,8 +43,14 @@ def slurm_runner(slurm_conf: str) -> LocalRunner:
 # second cluster, next to the normal one, whose node runs in its own network
 # namespace and reaches only its controller. Started by this fixture only (never
 # by scripts/test), and stopped at the end of the session even when tests fail.
-OFFLINE_SLURM_DIR = os.environ.get("HPCWIZARD_SLURM_OFFLINE_DIR", "/tmp/hpcwizard-slurm-offline")
-OFFLINE_SLURM_PORT = os.environ.get("HPCWIZARD_SLURM_OFFLINE_PORT", "16827")
+# Unless set, the offline and two-node clusters' folders and ports follow the
+# main cluster's (HPCWIZARD_SLURM_DIR/PORT): a second suite on this machine
+# with its own main cluster never starts or stops this suite's others (a
+# stopped shared offline cluster failed CI with "Protocol authentication error").
+_MAIN_SLURM_DIR = os.environ.get("HPCWIZARD_SLURM_DIR", "/tmp/hpcwizard-slurm")
+_MAIN_SLURM_PORT = int(os.environ.get("HPCWIZARD_SLURM_PORT", "16817"))
+OFFLINE_SLURM_DIR = os.environ.get("HPCWIZARD_SLURM_OFFLINE_DIR", _MAIN_SLURM_DIR + "-offline")
+OFFLINE_SLURM_PORT = os.environ.get("HPCWIZARD_SLURM_OFFLINE_PORT", str(_MAIN_SLURM_PORT + 10))
 
 
 @pytest.fixture(scope="session")
@@ -73,8 +79,8 @@ def offline_slurm_conf(request: pytest.FixtureRequest) -> str:
 # and node2, each a slurmd in its own network namespace on one bridge with the
 # controller, for multi-node jobs. Like the offline cluster: its own DIR and
 # ports next to the others, started by this fixture only, stopped at the end.
-TWO_NODE_SLURM_DIR = os.environ.get("HPCWIZARD_SLURM_TWO_NODES_DIR", "/tmp/hpcwizard-slurm-2nodes")
-TWO_NODE_SLURM_PORT = os.environ.get("HPCWIZARD_SLURM_TWO_NODES_PORT", "16837")
+TWO_NODE_SLURM_DIR = os.environ.get("HPCWIZARD_SLURM_TWO_NODES_DIR", _MAIN_SLURM_DIR + "-2nodes")
+TWO_NODE_SLURM_PORT = os.environ.get("HPCWIZARD_SLURM_TWO_NODES_PORT", str(_MAIN_SLURM_PORT + 20))
 
 
 @pytest.fixture(scope="session")
