@@ -124,9 +124,10 @@ class WizardScreen(Screen[None]):
         self._unwatch_lock: Callable[[], None] | None = None
 
     def compose(self) -> ComposeResult:
-        with Middle(), Center():
-            yield Label("Starting the wizard…", id="wizard-message", markup=False)
-        yield Footer()
+        # Nothing of this screen shows under the steps: its message box (and a
+        # footer for q) is mounted when it has something to say, so the first
+        # paint does not lay out a hidden screen.
+        return ()
 
     def on_mount(self) -> None:
         home = self.app.context.project_home
@@ -171,7 +172,10 @@ class WizardScreen(Screen[None]):
         self.notify(message.why, title="Read-only", severity="error", timeout=60, markup=False)
 
     def show_message(self, text: str, *, error: bool = False) -> None:
-        label = self.query_one("#wizard-message", Label)
+        label = next(self.query("#wizard-message").results(Label), None)
+        if label is None:
+            label = Label("", id="wizard-message", markup=False)
+            self.mount(Middle(Center(label)), Footer())
         label.update(text)
         label.set_class(error, "error")
 
