@@ -131,16 +131,17 @@ def read_requirements(spec: EnvironmentSpec, overrides: Mapping[str, str],
                         unused_overrides=tuple(k for k in overrides if k not in used), python=spec.python)
 
 
-def conda_tool() -> Optional[str]:
-    """micromamba, mamba or conda, the first on PATH."""
-    return next((tool for tool in CONDA_TOOLS if shutil.which(tool)), None)
+def conda_tool(env: Optional[Mapping[str, str]] = None) -> Optional[str]:
+    """micromamba, mamba or conda, the first on PATH (``env``'s: the plan's modules loaded)."""
+    path = env.get("PATH") if env is not None else None
+    return next((tool for tool in CONDA_TOOLS if shutil.which(tool, path=path)), None)
 
 
-def python_version(exe: str) -> Optional[tuple[tuple[int, int], str]]:
+def python_version(exe: str, env: Optional[Mapping[str, str]] = None) -> Optional[tuple[tuple[int, int], str]]:
     """``((major, minor), real executable)`` of the Python ``exe`` starts (a pyenv shim's target)."""
     try:
         out = subprocess.run([exe, "-c", "import sys; print('%d.%d' % sys.version_info[:2]); print(sys.executable)"],
-                             capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=30, env=command_env())
+                             capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=30, env=command_env(env))
     except (OSError, subprocess.TimeoutExpired):
         return None
     lines = out.stdout.split("\n")
@@ -150,12 +151,13 @@ def python_version(exe: str) -> Optional[tuple[tuple[int, int], str]]:
     return (int(major), int(minor)), (lines[1].strip() if len(lines) > 1 and lines[1].strip() else exe)
 
 
-def find_python(spec: PythonSpec) -> Optional[str]:
-    """A Python on PATH the range allows (python3.X newest first, then python3), by its real path."""
+def find_python(spec: PythonSpec, env: Optional[Mapping[str, str]] = None) -> Optional[str]:
+    """A Python on PATH (``env``'s) the range allows (python3.X newest first, then python3), by its real path."""
     names = [f"python{major}.{minor}" for major, minor in KNOWN_PYTHONS] + ["python3"]
+    path = env.get("PATH") if env is not None else None
     for name in names:
-        exe = shutil.which(name)
-        found = python_version(exe) if exe else None
+        exe = shutil.which(name, path=path)
+        found = python_version(exe, env) if exe else None
         if found and spec.allows(found[0]):
             return found[1]
     return None
@@ -166,11 +168,6 @@ def no_python_hint(spec: PythonSpec) -> str:
     want = f"{best[0]}.{best[1]}" if best else spec.text
     return (f"load one (e.g. `module load python/{want}`; `module avail python` lists them) "
             "or install conda/micromamba, then prepare again")
-
-
-def env_kind() -> str:
-    """How the environment will be built here: a conda tool's name, or venv."""
-    return conda_tool() or "venv"
 
 
 def environment_problem(spec: EnvironmentSpec, reqs: Requirements) -> Optional[str]:
@@ -209,13 +206,17 @@ def _fail(status: int, tail: list[str], what: str) -> None:
                        "fix the cause above (a pin the package index lacks: env_overrides in the plan), then prepare again")
 
 
-def build_environment(spec: EnvironmentSpec, reqs: Requirements, on_line: LineCallback) -> str:
-    """Build the environment unless its stamp matches; return what was done, in a few words."""
+def build_environment(spec: EnvironmentSpec, reqs: Requirements, on_line: LineCallback,
+                      env: Optional[Mapping[str, str]] = None) -> str:
+    """Build the environment unless its stamp matches; return what was done, in a few words.
+
+    ``env``: the environment to build in (the plan's modules loaded, see
+    :mod:`hpcwizard.prepare.modules`); this process's by default."""
     for key in reqs.unused_overrides:
         on_line(f"WARNING: env_overrides {key!r} matches no requirement of this environment")
     if environment_problem(spec, reqs) is None:
         return f"{spec.name} already built"
-    tool = conda_tool()
+    tool = conda_tool(env)
     kind = tool or "venv"
     if spec.dir.exists():
         on_line(f"removing the outdated environment {spec.dir}")
@@ -230,7 +231,7 @@ def build_environment(spec: EnvironmentSpec, reqs: Requirements, on_line: LineCa
             argv = ([tool, "create", "-y", "-p", str(spec.dir), "-f", str(yml)] if tool == "micromamba"
                     else [tool, "env", "create", "-p", str(spec.dir), "-f", str(yml)])
             on_line(f"creating the {tool} environment {spec.dir}")
-            _fail(*run_streaming(argv, on_line), f"{tool} env create")
+            _fail(*run_streaming(argv, on_line, env=env), f"{tool} env create")
         else:
             if tool:
                 best = spec.python.best_known()
@@ -238,19 +239,19 @@ def build_environment(spec: EnvironmentSpec, reqs: Requirements, on_line: LineCa
                     raise PrepareError(f"environment: no known Python satisfies {spec.python.text}")
                 on_line(f"creating the {tool} environment {spec.dir} (python {best[0]}.{best[1]})")
                 _fail(*run_streaming([tool, "create", "-y", "-p", str(spec.dir), f"python={best[0]}.{best[1]}", "pip"],
-                                     on_line), f"{tool} create")
+                                     on_line, env=env), f"{tool} create")
             else:
                 if reqs.environment_yml is not None:
                     on_line("WARNING: no conda, mamba or micromamba here; a venv gets only the pip packages of environment.yml")
-                python = find_python(spec.python)
+                python = find_python(spec.python, env)
                 if python is None:
                     raise PrepareError(f"environment: no Python {spec.python.text} on this machine's PATH", no_python_hint(spec.python))
                 on_line(f"creating the venv {spec.dir} with {python}")
-                _fail(*run_streaming([python, "-m", "venv", str(spec.dir)], on_line), "python -m venv")
+                _fail(*run_streaming([python, "-m", "venv", str(spec.dir)], on_line, env=env), "python -m venv")
             if reqs.pip:
                 on_line(f"installing {len(reqs.pip)} pip requirement(s)")
                 _fail(*run_streaming([str(spec.dir / "bin" / "python"), "-m", "pip", "install", "--no-input",
-                                      "--progress-bar", "off", "-r", str(req_file)], on_line), "pip install")
+                                      "--progress-bar", "off", "-r", str(req_file)], on_line, env=env), "pip install")
     stamp = spec.dir / (STAMP + ".tmp")
     stamp.write_text(json.dumps({"digest": reqs.digest(kind), "kind": kind}) + "\n", encoding="utf-8")
     stamp.replace(spec.dir / STAMP)

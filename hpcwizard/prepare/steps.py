@@ -27,10 +27,8 @@ def command_env(extra: Optional[Mapping[str, str]] = None) -> dict[str, str]:
     """The environment of git, pip and conda: no token, and pip never takes a
     package under the user's ~/.local as already installed (a conda env would
     then lack it on the compute nodes, where that folder may differ)."""
-    env = {k: v for k, v in os.environ.items() if k not in SECRET_ENV}
-    env["PYTHONNOUSERSITE"] = "1"
-    env.update(extra or {})
-    return env
+    env = {**os.environ, "PYTHONNOUSERSITE": "1", **(extra or {})}
+    return {k: v for k, v in env.items() if k not in SECRET_ENV}
 
 
 def run_streaming(argv: Sequence[str], on_line: LineCallback, *, cwd: Optional[str] = None,

@@ -24,7 +24,7 @@ from hpcwizard.project.home import ProjectLayout
 DOWNLOAD_MODES = ("job", "login")
 PLAN_KEYS = (
     "recipe", "variant", "project_home", "data_root", "hf_namespace",
-    "download", "setup", "train", "account", "qos", "params", "env_overrides", "notify",
+    "download", "setup", "train", "account", "qos", "params", "env_overrides", "notify", "modules",
 )
 RESOURCE_KEYS = ("partition", "gpus", "cpus", "mem", "time")
 #: Keys only the train section has: ``segments`` (continuing across the time
@@ -128,6 +128,9 @@ class Plan:
     env_overrides: dict[str, str] = field(default_factory=dict)
     #: ``notify: {mail: ADDRESS}``: Slurm mails the end, a failure and a requeue of each job
     notify_mail: str | None = None
+    #: environment modules (``module load``) the environment is built and run
+    #: with: ``python/3.11`` where the login node's python3 is too old
+    modules: tuple[str, ...] = ()
 
     @property
     def layout(self) -> ProjectLayout:
@@ -175,6 +178,8 @@ class Plan:
             data["env_overrides"] = dict(self.env_overrides)
         if self.notify_mail:
             data["notify"] = {"mail": self.notify_mail}
+        if self.modules:
+            data["modules"] = list(self.modules)
         return data
 
     def to_yaml(self) -> str:
@@ -401,7 +406,31 @@ def plan_from_dict(data: Any, *, recipe_names: tuple[str, ...] | None = None) ->
         params=dict(params),
         env_overrides=_check_env_overrides(data.get("env_overrides")),
         notify_mail=_check_notify(data.get("notify")),
+        modules=_check_modules(data.get("modules")),
     )
+
+
+# A module name as Lmod, Environment Modules and Spack write them:
+# python/3.11.4, cuda/12.1, py-torch/2.1.0-cuda12 (no spaces, no shell).
+_MODULE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+/@:-]*$")
+#: a typo guard; a real plan loads a handful
+MAX_MODULES = 32
+
+
+def _check_modules(value: Any) -> tuple[str, ...]:
+    """``modules``: names for ``module load``, in order."""
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        value = value.split()  # "python/3.11 cuda/12.1" as one string is what people type
+    if not isinstance(value, list) or len(value) > MAX_MODULES:
+        raise PlanError("modules must be a list of module names",
+                        f"e.g. modules: [python/3.11, cuda/12.1] (at most {MAX_MODULES})")
+    for name in value:
+        if not isinstance(name, str) or len(name) > 200 or not _MODULE.match(name):
+            raise PlanError(f"modules has a bad name {name!r}",
+                            "write it as `module load` takes it, e.g. python/3.11 (letters, digits, . _ + / @ : -)")
+    return tuple(value)
 
 
 # A pin as environment.yml and requirements files write it: name==version.
