@@ -249,3 +249,16 @@ def test_notify_is_a_mapping_with_known_keys(tmp_path):
         load_plan(write(tmp_path, {**GOOD, "notify": "alice@example.org"}))
     with pytest.raises(PlanError, match="unknown key notify.sms; allowed keys: mail"):
         load_plan(write(tmp_path, {**GOOD, "notify": {"sms": "123"}}))
+
+
+def test_modules_are_names_module_load_takes_kept_in_order_and_left_out_when_none(tmp_path):
+    data = get_recipe("demo").default_plan(tmp_path).to_dict()
+    assert "modules" not in data  # plans without modules keep their text and fingerprint
+    plan = plan_from_dict({**data, "modules": ["python/3.11.4-gcc-12", "cuda/12.1", "py-torch/2.1.0+cuda@x:y"]})
+    assert plan.modules == ("python/3.11.4-gcc-12", "cuda/12.1", "py-torch/2.1.0+cuda@x:y")
+    assert plan_from_dict(plan.to_dict()) == plan
+    assert plan_from_dict({**data, "modules": "python/3.11 cuda/12.1"}).modules == ("python/3.11", "cuda/12.1")
+    for bad in (["python 3.11"], ["$(id)"], ["-f"], [3.11], {"python": "3.11"}, ["x"] * 33):
+        with pytest.raises(PlanError) as caught:
+            plan_from_dict({**data, "modules": bad})
+        assert caught.value.one_line().startswith("modules ") and "\n" not in caught.value.one_line()
