@@ -16,14 +16,13 @@ import sys
 import textwrap
 from pathlib import Path
 
-from hpcwizard.tui.screens.wizard import DASHBOARD_MODULE, STEP_SCREENS
+from hpcwizard.project.wizard_steps import STEPS, WELCOME
+from hpcwizard.tui.screens.wizard import DASHBOARD_MODULE
 
 # Imported when first needed (a hub call, an SSH connection, a render, a
 # folder measured), never by merely showing a screen.
 HEAVY = ("huggingface_hub", "httpx", "httpx2", "paramiko", "jinja2", "psutil")
-LATER_SCREENS = sorted(
-    f"hpcwizard.tui.screens.{spec.split(':')[0]}" for step, spec in STEP_SCREENS.items() if step != "welcome"
-) + [DASHBOARD_MODULE]
+LATER_SCREENS = sorted(step.screen_module for step in STEPS if step is not WELCOME) + [DASHBOARD_MODULE]
 
 # The CLI's own path to the wizard (`hpcwizard --project-home DIR`: parse,
 # build_tui, which takes the project lock and settles an interrupted submit),

@@ -7,7 +7,8 @@ before starting the TUI, and tests read and write sessions directly.
   :meth:`Plan.to_yaml` (exactly the documented format), written atomically.
 - The step to resume at is ``state.wizard_step`` (``update_state``).
 - Before the recipe is chosen there is no plan yet (a plan needs a recipe):
-  only the step is saved.
+  only the step is saved. The steps, their keys and which need a plan are
+  :mod:`hpcwizard.project.wizard_steps`.
 """
 
 from __future__ import annotations
@@ -24,38 +25,11 @@ from hpcwizard.project.files import ProjectFiles, expand_home, local_or
 from hpcwizard.project.home import ProjectLayout
 from hpcwizard.project.plan import Plan, PlanError
 from hpcwizard.project.state import ProjectLock, load_state, update_state
+from hpcwizard.project.wizard_steps import DONE as DONE  # what state.wizard_step holds once submitted
+from hpcwizard.project.wizard_steps import TOKEN, WELCOME, step_to_show
 
 if TYPE_CHECKING:
     from hpcwizard.project.recipe import Recipe
-
-
-@dataclass(frozen=True)
-class Step:
-    key: str  # the value saved in state.wizard_step
-    title: str
-
-
-STEPS: tuple[Step, ...] = (
-    Step("welcome", "Welcome"),
-    Step("token", "Hugging Face token"),
-    Step("recipe", "Recipe and variant"),
-    Step("params", "Training parameters"),
-    Step("paths", "Folders and download"),
-    Step("slurm", "Slurm resources"),
-    Step("preflight", "Preflight checks"),
-    Step("review", "Review the scripts"),
-    Step("download", "Prepare"),
-    Step("submit", "Submit"),
-)
-STEP_KEYS = tuple(step.key for step in STEPS)
-DONE = "done"  # wizard_step once the chain is submitted
-TITLES = {step.key: step.title for step in STEPS}
-
-
-def step_index(key: str | None) -> int:
-    if key == DONE:
-        return len(STEPS)
-    return STEP_KEYS.index(key) if key in STEP_KEYS else 0
 
 
 def state_dir(project_home: Path) -> Path:
@@ -80,7 +54,7 @@ class SavedSession:
 
     @property
     def resumable(self) -> bool:
-        return self.step is not None and self.step not in ("welcome",)
+        return self.step is not None and self.step != WELCOME.key
 
 
 def read_session(project_home: Path, files: ProjectFiles | None = None) -> SavedSession:
@@ -107,8 +81,8 @@ def read_session(project_home: Path, files: ProjectFiles | None = None) -> Saved
         except (PlanError, yaml.YAMLError, OSError) as exc:
             problem = f"the saved plan {path} cannot be used: {exc}"
     step = state.wizard_step
-    if step is not None and step != DONE and step_index(step) > step_index("recipe") and plan is None:
-        step = "recipe"  # answers after the recipe need a plan to stand on
+    if step is not None:
+        step = step_to_show(step, plan)  # answers after the recipe need a plan to stand on
     return SavedSession(project_home, step, plan, problem, len(state.submissions),
                         jobs_submitted=sum(len(sub.jobs) for sub in state.submissions))
 
@@ -130,7 +104,7 @@ def forget_plan(project_home: Path, files: ProjectFiles | None = None) -> None:
     ensure_writable(project_home)
     with contextlib.suppress(FileNotFoundError):
         local_or(files).remove(plan_path(project_home))
-    save_step(project_home, "token", files)
+    save_step(project_home, TOKEN.key, files)
 
 
 def recipe_of(plan: Plan) -> Recipe:

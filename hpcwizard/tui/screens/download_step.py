@@ -20,6 +20,7 @@ from hpcwizard.checks import hub
 from hpcwizard.errors import UserError
 from hpcwizard.project import session
 from hpcwizard.project.plan import Plan
+from hpcwizard.project.wizard_steps import DOWNLOAD
 from hpcwizard.tui.messages import DownloadEnded, DownloadProgressed
 from hpcwizard.tui.screens.step import StepScreen
 from hpcwizard.tui.widgets.download_bars import DownloadBars
@@ -43,7 +44,7 @@ class _LastLines:
 
 
 class DownloadStep(StepScreen):
-    STEP = "download"
+    STEP = DOWNLOAD.key
     CSS_PATH = "download_step.tcss"
     BINDINGS = [Binding("c", "stop", "Stop"), Binding("r", "start", "Resume")]
 

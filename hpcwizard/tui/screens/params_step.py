@@ -32,8 +32,10 @@ from hpcwizard.jobs.estimate import (
 )
 from hpcwizard.project import session
 from hpcwizard.project.plan import Plan
+from hpcwizard.project.wizard_steps import PARAMS
 from hpcwizard.sizes import human_bytes
 from hpcwizard.slurm import format_slurm_duration
+from hpcwizard.tui.choices import ParamsChoice
 from hpcwizard.tui.messages import CheckpointsMovedAside, EarlierCheckpointsRead, TrainingRateRead
 from hpcwizard.tui.screens.step import StepScreen
 from hpcwizard.tui.widgets.earlier_run import EarlierRunChoices
@@ -41,7 +43,7 @@ from hpcwizard.tui.widgets.param_form import GENERAL, ParamRow, grouped
 
 
 class ParamsStep(StepScreen):
-    STEP = "params"
+    STEP = PARAMS.key
     CSS_PATH = "params_step.tcss"
     BINDINGS = [Binding("ctrl+r", "reset", "Reset to default")]
 
@@ -175,8 +177,6 @@ class ParamsStep(StepScreen):
 
     def update_estimate(self) -> None:
         """Next, the status line and the estimate, from the form as it is now."""
-        from hpcwizard.tui.screens.wizard import ParamsChoice
-
         panel = self.query_one("#params-estimate", Static)
         params = self.changed_params()
         self.kept = ParamsChoice(self.keepable())
@@ -281,8 +281,6 @@ class ParamsStep(StepScreen):
     # -- answer --------------------------------------------------------------------
 
     def submit(self) -> None:
-        from hpcwizard.tui.screens.wizard import ParamsChoice
-
         params = self.changed_params()
         if params is None:
             self.set_status("fix the values marked ✘ first", error=True)

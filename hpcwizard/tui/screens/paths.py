@@ -17,8 +17,10 @@ from hpcwizard.checks.space import free_space
 from hpcwizard.errors import UserError
 from hpcwizard.project import session
 from hpcwizard.project.plan import Plan
+from hpcwizard.project.wizard_steps import PATHS
 from hpcwizard.shell import Runner
 from hpcwizard.sizes import human_bytes
+from hpcwizard.tui.choices import PathsChoice
 from hpcwizard.tui.messages import DataRootChecked, FolderMeasured, NetworkProbeRead
 from hpcwizard.tui.screens.step import StepScreen
 from hpcwizard.tui.widgets.dir_picker import DirPicker
@@ -50,7 +52,7 @@ def measure(runner: Runner, path: Path, need: int) -> tuple[str, bool]:
 
 
 class PathsStep(StepScreen):
-    STEP = "paths"
+    STEP = PATHS.key
     CSS_PATH = "paths.tcss"
 
     def __init__(self, plan: Plan, *, reached: int | None = None) -> None:
@@ -184,8 +186,6 @@ class PathsStep(StepScreen):
     def _keep(self, data_root: Path | None) -> None:
         """What Back, a jump or quitting saves: a data root that was checked and
         will do (else the saved one stays), and the download choice."""
-        from hpcwizard.tui.screens.wizard import PathsChoice
-
         if data_root is None:
             data_root = self.kept.data_root if self.kept is not None else self.plan.data_root
         self.kept = PathsChoice(data_root, self._download())
@@ -208,8 +208,6 @@ class PathsStep(StepScreen):
         self.post_message(DataRootChecked(path, why, download))
 
     def on_data_root_checked(self, message: DataRootChecked) -> None:
-        from hpcwizard.tui.screens.wizard import PathsChoice
-
         if message.path is None:
             picker = self.query_one("#paths-data", DirPicker)
             picker.show_info(message.why or "", error=True)

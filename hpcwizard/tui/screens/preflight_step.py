@@ -22,6 +22,8 @@ from hpcwizard.checks.preflight import EARLIER_CHECKPOINTS, CheckResult, Level, 
 from hpcwizard.errors import UserError
 from hpcwizard.project import session
 from hpcwizard.project.plan import Plan
+from hpcwizard.project.wizard_steps import PREFLIGHT
+from hpcwizard.tui.choices import ParamsChoice
 from hpcwizard.tui.messages import CheckArrived, CheckpointsMovedAside, EarlierCheckpointsRead, PreflightDone
 from hpcwizard.tui.screens.step import StepScreen
 from hpcwizard.tui.widgets.check_table import CheckTable
@@ -29,7 +31,7 @@ from hpcwizard.tui.widgets.earlier_run import EarlierRunChoices
 
 
 class PreflightStep(StepScreen):
-    STEP = "preflight"
+    STEP = PREFLIGHT.key
     CSS_PATH = "preflight_step.tcss"
     BINDINGS = [Binding("r", "rerun", "Check again")]
 
@@ -122,8 +124,6 @@ class PreflightStep(StepScreen):
             choices.show(self.plan, message.found)
 
     def on_earlier_run_choices_continue_chosen(self, message: EarlierRunChoices.ContinueChosen) -> None:
-        from hpcwizard.tui.screens.wizard import ParamsChoice
-
         # The wizard saves the raised steps and shows this step again: it checks anew.
         self.dismiss(ParamsChoice({**self.plan.params, **message.raised}))
 

@@ -16,7 +16,9 @@ from hpcwizard.checks import hub
 from hpcwizard.errors import UserError
 from hpcwizard.project.plan import _HF_NAME, Plan
 from hpcwizard.project.recipe import Recipe, all_recipes
+from hpcwizard.project.wizard_steps import RECIPE
 from hpcwizard.sizes import human_bytes
+from hpcwizard.tui.choices import RecipeChoice
 from hpcwizard.tui.messages import TokenChecked
 from hpcwizard.tui.screens.step import StepScreen
 
@@ -64,7 +66,7 @@ class VariantButton(RadioButton):
 
 
 class RecipeStep(StepScreen):
-    STEP = "recipe"
+    STEP = RECIPE.key
     CSS_PATH = "recipe_step.tcss"
 
     def __init__(self, plan: Plan | None, *, default_namespace: str | None = None,
@@ -142,8 +144,6 @@ class RecipeStep(StepScreen):
         plan's own recipe (None while the namespace is not a valid name: the last
         valid one stays). Merely highlighting another recipe saves nothing: choosing
         one resets the later steps, which only Next should do."""
-        from hpcwizard.tui.screens.wizard import RecipeChoice
-
         if self.plan is None or self.chosen != self.plan.recipe:
             return None
         namespace = self.typed_namespace()
@@ -183,8 +183,6 @@ class RecipeStep(StepScreen):
         self.action_next()
 
     def submit(self) -> None:
-        from hpcwizard.tui.screens.wizard import RecipeChoice
-
         namespace: str | None = self.query_one("#recipe-namespace", Input).value.strip() or None
         if not self.recipe.needs_namespace:
             namespace = namespace or None

@@ -16,6 +16,7 @@ from hpcwizard.project.files import ProjectFiles, local_or
 from hpcwizard.project.plan import Plan
 from hpcwizard.project.render import render
 from hpcwizard.project.state import load_state
+from hpcwizard.project.wizard_steps import REVIEW
 from hpcwizard.tui.messages import PreviewRendered
 from hpcwizard.tui.screens.step import StepScreen
 from hpcwizard.tui.widgets.code_view import code_view
@@ -46,7 +47,7 @@ def diff_against(previous: Path, files: list[tuple[str, str]], where: ProjectFil
 
 
 class ReviewStep(StepScreen):
-    STEP = "review"
+    STEP = REVIEW.key
     CSS_PATH = "review.tcss"
 
     def __init__(self, plan: Plan, *, reached: int | None = None) -> None:

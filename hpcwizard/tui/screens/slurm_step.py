@@ -16,7 +16,9 @@ from hpcwizard.checks.preflight import job_limits
 from hpcwizard.checks.space import Level
 from hpcwizard.errors import UserError
 from hpcwizard.project.plan import Plan, PlanError, plan_from_dict
+from hpcwizard.project.wizard_steps import SLURM
 from hpcwizard.slurm import PartitionInfo, SlurmClient, format_slurm_duration
+from hpcwizard.tui.choices import SlurmChoice
 from hpcwizard.tui.messages import PartitionsLoaded
 from hpcwizard.tui.screens.step import StepScreen
 
@@ -40,7 +42,7 @@ def _form_message(exc: PlanError) -> str:
 
 
 class SlurmStep(StepScreen):
-    STEP = "slurm"
+    STEP = SLURM.key
     CSS_PATH = "slurm_step.tcss"
     SINFO_TIMEOUT = 15.0  # seconds before a hung sinfo is reported
 
@@ -190,8 +192,6 @@ class SlurmStep(StepScreen):
         return plan_from_dict(data)
 
     def validate(self) -> bool:
-        from hpcwizard.tui.screens.wizard import SlurmChoice
-
         verdict = self.query_one("#slurm-verdict", Static)
         draft = self.draft()
         try:
@@ -229,8 +229,6 @@ class SlurmStep(StepScreen):
         return not blocked
 
     def submit(self) -> None:
-        from hpcwizard.tui.screens.wizard import SlurmChoice
-
         if not self.validate() or self.candidate is None:
             self.set_status("fix the resources first", error=True)
             return

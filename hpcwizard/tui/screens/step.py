@@ -3,24 +3,29 @@
 A step is a ``Screen`` that ``dismiss()``es its answer; :data:`BACK` when the
 user steps back, :class:`Jump` when the command palette asks for another step.
 The :class:`~hpcwizard.tui.screens.wizard.WizardScreen` applies the answer to
-the plan, saves it, and shows the next step.
+the plan, saves it, and shows the next step. What a step is called, what opens
+its Next and when the flow goes through it are its entry in
+:mod:`hpcwizard.project.wizard_steps`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from functools import partial
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
+from textual.command import DiscoveryHit, Hit, Hits, Provider
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.screen import Screen
 from textual.widget import Widget
 from textual.widgets import Button, Footer, Label
 
+from hpcwizard.project.wizard_steps import WELCOME, WizardStep, step_index, step_named
 from hpcwizard.tui.messages import WorkerAnswer
 from hpcwizard.tui.widgets.step_header import StepHeader
 
@@ -45,27 +50,50 @@ class Jump:
     step: str
 
 
-def _wizard_commands() -> type:
-    from hpcwizard.tui.screens.wizard import WizardCommands
+class StepFlow(Protocol):
+    """What a step's palette entries ask of the wizard that shows the step."""
 
-    return WizardCommands
+    step: str
+
+    def reachable_steps(self) -> list[WizardStep]: ...
+
+    def jump(self, step: str) -> None: ...
+
+    def open_dashboard(self) -> None: ...
 
 
-#: What opens a step's Next when it is shut (ctrl+n on it says so).
-NEXT_SHUT = {
-    "token": "check a token first: paste it and press Enter, or choose 'Use this token'",
-    "params": "fix the values marked ✘ first",
-    "welcome": "the project home is still being read",
-    "slurm": "fix the rows marked ✘ first (or wait for the partitions to load)",
-    "preflight": "a check blocks (✘): fix it and press r to check again, or wait for the checks to finish",
-    "review": "the scripts are still being rendered",
-    "download": "preparing has not finished: r resumes it",
-    "submit": "the chain is being submitted",
-}
+class WizardCommands(Provider):
+    """Palette entries: go back to a step already reached, open the dashboard
+    (quitting is the app's own "Quit hpcwizard")."""
+
+    def _commands(self) -> list[tuple[str, str, Callable[[], Any]]]:
+        flow = getattr(self.screen, "flow", None)
+        commands: list[tuple[str, str, Callable[[], Any]]] = []
+        if flow is not None:
+            for step in flow.reachable_steps():
+                if step.key == flow.step:
+                    continue
+                number = step_index(step.key) + 1
+                commands.append((f"Go to step {number}: {step.title}", "return to this step; answers are kept",
+                                 partial(flow.jump, step.key)))
+            commands.append(("Open the dashboard", "watch the submitted jobs of this project",
+                             flow.open_dashboard))
+        return commands
+
+    async def discover(self) -> Hits:
+        for name, help_text, callback in self._commands():
+            yield DiscoveryHit(name, callback, help=help_text)
+
+    async def search(self, query: str) -> Hits:
+        matcher = self.matcher(query)
+        for name, help_text, callback in self._commands():
+            score = matcher.match(name)
+            if score > 0:
+                yield Hit(score, matcher.highlight(name), callback, help=help_text)
 
 
 class StepScreen(Screen[Any]):
-    """Base of the step screens. Subclasses set ``STEP`` and write ``compose_body``."""
+    """Base of the step screens. Subclasses set ``STEP`` (their wizard step's key) and write ``compose_body``."""
 
     if TYPE_CHECKING:  # self.app is the HpcWizardApp (for the type checker only: no check at run time)
         app = getters.app(HpcWizardApp)
@@ -76,7 +104,9 @@ class StepScreen(Screen[Any]):
     #: the form's valid values only, or None. A step with a form keeps it current as
     #: the user types, so it is there even when quitting has already taken the widgets.
     kept: Any = None
-    COMMANDS = {_wizard_commands}
+    #: The wizard showing this step (its palette entries ask it); set when the wizard makes the step.
+    flow: StepFlow | None = None
+    COMMANDS = {WizardCommands}
     # The status sits in the one-line nav bar: a long message ends with … rather than being cut mid-word.
     # Borderless (compact) fields showed focus only as a 5 % tint: unfocused they are a
     # faint field, focused a clear cursor-coloured bar (the same on every step).
@@ -117,7 +147,7 @@ class StepScreen(Screen[Any]):
         with Vertical(id="step-body"):
             yield from self.compose_body()
         with Horizontal(id="step-nav"):
-            yield Button("← Back", id="step-back", compact=True, disabled=self.STEP == "welcome")
+            yield Button("← Back", id="step-back", compact=True, disabled=self.STEP == WELCOME.key)
             yield Label("", id="step-status", markup=False)
             yield Button(f"{self.NEXT_LABEL} →", id="step-next", variant="primary", compact=True)
         yield Footer()
@@ -135,14 +165,20 @@ class StepScreen(Screen[Any]):
     def allow_next(self, allowed: bool) -> None:
         self.query_one("#step-next", Button).disabled = not allowed
 
+    @property
+    def wizard_step(self) -> WizardStep:
+        step = step_named(self.STEP)
+        assert step is not None, f"{type(self).__name__}.STEP is no wizard step"
+        return step
+
     def action_back(self) -> None:
-        if self.STEP != "welcome":
+        if self.STEP != WELCOME.key:
             self.dismiss(BACK)
 
     def action_next(self) -> None:
         if self.query_one("#step-next", Button).disabled:
             # ctrl+n on a shut Next did nothing at all: say what opens it.
-            self.notify(NEXT_SHUT.get(self.STEP, "finish this step first"), title="Next",
+            self.notify(self.wizard_step.next_shut, title="Next",
                         severity="warning", timeout=5, markup=False)
             return
         self.submit()

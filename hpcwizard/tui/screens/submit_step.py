@@ -14,12 +14,13 @@ from hpcwizard.errors import UserError
 from hpcwizard.jobs.submit import AlreadySubmitted, submit_chain
 from hpcwizard.project import session
 from hpcwizard.project.plan import Plan
+from hpcwizard.project.wizard_steps import SUBMIT
 from hpcwizard.tui.messages import ChainSubmitted
 from hpcwizard.tui.screens.step import StepScreen
 
 
 class SubmitStep(StepScreen):
-    STEP = "submit"
+    STEP = SUBMIT.key
     CSS_PATH = "submit_step.tcss"
     NEXT_LABEL = "Submit"
     AUTO_DASHBOARD = 3.0  # seconds showing the job ids before the dashboard opens

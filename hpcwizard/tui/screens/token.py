@@ -17,12 +17,13 @@ from textual.widgets import Button, Input, Label, LoadingIndicator, Static
 
 from hpcwizard.checks import hub
 from hpcwizard.errors import UserError
+from hpcwizard.project.wizard_steps import TOKEN
 from hpcwizard.tui.messages import TokenChecked
 from hpcwizard.tui.screens.step import StepScreen
 
 
 class TokenStep(StepScreen):
-    STEP = "token"
+    STEP = TOKEN.key
     CSS_PATH = "token.tcss"
 
     def __init__(self, *, reached: int | None = None) -> None:

@@ -12,6 +12,8 @@ from textual.widgets import Button, Input, Label, Static
 
 from hpcwizard.project import session
 from hpcwizard.project.plan import count_of
+from hpcwizard.project.wizard_steps import WELCOME, step_index, step_named
+from hpcwizard.tui.choices import WelcomeChoice
 from hpcwizard.tui.messages import SessionRead
 from hpcwizard.tui.screens.step import StepScreen
 from hpcwizard.tui.widgets.confirm import ConfirmScreen
@@ -33,7 +35,7 @@ def submitted_text(saved: session.SavedSession) -> str:
 
 
 class WelcomeStep(StepScreen):
-    STEP = "welcome"
+    STEP = WELCOME.key
     CSS_PATH = "welcome.tcss"
     NEXT_LABEL = "Start"
 
@@ -105,15 +107,16 @@ class WelcomeStep(StepScreen):
             buttons = [Button("Open the dashboard", id="welcome-dashboard", variant="primary", compact=True),
                        Button("Start a new plan", id="welcome-new", compact=True)]
         elif saved.resumable:
-            lines.append(f"An unfinished session stopped at step {session.step_index(saved.step) + 1}: "
-                         f"{session.TITLES.get(saved.step or '', saved.step)}.")
+            stopped = step_named(saved.step)
+            lines.append(f"An unfinished session stopped at step {step_index(saved.step) + 1}: "
+                         f"{stopped.title if stopped else saved.step}.")
             if saved.plan is not None:
                 plan = saved.plan
                 variant = f" ({plan.variant})" if plan.variant else ""
                 gpus = count_of(plan.train.gpus, "GPU") if plan.train.gpus else "no GPU"
                 lines.append(f"Recipe {plan.recipe}{variant}, data in {plan.data_root}, "
                              f"train on {plan.train.partition} with {gpus} for {plan.train.time_text()}.")
-            buttons = [Button(f"Resume at {session.TITLES.get(saved.step or '', '')}", id="welcome-resume",
+            buttons = [Button(f"Resume at {stopped.title if stopped else ''}", id="welcome-resume",
                               variant="primary", compact=True),
                        Button("Start over", id="welcome-new", compact=True)]
             if saved.submitted:
@@ -134,8 +137,6 @@ class WelcomeStep(StepScreen):
             self.query_one("#step-next", Button).label = "Continue →"
 
     def _choice(self, *, resume: bool, dashboard: bool = False) -> object:
-        from hpcwizard.tui.screens.wizard import WelcomeChoice
-
         assert self.saved is not None
         return WelcomeChoice(self.saved.project_home, resume, self.saved, open_dashboard=dashboard)
 
@@ -173,7 +174,7 @@ class WelcomeStep(StepScreen):
         if not self.saved.resumable and self.saved.step != session.DONE:
             self.dismiss(self._choice(resume=False))  # no saved answers to lose (chains from the CLI)
             return
-        where = f"step {session.step_index(self.saved.step) + 1}" if self.saved.step != session.DONE \
+        where = f"step {step_index(self.saved.step) + 1}" if self.saved.step != session.DONE \
             else "the submitted plan"
         body = (f"The answers saved in {session.plan_path(self.saved.project_home)} (up to {where}) are "
                 "deleted and the wizard starts again at the token step. Submitted jobs and their "

@@ -11,22 +11,20 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
-from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.command import DiscoveryHit, Hit, Hits, Provider
 from textual.containers import Center, Middle
 from textual.screen import Screen
 from textual.widgets import Footer, Label
 
 from hpcwizard.errors import UserError
-from hpcwizard.project import session
+from hpcwizard.project import session, wizard_steps
 from hpcwizard.project.plan import Plan
-from hpcwizard.project.session import STEP_KEYS, STEPS, TITLES, step_index
+from hpcwizard.project.wizard_steps import PREFLIGHT, RECIPE, SUBMIT, TOKEN, WELCOME, WizardStep, step_index
+from hpcwizard.tui.choices import PLAN_CHOICES, ParamsChoice, PlanChoice, WelcomeChoice
 from hpcwizard.tui.screens.step import BACK, Jump, StepScreen
 
 if TYPE_CHECKING:
@@ -35,59 +33,13 @@ if TYPE_CHECKING:
     from hpcwizard.tui.app import HpcWizardApp
 
 
-@dataclass(frozen=True)
-class WelcomeChoice:
-    """What the welcome step decided: which project home, and resume or start over."""
-
-    project_home: Path
-    resume: bool
-    session: session.SavedSession
-    open_dashboard: bool = False
-
-
-@dataclass(frozen=True)
-class RecipeChoice:
-    recipe: str
-    variant: str | None
-    hf_namespace: str | None
-
-
-@dataclass(frozen=True)
-class ParamsChoice:
-    params: dict[str, Any]  # only the values that differ from the recipe's defaults
-
-
-@dataclass(frozen=True)
-class PathsChoice:
-    data_root: Path
-    download: str
-
-
-@dataclass(frozen=True)
-class SlurmChoice:
-    setup: Any  # JobResources
-    train: Any
-    account: str | None
-    qos: str | None
-
-
 DASHBOARD_MODULE = "hpcwizard.tui.screens.dashboard"
 
-#: Each step's screen class, as ``module:class`` under ``hpcwizard.tui.screens``:
-#: a step's module (and what it needs: the hub client, Jinja, psutil…) is
-#: imported when the wizard first shows that step, so the welcome step opens fast.
-STEP_SCREENS = {
-    "welcome": "welcome:WelcomeStep", "token": "token:TokenStep", "recipe": "recipe_step:RecipeStep",
-    "params": "params_step:ParamsStep", "paths": "paths:PathsStep", "slurm": "slurm_step:SlurmStep",
-    "preflight": "preflight_step:PreflightStep", "review": "review:ReviewStep",
-    "download": "download_step:DownloadStep", "submit": "submit_step:SubmitStep",
-}
 
-
-def step_screen_class(step: str) -> Callable[..., StepScreen]:
-    """The screen class of ``step``, its module imported on first use."""
-    module, name = STEP_SCREENS[step].split(":")
-    screen: Callable[..., StepScreen] = getattr(importlib.import_module(f"hpcwizard.tui.screens.{module}"), name)
+def step_screen_class(step: WizardStep) -> Callable[..., StepScreen]:
+    """The screen class of ``step``, its module imported when the wizard first shows
+    that step (what it needs, the hub client, Jinja, psutil…, too): the welcome opens fast."""
+    screen: Callable[..., StepScreen] = getattr(importlib.import_module(step.screen_module), step.screen_class)
     return screen
 
 
@@ -116,7 +68,7 @@ class WizardScreen(Screen[None]):
         super().__init__()
         self.project_home: Path | None = None
         self.plan: Plan | None = None
-        self.step: str = "welcome"
+        self.step: str = WELCOME.key  # a WizardStep's key, or session.DONE
         self.reached = 0
         self.token_user: str | None = None
         self.current: StepScreen | None = None
@@ -141,11 +93,11 @@ class WizardScreen(Screen[None]):
                 self.show_message(f"{exc.one_line()}\n\nPress q to quit.", error=True)
                 return
             self.project_home = home
-        self.show("welcome")
+        self.show(WELCOME.key)
 
     def on_unmount(self) -> None:
         if self.current is not None:  # quitting mid-step: its edits are kept like on Back
-            self.keep_edits(self.step, self.current)
+            self.keep_edits(self.current)
             self.current = None
         if self._unwatch_lock is not None:
             self._unwatch_lock()
@@ -181,48 +133,45 @@ class WizardScreen(Screen[None]):
 
     # -- the flow ---------------------------------------------------------------
 
-    def make_step(self, step: str, error: str | None = None) -> StepScreen:
-        screen = step_screen_class(step)
+    def make_step(self, step: WizardStep, error: str | None = None) -> StepScreen:
+        screen_class = step_screen_class(step)
         reached = self.reached
-        if step == "welcome":
-            return screen(self.project_home, error=error, reached=reached)
-        if step == "token":
-            return screen(reached=reached)
-        if step == "recipe":
-            return screen(self.plan, default_namespace=self.token_user, reached=reached)
-        assert self.plan is not None, f"step {step} needs a plan"
-        return screen(self.plan, reached=reached)
+        if step is WELCOME:
+            screen = screen_class(self.project_home, error=error, reached=reached)
+        elif step is TOKEN:
+            screen = screen_class(reached=reached)
+        elif step is RECIPE:
+            screen = screen_class(self.plan, default_namespace=self.token_user, reached=reached)
+        else:
+            assert self.plan is not None, f"step {step.key} needs a plan"
+            screen = screen_class(self.plan, reached=reached)
+        screen.flow = self
+        return screen
 
-    def show(self, step: str, error: str | None = None) -> None:
-        if step_index(step) > step_index("recipe") and self.plan is None:
-            step = "recipe"
-        self.step = step
-        self.reached = max(self.reached, step_index(step))
-        if step != "welcome" and self.project_home is not None:
+    def show(self, key: str, error: str | None = None) -> None:
+        step = wizard_steps.step_named(wizard_steps.step_to_show(key, self.plan))
+        assert step is not None, f"no wizard step {key!r}"
+        self.step = step.key
+        self.reached = max(self.reached, step_index(step.key))
+        if step is not WELCOME and self.project_home is not None:
             try:
-                session.save_step(self.project_home, step, self.app.context.files)
+                session.save_step(self.project_home, step.key, self.app.context.files)
             except UserError as exc:
                 self.notify(exc.one_line(), title="Not saved", severity="error", timeout=10, markup=False)
         self.current = self.make_step(step, error)
         self.app.push_screen(self.current, self.step_done)
 
     def next_after(self, step: str) -> str:
-        following = STEP_KEYS[step_index(step) + 1]
-        if following == "download" and (self.plan is None or self.plan.download != "login"):
-            return "submit"
-        return following
+        return wizard_steps.step_after(step, self.plan).key
 
     def previous_before(self, step: str) -> str:
-        before = STEP_KEYS[max(step_index(step) - 1, 0)]
-        if before == "download" and (self.plan is None or self.plan.download != "login"):
-            return "review"
-        return before
+        return wizard_steps.step_before(step, self.plan).key
 
     def step_done(self, result: Any) -> None:
         step = self.step
         left, self.current = self.current, None
         if result is BACK or isinstance(result, Jump):
-            self.keep_edits(step, left)
+            self.keep_edits(left)
         if result is BACK:
             self.show(self.previous_before(step))
             return
@@ -240,48 +189,38 @@ class WizardScreen(Screen[None]):
 
     def apply(self, step: str, result: Any) -> str | None:
         """Apply a step's answer, save, and say which step comes next (None: none)."""
-        if step == "welcome":
+        if step == WELCOME.key:
             return self._apply_welcome(result)
-        if step == "token":
+        if step == TOKEN.key:
             self.token_user = result
-        elif step == "submit":
+        elif step == SUBMIT.key:
             assert self.project_home is not None
             session.save_step(self.project_home, session.DONE, self.app.context.files)
             self.step = session.DONE
             self.open_dashboard()
             return None
-        elif step == "preflight" and isinstance(result, ParamsChoice):
-            # "Continue" on an earlier run's checkpoints: the raised steps, then the check again.
-            self._apply_params(result)
-            session.save_plan(self._plan(), self.app.context.files)
-            return "preflight"
-        else:
-            self._update_plan(step, result)
+        elif isinstance(result, PLAN_CHOICES):
+            self._update_plan(result)
         if self.plan is not None:
             session.save_plan(self.plan, self.app.context.files)
+        if step == PREFLIGHT.key and isinstance(result, ParamsChoice):
+            return PREFLIGHT.key  # "Continue" on an earlier run's checkpoints: the raised steps, then the check again
         return self.next_after(step)
 
-    def _update_plan(self, step: str, result: Any) -> None:
+    def _update_plan(self, choice: PlanChoice) -> None:
         """The plan with a plan step's answer (PlanError when it does not validate)."""
-        if step == "recipe":
-            self._apply_recipe(result)
-        elif step == "params":
-            self._apply_params(result)
-        elif step == "paths":
-            self.plan = self._plan().with_changes(data_root=result.data_root, download=result.download)
-        elif step == "slurm":
-            self.plan = self._plan().with_changes(setup=result.setup, train=result.train,
-                                                  account=result.account, qos=result.qos)
+        assert self.project_home is not None
+        self.plan = choice.updated(self.plan, self.project_home)
 
-    def keep_edits(self, step: str, screen: StepScreen | None) -> None:
+    def keep_edits(self, screen: StepScreen | None) -> None:
         """Save what a step left without Next holds (its ``kept`` answer): the welcome
         promises every answer is saved as you go. Never blocks leaving: an answer that
         does not validate as a whole is not saved, and the last saved one stays."""
         kept = screen.kept if screen is not None else None
-        if kept is None or self.plan is None:
+        if not isinstance(kept, PLAN_CHOICES) or self.plan is None:
             return
         try:
-            self._update_plan(step, kept)
+            self._update_plan(kept)
             session.save_plan(self._plan(), self.app.context.files)
         except UserError as exc:
             self.notify(exc.one_line(), title="Edits not saved", severity="warning", timeout=10, markup=False)
@@ -294,7 +233,7 @@ class WizardScreen(Screen[None]):
         try:
             self._lock(choice.project_home)  # held already (the CLI's or ours): nothing happens
         except UserError as exc:  # open elsewhere (StateError), or a folder that cannot be made
-            self.show("welcome", error=exc.one_line())
+            self.show(WELCOME.key, error=exc.one_line())
             return None
         self.project_home = choice.project_home
         saved = choice.session
@@ -306,44 +245,17 @@ class WizardScreen(Screen[None]):
             self.plan = saved.plan
             self.reached = max(self.reached, step_index(saved.step))
             if saved.step == session.DONE:
-                return "submit"
+                return SUBMIT.key
             return saved.step
         session.forget_plan(choice.project_home, self.app.context.files)
         self.plan = None
-        self.reached = 1
-        return "token"
-
-    def _apply_recipe(self, choice: RecipeChoice) -> None:
-        from hpcwizard.project.recipe import get_recipe
-
-        assert self.project_home is not None
-        recipe = get_recipe(choice.recipe)
-        if self.plan is None or self.plan.recipe != choice.recipe:
-            kept: dict[str, Any] = {}
-            if self.plan is not None:
-                kept = {"data_root": str(self.plan.data_root), "download": self.plan.download,
-                        "account": self.plan.account, "qos": self.plan.qos}
-            self.plan = recipe.default_plan(self.project_home, **{
-                **kept, "variant": choice.variant, "hf_namespace": choice.hf_namespace})
-        else:
-            self.plan = self.plan.with_changes(variant=choice.variant, hf_namespace=choice.hf_namespace)
-
-    def _apply_params(self, choice: ParamsChoice) -> None:
-        from hpcwizard.project.recipe import get_recipe
-
-        plan = self._plan()
-        get_recipe(plan.recipe).resolve_params(choice.params)  # PlanError names a bad one: not saved
-        self.plan = plan.with_changes(params=dict(choice.params))
+        self.reached = step_index(TOKEN.key)
+        return TOKEN.key
 
     # -- palette and dashboard ----------------------------------------------------
 
-    def reachable_steps(self) -> list[str]:
-        steps = [s.key for s in STEPS[1:] if step_index(s.key) <= self.reached]
-        if self.plan is None:
-            steps = [s for s in steps if step_index(s) <= step_index("recipe")]
-        if self.plan is not None and self.plan.download != "login":
-            steps = [s for s in steps if s != "download"]
-        return steps
+    def reachable_steps(self) -> list[WizardStep]:
+        return wizard_steps.reachable_steps(self.reached, self.plan)
 
     def jump(self, step: str) -> None:
         if self.current is not None and self.current.is_current:
@@ -364,33 +276,3 @@ def find_wizard(app: Any) -> WizardScreen | None:
         if isinstance(screen, WizardScreen):
             return screen
     return None
-
-
-class WizardCommands(Provider):
-    """Palette entries: go back to a step already reached, open the dashboard
-    (quitting is the app's own "Quit hpcwizard")."""
-
-    def _commands(self) -> list[tuple[str, str, Callable[[], Any]]]:
-        wizard = find_wizard(self.app)
-        commands: list[tuple[str, str, Callable[[], Any]]] = []
-        if wizard is not None:
-            for key in wizard.reachable_steps():
-                if key == wizard.step:
-                    continue
-                number = step_index(key) + 1
-                commands.append((f"Go to step {number}: {TITLES[key]}", "return to this step; answers are kept",
-                                 partial(wizard.jump, key)))
-            commands.append(("Open the dashboard", "watch the submitted jobs of this project",
-                             wizard.open_dashboard))
-        return commands
-
-    async def discover(self) -> Hits:
-        for name, help_text, callback in self._commands():
-            yield DiscoveryHit(name, callback, help=help_text)
-
-    async def search(self, query: str) -> Hits:
-        matcher = self.matcher(query)
-        for name, help_text, callback in self._commands():
-            score = matcher.match(name)
-            if score > 0:
-                yield Hit(score, matcher.highlight(name), callback, help=help_text)

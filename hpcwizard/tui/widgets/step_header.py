@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widgets import Static
 
-from hpcwizard.project.session import STEPS, step_index
+from hpcwizard.project.wizard_steps import STEPS, step_index
 
 
 class StepHeader(Static):
