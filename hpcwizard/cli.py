@@ -612,18 +612,22 @@ def build_tui(args: argparse.Namespace, start_mode: str) -> Any:
         return make_app(project_home=home, runner=runner, start_mode=start_mode)
 
     _require_remote_project_home(args)
+    from hpcwizard.remote.target import parse_host
     from hpcwizard.tui.screens.ssh_questions import TuiSshPrompts
 
+    parse_host(args.host)  # a malformed --host is said before the TUI
     prompts = TuiSshPrompts()
-    conn = _connection(args, prompts=(prompts.ask_host_key, prompts.passphrase))
-    files, runner = make_files(args), make_runner(args)
 
     def connecting() -> RemoteSetup:
+        # The SSH side (paramiko, the SSH config) is loaded here, in the
+        # connect screen's worker: the screen shows without it.
+        conn = _connection(args, prompts=(prompts.ask_host_key, prompts.passphrase))
+        files, runner = make_files(args), make_runner(args)
         conn.connect()
         if start_mode != "wizard":
             home = _project_home(args, files)
             args._settled = settle_interrupted_submit(home, runner, files)
-            return RemoteSetup(home)
+            return RemoteSetup(home, connection=conn, files=files, runner=runner)
         home = home_path(args.project_home, files)
         # One that could never be written (or created) is said first, in one line.
         _, why = check_folder(str(home), files)
@@ -635,10 +639,9 @@ def build_tui(args: argparse.Namespace, start_mode: str) -> Any:
         if files.exists(home):
             acquire_project_lock(home, files)
             args._settled = settle_interrupted_submit(home, runner, files)
-        return RemoteSetup(home, remote_hpcwizard(args, runner))
+        return RemoteSetup(home, remote_hpcwizard(args, runner), connection=conn, files=files, runner=runner)
 
-    return make_app(runner=runner, files=files, start_mode=start_mode, connection=conn,
-                    connecting=connecting, ssh_prompts=prompts)
+    return make_app(start_mode=start_mode, connecting=connecting, connecting_to=args.host, ssh_prompts=prompts)
 
 
 def run_tui(args: argparse.Namespace, start_mode: str) -> int:

@@ -59,8 +59,9 @@ async def test_an_unknown_host_key_is_asked_in_the_tui_and_refused_unless_truste
     config = write_ssh_config(tmp_path / "ssh_config", sshd, known, sshd.key)
     home = tmp_path / "proj"
     args, app = tui_for(config, "--project-home", str(home))
-    # Building the app touched nothing: no connection yet, no question asked.
-    assert not args._ssh_connection.connected
+    # Building the app touched nothing: no connection yet (the connect screen's
+    # worker makes it), no question asked.
+    assert getattr(args, "_ssh_connection", None) is None
     try:
         async with app.run_test(size=(100, 30)) as pilot:
             await wait_for(pilot, lambda: on_screen(app, HostKeyQuestion), what="the host key question")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import textwrap
@@ -78,3 +79,59 @@ def test_showing_any_screen_imports_no_heavy_package(tmp_path):
     assert set(LATER_SCREENS) <= set(modules)
     for package in HEAVY:
         assert not loaded(modules, package), f"{package} imported by importing the screens"
+
+
+# `hpcwizard --host HOST --project-home DIR` as the CLI builds it, headless.
+# The app and its connect screen start without paramiko; the connect screen's
+# worker imports it when it connects (here to a closed port: it fails at once
+# and the screen shows the failure, so the worker did run). An import hook
+# notes which thread imported paramiko first.
+REMOTE = textwrap.dedent("""
+    import asyncio, json, sys, threading, time
+
+    class FirstImport:
+        thread = None  # the thread that first imported paramiko
+
+        def find_spec(self, name, path=None, target=None):
+            if name == "paramiko" and FirstImport.thread is None:
+                FirstImport.thread = threading.current_thread().name
+            return None
+
+    sys.meta_path.insert(0, FirstImport())
+    from hpcwizard.cli import build_parser, build_tui
+    from hpcwizard.tui.screens.connect import ConnectScreen
+
+    async def main():
+        args = build_parser().parse_args(["--project-home", "/srv/project", "--host", sys.argv[1],
+                                          "--ssh-config", "/dev/null"])
+        app = build_tui(args, "wizard")
+        before_run = sorted(sys.modules)
+        async with app.run_test(size=(100, 30)) as pilot:
+            deadline = time.monotonic() + 60
+            while not (isinstance(app.screen, ConnectScreen) and app.screen.failure is not None):
+                if time.monotonic() > deadline:
+                    raise SystemExit(f"no connect failure after 60 s (on {app.screen!r})")
+                await pilot.pause(0.05)
+            failure = app.screen.failure.one_line()
+        print(json.dumps({"before_run": before_run, "thread": FirstImport.thread, "failure": failure,
+                          "main": threading.main_thread().name}))
+
+    asyncio.run(main())
+""")
+
+
+def closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]  # free once closed: nothing listens there
+
+
+def test_remote_mode_loads_paramiko_only_in_the_connect_worker(tmp_path):
+    seen = run_python(REMOTE, f"127.0.0.1:{closed_port()}", home=tmp_path)
+    # Built and ready to run (the connect screen is its first screen): no SSH library yet.
+    assert not loaded(seen["before_run"], "paramiko")
+    assert "hpcwizard.remote.connection" not in seen["before_run"]
+    # Connecting imported it, in the connect screen's worker thread.
+    assert seen["thread"] is not None, "connecting never imported paramiko"
+    assert seen["thread"] != seen["main"]
+    assert "127.0.0.1" in seen["failure"]

@@ -18,10 +18,12 @@ import re
 import shlex
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-
-import paramiko
+from typing import TYPE_CHECKING
 
 from hpcwizard.errors import UserError
+
+if TYPE_CHECKING:
+    import paramiko
 
 DEFAULT_PORT = 22
 DEFAULT_CONFIG = "~/.ssh/config"
@@ -152,6 +154,8 @@ def load_config(path: str | os.PathLike[str] | None = None) -> tuple[paramiko.SS
     A missing default file is an empty config; a missing file the caller named
     explicitly is an error.
     """
+    import paramiko  # only here, so that parsing a --host spec needs no SSH library
+
     explicit = path is not None
     config_path = Path(os.path.expanduser(os.fspath(path if path is not None else DEFAULT_CONFIG)))
     if not config_path.exists():

@@ -48,10 +48,15 @@ class AppContext:
 
 @dataclass(frozen=True)
 class RemoteSetup:
-    """What remote mode learns once connected (``connecting``'s answer)."""
+    """What remote mode learns once connected (``connecting``'s answer): the
+    connection and what works through it are made there, in the connect
+    screen's worker, so that the app starts without the SSH library."""
 
     project_home: Path | None
     hpcwizard_cmd: list[str] | None = None
+    connection: Any = None
+    files: ProjectFiles | None = None
+    runner: Runner | None = None
 
 
 def _wizard() -> Screen:
@@ -79,7 +84,8 @@ class HpcWizardApp(App[int]):
     BINDINGS = [Binding("ctrl+q", "quit", "Quit", priority=True)]
 
     def __init__(self, context: AppContext, *, start_mode: str = "wizard",
-                 connecting: Callable[[], RemoteSetup] | None = None, ssh_prompts: Any = None) -> None:
+                 connecting: Callable[[], RemoteSetup] | None = None, connecting_to: str | None = None,
+                 ssh_prompts: Any = None) -> None:
         # The first screen is the start mode's own: no default screen first
         # and no switch to the mode (each switch re-parses all the CSS). Remote
         # mode starts on Textual's default screen, under the connect screen.
@@ -88,6 +94,8 @@ class HpcWizardApp(App[int]):
         self.context = context
         self.start_mode = start_mode
         self.connecting = connecting
+        #: The login node as the connect screen names it (``--host`` as typed).
+        self.connecting_to = connecting_to
         self.ssh_prompts = ssh_prompts
         #: Why the app gave up before its first screen (printed by the CLI).
         self.failure: Exception | None = None
@@ -111,13 +119,18 @@ class HpcWizardApp(App[int]):
             return  # already in the start mode (DEFAULT_MODE)
         from hpcwizard.tui.screens.connect import ConnectScreen
 
-        where = self.context.connection.host.display if self.context.connection is not None else "the login node"
-        self.push_screen(ConnectScreen(where))
+        self.push_screen(ConnectScreen(self.connecting_to or "the login node"))
 
     def connected(self, setup: RemoteSetup) -> None:
         """Remote mode: the login node answered; open the real first screen."""
         self.context.project_home = setup.project_home
         self.context.hpcwizard_cmd = setup.hpcwizard_cmd
+        if setup.connection is not None:
+            self.context.connection = setup.connection
+        if setup.files is not None:
+            self.context.files = setup.files
+        if setup.runner is not None:
+            self.context.runner = setup.runner
         self.switch_mode(self.start_mode)
 
     def switch_mode(self, mode: str):
@@ -185,14 +198,16 @@ def make_app(
     connection: Any = None,
     hpcwizard_cmd: list[str] | None = None,
     connecting: Callable[[], RemoteSetup] | None = None,
+    connecting_to: str | None = None,
     ssh_prompts: Any = None,
 ) -> HpcWizardApp:
     """``files``/``connection``/``hpcwizard_cmd``: remote mode (``--host``);
     the project home is then a path of the login node, taken as given.
 
-    ``connecting``: when given, the app first shows a connect screen that runs
-    it in a worker (SSH handshake, then what needs the login node) and takes
-    the project home and hpcwizard command from its answer; ``ssh_prompts``
+    ``connecting``: when given, the app first shows a connect screen (naming
+    the login node ``connecting_to``) that runs it in a worker (SSH handshake,
+    then what needs the login node) and takes the project home, hpcwizard
+    command, connection, files and runner from its answer; ``ssh_prompts``
     (a :class:`~hpcwizard.tui.screens.ssh_questions.TuiSshPrompts`) asks the
     connection's host-key and passphrase questions as modals."""
     files = files or LOCAL_FILES
@@ -209,4 +224,5 @@ def make_app(
     )
     if clock is not None:
         context.clock = clock
-    return HpcWizardApp(context, start_mode=start_mode, connecting=connecting, ssh_prompts=ssh_prompts)
+    return HpcWizardApp(context, start_mode=start_mode, connecting=connecting, connecting_to=connecting_to,
+                        ssh_prompts=ssh_prompts)

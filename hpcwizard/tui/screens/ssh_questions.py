@@ -20,8 +20,6 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Static
 
-from hpcwizard.remote.connection import key_type_label
-
 if TYPE_CHECKING:
     from textual.app import App
 
@@ -48,6 +46,10 @@ class HostKeyQuestion(ModalScreen[bool]):
         self.fingerprint = fingerprint
 
     def compose(self) -> ComposeResult:
+        # Asked by a connection, which has loaded paramiko: the module is not
+        # imported before (hpcwizard --host starts without it).
+        from hpcwizard.remote.connection import key_type_label
+
         with Vertical(classes="ssh-question"):
             yield Static(f"Unknown host key for {self.hostname}", classes="ssh-question-title", markup=False)
             yield Static(
