@@ -101,6 +101,23 @@ async def test_back_from_the_slurm_step_keeps_its_valid_edits(make, home):
     assert load_state(home / "hpcwizard").wizard_step == "paths"
 
 
+async def test_the_slurm_step_takes_the_modules_to_load_and_refuses_a_bad_name(make, home):
+    saved_at(home, "slurm", demo_plan(home))
+    app = make(home)
+    async with app.run_test(size=SIZE) as pilot:
+        await slurm_loaded(pilot)
+        screen = app.screen
+        modules = screen.query_one("#slurm-modules")
+        modules.value = "python/3.11 $(id)"
+        await wait_for(pilot, lambda: "modules has a bad name" in str(screen.query_one("#slurm-verdict").render()))
+        assert screen.query_one("#step-next").disabled
+        modules.value = "python/3.11  cuda/12.1"
+        await wait_for(pilot, lambda: not screen.query_one("#step-next").disabled, 10, "a valid form")
+        await pilot.press("ctrl+n")
+        await at_step(pilot, "preflight")
+    assert _plan_file(home)["modules"] == ["python/3.11", "cuda/12.1"]
+
+
 async def test_quitting_at_the_slurm_step_keeps_its_edits(make, home):
     saved_at(home, "slurm", demo_plan(home))
     app = make(home)

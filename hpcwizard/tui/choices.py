@@ -76,10 +76,12 @@ class SlurmChoice:
     train: Any
     account: str | None
     qos: str | None
+    modules: tuple[str, ...] = ()
 
     def updated(self, plan: Plan | None, project_home: Path) -> Plan:
         assert plan is not None, "resources need a plan"
-        return plan.with_changes(setup=self.setup, train=self.train, account=self.account, qos=self.qos)
+        return plan.with_changes(setup=self.setup, train=self.train, account=self.account, qos=self.qos,
+                                 modules=self.modules)
 
 
 #: The answers that change the plan (each by its ``updated``).

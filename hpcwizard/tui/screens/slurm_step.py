@@ -82,6 +82,11 @@ class SlurmStep(StepScreen):
                 yield Input(self.plan.account or "", placeholder="default", compact=True, id="slurm-account")
                 yield Label("QoS", classes="slurm-field-label")
                 yield Input(self.plan.qos or "", placeholder="default", compact=True, id="slurm-qos")
+            with Horizontal(classes="slurm-row"):
+                yield Label("modules", classes="slurm-kind")
+                yield Input(" ".join(self.plan.modules), placeholder="none, e.g. python/3.11", compact=True,
+                            id="slurm-modules")
+                yield Label("module load before the build and every job", classes="slurm-hint")
         yield Static("", id="slurm-verdict", markup=False)
 
     def on_mount(self) -> None:
@@ -171,6 +176,7 @@ class SlurmStep(StepScreen):
         data["train"] = {**data["train"], "nodes": int(nodes) if nodes.isdigit() else nodes}
         data["account"] = self.query_one("#slurm-account", Input).value.strip() or None
         data["qos"] = self.query_one("#slurm-qos", Input).value.strip() or None
+        data["modules"] = self.query_one("#slurm-modules", Input).value.strip() or None
         return data
 
     def keepable(self, draft: dict[str, Any]) -> Plan:
@@ -178,7 +184,7 @@ class SlurmStep(StepScreen):
         quitting keep those; a field that is not keeps its saved value)."""
         data = self.plan.to_dict()
         changes: list[tuple[str | None, str]] = [(kind, name) for kind, fields in FIELDS.items() for name in fields]
-        changes += [("train", "nodes"), (None, "account"), (None, "qos")]
+        changes += [("train", "nodes"), (None, "account"), (None, "qos"), (None, "modules")]
         for kind, name in changes:
             if kind is None:
                 trial = {**data, name: draft[name]}
@@ -198,14 +204,14 @@ class SlurmStep(StepScreen):
             candidate = plan_from_dict(draft)
         except PlanError as exc:
             kept = self.keepable(draft)
-            self.kept = SlurmChoice(kept.setup, kept.train, kept.account, kept.qos)
+            self.kept = SlurmChoice(kept.setup, kept.train, kept.account, kept.qos, kept.modules)
             self.candidate = None
             verdict.update(Text(f"✘ {_form_message(exc)}", style="red"))
             self.allow_next(False)
             return False
         self.candidate = candidate
         # Over a partition's limits is still a valid plan: kept, and the preflight says why it blocks.
-        self.kept = SlurmChoice(candidate.setup, candidate.train, candidate.account, candidate.qos)
+        self.kept = SlurmChoice(candidate.setup, candidate.train, candidate.account, candidate.qos, candidate.modules)
         if not self.partitions:
             verdict.update(Text("limits not checked yet (no partition list)", style="dim"))
             self.allow_next(True)
@@ -233,4 +239,4 @@ class SlurmStep(StepScreen):
             self.set_status("fix the resources first", error=True)
             return
         c = self.candidate
-        self.dismiss(SlurmChoice(c.setup, c.train, c.account, c.qos))
+        self.dismiss(SlurmChoice(c.setup, c.train, c.account, c.qos, c.modules))
