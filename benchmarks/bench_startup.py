@@ -19,6 +19,12 @@ GPFS filesystems where login-node venvs live, every module is metadata round
 trips, so the count is the figure that travels. Goals (issue 16): modules at
 most 1.3x, first paint at most 1.5x the bare app's.
 
+Remote mode's start is counted too (modules only): ``hpcwizard --host
+127.0.0.1:PORT --project-home DIR`` until its connect screen shows, PORT a
+closed one. Its connect worker starts with the screen; an audit hook holds
+that worker at ``import paramiko`` until the modules are counted, so the
+count is the start's own (paramiko in it would mean the start imported it).
+
 A warm-up run of each comes first (it compiles bytecode into a private cache,
 ``PYTHONPYCACHEPREFIX``, as pip does at install; and warms the page cache),
 then ``--runs`` measured runs of each; the figures are medians.
@@ -33,6 +39,7 @@ import collections
 import os
 import shutil
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -73,6 +80,27 @@ from hpcwizard.cli import main
 sys.exit(main())
 """
 
+# `hpcwizard --host 127.0.0.1:PORT --project-home DIR`, PORT closed (the
+# connection fails once counted); see the module docstring for the hold.
+HOST_TEXT = "127.0.0.1"  # the connect screen names it, connecting or failed
+HOST_APP = DUMP_MODULES + """\
+import threading
+_counted = threading.Event()
+def _hold_connecting(event, args):
+    # Before the import machinery takes any lock (a meta path finder runs
+    # under the global import lock, and would stop the main thread too).
+    if event == "import" and args[0] == "paramiko" and threading.current_thread() is not threading.main_thread():
+        _counted.wait(30)
+sys.addaudithook(_hold_connecting)
+def _dump_then_go_on(signum, frame):
+    _dump(signum, frame)
+    _counted.set()
+signal.signal(signal.SIGUSR1, _dump_then_go_on)
+sys.argv = ["hpcwizard", "--host", sys.argv[3], "--ssh-config", os.devnull, "--project-home", sys.argv[2]]
+from hpcwizard.cli import main
+sys.exit(main())
+"""
+
 
 @dataclass(frozen=True)
 class Contender:
@@ -80,10 +108,12 @@ class Contender:
     code: str
     first_screen_text: str
     needs_project_home: bool
+    needs_closed_port: bool = False
 
 
 BARE = Contender("bare Textual app (App + one Static)", BARE_APP, BARE_TEXT, False)
 HPCWIZARD = Contender("hpcwizard --project-home DIR (welcome step)", HPCWIZARD_APP, HPCWIZARD_TEXT, True)
+HOST = Contender("hpcwizard --host H --project-home DIR (connect)", HOST_APP, HOST_TEXT, True, True)
 
 
 @dataclass(frozen=True)
@@ -127,6 +157,8 @@ def start_once(tmux: Tmux, contender: Contender, run: int, workdir: Path, tree: 
         home = workdir / f"{session}-home"
         home.mkdir()
         argv.append(str(home))
+    if contender.needs_closed_port:
+        argv.append(f"127.0.0.1:{closed_port()}")
     env = {
         "HF_HOME": str(workdir / "hf-home"),  # no real token is read or shown
         # Bytecode as an installed package has it (pip compiles at install): the
@@ -161,6 +193,12 @@ def start_once(tmux: Tmux, contender: Contender, run: int, workdir: Path, tree: 
     return Start(first_paint, float(cpu_line.removeprefix("cpu=")), frozenset(modules))
 
 
+def closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]  # nothing listens there once closed
+
+
 def top_level_counts(modules: frozenset[str]) -> collections.Counter:
     return collections.Counter(name.split(".")[0] for name in modules)
 
@@ -190,6 +228,8 @@ def main() -> int:
                 start = start_once(tmux, contender, run, workdir, args.tree)
                 if measured:
                     results[contender].append(start)
+        # Remote mode: its count only, which does not vary (a warm-up, then one).
+        host = [start_once(tmux, HOST, run + i, workdir, args.tree) for i in (1, 2)][-1]
     finally:
         tmux.kill_server()
         shutil.rmtree(workdir, ignore_errors=True)
@@ -209,6 +249,9 @@ def main() -> int:
     if args.list:
         for name in sorted(extra):
             print(f"    {name}")
+    ssh = sorted(top_level_counts(host.modules).keys() & {"paramiko", "cryptography", "nacl", "bcrypt"})
+    print(f"  {HOST.name:<46} {len(host.modules):>5}  ({len(host.modules) / bare_modules:.2f}x; "
+          f"SSH libraries by then: {', '.join(ssh) or 'none, they load in the connect worker'})")
 
     print()
     print(f"== Time to first paint in a real 100x30 tmux pane ({args.runs} runs each, alternating; "
