@@ -13,12 +13,15 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hpcwizard import __version__
 from hpcwizard.errors import UserError
 from hpcwizard.project.files import LOCAL_FILES, ProjectFiles
 from hpcwizard.shell import LocalRunner, Runner
+
+if TYPE_CHECKING:
+    from hpcwizard.project.resolved import ResolvedPlan
 
 INSTALL_HINT = ("install it there (`python3 -m pip install --user hpcwizard`, or pipx) "
                 "or pass --remote-hpcwizard /abs/path/to/hpcwizard")
@@ -90,6 +93,15 @@ def remote_hpcwizard(args: argparse.Namespace, runner: Runner) -> list[str]:
         raise UserError(f"{path} does not run on {where} (or is not this version of hpcwizard): "
                         f"{(probe.stderr or probe.stdout).strip()[:200]}", INSTALL_HINT)
     return [python, "-m", "hpcwizard"]
+
+
+def _resolved_plan(args: argparse.Namespace, files: ProjectFiles) -> ResolvedPlan:
+    """The plan file of ``args`` resolved once (its recipe, parameters, repos,
+    paths) for everything the command does with it."""
+    from hpcwizard.project.resolved import resolve
+
+    plan, recipe = _remote_plan(args, files)
+    return resolve(plan, recipe)
 
 
 def _remote_plan(args: argparse.Namespace, files: ProjectFiles) -> tuple[Any, Any]:
@@ -191,7 +203,7 @@ def cmd_render(args: argparse.Namespace) -> int:
     if not args.out.strip():
         raise UserError("--out is empty", "name the folder to write the scripts into, e.g. --out scripts")
     files = make_files(args)
-    plan, recipe = _remote_plan(args, files)
+    resolved = _resolved_plan(args, files)
     command = None
     if files.remote:
         from hpcwizard.project.home import home_path
@@ -200,7 +212,7 @@ def cmd_render(args: argparse.Namespace) -> int:
         command = remote_hpcwizard(args, make_runner(args))
     else:
         out = Path(args.out).absolute()
-    rendering = render(plan, recipe, out, hpcwizard_cmd=command, files=files)
+    rendering = render(resolved, out, hpcwizard_cmd=command, files=files)
     if not files.remote:  # the plan is a file of this machine: --out there may be its folder
         source = Path(args.plan).resolve()
         for file in rendering.files:
@@ -227,12 +239,12 @@ def cmd_check(args: argparse.Namespace) -> int:
     from hpcwizard.checks.preflight import CheckResult, run_preflight, start_fresh
 
     files = make_files(args)
-    plan, recipe = _remote_plan(args, files)
+    resolved = _resolved_plan(args, files)
     marks = {"ok": "ok   ", "warn": "WARN ", "block": "BLOCK"}
     runner = make_runner(args)
     command = remote_hpcwizard(args, runner) if files.remote else None
     shown: set[str] = set()
-    moved = start_fresh(plan, recipe, runner, files) if args.start_fresh else []
+    moved = start_fresh(resolved, runner, files) if args.start_fresh else []
     if args.start_fresh and not args.json:
         for move in moved:
             print(f"moved {move.source} to {move.target}")
@@ -252,7 +264,7 @@ def cmd_check(args: argparse.Namespace) -> int:
             print(f"{'':17} fix: {row.fix}")
         sys.stdout.flush()
 
-    preflight = run_preflight(plan, recipe, runner, on_result=show, files=files, hpcwizard_cmd=command,
+    preflight = run_preflight(resolved, runner, on_result=show, files=files, hpcwizard_cmd=command,
                               downloads_required=True, probe_network=args.probe)
     if args.json:
         data: dict[str, Any] = {"ok": not preflight.blocked, "counts": preflight.counts(),
@@ -416,7 +428,8 @@ def cmd_submit(args: argparse.Namespace) -> int:
     from hpcwizard.jobs.submit import submit_chain
 
     files = make_files(args)
-    plan, recipe = _remote_plan(args, files)
+    resolved = _resolved_plan(args, files)
+    plan = resolved.plan
     runner = make_runner(args)
     command = None
     if files.remote:
@@ -429,7 +442,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
                 f"no Hugging Face token file on {files.where} ({on_login_node.path}): "
                 "the setup job reads it there; nothing was submitted",
                 "store it with the wizard's token step (`hpcwizard --host ...`) or `hf auth login` there")
-    elif plan.download == "job" and recipe.repos_for(plan):
+    elif plan.download == "job" and resolved.repos:
         from hpcwizard.checks.hub import token_file_path
 
         token_file = token_file_path()
@@ -445,10 +458,10 @@ def cmd_submit(args: argparse.Namespace) -> int:
     if not files.remote:
         from hpcwizard.checks.preflight import Level, check_login_download
 
-        downloaded = check_login_download(plan, recipe, required=True)
+        downloaded = check_login_download(resolved, required=True)
         if downloaded is not None and downloaded.level is Level.BLOCK:
             raise UserError(f"{downloaded.message}: the setup job would fail; nothing was submitted", downloaded.fix)
-    submission = submit_chain(plan, recipe, runner, force=args.force, files=files, hpcwizard_cmd=command,
+    submission = submit_chain(resolved, runner, force=args.force, files=files, hpcwizard_cmd=command,
                               on_note=note)
     if args.json:
         print_json({

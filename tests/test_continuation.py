@@ -60,6 +60,7 @@ from hpcwizard.jobs.triage import SegmentEvent, parse_segment_line
 from hpcwizard.project.plan import plan_from_dict
 from hpcwizard.project.recipe import get_recipe
 from hpcwizard.project.render import render
+from hpcwizard.project.resolved import resolve
 from hpcwizard.shell import LocalRunner
 from hpcwizard.slurm import JobState, SlurmClient
 
@@ -145,7 +146,7 @@ def test_segments_bound_and_one_segment_means_no_continuation(tmp_path):
     plan, recipe = _plan("fff-vdi", tmp_path, segments=1)
     cont = plan_continuation(plan, recipe, rate=0.5)
     assert not cont.enabled and "one segment (train.segments: 1)" in describe(cont)
-    script = render(plan, recipe, tmp_path / "out", continuation=cont).files[-1].text
+    script = render(resolve(plan, recipe), tmp_path / "out", continuation=cont).files[-1].text
     assert "#SBATCH --signal" not in script and "#SBATCH --requeue" not in script and "C_ENABLED=0" in script
     few, _ = _plan("fff-vdi", tmp_path, segments=1 + 1)
     short = plan_continuation(few, recipe, rate=0.1)  # ~12 segments needed
@@ -157,7 +158,7 @@ def test_train_scripts_ask_for_the_warning_and_requeue_or_follow_on(tmp_path):
         plan, recipe = _plan(name, tmp_path / name)
         plan = plan_from_dict({**plan.to_dict(), "notify": {"mail": "alice@example.org"}})
         cont = plan_continuation(plan, recipe)
-        files = {f.name: f.text for f in render(plan, recipe, tmp_path / name / "out", continuation=cont).files}
+        files = {f.name: f.text for f in render(resolve(plan, recipe), tmp_path / name / "out", continuation=cont).files}
         train, setup = files["02_train.sbatch"], files["01_setup.sbatch"]
         assert f"#SBATCH --signal=B:USR1@{cont.lead}\n#SBATCH --requeue\n" in train
         assert "--signal" not in setup and "--requeue" not in setup
@@ -165,20 +166,20 @@ def test_train_scripts_ask_for_the_warning_and_requeue_or_follow_on(tmp_path):
         for script in (train, setup):  # mail for the end, a failure and a requeue, on every job
             assert "#SBATCH --mail-type=END,FAIL,REQUEUE\n#SBATCH --mail-user=alice@example.org\n" in script
         assert "c_train " in train and "\nc_begin\n" in train
-        follow = render(plan, recipe, tmp_path / name / "out2", continuation=replace(cont, requeue=False)).files[-1]
+        follow = render(resolve(plan, recipe), tmp_path / name / "out2", continuation=replace(cont, requeue=False)).files[-1]
         assert "#SBATCH --signal=B:USR1@" in follow.text and "#SBATCH --requeue" not in follow.text
         assert "C_REQUEUE=0" in follow.text
 
 
 def test_the_check_stores_whether_the_cluster_requeues(tmp_path, slurm_runner):
     plan, recipe = _plan("demo", tmp_path, time="2")
-    rows = check_continuation(plan, recipe, slurm_runner)
+    rows = check_continuation(resolve(plan, recipe), slurm_runner)
     assert [(r.name, r.level.value) for r in rows] == [("train continuation", "ok"), ("train cost", "ok")]
     assert "continued by requeue" in rows[0].message or "would continue by requeue" in rows[0].message
     assert json.loads((plan.state_dir / "continuation" / "requeue.json").read_text())["requeue"] is True
     # A site that does not requeue: the stored answer switches render to follow-on jobs.
     save_site_answer(plan, False, "JobRequeue=0 in the cluster's configuration")
-    assert render(plan, recipe, tmp_path / "out").files[-1].text.count("#SBATCH --requeue") == 0
+    assert render(resolve(plan, recipe), tmp_path / "out").files[-1].text.count("#SBATCH --requeue") == 0
 
 
 # ---------------------------------------------------------------- on the cluster

@@ -26,6 +26,7 @@ from hpcwizard.jobs.logtail import LocalFileSource
 from hpcwizard.jobs.poll import END_MARKER, EndingJobs, EndWatch, PollPolicy
 from hpcwizard.project.recipe import get_recipe
 from hpcwizard.project.render import render
+from hpcwizard.project.resolved import resolve
 from hpcwizard.slurm import JobState, SlurmClient
 from hpcwizard.tui.app import make_app
 from hpcwizard.tui.screens.dashboard import DashboardScreen
@@ -45,7 +46,7 @@ def template_end_trap(tmp_path: Path) -> str:
     home = tmp_path / "render-home"
     plan = get_recipe("demo").default_plan(home, home / "data", hf_namespace="alice")
     out = tmp_path / "rendered"
-    render(plan, get_recipe("demo"), out).write(out, logs=False)
+    render(resolve(plan), out).write(out, logs=False)
     text = next(out.glob("*_train.sbatch")).read_text()
     lines = [line for line in text.splitlines()
              if line.startswith("log() {") or (line.startswith("trap ") and line.endswith(" EXIT"))]

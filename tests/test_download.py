@@ -48,6 +48,7 @@ from hpcwizard.download.records import part_path, sidecar_path, write_sidecar
 from hpcwizard.download.transfer import FileFetcher
 from hpcwizard.errors import UserError
 from hpcwizard.project.recipe import ResolvedRepo, get_recipe
+from hpcwizard.project.resolved import resolve
 from hpcwizard.project.state import load_state
 
 FAST = TransferSettings(backoff_base=0.01, backoff_cap=0.05, stall_timeout=5.0, sidecar_interval=0.2)
@@ -412,16 +413,16 @@ def demo_plan(tmp_path: Path, **overrides: object):  # type: ignore[no-untyped-d
 def test_download_plan_unpacks_records_state_and_verifies_offline(hub: DevHub, tmp_path: Path) -> None:
     content = demo_hub(hub.root)
     plan, recipe = demo_plan(tmp_path, download="login")
-    assert plan_download_size(plan, recipe, TOKEN, hub.url) == (
+    assert plan_download_size(resolve(plan, recipe), TOKEN, hub.url) == (
         sum(len(v) for v in content.values()) + len("pyyaml\n") + 2, 5, sum(len(v) for v in content.values()) + 9)
 
-    summary = download_plan(plan, recipe, token=TOKEN, endpoint=hub.url, settings=FAST)
+    summary = download_plan(resolve(plan, recipe), token=TOKEN, endpoint=hub.url, settings=FAST)
     home = plan.project_home
     assert (home / "weights/tiny-base-model/model.bin").read_bytes() == content["weights"]
     assert (home / "demo/code/train.py").read_text() == "print('train')\n"
     assert (plan.data_root / "demo-frames/frame2.txt").read_text() == "frame 2\n"
     assert summary.files_total == 5 and len(summary.unpacked) == 2
-    assert plan_download_size(plan, recipe, TOKEN, hub.url)[:2] == (0, 0)
+    assert plan_download_size(resolve(plan, recipe), TOKEN, hub.url)[:2] == (0, 0)
 
     downloads = load_state(plan.state_dir).downloads
     assert set(downloads) == {"alice/hpcwizard-demo-code/code_base.tar.gz", "alice/hpcwizard-demo-code/requirements.txt",
@@ -431,7 +432,7 @@ def test_download_plan_unpacks_records_state_and_verifies_offline(hub: DevHub, t
 
     # In the setup job of a ``download: login`` plan: no network at all (the hub is gone).
     hub.stop()
-    again = download_plan(plan, recipe, in_job=True)
+    again = download_plan(resolve(plan, recipe), in_job=True)
     assert again.files_skipped == 5 and all(u.skipped for u in again.unpacked)
 
 
@@ -439,11 +440,11 @@ def test_in_job_with_login_download_and_missing_files_says_what_to_run(hub: DevH
     demo_hub(hub.root)
     plan, recipe = demo_plan(tmp_path, download="login")
     with pytest.raises(UserError, match=r"hpcwizard download PLAN.*login node"):
-        download_plan(plan, recipe, in_job=True)
-    download_plan(plan, recipe, token=TOKEN, endpoint=hub.url, settings=FAST)
+        download_plan(resolve(plan, recipe), in_job=True)
+    download_plan(resolve(plan, recipe), token=TOKEN, endpoint=hub.url, settings=FAST)
     (plan.project_home / "weights/tiny-base-model/model.bin").write_bytes(b"truncated")
     with pytest.raises(UserError, match="tiny-base-model/model.bin"):
-        download_plan(plan, recipe, in_job=True)
+        download_plan(resolve(plan, recipe), in_job=True)
 
 
 def test_state_records_progress_while_downloading(hub: DevHub, tmp_path: Path) -> None:
@@ -454,7 +455,7 @@ def test_state_records_progress_while_downloading(hub: DevHub, tmp_path: Path) -
 
     def run() -> None:
         try:
-            download_plan(plan, recipe, token=TOKEN, endpoint=hub.url, settings=FAST, workers=2)
+            download_plan(resolve(plan, recipe), token=TOKEN, endpoint=hub.url, settings=FAST, workers=2)
         except BaseException as exc:
             errors.append(exc)
 
@@ -480,7 +481,7 @@ def test_partial_counts_as_done_in_plan_download_size(hub: DevHub, tmp_path: Pat
     dest = plan.project_home / "weights/tiny-base-model"
     weights = content["weights"]
     make_part(dest, "model.bin", weights, 500_000, etag=sha(weights), sha256=sha(weights))
-    to_fetch, files, total = plan_download_size(plan, recipe, TOKEN, hub.url)
+    to_fetch, files, total = plan_download_size(resolve(plan, recipe), TOKEN, hub.url)
     assert files == 5 and to_fetch == total - 500_000
 
 

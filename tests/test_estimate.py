@@ -18,6 +18,7 @@ from hpcwizard.jobs.estimate import (
 )
 from hpcwizard.project.plan import PlanError
 from hpcwizard.project.recipe import RecipeError, get_recipe
+from hpcwizard.project.resolved import resolve
 from hpcwizard.project.state import Submission, SubmittedJob, now_iso, update_state
 
 GiB = 1024 ** 3
@@ -158,7 +159,7 @@ def test_stage_steps_follow_the_stage_keys_and_the_stages_choice():
 def test_stages_sharing_parameters_keep_their_own_checkpoints():
     demo = get_recipe("demo")
     plan = replace(demo.default_plan(Path("/p"), hf_namespace="alice"), params={"checkpoints_total_limit": 3})
-    cost = estimate(plan, demo, 2.0)
+    cost = estimate(resolve(plan, demo), 2.0)
     assert cost.checkpoints_kept == 3 * 2
     assert cost.disk_bytes == 6 * 4 * 1024 + 1024 * 1024
     assert cost.seconds == 2 * 6 / 2.0
@@ -167,9 +168,9 @@ def test_stages_sharing_parameters_keep_their_own_checkpoints():
 def test_disk_follows_the_checkpoint_limits():
     diffueraser = get_recipe("diffueraser")
     plan = diffueraser.default_plan(Path("/p"), hf_namespace="alice")
-    assert estimate(plan, diffueraser, None).disk_bytes == (3 + 3) * 8 * GiB + 8 * GiB
+    assert estimate(resolve(plan, diffueraser), None).disk_bytes == (3 + 3) * 8 * GiB + 8 * GiB
     fewer = plan.with_changes(params={"stage1_checkpoints_total_limit": 1, "stage2_checkpoints_total_limit": 1})
-    assert estimate(fewer, diffueraser, None).disk_bytes == (1 + 1) * 8 * GiB + 8 * GiB
+    assert estimate(resolve(fewer, diffueraser), None).disk_bytes == (1 + 1) * 8 * GiB + 8 * GiB
 
 
 def test_time_per_stage_against_the_train_time_limit():
@@ -177,12 +178,12 @@ def test_time_per_stage_against_the_train_time_limit():
     plan = diffueraser.default_plan(Path("/p"), hf_namespace="alice",
                                     params={"stage1_max_train_steps": 3600, "stage2_max_train_steps": 7200})
     plan = plan.with_changes(train=plan.train.__class__(**{**vars(plan.train), "time": "2:00:00"}))
-    at_two = estimate(plan, diffueraser, 2.0)  # 1800 s + 3600 s
+    at_two = estimate(resolve(plan, diffueraser), 2.0)  # 1800 s + 3600 s
     assert [(s.name, s.seconds) for s in at_two.stages] == [("stage 1", 1800.0), ("stage 2", 3600.0)]
     assert at_two.seconds == 5400.0 and at_two.time_limit_seconds == 7200 and at_two.fits_time_limit is True
-    at_one = estimate(plan, diffueraser, 1.0)  # 10800 s > 2 h
+    at_one = estimate(resolve(plan, diffueraser), 1.0)  # 10800 s > 2 h
     assert at_one.fits_time_limit is False
-    unknown = estimate(plan, diffueraser, None)
+    unknown = estimate(resolve(plan, diffueraser), None)
     assert unknown.seconds is None and unknown.fits_time_limit is None
     assert [s.steps for s in unknown.stages] == [3600, 7200] and unknown.checkpoints_kept == 6
 
@@ -209,7 +210,7 @@ def test_each_stage_at_its_own_rate_and_the_overall_rate_for_the_others():
     diffueraser = get_recipe("diffueraser")
     plan = diffueraser.default_plan(Path("/p"), hf_namespace="alice",
                                     params={"stage1_max_train_steps": 3600, "stage2_max_train_steps": 3600})
-    cost = estimate(plan, diffueraser, 2.0, {2: 1.0})
+    cost = estimate(resolve(plan, diffueraser), 2.0, {2: 1.0})
     assert [(s.name, s.seconds, s.rate_its, s.own_rate) for s in cost.stages] == [
         ("stage 1", 1800.0, 2.0, False), ("stage 2", 3600.0, 1.0, True)]
     assert cost.seconds == 5400.0
@@ -219,7 +220,7 @@ def test_a_bad_parameter_is_refused_by_name():
     demo = get_recipe("demo")
     plan = demo.default_plan(Path("/p"), params={"checkpoints_total_limit": 0})
     with pytest.raises(PlanError, match="checkpoints_total_limit"):
-        estimate(plan, demo, 1.0)
+        estimate(resolve(plan, demo), 1.0)
 
 
 # -- what the measured run had: scaled where the recipe says how, named otherwise (issue 14, item 2) ---
@@ -232,9 +233,9 @@ def test_a_declared_step_time_parameter_scales_the_rate_and_is_named():
     """Measured at 0.2 s/step (4 it/s), planned at 60 s/step: the demo's old estimate said ≈ 3 s and ✔;
     the job then timed out. seconds_per_step is declared proportional in recipe.yaml."""
     demo = get_recipe("demo")
-    measured = demo.default_plan(Path("/p"))  # seconds_per_step 0.2
+    measured = demo.default_plan(Path("/p"), hf_namespace="alice")  # seconds_per_step 0.2
     plan = measured.with_changes(params={"seconds_per_step": 60})
-    cost = estimate(plan, demo, 4.0, measured_with=settings_of(measured, demo))
+    cost = estimate(resolve(plan, demo), 4.0, measured_with=settings_of(measured, demo))
     assert cost.seconds == pytest.approx(2 * 6 * 60 / 0.2 / 4.0)  # 900 s: 300x slower steps
     assert [(s.name, s.measured, s.planned) for s in cost.scaled] == [("seconds_per_step", 0.2, 60.0)]
     assert cost.differences == ("seconds_per_step 0.2",)
@@ -243,21 +244,21 @@ def test_a_declared_step_time_parameter_scales_the_rate_and_is_named():
 
 def test_only_the_steps_differ_the_estimate_is_exact():
     demo = get_recipe("demo")
-    measured = demo.default_plan(Path("/p"))
+    measured = demo.default_plan(Path("/p"), hf_namespace="alice")
     plan = measured.with_changes(params={"max_train_steps": 60, "checkpoints_total_limit": 5})
-    cost = estimate(plan, demo, 4.0, measured_with=settings_of(measured, demo))
+    cost = estimate(resolve(plan, demo), 4.0, measured_with=settings_of(measured, demo))
     assert cost.seconds == pytest.approx(2 * 60 / 4.0) and cost.scaled == () and cost.differences == ()
     assert cost.exact and cost.fits_time_limit
     # Without the measured run's settings nothing vouches for it.
-    assert not estimate(plan, demo, 4.0).exact
+    assert not estimate(resolve(plan, demo), 4.0).exact
 
 
 def test_a_setting_without_a_declared_cost_is_named_not_scaled():
     demo = get_recipe("demo")
-    measured = demo.default_plan(Path("/p"))
+    measured = demo.default_plan(Path("/p"), hf_namespace="alice")
     plan = measured.with_changes(params={"checkpointing_steps": 1},
                                  train=measured.train.__class__(**{**vars(measured.train), "gpus": 2}))
-    cost = estimate(plan, demo, 4.0, measured_with=settings_of(measured, demo))
+    cost = estimate(resolve(plan, demo), 4.0, measured_with=settings_of(measured, demo))
     assert cost.seconds == pytest.approx(3.0) and cost.scaled == ()
     assert cost.differences == ("checkpointing_steps 2", "0 GPUs") and not cost.exact
 
@@ -268,7 +269,7 @@ def test_a_stage_parameter_scales_its_own_stage_only():
     measured = diffueraser.default_plan(Path("/p"), hf_namespace="alice",
                                         params={"stage1_max_train_steps": 100, "stage2_max_train_steps": 100})
     plan = measured.with_changes(params={**measured.params, "stage2_nframes": 44})
-    cost = estimate(plan, diffueraser, 1.0, {1: 2.0, 2: 1.0}, measured_with=settings_of(measured, diffueraser))
+    cost = estimate(resolve(plan, diffueraser), 1.0, {1: 2.0, 2: 1.0}, measured_with=settings_of(measured, diffueraser))
     assert [(s.name, s.seconds) for s in cost.stages] == [("stage 1", 50.0), ("stage 2", 200.0)]
     assert cost.differences == ("stage2_nframes 22",)
 

@@ -25,6 +25,7 @@ from hpcwizard.project import session
 from hpcwizard.project.files import LOCAL_FILES, ProjectFiles, SshFiles
 from hpcwizard.project.recipe import get_recipe
 from hpcwizard.project.render import render
+from hpcwizard.project.resolved import resolve
 from hpcwizard.project.state import SubmittedJob, load_state, now_iso
 from hpcwizard.remote import SshConnection, SshRunner
 from hpcwizard.shell import Runner
@@ -39,7 +40,7 @@ def killed_after_first_sbatch(plan, runner: Runner, files: ProjectFiles, hpcwiza
     (phase submitting, the first job's id) and that job, held. Its id."""
     recipe = get_recipe(plan.recipe)
     scripts_dir = plan.layout.runs_dir / "20250101-000000"
-    rendering = render(plan, recipe, scripts_dir, files=files, hpcwizard_cmd=hpcwizard_cmd)
+    rendering = render(resolve(plan, recipe), scripts_dir, files=files, hpcwizard_cmd=hpcwizard_cmd)
     rendering.write(scripts_dir, files)
     journal = Journal(
         chain=new_chain_id(), plan_fingerprint=plan.fingerprint(), started_at=now_iso(),

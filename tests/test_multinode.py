@@ -23,6 +23,7 @@ from hpcwizard.devhub import DevHub
 from hpcwizard.project.plan import PlanError, plan_from_dict
 from hpcwizard.project.recipe import get_recipe
 from hpcwizard.project.render import render
+from hpcwizard.project.resolved import resolve
 from hpcwizard.shell import LocalRunner
 from hpcwizard.slurm import JobState, SlurmClient
 
@@ -39,7 +40,7 @@ def _rendered(tmp_path: Path, recipe_name: str, *, nodes: int, gpus: int) -> dic
     plan = recipe.default_plan(tmp_path / recipe_name, tmp_path / "data", hf_namespace="alice")
     plan = replace(plan, train=replace(plan.train, nodes=nodes, gpus=gpus))
     out = tmp_path / f"out-{recipe_name}-{nodes}"
-    rendering = render(plan, recipe, out)
+    rendering = render(resolve(plan, recipe), out)
     rendering.write(out)
     return {f.name: f.text for f in rendering.files}
 
@@ -228,5 +229,5 @@ def test_the_check_says_what_a_multi_node_training_costs(tmp_path, slurm_runner)
     assert cost_text(cont, plan.train) == "≈ 160 GPU-hours (2 nodes × 4 GPUs × ≈ 20h)"
     one = replace(plan.train, nodes=1, gpus=0)
     assert cost_text(cont, one) == "≈ 20 node-hours (no GPU × ≈ 20h)"
-    rows = {r.name: r for r in check_continuation(plan, recipe, slurm_runner)}
+    rows = {r.name: r for r in check_continuation(resolve(plan, recipe), slurm_runner)}
     assert rows["train cost"].message == "≈ 160 GPU-hours (2 nodes × 4 GPUs × ≈ 20h)"

@@ -34,6 +34,7 @@ from hpcwizard.prepare.spec import CodeSpec, EnvironmentSpec, PythonSpec
 from hpcwizard.prepare.steps import PrepareError
 from hpcwizard.project.plan import PlanError, plan_from_dict
 from hpcwizard.project.recipe import RecipeError, get_recipe
+from hpcwizard.project.resolved import resolve
 from hpcwizard.slurm import JobState, SlurmClient
 
 TOKEN = "hf_demo_prepare_0001"
@@ -302,7 +303,7 @@ def test_fff_vdi_declares_its_code_and_environment(tmp_path):
     env = environment_spec(recipe, plan)
     assert env is not None and env.generated_requirements == "requirements.txt"
     assert env.python.allows((3, 10)) and not env.python.allows((3, 9))
-    assert [(p.name, bool(p.problem)) for p in parts_of(plan, recipe)] == [
+    assert [(p.name, bool(p.problem)) for p in parts_of(resolve(plan, recipe))] == [
         ("files", True), ("code", True), ("environment", True)]
 
 
@@ -326,13 +327,13 @@ def test_check_blocks_a_pin_the_package_index_lacks_and_an_override_clears_it(tm
     recipe = get_recipe("diffueraser")
     plan = recipe.default_plan(tmp_path / "p", hf_namespace="alice")
     with DevHub(root) as hub:
-        [row] = check_environment_pins(plan, recipe, token=TOKEN, endpoint=hub.url)
+        [row] = check_environment_pins(resolve(plan, recipe), token=TOKEN, endpoint=hub.url)
         assert row.level.value == "block", row
         assert row.message.startswith("environment.yml pins what the package index cannot install: clip==1.0: ")
         assert "has only 0.0.1, 0.1.0, 0.2.0" in row.message
         assert row.fix == "add to the plan: env_overrides: {'clip==1.0': 'git+https://github.com/openai/CLIP.git'}"
         fixed = plan.with_changes(env_overrides={"clip==1.0": "git+https://github.com/openai/CLIP.git"})
-        [row] = check_environment_pins(fixed, recipe, token=TOKEN, endpoint=hub.url)
+        [row] = check_environment_pins(resolve(fixed, recipe), token=TOKEN, endpoint=hub.url)
         assert row.level.value == "ok" and row.message.startswith("5 requirement(s) of environment.yml: every pin")
 
 
@@ -351,15 +352,15 @@ def test_check_says_which_python_a_venv_lacks_and_how_to_load_one(tmp_path):
         (only39 / name).symlink_to(target)
     runner = LocalRunner(extra_env={"PATH": str(only39)})
     recipe = get_recipe("fff-vdi")
-    [row] = check_environment_python(recipe.default_plan(tmp_path / "p", download="login"), recipe, runner)
+    [row] = check_environment_python(resolve(recipe.default_plan(tmp_path / "p", download="login"), recipe), runner)
     assert row.level.value == "block"
     assert row.message == ("no Python >=3.10,<3.13 on this login node for the training venv "
                            "(found: python3.9 3.9, python3 3.9)")
     assert row.fix.startswith("load one (e.g. `module load python/3.12`")
-    [row] = check_environment_python(recipe.default_plan(tmp_path / "p"), recipe, runner)
+    [row] = check_environment_python(resolve(recipe.default_plan(tmp_path / "p"), recipe), runner)
     assert row.level.value == "warn"  # download: job builds it on a compute node, which may differ
     demo = get_recipe("demo")
-    [row] = check_environment_python(demo.default_plan(tmp_path / "d", hf_namespace="alice"), demo, runner)
+    [row] = check_environment_python(resolve(demo.default_plan(tmp_path / "d", hf_namespace="alice"), demo), runner)
     assert row.level.value == "ok" and "(Python 3.9, the recipe needs >=3.8)" in row.message
 
 

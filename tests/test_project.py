@@ -16,6 +16,7 @@ from hpcwizard.project.files import LOCAL_FILES, SshFiles
 from hpcwizard.project.home import Project, ProjectLayout, home_path
 from hpcwizard.project.recipe import get_recipe
 from hpcwizard.project.render import render
+from hpcwizard.project.resolved import resolve as resolve_plan
 from hpcwizard.project.state import Submission, SubmittedJob, now_iso
 from hpcwizard.remote.connection import SshConnection
 from hpcwizard.remote.target import resolve
@@ -45,7 +46,7 @@ def test_the_layout_spells_the_state_folder_once():
 def test_the_rendered_jobs_log_where_the_layout_says(tmp_path):
     recipe = get_recipe("demo")
     plan = recipe.default_plan(tmp_path / "proj", tmp_path / "data", hf_namespace="alice")
-    rendering = render(plan, recipe, tmp_path / "out")
+    rendering = render(resolve_plan(plan, recipe), tmp_path / "out")
     layout = Project(plan.project_home).layout
     assert plan.layout == layout and plan.state_dir == layout.state_dir and plan.logs_dir == layout.logs_dir
     for job in rendering.jobs:
@@ -118,7 +119,7 @@ def test_a_remote_rendering_reads_the_login_nodes_requeue_answer(tmp_path, ssh_f
     plan = recipe.default_plan(tmp_path / "proj", tmp_path / "data", hf_namespace="alice")
     save_site_answer(plan, False, "JobRequeue=0", ssh_files)
     reads = SftpReads(monkeypatch)
-    rendering = render(plan, recipe, tmp_path / "out", files=ssh_files)
+    rendering = render(resolve_plan(plan, recipe), tmp_path / "out", files=ssh_files)
     train = next(f.text for f in rendering.files if f.name.endswith("train.sbatch"))
     assert "C_REQUEUE=0" in train and "#SBATCH --requeue" not in train
     assert str(site_file(plan)) in reads.paths

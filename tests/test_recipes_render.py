@@ -18,6 +18,7 @@ import yaml
 
 from hpcwizard.project.recipe import all_recipes, get_recipe
 from hpcwizard.project.render import _environment, render
+from hpcwizard.project.resolved import resolve
 
 CANARY = "hf_canaryTOKEN0123456789abcdefghijklmnop"
 HOSTILE_HOME = "/tmp/a b/it's $(touch PWNED)"
@@ -60,7 +61,7 @@ def make_plan(name, variant, home, data_root=None, **overrides):
 
 def render_to(out: Path, name, variant, home, data_root=None, **overrides):
     plan, recipe = make_plan(name, variant, home, data_root, **overrides)
-    rendering = render(plan, recipe, out)
+    rendering = render(resolve(plan, recipe), out)
     # logs=False: HOSTILE_HOME is a real path under /tmp, outside tmp_path
     rendering.write(out, logs=False)
     return plan, recipe, {f.name: f.text for f in rendering.files}

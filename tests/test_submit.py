@@ -11,6 +11,7 @@ from hpcwizard.cli import main
 from hpcwizard.demo import write_token_file
 from hpcwizard.jobs.submit import ChainRefused, submit_chain
 from hpcwizard.project.recipe import get_recipe
+from hpcwizard.project.resolved import resolve
 from hpcwizard.project.state import load_state
 from hpcwizard.slurm import JobState, SlurmClient
 
@@ -23,7 +24,7 @@ def test_refused_chain_leaves_no_job_queued(tmp_path, slurm_runner):
     slurm = SlurmClient(slurm_runner)
     before = {e.job_id for e in slurm.queue(me=True)}
     with pytest.raises(ChainRefused) as caught:
-        submit_chain(plan, recipe, slurm_runner)
+        submit_chain(resolve(plan, recipe), slurm_runner)
     message = caught.value.one_line()
     assert "Slurm refused job train" in message
     assert "nothing was submitted" in message
@@ -90,7 +91,7 @@ def test_logs_folder_exists_before_jobs_start(tmp_path, slurm_runner):
     home = tmp_path / "it's a $(touch PWNED) home"
     plan = recipe.default_plan(home, hf_namespace="alice")
     slurm = SlurmClient(slurm_runner)
-    submission = submit_chain(plan, recipe, slurm_runner)
+    submission = submit_chain(resolve(plan, recipe), slurm_runner)
     try:
         assert (home / "logs").is_dir()
         setup_id = submission.jobs[0].job_id
@@ -127,7 +128,7 @@ def test_refusal_after_acceptance_cancels_the_accepted_jobs(tmp_path, slurm_runn
     plan = recipe.default_plan(tmp_path / "proj", hf_namespace="alice")
     slurm = SlurmClient(slurm_runner)
     with pytest.raises(ChainRefused) as caught:
-        submit_chain(plan, recipe, RefuseTrainSubmission(slurm_runner))
+        submit_chain(resolve(plan, recipe), RefuseTrainSubmission(slurm_runner))
     message = caught.value.one_line()
     assert "Slurm refused job train" in message and "cancelled the accepted jobs" in message
     setup_id = message.split("cancelled the accepted jobs ")[1].split(";")[0].strip()

@@ -37,6 +37,7 @@ from hpcwizard.cli import main
 from hpcwizard.project.plan import PlanError, plan_from_dict
 from hpcwizard.project.recipe import get_recipe
 from hpcwizard.project.render import render
+from hpcwizard.project.resolved import resolve
 
 # ---------------------------------------------------------------- upstream facts
 
@@ -210,7 +211,7 @@ def _render(tmp_path: Path, name: str, variant: str | None = None, *, gpus: int 
     train = {**dataclasses.asdict(recipe.defaults["train"]), "gpus": gpus}
     plan = recipe.default_plan(tmp_path / "project", hf_namespace="alice", train=train, **overrides)
     out_dir = tmp_path / out
-    rendering = render(plan, recipe, out_dir)
+    rendering = render(resolve(plan, recipe), out_dir)
     rendering.write(out_dir)
     return plan, {f.name: f.text for f in rendering.files}
 
@@ -412,14 +413,14 @@ def test_render_creates_the_logs_folder_jobs_write_to(tmp_path, capsys):
     # A project home that cannot stand in a directive gets no --chdir: the
     # header says to submit from the project home.
     spaced = get_recipe("demo").default_plan(tmp_path / "my project", hf_namespace="alice")
-    rendering = render(spaced, get_recipe("demo"), tmp_path / "out2")
+    rendering = render(resolve(spaced), tmp_path / "out2")
     rendering.write(tmp_path / "out2")
     assert (tmp_path / "my project" / "logs").is_dir()
     text = rendering.files[-1].text
     assert "--chdir" not in text and "submit from it" in text
     # A render that only tests the scripts can leave the project home alone.
     other = get_recipe("demo").default_plan(tmp_path / "untouched", hf_namespace="alice")
-    render(other, get_recipe("demo"), tmp_path / "out3").write(tmp_path / "out3", logs=False)
+    render(resolve(other), tmp_path / "out3").write(tmp_path / "out3", logs=False)
     assert not (tmp_path / "untouched").exists()
 
 

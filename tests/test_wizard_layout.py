@@ -72,7 +72,7 @@ WARN = CheckResult("environment", "conda", Level.WARN,
                    "load your site's conda module first if the recipe needs conda")
 
 
-def long_preflight(plan, recipe, runner, *, endpoint=None, on_result=None, **_):
+def long_preflight(resolved, runner, *, endpoint=None, on_result=None, **_):
     result = Preflight()
     rows = [CheckResult("token", "Hugging Face token", Level.OK, "valid for alice"), BLOCK, WARN]
     for row in rows:
@@ -118,7 +118,7 @@ FILES = (
 )
 
 
-def still_download(plan, recipe, *, token=None, endpoint=None, on_progress=None, cancel=None, **_):
+def still_download(resolved, *, token=None, endpoint=None, on_progress=None, cancel=None, **_):
     on_progress(DownloadProgress(FILES, 1024 * 1024 + 65536, 2 * 1024 * 1024 + 65536 + 8192, 1, 3,
                                  512 * 1024, 2.0, 3.0))
     deadline = time.monotonic() + 30

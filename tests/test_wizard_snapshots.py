@@ -58,7 +58,7 @@ class FakeSlurm:
         return list(PARTITIONS)
 
 
-def fake_preflight(plan, recipe, runner, *, endpoint=None, on_result=None, **_):
+def fake_preflight(resolved, runner, *, endpoint=None, on_result=None, **_):
     result = Preflight()
     for row in CHECKS:
         result.results.append(row)
@@ -67,7 +67,7 @@ def fake_preflight(plan, recipe, runner, *, endpoint=None, on_result=None, **_):
     return result
 
 
-def fake_download(plan, recipe, *, token=None, endpoint=None, on_progress=None, cancel=None, **_):
+def fake_download(resolved, *, token=None, endpoint=None, on_progress=None, cancel=None, **_):
     files = (
         FileStatus("hpcwizard-demo/tiny-base-model", "pytorch_model.bin", 1024 * 1024, 2 * 1024 * 1024,
                    512 * 1024, FileState.DOWNLOADING),

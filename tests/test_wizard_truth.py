@@ -16,6 +16,7 @@ import test_wizard as tw
 from devhub_fixtures import hf_home  # noqa: F401
 from hpcwizard.demo import write_token_file
 from hpcwizard.project import session
+from hpcwizard.project.resolved import resolve
 from hpcwizard.tui.widgets.check_table import CheckRow, CheckSection, CheckTable, section_of
 from test_wizard import TOKEN, demo_plan, resume, saved_at, wait_for
 from test_wizard_layout import screen_lines, words
@@ -335,10 +336,9 @@ def test_still_to_write_never_says_in_0_files():
 
 def test_a_login_plan_not_prepared_yet_says_so_once(home):
     from hpcwizard.checks.preflight import check_login_download
-    from hpcwizard.project.recipe import get_recipe
 
     plan = demo_plan(home, download="login")
-    row = check_login_download(plan, get_recipe("demo"), required=False)
+    row = check_login_download(resolve(plan), required=False)
     assert row.name == "prepare on this node"
     assert row.message == "files and environment: the Prepare step does it next"  # the demo's code is a file
     assert "not downloaded yet" not in row.message + row.name and "not prepared yet" not in row.message

@@ -38,8 +38,9 @@ from hpcwizard.errors import UserError
 from hpcwizard.prepare.check import check_environment_pins, check_environment_python
 from hpcwizard.project.files import ProjectFiles, local_or
 from hpcwizard.project.plan import JobResources, Plan, count_of
-from hpcwizard.project.recipe import Recipe, ResolvedRepo
+from hpcwizard.project.recipe import ResolvedRepo
 from hpcwizard.project.render import render
+from hpcwizard.project.resolved import ResolvedPlan
 from hpcwizard.shell import Runner
 from hpcwizard.sizes import human_bytes
 from hpcwizard.slurm import PartitionInfo, PartitionState, SlurmClient, format_slurm_duration
@@ -227,7 +228,7 @@ def _remote_tar_contents(archive: Path, runner: Runner) -> tuple[int, int] | Non
     return int(fields[0]), int(fields[1])
 
 
-def space_needs(plan: Plan, recipe: Recipe, token: str | None, endpoint: str | None = None,
+def space_needs(resolved: ResolvedPlan, token: str | None, endpoint: str | None = None,
                 files: ProjectFiles | None = None, runner: Runner | None = None) -> list[SpaceNeed]:
     """What still has to be written, by destination, from hub metadata and the disk.
 
@@ -239,7 +240,7 @@ def space_needs(plan: Plan, recipe: Recipe, token: str | None, endpoint: str | N
 
     files = local_or(files)
     needs = []
-    for repo in recipe.repos_for(plan):
+    for repo in resolved.repos:
         # The downloader's own accounting: complete files and usable .part bytes count as done.
         to_fetch, count, _ = repo_download_size(repo, token, endpoint, files)
         needs.append(SpaceNeed(repo.dest, to_fetch, count, f"download of {repo.repo_id}"))
@@ -259,9 +260,9 @@ def space_needs(plan: Plan, recipe: Recipe, token: str | None, endpoint: str | N
                 measured = _tar_contents(archive.archive)
             size, members = measured if measured else (archive.unpacked_bytes, 0)
             needs.append(SpaceNeed(archive.into, size, members, f"unpacking {archive.archive.name}"))
-    outputs = recipe.output_bytes_for(plan)
+    outputs = resolved.output_bytes()
     if outputs:
-        needs.append(SpaceNeed(plan.project_home, outputs, 0, "checkpoints and final weights"))
+        needs.append(SpaceNeed(resolved.plan.project_home, outputs, 0, "checkpoints and final weights"))
     return needs
 
 
@@ -318,7 +319,7 @@ class EarlierCheckpoints:
         return self.steps is not None and self.latest >= self.steps
 
 
-def _steps_by_folder(plan: Plan, recipe: Recipe, folders: list[Path]) -> list[tuple[str, int | None, str | None]]:
+def _steps_by_folder(resolved: ResolvedPlan) -> list[tuple[str, int | None, str | None]]:
     """``(stage, steps, steps parameter)`` for each checkpoint folder, in order.
 
     A recipe with one folder trains once into it; with several, folder N
@@ -326,11 +327,9 @@ def _steps_by_folder(plan: Plan, recipe: Recipe, folders: list[Path]) -> list[tu
     plan does not train (DiffuEraser's ``stages: stage2``) has no steps."""
     from hpcwizard.jobs.estimate import STEPS_PARAM, stage_steps
 
-    try:
-        planned = stage_steps(recipe, recipe.resolve_params(plan.params))
-    except UserError:  # a bad parameter: the params rows say it
-        planned = []
-    names = {p.name for p in recipe.parameters}
+    folders = resolved.checkpoint_dirs
+    planned = stage_steps(resolved.recipe, dict(resolved.params))
+    names = {p.name for p in resolved.recipe.parameters}
 
     def param_of(number: int | None) -> str | None:
         staged = f"stage{number}_{STEPS_PARAM}"
@@ -344,26 +343,23 @@ def _steps_by_folder(plan: Plan, recipe: Recipe, folders: list[Path]) -> list[tu
     return [(f"stage {i}", by_stage.get(f"stage {i}"), param_of(i)) for i in range(1, len(folders) + 1)]
 
 
-def against_plan(found: list[EarlierCheckpoints], plan: Plan, recipe: Recipe) -> list[EarlierCheckpoints]:
+def against_plan(found: list[EarlierCheckpoints], resolved: ResolvedPlan) -> list[EarlierCheckpoints]:
     """``found`` measured against another plan's steps (the wizard's form as it is typed): no disk work."""
-    folders = recipe.checkpoint_dirs_for(plan)
-    by_folder = dict(zip(folders, _steps_by_folder(plan, recipe, folders)))
+    by_folder = dict(zip(resolved.checkpoint_dirs, _steps_by_folder(resolved)))
     return [replace(c, stage=by_folder[c.folder][0], steps=by_folder[c.folder][1], steps_param=by_folder[c.folder][2])
             for c in found if c.folder in by_folder]
 
 
-def stages_trained(plan: Plan, recipe: Recipe) -> int:
+def stages_trained(resolved: ResolvedPlan) -> int:
     """How many checkpoint folders the plan trains into."""
-    folders = recipe.checkpoint_dirs_for(plan)
-    return sum(1 for _, steps, _ in _steps_by_folder(plan, recipe, folders) if steps is not None)
+    return sum(1 for _, steps, _ in _steps_by_folder(resolved) if steps is not None)
 
 
-def find_earlier_checkpoints(plan: Plan, recipe: Recipe, files: ProjectFiles | None = None) -> list[EarlierCheckpoints]:
+def find_earlier_checkpoints(resolved: ResolvedPlan, files: ProjectFiles | None = None) -> list[EarlierCheckpoints]:
     """The recipe's checkpoint folders that already hold checkpoints (disk work)."""
     files = local_or(files)
-    folders = recipe.checkpoint_dirs_for(plan)
     found = []
-    for folder, (stage, steps, param) in zip(folders, _steps_by_folder(plan, recipe, folders)):
+    for folder, (stage, steps, param) in zip(resolved.checkpoint_dirs, _steps_by_folder(resolved)):
         try:
             names = files.listdir(folder) if files.is_dir(folder) else []
         except (OSError, UserError):
@@ -414,17 +410,18 @@ def _fresh_start_fix(plan: Plan, found: list[EarlierCheckpoints]) -> str:
             f"{plan.project_home / FRESH_START_FOLDER}/<date>/ (nothing is deleted)")
 
 
-def check_earlier_checkpoints(plan: Plan, recipe: Recipe, files: ProjectFiles | None = None) -> list[CheckResult]:
+def check_earlier_checkpoints(resolved: ResolvedPlan, files: ProjectFiles | None = None) -> list[CheckResult]:
     """Training resumes from the latest checkpoint it finds: after a finished
     (or abandoned) run in the same project home, a new plan trains nothing
     new up to that step, whatever its settings, and nothing at all when the
     checkpoint is at or beyond its steps: that blocks (the train job would
     "complete" in seconds and convert the old checkpoint)."""
-    found = find_earlier_checkpoints(plan, recipe, files)
+    plan = resolved.plan
+    found = find_earlier_checkpoints(resolved, files)
     if not found:
         return []
     if any(c.nothing_to_train for c in found):
-        message = describe_nothing_to_train(found, plan.project_home, stages_trained(plan, recipe))
+        message = describe_nothing_to_train(found, plan.project_home, stages_trained(resolved))
         return [_block("training", EARLIER_CHECKPOINTS, message, _fresh_start_fix(plan, found))]
     newest = max(found, key=lambda c: c.latest)
     return [_warn("training", EARLIER_CHECKPOINTS,
@@ -441,17 +438,18 @@ class MovedAside:
     into: Path  # the dated folder holding everything this fresh start moved
 
 
-def start_fresh(plan: Plan, recipe: Recipe, runner: Runner, files: ProjectFiles | None = None,
+def start_fresh(resolved: ResolvedPlan, runner: Runner, files: ProjectFiles | None = None,
                 when: datetime | None = None) -> list[MovedAside]:
     """Move the checkpoint folders that hold checkpoints, and what was converted
     from them, into one dated folder under the project home (``mv``, through
     ``runner``: here or on the login node). Nothing is deleted; a folder that
     cannot be moved stops it with a UserError naming it (what was moved stays moved)."""
+    plan = resolved.plan
     files = local_or(files)
-    with_checkpoints = [c.folder for c in find_earlier_checkpoints(plan, recipe, files)]
+    with_checkpoints = [c.folder for c in find_earlier_checkpoints(resolved, files)]
     if not with_checkpoints:
         return []
-    converted = [d for d in recipe.converted_dirs_for(plan) if files.exists(d)]
+    converted = [d for d in resolved.converted_dirs if files.exists(d)]
     target_root = fresh_start_folder(plan, when)
     moved = []
     for folder in with_checkpoints + converted:
@@ -476,7 +474,7 @@ def _and(words: Iterable[str]) -> str:
     return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} and {items[-1]}"
 
 
-def check_login_download(plan: Plan, recipe: Recipe, *, required: bool) -> CheckResult | None:
+def check_login_download(resolved: ResolvedPlan, *, required: bool) -> CheckResult | None:
     """``download: login``: the setup job only verifies what the login node
     prepared (compute nodes may have no network): files, code, environment.
     A chain submitted before ``hpcwizard prepare`` fails in its first job.
@@ -485,9 +483,9 @@ def check_login_download(plan: Plan, recipe: Recipe, *, required: bool) -> Check
     ``download: job`` plans."""
     from hpcwizard.prepare import parts_of
 
-    if plan.download != "login":
+    if resolved.plan.download != "login":
         return None
-    parts = parts_of(plan, recipe)
+    parts = parts_of(resolved)
     missing = [part for part in parts if part.problem]
     names = ", ".join(part.name for part in parts)
     if not missing:
@@ -516,10 +514,10 @@ def still_to_write(needs: list[SpaceNeed]) -> CheckResult:
 _FINDING_NAMES = {"quota-bytes": "quota", "quota-files": "file quota"}
 
 
-def check_space(plan: Plan, recipe: Recipe, runner: Runner, token: str | None,
+def check_space(resolved: ResolvedPlan, runner: Runner, token: str | None,
                 endpoint: str | None = None, files: ProjectFiles | None = None) -> list[CheckResult]:
     try:
-        needs = space_needs(plan, recipe, token, endpoint, files, runner)
+        needs = space_needs(resolved, token, endpoint, files, runner)
     except UserError as exc:
         return [_warn("space", "download size", f"could not list the repos' files: {exc.message}",
                       "fix the access rows above; the size check reruns then")]
@@ -582,8 +580,9 @@ def job_limits(kind: str, res: JobResources, part: PartitionInfo, plan: Plan) ->
     return results
 
 
-def check_slurm(plan: Plan, recipe: Recipe, runner: Runner, files: ProjectFiles | None = None,
+def check_slurm(resolved: ResolvedPlan, runner: Runner, files: ProjectFiles | None = None,
                 hpcwizard_cmd: list[str] | None = None) -> list[CheckResult]:
+    plan, recipe = resolved.plan, resolved.recipe
     slurm = SlurmClient(runner)
     try:
         partitions = {p.name: p for p in slurm.partitions()}
@@ -612,7 +611,7 @@ def check_slurm(plan: Plan, recipe: Recipe, runner: Runner, files: ProjectFiles 
         return results
     # Render into a scratch folder: --test-only reads the script and submits nothing.
     with _scratch_dir(runner, files) as scratch:
-        rendering = render(plan, recipe, Path(scratch), hpcwizard_cmd=hpcwizard_cmd, files=files)
+        rendering = render(resolved, Path(scratch), hpcwizard_cmd=hpcwizard_cmd, files=files)
         rendering.write(Path(scratch), files, logs=False)  # testing the scripts creates nothing
         for job in rendering.jobs:
             try:
@@ -630,7 +629,7 @@ def check_slurm(plan: Plan, recipe: Recipe, runner: Runner, files: ProjectFiles 
 _job_limits = job_limits  # the earlier private name
 
 
-def check_continuation(plan: Plan, recipe: Recipe, runner: Runner,
+def check_continuation(resolved: ResolvedPlan, runner: Runner,
                        files: ProjectFiles | None = None) -> list[CheckResult]:
     """How the train job continues across its time limit (README "Long
     trainings"): whether the cluster requeues (the answer is kept for render:
@@ -645,6 +644,7 @@ def check_continuation(plan: Plan, recipe: Recipe, runner: Runner,
         save_site_answer,
     )
 
+    plan, recipe = resolved.plan, resolved.recipe
     results = []
     try:
         answer = probe_requeue(plan, runner)
@@ -727,7 +727,7 @@ _PREPARE_ON_LOGIN = ("choose download: login (the wizard's 'prepare on the login
                      "then run `hpcwizard prepare PLAN` on the login node")
 
 
-def check_network(plan: Plan, recipe: Recipe, runner: Runner, *, files: ProjectFiles | None = None,
+def check_network(resolved: ResolvedPlan, runner: Runner, *, files: ProjectFiles | None = None,
                   endpoint: str | None = None, hpcwizard_cmd: list[str] | None = None, probe: bool = False,
                   cache_only: bool = False, wait: float | None = None, sbatch_args: Iterable[str] = (),
                   cancelled: Callable[[], bool] | None = None) -> list[CheckResult]:
@@ -738,6 +738,7 @@ def check_network(plan: Plan, recipe: Recipe, runner: Runner, *, files: ProjectF
     may stay pending (tests shorten it)."""
     from hpcwizard.checks import netprobe
 
+    plan, recipe = resolved.plan, resolved.recipe
     login = plan.download == "login"
     answer = netprobe.network_status(
         plan, recipe, runner, files=files, endpoint=endpoint, hpcwizard_cmd=hpcwizard_cmd, probe=probe,
@@ -805,7 +806,7 @@ def check_environment(runner: Runner, endpoint: str | None) -> list[CheckResult]
     return results
 
 
-def run_preflight(plan: Plan, recipe: Recipe, runner: Runner, *, endpoint: str | None = None,
+def run_preflight(resolved: ResolvedPlan, runner: Runner, *, endpoint: str | None = None,
                   on_result: Callable[[CheckResult], object] | None = None,  # its answer is ignored
                   files: ProjectFiles | None = None, hpcwizard_cmd: list[str] | None = None,
                   downloads_required: bool = False, probe_network: bool = False,
@@ -826,6 +827,7 @@ def run_preflight(plan: Plan, recipe: Recipe, runner: Runner, *, endpoint: str |
     (the laptop's token and network), space, Slurm and environment checks on
     the login node through ``runner``, plus whether the login node has the
     token file the jobs read."""
+    plan = resolved.plan
     preflight = Preflight()
 
     def add(rows: Iterable[CheckResult]) -> None:
@@ -836,29 +838,29 @@ def run_preflight(plan: Plan, recipe: Recipe, runner: Runner, *, endpoint: str |
 
     token = check_token(endpoint)
     add(token.results)
-    repos = recipe.repos_for(plan)
+    repos = list(resolved.repos)
     if files is not None and files.remote:
         add([check_remote_token(runner, files.where)])
     else:
         job_token = check_job_token(plan, repos)
         add([job_token] if job_token else [])
         # The manifests are files of this machine (remote: the wizard's Download step or `download --host`).
-        login_download = check_login_download(plan, recipe, required=downloads_required)
+        login_download = check_login_download(resolved, required=downloads_required)
         add([login_download] if login_download else [])
     add(check_repo_access(repos, token.token, endpoint))
     add(check_folders(plan, runner))
-    add(check_earlier_checkpoints(plan, recipe, files))
-    add(check_space(plan, recipe, runner, token.token, endpoint, files))
-    slurm_rows = check_slurm(plan, recipe, runner, files, hpcwizard_cmd)
+    add(check_earlier_checkpoints(resolved, files))
+    add(check_space(resolved, runner, token.token, endpoint, files))
+    slurm_rows = check_slurm(resolved, runner, files, hpcwizard_cmd)
     add(slurm_rows)
     # No new probe job while the Slurm rows block (no such partition, no controller).
     slurm_blocked = any(row.level == Level.BLOCK for row in slurm_rows)
     if not slurm_blocked:
-        add(check_continuation(plan, recipe, runner, files))
-    add(check_network(plan, recipe, runner, files=files, endpoint=endpoint, hpcwizard_cmd=hpcwizard_cmd,
+        add(check_continuation(resolved, runner, files))
+    add(check_network(resolved, runner, files=files, endpoint=endpoint, hpcwizard_cmd=hpcwizard_cmd,
                       probe=probe_network and not slurm_blocked, cache_only=slurm_blocked, wait=network_wait,
                       cancelled=cancelled))
     add(check_environment(runner, endpoint))
-    add(check_environment_python(plan, recipe, runner))
-    add(check_environment_pins(plan, recipe, token=token.token, endpoint=endpoint, files=files))
+    add(check_environment_python(resolved, runner))
+    add(check_environment_pins(resolved, token=token.token, endpoint=endpoint, files=files))
     return preflight

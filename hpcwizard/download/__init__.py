@@ -7,7 +7,7 @@ package fetches with HTTP ``Range`` into ``<file>.part`` plus a sidecar
 ``<dest>/.hpcwizard-complete.json`` so that a rerun continues at the byte and a
 job without network can check that everything is there.
 
-    summary = download_plan(plan, recipe, token=token, on_progress=TerminalProgressBar())
+    summary = download_plan(resolve(plan), token=token, on_progress=TerminalProgressBar())
 
 No Textual here: the TUI passes its own ``on_progress`` callback.
 """

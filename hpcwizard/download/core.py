@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from hpcwizard.checks.hub import default_endpoint as resolve_endpoint  # the one rule; light (no huggingface_hub)
 from hpcwizard.download.progress import (
@@ -54,10 +55,12 @@ from hpcwizard.download.transfer import (
 from hpcwizard.download.unpack import UnpackResult, unpack
 from hpcwizard.errors import UserError
 from hpcwizard.project.files import ProjectFiles, local_or
-from hpcwizard.project.plan import Plan
-from hpcwizard.project.recipe import Recipe, ResolvedRepo
+from hpcwizard.project.recipe import ResolvedRepo
 from hpcwizard.project.state import FileProgress, ProjectState, now_iso, update_state
 from hpcwizard.sizes import human_bytes, human_duration
+
+if TYPE_CHECKING:
+    from hpcwizard.project.resolved import ResolvedPlan
 
 log = logging.getLogger("hpcwizard.download")
 
@@ -449,8 +452,7 @@ def _unpack_all(repos: list[ResolvedRepo]) -> list[UnpackResult]:
 
 
 def download_plan(
-    plan: Plan,
-    recipe: Recipe,
+    resolved: ResolvedPlan,
     *,
     token: str | None = None,
     endpoint: str | None = None,
@@ -461,7 +463,8 @@ def download_plan(
     cancel: threading.Event | None = None,
 ) -> DownloadSummary:
     """Download (or, in a job of a ``download: login`` plan, only verify) and unpack the plan's repos."""
-    repos = recipe.repos_for(plan)
+    plan = resolved.plan
+    repos = list(resolved.repos)
     started = time.monotonic()
     if plan.download == "login" and in_job:
         # The compute node may have no network at all: trust only what the login node recorded.
@@ -502,10 +505,10 @@ def repo_download_size(repo: ResolvedRepo, token: str | None = None, endpoint: s
     return to_fetch, count, total
 
 
-def plan_download_size(plan: Plan, recipe: Recipe, token: str | None = None, endpoint: str | None = None,
+def plan_download_size(resolved: ResolvedPlan, token: str | None = None, endpoint: str | None = None,
                        files: ProjectFiles | None = None) -> tuple[int, int, int]:
     """``(bytes_to_download, files_to_download, bytes_total)``; complete files and usable parts count as done."""
-    sizes = [repo_download_size(repo, token, endpoint, files) for repo in recipe.repos_for(plan)]
+    sizes = [repo_download_size(repo, token, endpoint, files) for repo in resolved.repos]
     return sum(s[0] for s in sizes), sum(s[1] for s in sizes), sum(s[2] for s in sizes)
 
 
@@ -519,13 +522,14 @@ def _find_token() -> str | None:
 def run_download_command(plan_path: str, *, in_job: bool) -> int:
     """``hpcwizard download PLAN [--in-job]``: download with a progress display, print one summary line."""
     from hpcwizard.project.recipe import fill_namespace, load_plan_for_recipe
+    from hpcwizard.project.resolved import resolve
 
     plan, recipe = load_plan_for_recipe(plan_path)
     plan = fill_namespace(plan, recipe)  # a no-op for the filled copy a job reads
     token = None if (plan.download == "login" and in_job) else _find_token()
     reporter: ProgressCallback = TerminalProgressBar() if sys.stdout.isatty() else PlainProgressLog()
     try:
-        summary = download_plan(plan, recipe, token=token, on_progress=reporter, in_job=in_job)
+        summary = download_plan(resolve(plan, recipe), token=token, on_progress=reporter, in_job=in_job)
     except KeyboardInterrupt:
         print("\ndownload interrupted; run the same command again to resume where it stopped", file=sys.stderr)
         return 130

@@ -235,6 +235,7 @@ def plan_continuation(plan: Plan, recipe: Recipe, *, rate: float | None = None,
     parameter (the demo) uses that instead. ``requeue``: the cluster requeues
     (the check's answer, :func:`site_requeues`)."""
     from hpcwizard.jobs.estimate import estimate
+    from hpcwizard.project.resolved import resolve
 
     settings = recipe.continuation
     params = recipe.resolve_params(plan.params)
@@ -244,11 +245,11 @@ def plan_continuation(plan: Plan, recipe: Recipe, *, rate: float | None = None,
     training: float | None = None
     if step is not None:
         if step > 0:
-            training = estimate(plan, recipe, 1.0 / step).seconds
+            training = estimate(resolve(plan, recipe), 1.0 / step).seconds
         else:  # steps take no time at all
             training = 0.0
     elif rate is not None and rate > 0:
-        found = estimate(plan, recipe, rate, stage_rates)
+        found = estimate(resolve(plan, recipe), rate, stage_rates)
         training = found.seconds
         slowest = min([rate, *[r for r in (stage_rates or {}).values() if r > 0]])
         step, source = 1.0 / slowest, "measured"

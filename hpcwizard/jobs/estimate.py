@@ -50,6 +50,7 @@ from hpcwizard.project.files import ProjectFiles, local_or
 from hpcwizard.project.home import ProjectLayout
 from hpcwizard.project.plan import Plan
 from hpcwizard.project.recipe import Recipe
+from hpcwizard.project.resolved import ResolvedPlan
 from hpcwizard.project.state import load_state
 
 TAIL_LINES = 400  # the last few hundred lines of a log: enough samples, bounded work
@@ -314,10 +315,11 @@ def _scaling(recipe: Recipe, params: dict[str, Any], measured: MeasuredSettings 
     return factor, used
 
 
-def estimate(plan: Plan, recipe: Recipe, rate: float | None,
+def estimate(resolved: ResolvedPlan, rate: float | None,
              stage_rates: dict[int, float] | None = None, *,
              measured_with: MeasuredSettings | None = None) -> Estimate:
-    """Disk and time for ``plan`` (its ``params`` validated: PlanError names a bad one).
+    """Disk and time for the resolved plan (:func:`~hpcwizard.project.resolved.resolve`
+    validated its ``params``: PlanError named a bad one).
 
     ``rate`` is iterations per second from an earlier run, or None;
     ``stage_rates`` the rates it measured per stage number (a stage without
@@ -325,8 +327,9 @@ def estimate(plan: Plan, recipe: Recipe, rate: float | None,
     is scaled by the ``step_time: proportional`` parameters that differ, and
     every differing setting is named (without it, the settings are unknown).
     """
-    params = recipe.resolve_params(plan.params)
-    disk = recipe.output_bytes_for(plan)
+    plan, recipe = resolved.plan, resolved.recipe
+    params = dict(resolved.params)
+    disk = resolved.output_bytes()
     limit = plan.train.time_seconds()
     kept = recipe.checkpoints_kept(params)
     usable = rate if rate is not None and rate > 0 else None

@@ -43,8 +43,8 @@ from hpcwizard.jobs.journal import (
 )
 from hpcwizard.project.files import ProjectFiles, local_or
 from hpcwizard.project.plan import Plan
-from hpcwizard.project.recipe import Recipe
 from hpcwizard.project.render import render
+from hpcwizard.project.resolved import ResolvedPlan
 from hpcwizard.project.state import Submission, SubmittedJob, load_state, now_iso, update_state
 from hpcwizard.shell import Runner
 from hpcwizard.slurm import SlurmClient, SlurmRefused
@@ -82,7 +82,7 @@ def runs_dir(plan: Plan) -> Path:
     return plan.layout.runs_dir
 
 
-def submit_chain(plan: Plan, recipe: Recipe, runner: Runner, *, force: bool = False,
+def submit_chain(resolved: ResolvedPlan, runner: Runner, *, force: bool = False,
                  hf_endpoint: str | None = None, files: ProjectFiles | None = None,
                  hpcwizard_cmd: list[str] | None = None,
                  on_note: Callable[[str], None] | None = None) -> Submission:
@@ -93,6 +93,7 @@ def submit_chain(plan: Plan, recipe: Recipe, runner: Runner, *, force: bool = Fa
     ``hpcwizard_cmd`` is the login node's hpcwizard for the jobs to call).
     ``on_note``: gets one line per thing done to settle an interrupted
     earlier submit of the project (see :mod:`hpcwizard.jobs.journal`)."""
+    plan = resolved.plan
     files = local_or(files)
     # What is missing now is what this submit creates; a refused one removes it again.
     made = _missing_folders(plan, files)
@@ -101,7 +102,7 @@ def submit_chain(plan: Plan, recipe: Recipe, runner: Runner, *, force: bool = Fa
     # journal of a submit in flight.
     with files.lock(plan.state_dir / SUBMIT_LOCK):
         try:
-            return _submit_locked(plan, recipe, SlurmClient(runner), files, made, force=force,
+            return _submit_locked(resolved, SlurmClient(runner), files, made, force=force,
                                   hf_endpoint=hf_endpoint, hpcwizard_cmd=hpcwizard_cmd,
                                   note=on_note or (lambda line: None))
         except BaseException:
@@ -114,9 +115,10 @@ def submit_chain(plan: Plan, recipe: Recipe, runner: Runner, *, force: bool = Fa
             raise
 
 
-def _submit_locked(plan: Plan, recipe: Recipe, slurm: SlurmClient, files: ProjectFiles, made: list[Path], *,
+def _submit_locked(resolved: ResolvedPlan, slurm: SlurmClient, files: ProjectFiles, made: list[Path], *,
                    force: bool, hf_endpoint: str | None, hpcwizard_cmd: list[str] | None,
                    note: Callable[[str], None]) -> Submission:
+    plan = resolved.plan
     recovered = reconcile_locked(plan.state_dir, slurm, files)
     for line in recovered.lines:
         note(line)
@@ -140,7 +142,7 @@ def _submit_locked(plan: Plan, recipe: Recipe, slurm: SlurmClient, files: Projec
         suffix += 1
         scripts_dir = runs_dir(plan) / f"{stamp}-{suffix}"
     made.append(scripts_dir)
-    rendering = render(plan, recipe, scripts_dir, hf_endpoint=hf_endpoint, hpcwizard_cmd=hpcwizard_cmd, files=files)
+    rendering = render(resolved, scripts_dir, hf_endpoint=hf_endpoint, hpcwizard_cmd=hpcwizard_cmd, files=files)
     # The logs folder only once the chain is going in (below): a refused
     # submit leaves none behind.
     rendering.write(scripts_dir, files, logs=False)

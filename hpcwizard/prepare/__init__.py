@@ -27,14 +27,14 @@ from typing import TYPE_CHECKING, Optional
 from hpcwizard.errors import UserError
 from hpcwizard.prepare.code import code_problem, prepare_code
 from hpcwizard.prepare.environment import build_environment, environment_problem, read_requirements
-from hpcwizard.prepare.spec import CodeSpec, EnvironmentSpec, code_spec, environment_spec
+from hpcwizard.prepare.spec import CodeSpec, EnvironmentSpec
 from hpcwizard.prepare.steps import PrepareError
 
 if TYPE_CHECKING:
     from hpcwizard.download.progress import ProgressCallback
     from hpcwizard.project.files import ProjectFiles, TextSink
     from hpcwizard.project.plan import Plan
-    from hpcwizard.project.recipe import Recipe
+    from hpcwizard.project.resolved import ResolvedPlan
     from hpcwizard.shell import Runner
 
 PARTS = ("files", "code", "environment")
@@ -59,31 +59,31 @@ class PrepareSummary:
         return "; ".join(self.done)
 
 
-def _generated_requirements(plan: "Plan", recipe: "Recipe", spec: EnvironmentSpec) -> Optional[str]:
+def _generated_requirements(resolved: "ResolvedPlan", spec: EnvironmentSpec) -> Optional[str]:
     if spec.generated_requirements is None:
         return None
     from hpcwizard.project.render import render
 
-    rendering = render(plan, recipe, plan.layout.prepare_dir)
+    rendering = render(resolved, resolved.layout.prepare_dir)
     return next(f.text for f in rendering.files if f.name == spec.generated_requirements)
 
 
-def parts_of(plan: "Plan", recipe: "Recipe") -> list[PreparePart]:
+def parts_of(resolved: "ResolvedPlan") -> list[PreparePart]:
     """The plan's parts and, offline, whether each is ready (for the wizard and check)."""
     from hpcwizard.download import verify_downloaded
 
     parts = []
-    repos = recipe.repos_for(plan)
+    repos = list(resolved.repos)
     missing = verify_downloaded(repos)
     parts.append(PreparePart("files", f"{len(repos)} Hugging Face repo(s)",
                              f"{len(missing)} file(s) missing, e.g. {missing[0]}" if missing else None))
-    code = code_spec(recipe, plan)
+    code = resolved.code
     if code is not None:
         parts.append(PreparePart("code", f"{code.name} at {code.commit[:12]}", code_problem(code)))
-    env = environment_spec(recipe, plan)
+    env = resolved.environment
     if env is not None:
         try:
-            reqs = read_requirements(env, plan.env_overrides, _generated_requirements(plan, recipe, env))
+            reqs = read_requirements(env, resolved.plan.env_overrides, _generated_requirements(resolved, env))
             problem = environment_problem(env, reqs)
         except PrepareError:
             problem = f"{env.dir} is not built yet (it is built from the files, which come first)"
@@ -97,27 +97,27 @@ def _not_prepared(part: str, problem: str) -> PrepareError:
                         "then submit again")
 
 
-def verify_prepared(plan: "Plan", recipe: "Recipe", on_line: PartLineCallback) -> PrepareSummary:
+def verify_prepared(resolved: "ResolvedPlan", on_line: PartLineCallback) -> PrepareSummary:
     """In the setup job of a ``download: login`` plan: check every part offline, unpack the files."""
     from hpcwizard.download import download_plan
 
     summary = PrepareSummary()
     try:
-        files = download_plan(plan, recipe, in_job=True)
+        files = download_plan(resolved, in_job=True)
     except PrepareError:
         raise
     except UserError as exc:  # the files check's own message, with the part named
         raise _not_prepared("files", exc.message) from None
     summary.done.append("files: " + files.one_line())
-    code = code_spec(recipe, plan)
+    code = resolved.code
     if code is not None:
         problem = code_problem(code)
         if problem:
             raise _not_prepared("code", problem)
         summary.done.append(f"code: {code.name} at {code.commit[:12]}")
-    env = environment_spec(recipe, plan)
+    env = resolved.environment
     if env is not None:
-        reqs = read_requirements(env, plan.env_overrides, _generated_requirements(plan, recipe, env))
+        reqs = read_requirements(env, resolved.plan.env_overrides, _generated_requirements(resolved, env))
         problem = environment_problem(env, reqs)
         if problem:
             raise _not_prepared("environment", problem)
@@ -128,8 +128,7 @@ def verify_prepared(plan: "Plan", recipe: "Recipe", on_line: PartLineCallback) -
 
 
 def prepare_plan(
-    plan: "Plan",
-    recipe: "Recipe",
+    resolved: "ResolvedPlan",
     *,
     token: Optional[str] = None,
     endpoint: Optional[str] = None,
@@ -140,26 +139,27 @@ def prepare_plan(
     parts: tuple[str, ...] = PARTS,
 ) -> PrepareSummary:
     """Prepare the plan's parts (or, in the setup job of a login plan, verify them)."""
+    plan = resolved.plan
     if plan.download == "login" and in_job:
-        return verify_prepared(plan, recipe, on_line)
+        return verify_prepared(resolved, on_line)
     from hpcwizard.download import download_plan
 
     summary = PrepareSummary()
     if "files" in parts:
         on_line("files", "files: Hugging Face repos")
-        files = download_plan(plan, recipe, token=token, endpoint=endpoint, on_progress=on_progress,
+        files = download_plan(resolved, token=token, endpoint=endpoint, on_progress=on_progress,
                               in_job=in_job, cancel=cancel)
         summary.done.append("files: " + files.one_line())
-    code: Optional[CodeSpec] = code_spec(recipe, plan)
+    code: Optional[CodeSpec] = resolved.code
     if code is not None and "code" in parts:
         _check_cancel(cancel)
         on_line("code", f"code: {code.url} at {code.commit[:12]}")
         summary.done.append("code: " + prepare_code(code, lambda line: on_line("code", line)))
-    env: Optional[EnvironmentSpec] = environment_spec(recipe, plan)
+    env: Optional[EnvironmentSpec] = resolved.environment
     if env is not None and "environment" in parts:
         _check_cancel(cancel)
         on_line("environment", f"environment: {env.dir}")
-        reqs = read_requirements(env, plan.env_overrides, _generated_requirements(plan, recipe, env))
+        reqs = read_requirements(env, plan.env_overrides, _generated_requirements(resolved, env))
         summary.done.append("environment: " + build_environment(env, reqs, lambda line: on_line("environment", line)))
     return summary
 
@@ -181,6 +181,7 @@ def run_prepare_command(plan_path: str, *, in_job: bool, files_only: bool = Fals
     from hpcwizard.download.core import _find_token
     from hpcwizard.download.progress import PlainProgressLog, TerminalProgressBar
     from hpcwizard.project.recipe import fill_namespace, load_plan_for_recipe
+    from hpcwizard.project.resolved import resolve
 
     plan, recipe = load_plan_for_recipe(plan_path)
     plan = fill_namespace(plan, recipe)  # a no-op for the filled copy a job reads
@@ -192,7 +193,7 @@ def run_prepare_command(plan_path: str, *, in_job: bool, files_only: bool = Fals
         print(line if line.startswith(part + ":") else f"{part}: {line}", flush=True)
 
     try:
-        summary = prepare_plan(plan, recipe, token=token, on_progress=reporter, on_line=show, in_job=in_job,
+        summary = prepare_plan(resolve(plan, recipe), token=token, on_progress=reporter, on_line=show, in_job=in_job,
                                parts=("files",) if files_only else PARTS)
     except KeyboardInterrupt:
         print("\nprepare interrupted; run the same command again to resume where it stopped", file=sys.stderr)

@@ -17,28 +17,27 @@ from hpcwizard.errors import UserError
 if TYPE_CHECKING:
     from hpcwizard.checks.preflight import CheckResult
     from hpcwizard.project.files import ProjectFiles
-    from hpcwizard.project.plan import Plan
-    from hpcwizard.project.recipe import Recipe
+    from hpcwizard.project.resolved import ResolvedPlan
     from hpcwizard.shell import Runner
 
 ROW = "environment pins"
 
 
-def _fetch_from_hub(plan: "Plan", recipe: "Recipe", path: Path, into: Path, token: Optional[str],
+def _fetch_from_hub(resolved: "ResolvedPlan", path: Path, into: Path, token: Optional[str],
                     endpoint: Optional[str]) -> Optional[Path]:
     """The repo file that will land at ``path``, fetched now into ``into`` (None: no repo brings it)."""
     from huggingface_hub import hf_hub_download
 
     from hpcwizard.download.core import resolve_endpoint
 
-    for repo in recipe.repos_for(plan):
+    for repo in resolved.repos:
         if path.parent == repo.dest and repo.wanted(path.name):
             return Path(hf_hub_download(repo.repo_id, path.name, repo_type=repo.repo_type, token=token or False,
                                         endpoint=resolve_endpoint(endpoint), local_dir=str(into)))
     return None
 
 
-def check_environment_pins(plan: "Plan", recipe: "Recipe", *, token: Optional[str] = None,
+def check_environment_pins(resolved: "ResolvedPlan", *, token: Optional[str] = None,
                            endpoint: Optional[str] = None, files: Optional["ProjectFiles"] = None,
                            indexes: Optional[list[str]] = None) -> list["CheckResult"]:
     """One row: every pin of the environment is on the package index, or which are not and the override to add."""
@@ -48,9 +47,8 @@ def check_environment_pins(plan: "Plan", recipe: "Recipe", *, token: Optional[st
     from hpcwizard.prepare import _generated_requirements
     from hpcwizard.prepare.environment import read_requirements
     from hpcwizard.prepare.pins import pip_indexes, unsatisfiable
-    from hpcwizard.prepare.spec import environment_spec
 
-    spec = environment_spec(recipe, plan)
+    spec = resolved.environment
     if spec is None:
         return []
     source = spec.environment_yml or spec.requirements
@@ -59,12 +57,12 @@ def check_environment_pins(plan: "Plan", recipe: "Recipe", *, token: Optional[st
     with tempfile.TemporaryDirectory(prefix="hpcwizard-pins-") as tmp:
         try:
             if source is not None and (remote or not source.is_file()):
-                fetched = _fetch_from_hub(plan, recipe, source, Path(tmp), token, endpoint)
+                fetched = _fetch_from_hub(resolved, source, Path(tmp), token, endpoint)
                 if fetched is None:
                     return [_warn("environment", ROW, f"{what} is not downloaded yet and no repo of the recipe brings it",
                                   "prepare the files, then check again")]
                 spec = replace(spec, environment_yml=fetched) if spec.environment_yml else replace(spec, requirements=fetched)
-            reqs = read_requirements(spec, plan.env_overrides, _generated_requirements(plan, recipe, spec))
+            reqs = read_requirements(spec, resolved.plan.env_overrides, _generated_requirements(resolved, spec))
         except UserError as exc:
             return [_warn("environment", ROW, f"could not read {what}: {exc.message}", exc.hint or "check again later")]
         except Exception as exc:  # the hub refused or is unreachable: its own rows say why
@@ -101,13 +99,13 @@ done
 """
 
 
-def check_environment_python(plan: "Plan", recipe: "Recipe", runner: "Runner") -> list["CheckResult"]:
+def check_environment_python(resolved: "ResolvedPlan", runner: "Runner") -> list["CheckResult"]:
     """A venv needs a Python the recipe supports on the machine that builds it
     (the login node for ``download: login``); conda brings its own."""
     from hpcwizard.checks.preflight import _block, _ok, _warn
-    from hpcwizard.prepare.spec import environment_spec
 
-    spec = environment_spec(recipe, plan)
+    plan = resolved.plan
+    spec = resolved.environment
     if spec is None:
         return []
     conda = next((tool for tool in ("micromamba", "mamba", "conda") if runner.which(tool)), None)

@@ -100,15 +100,17 @@ def _text(data: dict[str, Any], key: str, where: str) -> str:
     return value
 
 
-def code_spec(recipe: Recipe, plan: Plan) -> Optional[CodeSpec]:
-    """The recipe's ``code:`` with the plan's values, or None when it has none."""
+def code_spec(recipe: Recipe, plan: Plan, values: Optional[dict[str, str]] = None) -> Optional[CodeSpec]:
+    """The recipe's ``code:`` with the plan's values (``values``: its
+    placeholders, when already computed), or None when it has none."""
     data = recipe.extra.get("code")
     if data is None:
         return None
     where = f"{recipe.name}/recipe.yaml code"
     if not isinstance(data, dict) or set(data) - {"git", "commit", "dest"}:
         raise RecipeError(f"{where} must be a mapping of git, commit and dest")
-    values = recipe.placeholders(plan)
+    if values is None:
+        values = recipe.placeholders(plan)
     url = fill_placeholders(_text(data, "git", where), values)
     commit = fill_placeholders(_text(data, "commit", where), values).lower()
     if not _GIT_URL.match(url):
@@ -118,8 +120,9 @@ def code_spec(recipe: Recipe, plan: Plan) -> Optional[CodeSpec]:
     return CodeSpec(url=url, commit=commit, dest=Path(fill_placeholders(_text(data, "dest", where), values)))
 
 
-def environment_spec(recipe: Recipe, plan: Plan) -> Optional[EnvironmentSpec]:
-    """The recipe's ``environment:`` with the plan's values, or None."""
+def environment_spec(recipe: Recipe, plan: Plan, values: Optional[dict[str, str]] = None) -> Optional[EnvironmentSpec]:
+    """The recipe's ``environment:`` with the plan's values (``values`` as for
+    :func:`code_spec`), or None."""
     data = recipe.extra.get("environment")
     if data is None:
         return None
@@ -127,7 +130,8 @@ def environment_spec(recipe: Recipe, plan: Plan) -> Optional[EnvironmentSpec]:
     allowed = {"dir", "python", "requirements", "generated_requirements", "environment_yml", "extra"}
     if not isinstance(data, dict) or set(data) - allowed:
         raise RecipeError(f"{where} must be a mapping of {', '.join(sorted(allowed))}")
-    values = recipe.placeholders(plan)
+    if values is None:
+        values = recipe.placeholders(plan)
 
     def path(key: str) -> Optional[Path]:
         return Path(fill_placeholders(_text(data, key, where), values)) if data.get(key) else None

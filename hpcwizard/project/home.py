@@ -29,10 +29,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from hpcwizard.errors import UserError
 from hpcwizard.project.files import LOCAL_FILES, ProjectFiles, expand_home
 from hpcwizard.project.state import STATE_FILE, ProjectState, load_state, update_state
 
 if TYPE_CHECKING:
+    from hpcwizard.project.plan import Plan
+    from hpcwizard.project.resolved import ResolvedPlan
     from hpcwizard.shell import Runner
 
 #: The state folder's name inside a project home.
@@ -157,3 +160,13 @@ class Project:
     def update_state(self, change: Callable[[ProjectState], Any]) -> ProjectState:
         """Apply ``change`` to the saved state under the state lock; save and return it."""
         return update_state(self.state_dir, change, self.files)
+
+    def resolve(self, plan: Plan) -> ResolvedPlan:
+        """``plan`` (a plan of this project) joined with its recipe and resolved
+        once: what rendering, the checks, submit and prepare take."""
+        from hpcwizard.project.resolved import resolve  # recipes and templates: when first needed
+
+        if Path(plan.project_home) != self.home:
+            raise UserError(f"the plan's project_home {plan.project_home} is not this project's {self.home}",
+                            "this is a bug; report it")
+        return resolve(plan)

@@ -100,6 +100,9 @@ class RecipeRepo:
     gated: bool = False
     optional: bool = False
     archives: tuple[Archive, ...] = ()
+    #: what templates call it (``repos['base-model'].dest``); ``name:`` in
+    #: recipe.yaml, by default the last part of its id
+    name: str = ""
 
     def wanted(self, path: str) -> bool:
         """Whether a file of the repo is one the recipe fetches."""
@@ -258,9 +261,20 @@ class ResolvedRepo:
     size_bytes: int
     gated: bool
     archives: tuple[ResolvedArchive, ...]
+    name: str = ""
 
     def wanted(self, path: str) -> bool:
         return any(fnmatch.fnmatch(path, pattern) for pattern in self.include)
+
+    @property
+    def into(self) -> Path:
+        """The one folder its archives unpack into (templates name the
+        unpacked code or frames by it); an error when they unpack apart."""
+        folders = {archive.into for archive in self.archives}
+        if len(folders) != 1:
+            raise RecipeError(f"repo {self.name} unpacks into {len(folders)} folders, not one",
+                              "name the archive's folder: archives[i].into")
+        return folders.pop()
 
     @property
     def page(self) -> str:
@@ -360,11 +374,15 @@ class Recipe:
                             f"allowed: {', '.join(self.variant_names)}")
         return variant
 
-    def placeholders(self, plan: Plan) -> dict[str, str]:
+    def placeholders(self, plan: Plan, params: dict[str, Any] | None = None) -> dict[str, str]:
+        """The values of ``{name}`` in recipe.yaml for ``plan`` (``params``: its
+        parameters already resolved, else resolved here)."""
         if self.needs_namespace and not plan.hf_namespace:
             raise PlanError(f"recipe {self.name} needs hf_namespace (the owner of your Hugging Face repos)",
                             "set hf_namespace: <your HF user or org> in the plan")
-        values = {name: str(value) for name, value in self.resolve_params(plan.params).items()}
+        if params is None:
+            params = self.resolve_params(plan.params)
+        values = {name: str(value) for name, value in params.items()}
         variant = next((v for v in self.variants if v.name == plan.variant), None)
         if variant is not None:
             values.update(variant.values)
@@ -378,10 +396,14 @@ class Recipe:
 
     def repos_for(self, plan: Plan, *, include_optional: bool = False) -> list[ResolvedRepo]:
         """The repos this plan's variant needs, with paths filled in."""
-        values = self.placeholders(plan)
+        return self.repos_with(self.placeholders(plan), plan.variant, include_optional=include_optional)
+
+    def repos_with(self, values: dict[str, str], variant: str | None, *,
+                   include_optional: bool = False) -> list[ResolvedRepo]:
+        """:meth:`repos_for` from placeholder values already computed."""
         resolved = []
         for repo in self.repos:
-            if repo.variants and plan.variant not in repo.variants:
+            if repo.variants and variant not in repo.variants:
                 continue
             if repo.optional and not include_optional:
                 continue
@@ -398,6 +420,7 @@ class Recipe:
                     ResolvedArchive(dest / a.archive, Path(_fill(a.into, values)), a.unpacked_bytes)
                     for a in repo.archives
                 ),
+                name=repo.name,
             ))
         return resolved
 
@@ -475,7 +498,12 @@ def _load_recipe(folder: Path) -> Recipe:
                         parse_size(a.get("unpacked_size", 0)))
                 for a in repo.get("unpack") or ()
             ),
+            name=str(repo.get("name") or str(_require(repo, "id", rwhere)).rsplit("/", 1)[-1]),
         ))
+    names = [repo.name for repo in repos]
+    twice = sorted({name for name in names if names.count(name) > 1})
+    if twice:
+        raise RecipeError(f"{where} has two repos named {twice[0]!r}", "give each repo its own name:")
     jobs = tuple(
         RecipeJob(_require(j, "name", where), _require(j, "template", where),
                   j.get("resources", "train"), j.get("description", ""))

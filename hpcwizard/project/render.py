@@ -24,8 +24,9 @@ from hpcwizard.checks.hub import chosen_endpoint
 from hpcwizard.errors import UserError
 from hpcwizard.jobs.continuation import Continuation, load_continuation
 from hpcwizard.project.files import LOCAL_FILES, ProjectFiles
-from hpcwizard.project.plan import JobResources, Plan
+from hpcwizard.project.plan import JobResources
 from hpcwizard.project.recipe import SHARED_FOLDER, Recipe, templates_root
+from hpcwizard.project.resolved import ResolvedPlan
 
 if TYPE_CHECKING:
     import jinja2
@@ -115,7 +116,7 @@ def _environment(recipe: Recipe) -> jinja2.Environment:
     return env
 
 
-def render(plan: Plan, recipe: Recipe, out_dir: Path, *, hf_endpoint: str | None = None,
+def render(resolved: ResolvedPlan, out_dir: Path, *, hf_endpoint: str | None = None,
            hpcwizard_cmd: list[str] | None = None, continuation: Continuation | None = None,
            files: ProjectFiles | None = None) -> Rendering:
     """Render the plan's chain; ``out_dir`` is where the files will live.
@@ -130,6 +131,7 @@ def render(plan: Plan, recipe: Recipe, out_dir: Path, *, hf_endpoint: str | None
     logged, the check's answer whether the cluster requeues): this machine's
     by default, the login node's in remote mode.
     """
+    plan, recipe = resolved.plan, resolved.recipe
     out_dir = Path(out_dir)
     if not out_dir.is_absolute():  # a local relative --out; remote ones arrive absolute
         out_dir = out_dir.absolute()
@@ -146,16 +148,20 @@ def render(plan: Plan, recipe: Recipe, out_dir: Path, *, hf_endpoint: str | None
         for i, job in enumerate(recipe.jobs, start=1)
     )
     endpoint = chosen_endpoint(hf_endpoint)
+    # What templates see (sbatch_templates/README.md "Templates"): every path
+    # recipe.yaml declares comes from here, never spelled again in a template.
     context: dict[str, Any] = {
         "plan": plan,
         "recipe": recipe,
         "variant": plan.variant,
-        "params": recipe.resolve_params(plan.params),
-        "repos": recipe.repos_for(plan),
+        "params": dict(resolved.params),
+        "repos": resolved.repos_by_name,
+        "environment": resolved.environment,
+        "code": resolved.code,
+        "checkpoint_dirs": resolved.checkpoint_dirs,
         "paths": {
             "project_home": plan.project_home,
             "data_root": plan.data_root,
-            "state_dir": plan.state_dir,
             "logs_dir": plan.logs_dir,
             "continuation_dir": plan.layout.continuation_dir,
             "out_dir": out_dir,
@@ -164,7 +170,6 @@ def render(plan: Plan, recipe: Recipe, out_dir: Path, *, hf_endpoint: str | None
         "chdir_directive": str(plan.project_home) if _DIRECTIVE_SAFE.match(str(plan.project_home)) else None,
         "hpcwizard_cmd": list(hpcwizard_cmd) if hpcwizard_cmd else hpcwizard_command(),
         "hf_endpoint": endpoint,
-        "jobs": jobs,
         "continuation": continuation if continuation is not None else load_continuation(plan, recipe, files),
     }
     rendered = [RenderedFile("plan.yaml", plan.to_yaml())]

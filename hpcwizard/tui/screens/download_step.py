@@ -18,8 +18,8 @@ from textual.widgets import Button, Label
 
 from hpcwizard.checks import hub
 from hpcwizard.errors import UserError
-from hpcwizard.project import session
 from hpcwizard.project.plan import Plan
+from hpcwizard.project.resolved import resolve
 from hpcwizard.project.wizard_steps import DOWNLOAD
 from hpcwizard.tui.messages import DownloadEnded, DownloadProgressed
 from hpcwizard.tui.screens.step import StepScreen
@@ -103,7 +103,7 @@ class DownloadStep(StepScreen):
             self.app.call_from_thread(self.query_one("#download-notes", Label).update, "\n".join(recent))
 
         try:
-            summary = prepare_plan(self.plan, session.recipe_of(self.plan), token=source.token if source else None,
+            summary = prepare_plan(resolve(self.plan), token=source.token if source else None,
                                    endpoint=self.context.hf_endpoint,
                                    on_progress=lambda p: self.post_message(DownloadProgressed(p)),
                                    on_line=show_line, cancel=cancel)

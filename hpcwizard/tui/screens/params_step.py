@@ -32,6 +32,7 @@ from hpcwizard.jobs.estimate import (
 )
 from hpcwizard.project import session
 from hpcwizard.project.plan import Plan
+from hpcwizard.project.resolved import resolve
 from hpcwizard.project.wizard_steps import PARAMS
 from hpcwizard.sizes import human_bytes
 from hpcwizard.slurm import format_slurm_duration
@@ -134,7 +135,7 @@ class ParamsStep(StepScreen):
         from hpcwizard.checks.preflight import find_earlier_checkpoints
 
         try:
-            found = find_earlier_checkpoints(self.plan, self.recipe, self.context.files)
+            found = find_earlier_checkpoints(resolve(self.plan, self.recipe), self.context.files)
         except (UserError, OSError):
             found = []  # only advice here: the preflight checks again
         self.post_message(EarlierCheckpointsRead(found))
@@ -168,7 +169,7 @@ class ParamsStep(StepScreen):
             choices.show(self.plan, [])
             return
         candidate = self.plan.with_changes(params=params)
-        choices.show(candidate, against_plan(self.earlier, candidate, self.recipe))
+        choices.show(candidate, against_plan(self.earlier, resolve(candidate, self.recipe)))
 
     def on_training_rate_read(self, message: TrainingRateRead) -> None:
         self.rate = message.rate
@@ -192,7 +193,7 @@ class ParamsStep(StepScreen):
         self.set_status(f"{self.recipe.name}: {changed}{dropped}")
         self._show_earlier(params)
         try:
-            cost = estimate(self.plan.with_changes(params=params), self.recipe,
+            cost = estimate(resolve(self.plan.with_changes(params=params), self.recipe),
                             self.rate.rate_its if self.rate else None,
                             self.rate.stage_rates if self.rate else None,
                             measured_with=self.rate.settings if self.rate else None)

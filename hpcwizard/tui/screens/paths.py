@@ -59,8 +59,8 @@ class PathsStep(StepScreen):
         super().__init__(reached=reached)
         self.plan = plan
         recipe = session.recipe_of(plan)
-        self.need_data = sum(r.size_bytes for r in recipe.repos_for(plan)) + sum(
-            a.unpacked_bytes for r in recipe.repos_for(plan) for a in r.archives)
+        repos = recipe.repos_for(plan)
+        self.need_data = sum(r.size_bytes for r in repos) + sum(a.unpacked_bytes for r in repos for a in r.archives)
         self.need_home = recipe.output_bytes_for(plan)
         self._debounce: dict[str, Timer] = {}
         self.network_read = False  # the cached network probe was read (tests wait for it)

@@ -20,8 +20,8 @@ from textual.worker import get_current_worker
 
 from hpcwizard.checks.preflight import EARLIER_CHECKPOINTS, CheckResult, Level, run_preflight
 from hpcwizard.errors import UserError
-from hpcwizard.project import session
 from hpcwizard.project.plan import Plan
+from hpcwizard.project.resolved import resolve
 from hpcwizard.project.wizard_steps import PREFLIGHT
 from hpcwizard.tui.choices import ParamsChoice
 from hpcwizard.tui.messages import CheckArrived, CheckpointsMovedAside, EarlierCheckpointsRead, PreflightDone
@@ -69,7 +69,7 @@ class PreflightStep(StepScreen):
             # local call exactly as it was).
             remote: dict[str, Any] = ({"files": self.context.files, "hpcwizard_cmd": self.context.hpcwizard_cmd}
                                       if self.context.files.remote else {})
-            result = run_preflight(self.plan, session.recipe_of(self.plan), self.context.runner,
+            result = run_preflight(resolve(self.plan), self.context.runner,
                                    endpoint=self.context.hf_endpoint,
                                    on_result=lambda row: self.post_message(CheckArrived(row)),
                                    cancelled=lambda: worker.is_cancelled, **remote)
@@ -114,7 +114,7 @@ class PreflightStep(StepScreen):
         from hpcwizard.checks.preflight import find_earlier_checkpoints
 
         try:
-            found = find_earlier_checkpoints(self.plan, session.recipe_of(self.plan), self.context.files)
+            found = find_earlier_checkpoints(resolve(self.plan), self.context.files)
         except (UserError, OSError):
             found = []
         self.post_message(EarlierCheckpointsRead(found))

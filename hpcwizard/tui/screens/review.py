@@ -15,6 +15,7 @@ from hpcwizard.project import session
 from hpcwizard.project.files import ProjectFiles, local_or
 from hpcwizard.project.plan import Plan
 from hpcwizard.project.render import render
+from hpcwizard.project.resolved import resolve
 from hpcwizard.project.state import load_state
 from hpcwizard.project.wizard_steps import REVIEW
 from hpcwizard.tui.messages import PreviewRendered
@@ -71,7 +72,7 @@ class ReviewStep(StepScreen):
     def build(self) -> None:
         out = self.plan.layout.preview_dir
         try:
-            rendering = render(self.plan, session.recipe_of(self.plan), out, hf_endpoint=self.context.hf_endpoint,
+            rendering = render(resolve(self.plan), out, hf_endpoint=self.context.hf_endpoint,
                                hpcwizard_cmd=self.context.hpcwizard_cmd, files=self.context.files)
             rendering.write(out, self.context.files)
         except (UserError, OSError) as exc:

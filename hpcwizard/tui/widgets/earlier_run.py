@@ -27,8 +27,8 @@ from hpcwizard.checks.preflight import (
     start_fresh,
 )
 from hpcwizard.errors import UserError
-from hpcwizard.project import session
 from hpcwizard.project.plan import Plan
+from hpcwizard.project.resolved import resolve
 from hpcwizard.tui.messages import CheckpointsMovedAside
 from hpcwizard.tui.widgets.confirm import ConfirmScreen
 
@@ -88,9 +88,8 @@ class EarlierRunChoices(Vertical):
         if not stuck:
             self.raised = {}
             return False
-        recipe = session.recipe_of(plan)
         self.raised = continue_steps(found)
-        self.message = "✘ " + describe_nothing_to_train(found, plan.project_home, stages_trained(plan, recipe))
+        self.message = "✘ " + describe_nothing_to_train(found, plan.project_home, stages_trained(resolve(plan)))
         self._update()
         return True
 
@@ -130,7 +129,7 @@ class EarlierRunChoices(Vertical):
     def move_aside(self, plan: Plan) -> None:
         context = self.app.context
         try:
-            moved = start_fresh(plan, session.recipe_of(plan), context.runner, context.files)
+            moved = start_fresh(resolve(plan), context.runner, context.files)
         except UserError as exc:
             self.post_message(CheckpointsMovedAside([], error=exc.one_line()))
         else:
