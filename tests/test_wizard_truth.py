@@ -103,12 +103,15 @@ async def test_params_step_start_fresh_moves_the_checkpoints_after_asking(make, 
         await wait_for(pilot, lambda: type(app.screen).__name__ == "ConfirmScreen", 10, "the question")
         assert (home / "demo" / "stage1" / "checkpoint-70").is_dir()  # nothing moves before the answer
         await pilot.press("y")
-        await wait_for(pilot, lambda: not (home / "demo" / "stage1").exists(), 20, "moved aside")
+        # The folders move one after the other: wait for the last, not the first
+        # (under load, stage1 was gone while converted_stage1 was still moving).
+        moved = ("stage1", "stage2", "converted_stage1")
+        await wait_for(pilot, lambda: not any((home / "demo" / name).exists() for name in moved), 20, "moved aside")
+        await wait_for(pilot, lambda: not screen.query_one("#params-earlier").shown, 20, "the choices gone")
         [dated] = (home / "old-checkpoints").iterdir()
         assert (dated / "demo" / "stage1" / "checkpoint-70").is_dir()
         assert (dated / "demo" / "stage2" / "checkpoint-70").is_dir()
         assert (dated / "demo" / "converted_stage1" / "weights.json").is_file()
-        await wait_for(pilot, lambda: not screen.query_one("#params-earlier").shown, 20, "the choices gone")
 
 
 async def test_preflight_blocks_nothing_would_be_trained_and_start_fresh_lets_it_pass(make, home):
