@@ -5,6 +5,7 @@ function every job script runs first."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 
@@ -74,3 +75,30 @@ def test_the_job_function_loads_under_set_eu_and_an_err_trap_and_gives_them_back
     assert "[log] ERROR" not in result.stdout + result.stderr.replace("ERROR: Unable to locate", "")
     # set -u is back: the unset variable ends the script.
     assert result.returncode != 0 and "UNSET_VARIABLE: unbound variable" in result.stderr
+
+
+def test_the_check_loads_the_plans_modules_on_the_login_node_first(modulepath, tmp_path):
+    """The modules row, and the Python a venv would be made with found after them."""
+    from hpcwizard.prepare.check import check_environment_python, check_modules
+    from hpcwizard.project.plan import plan_from_dict
+    from hpcwizard.project.recipe import get_recipe
+    from hpcwizard.project.resolved import resolve
+
+    # toolchain/2.0 brings a python3.12 of its own (pyenv's, linked into its bin): newer than this PATH's.
+    python312 = sorted(Path(os.path.expanduser("~/.pyenv/versions")).glob("3.12*/bin/python3.12"))
+    if not python312:
+        pytest.skip("no Python 3.12 in pyenv here to stand in for a module's Python")
+    (tmp_path / "toolchain-2.0" / "bin" / "python3.12").symlink_to(python312[-1])
+    runner = LocalRunner(extra_env={"MODULEPATH": str(modulepath)})
+    data = get_recipe("fff-vdi").default_plan(tmp_path / "p", download="login").to_dict()
+    loaded = resolve(plan_from_dict({**data, "modules": ["toolchain/2.0"]}))
+    [row] = check_modules(loaded, runner, "this login node")
+    assert (row.level.value, row.message) == ("ok", "load on this login node: toolchain/2.0")
+    [python] = check_environment_python(loaded, runner)
+    assert python.level.value == "ok" and str(tmp_path / "toolchain-2.0" / "bin" / "python3.12") in python.message, \
+        python.message
+    [refused] = check_modules(resolve(plan_from_dict({**data, "modules": ["nosuch/9"]})), runner, "this login node")
+    assert refused.level.value == "block" and refused.message.startswith("module load nosuch/9 failed on this login node")
+    assert check_modules(resolve(plan_from_dict(data)), runner, "this login node") == []
+    [without] = check_environment_python(resolve(plan_from_dict(data)), runner)
+    assert "toolchain-2.0" not in without.message

@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 from hpcwizard.demo import build_demo_hub, write_token_file
@@ -90,3 +91,29 @@ def test_a_module_that_does_not_load_ends_the_job_at_once_with_one_line(tmp_path
     assert "module load toolchain/1.0 nosuch/9 failed on " in err and "fix the plan's modules:" in err
     out_log = next((home / "logs").glob(f"*-{job_id}.out")).read_text()
     assert "verifying" not in out_log and "preparing" not in out_log  # nothing ran after it
+
+
+def test_prepare_builds_the_environment_with_the_plans_modules_loaded(tmp_path):
+    """A login plan whose modules bring a newer Python: prepare makes the venv with it."""
+    python312 = sorted(Path(os.path.expanduser("~/.pyenv/versions")).glob("3.12*/bin/python3.12"))
+    if not python312:
+        pytest.skip("no Python 3.12 in pyenv here to stand in for a module's Python")
+    build_demo_hub(tmp_path / "hub", user="alice", token=TOKEN)
+    write_token_file(tmp_path / "hf-home", TOKEN)
+    home = tmp_path / "proj"
+    data = get_recipe("demo").default_plan(home, tmp_path / "data", hf_namespace="alice", download="login").to_dict()
+    plan_file = tmp_path / "plan.yaml"
+    plan_file.write_text(yaml.safe_dump({**data, "modules": ["toolchain/1.0"]}))
+    modulepath = _modulepath(tmp_path)
+    (tmp_path / "toolchain-1.0" / "bin" / "python3.12").symlink_to(python312[-1])
+    with DevHub(tmp_path / "hub") as hub:
+        env = {k: v for k, v in os.environ.items() if k not in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")}
+        # This PATH's newest Python is Debian's 3.11: only the module brings 3.12.
+        env.update(HF_ENDPOINT=hub.url, HF_HOME=str(tmp_path / "hf-home"), MODULEPATH=str(modulepath),
+                   PATH="/usr/local/bin:/usr/bin:/bin")
+        done = subprocess.run([sys.executable, "-m", "hpcwizard", "prepare", str(plan_file)], env=env,
+                              capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
+    assert done.returncode == 0, done.stderr
+    assert "environment: module load toolchain/1.0" in done.stdout
+    made_with = (home / "envs" / "demo" / "pyvenv.cfg").read_text()
+    assert "version = 3.12" in made_with or "version_info = 3.12" in made_with, made_with

@@ -35,7 +35,7 @@ from hpcwizard.checks import hub
 from hpcwizard.checks.quota import probe_quota
 from hpcwizard.checks.space import FreeSpace, Gauge, Level, assess, free_space
 from hpcwizard.errors import UserError
-from hpcwizard.prepare.check import check_environment_pins, check_environment_python
+from hpcwizard.prepare.check import check_environment_pins, check_environment_python, check_modules
 from hpcwizard.project.files import ProjectFiles, local_or
 from hpcwizard.project.plan import JobResources, Plan, count_of
 from hpcwizard.project.recipe import ResolvedRepo
@@ -861,6 +861,7 @@ def run_preflight(resolved: ResolvedPlan, runner: Runner, *, endpoint: str | Non
                       probe=probe_network and not slurm_blocked, cache_only=slurm_blocked, wait=network_wait,
                       cancelled=cancelled))
     add(check_environment(runner, endpoint))
+    add(check_modules(resolved, runner, files.where if files is not None and files.remote else "this login node"))
     add(check_environment_python(resolved, runner))
     add(check_environment_pins(resolved, token=token.token, endpoint=endpoint, files=files))
     return preflight

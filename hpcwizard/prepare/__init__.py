@@ -160,8 +160,22 @@ def prepare_plan(
         _check_cancel(cancel)
         on_line("environment", f"environment: {env.dir}")
         reqs = read_requirements(env, plan.env_overrides, _generated_requirements(resolved, env))
-        summary.done.append("environment: " + build_environment(env, reqs, lambda line: on_line("environment", line)))
+        summary.done.append("environment: " + build_environment(env, reqs, lambda line: on_line("environment", line),
+                                                                env=_with_modules(plan, on_line)))
     return summary
+
+
+def _with_modules(plan: "Plan", on_line: PartLineCallback) -> Optional[dict[str, str]]:
+    """The environment to build in: this process's, after ``module load`` of
+    the plan's modules (a venv of a module's Python is made with that module
+    loaded, as its jobs will run it); None without modules."""
+    if not plan.modules:
+        return None
+    from hpcwizard.prepare.modules import module_environment
+    from hpcwizard.shell import LocalRunner
+
+    on_line("environment", f"environment: module load {' '.join(plan.modules)}")
+    return module_environment(plan.modules, LocalRunner())
 
 
 class PrepareCancelled(Exception):

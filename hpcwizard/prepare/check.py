@@ -89,14 +89,45 @@ def check_environment_pins(resolved: "ResolvedPlan", *, token: Optional[str] = N
     return rows
 
 
-# One constant script (no user value reaches the shell): every python3.X on
-# PATH, newest first, then python3, as "NAME MAJOR.MINOR EXECUTABLE".
+# One constant script (no user value reaches the shell): the first conda tool
+# on PATH as "conda TOOL", then every python3.X, newest first, then python3,
+# as "NAME MAJOR.MINOR EXECUTABLE".
 _FIND_PYTHONS = r"""
+for tool in micromamba mamba conda; do
+    if command -v "$tool" >/dev/null 2>&1; then echo "conda $tool"; break; fi
+done
 for name in python3.13 python3.12 python3.11 python3.10 python3.9 python3.8 python3; do
     exe=$(command -v "$name" 2>/dev/null) || continue
     "$exe" -c 'import sys; print(sys.argv[1], "%d.%d" % sys.version_info[:2], sys.executable)' "$name" 2>/dev/null
 done
 """
+
+
+def _with_modules(modules: tuple[str, ...], script: str) -> list[str]:
+    """``script`` run after ``module load`` of ``modules`` (the module names
+    are arguments, never shell text), or as it is without modules."""
+    if not modules:
+        return ["sh", "-c", script]
+    from hpcwizard.prepare.modules import modules_shell_function
+
+    return ["bash", "-c", modules_shell_function() + '\nhpcw_modules_load "$@" || exit $?\n' + script,
+            "bash", *modules]
+
+
+def check_modules(resolved: "ResolvedPlan", runner: "Runner", where: str) -> list["CheckResult"]:
+    """The plan's modules load on the login node (prepare builds with them, jobs start with them)."""
+    from hpcwizard.checks.preflight import _block, _ok
+    from hpcwizard.prepare.modules import ModuleError, module_environment
+
+    modules = resolved.plan.modules
+    if not modules:
+        return []
+    try:
+        loaded = module_environment(modules, runner, where=where)
+    except ModuleError as exc:
+        return [_block("environment", "modules", exc.message, exc.hint or "fix the plan's modules:")]
+    shown = loaded.get("LOADEDMODULES", "").replace(":", " ") or " ".join(modules)
+    return [_ok("environment", "modules", f"load on {where}: {shown}")]
 
 
 def check_environment_python(resolved: "ResolvedPlan", runner: "Runner") -> list["CheckResult"]:
@@ -108,13 +139,12 @@ def check_environment_python(resolved: "ResolvedPlan", runner: "Runner") -> list
     spec = resolved.environment
     if spec is None:
         return []
-    conda = next((tool for tool in ("micromamba", "mamba", "conda") if runner.which(tool)), None)
-    if conda:
-        return [_ok("environment", "python", f"{conda} builds the environment with its own Python {spec.python.text}")]
-    found = runner.run(["sh", "-c", _FIND_PYTHONS], timeout=60)
+    found = runner.run(_with_modules(plan.modules, _FIND_PYTHONS), timeout=120)
     seen = []
     for line in found.stdout.splitlines():
         name, _, rest = line.partition(" ")
+        if name == "conda":
+            return [_ok("environment", "python", f"{rest} builds the environment with its own Python {spec.python.text}")]
         version, _, exe = rest.partition(" ")
         major, _, minor = version.partition(".")
         if not (major.isdigit() and minor.isdigit()):
