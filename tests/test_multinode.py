@@ -231,3 +231,13 @@ def test_the_check_says_what_a_multi_node_training_costs(tmp_path, slurm_runner)
     assert cost_text(cont, one) == "≈ 20 node-hours (no GPU × ≈ 20h)"
     rows = {r.name: r for r in check_continuation(resolve(plan, recipe), slurm_runner)}
     assert rows["train cost"].message == "≈ 160 GPU-hours (2 nodes × 4 GPUs × ≈ 20h)"
+
+
+def test_a_training_of_seconds_costs_less_than_a_hundredth_not_a_long_decimal(tmp_path):
+    from hpcwizard.jobs.continuation import cost_text, plan_continuation
+
+    recipe = get_recipe("demo")
+    plan = recipe.default_plan(tmp_path / "p", tmp_path / "d", hf_namespace="alice")  # 2 × 6 steps × 0.2 s, and the startup
+    cont = plan_continuation(plan, recipe, requeue=True)
+    assert cost_text(cont, plan.train) == "< 0.01 node-hours (no GPU × ≈ 3s)"
+    assert cost_text(cont, replace(plan.train, gpus=1)) == "< 0.01 GPU-hours (1 GPU × ≈ 3s)"
