@@ -69,6 +69,16 @@ def test_the_welcome_step_shows_without_the_heavy_packages_or_later_screens(tmp_
     assert [name for name in LATER_SCREENS if name in modules] == []
 
 
+def test_a_new_project_s_welcome_step_needs_no_yaml_recipes_or_slurm_client(tmp_path):
+    # With no saved plan and no interrupted submit there is nothing to parse
+    # or settle: PyYAML, the recipes and the Slurm client are for later steps.
+    home = tmp_path / "project"
+    home.mkdir()
+    modules = run_python(WELCOME, str(home), home=tmp_path)["modules"]
+    for package in ("yaml", "hpcwizard.project.recipe", "hpcwizard.slurm", "hpcwizard.jobs.journal"):
+        assert not loaded(modules, package), f"{package} imported by the time the welcome step shows"
+
+
 def test_showing_any_screen_imports_no_heavy_package(tmp_path):
     # Each step's screen imports what it needs when it calls it (a hub check
     # in a worker, a render, a measured folder), not when it is shown.
