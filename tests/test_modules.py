@@ -93,7 +93,7 @@ def test_the_check_loads_the_plans_modules_on_the_login_node_first(modulepath, t
     data = get_recipe("fff-vdi").default_plan(tmp_path / "p", download="login").to_dict()
     loaded = resolve(plan_from_dict({**data, "modules": ["toolchain/2.0"]}))
     [row] = check_modules(loaded, runner, "this login node")
-    assert (row.level.value, row.message) == ("ok", "load on this login node: toolchain/2.0")
+    assert (row.level.value, row.name, row.message) == ("ok", "module load", "toolchain/2.0: loads on this login node")
     [python] = check_environment_python(loaded, runner)
     assert python.level.value == "ok" and str(tmp_path / "toolchain-2.0" / "bin" / "python3.12") in python.message, \
         python.message

@@ -115,8 +115,8 @@ class RefuseTrainSubmission:
 
     def run(self, argv, **kwargs):
         argv = list(argv)
-        if argv[0] == "sbatch" and "--test-only" not in argv and argv[-1].endswith("_train.sbatch"):
-            argv.insert(1, "--partition=does-not-exist")
+        if "sbatch" in argv and "--test-only" not in argv and argv[-1].endswith("_train.sbatch"):
+            argv.insert(argv.index("sbatch") + 1, "--partition=does-not-exist")
         return self.runner.run(argv, **kwargs)
 
     def which(self, program):
@@ -135,3 +135,44 @@ def test_refusal_after_acceptance_cancels_the_accepted_jobs(tmp_path, slurm_runn
     entry = wait_for("the setup job", lambda: next(iter(slurm.queue([setup_id])), None) or "gone", timeout=10)
     assert entry == "gone" or entry.state == JobState.CANCELLED
     assert load_state(plan.state_dir).submissions == []
+
+
+def test_sbatch_variables_left_in_the_users_shell_do_not_override_the_plan(tmp_path, slurm_runner, capsys,
+                                                                           hf_home, monkeypatch):
+    """sbatch ranks SBATCH_* above the script's #SBATCH lines: a stale
+    ~/.bashrc export would move, shorten or hide every job (and SBATCH_WAIT
+    would hang the submit until the job ends)."""
+    recipe = get_recipe("demo")
+    write_token_file(hf_home, "hf_for_the_jobs")
+    plan = recipe.default_plan(tmp_path / "proj", hf_namespace="alice")
+    plan_file = tmp_path / "plan.yaml"
+    plan_file.write_text(plan.to_yaml())
+    for name, value in {"SBATCH_PARTITION": "nosuchpartition", "SBATCH_TIMELIMIT": "1",
+                        "SBATCH_OUTPUT": str(tmp_path / "elsewhere-%j.out"), "SBATCH_MEM_PER_NODE": "1",
+                        "SBATCH_JOB_NAME": "not-the-plans", "SBATCH_WAIT": "1", "SBATCH_ARRAY_INX": "0-3"}.items():
+        monkeypatch.setenv(name, value)
+    slurm = SlurmClient(slurm_runner)
+    submitted: list[str] = []
+    try:
+        assert main(["submit", str(plan_file), "--json"]) == 0, capsys.readouterr().err
+        submitted = [job["id"] for job in json.loads(capsys.readouterr().out)["jobs"]]
+        for job_id, name in zip(submitted, ("setup", "train")):
+            shown = slurm_runner.run(["scontrol", "show", "job", job_id]).stdout
+            assert "Partition=cpu " in shown and "TimeLimit=00:10:00" in shown, shown
+            assert f"JobName={plan.job_prefix}{name}" in shown and "ArrayJobId" not in shown, shown
+            assert f"StdOut={plan.logs_dir}/" in shown and "MinMemoryNode=1G" in shown, shown
+    finally:
+        slurm.cancel(submitted)
+
+
+def test_the_check_says_which_sbatch_variables_of_the_shell_the_jobs_leave_out():
+    from hpcwizard.checks.preflight import check_sbatch_variables
+    from hpcwizard.shell import LocalRunner
+
+    only_policy = check_sbatch_variables(LocalRunner(extra_env={"SBATCH_CONSTRAINT": "a100"}))
+    assert not any("SBATCH_CONSTRAINT" in row.message for row in only_policy)
+    [row] = check_sbatch_variables(LocalRunner(extra_env={"SBATCH_PARTITION": "debug", "SBATCH_TIMELIMIT": "30",
+                                                          "SBATCH_CONSTRAINT": "a100"}))
+    assert row.level.value == "warn" and row.group == "slurm"
+    assert row.message.startswith("SBATCH_PARTITION, SBATCH_TIMELIMIT set in your shell")
+    assert "SBATCH_CONSTRAINT" not in row.message  # site policy is kept, and not reported

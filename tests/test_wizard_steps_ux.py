@@ -34,7 +34,7 @@ class SlowSbatch(LocalRunner):
     DELAY = 1.5
 
     def run(self, argv, *, timeout=30.0, env=None, stdin=None):
-        if argv[0] == "sbatch":
+        if "sbatch" in argv:  # (run through env, without the shell's SBATCH_* variables)
             time.sleep(self.DELAY)
         return super().run(argv, timeout=timeout, env=env, stdin=stdin)
 

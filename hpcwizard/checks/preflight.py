@@ -779,6 +779,24 @@ def check_network(resolved: ResolvedPlan, runner: Runner, *, files: ProjectFiles
 
 # --- environment -------------------------------------------------------------------
 
+def check_sbatch_variables(runner: Runner) -> list[CheckResult]:
+    """A warning when the login shell sets SBATCH_* variables for what the plan
+    decides: hpcwizard submits without them (sbatch would rank them above the
+    scripts' #SBATCH lines), and the user should know their export is ignored."""
+    from hpcwizard.slurm.client import PLAN_DECIDES_ENV
+
+    try:
+        names = runner.run(["sh", "-c", "env | cut -d= -f1"], timeout=20).stdout.split()
+    except UserError:
+        return []
+    found = [name for name in PLAN_DECIDES_ENV if name in names]
+    if not found:
+        return []
+    return [_warn("slurm", "sbatch variables", f"{', '.join(found)} set in your shell: hpcwizard's jobs leave "
+                  "them out (the plan decides)",
+                  "put what you meant in the plan (partition, time, account...), or unset them in ~/.bashrc")]
+
+
 def check_environment(runner: Runner, endpoint: str | None) -> list[CheckResult]:
     results = []
     conda = next((tool for tool in ("micromamba", "mamba", "conda") if runner.which(tool)), None)
@@ -788,7 +806,8 @@ def check_environment(runner: Runner, endpoint: str | None) -> list[CheckResult]
         venv = runner.run(["python3", "-c", "import venv, ensurepip"], timeout=20)
         if venv.ok:
             results.append(_warn("environment", "conda", "no conda, mamba or micromamba; environments will be Python venvs",
-                                 "fine for most recipes; load a conda module (`module load miniforge`) to use conda"))
+                                 "fine for most recipes; to build with conda, add its module to the plan's "
+                                 "modules: (e.g. miniforge3)"))
         else:
             results.append(_block("environment", "python venv", "neither conda nor a working python3 -m venv",
                                   "install python3-venv, or load a Python/conda module before running hpcwizard"))
@@ -853,6 +872,7 @@ def run_preflight(resolved: ResolvedPlan, runner: Runner, *, endpoint: str | Non
     add(check_space(resolved, runner, token.token, endpoint, files))
     slurm_rows = check_slurm(resolved, runner, files, hpcwizard_cmd)
     add(slurm_rows)
+    add(check_sbatch_variables(runner))
     # No new probe job while the Slurm rows block (no such partition, no controller).
     slurm_blocked = any(row.level == Level.BLOCK for row in slurm_rows)
     if not slurm_blocked:

@@ -125,9 +125,9 @@ def check_modules(resolved: "ResolvedPlan", runner: "Runner", where: str) -> lis
     try:
         loaded = module_environment(modules, runner, where=where)
     except ModuleError as exc:
-        return [_block("environment", "modules", exc.message, exc.hint or "fix the plan's modules:")]
+        return [_block("environment", "module load", exc.message, exc.hint or "fix the plan's modules:")]
     shown = loaded.get("LOADEDMODULES", "").replace(":", " ") or " ".join(modules)
-    return [_ok("environment", "modules", f"load on {where}: {shown}")]
+    return [_ok("environment", "module load", f"{shown}: loads on {where}")]
 
 
 def check_environment_python(resolved: "ResolvedPlan", runner: "Runner") -> list["CheckResult"]:

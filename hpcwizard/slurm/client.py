@@ -43,6 +43,20 @@ SUBMIT_TIMEOUT = 60.0
 COMPLETION_LOOKBACK = timedelta(days=60)
 
 _FORGOTTEN_JOB = "Invalid job id specified"
+
+#: sbatch's input environment variables for what a plan decides. sbatch ranks
+#: them ABOVE the script's #SBATCH lines, so an ``export SBATCH_PARTITION=debug``
+#: or ``SBATCH_TIMELIMIT`` left in a user's ~/.bashrc would silently move or
+#: shorten every job, ``SBATCH_OUTPUT`` hide its log, ``SBATCH_EXPORT=NONE``
+#: drop HF_HOME, ``SBATCH_WAIT`` hang the submit: sbatch runs without them.
+#: (Site policy such as SBATCH_CONSTRAINT or SBATCH_RESERVATION is kept.)
+PLAN_DECIDES_ENV = tuple(f"SBATCH_{name}" for name in (
+    "ACCOUNT", "QOS", "JOB_NAME", "PARTITION", "TIMELIMIT", "MEM_PER_NODE", "MEM_PER_CPU", "MEM_PER_GPU",
+    "GRES", "GPUS", "GPUS_PER_NODE", "GPUS_PER_TASK", "CPUS_PER_GPU", "OUTPUT", "ERROR", "INPUT", "OPEN_MODE",
+    "SIGNAL", "REQUEUE", "NO_REQUEUE", "EXPORT", "ARRAY_INX", "WAIT", "WAIT_ALL_NODES",
+))
+#: ``sbatch`` run through ``env`` without them (a constant prefix: no user value).
+_SBATCH = ("env", *(arg for name in PLAN_DECIDES_ENV for arg in ("-u", name)), "sbatch")
 _ACCOUNTING_DISABLED = ("accounting storage is disabled", "not running a supported accounting_storage")
 
 
@@ -73,7 +87,7 @@ class SlurmClient:
 
     def _run(self, argv: Sequence[str], *, timeout: float | None = None) -> CommandResult:
         """Run a Slurm command; an unreachable controller becomes SlurmUnavailable."""
-        command = argv[0]
+        command = argv[len(_SBATCH) - 1] if tuple(argv[:len(_SBATCH)]) == _SBATCH else argv[0]
         try:
             result = self.runner.run(list(argv), timeout=timeout or self.timeout)
         except CommandTimeout as exc:
@@ -161,7 +175,7 @@ class SlurmClient:
     ) -> str:
         """Submit a batch script; return its job id. Raises a SlurmRefused subclass."""
         options = self._sbatch_options(dependency, dependency_type, hold, extra_args, workdir)
-        result = self._run(["sbatch", "--parsable", *options, str(script_path)],
+        result = self._run([*_SBATCH, "--parsable", *options, str(script_path)],
                            timeout=self.submit_timeout)
         if not result.ok:
             raise refusal_from_stderr(result.stderr)
@@ -184,7 +198,7 @@ class SlurmClient:
     ) -> TestOnlyResult:
         """Ask sbatch when and where the script would run; submits nothing."""
         options = self._sbatch_options(dependency, dependency_type, False, extra_args, workdir)
-        result = self._run(["sbatch", "--test-only", *options, str(script_path)],
+        result = self._run([*_SBATCH, "--test-only", *options, str(script_path)],
                            timeout=self.submit_timeout)
         if not result.ok:
             raise refusal_from_stderr(result.stderr)
