@@ -118,7 +118,7 @@ def _separators(text: str):
 
 def test_a_long_real_training_is_planned_in_segments_with_a_lead_from_its_checkpoint_interval(tmp_path):
     plan, recipe = _plan("fff-vdi", tmp_path)  # 100000 steps, a checkpoint every 1000, 48 h
-    cont = plan_continuation(plan, recipe, rate=0.5)  # 2 s a step, as an earlier run logged
+    cont = plan_continuation(resolve(plan, recipe), rate=0.5)  # 2 s a step, as an earlier run logged
     assert cont.training_seconds == 200_000 and cont.step_source == "measured"
     # it waits for the next checkpoint (1000 steps, 2000 s, + 300 s to save) before stopping the trainer
     assert cont.checkpoint_wait == 2300 and cont.stop_wait == 304
@@ -129,14 +129,14 @@ def test_a_long_real_training_is_planned_in_segments_with_a_lead_from_its_checkp
                                      "at most 3 (train.segments: auto); Slurm warns 43m 39s before each limit")
     assert not cont.concerns
     # Without a measured rate: stopped at the warning (work since its last checkpoint is lost).
-    unknown = plan_continuation(plan, recipe)
+    unknown = plan_continuation(resolve(plan, recipe))
     assert (unknown.checkpoint_wait, unknown.lead, unknown.max_segments, unknown.expected_segments) == (0, 375, 10, None)
     assert "training time not known until a first run logs its rate" in describe(unknown)
 
 
 def test_a_checkpoint_interval_longer_than_the_warning_allows_is_a_concern(tmp_path):
     plan, recipe = _plan("fff-vdi", tmp_path, time="02:00:00")
-    cont = plan_continuation(plan, recipe, rate=0.05)  # 20 s a step: a checkpoint every 5.5 h
+    cont = plan_continuation(resolve(plan, recipe), rate=0.05)  # 20 s a step: a checkpoint every 5.5 h
     assert cont.lead == 1800  # a quarter of the limit at most
     assert cont.checkpoint_wait == 1800 - cont.stop_wait - 15
     assert any("each segment may lose up to one checkpoint interval" in c for c in cont.concerns)
@@ -144,12 +144,12 @@ def test_a_checkpoint_interval_longer_than_the_warning_allows_is_a_concern(tmp_p
 
 def test_segments_bound_and_one_segment_means_no_continuation(tmp_path):
     plan, recipe = _plan("fff-vdi", tmp_path, segments=1)
-    cont = plan_continuation(plan, recipe, rate=0.5)
+    cont = plan_continuation(resolve(plan, recipe), rate=0.5)
     assert not cont.enabled and "one segment (train.segments: 1)" in describe(cont)
     script = render(resolve(plan, recipe), tmp_path / "out", continuation=cont).files[-1].text
     assert "#SBATCH --signal" not in script and "#SBATCH --requeue" not in script and "C_ENABLED=0" in script
     few, _ = _plan("fff-vdi", tmp_path, segments=1 + 1)
-    short = plan_continuation(few, recipe, rate=0.1)  # ~12 segments needed
+    short = plan_continuation(resolve(few, recipe), rate=0.1)  # ~12 segments needed
     assert short.max_segments == 2 and any("train.segments allows 2" in c for c in short.concerns)
 
 
@@ -157,7 +157,7 @@ def test_train_scripts_ask_for_the_warning_and_requeue_or_follow_on(tmp_path):
     for name in ("demo", "fff-vdi", "diffueraser"):
         plan, recipe = _plan(name, tmp_path / name)
         plan = plan_from_dict({**plan.to_dict(), "notify": {"mail": "alice@example.org"}})
-        cont = plan_continuation(plan, recipe)
+        cont = plan_continuation(resolve(plan, recipe))
         files = {f.name: f.text for f in render(resolve(plan, recipe), tmp_path / name / "out", continuation=cont).files}
         train, setup = files["02_train.sbatch"], files["01_setup.sbatch"]
         assert f"#SBATCH --signal=B:USR1@{cont.lead}\n#SBATCH --requeue\n" in train

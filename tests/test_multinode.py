@@ -224,7 +224,7 @@ def test_the_check_says_what_a_multi_node_training_costs(tmp_path, slurm_runner)
     data["train"] = {**data["train"], "nodes": 2, "gpus": 4, "partition": "gpu", "time": "4:00:00"}
     data["params"] = {"max_train_steps": 1000, "seconds_per_step": 36}
     plan = plan_from_dict(data)
-    cont = plan_continuation(plan, recipe, requeue=True)
+    cont = plan_continuation(resolve(plan, recipe), requeue=True)
     assert cont.training_seconds == pytest.approx(72000, rel=0.01)
     assert cost_text(cont, plan.train) == "≈ 160 GPU-hours (2 nodes × 4 GPUs × ≈ 20h)"
     one = replace(plan.train, nodes=1, gpus=0)
@@ -238,6 +238,6 @@ def test_a_training_of_seconds_costs_less_than_a_hundredth_not_a_long_decimal(tm
 
     recipe = get_recipe("demo")
     plan = recipe.default_plan(tmp_path / "p", tmp_path / "d", hf_namespace="alice")  # 2 × 6 steps × 0.2 s, and the startup
-    cont = plan_continuation(plan, recipe, requeue=True)
+    cont = plan_continuation(resolve(plan, recipe), requeue=True)
     assert cost_text(cont, plan.train) == "< 0.01 node-hours (no GPU × ≈ 3s)"
     assert cost_text(cont, replace(plan.train, gpus=1)) == "< 0.01 GPU-hours (1 GPU × ≈ 3s)"

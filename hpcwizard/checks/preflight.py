@@ -644,7 +644,7 @@ def check_continuation(resolved: ResolvedPlan, runner: Runner,
         save_site_answer,
     )
 
-    plan, recipe = resolved.plan, resolved.recipe
+    plan = resolved.plan
     results = []
     try:
         answer = probe_requeue(plan, runner)
@@ -656,7 +656,7 @@ def check_continuation(resolved: ResolvedPlan, runner: Runner,
         with contextlib.suppress(OSError, UserError):
             save_site_answer(plan, answer.requeue, answer.reason, files)
     try:
-        cont = load_continuation(plan, recipe, files)
+        cont = load_continuation(resolved, files)
     except UserError as exc:  # a bad parameter: the params rows say it
         return results + [_warn("slurm", "train continuation", exc.message, exc.hint or "fix the plan")]
     if answer is not None and cont.requeue != answer.requeue:  # the file could not be written

@@ -36,6 +36,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -46,6 +47,7 @@ if TYPE_CHECKING:
     from hpcwizard.project.files import ProjectFiles
     from hpcwizard.project.plan import JobResources, Plan
     from hpcwizard.project.recipe import Recipe
+    from hpcwizard.project.resolved import ResolvedPlan
     from hpcwizard.shell import Runner
 
 #: The signal the batch script asks Slurm for (``--signal=B:USR1@lead``).
@@ -206,7 +208,7 @@ def _stop_wait(settings: ContinuationSettings, step: float | None) -> int:
     return max(10, math.ceil(settings.save_seconds + 2 * step))
 
 
-def step_seconds_of(recipe: Recipe, params: dict[str, Any]) -> float | None:
+def step_seconds_of(recipe: Recipe, params: Mapping[str, Any]) -> float | None:
     """The step time a parameter sets (the recipe's ``continuation.step_seconds``), or None."""
     from hpcwizard.project.recipe import fill_placeholders
 
@@ -220,36 +222,35 @@ def step_seconds_of(recipe: Recipe, params: dict[str, Any]) -> float | None:
     return value if value >= 0 else None
 
 
-def interval_steps(recipe: Recipe, params: dict[str, Any]) -> int | None:
+def interval_steps(recipe: Recipe, params: Mapping[str, Any]) -> int | None:
     """The checkpoint interval in steps: the largest of the recipe's ``checkpoint_steps`` parameters."""
     steps = [int(params[name]) for name in recipe.continuation.checkpoint_steps if params.get(name)]
     return max(steps) if steps else None
 
 
-def plan_continuation(plan: Plan, recipe: Recipe, *, rate: float | None = None,
+def plan_continuation(resolved: ResolvedPlan, *, rate: float | None = None,
                       stage_rates: dict[int, float] | None = None, requeue: bool = True) -> Continuation:
-    """The continuation of ``plan``'s train job.
+    """The continuation of the resolved plan's train job.
 
     ``rate``/``stage_rates``: iterations per second an earlier run logged
     (:func:`hpcwizard.jobs.estimate.measured_rate`); a recipe whose step time is a
     parameter (the demo) uses that instead. ``requeue``: the cluster requeues
     (the check's answer, :func:`site_requeues`)."""
     from hpcwizard.jobs.estimate import estimate
-    from hpcwizard.project.resolved import resolve
 
+    plan, recipe, params = resolved.plan, resolved.recipe, resolved.params
     settings = recipe.continuation
-    params = recipe.resolve_params(plan.params)
     limit = plan.train.time_seconds()
     step = step_seconds_of(recipe, params)
     source: str | None = "parameter" if step is not None else None
     training: float | None = None
     if step is not None:
         if step > 0:
-            training = estimate(resolve(plan, recipe), 1.0 / step).seconds
+            training = estimate(resolved, 1.0 / step).seconds
         else:  # steps take no time at all
             training = 0.0
     elif rate is not None and rate > 0:
-        found = estimate(resolve(plan, recipe), rate, stage_rates)
+        found = estimate(resolved, rate, stage_rates)
         training = found.seconds
         slowest = min([rate, *[r for r in (stage_rates or {}).values() if r > 0]])
         step, source = 1.0 / slowest, "measured"
@@ -295,7 +296,7 @@ def plan_continuation(plan: Plan, recipe: Recipe, *, rate: float | None = None,
         max_segments=maximum,
         expected_segments=expected,
         settings=settings,
-        checkpoint_dirs=tuple(recipe.checkpoint_dirs_for(plan)),
+        checkpoint_dirs=resolved.checkpoint_dirs,
         limit_seconds=limit,
         training_seconds=training,
         step_seconds=step,
@@ -306,13 +307,14 @@ def plan_continuation(plan: Plan, recipe: Recipe, *, rate: float | None = None,
     )
 
 
-def load_continuation(plan: Plan, recipe: Recipe, files: ProjectFiles | None = None) -> Continuation:
+def load_continuation(resolved: ResolvedPlan, files: ProjectFiles | None = None) -> Continuation:
     """:func:`plan_continuation` with what the project knows: the rate its last
     train log reports and the check's answer whether the cluster requeues."""
     from hpcwizard.jobs.estimate import measured_rate
 
+    plan, recipe = resolved.plan, resolved.recipe
     measured = measured_rate(plan.project_home, recipe, files=files) if recipe.continuation.step_seconds is None else None
-    return plan_continuation(plan, recipe, rate=measured.rate_its if measured else None,
+    return plan_continuation(resolved, rate=measured.rate_its if measured else None,
                              stage_rates=measured.stage_rates if measured else None,
                              requeue=site_requeues(plan, files))
 

@@ -170,7 +170,7 @@ def render(resolved: ResolvedPlan, out_dir: Path, *, hf_endpoint: str | None = N
         "chdir_directive": str(plan.project_home) if _DIRECTIVE_SAFE.match(str(plan.project_home)) else None,
         "hpcwizard_cmd": list(hpcwizard_cmd) if hpcwizard_cmd else hpcwizard_command(),
         "hf_endpoint": endpoint,
-        "continuation": continuation if continuation is not None else load_continuation(plan, recipe, files),
+        "continuation": continuation if continuation is not None else load_continuation(resolved, files),
     }
     rendered = [RenderedFile("plan.yaml", plan.to_yaml())]
     for generated in recipe.files:

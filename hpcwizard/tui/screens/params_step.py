@@ -259,13 +259,14 @@ class ParamsStep(StepScreen):
                 text.append(f"      ≈ within the train time limit {limit}, if the estimate holds", style="yellow")
             return text
         from hpcwizard.jobs.continuation import plan_continuation, segments_text
+        from hpcwizard.project.resolved import resolve
 
         # The rates this estimate used (scaled), so the segments count agrees with the time shown.
         total_steps = sum(s.steps for s in cost.stages)
         stage_rates = {number: s.rate_its for s in cost.stages
                        if (number := stage_number(s.name)) is not None and s.rate_its}
         try:
-            cont = plan_continuation(self.plan.with_changes(params=self.changed_params() or {}), self.recipe,
+            cont = plan_continuation(resolve(self.plan.with_changes(params=self.changed_params() or {}), self.recipe),
                                      rate=total_steps / cost.seconds if cost.seconds else None,
                                      stage_rates=stage_rates or None)
         except (UserError, ValueError):

@@ -11,7 +11,6 @@ from textual.widget import Widget
 from textual.widgets import Label, LoadingIndicator, TabbedContent, TabPane
 
 from hpcwizard.errors import UserError
-from hpcwizard.project import session
 from hpcwizard.project.files import ProjectFiles, local_or
 from hpcwizard.project.plan import Plan
 from hpcwizard.project.render import render
@@ -96,9 +95,10 @@ class ReviewStep(StepScreen):
     def _segments(self) -> str:
         """How many segments the training takes, when more than one job's time (issue: long trainings)."""
         from hpcwizard.jobs.continuation import load_continuation, segments_text
+        from hpcwizard.project.resolved import resolve
 
         try:
-            cont = load_continuation(self.plan, session.recipe_of(self.plan), self.context.files)
+            cont = load_continuation(resolve(self.plan), self.context.files)
         except (UserError, OSError, ValueError):
             return ""
         if not cont.enabled or (cont.expected_segments or 0) <= 1:
