@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import posixpath
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from hpcwizard.errors import CommandFailed
@@ -61,24 +62,23 @@ class FreeSpace:
         return max(0, self.bytes_total - self.bytes_free)
 
 
-def _nearest_existing_local(path: str) -> str:
-    current = os.path.abspath(os.path.expanduser(path))
-    while not os.path.exists(current):
+def _walk_up(start: str, found: Callable[[str], bool]) -> str:
+    """``start`` or its nearest parent for which ``found`` holds (``/`` at worst)."""
+    current = start
+    while not found(current):
         parent = os.path.dirname(current)
         if parent == current:
             break
         current = parent
     return current
+
+
+def _nearest_existing_local(path: str) -> str:
+    return _walk_up(os.path.abspath(os.path.expanduser(path)), os.path.exists)
 
 
 def _mount_point_local(path: str) -> str:
-    current = os.path.realpath(path)
-    while not os.path.ismount(current):
-        parent = os.path.dirname(current)
-        if parent == current:
-            break
-        current = parent
-    return current
+    return _walk_up(os.path.realpath(path), os.path.ismount)
 
 
 def free_space_local(path: str) -> FreeSpace:
