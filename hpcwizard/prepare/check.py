@@ -103,17 +103,6 @@ done
 """
 
 
-def _with_modules(modules: tuple[str, ...], script: str) -> list[str]:
-    """``script`` run after ``module load`` of ``modules`` (the module names
-    are arguments, never shell text), or as it is without modules."""
-    if not modules:
-        return ["sh", "-c", script]
-    from hpcwizard.prepare.modules import modules_shell_function
-
-    return ["bash", "-c", modules_shell_function() + '\nhpcw_modules_load "$@" || exit $?\n' + script,
-            "bash", *modules]
-
-
 def check_modules(resolved: "ResolvedPlan", runner: "Runner", where: str) -> list["CheckResult"]:
     """The plan's modules load on the login node (prepare builds with them, jobs start with them)."""
     from hpcwizard.checks.preflight import _block, _ok
@@ -139,7 +128,9 @@ def check_environment_python(resolved: "ResolvedPlan", runner: "Runner") -> list
     spec = resolved.environment
     if spec is None:
         return []
-    found = runner.run(_with_modules(plan.modules, _FIND_PYTHONS), timeout=120)
+    from hpcwizard.prepare.modules import with_modules
+
+    found = runner.run(with_modules(plan.modules, _FIND_PYTHONS), timeout=120)
     seen = []
     for line in found.stdout.splitlines():
         name, _, rest = line.partition(" ")

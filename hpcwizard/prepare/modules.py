@@ -34,15 +34,23 @@ def modules_shell_function() -> str:
     return (templates_root() / SHARED_FOLDER / MODULES_SCRIPT).read_text(encoding="utf-8")
 
 
+def with_modules(modules: Sequence[str], script: str) -> list[str]:
+    """argv running ``script`` after ``module load`` of ``modules`` (the names
+    are arguments, never shell text; a failed load exits with its status),
+    or ``script`` as it is without modules."""
+    if not modules:
+        return ["sh", "-c", script]
+    return ["bash", "-c", modules_shell_function() + '\nhpcw_modules_load "$@" || exit $?\n' + script,
+            "bash", *modules]
+
+
 def module_environment(modules: Sequence[str], runner: Runner, *, where: str = "this machine") -> dict[str, str]:
     """The environment after ``module load`` of ``modules`` on the runner's
     machine (this one, or the login node over SSH), to run builds in.
 
     Raises :class:`ModuleError` with ``module``'s own last line when one does
     not load, or when the machine has no module command."""
-    script = (modules_shell_function()
-              + '\nhpcw_modules_load "$@" || exit $?\nexec env -0\n')
-    result = runner.run(["bash", "-c", script, "bash", *modules], timeout=120)
+    result = runner.run(with_modules(modules, "exec env -0\n"), timeout=120)
     names = " ".join(modules)
     if result.returncode == _NO_MODULE_COMMAND:
         raise ModuleError(f"the plan's modules ({names}) need the module command, which {where} lacks",
