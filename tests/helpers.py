@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TypeVar
 
 import pytest
@@ -37,3 +39,16 @@ async def pilot_wait_for(pilot, condition: Callable[[], object], timeout: float 
         if condition():
             return
     raise AssertionError(f"{what} not met within {timeout} s; on {step_of(pilot.app)}")
+
+
+@contextlib.contextmanager
+def machine_lock(name: str) -> Iterator[None]:
+    """Hold /tmp/NAME.lock exclusively: for a test that must use a fixed path of
+    this machine (a snapshot shows it), so two suites running at once on one
+    machine take turns instead of removing each other's files."""
+    with open(f"/tmp/{name}.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import pytest
 
+from helpers import machine_lock
 from hpcwizard.jobs.poll import PollPolicy
 from hpcwizard.project.plan import job_prefix_for
 from hpcwizard.project.state import Submission, SubmittedJob, update_state
@@ -136,6 +137,11 @@ class FrozenTime:
 
 @pytest.fixture(autouse=True)
 def fixed_world(monkeypatch):
+    with machine_lock("hpcwizard-snapshots-dashboard"):
+        yield from _fixed_world(monkeypatch)
+
+
+def _fixed_world(monkeypatch):
     shutil.rmtree(ROOT, ignore_errors=True)
     (HOME / "logs").mkdir(parents=True)
     monkeypatch.setenv("TEXTUAL_ANIMATIONS", "none")

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from helpers import machine_lock
 from hpcwizard.checks.preflight import CheckResult, Level, Preflight
 from hpcwizard.checks.space import Gauge
 from hpcwizard.download import DownloadProgress, DownloadSummary, FileState, FileStatus
@@ -88,6 +89,11 @@ _deadline = [0.0]
 
 @pytest.fixture(autouse=True)
 def fixed_world(monkeypatch):
+    with machine_lock("hpcwizard-snapshots"):
+        yield from _fixed_world(monkeypatch)
+
+
+def _fixed_world(monkeypatch):
     shutil.rmtree(ROOT, ignore_errors=True)
     (ROOT / "hf").mkdir(parents=True)
     monkeypatch.setenv("TEXTUAL_ANIMATIONS", "none")
