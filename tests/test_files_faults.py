@@ -18,8 +18,9 @@ from pathlib import Path
 import pytest
 
 from hpcwizard.download.unpack import unpack
-from hpcwizard.project.files import STALE_TEMP_AGE, SshFiles, atomic_write
+from hpcwizard.project.files import SshFiles, atomic_write
 from hpcwizard.project.recipe import get_recipe
+from hpcwizard.project.temp_names import STALE_TEMP_AGE
 from test_remote import known_hosts, make_connection  # noqa: F401 - a fixture
 
 pytestmark = pytest.mark.timeout(120)

@@ -42,7 +42,6 @@ import errno
 import fcntl
 import os
 import posixpath
-import re
 import socket
 import stat as stat_mode
 import tempfile
@@ -54,6 +53,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, Union
 
 from hpcwizard.errors import UserError
+from hpcwizard.project.temp_names import is_stale_temp, local_temp_affixes
 
 if TYPE_CHECKING:
     from hpcwizard.jobs.logtail import FileSource
@@ -255,7 +255,8 @@ def atomic_write(path: Path, text: str, mode: int = 0o644) -> None:
     folder after it, so a crash (or a power cut) right after keeps the new
     file; the submit journal relies on that."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    prefix, suffix = local_temp_affixes(path.name)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=prefix, suffix=suffix)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
@@ -272,21 +273,6 @@ def atomic_write(path: Path, text: str, mode: int = 0o644) -> None:
             raise SaveError(f"cannot save {path}: the disk or your quota is full",
                              "free some space; nothing was lost, the previous file is intact") from None
         raise SaveError(f"cannot save {path}: {exc.strerror}") from None
-
-
-#: A temporary file of an atomic write older than this was left by a save
-#: that was killed (a save takes milliseconds): the next save removes it.
-STALE_TEMP_AGE = 600.0
-
-
-def is_stale_temp(name: str, target: str, age: float) -> bool:
-    """Whether ``name`` is an old temporary file of an atomic write of
-    ``target``: ``.NAME.<8 of mkstemp's>.tmp`` here, ``.NAME.tmp-<12 hex>``
-    over SFTP (:meth:`~hpcwizard.remote.files.RemoteFiles.write_bytes_atomic`)."""
-    if age < STALE_TEMP_AGE or not name.startswith(f".{target}."):
-        return False
-    rest = name[len(target) + 2:]
-    return bool(re.fullmatch(r"[A-Za-z0-9_]{8}\.tmp|tmp-[0-9a-f]{12}", rest))
 
 
 def remove_stale_temps(path: Path) -> None:

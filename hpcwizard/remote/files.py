@@ -34,6 +34,7 @@ import paramiko
 
 from hpcwizard.errors import UserError
 from hpcwizard.jobs.logtail import FileStat
+from hpcwizard.project.temp_names import is_stale_temp, sftp_temp_name
 from hpcwizard.remote.connection import SshConnection
 
 
@@ -153,7 +154,7 @@ class RemoteFiles:
         half-written one). ``mode`` is set before any byte is written, so a
         private file (0600) is never readable by others, even briefly."""
         directory, name = posixpath.split(path)
-        temp = posixpath.join(directory, f".{name}.tmp-{secrets.token_hex(6)}")
+        temp = posixpath.join(directory, sftp_temp_name(name))
 
         def op(sftp: paramiko.SFTPClient) -> None:
             try:
@@ -177,8 +178,6 @@ class RemoteFiles:
         """Best effort: what writes cut off with their connection left beside
         ``path``. Ages are taken on the login node's clock (the file just
         written is "now"), never this machine's."""
-        from hpcwizard.project.files import is_stale_temp
-
         directory, name = posixpath.split(path)
 
         def op(sftp: paramiko.SFTPClient) -> None:
