@@ -30,9 +30,9 @@ from hpcwizard.prepare.environment import (
     read_requirements,
     requirement_key,
 )
-from hpcwizard.prepare.spec import CodeSpec, EnvironmentSpec, PythonSpec
 from hpcwizard.prepare.steps import PrepareError
 from hpcwizard.project.plan import PlanError, plan_from_dict
+from hpcwizard.project.prepare_spec import CodeSpec, EnvironmentSpec, PythonSpec
 from hpcwizard.project.recipe import RecipeError, get_recipe
 from hpcwizard.project.resolved import resolve
 from hpcwizard.slurm import JobState, SlurmClient
@@ -293,7 +293,7 @@ def test_code_is_cloned_at_the_pinned_commit_moved_when_the_pin_changes_and_chec
 
 def test_fff_vdi_declares_its_code_and_environment(tmp_path):
     from hpcwizard.prepare import parts_of
-    from hpcwizard.prepare.spec import code_spec, environment_spec
+    from hpcwizard.project.prepare_spec import code_spec, environment_spec
 
     recipe = get_recipe("fff-vdi")
     plan = recipe.default_plan(tmp_path / "p", download="login")

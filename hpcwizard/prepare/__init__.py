@@ -27,8 +27,8 @@ from typing import TYPE_CHECKING, Optional
 from hpcwizard.errors import UserError
 from hpcwizard.prepare.code import code_problem, prepare_code
 from hpcwizard.prepare.environment import build_environment, environment_problem, read_requirements
-from hpcwizard.prepare.spec import CodeSpec, EnvironmentSpec
 from hpcwizard.prepare.steps import PrepareError
+from hpcwizard.project.prepare_spec import CodeSpec, EnvironmentSpec
 
 if TYPE_CHECKING:
     from hpcwizard.download.progress import ProgressCallback

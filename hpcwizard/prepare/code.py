@@ -14,8 +14,8 @@ import subprocess
 from pathlib import Path
 from typing import Optional
 
-from hpcwizard.prepare.spec import CodeSpec
 from hpcwizard.prepare.steps import LineCallback, PrepareError, command_env, last_error_line, run_streaming
+from hpcwizard.project.prepare_spec import CodeSpec
 
 STAMP = "hpcwizard-code.json"
 _GIT_ENV = {"GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "/bin/true", "LC_ALL": "C"}

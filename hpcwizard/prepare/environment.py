@@ -26,8 +26,8 @@ from typing import Any, Optional
 
 import yaml
 
-from hpcwizard.prepare.spec import KNOWN_PYTHONS, EnvironmentSpec, PythonSpec
 from hpcwizard.prepare.steps import LineCallback, PrepareError, command_env, last_error_line, run_streaming
+from hpcwizard.project.prepare_spec import KNOWN_PYTHONS, EnvironmentSpec, PythonSpec
 
 STAMP = ".hpcwizard-env-ready"
 CONDA_TOOLS = ("micromamba", "mamba", "conda")

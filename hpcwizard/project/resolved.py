@@ -23,9 +23,9 @@ from typing import TYPE_CHECKING, Any, Optional
 from hpcwizard.project.recipe import Recipe, RecipeError, ResolvedRepo, fill_placeholders, get_recipe
 
 if TYPE_CHECKING:
-    from hpcwizard.prepare.spec import CodeSpec, EnvironmentSpec
     from hpcwizard.project.home import ProjectLayout
     from hpcwizard.project.plan import Plan
+    from hpcwizard.project.prepare_spec import CodeSpec, EnvironmentSpec
 
 
 @dataclass(frozen=True)
@@ -67,7 +67,7 @@ def resolve(plan: Plan, recipe: Recipe | None = None) -> ResolvedPlan:
 
     Raises the PlanError of a bad parameter, or of a recipe that needs
     ``hf_namespace`` when the plan has none, naming it."""
-    from hpcwizard.prepare.spec import code_spec, environment_spec  # prepare/ builds on project/
+    from hpcwizard.project.prepare_spec import code_spec, environment_spec  # what recipe.yaml asks prepare to build
 
     if recipe is None:
         recipe = get_recipe(plan.recipe)
