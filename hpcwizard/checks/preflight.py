@@ -26,14 +26,17 @@ import tarfile
 import tempfile
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 from hpcwizard.checks import hub
 from hpcwizard.checks.quota import probe_quota
-from hpcwizard.checks.space import FreeSpace, Gauge, Level, assess, free_space
+from hpcwizard.checks.results import CheckResult, Preflight
+from hpcwizard.checks.results import block as _block
+from hpcwizard.checks.results import ok as _ok
+from hpcwizard.checks.results import warn as _warn
+from hpcwizard.checks.space import FreeSpace, Level, assess, free_space
 from hpcwizard.errors import UserError
 from hpcwizard.prepare.check import check_environment_pins, check_environment_python, check_modules
 from hpcwizard.project.files import ProjectFiles, local_or
@@ -46,49 +49,6 @@ from hpcwizard.sizes import human_bytes
 from hpcwizard.slurm import PartitionInfo, PartitionState, SlurmClient, format_slurm_duration
 
 __all__ = ["CheckResult", "Level", "Preflight", "job_limits", "run_preflight"]
-
-
-@dataclass(frozen=True)
-class CheckResult:
-    group: str  # token | access | space | training | slurm | environment
-    name: str
-    level: Level
-    message: str  # one short line: what a person takes in at a glance
-    fix: str = ""
-    detail: str = ""  # more about it (where from, the breakdown), shown on request
-    gauge: Gauge | None = None  # space rows: needed against free (or the quota)
-
-    def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["level"] = self.level.value
-        return data
-
-
-@dataclass
-class Preflight:
-    results: list[CheckResult] = field(default_factory=list)
-
-    @property
-    def blocked(self) -> bool:
-        return any(r.level == Level.BLOCK for r in self.results)
-
-    def counts(self) -> dict[str, int]:
-        counts = {level.value: 0 for level in Level}
-        for result in self.results:
-            counts[result.level.value] += 1
-        return counts
-
-
-def _ok(group: str, name: str, message: str, detail: str = "") -> CheckResult:
-    return CheckResult(group, name, Level.OK, message, detail=detail)
-
-
-def _warn(group: str, name: str, message: str, fix: str) -> CheckResult:
-    return CheckResult(group, name, Level.WARN, message, fix)
-
-
-def _block(group: str, name: str, message: str, fix: str) -> CheckResult:
-    return CheckResult(group, name, Level.BLOCK, message, fix)
 
 
 # --- token and access --------------------------------------------------------

@@ -12,10 +12,10 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional
 
+from hpcwizard.checks.results import CheckResult, block, ok, warn
 from hpcwizard.errors import UserError
 
 if TYPE_CHECKING:
-    from hpcwizard.checks.preflight import CheckResult
     from hpcwizard.project.files import ProjectFiles
     from hpcwizard.project.resolved import ResolvedPlan
     from hpcwizard.shell import Runner
@@ -43,7 +43,6 @@ def check_environment_pins(resolved: "ResolvedPlan", *, token: Optional[str] = N
     """One row: every pin of the environment is on the package index, or which are not and the override to add."""
     from dataclasses import replace
 
-    from hpcwizard.checks.preflight import _block, _ok, _warn
     from hpcwizard.prepare import _generated_requirements
     from hpcwizard.prepare.environment import read_requirements
     from hpcwizard.prepare.pins import pip_indexes, unsatisfiable
@@ -59,32 +58,32 @@ def check_environment_pins(resolved: "ResolvedPlan", *, token: Optional[str] = N
             if source is not None and (remote or not source.is_file()):
                 fetched = _fetch_from_hub(resolved, source, Path(tmp), token, endpoint)
                 if fetched is None:
-                    return [_warn("environment", ROW, f"{what} is not downloaded yet and no repo of the recipe brings it",
+                    return [warn("environment", ROW, f"{what} is not downloaded yet and no repo of the recipe brings it",
                                   "prepare the files, then check again")]
                 spec = replace(spec, environment_yml=fetched) if spec.environment_yml else replace(spec, requirements=fetched)
             reqs = read_requirements(spec, resolved.plan.env_overrides, _generated_requirements(resolved, spec))
         except UserError as exc:
-            return [_warn("environment", ROW, f"could not read {what}: {exc.message}", exc.hint or "check again later")]
+            return [warn("environment", ROW, f"could not read {what}: {exc.message}", exc.hint or "check again later")]
         except Exception as exc:  # the hub refused or is unreachable: its own rows say why
-            return [_warn("environment", ROW, f"could not fetch {what} to check its pins ({type(exc).__name__})",
+            return [warn("environment", ROW, f"could not fetch {what} to check its pins ({type(exc).__name__})",
                           "the token and access rows say why; check again once they pass")]
     indexes = indexes or pip_indexes()
     problems, unanswered = unsatisfiable(list(reqs.pip), indexes)
     rows: list[CheckResult] = []
     for key in reqs.unused_overrides:
-        rows.append(_warn("environment", "env_overrides", f"env_overrides {key!r} matches no pin of {what}",
+        rows.append(warn("environment", "env_overrides", f"env_overrides {key!r} matches no pin of {what}",
                           "remove it from the plan, or write the pin as the file does"))
     if problems:
         shown = "; ".join(p.message() for p in problems[:3]) + (f"; and {len(problems) - 3} more" if len(problems) > 3 else "")
         overrides = ", ".join(f"'{p.requirement}': '{p.override()}'" for p in problems[:3])
-        rows.append(_block("environment", ROW, f"{what} pins what the package index cannot install: {shown}",
+        rows.append(block("environment", ROW, f"{what} pins what the package index cannot install: {shown}",
                            f"add to the plan: env_overrides: {{{overrides}}}"))
     elif unanswered and len(unanswered) == sum(1 for _ in reqs.pip):
-        rows.append(_warn("environment", ROW, f"the package index ({indexes[0] if indexes else 'none'}) did not answer; "
+        rows.append(warn("environment", ROW, f"the package index ({indexes[0] if indexes else 'none'}) did not answer; "
                                               f"{what}'s pins are unchecked", "check again when it answers"))
     else:
         unchecked = f" ({len(unanswered)} unchecked: the index did not answer)" if unanswered else ""
-        rows.append(_ok("environment", ROW, f"{len(reqs.pip)} requirement(s) of {what}: every pin is on "
+        rows.append(ok("environment", ROW, f"{len(reqs.pip)} requirement(s) of {what}: every pin is on "
                                             f"{indexes[0] if indexes else 'the index'}{unchecked}"))
     return rows
 
@@ -105,7 +104,6 @@ done
 
 def check_modules(resolved: "ResolvedPlan", runner: "Runner", where: str) -> list["CheckResult"]:
     """The plan's modules load on the login node (prepare builds with them, jobs start with them)."""
-    from hpcwizard.checks.preflight import _block, _ok
     from hpcwizard.prepare.modules import ModuleError, module_environment
 
     modules = resolved.plan.modules
@@ -114,15 +112,14 @@ def check_modules(resolved: "ResolvedPlan", runner: "Runner", where: str) -> lis
     try:
         loaded = module_environment(modules, runner, where=where)
     except ModuleError as exc:
-        return [_block("environment", "module load", exc.message, exc.hint or "fix the plan's modules:")]
+        return [block("environment", "module load", exc.message, exc.hint or "fix the plan's modules:")]
     shown = loaded.get("LOADEDMODULES", "").replace(":", " ") or " ".join(modules)
-    return [_ok("environment", "module load", f"{shown}: loads on {where}")]
+    return [ok("environment", "module load", f"{shown}: loads on {where}")]
 
 
 def check_environment_python(resolved: "ResolvedPlan", runner: "Runner") -> list["CheckResult"]:
     """A venv needs a Python the recipe supports on the machine that builds it
     (the login node for ``download: login``); conda brings its own."""
-    from hpcwizard.checks.preflight import _block, _ok, _warn
 
     plan = resolved.plan
     spec = resolved.environment
@@ -135,19 +132,19 @@ def check_environment_python(resolved: "ResolvedPlan", runner: "Runner") -> list
     for line in found.stdout.splitlines():
         name, _, rest = line.partition(" ")
         if name == "conda":
-            return [_ok("environment", "python", f"{rest} builds the environment with its own Python {spec.python.text}")]
+            return [ok("environment", "python", f"{rest} builds the environment with its own Python {spec.python.text}")]
         version, _, exe = rest.partition(" ")
         major, _, minor = version.partition(".")
         if not (major.isdigit() and minor.isdigit()):
             continue
         seen.append(f"{name} {version}")
         if spec.python.allows((int(major), int(minor))):
-            return [_ok("environment", "python", f"a venv with {exe} (Python {version}, the recipe needs {spec.python.text})")]
+            return [ok("environment", "python", f"a venv with {exe} (Python {version}, the recipe needs {spec.python.text})")]
     from hpcwizard.prepare.environment import no_python_hint
 
     where = "on this login node" if plan.download == "login" else "on this login node (the setup job builds the venv on a compute node)"
     message = (f"no Python {spec.python.text} {where} for the training venv "
                f"(found: {', '.join(dict.fromkeys(seen)) or 'none'})")
     fix = no_python_hint(spec.python).replace(", then prepare again", ", then check again")
-    return [_block("environment", "python", message, fix) if plan.download == "login" else
-            _warn("environment", "python", message, fix)]
+    return [block("environment", "python", message, fix) if plan.download == "login" else
+            warn("environment", "python", message, fix)]
