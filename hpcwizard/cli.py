@@ -21,6 +21,7 @@ from hpcwizard.project.files import LOCAL_FILES, ProjectFiles
 from hpcwizard.shell import LocalRunner, Runner
 
 if TYPE_CHECKING:
+    from hpcwizard.project.home import Project
     from hpcwizard.project.resolved import ResolvedPlan
 
 INSTALL_HINT = ("install it there (`python3 -m pip install --user hpcwizard`, or pipx) "
@@ -320,17 +321,17 @@ def _require_remote_project_home(args: argparse.Namespace) -> None:
                         "pass the plan's project_home on the login node, e.g. --project-home ~/runs/demo")
 
 
-def _project_home(args: argparse.Namespace, files: ProjectFiles = LOCAL_FILES) -> Path:
-    """The existing project home of ``--project-home`` (the current folder by default)."""
+def _project(args: argparse.Namespace, files: ProjectFiles, runner: Runner) -> Project:
+    """The existing project of ``--project-home`` (the current folder by default)."""
     from hpcwizard.project.home import Project
 
     _require_remote_project_home(args)
-    project = Project.at(args.project_home or ".", files)
+    project = Project.at(args.project_home or ".", files, runner)
     if not project.is_initialised():
         where = f" on {files.where}" if files.remote else ""
         raise UserError(f"{project.home}{where} is not an hpcwizard project home (no hpcwizard/state.json)",
                         "pass --project-home DIR: the project_home of your plan")
-    return project.home
+    return project
 
 
 def print_status_table(snapshot: Any) -> None:
@@ -362,23 +363,20 @@ def note(line: str) -> None:
     print(f"hpcwizard: {line}", file=sys.stderr, flush=True)
 
 
-def settle_interrupted_submit(home: Path, runner: Runner, files: ProjectFiles) -> list[str]:
-    """Finish or undo a submit of ``home`` that was interrupted (its journal
-    is left; see :mod:`hpcwizard.jobs.journal`); the lines saying what was done.
-    Runs at the start of ``status`` and of the wizard and dashboard."""
-    from hpcwizard.project.home import ProjectLayout
-
-    layout = ProjectLayout(home)
-    if not files.exists(layout.submit_journal):
+def settle_interrupted_submit(project: Project) -> list[str]:
+    """Finish or undo a submit of ``project`` that was interrupted (its journal
+    is left; see :mod:`hpcwizard.jobs.journal`), with the project's runner; the
+    lines saying what was done. Runs at the start of ``status`` and of the
+    wizard and dashboard."""
+    if not project.files.exists(project.layout.submit_journal):
         return []  # nothing to settle: the journal's Slurm client is not even imported
     from hpcwizard.jobs.journal import reconcile
 
-    return reconcile(layout.state_dir, runner, files)
+    return reconcile(project)
 
 
 def cmd_status(args: argparse.Namespace) -> int:
     from hpcwizard.jobs.status import TrainingWatch, take_snapshot
-    from hpcwizard.project.home import Project
 
     if args.json and not args.once:
         raise UserError("--json needs --once", "run `hpcwizard status --once --json`")
@@ -386,11 +384,12 @@ def cmd_status(args: argparse.Namespace) -> int:
         return run_tui(args, "dashboard")
     _require_remote_project_home(args)  # before connecting: no host-key question for a command that cannot run
     files = make_files(args)
-    home = _project_home(args, files)
     runner = make_runner(args)
-    for line in settle_interrupted_submit(home, runner, files):
+    project = _project(args, files, runner)
+    home = project.home
+    for line in settle_interrupted_submit(project):
         note(line)
-    state = Project(home, files).load_state()
+    state = project.load_state()
     snapshot = take_snapshot(home, runner, files=files, state=state)
     watch = TrainingWatch(files)  # the dashboard's reading of the train logs: their tails only
     try:
@@ -597,32 +596,34 @@ def build_tui(args: argparse.Namespace, start_mode: str) -> Any:
     yet: the app's connect screen connects (asking host-key and passphrase
     questions as modals), then finds the project home, takes its lock and
     the login node's hpcwizard, in a worker."""
-    from hpcwizard.project.home import home_path
+    from hpcwizard.project.home import Project
     from hpcwizard.project.session import acquire_project_lock, check_folder
     from hpcwizard.tui.app import RemoteSetup, make_app
 
     if not args.host:
+        runner: Runner = LocalRunner()
+        project: Project | None = None
         if start_mode == "wizard":
-            home = home_path(args.project_home) if args.project_home else None
-            if home is not None:
+            if args.project_home:
+                project = Project.at(args.project_home, LOCAL_FILES, runner)
                 # One that could never be written (or created) is said before the TUI.
-                _, why = check_folder(str(home))
+                _, why = check_folder(str(project.home), LOCAL_FILES)
                 if why is not None:
-                    raise UserError(f"cannot write the project's files in {home} ({why})",
+                    raise UserError(f"cannot write the project's files in {project.home} ({why})",
                                     "choose a folder you can write (--project-home, or project_home in the plan)")
             # A folder that does not exist yet is created (and locked) by the
             # wizard once the user goes on: quitting at once leaves nothing behind.
-            if home is not None and home.exists():
-                acquire_project_lock(home, LOCAL_FILES)
+            if project is not None and project.home.exists():
+                acquire_project_lock(project)
         else:
-            home = _project_home(args, LOCAL_FILES)
-        runner: Runner = LocalRunner()
-        if home is not None and home.exists():
+            project = _project(args, LOCAL_FILES, runner)
+        if project is not None and project.home.exists():
             # Before the TUI takes the terminal: these lines stay on it
             # after the TUI quits.
-            for line in settle_interrupted_submit(home, runner, LOCAL_FILES):
+            for line in settle_interrupted_submit(project):
                 note(line)
-        return make_app(project_home=home, runner=runner, start_mode=start_mode)
+        return make_app(project_home=project.home if project is not None else None, runner=runner,
+                        start_mode=start_mode)
 
     _require_remote_project_home(args)
     from hpcwizard.remote.target import parse_host
@@ -638,21 +639,22 @@ def build_tui(args: argparse.Namespace, start_mode: str) -> Any:
         files, runner = make_files(args), make_runner(args)
         conn.connect()
         if start_mode != "wizard":
-            home = _project_home(args, files)
-            args._settled = settle_interrupted_submit(home, runner, files)
-            return RemoteSetup(home, connection=conn, files=files, runner=runner)
-        home = home_path(args.project_home, files)
+            project = _project(args, files, runner)
+            args._settled = settle_interrupted_submit(project)
+            return RemoteSetup(project.home, connection=conn, files=files, runner=runner)
+        project = Project.at(args.project_home, files, runner)
         # One that could never be written (or created) is said first, in one line.
-        _, why = check_folder(str(home), files)
+        _, why = check_folder(str(project.home), files)
         if why is not None:
-            raise UserError(f"cannot write the project's files in {home} on {files.where} ({why})",
+            raise UserError(f"cannot write the project's files in {project.home} on {files.where} ({why})",
                             "choose a folder you can write there (--project-home)")
         # As in local mode, a new folder is created (and locked) only once
         # the user goes on from the welcome step.
-        if files.exists(home):
-            acquire_project_lock(home, files)
-            args._settled = settle_interrupted_submit(home, runner, files)
-        return RemoteSetup(home, remote_hpcwizard(args, runner), connection=conn, files=files, runner=runner)
+        if files.exists(project.home):
+            acquire_project_lock(project)
+            args._settled = settle_interrupted_submit(project)
+        return RemoteSetup(project.home, remote_hpcwizard(args, runner), connection=conn, files=files,
+                           runner=runner)
 
     return make_app(start_mode=start_mode, connecting=connecting, connecting_to=args.host, ssh_prompts=prompts)
 

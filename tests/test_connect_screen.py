@@ -20,6 +20,7 @@ from conftest import Sshd
 from hpcwizard.cli import build_parser, build_tui
 from hpcwizard.errors import UserError
 from hpcwizard.project import session
+from hpcwizard.project.home import Project
 from hpcwizard.project.state import ProjectLock
 from hpcwizard.shell import LocalRunner
 from hpcwizard.tui.app import make_app
@@ -83,7 +84,7 @@ async def test_an_unknown_host_key_is_asked_in_the_tui_and_refused_unless_truste
             assert "127.0.0.1" in known.read_text()  # trusted once, saved for next time
     finally:
         close(args)
-        session.release_project_lock(home)
+        session.release_project_lock(Project(home))
 
 
 async def test_an_encrypted_key_asks_its_passphrase_in_a_masked_modal(tmp_path, sshd: Sshd):
@@ -129,7 +130,7 @@ async def test_an_encrypted_key_asks_its_passphrase_in_a_masked_modal(tmp_path, 
             assert args._ssh_connection.connected
     finally:
         close(args)
-        session.release_project_lock(home)
+        session.release_project_lock(Project(home))
         sshd.authorized.write_text(original)
 
 
@@ -173,7 +174,7 @@ async def test_a_second_wizard_on_a_remote_project_home_is_refused_and_can_retry
     finally:
         other.release()
         close(args)
-        session.release_project_lock(home)
+        session.release_project_lock(Project(home))
 
 
 def test_the_wizard_over_ssh_needs_a_project_home_before_the_tui_opens(tmp_path, sshd: Sshd):

@@ -22,6 +22,7 @@ from textual.geometry import Region
 from hpcwizard.jobs.logtail import LocalFileSource
 from hpcwizard.jobs.poll import FinishedJobsCache, PollPolicy
 from hpcwizard.jobs.status import JobRow
+from hpcwizard.project.home import Project
 from hpcwizard.project.state import Submission, SubmittedJob, load_state, now_iso, update_state
 from hpcwizard.slurm import SlurmClient
 from hpcwizard.tui.app import make_app
@@ -323,7 +324,7 @@ async def test_the_wizard_opens_again_from_the_dashboard_it_handed_over_to(tmp_p
 
     home = tmp_path / "proj"
     home.mkdir()
-    session.save_step(home, session.DONE)  # a chain was submitted from here:
+    session.save_step(Project(home), session.DONE)  # a chain was submitted from here:
     job = SubmittedJob("setup", "hw-proj-setup", "99999", "cpu", str(home / "setup.sbatch"))
     update_state(home / "hpcwizard", lambda state: state.submissions.append(Submission("f", now_iso(), "/s", (job,))))
     app = make_app(runner=slurm_runner, clock=lambda: FIXED)
@@ -360,7 +361,7 @@ async def test_back_from_the_wizard_the_dashboard_selects_the_new_chain(tmp_path
 
     home = tmp_path / "proj"
     old = submit_test_chain(home, slurm_runner, [("old", "sleep 60")])
-    session.save_step(home, session.DONE)
+    session.save_step(Project(home), session.DONE)
     app = dashboard_app(home, slurm_runner)
     try:
         async with app.run_test(size=(120, 36)) as pilot:

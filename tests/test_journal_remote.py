@@ -23,6 +23,7 @@ from hpcwizard.cli import main
 from hpcwizard.jobs.journal import Journal, Phase, load_journal, new_chain_id, write_journal
 from hpcwizard.project import session
 from hpcwizard.project.files import LOCAL_FILES, ProjectFiles, SshFiles
+from hpcwizard.project.home import Project
 from hpcwizard.project.recipe import get_recipe
 from hpcwizard.project.render import render
 from hpcwizard.project.resolved import resolve
@@ -38,6 +39,7 @@ pytestmark = pytest.mark.timeout(180)
 def killed_after_first_sbatch(plan, runner: Runner, files: ProjectFiles, hpcwizard_cmd=None) -> str:
     """What a submit killed between its two sbatch calls leaves: the journal
     (phase submitting, the first job's id) and that job, held. Its id."""
+    project = Project(plan.project_home, files)
     recipe = get_recipe(plan.recipe)
     scripts_dir = plan.layout.runs_dir / "20250101-000000"
     rendering = render(resolve(plan, recipe), scripts_dir, files=files, hpcwizard_cmd=hpcwizard_cmd)
@@ -48,11 +50,11 @@ def killed_after_first_sbatch(plan, runner: Runner, files: ProjectFiles, hpcwiza
         jobs=tuple(SubmittedJob(name=job.name, slurm_name=job.slurm_name, job_id="",
                                 partition=job.resources.partition, script=str(scripts_dir / job.script))
                    for job in rendering.jobs))
-    write_journal(plan.state_dir, journal, files)
+    write_journal(project, journal)
     first = rendering.jobs[0]
     job_id = SlurmClient(runner).submit(str(scripts_dir / first.script), hold=True, workdir=str(plan.project_home),
                                         extra_args=[f"--comment={journal.comment}"])
-    write_journal(plan.state_dir, journal.with_job_id(0, job_id), files)
+    write_journal(project, journal.with_job_id(0, job_id))
     return job_id
 
 
@@ -91,7 +93,7 @@ def test_status_over_ssh_cancels_the_held_job_of_an_interrupted_submit(tmp_path,
         assert code == 0, err
         assert f"left job {held} (held, never released): cancelled it" in err, err
         assert state_of(slurm, held) in (JobState.CANCELLED, None)  # None: already forgotten by Slurm
-        assert load_journal(plan.state_dir, files) is None
+        assert load_journal(Project(home, files)) is None
         # Settled once, and undone whole: the first submit's folders are gone with it.
         main(["status", "--once", "--project-home", str(home), *remote_args(ssh_config)])
         again = capsys.readouterr().err
@@ -128,7 +130,7 @@ async def test_the_remote_wizard_start_settles_an_interrupted_submit(tmp_path, s
             assert any(f"left job {held} (held, never released): cancelled it" in line for line in args._settled)
     finally:
         args._ssh_connection.close()
-        session.release_project_lock(home)
+        session.release_project_lock(Project(home, files))
         slurm.cancel([held])
 
 

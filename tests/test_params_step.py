@@ -10,6 +10,7 @@ import yaml
 
 from helpers import pilot_wait_for, step_of
 from hpcwizard.project import session
+from hpcwizard.project.home import Project
 from hpcwizard.project.recipe import get_recipe, load_plan_for_recipe
 from hpcwizard.project.state import Submission, SubmittedJob, now_iso, update_state
 from hpcwizard.shell import LocalRunner
@@ -43,8 +44,8 @@ def home(tmp_path) -> Path:
 def at_params(home: Path, recipe: str = "demo", **changes):
     """An app that resumes a session saved at the parameters step."""
     plan = get_recipe(recipe).default_plan(home, hf_namespace="alice", **changes)
-    session.save_plan(plan)
-    session.save_step(home, "params")
+    session.save_plan(Project(plan.project_home), plan)
+    session.save_step(Project(home), "params")
     return make_app(project_home=home, runner=LocalRunner(), hf_endpoint="http://hub.invalid")
 
 
@@ -111,7 +112,7 @@ async def test_values_round_trip_through_the_plan_file_and_only_changes_are_save
     assert data["params"] == {"max_train_steps": 40, "seconds_per_step": 0.05}
     plan, recipe = load_plan_for_recipe(session.plan_path(home))
     assert recipe.resolve_params(plan.params)["checkpoints_total_limit"] == 2
-    assert session.read_session(home).step == "paths"
+    assert session.read_session(Project(home)).step == "paths"
     # Reopen: back to the parameters, the values are there.
     app = make_app(project_home=home, runner=LocalRunner(), hf_endpoint="http://hub.invalid")
     async with app.run_test(size=SIZE) as pilot:

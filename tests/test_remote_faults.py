@@ -249,6 +249,7 @@ def user_config(tmp_path: Path, sshd: Sshd, user: str) -> Path:
 @pytest.mark.anyio
 async def test_the_remote_wizard_creates_the_project_home_only_once_the_user_goes_on(tmp_path, login_config):
     from hpcwizard.project import session
+    from hpcwizard.project.home import Project
     from test_wizard import screen_text, start_new, wait_for
 
     home = tmp_path / "nope" / "deeper"
@@ -265,7 +266,7 @@ async def test_the_remote_wizard_creates_the_project_home_only_once_the_user_goe
             assert (home / "hpcwizard" / "wizard.lock").is_file()
     finally:
         args._ssh_connection.close()
-        session.release_project_lock(home)
+        session.release_project_lock(Project(home))
 
 
 @pytest.mark.anyio

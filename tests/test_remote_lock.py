@@ -23,6 +23,7 @@ import pytest
 from conftest import Sshd
 from hpcwizard.project import session
 from hpcwizard.project.files import SshFiles
+from hpcwizard.project.home import Project
 from hpcwizard.project.state import ProjectReadOnly, load_state
 from hpcwizard.remote import SshConnection, SshRunner
 from test_remote import kill_and_wait, known_hosts, make_connection, session_process  # noqa: F401 - a fixture
@@ -108,7 +109,8 @@ def test_the_lock_is_taken_again_when_the_connection_comes_back(
     files = SshFiles(connection)
     home = tmp_path / "proj"
     home.mkdir()
-    assert session.acquire_project_lock(home, files)
+    project = Project(home, files)
+    assert session.acquire_project_lock(project)
     try:
         drop(sshd, connection)
         # The next use of the connection reconnects, and takes the lock again on the way.
@@ -119,10 +121,10 @@ def test_the_lock_is_taken_again_when_the_connection_comes_back(
         assert other.answer.startswith("this project home is already open in hpcwizard (pid "), other.answer
         assert "(over ssh)" in other.answer
         # Still this wizard's project: its saves go through.
-        session.save_step(home, "token", files)
+        session.save_step(project, "token")
         assert load_state(home / "hpcwizard").wizard_step == "token"
     finally:
-        session.release_project_lock(home)
+        session.release_project_lock(project)
     # Released for real: the next hpcwizard gets it.
     other = OtherWizard(sshd, known_hosts, home, wait=0)
     other_wizards.append(other)
@@ -134,8 +136,9 @@ def test_a_lock_taken_by_another_wizard_during_the_drop_makes_this_one_read_only
     files = SshFiles(connection)
     home = tmp_path / "proj"
     home.mkdir()
-    assert session.acquire_project_lock(home, files)
-    session.save_step(home, "recipe", files)
+    project = Project(home, files)
+    assert session.acquire_project_lock(project)
+    session.save_step(project, "recipe")
     told: list[str] = []
     session.watch_project_lock(home, told.append)
     try:
@@ -148,12 +151,12 @@ def test_a_lock_taken_by_another_wizard_during_the_drop_makes_this_one_read_only
         assert files.exists(home)  # the connection is back
         assert len(told) == 1 and "another hpcwizard (pid " in told[0] and "read-only" in told[0], told
         with pytest.raises(ProjectReadOnly, match="read-only"):
-            session.save_step(home, "params", files)
+            session.save_step(project, "params")
         with pytest.raises(ProjectReadOnly):
             session.ensure_writable(home)  # what the submit step asks first
         assert load_state(home / "hpcwizard").wizard_step == "recipe"  # nothing written
     finally:
-        session.release_project_lock(home)
+        session.release_project_lock(project)
 
 
 @pytest.fixture

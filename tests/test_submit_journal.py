@@ -30,6 +30,7 @@ from hpcwizard.demo import write_token_file
 from hpcwizard.jobs import submit as submit_module
 from hpcwizard.jobs.journal import JOURNAL_FILE, Journal, Phase, load_journal, write_journal
 from hpcwizard.jobs.submit import ChainRefused, submit_chain
+from hpcwizard.project.home import Project as HomeProject
 from hpcwizard.project.recipe import get_recipe
 from hpcwizard.project.resolved import resolve
 from hpcwizard.project.state import load_state
@@ -154,6 +155,11 @@ class Project:
     @property
     def home(self) -> Path:
         return self.plan.project_home
+
+    @property
+    def core(self) -> HomeProject:
+        """The project as hpcwizard's core takes it."""
+        return HomeProject(self.home)
 
     def env(self, faults: Faults | None = None) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if k not in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")}
@@ -290,7 +296,7 @@ def test_submit_killed_at_any_point_then_run_again_leaves_one_chain(project, fau
         first.wait()
     # The sbatch/scontrol hpcwizard was waiting for dies with it.
     wait_for(f"{command} to die with hpcwizard", lambda: gone(child), timeout=30)
-    journal = load_journal(project.plan.state_dir)
+    journal = load_journal(project.core)
     assert journal is not None and journal.phase is (Phase.RELEASING if command == "scontrol" else Phase.SUBMITTING)
     left = [row for row in project.jobs() if row.state != "CANCELLED"]
     assert len(left) == accepted and all(row.comment == journal.comment for row in left), left
@@ -400,7 +406,7 @@ def test_the_wizard_start_settles_an_interrupted_submit(project, faults, capsys)
     try:
         build_tui(args, "wizard")
     finally:
-        release_project_lock(project.home)
+        release_project_lock(project.core)
     err = capsys.readouterr().err
     assert f"left jobs {', '.join(held)} (held, never released): cancelled them" in err
     assert all(project.job(i).state == "CANCELLED" for i in held)
@@ -413,7 +419,7 @@ def test_a_journal_whose_chain_is_recorded_goes_quietly(project, slurm_runner):
     journal = Journal(chain=submission.chain, plan_fingerprint=submission.plan_fingerprint,
                       started_at=submission.submitted_at, scripts_dir=submission.scripts_dir,
                       phase=Phase.RELEASING, jobs=submission.jobs)
-    write_journal(project.plan.state_dir, journal)
+    write_journal(project.core, journal)
     again = project.submit()
     assert again.returncode == 2 and "already submitted" in again.stderr
     assert "interrupted" not in again.stderr
@@ -457,7 +463,7 @@ def test_failed_cleanup_is_said_truthfully_and_finished_on_the_next_start(projec
     assert (f"could not cancel {job} (controller down): it is held and will never run; "
             f"hpcwizard cancels it on its next start, or run `scancel {job}`") in failed.stderr, failed.stderr
     assert "cancelled the accepted" not in failed.stderr
-    assert load_journal(project.plan.state_dir).phase is Phase.CANCELLING
+    assert load_journal(project.core).phase is Phase.CANCELLING
 
     status = project.run("status", "--project-home", str(project.home), "--once")
     assert status.returncode == 0, status.stderr

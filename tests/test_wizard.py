@@ -22,6 +22,7 @@ from hpcwizard.demo import build_demo_hub, write_token_file
 from hpcwizard.devhub import DevHub
 from hpcwizard.errors import CommandTimeout
 from hpcwizard.project import session
+from hpcwizard.project.home import Project
 from hpcwizard.project.recipe import get_recipe
 from hpcwizard.project.state import ProjectLock, Submission, SubmittedJob, load_state, now_iso, update_state
 from hpcwizard.shell import LocalRunner
@@ -89,8 +90,8 @@ def demo_plan(home: Path, **changes):
 def saved_at(home: Path, step: str, plan=None) -> None:
     """A session quit at ``step``, as the wizard leaves it."""
     if plan is not None:
-        session.save_plan(plan)
-    session.save_step(home, step)
+        session.save_plan(Project(plan.project_home), plan)
+    session.save_step(Project(home), step)
 
 
 # -- driving the steps ---------------------------------------------------------------
@@ -319,15 +320,15 @@ def test_a_saved_plan_is_validated_against_its_recipe_before_resuming(home):
     declare (here one that would inject a line into the scripts) is refused
     like in a plan file, and the wizard goes back to the recipe step."""
     plan = get_recipe("diffueraser").default_plan(home, hf_namespace="alice")
-    session.save_plan(plan)
-    session.save_step(home, "review")
+    session.save_plan(Project(plan.project_home), plan)
+    session.save_step(Project(home), "review")
     path = session.plan_path(home)
     path.write_text(path.read_text().replace("variant: non-prompt", "variant: \"x\\nid > /tmp/pwned\\n#\""))
-    saved = session.read_session(home)
+    saved = session.read_session(Project(home))
     assert saved.plan is None and saved.step == "recipe"
     assert "variant has a bad value" in saved.problem
     path.write_text(path.read_text().replace('"x\\nid > /tmp/pwned\\n#"', "no-such-variant"))
-    saved = session.read_session(home)
+    saved = session.read_session(Project(home))
     assert saved.plan is None and "allowed: non-prompt, prompt" in saved.problem
 
 

@@ -19,6 +19,7 @@ from hpcwizard.checks.preflight import CheckResult, Level, Preflight
 from hpcwizard.checks.space import Gauge
 from hpcwizard.download import DownloadProgress, DownloadSummary, FileState, FileStatus
 from hpcwizard.project import session
+from hpcwizard.project.home import Project
 from hpcwizard.project.recipe import get_recipe
 from hpcwizard.project.state import Submission, SubmittedJob, update_state
 from hpcwizard.shell import LocalRunner
@@ -116,8 +117,8 @@ def app_at(step: str | None, **plan_changes):
     if step is not None:
         plan = get_recipe("demo").default_plan(HOME, hf_namespace="alice", **plan_changes)
         if step not in ("welcome", "token"):
-            session.save_plan(plan)
-        session.save_step(HOME, step)
+            session.save_plan(Project(plan.project_home), plan)
+        session.save_step(Project(HOME), step)
     return make_app(project_home=HOME, runner=LocalRunner(), hf_endpoint="http://hub.invalid")
 
 
@@ -175,8 +176,8 @@ def test_params_snapshot_diffueraser_at_80x24(snap_compare):
     """The longest form (21 parameters in groups) at the smallest supported size."""
     app = app_at(None)
     plan = get_recipe("diffueraser").default_plan(HOME, hf_namespace="alice")
-    session.save_plan(plan)
-    session.save_step(HOME, "params")
+    session.save_plan(Project(plan.project_home), plan)
+    session.save_step(Project(HOME), "params")
     assert snap_compare(app, terminal_size=(80, 24), run_before=arrive("params", lambda s: s.rate_read))
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from hpcwizard.project import session, wizard_steps
+from hpcwizard.project.home import Project
 from hpcwizard.project.recipe import get_recipe
 from hpcwizard.project.wizard_steps import (
     DONE,
@@ -95,18 +96,18 @@ def test_steps_after_the_recipe_need_a_plan():
 def test_a_saved_session_resumes_at_its_step(tmp_path, key):
     home = tmp_path / "project"
     home.mkdir()
-    session.save_plan(demo_plan(home, download="login"))
-    session.save_step(home, key)
-    saved = session.read_session(home)
+    session.save_plan(Project(home), demo_plan(home, download="login"))
+    session.save_step(Project(home), key)
+    saved = session.read_session(Project(home))
     assert saved.step == key and saved.resumable and saved.plan is not None
 
 
 def test_a_session_without_a_plan_resumes_at_the_recipe(tmp_path):
     home = tmp_path / "project"
     home.mkdir()
-    session.save_step(home, "slurm")
-    assert session.read_session(home).step == "recipe"
-    session.save_step(home, "token")
-    assert session.read_session(home).step == "token"
-    session.save_step(home, "welcome")
-    assert not session.read_session(home).resumable
+    session.save_step(Project(home), "slurm")
+    assert session.read_session(Project(home)).step == "recipe"
+    session.save_step(Project(home), "token")
+    assert session.read_session(Project(home)).step == "token"
+    session.save_step(Project(home), "welcome")
+    assert not session.read_session(Project(home)).resumable

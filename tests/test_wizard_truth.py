@@ -16,6 +16,7 @@ import test_wizard as tw
 from devhub_fixtures import hf_home  # noqa: F401
 from hpcwizard.demo import write_token_file
 from hpcwizard.project import session
+from hpcwizard.project.home import Project
 from hpcwizard.project.resolved import resolve
 from hpcwizard.tui.widgets.check_table import CheckRow, CheckSection, CheckTable, section_of
 from test_wizard import TOKEN, demo_plan, resume, saved_at, wait_for
@@ -145,7 +146,7 @@ async def test_preflight_continue_saves_the_raised_steps_and_checks_again(make, 
         first.query_one("#earlier-continue").focus()
         await pilot.press("enter")
         await wait_for(pilot, lambda: app.screen is not first and getattr(app.screen, "STEP", "") == "preflight")
-        assert session.read_session(home).plan.params == {"max_train_steps": 76}
+        assert session.read_session(Project(home)).plan.params == {"max_train_steps": 76}
         await preflight_done(pilot)
         assert not app.screen.blocked  # training resumes at 70 and trains 6 more steps
         earlier = [r.row for r in app.screen.query(CheckRow) if r.row.name == "earlier checkpoints"]

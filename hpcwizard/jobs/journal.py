@@ -41,15 +41,19 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from hpcwizard.errors import UserError
-from hpcwizard.project.files import LockBusy, ProjectFiles, fsync_folder, local_or
-from hpcwizard.project.home import JOURNAL_FILE  # the project layout names it (the CLI checks for it cheaply)
-from hpcwizard.project.state import StateError, Submission, SubmittedJob, load_state, update_state
+from hpcwizard.project.files import LockBusy, ProjectFiles, fsync_folder
+from hpcwizard.project.home import JOURNAL_FILE as JOURNAL_FILE  # the project layout names it (tests read it here)
+from hpcwizard.project.state import StateError, Submission, SubmittedJob
 from hpcwizard.shell import Runner
 from hpcwizard.slurm import JobState, SlurmClient, SlurmCommandError, SlurmUnavailable
 from hpcwizard.slurm.errors import slurm_error_line
 from hpcwizard.slurm.parse import FIELD_SEPARATOR
+
+if TYPE_CHECKING:
+    from hpcwizard.project.home import Project
 
 #: Held by ``submit`` for its whole run; serialises submits and recoveries.
 SUBMIT_LOCK = ".submit.lock"
@@ -191,14 +195,10 @@ def chain_comment(chain: str) -> str:
     return f"{COMMENT_PREFIX}{chain}"
 
 
-def journal_path(state_dir: Path) -> Path:
-    return Path(state_dir) / JOURNAL_FILE
-
-
-def load_journal(state_dir: Path, files: ProjectFiles | None = None) -> Journal | None:
-    path = journal_path(state_dir)
+def load_journal(project: Project) -> Journal | None:
+    path = project.layout.submit_journal
     try:
-        return Journal.from_json(local_or(files).read_text(path))
+        return Journal.from_json(project.files.read_text(path))
     except FileNotFoundError:
         return None
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
@@ -207,22 +207,22 @@ def load_journal(state_dir: Path, files: ProjectFiles | None = None) -> Journal 
                          "cancel them, then move the file aside") from None
 
 
-def write_journal(state_dir: Path, journal: Journal, files: ProjectFiles | None = None) -> None:
+def write_journal(project: Project, journal: Journal) -> None:
     """Replace the journal atomically and durably (the caller holds the submit lock)."""
-    local_or(files).write_text_atomic(journal_path(state_dir), journal.to_json())
+    project.files.write_text_atomic(project.layout.submit_journal, journal.to_json())
 
 
-def remove_journal(state_dir: Path, files: ProjectFiles | None = None) -> None:
+def remove_journal(project: Project) -> None:
     """Remove the journal of a settled submit. Best effort: a journal left by
     a failed removal is settled quietly by the next start (its chain is
     recorded, or none of its jobs is left)."""
-    files = local_or(files)
+    files = project.files
     try:
-        files.remove(journal_path(state_dir), missing_ok=True)
+        files.remove(project.layout.submit_journal, missing_ok=True)
     except (OSError, UserError):
         return
     if not files.remote:
-        fsync_folder(Path(state_dir))
+        fsync_folder(project.layout.state_dir)
 
 
 def find_chain_jobs(slurm: SlurmClient, chain: str) -> list[QueuedJob]:
@@ -249,30 +249,32 @@ def find_chain_jobs(slurm: SlurmClient, chain: str) -> list[QueuedJob]:
 # --- reconciliation ----------------------------------------------------------
 
 
-def reconcile(state_dir: Path, runner: Runner, files: ProjectFiles | None = None) -> list[str]:
-    """Settle an unfinished submit journal of the project, if there is one;
-    the lines saying what was done (for ``status`` and the wizard's start).
+def reconcile(project: Project) -> list[str]:
+    """Settle an unfinished submit journal of the project, if there is one,
+    with Slurm through the project's runner (which must be set); the lines
+    saying what was done (for ``status`` and the wizard's start).
 
     Costs one file check when there is no journal. A submit running right
     now (it holds the submit lock) is left alone: its journal is its own."""
-    files = local_or(files)
-    state_dir = Path(state_dir)
-    if not files.exists(journal_path(state_dir)):
+    if project.runner is None:
+        raise ValueError("reconcile needs the project's runner: the machine its jobs are submitted from")
+    files = project.files
+    if not files.exists(project.layout.submit_journal):
         return []
     try:
-        with files.lock(state_dir / SUBMIT_LOCK, blocking=False):
-            return reconcile_locked(state_dir, SlurmClient(runner), files).all_lines
+        with files.lock(project.layout.state_dir / SUBMIT_LOCK, blocking=False):
+            return reconcile_locked(project, SlurmClient(project.runner)).all_lines
     except LockBusy:
         return []
 
 
-def reconcile_locked(state_dir: Path, slurm: SlurmClient, files: ProjectFiles) -> Outcome:
+def reconcile_locked(project: Project, slurm: SlurmClient) -> Outcome:
     """:func:`reconcile` for a caller that holds the submit lock."""
-    journal = load_journal(state_dir, files)
+    journal = load_journal(project)
     if journal is None:
         return Outcome()
-    if any(s.chain == journal.chain for s in load_state(state_dir, files).submissions):
-        remove_journal(state_dir, files)  # it died after recording the chain: nothing left to do
+    if any(s.chain == journal.chain for s in project.load_state().submissions):
+        remove_journal(project)  # it died after recording the chain: nothing left to do
         return Outcome()
     when = _when(journal.started_at)
     try:
@@ -289,8 +291,8 @@ def reconcile_locked(state_dir: Path, slurm: SlurmClient, files: ProjectFiles) -
         return Outcome(unsettled=f"could not check {_the_submit(journal, when)} ({_why(exc)}): {fate}")
     journal = journal.merged(found)
     if journal.phase is not Phase.CANCELLING and _was_released(journal, found, slurm):
-        return _adopt(state_dir, journal, found, slurm, files, when)
-    return _cancel(state_dir, journal, found, slurm, files, when)
+        return _adopt(project, journal, found, slurm, when)
+    return _cancel(project, journal, found, slurm, when)
 
 
 def _was_released(journal: Journal, found: Sequence[QueuedJob], slurm: SlurmClient) -> bool:
@@ -309,8 +311,8 @@ def _was_released(journal: Journal, found: Sequence[QueuedJob], slurm: SlurmClie
     return any(job.state is not JobState.CANCELLED for job in finished)
 
 
-def _adopt(state_dir: Path, journal: Journal, found: Sequence[QueuedJob], slurm: SlurmClient,
-           files: ProjectFiles, when: str) -> Outcome:
+def _adopt(project: Project, journal: Journal, found: Sequence[QueuedJob], slurm: SlurmClient,
+           when: str) -> Outcome:
     held = [job.job_id for job in found if job.held and job.job_id in journal.job_ids]
     if held:
         try:
@@ -320,22 +322,22 @@ def _adopt(state_dir: Path, journal: Journal, found: Sequence[QueuedJob], slurm:
                                      f"{_jobs(held)} could not be released ({_why(exc)}): hpcwizard releases "
                                      f"{_them(held)} on its next start, or run `scontrol release {','.join(held)}`")
     submission = journal.submission()
-    update_state(state_dir, lambda state: state.submissions.append(submission), files)
-    remove_journal(state_dir, files)
+    project.update_state(lambda state: state.submissions.append(submission))
+    remove_journal(project)
     also = f" (released {', '.join(held)}, still held)" if held else ""
     return Outcome((f"{_the_submit(journal, when)} had released its chain: adopted {_jobs(journal.job_ids)} "
                     f"as its plan's submission{also}",))
 
 
-def _cancel(state_dir: Path, journal: Journal, found: Sequence[QueuedJob], slurm: SlurmClient,
-            files: ProjectFiles, when: str) -> Outcome:
+def _cancel(project: Project, journal: Journal, found: Sequence[QueuedJob], slurm: SlurmClient,
+            when: str) -> Outcome:
     live = _in_chain_order(journal, [job.job_id for job in found if job.live])
     failed = cancel_jobs(slurm, live)
     if failed is not None:
-        write_journal(state_dir, journal.with_phase(Phase.CANCELLING), files)
+        write_journal(project, journal.with_phase(Phase.CANCELLING))
         return Outcome(unsettled=could_not_cancel(live, failed, held=all(j.held for j in found if j.live)))
-    remove_run_folder(journal, slurm.runner, files)
-    remove_journal(state_dir, files)
+    remove_run_folder(journal, slurm.runner, project.files)
+    remove_journal(project)
     if journal.phase is Phase.CANCELLING:
         if live:
             return Outcome((f"cancelled {_jobs(live)} left by {_the_submit(journal, when)}",))

@@ -32,7 +32,6 @@ from hpcwizard.jobs.journal import (
     cancel_jobs,
     could_not_cancel,
     find_chain_jobs,
-    journal_path,
     new_chain_id,
     reconcile_locked,
     remove_empty_folders,
@@ -42,10 +41,11 @@ from hpcwizard.jobs.journal import (
     write_journal,
 )
 from hpcwizard.project.files import ProjectFiles, local_or
+from hpcwizard.project.home import Project
 from hpcwizard.project.plan import Plan
 from hpcwizard.project.render import render
 from hpcwizard.project.resolved import ResolvedPlan
-from hpcwizard.project.state import Submission, SubmittedJob, load_state, now_iso, update_state
+from hpcwizard.project.state import Submission, SubmittedJob, now_iso
 from hpcwizard.shell import Runner
 from hpcwizard.slurm import SlurmClient, SlurmRefused
 
@@ -94,15 +94,16 @@ def submit_chain(resolved: ResolvedPlan, runner: Runner, *, force: bool = False,
     ``on_note``: gets one line per thing done to settle an interrupted
     earlier submit of the project (see :mod:`hpcwizard.jobs.journal`)."""
     plan = resolved.plan
-    files = local_or(files)
+    project = Project(plan.project_home, local_or(files), runner)
+    files = project.files
     # What is missing now is what this submit creates; a refused one removes it again.
     made = _missing_folders(plan, files)
     # One submit at a time per project: two racing submits would both pass
     # the "already submitted" check, and a recovery must not touch the
     # journal of a submit in flight.
-    with files.lock(plan.state_dir / SUBMIT_LOCK):
+    with files.lock(project.state_dir / SUBMIT_LOCK):
         try:
-            return _submit_locked(resolved, SlurmClient(runner), files, made, force=force,
+            return _submit_locked(resolved, project, SlurmClient(runner), made, force=force,
                                   hf_endpoint=hf_endpoint, hpcwizard_cmd=hpcwizard_cmd,
                                   note=on_note or (lambda line: None))
         except BaseException:
@@ -110,16 +111,16 @@ def submit_chain(resolved: ResolvedPlan, runner: Runner, *, force: bool = False,
             # refers to what this submit made. (A chain that went in cleared
             # ``made``: its folders are its own.)
             with contextlib.suppress(Exception):  # never in the way of the error itself
-                if made and not files.exists(journal_path(plan.state_dir)):
+                if made and not files.exists(project.layout.submit_journal):
                     _remove_made(plan, made, runner, files)
             raise
 
 
-def _submit_locked(resolved: ResolvedPlan, slurm: SlurmClient, files: ProjectFiles, made: list[Path], *,
+def _submit_locked(resolved: ResolvedPlan, project: Project, slurm: SlurmClient, made: list[Path], *,
                    force: bool, hf_endpoint: str | None, hpcwizard_cmd: list[str] | None,
                    note: Callable[[str], None]) -> Submission:
-    plan = resolved.plan
-    recovered = reconcile_locked(plan.state_dir, slurm, files)
+    plan, files = resolved.plan, project.files
+    recovered = reconcile_locked(project, slurm)
     for line in recovered.lines:
         note(line)
     if recovered.unsettled is not None:
@@ -128,7 +129,7 @@ def _submit_locked(resolved: ResolvedPlan, slurm: SlurmClient, files: ProjectFil
                               "submit again once the controller answers (`sinfo`)")
 
     fingerprint = plan.fingerprint()
-    earlier = load_state(plan.state_dir, files).submissions_of(fingerprint)
+    earlier = project.load_state().submissions_of(fingerprint)
     if earlier and not force:
         ids = ", ".join(earlier[-1].job_ids)
         raise AlreadySubmitted(
@@ -172,7 +173,7 @@ def _submit_locked(resolved: ResolvedPlan, slurm: SlurmClient, files: ProjectFil
                    for job in rendering.jobs),
         created=tuple(str(p) for p in made),
     )
-    write_journal(plan.state_dir, journal, files)
+    write_journal(project, journal)
     # Slurm opens logs/%x-%j.out relative to the job's working directory
     # before the script runs: the folder must exist at submission.
     files.mkdir_p(plan.logs_dir)
@@ -194,20 +195,20 @@ def _submit_locked(resolved: ResolvedPlan, slurm: SlurmClient, files: ProjectFil
             except UserError as exc:
                 refused = isinstance(exc, SlurmRefused)
                 what = "Slurm refused" if refused else "could not submit"
-                undone = _undo(plan, journal, slurm, files, search=_may_have_reached_slurm(exc), held=True)
+                undone = _undo(project, journal, slurm, search=_may_have_reached_slurm(exc), held=True)
                 raise ChainRefused(f"{what} job {job.name} ({job.script}): {exc.message}{undone}",
                                    exc.hint or "fix the plan and submit again") from None
             journal = journal.with_job_id(index, job_id)
-            write_journal(plan.state_dir, journal, files)
+            write_journal(project, journal)
 
         journal = journal.with_phase(Phase.RELEASING)
-        write_journal(plan.state_dir, journal, files)
+        write_journal(project, journal)
         try:
             slurm.release(journal.job_ids)
         except UserError as exc:
             # The release may have reached Slurm (a timeout): the jobs may no
             # longer be held, and the next start cancels them whatever their state.
-            undone = _undo(plan, journal.with_phase(Phase.CANCELLING), slurm, files, search=False, held=False,
+            undone = _undo(project, journal.with_phase(Phase.CANCELLING), slurm, search=False, held=False,
                            cancelled_phrase="cancelled jobs")
             raise ChainRefused(f"could not release the held chain ({exc.message}){undone}",
                                "check the controller with `sinfo` and submit again") from None
@@ -216,14 +217,14 @@ def _submit_locked(resolved: ResolvedPlan, slurm: SlurmClient, files: ProjectFil
     except UserError as exc:
         # The journal could not be written (a full disk): undo now. (The
         # journal on disk still leads the next start to the chain's jobs.)
-        undone = _undo(plan, journal.with_phase(Phase.CANCELLING), slurm, files, search=True, held=False)
+        undone = _undo(project, journal.with_phase(Phase.CANCELLING), slurm, search=True, held=False)
         raise ChainRefused(f"{exc.message}{undone}", exc.hint) from None
     except BaseException:
         # Interrupted (Ctrl-C) or a bug: undo what can be undone now; what
         # cannot stays in the journal for the next start.
         try:
             note("the submit was interrupted"
-                 + _undo(plan, journal.with_phase(Phase.CANCELLING), slurm, files, search=True, held=False))
+                 + _undo(project, journal.with_phase(Phase.CANCELLING), slurm, search=True, held=False))
         except BaseException:  # noqa: BLE001 - the journal remains; the next start settles it
             pass
         raise
@@ -231,12 +232,12 @@ def _submit_locked(resolved: ResolvedPlan, slurm: SlurmClient, files: ProjectFil
     # The chain is queued: what this submit made belongs to it now.
     made.clear()
     submission = journal.submission()
-    update_state(plan.state_dir, lambda state: state.submissions.append(submission), files)
-    remove_journal(plan.state_dir, files)
+    project.update_state(lambda state: state.submissions.append(submission))
+    remove_journal(project)
     return submission
 
 
-def _undo(plan: Plan, journal: Journal, slurm: SlurmClient, files: ProjectFiles, *, search: bool,
+def _undo(project: Project, journal: Journal, slurm: SlurmClient, *, search: bool,
           held: bool, cancelled_phrase: str = "cancelled the accepted jobs") -> str:
     """Cancel the chain's accepted jobs; the clause saying what was done.
 
@@ -257,7 +258,7 @@ def _undo(plan: Plan, journal: Journal, slurm: SlurmClient, files: ProjectFiles,
     failed = cancel_jobs(slurm, ids)
     if failed is not None or unsure:
         try:
-            write_journal(plan.state_dir, journal.with_phase(Phase.CANCELLING), files)
+            write_journal(project, journal.with_phase(Phase.CANCELLING))
         except UserError:
             pass  # the journal written before still leads the next start to the chain (by its comment)
         if failed is not None:
@@ -265,8 +266,8 @@ def _undo(plan: Plan, journal: Journal, slurm: SlurmClient, files: ProjectFiles,
         done = f"; {cancelled_phrase} {', '.join(ids)}" if ids else ""
         return (f"{done}; Slurm did not say whether it took the last job: "
                 "hpcwizard looks for it (and cancels it) on its next start")
-    remove_run_folder(journal, slurm.runner, files)
-    remove_journal(plan.state_dir, files)
+    remove_run_folder(journal, slurm.runner, project.files)
+    remove_journal(project)
     return f"; {cancelled_phrase} {', '.join(ids)}" if ids else "; nothing was submitted"
 
 

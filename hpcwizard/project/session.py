@@ -21,19 +21,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from hpcwizard.errors import UserError
-from hpcwizard.project.files import ProjectFiles, expand_home, local_or
-from hpcwizard.project.home import ProjectLayout
+from hpcwizard.project.files import ProjectFiles, expand_home
+from hpcwizard.project.home import Project, ProjectLayout
 from hpcwizard.project.plan import Plan, PlanError
-from hpcwizard.project.state import ProjectLock, load_state, update_state
+from hpcwizard.project.state import ProjectLock
 from hpcwizard.project.wizard_steps import DONE as DONE  # what state.wizard_step holds once submitted
 from hpcwizard.project.wizard_steps import TOKEN, WELCOME, step_to_show
 
 if TYPE_CHECKING:
     from hpcwizard.project.recipe import Recipe
-
-
-def state_dir(project_home: Path) -> Path:
-    return ProjectLayout(project_home).state_dir
 
 
 def plan_path(project_home: Path) -> Path:
@@ -57,18 +53,18 @@ class SavedSession:
         return self.step is not None and self.step != WELCOME.key
 
 
-def read_session(project_home: Path, files: ProjectFiles | None = None) -> SavedSession:
+def read_session(project: Project) -> SavedSession:
     """The saved step and plan of a project home (disk work: call it from a worker)."""
     problem = None
-    files = local_or(files)
-    if not files.exists(project_home):
-        return SavedSession(project_home, None, None, exists=False)
+    files, home = project.files, project.home
+    if not files.exists(home):
+        return SavedSession(home, None, None, exists=False)
     try:
-        state = load_state(state_dir(project_home), files)
+        state = project.load_state()
     except UserError as exc:
-        return SavedSession(project_home, None, None, exc.one_line())
+        return SavedSession(home, None, None, exc.one_line())
     plan = None
-    path = plan_path(project_home)
+    path = project.layout.plan_path
     if files.exists(path):
         # The recipes and PyYAML only when there is a plan to read (the
         # welcome step's start needs neither).
@@ -83,28 +79,29 @@ def read_session(project_home: Path, files: ProjectFiles | None = None) -> Saved
     step = state.wizard_step
     if step is not None:
         step = step_to_show(step, plan)  # answers after the recipe need a plan to stand on
-    return SavedSession(project_home, step, plan, problem, len(state.submissions),
+    return SavedSession(home, step, plan, problem, len(state.submissions),
                         jobs_submitted=sum(len(sub.jobs) for sub in state.submissions))
 
 
-def save_step(project_home: Path, step: str, files: ProjectFiles | None = None) -> None:
-    ensure_writable(project_home)
-    update_state(state_dir(project_home), lambda state: setattr(state, "wizard_step", step), files)
+def save_step(project: Project, step: str) -> None:
+    ensure_writable(project.home)
+    project.update_state(lambda state: setattr(state, "wizard_step", step))
 
 
-def save_plan(plan: Plan, files: ProjectFiles | None = None) -> Path:
-    ensure_writable(plan.project_home)
-    path = plan_path(plan.project_home)
-    local_or(files).write_text_atomic(path, plan.to_yaml())
+def save_plan(project: Project, plan: Plan) -> Path:
+    """Save ``plan`` (a plan of ``project``) as the project's ``plan.yaml``."""
+    ensure_writable(project.home)
+    path = project.layout.plan_path
+    project.files.write_text_atomic(path, plan.to_yaml())
     return path
 
 
-def forget_plan(project_home: Path, files: ProjectFiles | None = None) -> None:
+def forget_plan(project: Project) -> None:
     """Start over: the saved answers go, the submissions stay in the state."""
-    ensure_writable(project_home)
+    ensure_writable(project.home)
     with contextlib.suppress(FileNotFoundError):
-        local_or(files).remove(plan_path(project_home))
-    save_step(project_home, TOKEN.key, files)
+        project.files.remove(project.layout.plan_path)
+    save_step(project, TOKEN.key)
 
 
 def recipe_of(plan: Plan) -> Recipe:
@@ -113,7 +110,7 @@ def recipe_of(plan: Plan) -> Recipe:
     return all_recipes()[plan.recipe]
 
 
-def check_folder(text: str, files: ProjectFiles | None = None) -> tuple[Path | None, str | None]:
+def check_folder(text: str, files: ProjectFiles) -> tuple[Path | None, str | None]:
     """A folder the user typed: absolute, and writable or creatable. ``(path, None)`` or ``(None, why)``.
 
     Remote mode: a folder of the login node (``~`` is its home), probed there."""
@@ -122,7 +119,6 @@ def check_folder(text: str, files: ProjectFiles | None = None) -> tuple[Path | N
         return None, "enter a folder"
     if any(ord(ch) < 32 or ord(ch) == 127 for ch in text):
         return None, "the path contains a control character"
-    files = local_or(files)
     if files.remote:
         path = Path(expand_home(files, text))
         example = f"{files.home()}/{text}"
@@ -142,17 +138,17 @@ def check_folder(text: str, files: ProjectFiles | None = None) -> tuple[Path | N
 _HELD: dict[Path, ProjectLock] = {}
 
 
-def acquire_project_lock(project_home: Path, files: ProjectFiles | None = None) -> bool:
-    """Hold the wizard lock of ``project_home`` for this process.
+def acquire_project_lock(project: Project) -> bool:
+    """Hold the wizard lock of ``project`` for this process.
 
     Returns True when this call took it, False when this process held it
     already (the CLI takes it before the TUI starts; the wizard asks again).
     Raises :class:`hpcwizard.project.state.StateError` when another process holds it.
     """
-    home = Path(project_home) if files is not None and files.remote else Path(project_home).absolute()
+    home = project.home if project.files.remote else project.home.absolute()
     if home in _HELD:
         return False
-    lock = ProjectLock(state_dir(home), files)
+    lock = ProjectLock(ProjectLayout(home).state_dir, project.files)  # of the absolute home, as held
     lock.acquire()
     _HELD[home] = lock
     return True
@@ -187,7 +183,7 @@ def watch_project_lock(project_home: Path, listener: Callable[[str], object]) ->
     return stop
 
 
-def release_project_lock(project_home: Path) -> None:
-    lock = _HELD.pop(Path(project_home), None) or _HELD.pop(Path(project_home).absolute(), None)
+def release_project_lock(project: Project) -> None:
+    lock = _HELD.pop(project.home, None) or _HELD.pop(project.home.absolute(), None)
     if lock is not None:
         lock.release()

@@ -171,12 +171,12 @@ class HpcWizardApp(App[int]):
         from hpcwizard.errors import UserError
         from hpcwizard.project import session
 
-        home = self.context.project_home
-        if home is None:
+        if self.context.project_home is None:
             return True
+        project = self.context.project
         try:
-            if session.acquire_project_lock(home, self.context.files):
-                session.release_project_lock(home)  # the wizard takes it again in a moment
+            if session.acquire_project_lock(project):
+                session.release_project_lock(project)  # the wizard takes it again in a moment
         except UserError as exc:
             self.notify(exc.one_line(), title="Wizard not opened", severity="warning", timeout=10, markup=False)
             return False

@@ -22,6 +22,7 @@ from textual.widgets import Footer, Label
 
 from hpcwizard.errors import UserError
 from hpcwizard.project import session, wizard_steps
+from hpcwizard.project.home import Project
 from hpcwizard.project.plan import Plan
 from hpcwizard.project.wizard_steps import PREFLIGHT, RECIPE, SUBMIT, TOKEN, WELCOME, WizardStep, step_index
 from hpcwizard.tui.choices import PLAN_CHOICES, ParamsChoice, PlanChoice, WelcomeChoice
@@ -66,14 +67,19 @@ class WizardScreen(Screen[None]):
 
     def __init__(self) -> None:
         super().__init__()
-        self.project_home: Path | None = None
+        #: The project the wizard writes (None until the welcome step names its home).
+        self.project: Project | None = None
         self.plan: Plan | None = None
         self.step: str = WELCOME.key  # a WizardStep's key, or session.DONE
         self.reached = 0
         self.token_user: str | None = None
         self.current: StepScreen | None = None
-        self._took_lock: Path | None = None
+        self._took_lock: Project | None = None
         self._unwatch_lock: Callable[[], None] | None = None
+
+    @property
+    def project_home(self) -> Path | None:
+        return self.project.home if self.project is not None else None
 
     def compose(self) -> ComposeResult:
         # Nothing of this screen shows under the steps: its message box (and a
@@ -82,17 +88,17 @@ class WizardScreen(Screen[None]):
         return ()
 
     def on_mount(self) -> None:
-        home = self.app.context.project_home
-        if home is not None:
+        if self.app.context.project_home is not None:
+            project = self.app.context.project
             try:
                 # A folder that does not exist yet is locked (and so created)
                 # only when the user goes on from the welcome step.
-                if self.app.context.files.exists(home):
-                    self._lock(home)
+                if project.files.exists(project.home):
+                    self._lock(project)
             except UserError as exc:
                 self.show_message(f"{exc.one_line()}\n\nPress q to quit.", error=True)
                 return
-            self.project_home = home
+            self.project = project
         self.show(WELCOME.key)
 
     def on_unmount(self) -> None:
@@ -106,18 +112,18 @@ class WizardScreen(Screen[None]):
             session.release_project_lock(self._took_lock)
             self._took_lock = None
 
-    def _lock(self, home: Path) -> None:
-        if session.acquire_project_lock(home, self.app.context.files):
-            if self._took_lock is not None and self._took_lock != home:
+    def _lock(self, project: Project) -> None:
+        if session.acquire_project_lock(project):
+            if self._took_lock is not None and self._took_lock.home != project.home:
                 session.release_project_lock(self._took_lock)  # the welcome step moved to another folder
-            self._took_lock = home
+            self._took_lock = project
         if self._unwatch_lock is not None:
             self._unwatch_lock()
         # Remote mode: a reconnect that finds the project taken by another
         # hpcwizard makes this one read-only; say so at once, from any thread.
         from hpcwizard.tui.messages import ProjectLockLost
 
-        self._unwatch_lock = session.watch_project_lock(home, lambda why: self.post_message(ProjectLockLost(why)))
+        self._unwatch_lock = session.watch_project_lock(project.home, lambda why: self.post_message(ProjectLockLost(why)))
 
     def on_project_lock_lost(self, message: Any) -> None:
         self.app.sub_title = "read-only: the project is open in another hpcwizard"
@@ -153,9 +159,9 @@ class WizardScreen(Screen[None]):
         assert step is not None, f"no wizard step {key!r}"
         self.step = step.key
         self.reached = max(self.reached, step_index(step.key))
-        if step is not WELCOME and self.project_home is not None:
+        if step is not WELCOME and self.project is not None:
             try:
-                session.save_step(self.project_home, step.key, self.app.context.files)
+                session.save_step(self.project, step.key)
             except UserError as exc:
                 self.notify(exc.one_line(), title="Not saved", severity="error", timeout=10, markup=False)
         self.current = self.make_step(step, error)
@@ -194,15 +200,15 @@ class WizardScreen(Screen[None]):
         if step == TOKEN.key:
             self.token_user = result
         elif step == SUBMIT.key:
-            assert self.project_home is not None
-            session.save_step(self.project_home, session.DONE, self.app.context.files)
+            assert self.project is not None
+            session.save_step(self.project, session.DONE)
             self.step = session.DONE
             self.open_dashboard()
             return None
         elif isinstance(result, PLAN_CHOICES):
             self._update_plan(result)
         if self.plan is not None:
-            session.save_plan(self.plan, self.app.context.files)
+            session.save_plan(self._project(), self.plan)
         if step == PREFLIGHT.key and isinstance(result, ParamsChoice):
             return PREFLIGHT.key  # "Continue" on an earlier run's checkpoints: the raised steps, then the check again
         return self.next_after(step)
@@ -221,7 +227,7 @@ class WizardScreen(Screen[None]):
             return
         try:
             self._update_plan(kept)
-            session.save_plan(self._plan(), self.app.context.files)
+            session.save_plan(self._project(), self._plan())
         except UserError as exc:
             self.notify(exc.one_line(), title="Edits not saved", severity="warning", timeout=10, markup=False)
 
@@ -229,13 +235,19 @@ class WizardScreen(Screen[None]):
         assert self.plan is not None
         return self.plan
 
+    def _project(self) -> Project:
+        assert self.project is not None
+        return self.project
+
     def _apply_welcome(self, choice: WelcomeChoice) -> str | None:
+        context = self.app.context
+        project = Project(choice.project_home, context.files, context.runner)
         try:
-            self._lock(choice.project_home)  # held already (the CLI's or ours): nothing happens
+            self._lock(project)  # held already (the CLI's or ours): nothing happens
         except UserError as exc:  # open elsewhere (StateError), or a folder that cannot be made
             self.show(WELCOME.key, error=exc.one_line())
             return None
-        self.project_home = choice.project_home
+        self.project = project
         saved = choice.session
         if choice.open_dashboard:
             self.step = session.DONE
@@ -247,7 +259,7 @@ class WizardScreen(Screen[None]):
             if saved.step == session.DONE:
                 return SUBMIT.key
             return saved.step
-        session.forget_plan(choice.project_home, self.app.context.files)
+        session.forget_plan(project)
         self.plan = None
         self.reached = step_index(TOKEN.key)
         return TOKEN.key
