@@ -57,6 +57,7 @@ from hpcwizard.jobs.continuation import (
 )
 from hpcwizard.jobs.status import signal_lead, take_snapshot
 from hpcwizard.jobs.triage import SegmentEvent, parse_segment_line
+from hpcwizard.project.home import Project
 from hpcwizard.project.plan import plan_from_dict
 from hpcwizard.project.recipe import get_recipe
 from hpcwizard.project.render import render
@@ -178,7 +179,7 @@ def test_the_check_stores_whether_the_cluster_requeues(tmp_path, slurm_runner):
     assert "continued by requeue" in rows[0].message or "would continue by requeue" in rows[0].message
     assert json.loads((plan.state_dir / "continuation" / "requeue.json").read_text())["requeue"] is True
     # A site that does not requeue: the stored answer switches render to follow-on jobs.
-    save_site_answer(plan, False, "JobRequeue=0 in the cluster's configuration")
+    save_site_answer(Project(plan.project_home), False, "JobRequeue=0 in the cluster's configuration")
     assert render(resolve(plan, recipe), tmp_path / "out").files[-1].text.count("#SBATCH --requeue") == 0
 
 
@@ -220,7 +221,7 @@ def _submit(env: dict[str, str], home: Path, data_root: Path, params: dict, plan
     plan_file.write_text(plan.to_yaml())
     if not requeue:
         # What `hpcwizard check` stores on a cluster that does not requeue.
-        save_site_answer(plan, False, "JobRequeue=0 in the cluster's configuration")
+        save_site_answer(Project(plan.project_home), False, "JobRequeue=0 in the cluster's configuration")
     done = subprocess.run([sys.executable, "-m", "hpcwizard", "submit", str(plan_file), "--json"],
                           env=env, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
     assert done.returncode == 0, done.stderr
@@ -273,7 +274,7 @@ def chains(tmp_path_factory, slurm_conf) -> Chains:
                          requeue_wait, sched_interval)
         finally:
             # and the follow-on jobs the follow chain submitted itself
-            later = read_segment_state(plan_from_file(follow.plan_file), follow.train_name) if follow else None
+            later = read_segment_state(project_of(follow.plan_file), follow.train_name) if follow else None
             slurm.cancel(ids + list(later.job_ids if later else ()))
 
 
@@ -327,7 +328,7 @@ def test_a_segment_that_saves_nothing_stops_the_continuation(chains: Chains, slu
     assert text.count(f"job {chain.train_id} (") == 1
     restarts = re.search(r"Restarts=(\d+)", slurm_runner.run(["scontrol", "show", "job", chain.train_id]).stdout)
     assert restarts is None or restarts.group(1) == "0"  # None: Slurm forgot the job (MinJobAge)
-    state = read_segment_state(plan_from_file(chain.plan_file), chain.train_name)
+    state = read_segment_state(project_of(chain.plan_file), chain.train_name)
     assert state is not None and state.state == "stopped" and state.segment == 1
     assert not list((chain.home / "demo" / "stage1").glob("checkpoint-*"))
 
@@ -362,7 +363,7 @@ def test_a_training_longer_than_its_limit_completes_by_itself(chains: Chains, sl
     assert "already trained and converted" in text  # a later segment skipped the finished stage 1
     restarts = re.search(r"Restarts=(\d+)", slurm_runner.run(["scontrol", "show", "job", chain.train_id]).stdout)
     assert restarts and int(restarts.group(1)) == segments - 1  # requeued: the same job id throughout
-    state = read_segment_state(plan_from_file(chain.plan_file), chain.train_name)
+    state = read_segment_state(project_of(chain.plan_file), chain.train_name)
     assert state is not None and state.state == "done" and state.segment == segments
     assert state.job_ids == (chain.train_id,)
 
@@ -388,6 +389,11 @@ def plan_from_file(path: Path):
     return plan_from_dict(yaml.safe_load(path.read_text()))
 
 
+def project_of(plan_file: Path) -> Project:
+    """The project of the plan in ``plan_file``."""
+    return Project(plan_from_file(plan_file).project_home)
+
+
 def test_without_requeue_a_follow_on_job_continues_and_dependents_wait_for_it(chains: Chains, slurm_runner):
     chain = chains.follow
     slurm = SlurmClient(slurm_runner)
@@ -396,12 +402,12 @@ def test_without_requeue_a_follow_on_job_continues_and_dependents_wait_for_it(ch
     assert "#SBATCH --requeue" not in script and "#SBATCH --signal=B:USR1@" in script
 
     def finished(_states) -> bool:
-        state = read_segment_state(plan, chain.train_name)
+        state = read_segment_state(Project(plan.project_home), chain.train_name)
         return state is not None and state.state in ("done", "stopped")
 
     per_segment = 120 + chains.sched_interval + 30
     _wait(slurm, [chain.train_id], finished, "the follow-on training", 5 * per_segment)
-    state = read_segment_state(plan, chain.train_name)
+    state = read_segment_state(Project(plan.project_home), chain.train_name)
     assert state is not None
     text = chain.log_text()  # every segment appends to the first job's log
     assert state.state == "done", text

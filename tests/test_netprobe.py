@@ -27,6 +27,7 @@ from hpcwizard.checks.netprobe import ProbeResult, TargetKind, TargetResult
 from hpcwizard.checks.preflight import NETWORK_ROW, Level, check_network
 from hpcwizard.demo import build_demo_hub, write_token_file
 from hpcwizard.devhub import DevHub
+from hpcwizard.project.home import Project
 from hpcwizard.project.recipe import get_recipe
 from hpcwizard.project.resolved import resolve
 from hpcwizard.shell import LocalRunner
@@ -291,7 +292,7 @@ def test_the_probe_runs_from_the_login_node_in_remote_mode(tmp_path, conn, monke
     assert str(plan.state_dir / netprobe.CACHE_FILE) in written
     assert any(Path(p).name.startswith(".netprobe-") and p.endswith(".sh") for p in written)
     [job_id] = probe_jobs(plan.state_dir)
-    cached = netprobe.load_cache(plan.state_dir, files)
+    cached = netprobe.load_cache(Project(plan.project_home, files))
     assert cached["hpcwizard-local/cpu"].job_id == job_id
     assert scratch_left(plan.state_dir) == []
 
@@ -384,7 +385,7 @@ async def test_folders_step_preselects_login_when_the_cached_probe_says_offline(
     folders step opens on 'prepare on the login node'; the user can still choose
     the setup job."""
     plan = tw.demo_plan(home)
-    netprobe.save_result(plan.state_dir, offline_result(netprobe.cluster_name(slurm_runner)))
+    netprobe.save_result(Project(home), offline_result(netprobe.cluster_name(slurm_runner)))
     tw.saved_at(home, "paths", plan)
     app = make(home)
     async with app.run_test(size=tw.SIZE) as pilot:
@@ -404,9 +405,9 @@ async def test_folders_step_preselects_login_when_the_cached_probe_says_offline(
 @pytest.mark.timeout(180)
 async def test_folders_step_keeps_the_choice_for_another_cluster_or_partition(make, home, slurm_runner):
     plan = tw.demo_plan(home)
-    netprobe.save_result(plan.state_dir, offline_result("some-other-cluster"))
+    netprobe.save_result(Project(home), offline_result("some-other-cluster"))
     # This cluster, another partition (not the plan's setup partition).
-    netprobe.save_result(plan.state_dir, offline_result(netprobe.cluster_name(slurm_runner), "gpu"))
+    netprobe.save_result(Project(home), offline_result(netprobe.cluster_name(slurm_runner), "gpu"))
     tw.saved_at(home, "paths", plan)
     app = make(home)
     async with app.run_test(size=tw.SIZE) as pilot:

@@ -117,9 +117,10 @@ def test_a_remote_rendering_reads_the_login_nodes_requeue_answer(tmp_path, ssh_f
 
     recipe = get_recipe("demo")
     plan = recipe.default_plan(tmp_path / "proj", tmp_path / "data", hf_namespace="alice")
-    save_site_answer(plan, False, "JobRequeue=0", ssh_files)
+    project = Project(plan.project_home, ssh_files)
+    save_site_answer(project, False, "JobRequeue=0")
     reads = SftpReads(monkeypatch)
     rendering = render(resolve_plan(plan, recipe), tmp_path / "out", files=ssh_files)
     train = next(f.text for f in rendering.files if f.name.endswith("train.sbatch"))
     assert "C_REQUEUE=0" in train and "#SBATCH --requeue" not in train
-    assert str(site_file(plan)) in reads.paths
+    assert str(site_file(project)) in reads.paths

@@ -45,7 +45,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
 from hpcwizard.errors import UserError
@@ -55,6 +55,9 @@ from hpcwizard.project.plan import Plan
 from hpcwizard.project.state import now_iso
 from hpcwizard.shell import Runner
 from hpcwizard.slurm import JobState, SlurmClient
+
+if TYPE_CHECKING:
+    from hpcwizard.project.home import Project
 
 CACHE_FILE = "netprobe.json"
 CACHE_VERSION = 1
@@ -259,42 +262,42 @@ def cluster_name(runner: Runner) -> str:
 
 # --- the cache ---------------------------------------------------------------------
 
-def cache_path(state_dir: Path) -> Path:
-    return Path(state_dir) / CACHE_FILE
+def cache_path(project: Project) -> Path:
+    return project.state_dir / CACHE_FILE
 
 
-def load_cache(state_dir: Path, files: ProjectFiles | None = None) -> dict[str, ProbeResult]:
+def load_cache(project: Project) -> dict[str, ProbeResult]:
     """Every cached probe result by ``cluster/partition``; a missing or damaged
     cache is empty (it only saves a 2-minute job)."""
     try:
-        data = json.loads(local_or(files).read_text(cache_path(state_dir)))
+        data = json.loads(project.files.read_text(cache_path(project)))
         probes = data.get("probes", {}) if isinstance(data, dict) else {}
         return {key: ProbeResult.from_dict(value) for key, value in probes.items()}
     except (OSError, UserError, ValueError, KeyError, TypeError, AttributeError):
         return {}
 
 
-def save_result(state_dir: Path, result: ProbeResult, files: ProjectFiles | None = None) -> None:
+def save_result(project: Project, result: ProbeResult) -> None:
     """Record ``result`` (atomically, under the cache's own lock: two checks at
     once keep both partitions' results)."""
-    files = local_or(files)
-    with files.lock(Path(state_dir) / ".netprobe.lock"):
-        cache = load_cache(state_dir, files)
+    files = project.files
+    with files.lock(project.state_dir / ".netprobe.lock"):
+        cache = load_cache(project)
         cache[result.key] = result
         text = json.dumps({"version": CACHE_VERSION, "probes": {k: v.to_dict() for k, v in sorted(cache.items())}},
                           indent=2, sort_keys=True) + "\n"
-        files.write_text_atomic(cache_path(state_dir), text)
+        files.write_text_atomic(cache_path(project), text)
 
 
-def cached_result(state_dir: Path, cluster: str, partition: str, files: ProjectFiles | None = None) -> ProbeResult | None:
-    return load_cache(state_dir, files).get(cache_key(cluster, partition))
+def cached_result(project: Project, cluster: str, partition: str) -> ProbeResult | None:
+    return load_cache(project).get(cache_key(cluster, partition))
 
 
-def cached_offline(plan: Plan, recipe: Any, runner: Runner, files: ProjectFiles | None = None) -> ProbeResult | None:
-    """The cached probe of the plan's setup partition on this cluster when it
-    says the nodes miss something the plan needs; None otherwise (no cache:
-    no Slurm call either)."""
-    cache = load_cache(plan.state_dir, files)
+def cached_offline(project: Project, plan: Plan, recipe: Any, runner: Runner) -> ProbeResult | None:
+    """The cached probe of the plan's setup partition on this cluster (``plan``
+    is a plan of ``project``) when it says the nodes miss something the plan
+    needs; None otherwise (no cache: no Slurm call either)."""
+    cache = load_cache(project)
     partition = plan.setup.partition
     if not any(result.partition == partition for result in cache.values()):
         return None
@@ -366,8 +369,8 @@ def render_probe_script(plan: Plan, python: str, result_file: str, targets: Sequ
     return "\n".join(lines) + "\n"
 
 
-def run_probe(plan: Plan, runner: Runner, targets: Sequence[Target], python: str, *,
-              files: ProjectFiles | None = None, cluster: str | None = None, wait: float = PENDING_WAIT,
+def run_probe(project: Project, plan: Plan, runner: Runner, targets: Sequence[Target], python: str, *,
+              cluster: str | None = None, wait: float = PENDING_WAIT,
               sbatch_args: Sequence[str] = (), cancelled: Callable[[], bool] | None = None,
               clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep) -> ProbeAnswer:
     """Submit the probe, wait for it, and cache its result.
@@ -376,11 +379,13 @@ def run_probe(plan: Plan, runner: Runner, targets: Sequence[Target], python: str
     :attr:`ProbeStatus.PENDING`). ``sbatch_args``: extra sbatch options (tests
     hold it with ``--begin=now+1hour``). ``cancelled``: polled between looks at
     the queue; when it says so the job is cancelled. The scratch files are
-    removed and an unfinished job cancelled whatever happens (Ctrl-C too)."""
-    files = local_or(files)
+    removed and an unfinished job cancelled whatever happens (Ctrl-C too).
+    ``plan`` is a plan of ``project``, whose state folder holds the scratch
+    files and the cache."""
+    files = project.files
     partition = plan.setup.partition
     cluster = cluster or cluster_name(runner)
-    state_dir = plan.state_dir
+    state_dir = project.state_dir
     stem = state_dir / f".netprobe-{secrets.token_hex(4)}"
     script, result_file, output = (Path(f"{stem}{suffix}") for suffix in (".sh", ".json", ".out"))
     slurm = SlurmClient(runner)
@@ -438,7 +443,7 @@ def run_probe(plan: Plan, runner: Runner, targets: Sequence[Target], python: str
                              tuple(TargetResult(TargetKind(t["kind"]), str(t["url"]), bool(t["reachable"]),
                                                 str(t["detail"])) for t in found["targets"]))
         with contextlib.suppress(UserError, OSError):  # a result not cached is still this check's answer
-            save_result(state_dir, result, files)
+            save_result(project, result)
         return ProbeAnswer(ProbeStatus.DONE, result, job_id=job_id, partition=partition)
     finally:
         if job_id is not None and not finished:
@@ -482,19 +487,21 @@ def network_status(plan: Plan, recipe: Any, runner: Runner, *, files: ProjectFil
     """The compute nodes' network for the plan's setup partition: the cached
     result when it covers the same URLs (unless ``probe``), else a new probe
     (unless ``use_cache_only``: then NOT_PROBED)."""
+    from hpcwizard.project.home import Project
     from hpcwizard.project.render import hpcwizard_command
 
+    project = Project(plan.project_home, local_or(files), runner)
     partition = plan.setup.partition
-    if use_cache_only and not any(r.partition == partition for r in load_cache(plan.state_dir, files).values()):
+    if use_cache_only and not any(r.partition == partition for r in load_cache(project).values()):
         return ProbeAnswer(ProbeStatus.NOT_PROBED, partition=partition)  # nothing to look up: no command runs
     python = (list(hpcwizard_cmd) if hpcwizard_cmd else hpcwizard_command())[0]
     cluster = cluster_name(runner)
     targets = probe_targets(recipe, runner, python, endpoint)
     if not probe:
-        cached = cached_result(plan.state_dir, cluster, partition, files)
+        cached = cached_result(project, cluster, partition)
         if cached is not None and cached.covers(targets):
             return ProbeAnswer(ProbeStatus.DONE, cached, cached=True, job_id=cached.job_id, partition=partition)
     if use_cache_only:
         return ProbeAnswer(ProbeStatus.NOT_PROBED, partition=partition)
-    return run_probe(plan, runner, targets, python, files=files, cluster=cluster, wait=wait,
+    return run_probe(project, plan, runner, targets, python, cluster=cluster, wait=wait,
                      sbatch_args=sbatch_args, cancelled=cancelled)

@@ -40,6 +40,7 @@ from hpcwizard.checks.space import FreeSpace, Level, assess, free_space
 from hpcwizard.errors import UserError
 from hpcwizard.prepare.check import check_environment_pins, check_environment_python, check_modules
 from hpcwizard.project.files import ProjectFiles, local_or
+from hpcwizard.project.home import Project
 from hpcwizard.project.plan import JobResources, Plan, count_of
 from hpcwizard.project.recipe import ResolvedRepo
 from hpcwizard.project.render import render
@@ -614,7 +615,7 @@ def check_continuation(resolved: ResolvedPlan, runner: Runner,
                              "the train job tries `scontrol requeue` and falls back to a follow-on job"))
     if answer is not None:
         with contextlib.suppress(OSError, UserError):
-            save_site_answer(plan, answer.requeue, answer.reason, files)
+            save_site_answer(Project(plan.project_home, local_or(files), runner), answer.requeue, answer.reason)
     try:
         cont = load_continuation(resolved, files)
     except UserError as exc:  # a bad parameter: the params rows say it

@@ -45,6 +45,7 @@ from hpcwizard.errors import UserError
 
 if TYPE_CHECKING:
     from hpcwizard.project.files import ProjectFiles
+    from hpcwizard.project.home import Project
     from hpcwizard.project.plan import JobResources, Plan
     from hpcwizard.project.recipe import Recipe
     from hpcwizard.project.resolved import ResolvedPlan
@@ -311,12 +312,14 @@ def load_continuation(resolved: ResolvedPlan, files: ProjectFiles | None = None)
     """:func:`plan_continuation` with what the project knows: the rate its last
     train log reports and the check's answer whether the cluster requeues."""
     from hpcwizard.jobs.estimate import measured_rate
+    from hpcwizard.project.files import local_or
+    from hpcwizard.project.home import Project
 
     plan, recipe = resolved.plan, resolved.recipe
     measured = measured_rate(plan.project_home, recipe, files=files) if recipe.continuation.step_seconds is None else None
     return plan_continuation(resolved, rate=measured.rate_its if measured else None,
                              stage_rates=measured.stage_rates if measured else None,
-                             requeue=site_requeues(plan, files))
+                             requeue=site_requeues(Project(plan.project_home, local_or(files))))
 
 
 def segments_text(cont: Continuation) -> str:
@@ -383,27 +386,24 @@ def _about(hours: float) -> str:
 # ---------------------------------------------------------------- the site: requeue or follow-on jobs
 
 
-def site_file(plan: Plan) -> Path:
-    return plan.layout.continuation_dir / SITE_FILE
+def site_file(project: Project) -> Path:
+    return project.layout.continuation_dir / SITE_FILE
 
 
-def site_requeues(plan: Plan, files: ProjectFiles | None = None) -> bool:
+def site_requeues(project: Project) -> bool:
     """The check's last answer whether the cluster requeues (True when never checked)."""
-    from hpcwizard.project.files import local_or
-
     try:
-        data = json.loads(local_or(files).read_text(site_file(plan)))
+        data = json.loads(project.files.read_text(site_file(project)))
     except (OSError, ValueError, UserError):
         return True
     return bool(data.get("requeue", True)) if isinstance(data, dict) else True
 
 
-def save_site_answer(plan: Plan, requeue: bool, reason: str, files: ProjectFiles | None = None) -> None:
-    from hpcwizard.project.files import local_or
+def save_site_answer(project: Project, requeue: bool, reason: str) -> None:
     from hpcwizard.project.state import now_iso
 
     text = json.dumps({"requeue": requeue, "reason": reason, "checked_at": now_iso()}, indent=2) + "\n"
-    local_or(files).write_text_atomic(site_file(plan), text)
+    project.files.write_text_atomic(site_file(project), text)
 
 
 @dataclass(frozen=True)
@@ -441,11 +441,6 @@ def probe_requeue(plan: Plan, runner: Runner) -> RequeueAnswer:
 # ---------------------------------------------------------------- bookkeeping of a running chain
 
 
-def state_dir(plan: Plan) -> Path:
-    """Where train jobs keep ``<job-name>.json`` (segment, last checkpoint...)."""
-    return plan.layout.continuation_dir
-
-
 @dataclass(frozen=True)
 class SegmentState:
     """A train job's ``<state_dir>/continuation/<job-name>.json``, written by its script.
@@ -468,12 +463,12 @@ class SegmentState:
     script: str = ""  # the rendered script every segment runs
 
 
-def read_segment_state(plan: Plan, job_name: str, files: ProjectFiles | None = None) -> SegmentState | None:
-    """The bookkeeping of train job ``job_name`` (its Slurm name), or None."""
-    from hpcwizard.project.files import local_or
-
+def read_segment_state(project: Project, job_name: str) -> SegmentState | None:
+    """The bookkeeping of train job ``job_name`` (its Slurm name), or None:
+    ``<job name>.json`` in the project's continuation folder, where train jobs
+    keep their segment, last checkpoint..."""
     try:
-        data = json.loads(local_or(files).read_text(state_dir(plan) / f"{job_name}.json"))
+        data = json.loads(project.files.read_text(project.layout.continuation_dir / f"{job_name}.json"))
         return SegmentState(
             job_name=str(data["job_name"]), job_id=str(data["job_id"]), first_job_id=str(data["first_job_id"]),
             job_ids=tuple(str(j) for j in data.get("job_ids") or ()), segment=int(data["segment"]),

@@ -16,6 +16,7 @@ from hpcwizard.checks.quota import probe_quota
 from hpcwizard.checks.space import free_space
 from hpcwizard.errors import UserError
 from hpcwizard.project import session
+from hpcwizard.project.home import Project
 from hpcwizard.project.plan import Plan
 from hpcwizard.project.wizard_steps import PATHS
 from hpcwizard.shell import Runner
@@ -153,8 +154,9 @@ class PathsStep(StepScreen):
         from hpcwizard.checks.netprobe import cached_offline, needed_kinds
 
         recipe = session.recipe_of(self.plan)
+        project = Project(self.plan.project_home, self.context.files, self.context.runner)
         try:
-            offline = cached_offline(self.plan, recipe, self.context.runner, self.context.files)
+            offline = cached_offline(project, self.plan, recipe, self.context.runner)
         except Exception:  # only a suggestion: without it the choice stays as saved
             offline = None
         missing = offline.unreachable(needed_kinds(recipe)) if offline is not None else []
