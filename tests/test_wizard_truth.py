@@ -121,7 +121,9 @@ async def test_preflight_blocks_nothing_would_be_trained_and_start_fresh_lets_it
         app = pilot.app
         screen = app.screen
         assert screen.blocked and screen.query_one("#step-next").disabled
-        [block] = [r for r in screen.query(CheckRow) if r.row.level.value == "block"]
+        blocks = [r for r in screen.query(CheckRow) if r.row.level.value == "block"]
+        assert len(blocks) == 1, [(r.row.name, r.row.message, r.row.fix) for r in blocks]
+        [block] = blocks
         assert block.row.name == "earlier checkpoints" and "nothing would be trained" in block.row.message
         await pilot.press("enter")  # the blocking row has the focus: its fix opens
         await wait_for(pilot, lambda: not block.collapsed)
