@@ -10,12 +10,11 @@ import the interpreter has not reached yet cannot hide an edge. Imports under
   exists; :data:`ALLOWED_CIRCLES` would name one that had to stay (it is empty).
 - Imports deferred into functions (the light start moves many there) can close
   a circle too: it works, but two modules in one cannot be understood, tested
-  or moved one without the other. The circles issue 16 named in the wizard
-  (step screens <-> wizard), in the disk checks (quota <-> space), between
-  the preflight and prepare's rows (checks.preflight <-> prepare.check) and
-  between the two sides of project files (project.files <-> remote.files) are
-  broken; no circle through deferred imports may come back through those
-  modules. Circles elsewhere are other owners' work (see the issue).
+  or moved one without the other. Issue 16 broke every one (wizard <-> step
+  screens, quota <-> space, checks.preflight <-> prepare.check, project.files
+  <-> remote.files, and project.home -> resolved -> recipe -> continuation ->
+  project.home, by giving the layout, the recipe's continuation block, the
+  check rows and the temp names leaf modules): none may come back.
 """
 
 from __future__ import annotations
@@ -34,14 +33,6 @@ PACKAGE = REPO / "hpcwizard"
 #: modules, with why. None: a new one fails the test.
 ALLOWED_CIRCLES: dict[str, frozenset[str]] = {}
 
-#: Modules no circle may go through, deferred imports counted: the wizard, its
-#: steps, the checks (preflight and the rows prepare adds) and the two sides of
-#: project files (issue 16 broke the circles they were in).
-CIRCLE_FREE = ("hpcwizard.tui.screens.", "hpcwizard.tui.choices", "hpcwizard.tui.widgets.step_header",
-               "hpcwizard.project.wizard_steps", "hpcwizard.project.session",
-               "hpcwizard.checks.quota", "hpcwizard.checks.space", "hpcwizard.checks.freespace",
-               "hpcwizard.project.files", "hpcwizard.remote.files", "hpcwizard.project.temp_names",
-               "hpcwizard.checks.preflight", "hpcwizard.prepare.check", "hpcwizard.checks.results")
 WIZARD = "hpcwizard.tui.screens.wizard"
 
 
@@ -194,10 +185,9 @@ def test_no_import_circle_when_a_module_is_imported():
     assert gone == [], f"no longer circles: remove {gone} from ALLOWED_CIRCLES"
 
 
-def test_the_wizard_and_the_disk_checks_are_in_no_circle_even_through_deferred_imports():
+def test_no_import_circle_even_through_imports_inside_functions():
     graph = with_step_screens(import_graph(with_deferred=True))
-    found = [one_cycle(graph, part) for part in circles(graph)
-             if any(module.startswith(CIRCLE_FREE) for module in part)]
+    found = [one_cycle(graph, part) for part in circles(graph)]
     assert found == [], "import circles (some through imports inside functions): " + "; ".join(found)
 
 

@@ -13,7 +13,8 @@ import pytest
 
 from hpcwizard.jobs.journal import JOURNAL_FILE
 from hpcwizard.project.files import LOCAL_FILES, SshFiles
-from hpcwizard.project.home import Project, ProjectLayout, home_path
+from hpcwizard.project.home import Project, home_path
+from hpcwizard.project.layout import ProjectLayout
 from hpcwizard.project.recipe import get_recipe
 from hpcwizard.project.render import render
 from hpcwizard.project.resolved import resolve as resolve_plan

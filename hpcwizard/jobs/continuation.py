@@ -47,14 +47,12 @@ if TYPE_CHECKING:
     from hpcwizard.project.files import ProjectFiles
     from hpcwizard.project.home import Project
     from hpcwizard.project.plan import JobResources, Plan
-    from hpcwizard.project.recipe import Recipe
+    from hpcwizard.project.recipe import ContinuationSettings, Recipe
     from hpcwizard.project.resolved import ResolvedPlan
     from hpcwizard.shell import Runner
 
 #: The signal the batch script asks Slurm for (``--signal=B:USR1@lead``).
 WARNING_SIGNAL = "USR1"
-#: At least this many seconds of warning, unless the recipe says its trainer needs less.
-MIN_LEAD_SECONDS = 120
 #: ``train.segments: auto`` without a time estimate.
 DEFAULT_SEGMENTS = 10
 #: ``auto``: the estimated need times this, rounded up.
@@ -71,9 +69,6 @@ UNKNOWN_STEP_STOP_WAIT = 60
 #: The check's answer whether the cluster requeues (``requeue.json`` beside the
 #: train jobs' ``<job-name>.json`` in ``ProjectLayout.continuation_dir``).
 SITE_FILE = "requeue.json"
-STOP_SIGNALS = ("USR1", "TERM", "INT")
-SETTINGS_KEYS = ("stop_signal", "saves_on_signal", "min_lead", "save_seconds", "step_seconds",
-                 "checkpoint_steps", "checkpoint_complete")
 
 # ---------------------------------------------------------------- the log contract
 
@@ -92,75 +87,6 @@ NO_PROGRESS = LINE_PREFIX + "segment {segment} saved no new checkpoint (still {c
 AT_BOUND = LINE_PREFIX + "segment {segment} stopped at the time limit; train.segments allows {maximum}: not continuing"
 #: ``[hpcwizard] segment 3 finished the training`` (the script ran to its end)
 FINISHED = LINE_PREFIX + "segment {segment} finished the training"
-
-# ---------------------------------------------------------------- recipe settings
-
-
-@dataclass(frozen=True)
-class ContinuationSettings:
-    """A recipe's ``continuation:`` block: how its trainer stops and saves."""
-
-    #: what the trainer's process group gets when the warning comes
-    stop_signal: str = "TERM"
-    #: the trainer saves a checkpoint and exits on ``stop_signal`` (else the
-    #: script waits for its next checkpoint, then stops it)
-    saves_on_signal: bool = False
-    #: the lead is at least this many seconds (default 120: big checkpoints
-    #: take minutes to write)
-    min_lead: int = MIN_LEAD_SECONDS
-    #: how long one checkpoint takes to write, in seconds
-    save_seconds: int = 60
-    #: the step time when a parameter sets it (``"{seconds_per_step}"``);
-    #: otherwise the rate an earlier run of the project logged is used
-    step_seconds: str | None = None
-    #: parameters holding the checkpoint interval in steps (the largest counts)
-    checkpoint_steps: tuple[str, ...] = ()
-    #: a file every complete checkpoint holds (accelerate's save_state writes
-    #: ``random_states_0.pkl`` last); a newest checkpoint without it was cut
-    #: short and is moved aside before the trainer resumes
-    checkpoint_complete: str | None = None
-
-
-_FILE_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
-
-
-def parse_settings(data: Any, where: str, parameter_names: set[str]) -> ContinuationSettings:
-    """Validate a recipe's ``continuation:`` block (None: the defaults)."""
-    from hpcwizard.project.recipe import RecipeError
-
-    if data is None:
-        return ContinuationSettings()
-    if not isinstance(data, dict):
-        raise RecipeError(f"{where} continuation must be a mapping")
-    unknown = sorted(str(k) for k in set(data) - set(SETTINGS_KEYS))
-    if unknown:
-        raise RecipeError(f"{where} continuation has an unknown key {unknown[0]!r}",
-                          f"allowed keys: {', '.join(SETTINGS_KEYS)}")
-    settings = ContinuationSettings(
-        stop_signal=str(data.get("stop_signal", "TERM")),
-        saves_on_signal=data.get("saves_on_signal", False),
-        min_lead=data.get("min_lead", MIN_LEAD_SECONDS),
-        save_seconds=data.get("save_seconds", 60),
-        step_seconds=None if data.get("step_seconds") is None else str(data["step_seconds"]),
-        checkpoint_steps=tuple(data.get("checkpoint_steps") or ()),
-        checkpoint_complete=data.get("checkpoint_complete"),
-    )
-    if settings.stop_signal not in STOP_SIGNALS:
-        raise RecipeError(f"{where} continuation.stop_signal is {settings.stop_signal!r}",
-                          f"allowed: {', '.join(STOP_SIGNALS)}")
-    if not isinstance(settings.saves_on_signal, bool):
-        raise RecipeError(f"{where} continuation.saves_on_signal must be true or false")
-    for name in ("min_lead", "save_seconds"):
-        value = getattr(settings, name)
-        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 86400:
-            raise RecipeError(f"{where} continuation.{name} must be a whole number of seconds from 1 to 86400")
-    missing = sorted(set(settings.checkpoint_steps) - parameter_names)
-    if missing:
-        raise RecipeError(f"{where} continuation.checkpoint_steps names an undeclared parameter {missing[0]}")
-    if settings.checkpoint_complete is not None and not _FILE_NAME.fullmatch(str(settings.checkpoint_complete)):
-        raise RecipeError(f"{where} continuation.checkpoint_complete must be a plain file name")
-    return settings
-
 
 # ---------------------------------------------------------------- what a train job does
 

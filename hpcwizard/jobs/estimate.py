@@ -47,7 +47,7 @@ from hpcwizard.errors import UserError
 from hpcwizard.jobs.logtail import LogFollower
 from hpcwizard.jobs.triage import parse_progress
 from hpcwizard.project.files import ProjectFiles, local_or
-from hpcwizard.project.home import ProjectLayout
+from hpcwizard.project.layout import ProjectLayout
 from hpcwizard.project.plan import Plan
 from hpcwizard.project.recipe import Recipe
 from hpcwizard.project.resolved import ResolvedPlan

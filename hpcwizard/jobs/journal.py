@@ -45,7 +45,7 @@ from typing import TYPE_CHECKING
 
 from hpcwizard.errors import UserError
 from hpcwizard.project.files import LockBusy, ProjectFiles, fsync_folder
-from hpcwizard.project.home import JOURNAL_FILE as JOURNAL_FILE  # the project layout names it (tests read it here)
+from hpcwizard.project.layout import JOURNAL_FILE as JOURNAL_FILE  # the project layout names it (tests read it here)
 from hpcwizard.project.state import StateError, Submission, SubmittedJob
 from hpcwizard.shell import Runner
 from hpcwizard.slurm import JobState, SlurmClient, SlurmCommandError, SlurmUnavailable

@@ -27,7 +27,7 @@ from pathlib import Path
 from hpcwizard.errors import UserError
 from hpcwizard.jobs.status import JobRow, StatusSnapshot, format_clock
 from hpcwizard.project.files import ProjectFiles, local_or
-from hpcwizard.project.home import ProjectLayout
+from hpcwizard.project.layout import ProjectLayout
 from hpcwizard.project.state import (
     ProjectState,
     Submission,

@@ -33,7 +33,7 @@ from hpcwizard.jobs.triage import (
     parse_stage_start,
 )
 from hpcwizard.project.files import ProjectFiles, local_or
-from hpcwizard.project.home import ProjectLayout
+from hpcwizard.project.layout import ProjectLayout
 from hpcwizard.project.plan import job_prefix_for
 from hpcwizard.project.state import ProjectState, SubmittedJob, load_state
 from hpcwizard.shell import Runner

@@ -14,8 +14,9 @@ the plan)::
         prepare/              the prepare job's rendering
       logs/                   every job's log, <slurm name>-<job id>.out/.err
 
-:class:`ProjectLayout` is that tree as paths (no I/O), the only place that
-spells them. :class:`Project` adds where the files live (this machine or the
+:class:`~hpcwizard.project.layout.ProjectLayout` is that tree as paths (no
+I/O, a leaf module that plan.py and the jobs' modules build on), the only
+place that spells them. :class:`Project` adds where the files live (this machine or the
 login node over SSH: a :class:`~hpcwizard.project.files.ProjectFiles`) and how
 commands run there (a :class:`~hpcwizard.shell.Runner`), and reads and writes
 the project's state through them.
@@ -31,85 +32,13 @@ from typing import TYPE_CHECKING, Any
 
 from hpcwizard.errors import UserError
 from hpcwizard.project.files import LOCAL_FILES, ProjectFiles, expand_home
-from hpcwizard.project.state import STATE_FILE, ProjectState, load_state, update_state
+from hpcwizard.project.layout import ProjectLayout
+from hpcwizard.project.state import ProjectState, load_state, update_state
 
 if TYPE_CHECKING:
     from hpcwizard.project.plan import Plan
     from hpcwizard.project.resolved import ResolvedPlan
     from hpcwizard.shell import Runner
-
-#: The state folder's name inside a project home.
-STATE_FOLDER = "hpcwizard"
-LOGS_FOLDER = "logs"
-PLAN_FILE = "plan.yaml"
-RUNS_FOLDER = "runs"
-CONTINUATION_FOLDER = "continuation"
-PREVIEW_FOLDER = "preview"
-#: Left by a submit until its chain is recorded (:mod:`hpcwizard.jobs.journal`).
-JOURNAL_FILE = "submit-journal.json"
-
-
-@dataclass(frozen=True)
-class ProjectLayout:
-    """Where each thing of a project lives; paths of the machine holding it."""
-
-    home: Path
-
-    @property
-    def state_dir(self) -> Path:
-        """Where hpcwizard keeps the plan, the state and the rendered scripts."""
-        return self.home / STATE_FOLDER
-
-    @property
-    def plan_path(self) -> Path:
-        return self.state_dir / PLAN_FILE
-
-    @property
-    def state_path(self) -> Path:
-        return self.state_dir / STATE_FILE
-
-    @property
-    def runs_dir(self) -> Path:
-        """One folder per submitted chain, holding its scripts and plan."""
-        return self.state_dir / RUNS_FOLDER
-
-    @property
-    def submit_journal(self) -> Path:
-        """An interrupted submit's journal (see :mod:`hpcwizard.jobs.journal`)."""
-        return self.state_dir / JOURNAL_FILE
-
-    @property
-    def continuation_dir(self) -> Path:
-        """A train job's segment records (``<job name>.json``)."""
-        return self.state_dir / CONTINUATION_FOLDER
-
-    @property
-    def preview_dir(self) -> Path:
-        return self.state_dir / PREVIEW_FOLDER
-
-    @property
-    def prepare_dir(self) -> Path:
-        """The prepare job's rendering."""
-        return self.state_dir / "prepare"
-
-    @property
-    def remote_prepare_plan(self) -> Path:
-        """The plan a prepare on the login node runs with (``--host``)."""
-        return self.state_dir / "download" / PLAN_FILE
-
-    @property
-    def logs_dir(self) -> Path:
-        return self.home / LOGS_FOLDER
-
-    def log_path(self, slurm_name: str, job_id: str, stream: str = "out") -> Path:
-        """A job's log as the scripts name it: ``logs/%x-%j.out`` (``.err``)."""
-        return self.logs_dir / f"{slurm_name}-{job_id}.{stream}"
-
-    def node_log_path(self, slurm_name: str, job_id: str, node: int) -> Path:
-        """Node ``node``'s output of a job on several nodes (stdout and stderr
-        together): ``logs/%x-%j.node<K>.out``, K its ``$SLURM_NODEID``."""
-        return self.logs_dir / f"{slurm_name}-{job_id}.node{node}.out"
-
 
 def home_path(text: str, files: ProjectFiles = LOCAL_FILES) -> Path:
     """The project home (or any folder) the user typed, as an absolute path

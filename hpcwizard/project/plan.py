@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from hpcwizard.errors import UserError
-from hpcwizard.project.home import ProjectLayout
+from hpcwizard.project.layout import ProjectLayout
 
 DOWNLOAD_MODES = ("job", "login")
 PLAN_KEYS = (

@@ -29,7 +29,6 @@ from typing import Any
 import yaml
 
 from hpcwizard.errors import UserError
-from hpcwizard.jobs.continuation import ContinuationSettings, parse_settings
 from hpcwizard.project.plan import JobResources, Plan, PlanError, plan_from_dict
 
 SHARED_FOLDER = "_shared"
@@ -48,6 +47,82 @@ _NUMBER_TEXT = re.compile(r"-?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?")
 
 class RecipeError(UserError):
     """A recipe folder is missing or its recipe.yaml is malformed."""
+
+
+# ---------------------------------------------------------------- continuation:
+# A recipe's ``continuation:`` block; what a train job does with it at its time
+# limit is hpcwizard.jobs.continuation's.
+
+#: At least this many seconds of warning, unless the recipe says its trainer needs less.
+MIN_LEAD_SECONDS = 120
+STOP_SIGNALS = ("USR1", "TERM", "INT")
+SETTINGS_KEYS = ("stop_signal", "saves_on_signal", "min_lead", "save_seconds", "step_seconds",
+                 "checkpoint_steps", "checkpoint_complete")
+
+
+@dataclass(frozen=True)
+class ContinuationSettings:
+    """A recipe's ``continuation:`` block: how its trainer stops and saves."""
+
+    #: what the trainer's process group gets when the warning comes
+    stop_signal: str = "TERM"
+    #: the trainer saves a checkpoint and exits on ``stop_signal`` (else the
+    #: script waits for its next checkpoint, then stops it)
+    saves_on_signal: bool = False
+    #: the lead is at least this many seconds (default 120: big checkpoints
+    #: take minutes to write)
+    min_lead: int = MIN_LEAD_SECONDS
+    #: how long one checkpoint takes to write, in seconds
+    save_seconds: int = 60
+    #: the step time when a parameter sets it (``"{seconds_per_step}"``);
+    #: otherwise the rate an earlier run of the project logged is used
+    step_seconds: str | None = None
+    #: parameters holding the checkpoint interval in steps (the largest counts)
+    checkpoint_steps: tuple[str, ...] = ()
+    #: a file every complete checkpoint holds (accelerate's save_state writes
+    #: ``random_states_0.pkl`` last); a newest checkpoint without it was cut
+    #: short and is moved aside before the trainer resumes
+    checkpoint_complete: str | None = None
+
+
+_PLAIN_FILE_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
+
+
+def parse_continuation(data: Any, where: str, parameter_names: set[str]) -> ContinuationSettings:
+    """Validate a recipe's ``continuation:`` block (None: the defaults)."""
+    if data is None:
+        return ContinuationSettings()
+    if not isinstance(data, dict):
+        raise RecipeError(f"{where} continuation must be a mapping")
+    unknown = sorted(str(k) for k in set(data) - set(SETTINGS_KEYS))
+    if unknown:
+        raise RecipeError(f"{where} continuation has an unknown key {unknown[0]!r}",
+                          f"allowed keys: {', '.join(SETTINGS_KEYS)}")
+    settings = ContinuationSettings(
+        stop_signal=str(data.get("stop_signal", "TERM")),
+        saves_on_signal=data.get("saves_on_signal", False),
+        min_lead=data.get("min_lead", MIN_LEAD_SECONDS),
+        save_seconds=data.get("save_seconds", 60),
+        step_seconds=None if data.get("step_seconds") is None else str(data["step_seconds"]),
+        checkpoint_steps=tuple(data.get("checkpoint_steps") or ()),
+        checkpoint_complete=data.get("checkpoint_complete"),
+    )
+    if settings.stop_signal not in STOP_SIGNALS:
+        raise RecipeError(f"{where} continuation.stop_signal is {settings.stop_signal!r}",
+                          f"allowed: {', '.join(STOP_SIGNALS)}")
+    if not isinstance(settings.saves_on_signal, bool):
+        raise RecipeError(f"{where} continuation.saves_on_signal must be true or false")
+    for name in ("min_lead", "save_seconds"):
+        value = getattr(settings, name)
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 86400:
+            raise RecipeError(f"{where} continuation.{name} must be a whole number of seconds from 1 to 86400")
+    missing = sorted(set(settings.checkpoint_steps) - parameter_names)
+    if missing:
+        raise RecipeError(f"{where} continuation.checkpoint_steps names an undeclared parameter {missing[0]}")
+    if settings.checkpoint_complete is not None and not _PLAIN_FILE_NAME.fullmatch(str(settings.checkpoint_complete)):
+        raise RecipeError(f"{where} continuation.checkpoint_complete must be a plain file name")
+    return settings
+
 
 
 def templates_root() -> Path:
@@ -557,7 +632,7 @@ def _load_recipe(folder: Path) -> Recipe:
             "name", "title", "description", "repos", "jobs", "defaults", "variants",
             "files", "creates", "outputs", "parameters", "results", "training_stages", "continuation"}},
         training_stages=training_stages,
-        continuation=parse_settings(data.get("continuation"), where, {p.name for p in parameters}),
+        continuation=parse_continuation(data.get("continuation"), where, {p.name for p in parameters}),
     )
 
 

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Optional
 from hpcwizard.project.recipe import Recipe, RecipeError, ResolvedRepo, fill_placeholders, get_recipe
 
 if TYPE_CHECKING:
-    from hpcwizard.project.home import ProjectLayout
+    from hpcwizard.project.layout import ProjectLayout
     from hpcwizard.project.plan import Plan
     from hpcwizard.project.prepare_spec import CodeSpec, EnvironmentSpec
 

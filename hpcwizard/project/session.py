@@ -22,7 +22,8 @@ from typing import TYPE_CHECKING
 
 from hpcwizard.errors import UserError
 from hpcwizard.project.files import ProjectFiles, expand_home
-from hpcwizard.project.home import Project, ProjectLayout
+from hpcwizard.project.home import Project
+from hpcwizard.project.layout import ProjectLayout
 from hpcwizard.project.plan import Plan, PlanError
 from hpcwizard.project.state import ProjectLock
 from hpcwizard.project.wizard_steps import DONE as DONE  # what state.wizard_step holds once submitted
