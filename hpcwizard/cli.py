@@ -238,14 +238,16 @@ REMOTE_GROUP_PLACES = {"token": "laptop", "access": "laptop", "space": "login no
 
 def cmd_check(args: argparse.Namespace) -> int:
     from hpcwizard.checks.preflight import CheckResult, run_preflight, start_fresh
+    from hpcwizard.project.home import Project
 
     files = make_files(args)
     resolved = _resolved_plan(args, files)
     marks = {"ok": "ok   ", "warn": "WARN ", "block": "BLOCK"}
     runner = make_runner(args)
+    project = Project(resolved.plan.project_home, files, runner)  # the plan's, new or not
     command = remote_hpcwizard(args, runner) if files.remote else None
     shown: set[str] = set()
-    moved = start_fresh(resolved, runner, files) if args.start_fresh else []
+    moved = start_fresh(project, resolved) if args.start_fresh else []
     if args.start_fresh and not args.json:
         for move in moved:
             print(f"moved {move.source} to {move.target}")
@@ -265,7 +267,7 @@ def cmd_check(args: argparse.Namespace) -> int:
             print(f"{'':17} fix: {row.fix}")
         sys.stdout.flush()
 
-    preflight = run_preflight(resolved, runner, on_result=show, files=files, hpcwizard_cmd=command,
+    preflight = run_preflight(project, resolved, on_result=show, hpcwizard_cmd=command,
                               downloads_required=True, probe_network=args.probe)
     if args.json:
         data: dict[str, Any] = {"ok": not preflight.blocked, "counts": preflight.counts(),

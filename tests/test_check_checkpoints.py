@@ -26,6 +26,7 @@ from hpcwizard.checks.preflight import (
     start_fresh,
 )
 from hpcwizard.checks.space import Level
+from hpcwizard.project.home import Project
 from hpcwizard.project.recipe import get_recipe
 from hpcwizard.project.resolved import resolve
 from hpcwizard.shell import LocalRunner
@@ -111,7 +112,7 @@ def test_checkpoints_below_the_steps_only_warn(tmp_path):
     plan, recipe = load_plan_for_recipe(plan_path)
     plan = plan.with_changes(params={"max_train_steps": 100})
     leave_checkpoints(plan.project_home, stage1=70)
-    [row] = check_earlier_checkpoints(resolve(plan, recipe))
+    [row] = check_earlier_checkpoints(Project(plan.project_home), resolve(plan, recipe))
     assert row.level is Level.WARN and "checkpoint-70" in row.message and "nothing would be trained" not in row.message
     assert "--start-fresh" in row.fix
 
@@ -125,10 +126,10 @@ def test_a_stage_the_plan_does_not_train_does_not_block(tmp_path, stages, blocke
                                params={"stages": stages, "stage1_max_train_steps": 50})
     folder = recipe.checkpoint_dirs_for(plan)[0] / "checkpoint-60"
     folder.mkdir(parents=True)
-    [found] = find_earlier_checkpoints(resolve(plan, recipe))
+    [found] = find_earlier_checkpoints(Project(plan.project_home), resolve(plan, recipe))
     assert found.stage == "stage 1" and found.latest == 60
     assert found.nothing_to_train is blocked
-    [row] = check_earlier_checkpoints(resolve(plan, recipe))
+    [row] = check_earlier_checkpoints(Project(plan.project_home), resolve(plan, recipe))
     assert (row.level is Level.BLOCK) is blocked
     if blocked:
         assert continue_steps([found]) == {"stage1_max_train_steps": 110}
@@ -148,6 +149,6 @@ def test_start_fresh_refuses_to_overwrite_and_says_which_folder(tmp_path):
     from hpcwizard.errors import UserError
 
     with pytest.raises(UserError) as caught:
-        start_fresh(resolve(plan, recipe), LocalRunner(), when=when)
+        start_fresh(Project(plan.project_home, runner=LocalRunner()), resolve(plan, recipe), when=when)
     assert str(plan.project_home / "demo" / "stage1") in caught.value.message
     assert (plan.project_home / "demo" / "stage1" / "checkpoint-8").is_dir()  # nothing lost

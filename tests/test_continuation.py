@@ -174,7 +174,7 @@ def test_train_scripts_ask_for_the_warning_and_requeue_or_follow_on(tmp_path):
 
 def test_the_check_stores_whether_the_cluster_requeues(tmp_path, slurm_runner):
     plan, recipe = _plan("demo", tmp_path, time="2")
-    rows = check_continuation(resolve(plan, recipe), slurm_runner)
+    rows = check_continuation(Project(plan.project_home, runner=slurm_runner), resolve(plan, recipe))
     assert [(r.name, r.level.value) for r in rows] == [("train continuation", "ok"), ("train cost", "ok")]
     assert "continued by requeue" in rows[0].message or "would continue by requeue" in rows[0].message
     assert json.loads((plan.state_dir / "continuation" / "requeue.json").read_text())["requeue"] is True

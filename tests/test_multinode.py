@@ -20,6 +20,7 @@ import pytest
 from hpcwizard.checks.preflight import job_limits
 from hpcwizard.demo import build_demo_hub, write_token_file
 from hpcwizard.devhub import DevHub
+from hpcwizard.project.home import Project
 from hpcwizard.project.plan import PlanError, plan_from_dict
 from hpcwizard.project.recipe import get_recipe
 from hpcwizard.project.render import render
@@ -229,7 +230,7 @@ def test_the_check_says_what_a_multi_node_training_costs(tmp_path, slurm_runner)
     assert cost_text(cont, plan.train) == "≈ 160 GPU-hours (2 nodes × 4 GPUs × ≈ 20h)"
     one = replace(plan.train, nodes=1, gpus=0)
     assert cost_text(cont, one) == "≈ 20 node-hours (no GPU × ≈ 20h)"
-    rows = {r.name: r for r in check_continuation(resolve(plan, recipe), slurm_runner)}
+    rows = {r.name: r for r in check_continuation(Project(plan.project_home, runner=slurm_runner), resolve(plan, recipe))}
     assert rows["train cost"].message == "≈ 160 GPU-hours (2 nodes × 4 GPUs × ≈ 20h)"
 
 

@@ -191,7 +191,7 @@ def test_a_recipe_that_clones_from_the_code_host_is_blocked_there_and_login_plan
     monkeypatch.setenv("HF_ENDPOINT", hub.url)
     runner = LocalRunner(extra_env={"SLURM_CONF": slurm_conf})
     demo = demo_plan(tmp_path)
-    [row] = check_network(resolve(demo), runner)
+    [row] = check_network(Project(demo.project_home, runner=runner), resolve(demo))
     assert row.level is Level.OK, row
     [job_id] = probe_jobs(demo.state_dir)
 
@@ -200,14 +200,15 @@ def test_a_recipe_that_clones_from_the_code_host_is_blocked_there_and_login_plan
     assert netprobe.code_host(fff) == "https://github.com"
     fff_plan = fff.default_plan(demo.project_home, demo.data_root, hf_namespace="alice").with_changes(
         setup=demo.setup)
-    [row] = check_network(resolve(fff_plan, fff), runner)
+    [row] = check_network(Project(fff_plan.project_home, runner=runner), resolve(fff_plan, fff))
     assert row.level is Level.BLOCK, row
     assert row.message.startswith("compute nodes of partition cpu cannot reach the code host https://github.com "
                                   "(probed "), row.message
     assert ", cached)" in row.message
     assert row.fix.startswith("choose download: login (the wizard's 'prepare on the login node'), "
                               "then run `hpcwizard prepare PLAN` on the login node")
-    [row] = check_network(resolve(fff_plan.with_changes(download="login"), fff), runner)
+    [row] = check_network(Project(fff_plan.project_home, runner=runner),
+                           resolve(fff_plan.with_changes(download="login"), fff))
     assert row.level is Level.OK and row.message.startswith("jobs run offline: everything is prepared on the login node")
     assert "cannot reach the code host https://github.com" in row.message
     assert probe_jobs(demo.state_dir) == [job_id]  # all from the one probe
@@ -216,7 +217,7 @@ def test_a_recipe_that_clones_from_the_code_host_is_blocked_there_and_login_plan
 def test_a_login_plan_without_a_cached_probe_submits_nothing(tmp_path, slurm_conf):
     runner = LocalRunner(extra_env={"SLURM_CONF": slurm_conf})
     plan = demo_plan(tmp_path, download="login")
-    [row] = check_network(resolve(plan), runner)
+    [row] = check_network(Project(plan.project_home, runner=runner), resolve(plan))
     assert row.level is Level.OK and row.message == "jobs run offline: everything is prepared on the login node"
     assert probe_jobs(plan.state_dir) == [] and not plan.state_dir.exists()
 
@@ -228,7 +229,7 @@ def test_a_probe_still_pending_after_the_wait_is_a_warning_and_is_cancelled(tmp_
     monkeypatch.setenv("HF_TOKEN", CANARY)  # exported by the user; the runner strips it
     runner = LocalRunner(extra_env={"SLURM_CONF": slurm_conf})
     plan = demo_plan(tmp_path)
-    [row] = check_network(resolve(plan), runner, probe=True, wait=3,
+    [row] = check_network(Project(plan.project_home, runner=runner), resolve(plan), probe=True, wait=3,
                           sbatch_args=["--begin=now+1hour"])
     assert row.level is Level.WARN, row
     assert row.message.startswith("unknown (probe pending): job "), row.message
@@ -256,7 +257,7 @@ def test_giving_up_on_the_wait_cancels_the_probe(tmp_path, slurm_conf):
         return len(asked) > 2  # the user quits while the probe waits in the queue
 
     started = time.monotonic()
-    assert check_network(resolve(plan), runner, probe=True, wait=120,
+    assert check_network(Project(plan.project_home, runner=runner), resolve(plan), probe=True, wait=120,
                          sbatch_args=["--begin=now+1hour"], cancelled=cancelled) == []
     assert time.monotonic() - started < 60
     [job_id] = probe_jobs(plan.state_dir)
@@ -285,7 +286,7 @@ def test_the_probe_runs_from_the_login_node_in_remote_mode(tmp_path, conn, monke
 
         monkeypatch.setattr(SshFiles, "write_text_atomic", spy)
         plan = demo_plan(tmp_path)
-        [row] = check_network(resolve(plan), SshRunner(conn), files=files,
+        [row] = check_network(Project(plan.project_home, files, SshRunner(conn)), resolve(plan),
                               hpcwizard_cmd=[sys.executable, "-m", "hpcwizard"])
     assert row.level is Level.OK, row
     assert row.message.startswith(f"compute nodes of partition cpu reach the Hugging Face endpoint {url}")

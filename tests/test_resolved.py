@@ -117,8 +117,9 @@ def test_render_and_the_checks_read_the_resolution_they_are_given(tmp_path):
 
     folder = tmp_path / "somewhere else"
     (folder / "checkpoint-4").mkdir(parents=True)
-    assert find_earlier_checkpoints(resolved) == []
-    [found] = find_earlier_checkpoints(dataclasses.replace(resolved, checkpoint_dirs=(folder,)))
+    assert find_earlier_checkpoints(Project(resolved.plan.project_home), resolved) == []
+    [found] = find_earlier_checkpoints(Project(resolved.plan.project_home),
+                                       dataclasses.replace(resolved, checkpoint_dirs=(folder,)))
     assert (found.folder, found.latest) == (folder, 4)
 
 

@@ -72,7 +72,7 @@ WARN = CheckResult("environment", "conda", Level.WARN,
                    "load your site's conda module first if the recipe needs conda")
 
 
-def long_preflight(resolved, runner, *, endpoint=None, on_result=None, **_):
+def long_preflight(project, resolved, *, endpoint=None, on_result=None, **_):
     result = Preflight()
     rows = [CheckResult("token", "Hugging Face token", Level.OK, "valid for alice"), BLOCK, WARN]
     for row in rows:

@@ -60,7 +60,7 @@ class FakeSlurm:
         return list(PARTITIONS)
 
 
-def fake_preflight(resolved, runner, *, endpoint=None, on_result=None, **_):
+def fake_preflight(project, resolved, *, endpoint=None, on_result=None, **_):
     result = Preflight()
     for row in CHECKS:
         result.results.append(row)

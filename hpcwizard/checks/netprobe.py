@@ -50,7 +50,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from hpcwizard.errors import UserError
 from hpcwizard.prepare.pins import DEFAULT_INDEX, pip_indexes
-from hpcwizard.project.files import ProjectFiles, local_or
+from hpcwizard.project.files import ProjectFiles
 from hpcwizard.project.plan import Plan
 from hpcwizard.project.state import now_iso
 from hpcwizard.shell import Runner
@@ -479,18 +479,20 @@ def _last_line(files: ProjectFiles, output: Path) -> str:
     return f": {lines[-1][:300]}" if lines else ""
 
 
-def network_status(plan: Plan, recipe: Any, runner: Runner, *, files: ProjectFiles | None = None,
+def network_status(project: Project, plan: Plan, recipe: Any, *,
                    endpoint: str | None = None, hpcwizard_cmd: Sequence[str] | None = None,
                    probe: bool = False, use_cache_only: bool = False, wait: float = PENDING_WAIT,
                    sbatch_args: Sequence[str] = (),
                    cancelled: Callable[[], bool] | None = None) -> ProbeAnswer:
     """The compute nodes' network for the plan's setup partition: the cached
     result when it covers the same URLs (unless ``probe``), else a new probe
-    (unless ``use_cache_only``: then NOT_PROBED)."""
-    from hpcwizard.project.home import Project
+    (unless ``use_cache_only``: then NOT_PROBED). ``project``: the plan's
+    project (the cache is in its state folder; its runner submits the probe)."""
     from hpcwizard.project.render import hpcwizard_command
 
-    project = Project(plan.project_home, local_or(files), runner)
+    runner = project.runner
+    if runner is None:
+        raise ValueError("network_status needs the project's runner: the machine its jobs are submitted from")
     partition = plan.setup.partition
     if use_cache_only and not any(r.partition == partition for r in load_cache(project).values()):
         return ProbeAnswer(ProbeStatus.NOT_PROBED, partition=partition)  # nothing to look up: no command runs

@@ -29,6 +29,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from hpcwizard.checks import hub
 from hpcwizard.checks.quota import probe_quota
@@ -39,8 +40,7 @@ from hpcwizard.checks.results import warn as _warn
 from hpcwizard.checks.space import FreeSpace, Level, assess, free_space
 from hpcwizard.errors import UserError
 from hpcwizard.prepare.check import check_environment_pins, check_environment_python, check_modules
-from hpcwizard.project.files import ProjectFiles, local_or
-from hpcwizard.project.home import Project
+from hpcwizard.project.files import ProjectFiles
 from hpcwizard.project.plan import JobResources, Plan, count_of
 from hpcwizard.project.recipe import ResolvedRepo
 from hpcwizard.project.render import render
@@ -49,7 +49,17 @@ from hpcwizard.shell import Runner
 from hpcwizard.sizes import human_bytes
 from hpcwizard.slurm import PartitionInfo, PartitionState, SlurmClient, format_slurm_duration
 
+if TYPE_CHECKING:
+    from hpcwizard.project.home import Project
+
 __all__ = ["CheckResult", "Level", "Preflight", "job_limits", "run_preflight"]
+
+
+def _runner_of(project: Project) -> Runner:
+    """The runner of the machine the project's jobs are submitted from (the checks run commands there)."""
+    if project.runner is None:
+        raise ValueError("the checks need the project's runner: the machine its jobs are submitted from")
+    return project.runner
 
 
 # --- token and access --------------------------------------------------------
@@ -189,17 +199,17 @@ def _remote_tar_contents(archive: Path, runner: Runner) -> tuple[int, int] | Non
     return int(fields[0]), int(fields[1])
 
 
-def space_needs(resolved: ResolvedPlan, token: str | None, endpoint: str | None = None,
-                files: ProjectFiles | None = None, runner: Runner | None = None) -> list[SpaceNeed]:
+def space_needs(project: Project, resolved: ResolvedPlan, token: str | None,
+                endpoint: str | None = None) -> list[SpaceNeed]:
     """What still has to be written, by destination, from hub metadata and the disk.
 
-    ``files``: where the destinations are. In remote mode the download
+    The destinations are in the project's files: in remote mode the download
     manifest, ``.part`` sizes and unpack markers are read on the login node
-    over SFTP, and a plain tar's headers are read there by ``runner``."""
+    over SFTP, and a plain tar's headers are read there by the project's runner."""
     from hpcwizard.download import read_manifest, repo_download_size
     from hpcwizard.download.unpack import is_unpacked
 
-    files = local_or(files)
+    files, runner = project.files, project.runner
     needs = []
     for repo in resolved.repos:
         # The downloader's own accounting: complete files and usable .part bytes count as done.
@@ -316,9 +326,9 @@ def stages_trained(resolved: ResolvedPlan) -> int:
     return sum(1 for _, steps, _ in _steps_by_folder(resolved) if steps is not None)
 
 
-def find_earlier_checkpoints(resolved: ResolvedPlan, files: ProjectFiles | None = None) -> list[EarlierCheckpoints]:
-    """The recipe's checkpoint folders that already hold checkpoints (disk work)."""
-    files = local_or(files)
+def find_earlier_checkpoints(project: Project, resolved: ResolvedPlan) -> list[EarlierCheckpoints]:
+    """The recipe's checkpoint folders that already hold checkpoints (disk work, in the project's files)."""
+    files = project.files
     found = []
     for folder, (stage, steps, param) in zip(resolved.checkpoint_dirs, _steps_by_folder(resolved)):
         try:
@@ -371,14 +381,14 @@ def _fresh_start_fix(plan: Plan, found: list[EarlierCheckpoints]) -> str:
             f"{plan.project_home / FRESH_START_FOLDER}/<date>/ (nothing is deleted)")
 
 
-def check_earlier_checkpoints(resolved: ResolvedPlan, files: ProjectFiles | None = None) -> list[CheckResult]:
+def check_earlier_checkpoints(project: Project, resolved: ResolvedPlan) -> list[CheckResult]:
     """Training resumes from the latest checkpoint it finds: after a finished
     (or abandoned) run in the same project home, a new plan trains nothing
     new up to that step, whatever its settings, and nothing at all when the
     checkpoint is at or beyond its steps: that blocks (the train job would
     "complete" in seconds and convert the old checkpoint)."""
     plan = resolved.plan
-    found = find_earlier_checkpoints(resolved, files)
+    found = find_earlier_checkpoints(project, resolved)
     if not found:
         return []
     if any(c.nothing_to_train for c in found):
@@ -399,15 +409,14 @@ class MovedAside:
     into: Path  # the dated folder holding everything this fresh start moved
 
 
-def start_fresh(resolved: ResolvedPlan, runner: Runner, files: ProjectFiles | None = None,
-                when: datetime | None = None) -> list[MovedAside]:
+def start_fresh(project: Project, resolved: ResolvedPlan, when: datetime | None = None) -> list[MovedAside]:
     """Move the checkpoint folders that hold checkpoints, and what was converted
     from them, into one dated folder under the project home (``mv``, through
-    ``runner``: here or on the login node). Nothing is deleted; a folder that
+    the project's runner: here or on the login node). Nothing is deleted; a folder that
     cannot be moved stops it with a UserError naming it (what was moved stays moved)."""
     plan = resolved.plan
-    files = local_or(files)
-    with_checkpoints = [c.folder for c in find_earlier_checkpoints(resolved, files)]
+    files, runner = project.files, _runner_of(project)
+    with_checkpoints = [c.folder for c in find_earlier_checkpoints(project, resolved)]
     if not with_checkpoints:
         return []
     converted = [d for d in resolved.converted_dirs if files.exists(d)]
@@ -475,10 +484,11 @@ def still_to_write(needs: list[SpaceNeed]) -> CheckResult:
 _FINDING_NAMES = {"quota-bytes": "quota", "quota-files": "file quota"}
 
 
-def check_space(resolved: ResolvedPlan, runner: Runner, token: str | None,
-                endpoint: str | None = None, files: ProjectFiles | None = None) -> list[CheckResult]:
+def check_space(project: Project, resolved: ResolvedPlan, token: str | None,
+                endpoint: str | None = None) -> list[CheckResult]:
+    runner = _runner_of(project)
     try:
-        needs = space_needs(resolved, token, endpoint, files, runner)
+        needs = space_needs(project, resolved, token, endpoint)
     except UserError as exc:
         return [_warn("space", "download size", f"could not list the repos' files: {exc.message}",
                       "fix the access rows above; the size check reruns then")]
@@ -541,9 +551,9 @@ def job_limits(kind: str, res: JobResources, part: PartitionInfo, plan: Plan) ->
     return results
 
 
-def check_slurm(resolved: ResolvedPlan, runner: Runner, files: ProjectFiles | None = None,
-                hpcwizard_cmd: list[str] | None = None) -> list[CheckResult]:
+def check_slurm(project: Project, resolved: ResolvedPlan, hpcwizard_cmd: list[str] | None = None) -> list[CheckResult]:
     plan, recipe = resolved.plan, resolved.recipe
+    files, runner = project.files, _runner_of(project)
     slurm = SlurmClient(runner)
     try:
         partitions = {p.name: p for p in slurm.partitions()}
@@ -590,8 +600,7 @@ def check_slurm(resolved: ResolvedPlan, runner: Runner, files: ProjectFiles | No
 _job_limits = job_limits  # the earlier private name
 
 
-def check_continuation(resolved: ResolvedPlan, runner: Runner,
-                       files: ProjectFiles | None = None) -> list[CheckResult]:
+def check_continuation(project: Project, resolved: ResolvedPlan) -> list[CheckResult]:
     """How the train job continues across its time limit (README "Long
     trainings"): whether the cluster requeues (the answer is kept for render:
     :func:`hpcwizard.jobs.continuation.site_requeues`), and the segments the
@@ -608,16 +617,16 @@ def check_continuation(resolved: ResolvedPlan, runner: Runner,
     plan = resolved.plan
     results = []
     try:
-        answer = probe_requeue(plan, runner)
+        answer = probe_requeue(plan, _runner_of(project))
     except UserError as exc:
         answer = None
         results.append(_warn("slurm", "requeue", f"could not tell whether the cluster requeues: {exc.message}",
                              "the train job tries `scontrol requeue` and falls back to a follow-on job"))
     if answer is not None:
         with contextlib.suppress(OSError, UserError):
-            save_site_answer(Project(plan.project_home, local_or(files), runner), answer.requeue, answer.reason)
+            save_site_answer(project, answer.requeue, answer.reason)
     try:
-        cont = load_continuation(resolved, files)
+        cont = load_continuation(project, resolved)
     except UserError as exc:  # a bad parameter: the params rows say it
         return results + [_warn("slurm", "train continuation", exc.message, exc.hint or "fix the plan")]
     if answer is not None and cont.requeue != answer.requeue:  # the file could not be written
@@ -639,10 +648,10 @@ def check_continuation(resolved: ResolvedPlan, runner: Runner,
 
 
 @contextlib.contextmanager
-def _scratch_dir(runner: Runner, files: ProjectFiles | None) -> Iterator[str]:
+def _scratch_dir(runner: Runner, files: ProjectFiles) -> Iterator[str]:
     """A temporary folder where sbatch will read the scripts: here, or on the
     login node in remote mode (made and removed there through the runner)."""
-    if files is None or not files.remote:
+    if not files.remote:
         with tempfile.TemporaryDirectory(prefix="hpcwizard-check-") as scratch:
             yield scratch
         return
@@ -688,7 +697,7 @@ _PREPARE_ON_LOGIN = ("choose download: login (the wizard's 'prepare on the login
                      "then run `hpcwizard prepare PLAN` on the login node")
 
 
-def check_network(resolved: ResolvedPlan, runner: Runner, *, files: ProjectFiles | None = None,
+def check_network(project: Project, resolved: ResolvedPlan, *,
                   endpoint: str | None = None, hpcwizard_cmd: list[str] | None = None, probe: bool = False,
                   cache_only: bool = False, wait: float | None = None, sbatch_args: Iterable[str] = (),
                   cancelled: Callable[[], bool] | None = None) -> list[CheckResult]:
@@ -702,7 +711,7 @@ def check_network(resolved: ResolvedPlan, runner: Runner, *, files: ProjectFiles
     plan, recipe = resolved.plan, resolved.recipe
     login = plan.download == "login"
     answer = netprobe.network_status(
-        plan, recipe, runner, files=files, endpoint=endpoint, hpcwizard_cmd=hpcwizard_cmd, probe=probe,
+        project, plan, recipe, endpoint=endpoint, hpcwizard_cmd=hpcwizard_cmd, probe=probe,
         use_cache_only=cache_only or (login and not probe),
         wait=netprobe.PENDING_WAIT if wait is None else wait, sbatch_args=list(sbatch_args), cancelled=cancelled)
     partition = plan.setup.partition
@@ -786,9 +795,9 @@ def check_environment(runner: Runner, endpoint: str | None) -> list[CheckResult]
     return results
 
 
-def run_preflight(resolved: ResolvedPlan, runner: Runner, *, endpoint: str | None = None,
+def run_preflight(project: Project, resolved: ResolvedPlan, *, endpoint: str | None = None,
                   on_result: Callable[[CheckResult], object] | None = None,  # its answer is ignored
-                  files: ProjectFiles | None = None, hpcwizard_cmd: list[str] | None = None,
+                  hpcwizard_cmd: list[str] | None = None,
                   downloads_required: bool = False, probe_network: bool = False,
                   network_wait: float | None = None,
                   cancelled: Callable[[], bool] | None = None) -> Preflight:
@@ -803,11 +812,14 @@ def run_preflight(resolved: ResolvedPlan, runner: Runner, *, endpoint: str | Non
     may stay pending (default :data:`hpcwizard.checks.netprobe.PENDING_WAIT`);
     ``cancelled``: polled while waiting for the probe (the wizard quit).
 
-    Remote mode (``files`` remote): token, access and the hub checks run HERE
-    (the laptop's token and network), space, Slurm and environment checks on
-    the login node through ``runner``, plus whether the login node has the
-    token file the jobs read."""
+    ``project``: the plan's project, its files and the runner of the
+    machine its jobs are submitted from. Remote mode (the project's files
+    remote): token, access and the hub checks run HERE (the laptop's token and
+    network), space, Slurm and environment checks on the login node through
+    the project's runner, plus whether the login node has the token file the
+    jobs read."""
     plan = resolved.plan
+    files, runner = project.files, _runner_of(project)
     preflight = Preflight()
 
     def add(rows: Iterable[CheckResult]) -> None:
@@ -819,7 +831,7 @@ def run_preflight(resolved: ResolvedPlan, runner: Runner, *, endpoint: str | Non
     token = check_token(endpoint)
     add(token.results)
     repos = list(resolved.repos)
-    if files is not None and files.remote:
+    if files.remote:
         add([check_remote_token(runner, files.where)])
     else:
         job_token = check_job_token(plan, repos)
@@ -829,20 +841,20 @@ def run_preflight(resolved: ResolvedPlan, runner: Runner, *, endpoint: str | Non
         add([login_download] if login_download else [])
     add(check_repo_access(repos, token.token, endpoint))
     add(check_folders(plan, runner))
-    add(check_earlier_checkpoints(resolved, files))
-    add(check_space(resolved, runner, token.token, endpoint, files))
-    slurm_rows = check_slurm(resolved, runner, files, hpcwizard_cmd)
+    add(check_earlier_checkpoints(project, resolved))
+    add(check_space(project, resolved, token.token, endpoint))
+    slurm_rows = check_slurm(project, resolved, hpcwizard_cmd)
     add(slurm_rows)
     add(check_sbatch_variables(runner))
     # No new probe job while the Slurm rows block (no such partition, no controller).
     slurm_blocked = any(row.level == Level.BLOCK for row in slurm_rows)
     if not slurm_blocked:
-        add(check_continuation(resolved, runner, files))
-    add(check_network(resolved, runner, files=files, endpoint=endpoint, hpcwizard_cmd=hpcwizard_cmd,
+        add(check_continuation(project, resolved))
+    add(check_network(project, resolved, endpoint=endpoint, hpcwizard_cmd=hpcwizard_cmd,
                       probe=probe_network and not slurm_blocked, cache_only=slurm_blocked, wait=network_wait,
                       cancelled=cancelled))
     add(check_environment(runner, endpoint))
-    add(check_modules(resolved, runner, files.where if files is not None and files.remote else "this login node"))
+    add(check_modules(resolved, runner, files.where if files.remote else "this login node"))
     add(check_environment_python(resolved, runner))
     add(check_environment_pins(resolved, token=token.token, endpoint=endpoint, files=files))
     return preflight

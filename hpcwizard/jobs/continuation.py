@@ -44,7 +44,6 @@ from typing import TYPE_CHECKING, Any
 from hpcwizard.errors import UserError
 
 if TYPE_CHECKING:
-    from hpcwizard.project.files import ProjectFiles
     from hpcwizard.project.home import Project
     from hpcwizard.project.plan import JobResources, Plan
     from hpcwizard.project.recipe import ContinuationSettings, Recipe
@@ -234,18 +233,17 @@ def plan_continuation(resolved: ResolvedPlan, *, rate: float | None = None,
     )
 
 
-def load_continuation(resolved: ResolvedPlan, files: ProjectFiles | None = None) -> Continuation:
-    """:func:`plan_continuation` with what the project knows: the rate its last
-    train log reports and the check's answer whether the cluster requeues."""
+def load_continuation(project: Project, resolved: ResolvedPlan) -> Continuation:
+    """:func:`plan_continuation` with what ``project`` (the plan's) knows: the
+    rate its last train log reports and the check's answer whether the cluster requeues."""
     from hpcwizard.jobs.estimate import measured_rate
-    from hpcwizard.project.files import local_or
-    from hpcwizard.project.home import Project
 
     plan, recipe = resolved.plan, resolved.recipe
-    measured = measured_rate(plan.project_home, recipe, files=files) if recipe.continuation.step_seconds is None else None
+    measured = (measured_rate(plan.project_home, recipe, files=project.files)
+                if recipe.continuation.step_seconds is None else None)
     return plan_continuation(resolved, rate=measured.rate_its if measured else None,
                              stage_rates=measured.stage_rates if measured else None,
-                             requeue=site_requeues(Project(plan.project_home, local_or(files))))
+                             requeue=site_requeues(project))
 
 
 def segments_text(cont: Continuation) -> str:

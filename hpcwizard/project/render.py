@@ -116,6 +116,13 @@ def _environment(recipe: Recipe) -> jinja2.Environment:
     return env
 
 
+def _load_continuation(resolved: ResolvedPlan, files: ProjectFiles | None) -> Continuation:
+    """What the plan's project (its files here or on the login node) knows of its continuation."""
+    from hpcwizard.project.home import Project
+
+    return load_continuation(Project(resolved.plan.project_home, files or LOCAL_FILES), resolved)
+
+
 def render(resolved: ResolvedPlan, out_dir: Path, *, hf_endpoint: str | None = None,
            hpcwizard_cmd: list[str] | None = None, continuation: Continuation | None = None,
            files: ProjectFiles | None = None) -> Rendering:
@@ -170,7 +177,7 @@ def render(resolved: ResolvedPlan, out_dir: Path, *, hf_endpoint: str | None = N
         "chdir_directive": str(plan.project_home) if _DIRECTIVE_SAFE.match(str(plan.project_home)) else None,
         "hpcwizard_cmd": list(hpcwizard_cmd) if hpcwizard_cmd else hpcwizard_command(),
         "hf_endpoint": endpoint,
-        "continuation": continuation if continuation is not None else load_continuation(resolved, files),
+        "continuation": continuation if continuation is not None else _load_continuation(resolved, files),
     }
     rendered = [RenderedFile("plan.yaml", plan.to_yaml())]
     for generated in recipe.files:

@@ -31,6 +31,7 @@ from hpcwizard.jobs.estimate import (
     stage_number,
 )
 from hpcwizard.project import session
+from hpcwizard.project.home import Project
 from hpcwizard.project.plan import Plan
 from hpcwizard.project.resolved import resolve
 from hpcwizard.project.wizard_steps import PARAMS
@@ -135,7 +136,8 @@ class ParamsStep(StepScreen):
         from hpcwizard.checks.preflight import find_earlier_checkpoints
 
         try:
-            found = find_earlier_checkpoints(resolve(self.plan, self.recipe), self.context.files)
+            project = Project(self.plan.project_home, self.context.files, self.context.runner)
+            found = find_earlier_checkpoints(project, resolve(self.plan, self.recipe))
         except (UserError, OSError):
             found = []  # only advice here: the preflight checks again
         self.post_message(EarlierCheckpointsRead(found))

@@ -20,6 +20,7 @@ from textual.worker import get_current_worker
 
 from hpcwizard.checks.preflight import EARLIER_CHECKPOINTS, CheckResult, Level, run_preflight
 from hpcwizard.errors import UserError
+from hpcwizard.project.home import Project
 from hpcwizard.project.plan import Plan
 from hpcwizard.project.resolved import resolve
 from hpcwizard.project.wizard_steps import PREFLIGHT
@@ -61,15 +62,19 @@ class PreflightStep(StepScreen):
         self.set_status("checking…")
         self.check()
 
+    def _plan_project(self) -> Project:
+        """The project of the plan checked: its files and runner are the app's."""
+        return Project(self.plan.project_home, self.context.files, self.context.runner)
+
     @work(thread=True, exclusive=True, group="preflight", exit_on_error=False)
     def check(self) -> None:
         worker = get_current_worker()  # cancelled when the step goes away: the network probe stops waiting
         try:
             # Only remote mode passes the remote extras (keeps run_preflight's
             # local call exactly as it was).
-            remote: dict[str, Any] = ({"files": self.context.files, "hpcwizard_cmd": self.context.hpcwizard_cmd}
+            remote: dict[str, Any] = ({"hpcwizard_cmd": self.context.hpcwizard_cmd}
                                       if self.context.files.remote else {})
-            result = run_preflight(resolve(self.plan), self.context.runner,
+            result = run_preflight(self._plan_project(), resolve(self.plan),
                                    endpoint=self.context.hf_endpoint,
                                    on_result=lambda row: self.post_message(CheckArrived(row)),
                                    cancelled=lambda: worker.is_cancelled, **remote)
@@ -114,7 +119,7 @@ class PreflightStep(StepScreen):
         from hpcwizard.checks.preflight import find_earlier_checkpoints
 
         try:
-            found = find_earlier_checkpoints(resolve(self.plan), self.context.files)
+            found = find_earlier_checkpoints(self._plan_project(), resolve(self.plan))
         except (UserError, OSError):
             found = []
         self.post_message(EarlierCheckpointsRead(found))

@@ -12,6 +12,7 @@ from textual.widgets import Label, LoadingIndicator, TabbedContent, TabPane
 
 from hpcwizard.errors import UserError
 from hpcwizard.project.files import ProjectFiles, local_or
+from hpcwizard.project.home import Project
 from hpcwizard.project.plan import Plan
 from hpcwizard.project.render import render
 from hpcwizard.project.resolved import resolve
@@ -98,7 +99,8 @@ class ReviewStep(StepScreen):
         from hpcwizard.project.resolved import resolve
 
         try:
-            cont = load_continuation(resolve(self.plan), self.context.files)
+            project = Project(self.plan.project_home, self.context.files, self.context.runner)
+            cont = load_continuation(project, resolve(self.plan))
         except (UserError, OSError, ValueError):
             return ""
         if not cont.enabled or (cont.expected_segments or 0) <= 1:

@@ -27,6 +27,7 @@ from hpcwizard.checks.preflight import (
     start_fresh,
 )
 from hpcwizard.errors import UserError
+from hpcwizard.project.home import Project
 from hpcwizard.project.plan import Plan
 from hpcwizard.project.resolved import resolve
 from hpcwizard.tui.messages import CheckpointsMovedAside
@@ -129,7 +130,7 @@ class EarlierRunChoices(Vertical):
     def move_aside(self, plan: Plan) -> None:
         context = self.app.context
         try:
-            moved = start_fresh(resolve(plan), context.runner, context.files)
+            moved = start_fresh(Project(plan.project_home, context.files, context.runner), resolve(plan))
         except UserError as exc:
             self.post_message(CheckpointsMovedAside([], error=exc.one_line()))
         else:
