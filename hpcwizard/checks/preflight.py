@@ -55,13 +55,6 @@ if TYPE_CHECKING:
 __all__ = ["CheckResult", "Level", "Preflight", "job_limits", "run_preflight"]
 
 
-def _runner_of(project: Project) -> Runner:
-    """The runner of the machine the project's jobs are submitted from (the checks run commands there)."""
-    if project.runner is None:
-        raise ValueError("the checks need the project's runner: the machine its jobs are submitted from")
-    return project.runner
-
-
 # --- token and access --------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -415,7 +408,7 @@ def start_fresh(project: Project, resolved: ResolvedPlan, when: datetime | None 
     the project's runner: here or on the login node). Nothing is deleted; a folder that
     cannot be moved stops it with a UserError naming it (what was moved stays moved)."""
     plan = resolved.plan
-    files, runner = project.files, _runner_of(project)
+    files, runner = project.files, project.submit_runner()
     with_checkpoints = [c.folder for c in find_earlier_checkpoints(project, resolved)]
     if not with_checkpoints:
         return []
@@ -486,7 +479,7 @@ _FINDING_NAMES = {"quota-bytes": "quota", "quota-files": "file quota"}
 
 def check_space(project: Project, resolved: ResolvedPlan, token: str | None,
                 endpoint: str | None = None) -> list[CheckResult]:
-    runner = _runner_of(project)
+    runner = project.submit_runner()
     try:
         needs = space_needs(project, resolved, token, endpoint)
     except UserError as exc:
@@ -553,7 +546,7 @@ def job_limits(kind: str, res: JobResources, part: PartitionInfo, plan: Plan) ->
 
 def check_slurm(project: Project, resolved: ResolvedPlan, hpcwizard_cmd: list[str] | None = None) -> list[CheckResult]:
     plan, recipe = resolved.plan, resolved.recipe
-    files, runner = project.files, _runner_of(project)
+    files, runner = project.files, project.submit_runner()
     slurm = SlurmClient(runner)
     try:
         partitions = {p.name: p for p in slurm.partitions()}
@@ -617,7 +610,7 @@ def check_continuation(project: Project, resolved: ResolvedPlan) -> list[CheckRe
     plan = resolved.plan
     results = []
     try:
-        answer = probe_requeue(plan, _runner_of(project))
+        answer = probe_requeue(plan, project.submit_runner())
     except UserError as exc:
         answer = None
         results.append(_warn("slurm", "requeue", f"could not tell whether the cluster requeues: {exc.message}",
@@ -819,7 +812,7 @@ def run_preflight(project: Project, resolved: ResolvedPlan, *, endpoint: str | N
     the project's runner, plus whether the login node has the token file the
     jobs read."""
     plan = resolved.plan
-    files, runner = project.files, _runner_of(project)
+    files, runner = project.files, project.submit_runner()
     preflight = Preflight()
 
     def add(rows: Iterable[CheckResult]) -> None:

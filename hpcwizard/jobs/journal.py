@@ -256,14 +256,13 @@ def reconcile(project: Project) -> list[str]:
 
     Costs one file check when there is no journal. A submit running right
     now (it holds the submit lock) is left alone: its journal is its own."""
-    if project.runner is None:
-        raise ValueError("reconcile needs the project's runner: the machine its jobs are submitted from")
+    runner = project.submit_runner()
     files = project.files
     if not files.exists(project.layout.submit_journal):
         return []
     try:
         with files.lock(project.layout.state_dir / SUBMIT_LOCK, blocking=False):
-            return reconcile_locked(project, SlurmClient(project.runner)).all_lines
+            return reconcile_locked(project, SlurmClient(runner)).all_lines
     except LockBusy:
         return []
 

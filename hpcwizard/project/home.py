@@ -78,6 +78,13 @@ class Project:
     def logs_dir(self) -> Path:
         return self.layout.logs_dir
 
+    def submit_runner(self) -> Runner:
+        """The runner of the machine the project's jobs are submitted from; for
+        the calls that run commands there (checks, reconciling a submit)."""
+        if self.runner is None:
+            raise ValueError("this call needs the project's runner: the machine its jobs are submitted from")
+        return self.runner
+
     def is_initialised(self) -> bool:
         """Whether hpcwizard has recorded anything here: a state, or the
         journal of a first submit that was interrupted (which ``status`` settles)."""
