@@ -96,13 +96,16 @@ def remote_hpcwizard(args: argparse.Namespace, runner: Runner) -> list[str]:
     return [python, "-m", "hpcwizard"]
 
 
-def _resolved_plan(args: argparse.Namespace, files: ProjectFiles) -> ResolvedPlan:
-    """The plan file of ``args`` resolved once (its recipe, parameters, repos,
-    paths) for everything the command does with it."""
-    from hpcwizard.project.resolved import resolve
+def _planned_project(args: argparse.Namespace, files: ProjectFiles,
+                     runner: Runner | None = None) -> tuple[Project, ResolvedPlan]:
+    """The project the plan file of ``args`` is for (its home, through
+    ``files``, with ``runner``), and the plan resolved once (its recipe,
+    parameters, repos, paths) for everything the command does with it."""
+    from hpcwizard.project.home import Project
 
     plan, recipe = _remote_plan(args, files)
-    return resolve(plan, recipe)
+    project = Project(plan.project_home, files, runner)  # the plan's, new or not
+    return project, project.resolve(plan, recipe)
 
 
 def _remote_plan(args: argparse.Namespace, files: ProjectFiles) -> tuple[Any, Any]:
@@ -204,7 +207,7 @@ def cmd_render(args: argparse.Namespace) -> int:
     if not args.out.strip():
         raise UserError("--out is empty", "name the folder to write the scripts into, e.g. --out scripts")
     files = make_files(args)
-    resolved = _resolved_plan(args, files)
+    project, resolved = _planned_project(args, files)
     command = None
     if files.remote:
         from hpcwizard.project.home import home_path
@@ -213,7 +216,7 @@ def cmd_render(args: argparse.Namespace) -> int:
         command = remote_hpcwizard(args, make_runner(args))
     else:
         out = Path(args.out).absolute()
-    rendering = render(resolved, out, hpcwizard_cmd=command, files=files)
+    rendering = render(project, resolved, out, hpcwizard_cmd=command)
     if not files.remote:  # the plan is a file of this machine: --out there may be its folder
         source = Path(args.plan).resolve()
         for file in rendering.files:
@@ -238,13 +241,11 @@ REMOTE_GROUP_PLACES = {"token": "laptop", "access": "laptop", "space": "login no
 
 def cmd_check(args: argparse.Namespace) -> int:
     from hpcwizard.checks.preflight import CheckResult, run_preflight, start_fresh
-    from hpcwizard.project.home import Project
 
     files = make_files(args)
-    resolved = _resolved_plan(args, files)
-    marks = {"ok": "ok   ", "warn": "WARN ", "block": "BLOCK"}
     runner = make_runner(args)
-    project = Project(resolved.plan.project_home, files, runner)  # the plan's, new or not
+    project, resolved = _planned_project(args, files, runner)
+    marks = {"ok": "ok   ", "warn": "WARN ", "block": "BLOCK"}
     command = remote_hpcwizard(args, runner) if files.remote else None
     shown: set[str] = set()
     moved = start_fresh(project, resolved) if args.start_fresh else []
@@ -429,9 +430,9 @@ def cmd_submit(args: argparse.Namespace) -> int:
     from hpcwizard.jobs.submit import submit_chain
 
     files = make_files(args)
-    resolved = _resolved_plan(args, files)
-    plan = resolved.plan
     runner = make_runner(args)
+    project, resolved = _planned_project(args, files, runner)
+    plan = resolved.plan
     command = None
     if files.remote:
         from hpcwizard.checks.hftoken import inspect_token_file
@@ -462,8 +463,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
         downloaded = check_login_download(resolved, required=True)
         if downloaded is not None and downloaded.level is Level.BLOCK:
             raise UserError(f"{downloaded.message}: the setup job would fail; nothing was submitted", downloaded.fix)
-    submission = submit_chain(resolved, runner, force=args.force, files=files, hpcwizard_cmd=command,
-                              on_note=note)
+    submission = submit_chain(project, resolved, force=args.force, hpcwizard_cmd=command, on_note=note)
     if args.json:
         print_json({
             "submitted_at": submission.submitted_at,

@@ -147,7 +147,7 @@ def test_segments_bound_and_one_segment_means_no_continuation(tmp_path):
     plan, recipe = _plan("fff-vdi", tmp_path, segments=1)
     cont = plan_continuation(resolve(plan, recipe), rate=0.5)
     assert not cont.enabled and "one segment (train.segments: 1)" in describe(cont)
-    script = render(resolve(plan, recipe), tmp_path / "out", continuation=cont).files[-1].text
+    script = render(Project(plan.project_home), resolve(plan, recipe), tmp_path / "out", continuation=cont).files[-1].text
     assert "#SBATCH --signal" not in script and "#SBATCH --requeue" not in script and "C_ENABLED=0" in script
     few, _ = _plan("fff-vdi", tmp_path, segments=1 + 1)
     short = plan_continuation(resolve(few, recipe), rate=0.1)  # ~12 segments needed
@@ -159,7 +159,7 @@ def test_train_scripts_ask_for_the_warning_and_requeue_or_follow_on(tmp_path):
         plan, recipe = _plan(name, tmp_path / name)
         plan = plan_from_dict({**plan.to_dict(), "notify": {"mail": "alice@example.org"}})
         cont = plan_continuation(resolve(plan, recipe))
-        files = {f.name: f.text for f in render(resolve(plan, recipe), tmp_path / name / "out", continuation=cont).files}
+        files = {f.name: f.text for f in render(Project(plan.project_home), resolve(plan, recipe), tmp_path / name / "out", continuation=cont).files}
         train, setup = files["02_train.sbatch"], files["01_setup.sbatch"]
         assert f"#SBATCH --signal=B:USR1@{cont.lead}\n#SBATCH --requeue\n" in train
         assert "--signal" not in setup and "--requeue" not in setup
@@ -167,7 +167,7 @@ def test_train_scripts_ask_for_the_warning_and_requeue_or_follow_on(tmp_path):
         for script in (train, setup):  # mail for the end, a failure and a requeue, on every job
             assert "#SBATCH --mail-type=END,FAIL,REQUEUE\n#SBATCH --mail-user=alice@example.org\n" in script
         assert "c_train " in train and "\nc_begin\n" in train
-        follow = render(resolve(plan, recipe), tmp_path / name / "out2", continuation=replace(cont, requeue=False)).files[-1]
+        follow = render(Project(plan.project_home), resolve(plan, recipe), tmp_path / name / "out2", continuation=replace(cont, requeue=False)).files[-1]
         assert "#SBATCH --signal=B:USR1@" in follow.text and "#SBATCH --requeue" not in follow.text
         assert "C_REQUEUE=0" in follow.text
 
@@ -180,7 +180,7 @@ def test_the_check_stores_whether_the_cluster_requeues(tmp_path, slurm_runner):
     assert json.loads((plan.state_dir / "continuation" / "requeue.json").read_text())["requeue"] is True
     # A site that does not requeue: the stored answer switches render to follow-on jobs.
     save_site_answer(Project(plan.project_home), False, "JobRequeue=0 in the cluster's configuration")
-    assert render(resolve(plan, recipe), tmp_path / "out").files[-1].text.count("#SBATCH --requeue") == 0
+    assert render(Project(plan.project_home), resolve(plan, recipe), tmp_path / "out").files[-1].text.count("#SBATCH --requeue") == 0
 
 
 # ---------------------------------------------------------------- on the cluster

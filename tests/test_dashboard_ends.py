@@ -24,6 +24,8 @@ import pytest
 
 from hpcwizard.jobs.logtail import LocalFileSource
 from hpcwizard.jobs.poll import END_MARKER, EndingJobs, EndWatch, PollPolicy
+from hpcwizard.project.files import LOCAL_FILES
+from hpcwizard.project.home import Project
 from hpcwizard.project.recipe import get_recipe
 from hpcwizard.project.render import render
 from hpcwizard.project.resolved import resolve
@@ -46,7 +48,7 @@ def template_end_trap(tmp_path: Path) -> str:
     home = tmp_path / "render-home"
     plan = get_recipe("demo").default_plan(home, home / "data", hf_namespace="alice")
     out = tmp_path / "rendered"
-    render(resolve(plan), out).write(out, logs=False)
+    render(Project(plan.project_home), resolve(plan), out).write(out, LOCAL_FILES, logs=False)
     text = next(out.glob("*_train.sbatch")).read_text()
     lines = [line for line in text.splitlines()
              if line.startswith("log() {") or (line.startswith("trap ") and line.endswith(" EXIT"))]

@@ -20,6 +20,7 @@ from textual.widgets import ProgressBar
 
 from hpcwizard.jobs.status import JobRow, StatusSnapshot
 from hpcwizard.jobs.submit import sbatch_time_limit, submit_chain
+from hpcwizard.project.home import Project
 from hpcwizard.project.plan import job_prefix_for
 from hpcwizard.project.recipe import get_recipe
 from hpcwizard.project.resolved import resolve
@@ -68,7 +69,7 @@ async def test_the_limit_is_recorded_at_submit_and_shown_after_slurm_forgot_the_
     recipe = get_recipe("demo")
     home = tmp_path / "proj"
     plan = recipe.default_plan(home, hf_namespace="alice")
-    submission = submit_chain(resolve(plan, recipe), slurm_runner)
+    submission = submit_chain(Project(plan.project_home, runner=slurm_runner), resolve(plan, recipe))
     slurm = SlurmClient(slurm_runner)
     slurm.cancel(submission.job_ids)  # only its record matters here
     recorded = load_state(home / "hpcwizard").submissions[-1].jobs

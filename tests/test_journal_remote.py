@@ -42,7 +42,7 @@ def killed_after_first_sbatch(plan, runner: Runner, files: ProjectFiles, hpcwiza
     project = Project(plan.project_home, files)
     recipe = get_recipe(plan.recipe)
     scripts_dir = plan.layout.runs_dir / "20250101-000000"
-    rendering = render(resolve(plan, recipe), scripts_dir, files=files, hpcwizard_cmd=hpcwizard_cmd)
+    rendering = render(Project(plan.project_home, files), resolve(plan, recipe), scripts_dir, hpcwizard_cmd=hpcwizard_cmd)
     rendering.write(scripts_dir, files)
     journal = Journal(
         chain=new_chain_id(), plan_fingerprint=plan.fingerprint(), started_at=now_iso(),

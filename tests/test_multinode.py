@@ -20,6 +20,7 @@ import pytest
 from hpcwizard.checks.preflight import job_limits
 from hpcwizard.demo import build_demo_hub, write_token_file
 from hpcwizard.devhub import DevHub
+from hpcwizard.project.files import LOCAL_FILES
 from hpcwizard.project.home import Project
 from hpcwizard.project.plan import PlanError, plan_from_dict
 from hpcwizard.project.recipe import get_recipe
@@ -41,8 +42,8 @@ def _rendered(tmp_path: Path, recipe_name: str, *, nodes: int, gpus: int) -> dic
     plan = recipe.default_plan(tmp_path / recipe_name, tmp_path / "data", hf_namespace="alice")
     plan = replace(plan, train=replace(plan.train, nodes=nodes, gpus=gpus))
     out = tmp_path / f"out-{recipe_name}-{nodes}"
-    rendering = render(resolve(plan, recipe), out)
-    rendering.write(out)
+    rendering = render(Project(plan.project_home), resolve(plan, recipe), out)
+    rendering.write(out, LOCAL_FILES)
     return {f.name: f.text for f in rendering.files}
 
 

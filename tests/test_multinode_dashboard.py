@@ -21,6 +21,7 @@ from hpcwizard.jobs.logtail import LocalFileSource
 from hpcwizard.jobs.nodelogs import NodeLogWatch, node_trouble
 from hpcwizard.jobs.status import JobRow
 from hpcwizard.jobs.triage import Kind, Severity, Triage, classify_line, node_findings
+from hpcwizard.project.files import LOCAL_FILES
 from hpcwizard.project.resolved import resolve
 from hpcwizard.slurm.parse import expand_hostlist
 from hpcwizard.tui.widgets.job_table import JobTable
@@ -375,8 +376,8 @@ def _submit_demo_whose_rank_1_cannot_join(tmp_path: Path, conf: str) -> tuple[Pa
 
     project = Project(home)
     scripts_dir = project.layout.runs_dir / "rank-1-cannot-join"
-    rendering = render(resolve(plan, recipe), scripts_dir)
-    rendering.write(scripts_dir)
+    rendering = render(Project(plan.project_home), resolve(plan, recipe), scripts_dir)
+    rendering.write(scripts_dir, LOCAL_FILES)
     train = next(job for job in rendering.jobs if job.name == "train")
     script = scripts_dir / train.script
     text = script.read_text()

@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from hpcwizard.cli import main
+from hpcwizard.project.home import Project
 from hpcwizard.project.plan import PlanError
 from hpcwizard.project.recipe import all_recipes, get_recipe
 from hpcwizard.project.render import render
@@ -22,7 +23,7 @@ def rendered(tmp_path: Path, recipe_name: str, params: dict, variant: str | None
     if variant:
         overrides["variant"] = variant
     plan = recipe.default_plan(tmp_path / "proj", hf_namespace="alice", **overrides)
-    return {f.name: f.text for f in render(resolve(plan, recipe), tmp_path / "out").files}
+    return {f.name: f.text for f in render(Project(plan.project_home), resolve(plan, recipe), tmp_path / "out").files}
 
 
 def test_every_parameter_is_documented_and_its_default_is_allowed():

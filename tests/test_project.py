@@ -47,7 +47,7 @@ def test_the_layout_spells_the_state_folder_once():
 def test_the_rendered_jobs_log_where_the_layout_says(tmp_path):
     recipe = get_recipe("demo")
     plan = recipe.default_plan(tmp_path / "proj", tmp_path / "data", hf_namespace="alice")
-    rendering = render(resolve_plan(plan, recipe), tmp_path / "out")
+    rendering = render(Project(plan.project_home), resolve_plan(plan, recipe), tmp_path / "out")
     layout = Project(plan.project_home).layout
     assert plan.layout == layout and plan.state_dir == layout.state_dir and plan.logs_dir == layout.logs_dir
     for job in rendering.jobs:
@@ -121,7 +121,7 @@ def test_a_remote_rendering_reads_the_login_nodes_requeue_answer(tmp_path, ssh_f
     project = Project(plan.project_home, ssh_files)
     save_site_answer(project, False, "JobRequeue=0")
     reads = SftpReads(monkeypatch)
-    rendering = render(resolve_plan(plan, recipe), tmp_path / "out", files=ssh_files)
+    rendering = render(Project(plan.project_home, ssh_files), resolve_plan(plan, recipe), tmp_path / "out")
     train = next(f.text for f in rendering.files if f.name.endswith("train.sbatch"))
     assert "C_REQUEUE=0" in train and "#SBATCH --requeue" not in train
     assert str(site_file(project)) in reads.paths

@@ -16,6 +16,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from hpcwizard.project.files import LOCAL_FILES
+from hpcwizard.project.home import Project
 from hpcwizard.project.recipe import all_recipes, get_recipe
 from hpcwizard.project.render import _environment, render
 from hpcwizard.project.resolved import resolve
@@ -61,9 +63,9 @@ def make_plan(name, variant, home, data_root=None, **overrides):
 
 def render_to(out: Path, name, variant, home, data_root=None, **overrides):
     plan, recipe = make_plan(name, variant, home, data_root, **overrides)
-    rendering = render(resolve(plan, recipe), out)
+    rendering = render(Project(plan.project_home), resolve(plan, recipe), out)
     # logs=False: HOSTILE_HOME is a real path under /tmp, outside tmp_path
-    rendering.write(out, logs=False)
+    rendering.write(out, LOCAL_FILES, logs=False)
     return plan, recipe, {f.name: f.text for f in rendering.files}
 
 

@@ -91,7 +91,7 @@ def test_scripts_follow_a_repo_moved_in_recipe_yaml(tmp_path, name, variant):
     (copy / "recipe.yaml").write_text(text, encoding="utf-8")
     moved = _load_recipe(copy)
     resolved = resolve(plan_of(moved, variant), moved)
-    rendered = "\n".join(f.text for f in render(resolved, tmp_path / "out").files)
+    rendered = "\n".join(f.text for f in render(Project(resolved.plan.project_home), resolved, tmp_path / "out").files)
     for repo_name in read:
         if repo_name not in resolved.repos_by_name:  # another variant's repo
             continue
@@ -109,7 +109,7 @@ def test_render_and_the_checks_read_the_resolution_they_are_given(tmp_path):
     base = resolved.repos_by_name["base-model"]
     elsewhere = dataclasses.replace(base, dest=tmp_path / "another base")
     changed = dataclasses.replace(resolved, repos=tuple(elsewhere if r is base else r for r in resolved.repos))
-    train = next(f.text for f in render(changed, tmp_path / "out").files if f.name.endswith("_train.sbatch"))
+    train = next(f.text for f in render(Project(changed.plan.project_home), changed, tmp_path / "out").files if f.name.endswith("_train.sbatch"))
     assert f"BASE_MODEL={shlex.quote(str(tmp_path / 'another base'))}" in train
 
     assert parts_of(resolved)[0].title == "3 Hugging Face repo(s)"

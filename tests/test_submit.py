@@ -10,6 +10,7 @@ from helpers import wait_for
 from hpcwizard.cli import main
 from hpcwizard.demo import write_token_file
 from hpcwizard.jobs.submit import ChainRefused, submit_chain
+from hpcwizard.project.home import Project
 from hpcwizard.project.recipe import get_recipe
 from hpcwizard.project.resolved import resolve
 from hpcwizard.project.state import load_state
@@ -24,7 +25,7 @@ def test_refused_chain_leaves_no_job_queued(tmp_path, slurm_runner):
     slurm = SlurmClient(slurm_runner)
     before = {e.job_id for e in slurm.queue(me=True)}
     with pytest.raises(ChainRefused) as caught:
-        submit_chain(resolve(plan, recipe), slurm_runner)
+        submit_chain(Project(plan.project_home, runner=slurm_runner), resolve(plan, recipe))
     message = caught.value.one_line()
     assert "Slurm refused job train" in message
     assert "nothing was submitted" in message
@@ -91,7 +92,7 @@ def test_logs_folder_exists_before_jobs_start(tmp_path, slurm_runner):
     home = tmp_path / "it's a $(touch PWNED) home"
     plan = recipe.default_plan(home, hf_namespace="alice")
     slurm = SlurmClient(slurm_runner)
-    submission = submit_chain(resolve(plan, recipe), slurm_runner)
+    submission = submit_chain(Project(plan.project_home, runner=slurm_runner), resolve(plan, recipe))
     try:
         assert (home / "logs").is_dir()
         setup_id = submission.jobs[0].job_id
@@ -128,7 +129,7 @@ def test_refusal_after_acceptance_cancels_the_accepted_jobs(tmp_path, slurm_runn
     plan = recipe.default_plan(tmp_path / "proj", hf_namespace="alice")
     slurm = SlurmClient(slurm_runner)
     with pytest.raises(ChainRefused) as caught:
-        submit_chain(resolve(plan, recipe), RefuseTrainSubmission(slurm_runner))
+        submit_chain(Project(plan.project_home, runner=RefuseTrainSubmission(slurm_runner)), resolve(plan, recipe))
     message = caught.value.one_line()
     assert "Slurm refused job train" in message and "cancelled the accepted jobs" in message
     setup_id = message.split("cancelled the accepted jobs ")[1].split(";")[0].strip()

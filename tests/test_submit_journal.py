@@ -415,7 +415,7 @@ def test_the_wizard_start_settles_an_interrupted_submit(project, faults, capsys)
 def test_a_journal_whose_chain_is_recorded_goes_quietly(project, slurm_runner):
     """Killed after the state was written but before the journal went: the
     chain is a normal submission; nothing to say, nothing to undo."""
-    submission = submit_chain(resolve(project.plan), slurm_runner)
+    submission = submit_chain(HomeProject(project.plan.project_home, runner=slurm_runner), resolve(project.plan))
     journal = Journal(chain=submission.chain, plan_fingerprint=submission.plan_fingerprint,
                       started_at=submission.submitted_at, scripts_dir=submission.scripts_dir,
                       phase=Phase.RELEASING, jobs=submission.jobs)
@@ -508,7 +508,7 @@ def test_an_sbatch_that_times_out_after_slurm_took_the_job_is_found_and_cancelle
     monkeypatch.setattr(submit_module, "SlurmClient", functools.partial(SlurmClient, submit_timeout=8))
     faults.set("sbatch", 2, "hang-after")
     with pytest.raises(ChainRefused) as caught:
-        submit_chain(resolve(project.plan), fault_runner(project, faults))
+        submit_chain(HomeProject(project.plan.project_home, runner=fault_runner(project, faults)), resolve(project.plan))
     message = caught.value.one_line()
     setup = next(row for row in project.jobs() if row.name.endswith("setup"))
     train = faults.output("sbatch", 2).split(";")[0]

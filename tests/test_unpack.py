@@ -16,6 +16,7 @@ import pytest
 
 from hpcwizard.devhub import make_tar
 from hpcwizard.download.unpack import UnpackError, is_unpacked, unpack
+from hpcwizard.project.home import Project
 from hpcwizard.project.resolved import resolve
 
 
@@ -244,7 +245,7 @@ def _setup_train_tar_branch(tmp_path: Path) -> Path:
 
     recipe = get_recipe("fff-vdi")
     plan = recipe.default_plan(tmp_path / "project", tmp_path / "data", hf_namespace="alice")
-    script = next(f.text for f in render(resolve(plan, recipe), tmp_path / "out").files if f.name == "01_setup.sbatch")
+    script = next(f.text for f in render(Project(plan.project_home), resolve(plan, recipe), tmp_path / "out").files if f.name == "01_setup.sbatch")
     lines = script.splitlines()
     start = next(i for i, line in enumerate(lines) if 'elif [ -f "$YTVOS_DOWNLOAD/train.tar" ]' in line) + 1
     end = next(i for i in range(start, len(lines)) if lines[i].strip() == "else")

@@ -34,6 +34,8 @@ import pytest
 import yaml
 
 from hpcwizard.cli import main
+from hpcwizard.project.files import LOCAL_FILES
+from hpcwizard.project.home import Project
 from hpcwizard.project.plan import PlanError, plan_from_dict
 from hpcwizard.project.recipe import get_recipe
 from hpcwizard.project.render import render
@@ -211,8 +213,8 @@ def _render(tmp_path: Path, name: str, variant: str | None = None, *, gpus: int 
     train = {**dataclasses.asdict(recipe.defaults["train"]), "gpus": gpus}
     plan = recipe.default_plan(tmp_path / "project", hf_namespace="alice", train=train, **overrides)
     out_dir = tmp_path / out
-    rendering = render(resolve(plan, recipe), out_dir)
-    rendering.write(out_dir)
+    rendering = render(Project(plan.project_home), resolve(plan, recipe), out_dir)
+    rendering.write(out_dir, LOCAL_FILES)
     return plan, {f.name: f.text for f in rendering.files}
 
 
@@ -413,14 +415,14 @@ def test_render_creates_the_logs_folder_jobs_write_to(tmp_path, capsys):
     # A project home that cannot stand in a directive gets no --chdir: the
     # header says to submit from the project home.
     spaced = get_recipe("demo").default_plan(tmp_path / "my project", hf_namespace="alice")
-    rendering = render(resolve(spaced), tmp_path / "out2")
-    rendering.write(tmp_path / "out2")
+    rendering = render(Project(spaced.project_home), resolve(spaced), tmp_path / "out2")
+    rendering.write(tmp_path / "out2", LOCAL_FILES)
     assert (tmp_path / "my project" / "logs").is_dir()
     text = rendering.files[-1].text
     assert "--chdir" not in text and "submit from it" in text
     # A render that only tests the scripts can leave the project home alone.
     other = get_recipe("demo").default_plan(tmp_path / "untouched", hf_namespace="alice")
-    render(resolve(other), tmp_path / "out3").write(tmp_path / "out3", logs=False)
+    render(Project(other.project_home), resolve(other), tmp_path / "out3").write(tmp_path / "out3", LOCAL_FILES, logs=False)
     assert not (tmp_path / "untouched").exists()
 
 

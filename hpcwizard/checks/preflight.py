@@ -575,7 +575,7 @@ def check_slurm(project: Project, resolved: ResolvedPlan, hpcwizard_cmd: list[st
         return results
     # Render into a scratch folder: --test-only reads the script and submits nothing.
     with _scratch_dir(runner, files) as scratch:
-        rendering = render(resolved, Path(scratch), hpcwizard_cmd=hpcwizard_cmd, files=files)
+        rendering = render(project, resolved, Path(scratch), hpcwizard_cmd=hpcwizard_cmd)
         rendering.write(Path(scratch), files, logs=False)  # testing the scripts creates nothing
         for job in rendering.jobs:
             try:

@@ -40,7 +40,7 @@ from hpcwizard.jobs.journal import (
     remove_run_folder,
     write_journal,
 )
-from hpcwizard.project.files import ProjectFiles, local_or
+from hpcwizard.project.files import ProjectFiles
 from hpcwizard.project.home import Project
 from hpcwizard.project.plan import Plan
 from hpcwizard.project.render import render
@@ -82,20 +82,18 @@ def runs_dir(plan: Plan) -> Path:
     return plan.layout.runs_dir
 
 
-def submit_chain(resolved: ResolvedPlan, runner: Runner, *, force: bool = False,
-                 hf_endpoint: str | None = None, files: ProjectFiles | None = None,
-                 hpcwizard_cmd: list[str] | None = None,
+def submit_chain(project: Project, resolved: ResolvedPlan, *, force: bool = False,
+                 hf_endpoint: str | None = None, hpcwizard_cmd: list[str] | None = None,
                  on_note: Callable[[str], None] | None = None) -> Submission:
-    """Render the plan into a new run folder and submit its chain.
+    """Render ``project``'s plan ``resolved`` into a new run folder and submit its chain.
 
-    ``files``/``runner``: this machine by default; in remote mode the login
-    node's (the run folder, logs and state are written there, and
-    ``hpcwizard_cmd`` is the login node's hpcwizard for the jobs to call).
+    The project's files and runner say where: this machine, or in remote
+    mode the login node (the run folder, logs and state are written there,
+    and ``hpcwizard_cmd`` is the login node's hpcwizard for the jobs to call).
     ``on_note``: gets one line per thing done to settle an interrupted
     earlier submit of the project (see :mod:`hpcwizard.jobs.journal`)."""
-    plan = resolved.plan
-    project = Project(plan.project_home, local_or(files), runner)
-    files = project.files
+    plan, files = resolved.plan, project.files
+    runner = project.submit_runner()
     # What is missing now is what this submit creates; a refused one removes it again.
     made = _missing_folders(plan, files)
     # One submit at a time per project: two racing submits would both pass
@@ -143,7 +141,7 @@ def _submit_locked(resolved: ResolvedPlan, project: Project, slurm: SlurmClient,
         suffix += 1
         scripts_dir = runs_dir(plan) / f"{stamp}-{suffix}"
     made.append(scripts_dir)
-    rendering = render(resolved, scripts_dir, hf_endpoint=hf_endpoint, hpcwizard_cmd=hpcwizard_cmd, files=files)
+    rendering = render(project, resolved, scripts_dir, hf_endpoint=hf_endpoint, hpcwizard_cmd=hpcwizard_cmd)
     # The logs folder only once the chain is going in (below): a refused
     # submit leaves none behind.
     rendering.write(scripts_dir, files, logs=False)

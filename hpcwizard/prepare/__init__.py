@@ -62,9 +62,11 @@ class PrepareSummary:
 def _generated_requirements(resolved: "ResolvedPlan", spec: EnvironmentSpec) -> Optional[str]:
     if spec.generated_requirements is None:
         return None
+    from hpcwizard.project.home import Project
     from hpcwizard.project.render import render
 
-    rendering = render(resolved, resolved.layout.prepare_dir)
+    # Prepare runs where the project's files are this machine's (a job, or the login node).
+    rendering = render(Project(resolved.plan.project_home), resolved, resolved.layout.prepare_dir)
     return next(f.text for f in rendering.files if f.name == spec.generated_requirements)
 
 

@@ -37,6 +37,7 @@ from hpcwizard.project.state import ProjectState, load_state, update_state
 
 if TYPE_CHECKING:
     from hpcwizard.project.plan import Plan
+    from hpcwizard.project.recipe import Recipe
     from hpcwizard.project.resolved import ResolvedPlan
     from hpcwizard.shell import Runner
 
@@ -97,12 +98,13 @@ class Project:
         """Apply ``change`` to the saved state under the state lock; save and return it."""
         return update_state(self.state_dir, change, self.files)
 
-    def resolve(self, plan: Plan) -> ResolvedPlan:
-        """``plan`` (a plan of this project) joined with its recipe and resolved
-        once: what rendering, the checks, submit and prepare take."""
+    def resolve(self, plan: Plan, recipe: Recipe | None = None) -> ResolvedPlan:
+        """``plan`` (a plan of this project) joined with its recipe (looked up
+        by name unless given) and resolved once: what rendering, the checks,
+        submit and prepare take."""
         from hpcwizard.project.resolved import resolve  # recipes and templates: when first needed
 
         if Path(plan.project_home) != self.home:
             raise UserError(f"the plan's project_home {plan.project_home} is not this project's {self.home}",
                             "this is a bug; report it")
-        return resolve(plan)
+        return resolve(plan, recipe)

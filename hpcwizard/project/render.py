@@ -23,13 +23,15 @@ from typing import TYPE_CHECKING, Any
 from hpcwizard.checks.hub import chosen_endpoint
 from hpcwizard.errors import UserError
 from hpcwizard.jobs.continuation import Continuation, load_continuation
-from hpcwizard.project.files import LOCAL_FILES, ProjectFiles
+from hpcwizard.project.files import ProjectFiles
 from hpcwizard.project.plan import JobResources
 from hpcwizard.project.recipe import SHARED_FOLDER, Recipe, templates_root
 from hpcwizard.project.resolved import ResolvedPlan
 
 if TYPE_CHECKING:
     import jinja2
+
+    from hpcwizard.project.home import Project
 
 # A path that can stand unquoted in an #SBATCH directive.
 _DIRECTIVE_SAFE = re.compile(r"^[A-Za-z0-9_./+-]+$")
@@ -66,11 +68,11 @@ class Rendering:
     #: which ``submit`` sets to the project home).
     logs_dir: Path | None = None
 
-    def write(self, out_dir: Path, files: ProjectFiles | None = None, *, logs: bool = True) -> list[Path]:
+    def write(self, out_dir: Path, files: ProjectFiles, *, logs: bool = True) -> list[Path]:
         """Write every file atomically into ``out_dir``; return the paths.
 
-        ``files``: where (default this machine; the login node in remote mode,
-        where ``out_dir`` is a path of the login node). ``logs``: also create
+        ``files``: where (the project's: this machine, or the login node in
+        remote mode, where ``out_dir`` is a path of the login node). ``logs``: also create
         the logs folder: Slurm opens a job's log before the script runs and
         creates no folder, so a job submitted by hand (``sbatch`` of a written
         script) without it fails with no log at all. Best effort: a project
@@ -79,7 +81,6 @@ class Rendering:
         tests the scripts (the check's) passes ``logs=False``."""
         # A unique temporary name per file (never a predictable one that a
         # symlink planted in a shared folder could redirect), then rename.
-        files = files or LOCAL_FILES
         files.mkdir_p(out_dir)
         for file in self.files:
             files.write_text_atomic(out_dir / file.name, file.text, mode=0o755 if file.executable else 0o644)
@@ -116,17 +117,9 @@ def _environment(recipe: Recipe) -> jinja2.Environment:
     return env
 
 
-def _load_continuation(resolved: ResolvedPlan, files: ProjectFiles | None) -> Continuation:
-    """What the plan's project (its files here or on the login node) knows of its continuation."""
-    from hpcwizard.project.home import Project
-
-    return load_continuation(Project(resolved.plan.project_home, files or LOCAL_FILES), resolved)
-
-
-def render(resolved: ResolvedPlan, out_dir: Path, *, hf_endpoint: str | None = None,
-           hpcwizard_cmd: list[str] | None = None, continuation: Continuation | None = None,
-           files: ProjectFiles | None = None) -> Rendering:
-    """Render the plan's chain; ``out_dir`` is where the files will live.
+def render(project: Project, resolved: ResolvedPlan, out_dir: Path, *, hf_endpoint: str | None = None,
+           hpcwizard_cmd: list[str] | None = None, continuation: Continuation | None = None) -> Rendering:
+    """Render ``project``'s plan ``resolved``; ``out_dir`` is where the files will live.
 
     ``out_dir`` must be known here because the scripts refer to the plan copy
     written beside them by absolute path (Slurm runs a copy of the script from
@@ -134,11 +127,14 @@ def render(resolved: ResolvedPlan, out_dir: Path, *, hf_endpoint: str | None = N
 
     ``continuation``: how the train job continues across its time limit;
     by default :func:`hpcwizard.jobs.continuation.load_continuation` reading
-    the project through ``files`` (the rate an earlier run of the project
-    logged, the check's answer whether the cluster requeues): this machine's
-    by default, the login node's in remote mode.
+    the project (the rate an earlier run of it logged, the check's answer
+    whether the cluster requeues) through its files: this machine's, or the
+    login node's in remote mode.
     """
     plan, recipe = resolved.plan, resolved.recipe
+    if Path(plan.project_home) != project.home:
+        raise UserError(f"the plan's project_home {plan.project_home} is not this project's {project.home}",
+                        "this is a bug; report it")
     out_dir = Path(out_dir)
     if not out_dir.is_absolute():  # a local relative --out; remote ones arrive absolute
         out_dir = out_dir.absolute()
@@ -177,7 +173,7 @@ def render(resolved: ResolvedPlan, out_dir: Path, *, hf_endpoint: str | None = N
         "chdir_directive": str(plan.project_home) if _DIRECTIVE_SAFE.match(str(plan.project_home)) else None,
         "hpcwizard_cmd": list(hpcwizard_cmd) if hpcwizard_cmd else hpcwizard_command(),
         "hf_endpoint": endpoint,
-        "continuation": continuation if continuation is not None else _load_continuation(resolved, files),
+        "continuation": continuation if continuation is not None else load_continuation(project, resolved),
     }
     rendered = [RenderedFile("plan.yaml", plan.to_yaml())]
     for generated in recipe.files:

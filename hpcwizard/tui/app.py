@@ -43,7 +43,11 @@ class AppContext:
         """The project of ``project_home`` (set once the wizard knows it)."""
         if self.project_home is None:
             raise RuntimeError("no project home yet: the wizard has not asked for it")
-        return Project(self.project_home, self.files, self.runner)
+        return self.project_at(self.project_home)
+
+    def project_at(self, home: Path) -> Project:
+        """The project at ``home`` (a plan's ``project_home``), reached through this app's files and runner."""
+        return Project(home, self.files, self.runner)
 
 
 @dataclass(frozen=True)

@@ -136,7 +136,7 @@ class ParamsStep(StepScreen):
         from hpcwizard.checks.preflight import find_earlier_checkpoints
 
         try:
-            project = Project(self.plan.project_home, self.context.files, self.context.runner)
+            project = self.context.project_at(self.plan.project_home)
             found = find_earlier_checkpoints(project, resolve(self.plan, self.recipe))
         except (UserError, OSError):
             found = []  # only advice here: the preflight checks again

@@ -16,7 +16,6 @@ from hpcwizard.checks.quota import probe_quota
 from hpcwizard.checks.space import free_space
 from hpcwizard.errors import UserError
 from hpcwizard.project import session
-from hpcwizard.project.home import Project
 from hpcwizard.project.plan import Plan
 from hpcwizard.project.wizard_steps import PATHS
 from hpcwizard.shell import Runner
@@ -154,7 +153,7 @@ class PathsStep(StepScreen):
         from hpcwizard.checks.netprobe import cached_offline, needed_kinds
 
         recipe = session.recipe_of(self.plan)
-        project = Project(self.plan.project_home, self.context.files, self.context.runner)
+        project = self.context.project_at(self.plan.project_home)
         try:
             offline = cached_offline(project, self.plan, recipe, self.context.runner)
         except Exception:  # only a suggestion: without it the choice stays as saved

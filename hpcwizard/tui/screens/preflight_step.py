@@ -64,7 +64,7 @@ class PreflightStep(StepScreen):
 
     def _plan_project(self) -> Project:
         """The project of the plan checked: its files and runner are the app's."""
-        return Project(self.plan.project_home, self.context.files, self.context.runner)
+        return self.context.project_at(self.plan.project_home)
 
     @work(thread=True, exclusive=True, group="preflight", exit_on_error=False)
     def check(self) -> None:

@@ -11,12 +11,10 @@ from textual.widget import Widget
 from textual.widgets import Label, LoadingIndicator, TabbedContent, TabPane
 
 from hpcwizard.errors import UserError
-from hpcwizard.project.files import ProjectFiles, local_or
-from hpcwizard.project.home import Project
+from hpcwizard.jobs.continuation import Continuation, load_continuation, segments_text
+from hpcwizard.project.files import ProjectFiles
 from hpcwizard.project.plan import Plan
 from hpcwizard.project.render import render
-from hpcwizard.project.resolved import resolve
-from hpcwizard.project.state import load_state
 from hpcwizard.project.wizard_steps import REVIEW
 from hpcwizard.tui.messages import PreviewRendered
 from hpcwizard.tui.screens.step import StepScreen
@@ -33,10 +31,9 @@ def language_for(name: str) -> str | None:
     return None
 
 
-def diff_against(previous: Path, files: list[tuple[str, str]], where: ProjectFiles | None = None) -> str:
-    """A unified diff of every file against the same name in ``previous`` (a run folder)."""
+def diff_against(previous: Path, files: list[tuple[str, str]], where: ProjectFiles) -> str:
+    """A unified diff of every file against the same name in ``previous`` (a run folder of ``where``)."""
     chunks: list[str] = []
-    where = local_or(where)
     for name, text in files:
         try:
             before = where.read_text(previous / name)
@@ -70,11 +67,14 @@ class ReviewStep(StepScreen):
 
     @work(thread=True, exclusive=True, group="review-render", exit_on_error=False)
     def build(self) -> None:
-        out = self.plan.layout.preview_dir
+        project = self.context.project_at(self.plan.project_home)
+        out = project.layout.preview_dir
         try:
-            rendering = render(resolve(self.plan), out, hf_endpoint=self.context.hf_endpoint,
-                               hpcwizard_cmd=self.context.hpcwizard_cmd, files=self.context.files)
-            rendering.write(out, self.context.files)
+            resolved = project.resolve(self.plan)
+            continuation = load_continuation(project, resolved)  # once: the scripts and the segments line
+            rendering = render(project, resolved, out, hf_endpoint=self.context.hf_endpoint,
+                               hpcwizard_cmd=self.context.hpcwizard_cmd, continuation=continuation)
+            rendering.write(out, project.files)
         except (UserError, OSError) as exc:
             text = exc.one_line() if isinstance(exc, UserError) else str(exc)
             self.post_message(PreviewRendered([], "", error=text))
@@ -84,28 +84,14 @@ class ReviewStep(StepScreen):
         files.sort(key=lambda item: (not item[0].endswith(".sbatch"), item[0]))
         previous = None
         try:
-            latest = load_state(self.plan.state_dir, self.context.files).latest_submission
+            latest = project.load_state().latest_submission
         except UserError:
             latest = None
         diff = ""
-        if latest is not None and self.context.files.is_dir(latest.scripts_dir):
+        if latest is not None and project.files.is_dir(latest.scripts_dir):
             previous = latest.scripts_dir
-            diff = diff_against(Path(previous), files, self.context.files)
-        self.post_message(PreviewRendered(files, diff, previous, segments=self._segments()))
-
-    def _segments(self) -> str:
-        """How many segments the training takes, when more than one job's time (issue: long trainings)."""
-        from hpcwizard.jobs.continuation import load_continuation, segments_text
-        from hpcwizard.project.resolved import resolve
-
-        try:
-            project = Project(self.plan.project_home, self.context.files, self.context.runner)
-            cont = load_continuation(project, resolve(self.plan))
-        except (UserError, OSError, ValueError):
-            return ""
-        if not cont.enabled or (cont.expected_segments or 0) <= 1:
-            return ""
-        return f"train: {segments_text(cont)}, continued across its limit by itself"
+            diff = diff_against(Path(previous), files, project.files)
+        self.post_message(PreviewRendered(files, diff, previous, segments=_segments(continuation)))
 
     async def on_preview_rendered(self, message: PreviewRendered) -> None:
         self.query_one("#review-busy").display = False
@@ -134,3 +120,10 @@ class ReviewStep(StepScreen):
     def submit(self) -> None:
         if self.ready:
             self.dismiss(True)
+
+
+def _segments(continuation: Continuation) -> str:
+    """How many segments the training takes, when more than one job's time (issue: long trainings)."""
+    if not continuation.enabled or (continuation.expected_segments or 0) <= 1:
+        return ""
+    return f"train: {segments_text(continuation)}, continued across its limit by itself"

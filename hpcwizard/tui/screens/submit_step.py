@@ -14,7 +14,6 @@ from hpcwizard.errors import UserError
 from hpcwizard.jobs.submit import AlreadySubmitted, submit_chain
 from hpcwizard.project import session
 from hpcwizard.project.plan import Plan
-from hpcwizard.project.resolved import resolve
 from hpcwizard.project.wizard_steps import SUBMIT
 from hpcwizard.tui.messages import ChainSubmitted
 from hpcwizard.tui.screens.step import StepScreen
@@ -71,8 +70,8 @@ class SubmitStep(StepScreen):
         notes: list[str] = []
         try:
             session.ensure_writable(self.plan.project_home)  # read-only after losing the project: no submit
-            submission = submit_chain(resolve(self.plan), self.context.runner,
-                                      hf_endpoint=self.context.hf_endpoint, files=self.context.files,
+            project = self.context.project_at(self.plan.project_home)
+            submission = submit_chain(project, project.resolve(self.plan), hf_endpoint=self.context.hf_endpoint,
                                       hpcwizard_cmd=self.context.hpcwizard_cmd, on_note=notes.append)
         except AlreadySubmitted as exc:
             # The library's hint names the CLI's --force, which the wizard does not have.

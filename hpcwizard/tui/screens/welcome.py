@@ -11,7 +11,6 @@ from textual.widget import Widget
 from textual.widgets import Button, Input, Label, Static
 
 from hpcwizard.project import session
-from hpcwizard.project.home import Project
 from hpcwizard.project.plan import count_of
 from hpcwizard.project.wizard_steps import WELCOME, step_index, step_named
 from hpcwizard.tui.choices import WelcomeChoice
@@ -71,7 +70,7 @@ class WelcomeStep(StepScreen):
         if home is None:
             self.post_message(SessionRead(why))
             return
-        self.post_message(SessionRead(session.read_session(Project(home, self.context.files, self.context.runner))))
+        self.post_message(SessionRead(session.read_session(self.context.project_at(home))))
 
     def on_session_read(self, message: SessionRead) -> None:
         if isinstance(message.session, str) or message.session is None:

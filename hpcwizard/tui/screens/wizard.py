@@ -241,7 +241,7 @@ class WizardScreen(Screen[None]):
 
     def _apply_welcome(self, choice: WelcomeChoice) -> str | None:
         context = self.app.context
-        project = Project(choice.project_home, context.files, context.runner)
+        project = context.project_at(choice.project_home)
         try:
             self._lock(project)  # held already (the CLI's or ours): nothing happens
         except UserError as exc:  # open elsewhere (StateError), or a folder that cannot be made

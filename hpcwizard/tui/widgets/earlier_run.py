@@ -27,7 +27,6 @@ from hpcwizard.checks.preflight import (
     start_fresh,
 )
 from hpcwizard.errors import UserError
-from hpcwizard.project.home import Project
 from hpcwizard.project.plan import Plan
 from hpcwizard.project.resolved import resolve
 from hpcwizard.tui.messages import CheckpointsMovedAside
@@ -130,7 +129,7 @@ class EarlierRunChoices(Vertical):
     def move_aside(self, plan: Plan) -> None:
         context = self.app.context
         try:
-            moved = start_fresh(Project(plan.project_home, context.files, context.runner), resolve(plan))
+            moved = start_fresh(context.project_at(plan.project_home), resolve(plan))
         except UserError as exc:
             self.post_message(CheckpointsMovedAside([], error=exc.one_line()))
         else:
