@@ -16,6 +16,8 @@ from hpcwizard.jobs.estimate import (
     stage_steps,
     training_rate_from_log,
 )
+from hpcwizard.project.files import LOCAL_FILES
+from hpcwizard.project.home import Project
 from hpcwizard.project.plan import PlanError
 from hpcwizard.project.recipe import RecipeError, get_recipe
 from hpcwizard.project.resolved import resolve
@@ -53,7 +55,7 @@ def record_submission(home: Path, *jobs: tuple[str, str, str]) -> None:
 
 def test_rate_from_the_demo_trainer_log(tmp_path):
     log = write_log(tmp_path / "train.out", demo_trainer_lines(6, 0.25))
-    assert training_rate_from_log(log) == pytest.approx(4.0)
+    assert training_rate_from_log(LOCAL_FILES, log) == pytest.approx(4.0)
 
 
 def test_rate_from_seconds_per_iteration_and_the_median_of_the_tail(tmp_path):
@@ -62,20 +64,20 @@ def test_rate_from_seconds_per_iteration_and_the_median_of_the_tail(tmp_path):
               for n in range(2, 40)]
     lines += ["Steps:   1%|          | 40/50000 [20:05<33:00:00,  9.00s/it, lr=1e-05, step_loss=0.1]"]  # a validation pause
     log = write_log(tmp_path / "train.out", lines)
-    assert training_rate_from_log(log) == pytest.approx(0.5)
+    assert training_rate_from_log(LOCAL_FILES, log) == pytest.approx(0.5)
 
 
 def test_rate_reads_only_the_tail(tmp_path):
     old = [f"Steps:   1%|  | {n}/100 [00:01<00:10,  1.00it/s]" for n in range(1, 50)]
     new = ["some other output"] * 30 + [f"Steps:  60%|  | {n}/100 [00:10<00:05,  8.00it/s]" for n in range(50, 60)]
     log = write_log(tmp_path / "train.out", old + new)
-    assert training_rate_from_log(log, lines=40) == pytest.approx(8.0)
+    assert training_rate_from_log(LOCAL_FILES, log, lines=40) == pytest.approx(8.0)
 
 
 def test_no_rate_in_a_log_without_progress_or_no_log(tmp_path):
     log = write_log(tmp_path / "setup.out", ["cloning", "Traceback (most recent call last):", "ValueError: x"])
-    assert training_rate_from_log(log) is None
-    assert training_rate_from_log(tmp_path / "missing.out") is None
+    assert training_rate_from_log(LOCAL_FILES, log) is None
+    assert training_rate_from_log(LOCAL_FILES, tmp_path / "missing.out") is None
 
 
 # -- the newest train run of the project --------------------------------------------------
@@ -83,19 +85,19 @@ def test_no_rate_in_a_log_without_progress_or_no_log(tmp_path):
 def test_measured_rate_takes_the_newest_train_job_with_a_rate(tmp_path):
     home = tmp_path / "proj"
     demo = get_recipe("demo")
-    assert measured_rate(home, demo) is None  # no state, no run
+    assert measured_rate(Project(home), demo) is None  # no state, no run
     record_submission(home, ("setup", "hw-p-setup", "11"), ("train", "hw-p-train", "12"))
     write_log(home / "logs" / "hw-p-setup-11.out", ["Steps:  50%|  | 1/2 [00:01<00:01, 99.00it/s]"])  # not a train job
-    assert measured_rate(home, demo) is None  # the train log is missing
+    assert measured_rate(Project(home), demo) is None  # the train log is missing
     write_log(home / "logs" / "hw-p-train-12.out", demo_trainer_lines(6, 0.5))
-    found = measured_rate(home, demo)
+    found = measured_rate(Project(home), demo)
     assert found is not None and found.rate_its == pytest.approx(2.0) and found.job_id == "12"
     # A newer run whose log has no rate yet (cancelled before training) does not hide the older one.
     record_submission(home, ("setup", "hw-p-setup", "21"), ("train", "hw-p-train", "22"))
     write_log(home / "logs" / "hw-p-train-22.out", ["loading"])
-    assert measured_rate(home, demo).job_id == "12"
+    assert measured_rate(Project(home), demo).job_id == "12"
     write_log(home / "logs" / "hw-p-train-22.out", demo_trainer_lines(6, 0.1))
-    assert measured_rate(home, demo).rate_its == pytest.approx(10.0)
+    assert measured_rate(Project(home), demo).rate_its == pytest.approx(10.0)
 
 
 def test_measured_rate_over_ssh_reads_the_login_nodes_state_and_log_tail(tmp_path, sshd, monkeypatch):
@@ -127,9 +129,9 @@ def test_measured_rate_over_ssh_reads_the_login_nodes_state_and_log_tail(tmp_pat
     with SshConnection(host, known_hosts=known, use_agent=False, system_known_hosts=(),
                        identity_dir="/nonexistent") as connection:
         files = SshFiles(connection)
-        found = measured_rate(home, demo, files=files)
+        found = measured_rate(Project(home, files), demo)
         assert found is not None and found.rate_its == pytest.approx(4.0) and found.job_id == "12"
-        assert training_rate_from_log(home / "logs" / "missing.out", files=files) is None
+        assert training_rate_from_log(files, home / "logs" / "missing.out") is None
     assert {path for path, _ in read} == {str(log)}
     assert 0 < sum(n for _, n in read) < log.stat().st_size // 10  # the tail, not the whole log
 
@@ -138,7 +140,7 @@ def test_a_damaged_state_means_no_measured_rate(tmp_path):
     home = tmp_path / "proj"
     (home / "hpcwizard").mkdir(parents=True)
     (home / "hpcwizard" / "state.json").write_text("{not json")
-    assert measured_rate(home, get_recipe("demo")) is None
+    assert measured_rate(Project(home), get_recipe("demo")) is None
 
 
 # -- steps, disk and time -------------------------------------------------------------------
@@ -280,11 +282,11 @@ def test_measured_rate_reads_the_settings_the_run_kept_in_its_run_folder(tmp_pat
     plan = demo.default_plan(home, params={"seconds_per_step": 0.5})
     record_submission(home, ("train", "hw-p-train", "12"))
     write_log(home / "logs" / "hw-p-train-12.out", demo_trainer_lines(6, 0.5))
-    assert measured_rate(home, demo).settings is None  # no plan kept: the settings are not known
+    assert measured_rate(Project(home), demo).settings is None  # no plan kept: the settings are not known
     run = home / "hpcwizard" / "runs" / "x"
     run.mkdir(parents=True)
     (run / "plan.yaml").write_text(plan.to_yaml())
-    settings = measured_rate(home, demo).settings
+    settings = measured_rate(Project(home), demo).settings
     assert settings is not None and settings.params["seconds_per_step"] == 0.5 and settings.gpus == 0
 
 

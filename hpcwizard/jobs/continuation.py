@@ -238,9 +238,8 @@ def load_continuation(project: Project, resolved: ResolvedPlan) -> Continuation:
     rate its last train log reports and the check's answer whether the cluster requeues."""
     from hpcwizard.jobs.estimate import measured_rate
 
-    plan, recipe = resolved.plan, resolved.recipe
-    measured = (measured_rate(plan.project_home, recipe, files=project.files)
-                if recipe.continuation.step_seconds is None else None)
+    recipe = resolved.recipe
+    measured = measured_rate(project, recipe) if recipe.continuation.step_seconds is None else None
     return plan_continuation(resolved, rate=measured.rate_its if measured else None,
                              stage_rates=measured.stage_rates if measured else None,
                              requeue=site_requeues(project))

@@ -28,9 +28,9 @@ the estimate is then only an estimate, and the wizard never marks it ✔.
 No Textual here; reading a log is disk work, so the
 wizard calls :func:`measured_rate` from a worker.
 
-In remote mode (``files`` an :class:`~hpcwizard.project.files.SshFiles`) the state and
-the logs are the login node's: the state is read over SFTP and a log's tail
-with SFTP range reads (only the last lines travel).
+In remote mode (the project's ``files`` an :class:`~hpcwizard.project.files.SshFiles`)
+the state and the logs are the login node's: the state is read over SFTP and a
+log's tail with SFTP range reads (only the last lines travel).
 """
 
 from __future__ import annotations
@@ -39,19 +39,20 @@ import re
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from hpcwizard.errors import UserError
 from hpcwizard.jobs.logtail import LogFollower
 from hpcwizard.jobs.triage import parse_progress
-from hpcwizard.project.files import ProjectFiles, local_or
-from hpcwizard.project.layout import ProjectLayout
+from hpcwizard.project.files import ProjectFiles
 from hpcwizard.project.plan import Plan
 from hpcwizard.project.recipe import Recipe
 from hpcwizard.project.resolved import ResolvedPlan
-from hpcwizard.project.state import load_state
+
+if TYPE_CHECKING:
+    from hpcwizard.project.home import Project
 
 TAIL_LINES = 400  # the last few hundred lines of a log: enough samples, bounded work
 RATE_SAMPLES = 50  # the median of the newest samples: a slow first step or a pause does not skew it
@@ -166,13 +167,12 @@ def rates_from_lines(lines: list[str]) -> LogRates | None:
     return LogRates(_median(everything), stages)
 
 
-def training_rates_from_log(path: Path | str, lines: int = TAIL_LINES,
-                            files: ProjectFiles | None = None) -> LogRates | None:
+def training_rates_from_log(files: ProjectFiles, path: Path | str, lines: int = TAIL_LINES) -> LogRates | None:
     """The rates a training log reports in its last ``lines`` lines (None: none).
 
     Reads only the tail of the file (on the machine of ``files``)."""
     try:
-        follower = LogFollower(local_or(files).open_source(str(path)))
+        follower = LogFollower(files.open_source(str(path)))
         try:
             tail = follower.open_tail(lines)
         finally:
@@ -182,10 +182,9 @@ def training_rates_from_log(path: Path | str, lines: int = TAIL_LINES,
     return rates_from_lines(tail)
 
 
-def training_rate_from_log(path: Path | str, lines: int = TAIL_LINES,
-                           files: ProjectFiles | None = None) -> float | None:
+def training_rate_from_log(files: ProjectFiles, path: Path | str, lines: int = TAIL_LINES) -> float | None:
     """Iterations per second a training log reports in its last ``lines`` lines, all stages (None: none)."""
-    rates = training_rates_from_log(path, lines, files)
+    rates = training_rates_from_log(files, path, lines)
     return rates.overall if rates is not None else None
 
 
@@ -194,17 +193,15 @@ def train_job_names(recipe: Recipe) -> set[str]:
     return {job.name for job in recipe.jobs if job.resources == "train"}
 
 
-def measured_rate(project_home: Path, recipe: Recipe, lines: int = TAIL_LINES,
-                  files: ProjectFiles | None = None) -> MeasuredRate | None:
-    """The newest train job of this project whose ``.out`` log reports a rate (None: no such run).
+def measured_rate(project: Project, recipe: Recipe, lines: int = TAIL_LINES) -> MeasuredRate | None:
+    """The newest train job of ``project`` whose ``.out`` log reports a rate (None: no such run).
 
-    Logs are ``<project_home>/logs/<slurm_name>-<job_id>.out``, as the
-    templates write them. A damaged state file counts as no run. ``files``:
-    where the project home is (the login node in remote mode).
+    Logs are the project layout's (``<home>/logs/<slurm_name>-<job_id>.out``,
+    as the templates write them), read where the project's files are (the
+    login node in remote mode). A damaged state file counts as no run.
     """
-    layout = ProjectLayout(Path(project_home))
     try:
-        state = load_state(layout.state_dir, files)
+        state = project.load_state()
     except UserError:
         return None
     names = train_job_names(recipe)
@@ -212,18 +209,19 @@ def measured_rate(project_home: Path, recipe: Recipe, lines: int = TAIL_LINES,
         for job in reversed(submission.jobs):
             if job.name not in names:
                 continue
-            log = layout.log_path(job.slurm_name, job.job_id)
-            rates = training_rates_from_log(log, lines, files)
+            log = project.layout.log_path(job.slurm_name, job.job_id)
+            rates = training_rates_from_log(project.files, log, lines)
             if rates is not None:
-                settings = run_settings(Path(submission.scripts_dir), recipe, files)
+                settings = run_settings(project, Path(submission.scripts_dir), recipe)
                 return MeasuredRate(rates.overall, job.job_id, job.name, log, rates.stages, settings)
     return None
 
 
-def run_settings(scripts_dir: Path, recipe: Recipe, files: ProjectFiles | None = None) -> MeasuredSettings | None:
-    """The settings a submitted run trained with, from the plan its run folder keeps (None: unreadable)."""
+def run_settings(project: Project, scripts_dir: Path, recipe: Recipe) -> MeasuredSettings | None:
+    """The settings a run of ``project`` trained with, from the plan its run folder
+    (``scripts_dir``, one of the project's) keeps (None: unreadable)."""
     try:
-        data = yaml.safe_load(local_or(files).read_text(scripts_dir / "plan.yaml"))
+        data = yaml.safe_load(project.files.read_text(scripts_dir / "plan.yaml"))
         params = recipe.resolve_params(dict(data.get("params") or {}))
         train = data.get("train") or {}
         return MeasuredSettings(params, int(train.get("gpus", 0) or 0), int(train.get("nodes", 1) or 1))

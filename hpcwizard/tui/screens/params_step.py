@@ -31,7 +31,6 @@ from hpcwizard.jobs.estimate import (
     stage_number,
 )
 from hpcwizard.project import session
-from hpcwizard.project.home import Project
 from hpcwizard.project.plan import Plan
 from hpcwizard.project.resolved import resolve
 from hpcwizard.project.wizard_steps import PARAMS
@@ -126,8 +125,8 @@ class ParamsStep(StepScreen):
 
     @work(thread=True, exclusive=True, group="params-rate", exit_on_error=False)
     def read_rate(self) -> None:
-        self.post_message(TrainingRateRead(measured_rate(self.plan.project_home, self.recipe,
-                                                         files=self.context.files)))
+        project = self.context.project_at(self.plan.project_home)
+        self.post_message(TrainingRateRead(measured_rate(project, self.recipe)))
 
     # -- an earlier run's checkpoints (nothing would be trained) -------------------
 
