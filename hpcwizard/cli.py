@@ -389,11 +389,10 @@ def cmd_status(args: argparse.Namespace) -> int:
     files = make_files(args)
     runner = make_runner(args)
     project = _project(args, files, runner)
-    home = project.home
     for line in settle_interrupted_submit(project):
         note(line)
     state = project.load_state()
-    snapshot = take_snapshot(home, runner, files=files, state=state)
+    snapshot = take_snapshot(project, state=state)
     watch = TrainingWatch(files)  # the dashboard's reading of the train logs: their tails only
     try:
         trainings = watch.update(snapshot, state)

@@ -434,7 +434,7 @@ def test_without_requeue_a_follow_on_job_continues_and_dependents_wait_for_it(ch
     # The status shows every segment's job, each a continuation of the first
     # (found from the bookkeeping, also once a follow-on left the queue), and
     # the first job points to the last: its end is the training's.
-    rows = {row.job_id: row for row in take_snapshot(chain.home, slurm_runner).jobs}
+    rows = {row.job_id: row for row in take_snapshot(Project(chain.home, runner=slurm_runner)).jobs}
     assert set(jobs) <= set(rows), rows
     assert all(rows[job].continues == jobs[0] and rows[job].name == "train" for job in jobs[1:])
     assert rows[jobs[0]].continued_by == jobs[-1] and rows[jobs[-1]].state is JobState.COMPLETED

@@ -461,7 +461,9 @@ async def test_a_two_node_job_whose_rank_1_cannot_join_names_node_1(tmp_path, tw
         SlurmClient(runner).cancel(ids)
     # What the status JSON says of it: the node count and each node's log.
     from hpcwizard.jobs.status import take_snapshot
+    from hpcwizard.project.home import Project
 
-    [train] = [job for job in take_snapshot(home, runner).to_dict()["jobs"] if job["job_id"] == train_id]
+    snapshot = take_snapshot(Project(home, runner=runner))
+    [train] = [job for job in snapshot.to_dict()["jobs"] if job["job_id"] == train_id]
     assert train["node_count"] == 2 and train["nodelist"] == "node[1-2]" and len(train["node_logs"]) == 2
     json.dumps(train)

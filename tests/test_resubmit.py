@@ -24,6 +24,7 @@ from hpcwizard.jobs.resubmit import (
     with_exit_code,
 )
 from hpcwizard.jobs.status import take_snapshot
+from hpcwizard.project.home import Project
 from hpcwizard.project.plan import job_prefix_for
 from hpcwizard.project.state import (
     ProjectState,
@@ -96,7 +97,7 @@ def all_ids(project_home: Path) -> list[str]:
 
 
 def row(project_home: Path, runner, job_id: str):
-    snapshot = take_snapshot(project_home, runner)
+    snapshot = take_snapshot(Project(project_home, runner=runner))
     return next((r for r in snapshot.jobs if r.job_id == job_id), None)
 
 
@@ -158,6 +159,7 @@ def test_a_timeout_or_oom_is_explained_as_such_not_as_an_exit_code():
 
 def test_doctor_explains_and_resubmit_completes_the_chain(tmp_path, slurm_runner):
     home = tmp_path / "proj"
+    project = Project(home, runner=slurm_runner)
     submission = submit_test_chain(home, slurm_runner, [
         ("prep", "echo preparing; echo 'RuntimeError: no data' >&2; exit 3"),
         ("train", "echo training; sleep 1"),
@@ -167,11 +169,11 @@ def test_doctor_explains_and_resubmit_completes_the_chain(tmp_path, slurm_runner
     slurm = SlurmClient(slurm_runner)
     try:
         def stuck():
-            snapshot = take_snapshot(home, slurm_runner)
+            snapshot = take_snapshot(project)
             return snapshot if any(r.job_id == train and r.never_runs for r in snapshot.jobs) else None
 
         snapshot = wait_for("train to be DependencyNeverSatisfied", stuck, WAIT)
-        diagnoses = diagnose(snapshot)
+        diagnoses = diagnose(project, snapshot)
         assert len(diagnoses) == 1
         diagnosis = with_exit_code(diagnoses[0], slurm)
         assert diagnosis.parent.job_id == prep
@@ -185,7 +187,7 @@ def test_doctor_explains_and_resubmit_completes_the_chain(tmp_path, slurm_runner
         assert f"\n  logs/{diagnosis.parent.slurm_name}-{prep}.err" in logs  # a line of its own
 
         rewrite_body(submission.jobs[0].script, "echo fixed; exit 0")
-        result = resubmit_failed(home, slurm_runner, prep)
+        result = resubmit_failed(project, prep)
         assert set(result.new_ids) == {prep, train, evaluate}
         assert set(result.cancelled) == {train, evaluate}
         new_prep, new_train, new_eval = (result.new_ids[j] for j in (prep, train, evaluate))
@@ -199,7 +201,7 @@ def test_doctor_explains_and_resubmit_completes_the_chain(tmp_path, slurm_runner
         assert recorded.jobs[0].script == submission.jobs[0].script
 
         def states():
-            rows = {r.job_id: r.state for r in take_snapshot(home, slurm_runner).jobs}
+            rows = {r.job_id: r.state for r in take_snapshot(project).jobs}
             return rows if all(rows.get(j) == "COMPLETED" for j in (new_prep, new_train, new_eval)) else None
 
         rows = wait_for("the new chain to complete", states, timeout=90)
@@ -208,13 +210,14 @@ def test_doctor_explains_and_resubmit_completes_the_chain(tmp_path, slurm_runner
         out = home / "logs" / f"{recorded.jobs[0].slurm_name}-{new_prep}.out"
         assert out.read_text().strip() == "fixed"
         # Nothing is stuck any more.
-        assert diagnose(take_snapshot(home, slurm_runner)) == []
+        assert diagnose(project, take_snapshot(project)) == []
     finally:
         slurm.cancel(all_ids(home))
 
 
 def test_refused_resubmit_leaves_the_old_chain_alone(tmp_path, slurm_runner):
     home = tmp_path / "proj"
+    project = Project(home, runner=slurm_runner)
     submission = submit_test_chain(home, slurm_runner, [("prep", "exit 1"), ("train", "echo never")])
     prep, train = submission.job_ids
     slurm = SlurmClient(slurm_runner)
@@ -224,30 +227,31 @@ def test_refused_resubmit_leaves_the_old_chain_alone(tmp_path, slurm_runner):
         script = Path(submission.jobs[0].script)
         script.write_text(script.read_text().replace("#SBATCH --mem=64M", "#SBATCH --partition=does-not-exist"))
         with pytest.raises(ResubmitError) as caught:
-            resubmit_failed(home, slurm_runner, prep)
+            resubmit_failed(project, prep)
         assert "the old chain is unchanged" in caught.value.one_line()
         assert len(load_state(home / "hpcwizard").submissions) == 1
         still = row(home, slurm_runner, train)
         assert still.state == "PENDING" and still.never_runs
 
         with pytest.raises(ResubmitError):
-            resubmit_failed(home, slurm_runner, "424242")  # not ours
+            resubmit_failed(project, "424242")  # not ours
     finally:
         slurm.cancel(all_ids(home))
 
 
 def test_cancel_chain_cancels_every_active_job_of_the_chain(tmp_path, slurm_runner):
     home = tmp_path / "proj"
+    project = Project(home, runner=slurm_runner)
     submission = submit_test_chain(home, slurm_runner, [("a", "sleep 60"), ("b", "sleep 1"), ("c", "sleep 1")])
     slurm = SlurmClient(slurm_runner)
     try:
-        active = [r.job_id for r in take_snapshot(home, slurm_runner).jobs if r.active]
+        active = [r.job_id for r in take_snapshot(project).jobs if r.active]
         assert set(active) == set(submission.job_ids)
-        asked = cancel_chain(home, slurm_runner, submission.job_ids[1], active_ids=active)
+        asked = cancel_chain(project, submission.job_ids[1], active_ids=active)
         assert asked == submission.job_ids
 
         def all_cancelled():
-            rows = {r.job_id: r.state for r in take_snapshot(home, slurm_runner).jobs}
+            rows = {r.job_id: r.state for r in take_snapshot(project).jobs}
             return all(rows.get(j) == "CANCELLED" for j in submission.job_ids)
 
         wait_for("the chain to be cancelled", all_cancelled, WAIT)
@@ -271,8 +275,10 @@ def test_a_train_job_of_the_recipe_resumes_from_its_checkpoint_and_a_timeout_of_
     older = SubmittedJob("train", "p-train", "5", "gpu", "/gone/train.sbatch")  # no plan beside it: by its name
     state = ProjectState(submissions=[Submission("f", "t", str(runs), (setup, train)),
                                       Submission("f", "t0", "/gone", (older,))])
-    assert resumes_from_checkpoint(state, "11") and resumes_from_checkpoint(state, "5")
-    assert not resumes_from_checkpoint(state, "10") and not resumes_from_checkpoint(state, "99")
+    project = Project(tmp_path / "p")
+    assert resumes_from_checkpoint(project, "11", state=state) and resumes_from_checkpoint(project, "5", state=state)
+    assert not resumes_from_checkpoint(project, "10", state=state)
+    assert not resumes_from_checkpoint(project, "99", state=state)
 
     row = JobRow(job_id="11", name="train", slurm_name="p-train", state="TIMEOUT", reason=None, dependency=None,
                  partition="gpu", elapsed=60, time_limit=60, start=None, exit_code="0:0", source="sacct",

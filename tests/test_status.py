@@ -17,6 +17,8 @@ from hpcwizard.jobs.status import (
     format_elapsed_limit,
     take_snapshot,
 )
+from hpcwizard.project.files import LOCAL_FILES
+from hpcwizard.project.home import Project
 from hpcwizard.slurm import JobState, SlurmClient
 from hpcwizard.tui.widgets.job_table import COLUMNS, format_start, row_cells
 from test_resubmit import all_ids, submit_test_chain
@@ -81,7 +83,7 @@ def test_a_job_cancelled_while_pending_shows_no_reason_and_no_start(tmp_path: Pa
         slurm.cancel([waiter])
 
         def cancelled():
-            rows = {r.job_id: r for r in take_snapshot(home, slurm_runner).jobs}
+            rows = {r.job_id: r for r in take_snapshot(Project(home, runner=slurm_runner)).jobs}
             return rows if rows.get(waiter) and rows[waiter].state == "CANCELLED" else None
 
         rows = wait_for("the waiter cancelled", cancelled, 60)
@@ -145,7 +147,7 @@ def test_a_continuing_training_shows_its_segment_and_overall_progress(tmp_path):
         + "[2026-01-02 01:04:00] [hpcwizard] segment 1 stopped at the time limit; requeued to continue from "
           "checkpoint-398\n")
     state = load_state(home / "hpcwizard")
-    watch = TrainingWatch()
+    watch = TrainingWatch(LOCAL_FILES)
     # Requeued: pending again, its log says so.
     status = watch.update(training_rows(home, state="PENDING", reason="BeginTime", elapsed=0), state)["7"]
     assert set(watch.statuses) == {"7"}  # setup is no training
@@ -175,7 +177,7 @@ def test_a_training_without_continuation_is_warned_before_its_time_limit(tmp_pat
     home, log = training_project(tmp_path, steps=600)
     log.write_text("[2026-01-02 01:00:00] stage 1\n" + bar(100, 600, "4:10"))
     state = load_state(home / "hpcwizard")
-    watch = TrainingWatch()
+    watch = TrainingWatch(LOCAL_FILES)
     # 250 s of stage 1 and 300 s of stage 2 left; 140 s to the limit.
     status = watch.update(training_rows(home, elapsed=100, time_limit=240), state)["7"]
     assert not status.continues and status.eta_seconds == 250 + 300
@@ -185,7 +187,7 @@ def test_a_training_without_continuation_is_warned_before_its_time_limit(tmp_pat
     # A script that asks for the warning signal continues by itself: no warning either.
     home2, log2 = training_project(tmp_path / "b", steps=600, signal=True)
     log2.write_text("[2026-01-02 01:00:00] stage 1\n" + bar(100, 600, "4:10"))
-    status = TrainingWatch().update(training_rows(home2), load_state(home2 / "hpcwizard"))["7"]
+    status = TrainingWatch(LOCAL_FILES).update(training_rows(home2), load_state(home2 / "hpcwizard"))["7"]
     assert status.continues and status.limit_in is None and status.summary() is None
 
 
@@ -195,7 +197,7 @@ def test_a_requeued_job_without_separators_still_continues_and_one_that_stopped_
 
     home, log = training_project(tmp_path)
     state = load_state(home / "hpcwizard")
-    watch = TrainingWatch()
+    watch = TrainingWatch(LOCAL_FILES)
     # Pending before it ever ran: no log, nothing to say.
     status = watch.update(training_rows(home, state="PENDING", reason="Dependency"), state)["7"]
     assert not status.requeued and status.summary() is None
@@ -242,7 +244,7 @@ fi
     slurm = SlurmClient(slurm_runner)
     try:
         def handed_over():
-            rows = {r.job_id: r for r in take_snapshot(home, slurm_runner).jobs}
+            rows = {r.job_id: r for r in take_snapshot(Project(home, runner=slurm_runner)).jobs}
             follow = [r for r in rows.values() if r.continues == train]
             if rows.get(train) and rows[train].state == "COMPLETED" and follow and follow[0].state == "RUNNING":
                 return rows, follow[0]
@@ -252,11 +254,12 @@ fi
         assert rows[train].continued_by == follow.job_id
         assert follow.name == "train" and follow.log_out == rows[train].log_out and follow.script == rows[train].script
         assert row_cells(rows[train])[3].plain == f"continued by {follow.job_id}"
-        snapshot = take_snapshot(home, slurm_runner)
-        statuses = TrainingWatch().update(snapshot, load_state(home / "hpcwizard"))
+        snapshot = take_snapshot(Project(home, runner=slurm_runner))
+        statuses = TrainingWatch(LOCAL_FILES).update(snapshot, load_state(home / "hpcwizard"))
 
         def log_read():
-            status = TrainingWatch().update(take_snapshot(home, slurm_runner), load_state(home / "hpcwizard"))
+            latest = take_snapshot(Project(home, runner=slurm_runner))
+            status = TrainingWatch(LOCAL_FILES).update(latest, load_state(home / "hpcwizard"))
             return status.get(follow.job_id) if status.get(follow.job_id) and status[follow.job_id].segment \
                 and status[follow.job_id].segment.segment == 2 else None
 

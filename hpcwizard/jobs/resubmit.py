@@ -22,24 +22,23 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 from hpcwizard.errors import UserError
 from hpcwizard.jobs.status import JobRow, StatusSnapshot, format_clock
-from hpcwizard.project.files import ProjectFiles, local_or
-from hpcwizard.project.layout import ProjectLayout
+from hpcwizard.project.files import ProjectFiles
 from hpcwizard.project.state import (
     ProjectState,
     Submission,
     SubmittedJob,
-    load_state,
     now_iso,
-    update_state,
 )
-from hpcwizard.shell import Runner
 from hpcwizard.slurm import SlurmClient
 from hpcwizard.slurm.models import JobState
 from hpcwizard.slurm.parse import parse_dependency
+
+if TYPE_CHECKING:
+    from hpcwizard.project.home import Project
 
 NEVER_SATISFIED = "DependencyNeverSatisfied"
 
@@ -124,15 +123,18 @@ def continues_from_checkpoint(job: JobRow, *, resumes: bool = True) -> bool:
     return resumes and job.state is JobState.TIMEOUT
 
 
-def resumes_from_checkpoint(state: ProjectState, job_id: str, files: ProjectFiles | None = None) -> bool:
-    """``job_id`` is a train job of its chain's recipe (read from the plan
-    submitted with it): its script resumes from the latest checkpoint."""
+def resumes_from_checkpoint(project: Project, job_id: str, *, state: ProjectState | None = None) -> bool:
+    """``job_id`` is a train job of ``project`` of its chain's recipe (read
+    from the plan submitted with it): its script resumes from the latest
+    checkpoint. ``state``: the project state when the caller has just read it."""
     from hpcwizard.jobs.status import submission_train_jobs
 
+    if state is None:
+        state = project.load_state()
     for submission in state.submissions:
         for job in submission.jobs:
             if job.job_id == job_id:
-                return job.name in submission_train_jobs(local_or(files), submission.scripts_dir)
+                return job.name in submission_train_jobs(project.files, submission.scripts_dir)
     return False
 
 
@@ -226,18 +228,19 @@ def _id_key(job_id: str) -> tuple[int, str]:
 # Diagnosis
 
 
-def diagnose(snapshot: StatusSnapshot, state: ProjectState | None = None,
-             files: ProjectFiles | None = None) -> list[Diagnosis]:
-    """One :class:`Diagnosis` per failed parent with never-satisfiable dependents.
+def diagnose(project: Project, snapshot: StatusSnapshot, *, state: ProjectState | None = None) -> list[Diagnosis]:
+    """One :class:`Diagnosis` per failed parent with never-satisfiable dependents,
+    in ``snapshot`` (of ``project``'s jobs).
 
     A job pending after a parent that ended badly (``afterok`` on a job that
     failed, was cancelled, timed out) is stuck at once, from the chain
     hpcwizard recorded: Slurm says DependencyNeverSatisfied only at a later
     scheduler pass (the doctor said "nothing to repair" for ~25 s after a
-    parent was cancelled)."""
+    parent was cancelled). ``state``: the project state when the caller has
+    just read it."""
     rows = {row.job_id: row for row in snapshot.jobs}
     if state is None:
-        state = load_state(ProjectLayout(Path(snapshot.project_home)).state_dir, files)
+        state = project.load_state()
     recorded = recorded_jobs(state)
 
     def parents(row: JobRow) -> list[str]:
@@ -310,36 +313,27 @@ def with_exit_code(diagnosis: Diagnosis, slurm: SlurmClient) -> Diagnosis:
 # Repair and cancel
 
 
-def resubmit_failed(
-    project_home: Path,
-    runner: Runner,
-    parent_id: str,
-    *,
-    slurm: SlurmClient | None = None,
-    files: ProjectFiles | None = None,
-) -> Resubmission:
-    """Submit the failed job ``parent_id`` again and re-link its dependents.
+def resubmit_failed(project: Project, parent_id: str, *, slurm: SlurmClient | None = None) -> Resubmission:
+    """Submit the failed job ``parent_id`` of ``project`` again and re-link its dependents.
 
     The parent's script is the one recorded in the project state (edit it to
     fix the cause first). Dependents that are still queued are cancelled;
     every dependent is submitted again after its (new) parent, in order.
+    Slurm is asked through the project's runner unless ``slurm`` is given.
     """
-    project_home = Path(project_home)
-    layout = ProjectLayout(project_home)
-    state_dir = layout.state_dir
-    files = local_or(files)
-    state = load_state(state_dir, files)
+    files = project.files
+    state = project.load_state()
     recorded = recorded_jobs(state)
     parent = recorded.get(parent_id)
     if parent is None:
-        raise ResubmitError(f"job {parent_id} was not submitted by hpcwizard in {project_home}",
+        raise ResubmitError(f"job {parent_id} was not submitted by hpcwizard in {project.home}",
                             "resubmit it by hand with sbatch")
     if not files.exists(parent.script):
         raise ResubmitError(f"the script of job {parent_id} is gone: {parent.script}",
                             "render the plan again (`hpcwizard render`) and submit it")
     dependents = dependents_of(state, parent_id)
-    slurm = slurm or SlurmClient(runner)
-    files.mkdir_p(layout.logs_dir)
+    slurm = slurm or SlurmClient(project.submit_runner())
+    files.mkdir_p(project.logs_dir)
 
     new_ids: dict[str, str] = {}
     accepted: list[SubmittedJob] = []
@@ -348,7 +342,7 @@ def resubmit_failed(
         new_parents = [new_ids.get(p, p) for p in old_parents]
         try:
             job_id = slurm.submit(job.script, dependency=new_parents or None, hold=True,
-                                  workdir=str(project_home))
+                                  workdir=str(project.home))
         except UserError as exc:
             _cancel_quietly(slurm, [j.job_id for j in accepted])
             raise ResubmitError(
@@ -378,7 +372,7 @@ def resubmit_failed(
         scripts_dir=original.scripts_dir,
         jobs=tuple(accepted),
     )
-    update_state(state_dir, lambda s: s.submissions.append(submission), files)
+    project.update_state(lambda s: s.submissions.append(submission))
     return Resubmission(new_ids=new_ids, cancelled=tuple(old), submission=submission)
 
 
@@ -393,21 +387,21 @@ def _script_time_limit(files: ProjectFiles, job: SubmittedJob) -> int | None:
         return job.time_limit
 
 
-def cancel_chain(project_home: Path, runner: Runner, job_id: str, *, include_finished: bool = False,
-                 active_ids: Iterable[str] | None = None, slurm: SlurmClient | None = None,
-                 files: ProjectFiles | None = None) -> list[str]:
-    """Cancel ``job_id`` and every job of its chain; returns the ids asked.
+def cancel_chain(project: Project, job_id: str, *, include_finished: bool = False,
+                 active_ids: Iterable[str] | None = None, slurm: SlurmClient | None = None) -> list[str]:
+    """Cancel ``job_id`` and every job of its chain in ``project``; returns the ids asked.
 
     ``active_ids`` (from the latest snapshot) limits the scancel to jobs that
     are still queued or running; without it every recorded job is named
-    (scancel ignores finished ones).
+    (scancel ignores finished ones). Slurm is asked through the project's
+    runner unless ``slurm`` is given.
     """
-    state = load_state(ProjectLayout(Path(project_home)).state_dir, files)
+    state = project.load_state()
     ids = [job.job_id for job in chain_of(state, job_id)] or [job_id]
     if active_ids is not None and not include_finished:
         active = set(active_ids)
         ids = [j for j in ids if j in active]
-    (slurm or SlurmClient(runner)).cancel(ids)
+    (slurm or SlurmClient(project.submit_runner())).cancel(ids)
     return ids
 
 

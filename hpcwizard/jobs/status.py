@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from hpcwizard.errors import UserError
 from hpcwizard.jobs.logtail import MARKER_SCAN_BYTES, LogFollower
@@ -32,12 +33,13 @@ from hpcwizard.jobs.triage import (
     parse_segment_line,
     parse_stage_start,
 )
-from hpcwizard.project.files import ProjectFiles, local_or
-from hpcwizard.project.layout import ProjectLayout
+from hpcwizard.project.files import ProjectFiles
 from hpcwizard.project.plan import job_prefix_for
-from hpcwizard.project.state import ProjectState, SubmittedJob, load_state
-from hpcwizard.shell import Runner
+from hpcwizard.project.state import ProjectState, SubmittedJob
 from hpcwizard.slurm import ExitStatus, JobState, SlurmClient
+
+if TYPE_CHECKING:
+    from hpcwizard.project.home import Project
 
 HELD_REASONS = ("JobHeldUser", "JobHeldAdmin")
 
@@ -179,19 +181,21 @@ def _exit(status: ExitStatus | None) -> str | None:
     return f"{status.code}:{status.signal}" if status is not None else None
 
 
-def take_snapshot(project_home: Path, runner: Runner, *, slurm: SlurmClient | None = None,
-                  files: ProjectFiles | None = None, state: ProjectState | None = None) -> StatusSnapshot:
-    """The project's jobs as Slurm (or, failing that, the state) knows them now.
+def take_snapshot(project: Project, *, slurm: SlurmClient | None = None,
+                  state: ProjectState | None = None) -> StatusSnapshot:
+    """``project``'s jobs as Slurm (or, failing that, the state) knows them now.
 
-    ``files``: where the project state lives (the login node in remote mode);
-    ``state``: the project state when the caller has just read it."""
-    project_home = Path(project_home)
-    layout = ProjectLayout(project_home)
+    The state and the bookkeeping are read through the project's files (the
+    login node's in remote mode); Slurm is asked through the project's runner
+    unless ``slurm`` is given. ``state``: the project state when the caller
+    has just read it."""
+    project_home = project.home
+    layout = project.layout
     if state is None:
-        state = load_state(layout.state_dir, files)
+        state = project.load_state()
     known = {job.job_id: job for submission in state.submissions for job in submission.jobs}
     prefix = job_prefix_for(project_home)
-    slurm = slurm or SlurmClient(runner)
+    slurm = slurm or SlurmClient(project.submit_runner())
     taken_at = datetime.now().astimezone().isoformat(timespec="seconds")
 
     def log_paths(slurm_name: str, job_id: str) -> tuple[str, str]:
@@ -218,7 +222,7 @@ def take_snapshot(project_home: Path, runner: Runner, *, slurm: SlurmClient | No
     # job, so the training's last segment, not its first, says how it ended.
     names = {job.slurm_name for job in known.values()}
     names |= {e.name for e in entries if e.job_id not in known and e.name.startswith(prefix)}
-    follow_ons = _follow_on_jobs(project_home, names, known, files) if names else {}
+    follow_ons = _follow_on_jobs(project, names, known) if names else {}
     for entry in entries:
         if entry.job_id not in known and not entry.name.startswith(prefix):
             continue
@@ -313,8 +317,7 @@ def _number(job_id: str) -> int:
 # job's id and every job of its chain of segments.
 
 
-def _follow_on_jobs(project_home: Path, names: set[str], known: Mapping[str, object],
-                    files: ProjectFiles | None) -> dict[str, str]:
+def _follow_on_jobs(project: Project, names: set[str], known: Mapping[str, object]) -> dict[str, str]:
     """Follow-on job id -> the recorded job it continues, for the jobs
     hpcwizard did not submit itself (``names``: the Slurm names to look
     up: the recorded jobs' and the queue's other jobs of the project).
@@ -325,11 +328,10 @@ def _follow_on_jobs(project_home: Path, names: set[str], known: Mapping[str, obj
     read per name (a name without bookkeeping is a missing file)."""
     import json
 
-    files = local_or(files)
     found: dict[str, str] = {}
     for name in sorted(names):
         try:
-            data = json.loads(files.read_text(ProjectLayout(project_home).continuation_dir / f"{name}.json"))
+            data = json.loads(project.files.read_text(project.layout.continuation_dir / f"{name}.json"))
             first = str(data["first_job_id"])
             ids = [str(job_id) for job_id in data.get("job_ids") or ()]
         except (OSError, ValueError, KeyError, TypeError, UserError):
@@ -475,12 +477,14 @@ class TrainingWatch:
     A log is opened at its tail plus one bounded backward scan for the last
     separator and stage line, then followed; a job that ended gets one last
     read and is let go. The stages come from the plan each chain was
-    submitted with (``plan.yaml`` beside its scripts), read once. Not
-    thread-safe: one poll worker at a time owns it. No Textual here.
+    submitted with (``plan.yaml`` beside its scripts), read once. ``files``:
+    the project's, where those logs and plans are (the login node's in
+    remote mode). Not thread-safe: one poll worker at a time owns it. No
+    Textual here.
     """
 
-    def __init__(self, files: ProjectFiles | None = None, *, scan_bytes: int = MARKER_SCAN_BYTES) -> None:
-        self.files = local_or(files)
+    def __init__(self, files: ProjectFiles, *, scan_bytes: int = MARKER_SCAN_BYTES) -> None:
+        self.files = files
         self.scan_bytes = scan_bytes
         self._logs: dict[str, _WatchedLog] = {}
         self._facts: dict[str, _SubmissionFacts] = {}

@@ -292,15 +292,14 @@ class DashboardScreen(Screen):
         # The state once per refresh, for the snapshot, the doctor and the trainings.
         state = project.load_state()
         started = time.monotonic()
-        snapshot = take_snapshot(project.home, self.context.runner, slurm=self._slurm, files=project.files,
-                                 state=state)
+        snapshot = take_snapshot(project, slurm=self._slurm, state=state)
         duration = time.monotonic() - started
         diagnoses = []
         try:
             # From the recorded chain: a job waiting on one that just ended
             # badly is stuck before Slurm says DependencyNeverSatisfied.
             if any(job.state is JobState.PENDING for job in snapshot.jobs):
-                diagnoses = diagnose(snapshot, state)
+                diagnoses = diagnose(project, snapshot, state=state)
         except UserError:
             diagnoses = []
         if not self._filled:
@@ -838,8 +837,7 @@ class DashboardScreen(Screen):
     def _resubmit_worker(self, parent_id: str, carry_on: bool = False) -> None:
         from hpcwizard.jobs.resubmit import resubmit_failed
 
-        result = resubmit_failed(self.context.project.home, self.context.runner, parent_id,
-                                 files=self.context.files)
+        result = resubmit_failed(self.context.project, parent_id)
         pairs = ", ".join(f"{old}→{new}" for old, new in result.new_ids.items())
         if carry_on:
             self.post_message(ActionFinished("continue", True, f"continuing from the latest checkpoint: {pairs}"))
