@@ -7,6 +7,8 @@ never with a traceback. Anything else is a bug and keeps its traceback.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 
 class UserError(Exception):
     """An expected failure with a message fit for the person at the terminal."""
@@ -40,3 +42,15 @@ class CommandTimeout(CommandFailed):
 class TransportUnavailable(CommandFailed):
     """The machine commands run on cannot be reached right now (a dropped SSH
     connection, an unreachable login node): transient, worth retrying later."""
+
+
+def first_unknown_key(keys: Iterable[object], allowed: Iterable[str]) -> str | None:
+    """The first of ``keys`` (sorted, so the message never changes between
+    runs) that ``allowed`` lacks; None when every key is known.
+
+    Every file hpcwizard reads (plan, recipe) refuses an unknown key, because
+    a misspelt key silently ignored is a setting the user believes in and
+    the job never gets. Callers word the error: where the key was and which
+    keys are allowed."""
+    unknown = sorted(str(key) for key in set(keys) - set(allowed))
+    return unknown[0] if unknown else None

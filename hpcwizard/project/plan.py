@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from hpcwizard.errors import UserError
+from hpcwizard.errors import UserError, first_unknown_key
 from hpcwizard.project.layout import ProjectLayout
 
 DOWNLOAD_MODES = ("job", "login")
@@ -292,10 +292,10 @@ def _check_resources(kind: str, value: Any, defaults: JobResources | None) -> Jo
     allowed = RESOURCE_KEYS + (TRAIN_ONLY_KEYS if kind == "train" else ())
     # A train-only key at its default anywhere is "not set" (a JobResources
     # turned into a dict carries segments: null and nodes: 1).
-    unknown = sorted(k for k in set(value) - set(allowed)
-                     if not (k in TRAIN_ONLY_KEYS and value[k] == _TRAIN_ONLY_DEFAULTS[k]))
-    if unknown:
-        raise PlanError(f"unknown key {kind}.{unknown[0]}", f"allowed keys: {', '.join(allowed)}")
+    unknown = first_unknown_key((k for k in value if not (k in TRAIN_ONLY_KEYS and value[k] == _TRAIN_ONLY_DEFAULTS[k])),
+                                allowed)
+    if unknown is not None:
+        raise PlanError(f"unknown key {kind}.{unknown}", f"allowed keys: {', '.join(allowed)}")
     merged = asdict(defaults) if defaults else {}
     merged.update(value)
     merged["segments"] = _check_segments(kind, merged.get("segments"))
@@ -353,9 +353,9 @@ def _check_notify(value: Any) -> str | None:
         return None
     if not isinstance(value, dict):
         raise PlanError("notify must be a mapping", "e.g. notify: {mail: alice@example.org}")
-    unknown = sorted(str(k) for k in set(value) - set(NOTIFY_KEYS))
-    if unknown:
-        raise PlanError(f"unknown key notify.{unknown[0]}", f"allowed keys: {', '.join(NOTIFY_KEYS)}")
+    unknown = first_unknown_key(value, NOTIFY_KEYS)
+    if unknown is not None:
+        raise PlanError(f"unknown key notify.{unknown}", f"allowed keys: {', '.join(NOTIFY_KEYS)}")
     mail = value.get("mail")
     if mail is None:
         return None
@@ -369,9 +369,9 @@ def plan_from_dict(data: Any, *, recipe_names: tuple[str, ...] | None = None) ->
     """Validate plan data; raise :class:`PlanError` naming the first bad key."""
     if not isinstance(data, dict):
         raise PlanError("the plan must be a YAML mapping of keys to values", "see 'The plan file' in the README for the format, or let `hpcwizard` write one")
-    unknown = sorted(str(k) for k in set(data) - set(PLAN_KEYS))
-    if unknown:
-        raise PlanError(f"unknown key {unknown[0]!r} in the plan", f"allowed keys: {', '.join(PLAN_KEYS)}")
+    unknown = first_unknown_key(data, PLAN_KEYS)
+    if unknown is not None:
+        raise PlanError(f"unknown key {unknown!r} in the plan", f"allowed keys: {', '.join(PLAN_KEYS)}")
     if data.get("recipe") is None:
         raise PlanError("the plan has no recipe", "add `recipe:` to the plan")
     # The recipe first: a mistyped one explains the other errors ("no setup").

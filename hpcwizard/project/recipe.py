@@ -28,7 +28,7 @@ from typing import Any
 
 import yaml
 
-from hpcwizard.errors import UserError
+from hpcwizard.errors import UserError, first_unknown_key
 from hpcwizard.project.plan import JobResources, Plan, PlanError, plan_from_dict
 
 SHARED_FOLDER = "_shared"
@@ -94,9 +94,9 @@ def parse_continuation(data: Any, where: str, parameter_names: set[str]) -> Cont
         return ContinuationSettings()
     if not isinstance(data, dict):
         raise RecipeError(f"{where} continuation must be a mapping")
-    unknown = sorted(str(k) for k in set(data) - set(SETTINGS_KEYS))
-    if unknown:
-        raise RecipeError(f"{where} continuation has an unknown key {unknown[0]!r}",
+    unknown = first_unknown_key(data, SETTINGS_KEYS)
+    if unknown is not None:
+        raise RecipeError(f"{where} continuation has an unknown key {unknown!r}",
                           f"allowed keys: {', '.join(SETTINGS_KEYS)}")
     settings = ContinuationSettings(
         stop_signal=str(data.get("stop_signal", "TERM")),
@@ -413,10 +413,10 @@ class Recipe:
 
     def resolve_params(self, given: dict[str, Any]) -> dict[str, Any]:
         """Every parameter's value: the plan's, validated, else the default."""
-        unknown = sorted(set(given) - {p.name for p in self.parameters})
-        if unknown:
+        unknown = first_unknown_key(given, (p.name for p in self.parameters))
+        if unknown is not None:
             names = ", ".join(p.name for p in self.parameters) or "none"
-            raise PlanError(f"unknown parameter params.{unknown[0]} for recipe {self.name}", f"allowed: {names}")
+            raise PlanError(f"unknown parameter params.{unknown} for recipe {self.name}", f"allowed: {names}")
         resolved = {}
         for param in self.parameters:
             if param.name not in given or given[param.name] is None:
@@ -548,9 +548,9 @@ def _load_recipe(folder: Path) -> Recipe:
         raise RecipeError(f"cannot read {where}: {exc}") from None
     if not isinstance(data, dict):
         raise RecipeError(f"{where} must be a mapping")
-    unknown = sorted(str(k) for k in set(data) - set(RECIPE_KEYS))
-    if unknown:
-        raise RecipeError(f"{where} has an unknown key {unknown[0]!r}",
+    unknown = first_unknown_key(data, RECIPE_KEYS)
+    if unknown is not None:
+        raise RecipeError(f"{where} has an unknown key {unknown!r}",
                           f"allowed keys: {', '.join(RECIPE_KEYS)} (free-form values go under settings:)")
     repos = []
     for i, repo in enumerate(data.get("repos") or []):
@@ -643,11 +643,11 @@ STEP_TIME_KINDS = ("proportional",)
 
 def _load_parameter(data: dict[str, Any], where: str) -> Parameter:
     name = _require(data, "name", where)
-    unknown = sorted(str(k) for k in set(data) - set(PARAMETER_KEYS))
-    if unknown:
+    unknown = first_unknown_key(data, PARAMETER_KEYS)
+    if unknown is not None:
         # A comma inside an unquoted flow-mapping value ({help: a, b}) makes
         # a stray key: refuse it rather than silently cut the text.
-        raise RecipeError(f"{where} ({name}) has an unknown key {unknown[0]!r}",
+        raise RecipeError(f"{where} ({name}) has an unknown key {unknown!r}",
                           f"allowed keys: {', '.join(PARAMETER_KEYS)}; quote values that contain commas")
     kind = data.get("type", "str")
     if kind not in PARAMETER_TYPES:
