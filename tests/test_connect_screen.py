@@ -188,22 +188,29 @@ def test_the_wizard_over_ssh_needs_a_project_home_before_the_tui_opens(tmp_path,
 
 
 class _Asks(App):
-    def __init__(self, question) -> None:
+    """Shows the question ``make_question`` builds. Built on mount, in the
+    app's event loop, as TuiSshPrompts builds them: on Python 3.9 a widget's
+    lock needs the current event loop, and after an earlier test's
+    asyncio.run() the main thread has none."""
+
+    def __init__(self, make_question) -> None:
         super().__init__()
-        self.question = question
+        self.make_question = make_question
 
     def on_mount(self) -> None:
-        self.push_screen(self.question)
+        self.push_screen(self.make_question())
 
 
 def test_host_key_question_snapshot(snap_compare):
-    question = HostKeyQuestion("[login.example.org]:2222", "ssh-ed25519",
+    def question():
+        return HostKeyQuestion("[login.example.org]:2222", "ssh-ed25519",
                                "SHA256:fXZWHOXfmSx4C1XTZQI0cBrUakGK2SBgO8CLI63XXbg")
+
     assert snap_compare(_Asks(question), terminal_size=(100, 30))
 
 
 def test_passphrase_question_snapshot(snap_compare):
-    assert snap_compare(_Asks(PassphraseQuestion("~/.ssh/id_ed25519")), terminal_size=(100, 30),
+    assert snap_compare(_Asks(lambda: PassphraseQuestion("~/.ssh/id_ed25519")), terminal_size=(100, 30),
                         press=[*"secret"])
 
 
