@@ -270,9 +270,11 @@ class _KeyFile(PrivateKey):
                 self.notes.append(f"{self.path} skipped (no passphrase given)")
                 raise AuthenticationException("no passphrase")
             try:
-                # bytes: what paramiko 3.x takes; 5.x takes str or bytes (its
-                # types-paramiko stub says str only).
-                return paramiko.PKey.from_path(self.path, passphrase.encode("utf-8"))  # type: ignore[arg-type]
+                # bytes: what paramiko 3.x takes; 5.x takes str or bytes. Any:
+                # types-paramiko 5 says str only, 4 (the last for Python 3.9)
+                # says bytes, and one line must type-check under both.
+                secret: Any = passphrase.encode("utf-8")
+                return paramiko.PKey.from_path(self.path, secret)
             except (TypeError, ValueError, SSHException):
                 continue  # OpenSSH's "Bad passphrase, try again"
         self.notes.append(f"wrong passphrase for {self.path}")
