@@ -233,6 +233,34 @@ def test_readme_recipe_sections_match_the_recipes():
         "README's recipe sections are stale: regenerate them with `hpcwizard recipes --markdown`")
 
 
+def test_a_recipes_named_folders_fill_its_paths_and_bad_ones_are_refused(tmp_path):
+    """``folders:`` names paths once: later folders and every other path of
+    recipe.yaml use them as placeholders; a bad name, a clash with another
+    placeholder, or a path under no root is refused at load, naming it."""
+    from hpcwizard.project.recipe import RecipeError, _load_recipe
+
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    (folder / "train.sbatch.j2").write_text("#!/bin/bash\n")
+    base = ("name: mine\njobs: [{name: train, template: train.sbatch.j2, resources: train}]\n"
+            "defaults: {setup: {partition: cpu}, train: {partition: gpu}}\n"
+            "parameters: [{name: width, type: int, default: 64, help: pixels}]\n")
+    (folder / "recipe.yaml").write_text(base + 'folders: {data: "{data_root}/set", frames: "{data}/frames {width}"}\n'
+                                               'creates: ["{frames}"]\n')
+    recipe = _load_recipe(folder)
+    resolved = resolve(recipe.default_plan(tmp_path / "home", tmp_path / "d"), recipe)
+    assert dict(resolved.folders) == {"data": tmp_path / "d" / "set", "frames": tmp_path / "d" / "set" / "frames 64"}
+    assert resolved.created == (tmp_path / "d" / "set" / "frames 64",)
+    for bad, says in [('folders: {Frames: "{data_root}/f"}', "bad name 'Frames'"),
+                      ('folders: {width: "{data_root}/f"}', "folders.width is already a placeholder"),
+                      ('folders: {f: "/scratch/f"}', "folders.f must be a path under {project_home}, {data_root} or"),
+                      ('folders: {f: "{later}/x", later: "{data_root}/l"}', "folders.f must be a path under"),
+                      ('folders: ["{data_root}/f"]', "folders must be a mapping")]:
+        (folder / "recipe.yaml").write_text(base + bad + "\n")
+        with pytest.raises(RecipeError, match=re.escape(says)):
+            _load_recipe(folder)
+
+
 def test_a_recipe_with_a_typo_or_a_cut_help_text_is_refused(tmp_path):
     from hpcwizard.project.recipe import RecipeError, _load_recipe
 

@@ -270,6 +270,13 @@ def test_diffueraser_variants_differ_in_work_dir_and_repos(tmp_path):
     assert f"WORK_DIR={home}/DiffuEraser_finetune_prompt\n" in p_files["02_train.sbatch"]
     assert "--caption_yaml" in p_files["02_train.sbatch"]
     assert "--caption_yaml" not in np_files["02_train.sbatch"]
+    # folders: names both variants' work folders (setup rewrites the upstream
+    # scripts' paths to them): they are the variants' own, not a second spelling.
+    for plan in (np_plan, p_plan):
+        folders = resolve(plan, recipe).folders
+        work = home / ("DiffuEraser_finetune_prompt" if plan.variant == "prompt" else "DiffuEraser_finetune")
+        assert folders["work_prompt" if plan.variant == "prompt" else "work_non_prompt"] == work
+        assert {a.into for r in recipe.repos_for(plan) for a in r.archives if a.archive.name == "code_base.tar.gz"} == {work}
 
 
 def test_dpo_dataset_is_listed_but_not_fetched(tmp_path):

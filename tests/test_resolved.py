@@ -44,13 +44,29 @@ def template_sources(folder: Path) -> str:
 
 
 def declared_folders(recipe) -> list[str]:
-    """The paths recipe.yaml declares for the repos, the code and the environment, placeholders unfilled."""
+    """The paths recipe.yaml declares for the repos, the code, the environment
+    and its named ``folders:``, placeholders unfilled (a folder under another
+    folder spelled out from the roots)."""
     declared = [repo.dest for repo in recipe.repos]
     for section in ("code", "environment"):
         data = recipe.extra.get(section)
         if isinstance(data, dict):
             declared += [str(data[key]) for key in ("dest", "dir") if key in data]
-    return declared
+    spelled: dict[str, str] = {}
+    for name, folder in recipe.folders:
+        for earlier, text in spelled.items():
+            folder = folder.replace("{" + earlier + "}", text)
+        spelled[name] = folder
+    return declared + list(spelled.values())
+
+
+def spellings(declared: str) -> list[str]:
+    """How a template would spell ``declared`` itself: its tail after the
+    project home's or data root's shell variable, or after the paths value."""
+    root, tail = re.fullmatch(r"\{(project_home|data_root)\}(/.*)", declared).groups()
+    variable = root.upper()
+    return [f"${variable}{tail}", f"${{{variable}}}{tail}", f'"${variable}"{tail}',
+            f"paths.{root} ~ '{tail}", f'paths.{root} ~ "{tail}']
 
 
 @pytest.mark.parametrize("name", sorted(all_recipes()))
@@ -63,11 +79,10 @@ def test_no_template_spells_a_path_recipe_yaml_declares(name):
     sources = template_sources(recipe.folder)
     checked = 0
     for declared in declared_folders(recipe):
-        tail = re.sub(r"^\{(project_home|data_root)\}", "", declared)
-        if "{" in tail:  # a variant's or a parameter's value inside: no fixed text to look for
+        if "{" in declared.split("}", 1)[1]:  # a variant's or a parameter's value inside: no fixed text to look for
             continue
-        assert tail.startswith("/"), declared
-        assert tail not in sources, f"a {name} template spells {declared} instead of reading it from the plan"
+        for spelling in spellings(declared):
+            assert spelling not in sources, f"a {name} template spells {declared} ({spelling}) instead of reading it"
         checked += 1
     assert checked >= 2
 

@@ -34,7 +34,7 @@ from hpcwizard.project.plan import JobResources, Plan, PlanError, plan_from_dict
 SHARED_FOLDER = "_shared"
 RECIPE_KEYS = ("name", "title", "description", "variants", "parameters", "repos", "jobs", "files",
                "defaults", "creates", "results", "outputs", "settings", "training_stages",
-               "code", "environment", "continuation")
+               "code", "environment", "continuation", "folders")
 _SIZE = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*([KMGT]?)i?B?\s*$", re.IGNORECASE)
 _PLACEHOLDER = re.compile(r"\{(\w+)\}")
 # Numbers typed as text (the form, a quoted value in a plan file) are written the plain way:
@@ -369,6 +369,9 @@ class Recipe:
     variants: tuple[Variant, ...] = ()
     files: tuple[GeneratedFile, ...] = ()
     creates: tuple[str, ...] = ()
+    #: Named folders (``folders:``; placeholders unfilled), in order: templates
+    #: read them as ``folders.<name>``, and later paths of recipe.yaml as ``{name}``.
+    folders: tuple[tuple[str, str], ...] = ()
     results: str = ""
     checkpoint_bytes: int = 0
     checkpoint_limit_params: tuple[str, ...] = ()
@@ -467,6 +470,8 @@ class Recipe:
             "data_root": str(plan.data_root),
             "variant": plan.variant or "",
         })
+        for name, folder in self.folders:  # in order: a folder may use the ones above it
+            values[name] = _fill(folder, values)
         return values
 
     def repos_for(self, plan: Plan, *, include_optional: bool = False) -> list[ResolvedRepo]:
@@ -606,6 +611,8 @@ def _load_recipe(folder: Path) -> Recipe:
     if not isinstance(training_stages, int) or isinstance(training_stages, bool) or training_stages < 1:
         raise RecipeError(f"{where} training_stages must be a whole number >= 1, got {training_stages!r}")
     reserved = {"namespace", "project_home", "data_root", "variant"} & {p.name for p in parameters}
+    reserved_names = ({"namespace", "project_home", "data_root", "variant"} | {p.name for p in parameters}
+                      | {str(k) for v in data.get("variants") or () for k in (v.get("values") or {})})
     if reserved:
         raise RecipeError(f"{where} declares a parameter named {sorted(reserved)[0]}", "that name is a placeholder; rename it")
     return Recipe(
@@ -620,6 +627,7 @@ def _load_recipe(folder: Path) -> Recipe:
                        for v in data.get("variants") or ()),
         files=tuple(GeneratedFile(f["template"], f["name"]) for f in data.get("files") or ()),
         creates=tuple(data.get("creates") or ()),
+        folders=_load_folders(data.get("folders"), where, reserved_names),
         results=str(data.get("results", "")),
         checkpoint_bytes=parse_size(outputs.get("checkpoint_size", 0)),
         checkpoint_limit_params=tuple(outputs.get("checkpoint_limits") or ()),
@@ -630,10 +638,38 @@ def _load_recipe(folder: Path) -> Recipe:
         parameters=parameters,
         extra={k: v for k, v in data.items() if k not in {
             "name", "title", "description", "repos", "jobs", "defaults", "variants",
-            "files", "creates", "outputs", "parameters", "results", "training_stages", "continuation"}},
+            "files", "creates", "outputs", "parameters", "results", "training_stages", "continuation",
+            "folders"}},
         training_stages=training_stages,
         continuation=parse_continuation(data.get("continuation"), where, {p.name for p in parameters}),
     )
+
+
+_FOLDER_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+
+
+def _load_folders(data: Any, where: str, taken: set[str]) -> tuple[tuple[str, str], ...]:
+    """A recipe's ``folders:``: ``name: "{project_home}/..."`` (or under
+    ``{data_root}``, or under a folder above it), in order."""
+    if data is None:
+        return ()
+    if not isinstance(data, dict):
+        raise RecipeError(f"{where} folders must be a mapping of names to paths",
+                          'e.g. folders: {frames: "{data_root}/frames"}')
+    folders: list[tuple[str, str]] = []
+    for name, folder in data.items():
+        if not isinstance(name, str) or not _FOLDER_NAME.match(name):
+            raise RecipeError(f"{where} folders has a bad name {name!r}",
+                              "use lower-case letters, digits and _ (templates read folders.<name>)")
+        if name in taken:
+            raise RecipeError(f"{where} folders.{name} is already a placeholder (a parameter, a variant's value "
+                              "or a built-in)", "rename the folder")
+        bases = ("project_home", "data_root", *(earlier for earlier, _ in folders))
+        if not isinstance(folder, str) or not folder.startswith(tuple(f"{{{base}}}" for base in bases)):
+            raise RecipeError(f"{where} folders.{name} must be a path under {{project_home}}, {{data_root}} or a "
+                              f"folder above it, got {folder!r}", 'e.g. "{data_root}/frames"')
+        folders.append((name, folder))
+    return tuple(folders)
 
 
 PARAMETER_KEYS = ("name", "type", "default", "help", "target", "min", "max", "choices", "pattern", "multiple_of",

@@ -162,6 +162,7 @@ def render(project: Project, resolved: ResolvedPlan, out_dir: Path, *, hf_endpoi
         "environment": resolved.environment,
         "code": resolved.code,
         "checkpoint_dirs": resolved.checkpoint_dirs,
+        "folders": resolved.folders,
         "paths": {
             "project_home": plan.project_home,
             "data_root": plan.data_root,

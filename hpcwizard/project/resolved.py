@@ -47,6 +47,8 @@ class ResolvedPlan:
     converted_dirs: tuple[Path, ...]
     #: the folders the recipe says it creates (the check's overview)
     created: tuple[Path, ...]
+    #: the recipe's named folders (``folders:``), filled in: what templates see as ``folders``
+    folders: Mapping[str, Path]
 
     @property
     def layout(self) -> ProjectLayout:
@@ -89,4 +91,5 @@ def resolve(plan: Plan, recipe: Recipe | None = None) -> ResolvedPlan:
         checkpoint_dirs=filled(recipe.checkpoint_dirs),
         converted_dirs=filled(recipe.converted_dirs),
         created=filled(recipe.creates),
+        folders=MappingProxyType({name: Path(values[name]) for name, _ in recipe.folders}),
     )
