@@ -304,11 +304,11 @@ def remote_prepare(args: argparse.Namespace, files: ProjectFiles) -> int:
     disk, its token file), its output streamed here (:func:`prepare_on_login_node`)."""
     from hpcwizard.prepare import prepare_on_login_node
 
-    plan, _ = _remote_plan(args, files)
     runner = make_runner(args)
+    project, resolved = _planned_project(args, files, runner)
     command = remote_hpcwizard(args, runner)
     try:
-        status = prepare_on_login_node(plan, files, runner, command, sys.stdout)
+        status = prepare_on_login_node(project, resolved.plan, command, sys.stdout)
     except KeyboardInterrupt:
         print(f"\nhpcwizard: interrupted; prepare on {files.where} resumes where it stopped "
               "when you run the same command again", file=sys.stderr)

@@ -32,10 +32,10 @@ from hpcwizard.project.prepare_spec import CodeSpec, EnvironmentSpec
 
 if TYPE_CHECKING:
     from hpcwizard.download.progress import ProgressCallback
-    from hpcwizard.project.files import ProjectFiles, TextSink
+    from hpcwizard.project.files import TextSink
+    from hpcwizard.project.home import Project
     from hpcwizard.project.plan import Plan
     from hpcwizard.project.resolved import ResolvedPlan
-    from hpcwizard.shell import Runner
 
 PARTS = ("files", "code", "environment")
 #: ``on_line(part, line)``: one line of a part's progress (git, pip, conda output).
@@ -221,13 +221,14 @@ def run_prepare_command(plan_path: str, *, in_job: bool, files_only: bool = Fals
     return 0
 
 
-def prepare_on_login_node(plan: "Plan", files: "ProjectFiles", runner: "Runner", hpcwizard_cmd: list[str],
+def prepare_on_login_node(project: "Project", plan: "Plan", hpcwizard_cmd: list[str],
                           out: "TextSink", *, endpoint: Optional[str] = None,
                           cancel: Optional[threading.Event] = None) -> int:
     """``prepare`` for a laptop (``--host``): ``hpcwizard prepare`` runs ON
-    the login node, with its network, its disk and its token file; a copy of
-    ``plan`` is written there for it, and its output streams to ``out`` (the
-    CLI's stdout, the wizard's last lines). Its exit status (130: cancelled).
+    the login node (``project``'s files and runner), with its network, its
+    disk and its token file; a copy of ``plan`` is written there for it, and
+    its output streams to ``out`` (the CLI's stdout, the wizard's last
+    lines). Its exit status (130: cancelled).
 
     The one way both the CLI and the wizard do it. The hub the user chose
     (``endpoint``, else ``HF_ENDPOINT`` here) goes with it; the token does not
@@ -235,11 +236,12 @@ def prepare_on_login_node(plan: "Plan", files: "ProjectFiles", runner: "Runner",
     from hpcwizard.checks.hftoken import inspect_token_file
     from hpcwizard.checks.hub import endpoint_env
 
-    token_file = inspect_token_file(runner)
+    files = project.files
+    token_file = inspect_token_file(project.submit_runner())
     if not token_file.present:
         raise UserError(f"no Hugging Face token file on {files.where} ({token_file.path}): prepare reads it there",
                         "store it with the wizard's token step (`hpcwizard --host ...`) or `hf auth login` there")
-    remote_plan = plan.layout.remote_prepare_plan
+    remote_plan = project.layout.remote_prepare_plan
     files.write_text_atomic(remote_plan, plan.to_yaml())
     out.write(f"running `hpcwizard prepare {remote_plan}` on {files.where}\n")
     out.flush()

@@ -130,8 +130,8 @@ class DownloadStep(StepScreen):
         try:
             if not context.hpcwizard_cmd:
                 raise UserError(f"hpcwizard was not found on {files.where}", "install it there, then reopen the wizard")
-            status = prepare_on_login_node(self.plan, files, context.runner, context.hpcwizard_cmd, lines,
-                                           endpoint=context.hf_endpoint, cancel=cancel)
+            status = prepare_on_login_node(context.project_at(self.plan.project_home), self.plan,
+                                           context.hpcwizard_cmd, lines, endpoint=context.hf_endpoint, cancel=cancel)
         except UserError as exc:
             self.post_message(DownloadEnded(error=exc.one_line(), cancelled=cancel.is_set()))
             return
