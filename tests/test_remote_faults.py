@@ -293,13 +293,16 @@ def test_a_local_project_home_a_user_cannot_create_is_one_line(tmp_path, sshd: S
     """Locally, as a user who is not root (root may write anywhere): the
     wizard refuses before the TUI, in one line. The process drops to the
     login node's test user after importing hpcwizard (this machine's Python
-    lives under /root, which that user cannot read)."""
+    lives under /root, which that user cannot read). Building the parser
+    first loads what argparse imports lazily (gettext, and on Python 3.9
+    locale, which 3.10+ has loaded at start)."""
     import pwd
 
     user = pwd.getpwnam(sshd.test_user)
     script = (
         "import os, sys\n"
         "import hpcwizard.cli, hpcwizard.project.home, hpcwizard.project.session, hpcwizard.tui.app\n"
+        "hpcwizard.cli.build_parser()\n"
         f"os.setgroups([]); os.setgid({user.pw_gid}); os.setuid({user.pw_uid})\n"
         f"os.environ['HOME'] = {user.pw_dir!r}\n"
         "sys.exit(hpcwizard.cli.main(['--project-home', '/root/forbidden/x']))\n"
