@@ -339,6 +339,7 @@ def _project(args: argparse.Namespace, files: ProjectFiles, runner: Runner) -> P
 
 def print_status_table(snapshot: Any) -> None:
     from hpcwizard.jobs.status import format_elapsed_limit
+    from hpcwizard.slurm.models import JobState
 
     if snapshot.error:
         print(f"controller unreachable: {snapshot.error}")
@@ -349,7 +350,7 @@ def print_status_table(snapshot: Any) -> None:
     for job in snapshot.jobs:
         # The dashboard's format: "0:01 / ?" when accounting does not know the limit.
         used = format_elapsed_limit(job.elapsed, job.time_limit)
-        if job.state == "PENDING":
+        if job.state is JobState.PENDING:
             detail = job.reason or ""
             if job.dependency:
                 detail += f" ({job.dependency})"

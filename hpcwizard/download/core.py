@@ -54,7 +54,7 @@ from hpcwizard.download.transfer import (
 )
 from hpcwizard.download.unpack import UnpackResult, unpack
 from hpcwizard.errors import UserError
-from hpcwizard.project.files import ProjectFiles, local_or
+from hpcwizard.project.files import LOCAL_FILES, ProjectFiles
 from hpcwizard.project.recipe import ResolvedRepo
 from hpcwizard.project.state import FileProgress, ProjectState, now_iso, update_state
 from hpcwizard.sizes import human_bytes, human_duration
@@ -140,17 +140,17 @@ def _check_access(listings: list[_RepoListing], needed: set[str], token: str | N
             raise UserError(access.detail, access.fix)
 
 
-def _is_complete(manifest: Manifest | None, task: FileTask, files: ProjectFiles | None = None) -> bool:
+def _is_complete(manifest: Manifest | None, task: FileTask, files: ProjectFiles = LOCAL_FILES) -> bool:
     return manifest is not None and manifest.is_complete(task.dest, task.path, task.etag, files=files)
 
 
-def _part_done(task: FileTask, files: ProjectFiles | None = None) -> int:
+def _part_done(task: FileTask, files: ProjectFiles = LOCAL_FILES) -> int:
     """Bytes of a usable leftover part (same remote content), else 0."""
     info = read_sidecar(task.final, files)
     if info is None or not info.same_remote(task.etag, task.size, task.sha256):
         return 0
     try:
-        return min(local_or(files).stat(part_path(task.final)).size, task.size)
+        return min(files.stat(part_path(task.final)).size, task.size)
     except OSError:
         return 0
 
@@ -488,7 +488,7 @@ def download_plan(
 
 
 def repo_download_size(repo: ResolvedRepo, token: str | None = None, endpoint: str | None = None,
-                       files: ProjectFiles | None = None) -> tuple[int, int, int]:
+                       files: ProjectFiles = LOCAL_FILES) -> tuple[int, int, int]:
     """``(bytes_to_download, files_to_download, bytes_total)`` of one repo.
 
     ``files``: where ``repo.dest`` is (the login node's disk in remote mode);
@@ -506,7 +506,7 @@ def repo_download_size(repo: ResolvedRepo, token: str | None = None, endpoint: s
 
 
 def plan_download_size(resolved: ResolvedPlan, token: str | None = None, endpoint: str | None = None,
-                       files: ProjectFiles | None = None) -> tuple[int, int, int]:
+                       files: ProjectFiles = LOCAL_FILES) -> tuple[int, int, int]:
     """``(bytes_to_download, files_to_download, bytes_total)``; complete files and usable parts count as done."""
     sizes = [repo_download_size(repo, token, endpoint, files) for repo in resolved.repos]
     return sum(s[0] for s in sizes), sum(s[1] for s in sizes), sum(s[2] for s in sizes)

@@ -47,7 +47,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from hpcwizard.errors import UserError
-from hpcwizard.project.files import ProjectFiles, local_or
+from hpcwizard.project.files import LOCAL_FILES, ProjectFiles
 from hpcwizard.project.state import now_iso
 
 RECORD_VERSION = 1
@@ -95,9 +95,9 @@ def raise_write_error(exc: OSError, path: Path) -> NoReturn:
                     "check that the folder exists and is writable by you (the paths come from the plan)") from None
 
 
-def _read_json(path: Path, files: ProjectFiles | None = None) -> dict[str, Any] | None:
+def _read_json(path: Path, files: ProjectFiles = LOCAL_FILES) -> dict[str, Any] | None:
     try:
-        data = json.loads(local_or(files).read_text(path))
+        data = json.loads(files.read_text(path))
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) else None
@@ -123,7 +123,7 @@ class PartInfo:
         return self.etag == etag and self.size == size and self.sha256 == sha256
 
 
-def read_sidecar(final: Path, files: ProjectFiles | None = None) -> PartInfo | None:
+def read_sidecar(final: Path, files: ProjectFiles = LOCAL_FILES) -> PartInfo | None:
     data = _read_json(sidecar_path(final), files)
     if data is None or data.get("version") != RECORD_VERSION:
         return None
@@ -191,13 +191,13 @@ class Manifest:
         )
 
     def is_complete(self, dest: Path, path: str, etag: str | None = None, *, check_etag: bool = True,
-                    files: ProjectFiles | None = None) -> bool:
+                    files: ProjectFiles = LOCAL_FILES) -> bool:
         """The file is recorded complete and still has the recorded size and mtime (and etag)."""
         record = self.complete.get(path)
         if record is None or (check_etag and record.etag != etag):
             return False
         try:
-            st = local_or(files).stat(dest / path)
+            st = files.stat(dest / path)
         except OSError:
             return False
         return st.size == record.size and st.same_mtime(record.mtime_ns)
@@ -216,7 +216,7 @@ def manifest_path(dest: Path) -> Path:
     return dest / MANIFEST_NAME
 
 
-def read_manifest(dest: Path, files: ProjectFiles | None = None) -> Manifest | None:
+def read_manifest(dest: Path, files: ProjectFiles = LOCAL_FILES) -> Manifest | None:
     data = _read_json(manifest_path(dest), files)
     if data is None or data.get("version") != RECORD_VERSION:
         return None

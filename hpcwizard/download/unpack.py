@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Literal
 
 from hpcwizard.errors import UserError
-from hpcwizard.project.files import ProjectFiles, atomic_write, local_or
+from hpcwizard.project.files import LOCAL_FILES, ProjectFiles, atomic_write
 from hpcwizard.shell import LocalRunner, Runner, environment_without_secrets
 
 MARKER_PREFIX = ".hpcwizard-unpacked-"
@@ -68,12 +68,11 @@ def _identity(archive: Path, sha256: str | None, top: list[str] | None = None) -
 
 
 def is_unpacked(archive: Path, into: Path, sha256: str | None = None,
-                files: ProjectFiles | None = None) -> bool:
+                files: ProjectFiles = LOCAL_FILES) -> bool:
     """Whether the marker says this very archive was unpacked into ``into``.
 
     ``files``: where both are (the login node in remote mode, read over SFTP;
     its whole-second mtimes are compared to the second)."""
-    files = local_or(files)
     try:
         recorded = json.loads(files.read_text(marker_path(archive, into)))
         st = files.stat(archive)

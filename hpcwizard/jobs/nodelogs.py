@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from hpcwizard.jobs.logtail import FileSource, LocalFileSource, LogFollower, LogUpdate
 from hpcwizard.jobs.triage import CANDIDATE, NodeFinding, node_findings
-from hpcwizard.project.files import ProjectFiles, local_or
+from hpcwizard.project.files import LOCAL_FILES, ProjectFiles
 
 if TYPE_CHECKING:
     from hpcwizard.jobs.status import JobRow
@@ -82,11 +82,11 @@ class NodeLogWatch:
         self._followers.clear()
 
 
-def node_trouble(job: JobRow, files: ProjectFiles | None = None) -> list[NodeFinding]:
+def node_trouble(job: JobRow, files: ProjectFiles = LOCAL_FILES) -> list[NodeFinding]:
     """What the node logs of ``job`` say went wrong between its nodes, read once."""
     if len(job.node_logs) < 2:
         return []
-    watch = NodeLogWatch(job, local_or(files).open_source)
+    watch = NodeLogWatch(job, files.open_source)
     try:
         return watch.update()
     finally:

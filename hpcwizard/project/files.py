@@ -443,10 +443,6 @@ class LocalFiles:
 LOCAL_FILES = LocalFiles()
 
 
-def local_or(files: ProjectFiles | None) -> ProjectFiles:
-    return files if files is not None else LOCAL_FILES
-
-
 # --------------------------------------------------------------------------
 # The login node over SSH
 

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from hpcwizard.errors import UserError
-from hpcwizard.project.files import LockBusy, LockHandle, ProjectFiles, holder_note, local_or
+from hpcwizard.project.files import LOCAL_FILES, LockBusy, LockHandle, ProjectFiles, holder_note
 
 STATE_FILE = "state.json"
 STATE_VERSION = 1
@@ -117,10 +117,10 @@ def now_iso() -> str:
     return datetime.now(timezone.utc).astimezone().isoformat(timespec="seconds")
 
 
-def load_state(state_dir: Path, files: ProjectFiles | None = None) -> ProjectState:
+def load_state(state_dir: Path, files: ProjectFiles = LOCAL_FILES) -> ProjectState:
     path = Path(state_dir) / STATE_FILE
     try:
-        return ProjectState.from_json(local_or(files).read_text(path))
+        return ProjectState.from_json(files.read_text(path))
     except FileNotFoundError:
         return ProjectState()
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
@@ -129,10 +129,9 @@ def load_state(state_dir: Path, files: ProjectFiles | None = None) -> ProjectSta
 
 
 def update_state(state_dir: Path, change: Callable[[ProjectState], Any],
-                 files: ProjectFiles | None = None) -> ProjectState:
+                 files: ProjectFiles = LOCAL_FILES) -> ProjectState:
     """Apply ``change`` to the saved state under a lock; save and return it."""
     state_dir = Path(state_dir)
-    files = local_or(files)
     with files.lock(state_dir / ".state.lock"):
         state = load_state(state_dir, files)
         change(state)
@@ -170,9 +169,9 @@ class ProjectLock:
     #: end (the login node notices the dropped channel within moments).
     RETAKE_WAIT = 10.0
 
-    def __init__(self, state_dir: Path, files: ProjectFiles | None = None) -> None:
+    def __init__(self, state_dir: Path, files: ProjectFiles = LOCAL_FILES) -> None:
         self.path = Path(state_dir) / "wizard.lock"
-        self.files = local_or(files)
+        self.files = files
         self._held: contextlib.ExitStack | None = None
         self._handle: LockHandle | None = None
         self._unhook: Callable[[], None] | None = None

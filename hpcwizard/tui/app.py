@@ -198,7 +198,7 @@ def make_app(
     clock: Callable[[], datetime] | None = None,
     hf_endpoint: str | None = None,
     start_mode: str = "wizard",
-    files: ProjectFiles | None = None,
+    files: ProjectFiles = LOCAL_FILES,
     connection: Any = None,
     hpcwizard_cmd: list[str] | None = None,
     connecting: Callable[[], RemoteSetup] | None = None,
@@ -214,7 +214,6 @@ def make_app(
     command, connection, files and runner from its answer; ``ssh_prompts``
     (a :class:`~hpcwizard.tui.screens.ssh_questions.TuiSshPrompts`) asks the
     connection's host-key and passphrase questions as modals."""
-    files = files or LOCAL_FILES
     home: Path | None = None
     if project_home:
         home = Path(project_home) if files.remote else Path(project_home).absolute()

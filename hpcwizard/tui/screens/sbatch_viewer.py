@@ -18,7 +18,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Footer, Static
 
 from hpcwizard.errors import UserError
-from hpcwizard.project.files import ProjectFiles, local_or
+from hpcwizard.project.files import LOCAL_FILES, ProjectFiles
 
 
 class SbatchViewer(ModalScreen[None]):
@@ -47,10 +47,10 @@ class SbatchViewer(ModalScreen[None]):
 
     BINDINGS: ClassVar[list[BindingType]] = [Binding("escape,q,v", "dismiss_viewer", "Close")]
 
-    def __init__(self, path: str, files: ProjectFiles | None = None) -> None:
+    def __init__(self, path: str, files: ProjectFiles = LOCAL_FILES) -> None:
         super().__init__()
         self.path = path
-        self.files = local_or(files)  # the login node's in remote mode
+        self.files = files  # the login node's in remote mode
 
     def compose(self) -> ComposeResult:
         with Vertical():
