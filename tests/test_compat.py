@@ -4,6 +4,7 @@ of the core suite, on 3.9 and 3.13 too."""
 
 from __future__ import annotations
 
+import ast
 import re
 import socket
 import subprocess
@@ -70,3 +71,28 @@ def test_the_oldest_python_is_the_same_everywhere():
     assert others and others.group(1).split()[0] == version
     # Its venv installs pinned versions: no resolver walk over releases it cannot run.
     assert (REPO / "scripts" / f"constraints-py{version}.txt").exists()
+
+
+def _names(node: ast.expr | None) -> set[str]:
+    """The exception names an ``except`` clause catches, dotted (``socket.timeout``)."""
+    if node is None:
+        return set()
+    items = node.elts if isinstance(node, ast.Tuple) else [node]
+    return {ast.unparse(item) for item in items}
+
+
+def test_a_socket_timeout_is_caught_as_such_on_3_9():
+    """On Python 3.9 ``socket.timeout`` is an OSError but not a TimeoutError
+    (3.10 made them one class). An SFTP call that timed out on a RHEL 9 login
+    node's python once fell through ``except TimeoutError`` into the
+    reconnect-and-retry path, and a test's server thread ended at its first
+    accept timeout. So every clause that catches TimeoutError also names
+    socket.timeout (an asyncio or futures timeout is its own class)."""
+    missing = []
+    for path in sorted([*(REPO / "hpcwizard").rglob("*.py"), *(REPO / "tests").rglob("*.py")]):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ExceptHandler):
+                names = _names(node.type)
+                if "TimeoutError" in names and "socket.timeout" not in names:
+                    missing.append(f"{path.relative_to(REPO)}:{node.lineno}")
+    assert missing == [], "except TimeoutError without socket.timeout: " + ", ".join(missing)

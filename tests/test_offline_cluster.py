@@ -73,7 +73,7 @@ class LocalServer:
         while not self._stop.is_set():
             try:
                 conn, _ = self.sock.accept()
-            except TimeoutError:
+            except socket.timeout:  # TimeoutError from 3.10; on 3.9 only this
                 continue
             except OSError:
                 return

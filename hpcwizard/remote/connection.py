@@ -755,7 +755,7 @@ class SshConnection:
                 with self._sftp_turn:
                     sftp = self.sftp()
                     return operation(sftp)
-            except TimeoutError as exc:
+            except (TimeoutError, socket.timeout) as exc:  # one class from 3.10; on 3.9 a socket's is not a TimeoutError
                 with self._lock:
                     self._close_sftp()  # the SFTP stream is out of step now
                 raise SshError(
