@@ -699,6 +699,29 @@ Host loop
         assert through.reconnects == 1
 
 
+def test_an_sftp_call_that_gets_no_answer_is_one_line_not_a_reconnect(sshd: Sshd, known_hosts: Path) -> None:
+    """The login node's sshd stops answering (its session process group
+    stopped: a hung file system looks the same): the SFTP call ends after
+    sftp_timeout with its one line. On Python 3.9 a socket timeout is not a
+    TimeoutError, and with_sftp once took it for a dropped connection there:
+    it reconnected and tried again instead of saying so."""
+    connection = make_connection(sshd, known_hosts, sftp_timeout=1.0)
+    group = None
+    try:
+        connection.with_sftp(lambda sftp: sftp.stat("/"))  # the SFTP session is open
+        group = os.getpgid(session_process(sshd, SshRunner(connection)))
+        assert group != os.getpgid(sshd.master_pid)  # each session has its own group (setsid)
+        os.killpg(group, signal.SIGSTOP)
+        with pytest.raises(UserError, match=r"^SFTP on \S+ did not answer within 1 s; "):
+            connection.with_sftp(lambda sftp: sftp.stat("/"))
+        assert connection.reconnects == 0
+    finally:
+        if group is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(group, signal.SIGCONT)
+        connection.close()
+
+
 def test_unreachable_login_node_is_a_slurm_outage_not_a_crash(sshd: Sshd, known_hosts: Path) -> None:
     """The dashboard backs off on SlurmUnavailable: a login node that cannot be
     reached must surface as that, while host-key problems stay loud."""
